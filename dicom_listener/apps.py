@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class DicomListenerConfig(AppConfig):
+    name = "dicom_listener"
+    verbose_name = "DICOM listener"

@@ -1,0 +1,217 @@
+"""Registry models: what was received, and the dose it carried.
+
+Units are in field names. NULL means "not reported", never zero.
+"""
+from __future__ import annotations
+
+from django.db import models
+
+
+class Patient(models.Model):
+    patient_id = models.CharField(max_length=128)  # clear text, or HMAC pseudonym when pseudonymisation is on
+    issuer = models.CharField(max_length=128, blank=True, default="")
+    name = models.CharField(max_length=256, blank=True, default="")
+    sex = models.CharField(max_length=4, blank=True, default="")
+    birth_date = models.DateField(null=True, blank=True)
+    pseudonymised = models.BooleanField(default=False)
+    # RIS merges: a merged patient points at the surviving record; unmerge clears it.
+    merged_into = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="merged_from")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["issuer", "patient_id"], name="uniq_patient_issuer_id")]
+
+    def __str__(self) -> str:
+        return f"{self.patient_id}" + (f" ({self.issuer})" if self.issuer else "")
+
+
+class Device(models.Model):
+    """A physical unit. Identity survives a change of Device Observer UID (see DeviceIdentifier)."""
+
+    manufacturer = models.CharField(max_length=128, blank=True, default="")
+    model = models.CharField(max_length=128, blank=True, default="")
+    serial_number = models.CharField(max_length=128, blank=True, default="")
+    station_name = models.CharField(max_length=128, blank=True, default="")
+    device_observer_uid = models.CharField(max_length=128, blank=True, default="")
+    software_versions = models.CharField(max_length=256, blank=True, default="")
+    institution = models.CharField(max_length=256, blank=True, default="")
+    department = models.CharField(max_length=256, blank=True, default="")
+    display_name = models.CharField(max_length=256, blank=True, default="")
+    modality = models.CharField(max_length=8, blank=True, default="")
+    first_seen = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.display_name or " ".join(x for x in (self.manufacturer, self.model, self.station_name) if x) or f"device {self.pk}"
+
+
+class DeviceIdentifier(models.Model):
+    """Every identifier a device has been seen with: serial, observer UID, station name."""
+
+    KIND_SERIAL = "serial"
+    KIND_OBSERVER_UID = "observer_uid"
+    KIND_STATION = "station"
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="identifiers")
+    kind = models.CharField(max_length=16)
+    value = models.CharField(max_length=400)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "value"], name="uniq_device_identifier")]
+
+
+class DeviceSoftwareVersion(models.Model):
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="software_history")
+    software_versions = models.CharField(max_length=256)
+    first_seen = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["device", "software_versions"], name="uniq_device_sw")]
+
+
+class Study(models.Model):
+    study_instance_uid = models.CharField(max_length=128, unique=True)
+    patient = models.ForeignKey(Patient, null=True, on_delete=models.PROTECT, related_name="studies")
+    device = models.ForeignKey(Device, null=True, on_delete=models.PROTECT, related_name="studies")
+    study_datetime = models.DateTimeField(null=True, db_index=True)
+    accession_number = models.CharField(max_length=64, blank=True, default="")
+    study_description = models.CharField(max_length=256, blank=True, default="")
+    procedure_modality = models.CharField(max_length=8, blank=True, default="")  # CT, RF, XA, DX, MG, MR
+    pregnancy_status = models.CharField(max_length=24, blank=True, default="")
+    # set by staff in the app/API; wins over the DICOM value when present
+    pregnancy_status_override = models.CharField(max_length=24, blank=True, default="")
+    patient_weight_kg = models.FloatField(null=True)
+    patient_size_m = models.FloatField(null=True)
+    patient_age_years = models.FloatField(null=True)
+    # study totals derived from the active dose objects (recomputed by services)
+    dap_total_gy_cm2 = models.FloatField(null=True)
+    dose_rp_max_plane_gy = models.FloatField(null=True)  # the largest per-plane Ka,r (planes are never added)
+    fluoro_time_total_s = models.FloatField(null=True)
+    dlp_total_mgy_cm = models.FloatField(null=True)
+    ctdivol_max_mgy = models.FloatField(null=True)
+    event_count = models.IntegerField(default=0)
+    has_ionising_dose = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["patient", "study_datetime"]),
+            models.Index(fields=["device", "study_datetime"]),
+        ]
+
+    @property
+    def effective_pregnancy_status(self) -> str:
+        return self.pregnancy_status_override or self.pregnancy_status
+
+
+class DoseObject(models.Model):
+    """One received DICOM object: the durable original plus its ingest state."""
+
+    STATUS_RECEIVED = "received"
+    STATUS_INGESTED = "ingested"
+    STATUS_QUARANTINED = "quarantined"
+    STATUS_CHOICES = [(s, s) for s in (STATUS_RECEIVED, STATUS_INGESTED, STATUS_QUARANTINED)]
+
+    sop_instance_uid = models.CharField(max_length=128, unique=True)
+    sop_class_uid = models.CharField(max_length=128, blank=True, default="")
+    calling_ae = models.CharField(max_length=32, blank=True, default="")
+    path = models.CharField(max_length=1024)
+    size_bytes = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True, default="")
+    status = models.CharField(max_length=16, choices=STATUS_CHOICES, default=STATUS_RECEIVED, db_index=True)
+    quarantine_reason = models.TextField(blank=True, default="")
+    attempts = models.IntegerField(default=0)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    enqueued_at = models.DateTimeField(null=True)
+    ingested_at = models.DateTimeField(null=True)
+    # extracted
+    study = models.ForeignKey(Study, null=True, blank=True, on_delete=models.SET_NULL, related_name="dose_objects")
+    device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.SET_NULL, related_name="dose_objects")
+    source_kind = models.CharField(max_length=16, blank=True, default="")
+    template_id = models.CharField(max_length=8, blank=True, default="")
+    scope_of_accumulation = models.CharField(max_length=32, blank=True, default="")
+    dlp_total_mgy_cm = models.FloatField(null=True)
+    warnings = models.JSONField(default=list, blank=True)
+    # a later cumulative RDSR that holds all of this one's events supersedes it
+    superseded_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="supersedes")
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "received_at"])]
+
+
+class PlaneTotal(models.Model):
+    dose_object = models.ForeignKey(DoseObject, on_delete=models.CASCADE, related_name="planes")
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="plane_totals")
+    plane = models.CharField(max_length=8)  # single, A, B
+    dap_total_gy_cm2 = models.FloatField(null=True)
+    dose_rp_total_gy = models.FloatField(null=True)
+    fluoro_dap_total_gy_cm2 = models.FloatField(null=True)
+    acquisition_dap_total_gy_cm2 = models.FloatField(null=True)
+    fluoro_dose_rp_total_gy = models.FloatField(null=True)
+    acquisition_dose_rp_total_gy = models.FloatField(null=True)
+    fluoro_time_total_s = models.FloatField(null=True)
+    acquisition_time_total_s = models.FloatField(null=True)
+    total_frames = models.IntegerField(null=True)
+    reference_point_definition = models.CharField(max_length=256, blank=True, default="")
+    reference_point_code = models.CharField(max_length=64, blank=True, default="")
+    derived = models.BooleanField(default=False)
+
+
+class IrradiationEvent(models.Model):
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="events")
+    dose_object = models.ForeignKey(DoseObject, on_delete=models.CASCADE, related_name="events")
+    irradiation_event_uid = models.CharField(max_length=128)
+    event_type = models.CharField(max_length=32, blank=True, default="")
+    datetime = models.DateTimeField(null=True)
+    plane = models.CharField(max_length=8, blank=True, default="")
+    protocol = models.CharField(max_length=256, blank=True, default="")
+    dap_gy_cm2 = models.FloatField(null=True)
+    dose_rp_gy = models.FloatField(null=True)
+    reference_point_definition = models.CharField(max_length=256, blank=True, default="")
+    kvp = models.FloatField(null=True)
+    tube_current_ma = models.FloatField(null=True)
+    exposure_time_ms = models.FloatField(null=True)
+    pulse_rate_per_s = models.FloatField(null=True)
+    number_of_frames = models.IntegerField(null=True)
+    irradiation_duration_s = models.FloatField(null=True)
+    fluoro_mode = models.CharField(max_length=16, blank=True, default="")
+    dose_mode = models.CharField(max_length=64, blank=True, default="")
+    positioner_primary_angle_deg = models.FloatField(null=True)
+    positioner_secondary_angle_deg = models.FloatField(null=True)
+    collimated_field_area_m2 = models.FloatField(null=True)
+    ctdivol_mgy = models.FloatField(null=True)
+    dlp_mgy_cm = models.FloatField(null=True)
+    ctdiw_phantom = models.CharField(max_length=16, blank=True, default="")
+    ct_scanning_length_mm = models.FloatField(null=True)
+    ct_pitch_factor = models.FloatField(null=True)
+    target_region = models.CharField(max_length=128, blank=True, default="")
+    target_region_code = models.CharField(max_length=64, blank=True, default="")
+    dose_check = models.JSONField(null=True, blank=True)
+    extra = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["study", "irradiation_event_uid"], name="uniq_event_per_study")]
+
+
+class Participant(models.Model):
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="participants")
+    dose_object = models.ForeignKey(DoseObject, on_delete=models.CASCADE, related_name="participants")
+    name = models.CharField(max_length=256, blank=True, default="")
+    role = models.CharField(max_length=64, blank=True, default="")
+    role_code = models.CharField(max_length=64, blank=True, default="")
+    person_id = models.CharField(max_length=128, blank=True, default="")
+    source = models.CharField(max_length=32, blank=True, default="rdsr")
+
+
+class MRExam(models.Model):
+    """Intraoperative/other MR: no ionising dose; RF and gradient exposure recorded."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="mr_exams")
+    dose_object = models.OneToOneField(DoseObject, on_delete=models.CASCADE, related_name="mr_exam")
+    sar_w_kg = models.FloatField(null=True)
+    sar_definition = models.CharField(max_length=32, blank=True, default="")
+    db_dt_t_s = models.FloatField(null=True)
+    field_strength_t = models.FloatField(null=True)
+    b1rms_ut = models.FloatField(null=True)
+    operating_mode = models.CharField(max_length=32, blank=True, default="")
+    protocol = models.CharField(max_length=256, blank=True, default="")

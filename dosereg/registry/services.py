@@ -1,0 +1,555 @@
+"""Registry services: every write to the dose registry goes through here.
+
+One transaction per object, bulk inserts, idempotent on SOP Instance UID and on
+Irradiation Event UID. Parsing is done by the pure ``dosereg.rdsr`` package.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from dataclasses import asdict
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Max, Sum
+from django.utils import timezone
+
+from dosereg.rdsr import ExtractionError, extract_file
+from dosereg.rdsr import records as R
+
+from .models import (
+    Device,
+    DeviceIdentifier,
+    DeviceSoftwareVersion,
+    DoseObject,
+    IrradiationEvent,
+    MRExam,
+    Participant,
+    Patient,
+    PlaneTotal,
+    Study,
+)
+from .signals import studies_changed
+
+log = logging.getLogger(__name__)
+
+# outcomes of dose_object_register
+REGISTERED = "registered"
+DUPLICATE = "duplicate"
+REPLACED = "replaced"
+
+
+# ---------------------------------------------------------------------------
+# receiving
+# ---------------------------------------------------------------------------
+def dose_object_register(
+    *, sop_instance_uid: str, sop_class_uid: str, path: Path | str, sha256: str, size_bytes: int, calling_ae: str = "",
+    enqueue: bool = True,
+) -> tuple[DoseObject, str]:
+    """Record a durably stored object and enqueue its ingest after commit.
+
+    Re-sending an identical object changes nothing. A different object under
+    the same SOP Instance UID replaces the earlier one (re-ingested).
+    """
+    with transaction.atomic():
+        obj, created = DoseObject.objects.select_for_update().get_or_create(
+            sop_instance_uid=sop_instance_uid,
+            defaults={
+                "sop_class_uid": sop_class_uid,
+                "path": str(path),
+                "sha256": sha256,
+                "size_bytes": size_bytes,
+                "calling_ae": calling_ae,
+                "enqueued_at": timezone.now(),
+            },
+        )
+        if created:
+            outcome = REGISTERED
+        elif obj.sha256 == sha256:
+            if obj.status != DoseObject.STATUS_RECEIVED:
+                return obj, DUPLICATE
+            outcome = DUPLICATE  # still pending: make sure it is queued
+            obj.enqueued_at = timezone.now()
+            obj.save(update_fields=["enqueued_at"])
+        else:
+            outcome = REPLACED
+            obj.sop_class_uid = sop_class_uid
+            obj.path = str(path)
+            obj.sha256 = sha256
+            obj.size_bytes = size_bytes
+            obj.calling_ae = calling_ae or obj.calling_ae
+            obj.status = DoseObject.STATUS_RECEIVED
+            obj.quarantine_reason = ""
+            obj.enqueued_at = timezone.now()
+            obj.save()
+        pk = obj.pk
+        if enqueue:
+            transaction.on_commit(lambda: enqueue_ingest(pk))
+    return obj, outcome
+
+
+def enqueue_ingest(dose_object_id: int) -> bool:
+    """Hand an object to the workers. Failure is logged, never raised: the sweeper retries."""
+    from .tasks import ingest_object_task
+
+    try:
+        ingest_object_task.apply_async(
+            args=[dose_object_id],
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
+        )
+        return True
+    except Exception as exc:  # broker down: the object is safe on disk and in the table
+        log.warning("could not enqueue dose object %s (%s); the sweeper will retry", dose_object_id, exc)
+        return False
+
+
+# ---------------------------------------------------------------------------
+# ingest
+# ---------------------------------------------------------------------------
+def dose_object_ingest(*, dose_object_id: int, force: bool = False) -> DoseObject:
+    """Extract one stored object and write its dose records in one transaction."""
+    obj = DoseObject.objects.get(pk=dose_object_id)
+    if obj.status != DoseObject.STATUS_RECEIVED and not force:
+        return obj
+    try:
+        doc = extract_file(_resolve_path(obj))
+    except ExtractionError as exc:
+        return _quarantine(obj.pk, str(exc))
+    except OSError as exc:
+        return _quarantine(obj.pk, f"stored original unreadable: {exc}")
+    if doc.sop_instance_uid != obj.sop_instance_uid:
+        doc.warnings.append(
+            f"SOP Instance UID in the object ({doc.sop_instance_uid}) differs from the C-STORE request ({obj.sop_instance_uid})"
+        )
+    affected: set[int] = set()
+    with transaction.atomic():
+        obj = DoseObject.objects.select_for_update().get(pk=dose_object_id)
+        if obj.status != DoseObject.STATUS_RECEIVED and not force:
+            return obj
+        old_study_id = obj.study_id
+        _write_document(obj, doc, affected)
+        if old_study_id and old_study_id != obj.study_id:
+            study_recompute_totals(study_id=old_study_id)
+            affected.add(old_study_id)
+    patient_ids = sorted(set(Study.objects.filter(pk__in=affected).values_list("patient_id", flat=True)) - {None})
+    transaction.on_commit(lambda: studies_changed.send(sender=DoseObject, study_ids=sorted(affected), patient_ids=patient_ids))
+    return obj
+
+
+def _resolve_path(obj: DoseObject) -> Path:
+    return Path(obj.path)
+
+
+def _quarantine(dose_object_id: int, reason: str) -> DoseObject:
+    with transaction.atomic():
+        obj = DoseObject.objects.select_for_update().get(pk=dose_object_id)
+        obj.status = DoseObject.STATUS_QUARANTINED
+        obj.quarantine_reason = reason[:2000]
+        obj.attempts += 1
+        obj.save(update_fields=["status", "quarantine_reason", "attempts"])
+    log.warning("quarantined %s: %s", obj.sop_instance_uid, reason)
+    return obj
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if timezone.is_naive(value):
+        return timezone.make_aware(value, timezone.get_default_timezone())
+    return value
+
+
+def _s(value) -> str:
+    return "" if value is None else str(value)
+
+
+def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int]) -> None:
+    device = device_resolve(doc.device, modality=doc.procedure_modality or doc.modality or "")
+    patient = patient_resolve(doc.patient, warnings=doc.warnings)
+    study = _study_upsert(doc, patient, device)
+    affected.add(study.pk)
+
+    # re-ingest of the same object: remove what it wrote before
+    IrradiationEvent.objects.filter(dose_object=obj).delete()
+    PlaneTotal.objects.filter(dose_object=obj).delete()
+    Participant.objects.filter(dose_object=obj).delete()
+    MRExam.objects.filter(dose_object=obj).delete()
+
+    events = doc.events
+    if doc.source_kind == R.IMAGE_HEADER:
+        for ev in events:  # one event per image: key it by the image's SOP Instance UID
+            ev.irradiation_event_uid = ev.irradiation_event_uid or doc.sop_instance_uid
+    new_uids = {e.irradiation_event_uid for e in events if e.irradiation_event_uid}
+
+    # cumulative RDSRs (a later one holds all events of an earlier one): supersede, never double count
+    owners: dict[int, set[str]] = {}
+    for owner_id, uid in IrradiationEvent.objects.filter(study=study).exclude(dose_object=obj).values_list(
+        "dose_object_id", "irradiation_event_uid"
+    ):
+        owners.setdefault(owner_id, set()).add(uid)
+    active_others = set(
+        DoseObject.objects.filter(study=study, status=DoseObject.STATUS_INGESTED, superseded_by__isnull=True)
+        .exclude(pk=obj.pk)
+        .values_list("pk", flat=True)
+    )
+    superseded_by_other = None
+    if new_uids:
+        for other_id in active_others:
+            other_uids = owners.get(other_id, set())
+            if new_uids <= other_uids and new_uids != other_uids:
+                superseded_by_other = other_id  # an older partial report arriving late
+                break
+    to_supersede = [] if superseded_by_other else [
+        oid for oid in active_others if owners.get(oid) and owners[oid] <= new_uids
+    ]
+    overlap = [oid for oid in active_others if oid not in to_supersede and owners.get(oid, set()) & new_uids]
+    if overlap and not superseded_by_other:
+        doc.warnings.append("events overlap another report of this study without being a superset; events were merged by Irradiation Event UID")
+
+    obj.superseded_by_id = superseded_by_other
+    if to_supersede:
+        DoseObject.objects.filter(pk__in=to_supersede).update(superseded_by=obj)
+        DoseObject.objects.filter(superseded_by_id__in=to_supersede).update(superseded_by=obj)
+
+    if not superseded_by_other and events:
+        rows = [_event_row(ev, study, obj, doc) for ev in events]
+        update_fields = [f.name for f in IrradiationEvent._meta.concrete_fields if f.name not in ("id", "study", "irradiation_event_uid")]
+        IrradiationEvent.objects.bulk_create(
+            rows,
+            batch_size=500,
+            update_conflicts=True,
+            unique_fields=["study", "irradiation_event_uid"],
+            update_fields=update_fields,
+        )
+    PlaneTotal.objects.bulk_create([_plane_row(p, study, obj) for p in doc.planes])
+    seen: set[tuple[str, str]] = set()
+    participants = []
+    for p in doc.participants:
+        key = (_s(p.name), _s(p.role))
+        if key in seen:
+            continue
+        seen.add(key)
+        participants.append(
+            Participant(study=study, dose_object=obj, name=_s(p.name)[:256], role=_s(p.role)[:64],
+                        role_code=_s(p.role_code)[:64], person_id=_s(p.person_id)[:128], source=p.source)
+        )
+    Participant.objects.bulk_create(participants)
+    if doc.mr is not None:
+        MRExam.objects.create(
+            study=study, dose_object=obj, sar_w_kg=doc.mr.sar_w_kg, sar_definition=_s(doc.mr.sar_definition)[:32],
+            db_dt_t_s=doc.mr.db_dt_t_s, field_strength_t=doc.mr.field_strength_t, b1rms_ut=doc.mr.b1rms_ut,
+            operating_mode=_s(doc.mr.operating_mode)[:32], protocol=_s(doc.mr.protocol)[:256],
+        )
+
+    obj.study = study
+    obj.device = device
+    obj.source_kind = doc.source_kind
+    obj.template_id = _s(doc.template_id)
+    obj.scope_of_accumulation = _s(doc.scope_of_accumulation)
+    obj.dlp_total_mgy_cm = doc.dlp_total_mgy_cm
+    obj.warnings = list(doc.warnings)
+    obj.status = DoseObject.STATUS_INGESTED
+    obj.quarantine_reason = ""
+    obj.ingested_at = timezone.now()
+    obj.attempts += 1
+    obj.save()
+    study_recompute_totals(study_id=study.pk)
+
+
+def _event_row(ev: R.IrradiationEvent, study: Study, obj: DoseObject, doc: R.DoseDocument) -> IrradiationEvent:
+    return IrradiationEvent(
+        study=study,
+        dose_object=obj,
+        irradiation_event_uid=ev.irradiation_event_uid or f"{doc.sop_instance_uid}#{id(ev)}",
+        event_type=_s(ev.event_type)[:32],
+        datetime=_aware(ev.datetime),
+        plane=_s(ev.plane)[:8],
+        protocol=_s(ev.protocol)[:256],
+        dap_gy_cm2=ev.dap_gy_cm2,
+        dose_rp_gy=ev.dose_rp_gy,
+        reference_point_definition=_s(ev.reference_point_definition)[:256],
+        kvp=ev.kvp,
+        tube_current_ma=ev.tube_current_ma,
+        exposure_time_ms=ev.exposure_time_ms,
+        pulse_rate_per_s=ev.pulse_rate_per_s,
+        number_of_frames=ev.number_of_frames,
+        irradiation_duration_s=ev.irradiation_duration_s,
+        fluoro_mode=_s(ev.fluoro_mode)[:16],
+        dose_mode=_s(ev.dose_mode)[:64],
+        positioner_primary_angle_deg=ev.positioner_primary_angle_deg,
+        positioner_secondary_angle_deg=ev.positioner_secondary_angle_deg,
+        collimated_field_area_m2=ev.collimated_field_area_m2,
+        ctdivol_mgy=ev.ctdivol_mgy,
+        dlp_mgy_cm=ev.dlp_mgy_cm,
+        ctdiw_phantom=_s(ev.ctdiw_phantom)[:16],
+        ct_scanning_length_mm=ev.ct_scanning_length_mm,
+        ct_pitch_factor=ev.ct_pitch_factor,
+        target_region=_s(ev.target_region)[:128],
+        target_region_code=_s(ev.target_region_code)[:64],
+        dose_check=asdict(ev.dose_check) if ev.dose_check else None,
+        extra=_jsonable(ev.extra),
+    )
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _plane_row(p: R.PlaneTotals, study: Study, obj: DoseObject) -> PlaneTotal:
+    return PlaneTotal(
+        dose_object=obj, study=study, plane=p.plane,
+        dap_total_gy_cm2=p.dap_total_gy_cm2, dose_rp_total_gy=p.dose_rp_total_gy,
+        fluoro_dap_total_gy_cm2=p.fluoro_dap_total_gy_cm2, acquisition_dap_total_gy_cm2=p.acquisition_dap_total_gy_cm2,
+        fluoro_dose_rp_total_gy=p.fluoro_dose_rp_total_gy, acquisition_dose_rp_total_gy=p.acquisition_dose_rp_total_gy,
+        fluoro_time_total_s=p.fluoro_time_total_s, acquisition_time_total_s=p.acquisition_time_total_s,
+        total_frames=p.total_frames, reference_point_definition=_s(p.reference_point_definition)[:256],
+        reference_point_code=_s(p.reference_point_code)[:64], derived=p.derived,
+    )
+
+
+def _study_upsert(doc: R.DoseDocument, patient: Patient | None, device: Device | None) -> Study:
+    uid = doc.study_instance_uid or f"nostudy-{doc.sop_instance_uid}"
+    study, _ = _get_or_create(Study, study_instance_uid=uid)
+    study = Study.objects.select_for_update().get(pk=study.pk)  # serialise ingests of one study
+    p = doc.patient
+    study.patient = patient
+    study.device = device or study.device
+    study.study_datetime = _aware(doc.study_datetime) or study.study_datetime
+    study.accession_number = _s(doc.accession_number)[:64] or study.accession_number
+    study.study_description = _s(doc.study_description or doc.procedure_description)[:256] or study.study_description
+    modality = doc.procedure_modality or doc.modality or ""
+    if modality and (not study.procedure_modality or doc.source_kind in (R.RDSR, R.DOSE_SUMMARY)):
+        study.procedure_modality = modality[:8]
+    if p.pregnancy_status:
+        study.pregnancy_status = p.pregnancy_status
+    study.patient_weight_kg = p.weight_kg if p.weight_kg is not None else study.patient_weight_kg
+    study.patient_size_m = p.size_m if p.size_m is not None else study.patient_size_m
+    study.patient_age_years = p.age_years if p.age_years is not None else study.patient_age_years
+    study.save()
+    return study
+
+
+def _get_or_create(model, defaults=None, **lookup):
+    """get_or_create that survives a concurrent insert of the same key."""
+    try:
+        return model.objects.get_or_create(defaults=defaults or {}, **lookup)
+    except IntegrityError:
+        return model.objects.get(**lookup), False
+
+
+def study_recompute_totals(*, study_id: int) -> None:
+    """Study totals from its active (not superseded) dose objects; planes are never added together."""
+    active = DoseObject.objects.filter(study_id=study_id, status=DoseObject.STATUS_INGESTED, superseded_by__isnull=True)
+    per_plane: dict[str, dict[str, float | None]] = {}
+    for row in PlaneTotal.objects.filter(dose_object__in=active).values("plane", "dap_total_gy_cm2", "dose_rp_total_gy", "fluoro_time_total_s"):
+        acc = per_plane.setdefault(row["plane"], {"dap": None, "rp": None, "ft": None})
+        for key, field in (("dap", "dap_total_gy_cm2"), ("rp", "dose_rp_total_gy"), ("ft", "fluoro_time_total_s")):
+            if row[field] is not None:
+                acc[key] = (acc[key] or 0.0) + row[field]
+    ev = IrradiationEvent.objects.filter(study_id=study_id).aggregate(
+        n=Count("id"), ctdi=Max("ctdivol_mgy"), dap=Sum("dap_gy_cm2"), dlp=Sum("dlp_mgy_cm")
+    )
+    event_count = ev["n"]
+    dlp_total = active.aggregate(d=Sum("dlp_total_mgy_cm"))["d"]
+    if dlp_total is None:
+        dlp_total = ev["dlp"]
+    dap_vals = [v["dap"] for v in per_plane.values() if v["dap"] is not None]
+    rp_vals = [v["rp"] for v in per_plane.values() if v["rp"] is not None]
+    ft_vals = [v["ft"] for v in per_plane.values() if v["ft"] is not None]
+    has_mr = MRExam.objects.filter(study_id=study_id).exists()
+    Study.objects.filter(pk=study_id).update(
+        dap_total_gy_cm2=sum(dap_vals) if dap_vals else ev["dap"],
+        dose_rp_max_plane_gy=max(rp_vals) if rp_vals else None,
+        fluoro_time_total_s=sum(ft_vals) if ft_vals else None,
+        dlp_total_mgy_cm=dlp_total,
+        ctdivol_max_mgy=ev["ctdi"],
+        event_count=event_count,
+        has_ionising_dose=bool(event_count or dap_vals or rp_vals or dlp_total) or not has_mr,
+        updated_at=timezone.now(),
+    )
+
+
+# ---------------------------------------------------------------------------
+# identity
+# ---------------------------------------------------------------------------
+def pseudonym(value: str) -> str:
+    return hmac.new(settings.PSEUDONYM_SECRET.encode(), value.encode(), hashlib.sha256).hexdigest()
+
+
+def patient_resolve(info: R.PatientInfo, *, warnings: list[str]) -> Patient | None:
+    """Link by Patient ID + Issuer; birth date and sex are checks, not keys."""
+    pid = (info.id or "").strip()
+    if not pid:
+        warnings.append("no Patient ID: the study is not linked to a patient and has no cumulative exposure")
+        return None
+    issuer = (info.issuer or "").strip()
+    pseudo = settings.PSEUDONYMISE_PATIENTS
+    key_id = pseudonym(f"{issuer}|{pid}") if pseudo else pid[:128]
+    birth = info.birth_date
+    if pseudo and birth:
+        birth = date(birth.year, 1, 1)
+    patient, created = _get_or_create(
+        Patient,
+        issuer=issuer[:128],
+        patient_id=key_id,
+        defaults={
+            "name": "" if pseudo else _s(info.name)[:256],
+            "sex": _s(info.sex)[:4],
+            "birth_date": birth,
+            "pseudonymised": pseudo,
+        },
+    )
+    if not created:
+        if patient.birth_date and birth and patient.birth_date != birth:
+            warnings.append("patient identity check: birth date differs from the registered patient")
+        if patient.sex and info.sex and patient.sex != info.sex:
+            warnings.append("patient identity check: sex differs from the registered patient")
+        changed = False
+        if not patient.birth_date and birth:
+            patient.birth_date, changed = birth, True
+        if not patient.sex and info.sex:
+            patient.sex, changed = info.sex[:4], True
+        if changed:
+            patient.save(update_fields=["birth_date", "sex"])
+    while patient.merged_into_id:
+        patient = patient.merged_into
+    return patient
+
+
+def device_resolve(info: R.DeviceInfo, *, modality: str = "") -> Device | None:
+    """Find the physical unit by serial, then observer UID, then station; remember every identifier."""
+    manu, model = _s(info.manufacturer).strip(), _s(info.model).strip()
+    idents: list[tuple[str, str]] = []
+    if info.serial_number:
+        idents.append((DeviceIdentifier.KIND_SERIAL, f"{manu}|{model}|{info.serial_number}".lower()[:400]))
+    if info.device_observer_uid:
+        idents.append((DeviceIdentifier.KIND_OBSERVER_UID, info.device_observer_uid[:400]))
+    if info.station_name or manu or model:
+        idents.append((DeviceIdentifier.KIND_STATION, f"{manu}|{model}|{_s(info.station_name)}".lower()[:400]))
+    if not idents:
+        return None
+    found = {
+        (d.kind, d.value): d.device_id
+        for d in DeviceIdentifier.objects.filter(value__in=[v for _, v in idents])
+    }
+    device_id = next((found[k] for k in idents if k in found), None)
+    now = timezone.now()
+    if device_id is None:
+        device = Device.objects.create(
+            manufacturer=manu[:128], model=model[:128], serial_number=_s(info.serial_number)[:128],
+            station_name=_s(info.station_name)[:128], device_observer_uid=_s(info.device_observer_uid)[:128],
+            software_versions=_s(info.software_versions)[:256], institution=_s(info.institution_name)[:256],
+            department=_s(info.department)[:256], modality=modality[:8], last_seen=now,
+            display_name=" ".join(x for x in (_s(info.station_name), manu, model) if x)[:256],
+        )
+    else:
+        device = Device.objects.get(pk=device_id)
+        device.last_seen = now
+        if info.device_observer_uid:
+            device.device_observer_uid = info.device_observer_uid[:128]
+        if info.software_versions:
+            device.software_versions = info.software_versions[:256]
+        device.save(update_fields=["last_seen", "device_observer_uid", "software_versions"])
+    missing = [DeviceIdentifier(device=device, kind=k, value=v) for k, v in idents if (k, v) not in found]
+    if missing:
+        DeviceIdentifier.objects.bulk_create(missing, ignore_conflicts=True)
+    if info.software_versions:
+        DeviceSoftwareVersion.objects.bulk_create(
+            [DeviceSoftwareVersion(device=device, software_versions=info.software_versions[:256])], ignore_conflicts=True
+        )
+    return device
+
+
+# ---------------------------------------------------------------------------
+# operations
+# ---------------------------------------------------------------------------
+def dose_objects_reprocess(*, queryset=None, inline: bool = False) -> int:
+    """Re-extract stored originals (after a parser or configuration change)."""
+    qs = queryset if queryset is not None else DoseObject.objects.all()
+    ids = list(qs.values_list("pk", flat=True))
+    DoseObject.objects.filter(pk__in=ids).update(status=DoseObject.STATUS_RECEIVED, enqueued_at=timezone.now())
+    for pk in ids:
+        if inline:
+            dose_object_ingest(dose_object_id=pk, force=True)
+        else:
+            enqueue_ingest(pk)
+    return len(ids)
+
+
+def dose_objects_sweep(*, spool=None, stale_after_s: int | None = None, orphan_window_s: int = 7 * 86400) -> dict:
+    """Re-enqueue objects stored but not ingested; register files that have no row."""
+    stale_after_s = settings.SWEEP_STALE_AFTER_S if stale_after_s is None else stale_after_s
+    cutoff = timezone.now() - timedelta(seconds=stale_after_s)
+    stale = list(
+        DoseObject.objects.filter(status=DoseObject.STATUS_RECEIVED, enqueued_at__lt=cutoff).values_list("pk", flat=True)[:10000]
+    )
+    requeued = 0
+    for pk in stale:
+        DoseObject.objects.filter(pk=pk).update(enqueued_at=timezone.now())
+        requeued += enqueue_ingest(pk)
+    registered = 0
+    if spool is not None:
+        import time
+
+        batch: dict[str, Path] = {}
+
+        def flush() -> int:
+            known = set(DoseObject.objects.filter(path__in=[str(p) for p in batch.values()]).values_list("path", flat=True))
+            n = 0
+            for name, path in batch.items():
+                if str(path) in known:
+                    continue
+                if name.startswith("x"):
+                    continue  # non-UID names are registered by the handler only
+                data = path.read_bytes()
+                dose_object_register(
+                    sop_instance_uid=name, sop_class_uid="", path=path,
+                    sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data), calling_ae="",
+                )
+                n += 1
+            batch.clear()
+            return n
+
+        for name, path in spool.iter_files(newer_than=time.time() - orphan_window_s):
+            batch[name] = path
+            if len(batch) >= 1000:
+                registered += flush()
+        registered += flush()
+    return {"requeued": requeued, "registered": registered}
+
+
+def dose_file_import(*, path: Path, spool, inline: bool = True) -> tuple[DoseObject, str]:
+    """Import one file through the same pipeline as the listener (spool, register, ingest)."""
+    import pydicom
+
+    data = Path(path).read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    sop_uid = sop_class = ""
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID", "SOPClassUID"])
+        sop_uid = str(ds.get("SOPInstanceUID", "") or "").strip()
+        sop_class = str(ds.get("SOPClassUID", "") or "").strip()
+    except Exception:  # unreadable: still stored and quarantined with the extractor's reason
+        pass
+    if not sop_uid:
+        sop_uid = f"unidentified-{sha[:40]}"
+    stored = spool.store(sop_uid, data)
+    obj, outcome = dose_object_register(
+        sop_instance_uid=sop_uid, sop_class_uid=sop_class, path=stored.path, sha256=stored.sha256,
+        size_bytes=stored.size_bytes, calling_ae="import", enqueue=not inline,
+    )
+    if inline and obj.status == DoseObject.STATUS_RECEIVED:
+        obj = dose_object_ingest(dose_object_id=obj.pk)
+    return obj, outcome

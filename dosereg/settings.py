@@ -1,0 +1,195 @@
+"""dosereg settings: everything comes from the environment, with safe defaults.
+
+With nothing configured the whole system runs on one machine: SQLite in ./var,
+Celery tasks executed in-process, e-mail printed to the console. Set
+DATABASE_URL / REDIS_URL / EMAIL_URL for the production path.
+"""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return default if value in (None, "") else value
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value in (None, ""):
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r} is not a boolean")
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={value!r} is not an integer") from exc
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [v.strip() for v in (env(name, default) or "").split(",") if v.strip()]
+
+
+VAR_DIR = Path(env("DOSEREG_VAR_DIR", str(BASE_DIR / "var")))  # type: ignore[arg-type]
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env("SECRET_KEY")
+if not SECRET_KEY:
+    if env_bool("DOSEREG_PRODUCTION", False):
+        raise ImproperlyConfigured("SECRET_KEY must be set in production")
+    SECRET_KEY = "insecure-dev-key-only-for-the-embedded-demo-" + "x" * 20
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "dosereg.registry",
+    "dosereg.notifications",
+    "dosereg.exposure",
+    "dosereg.staff",
+    "dosereg.audit",
+    "dosereg.web",
+    "dicom_listener",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "dosereg.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+WSGI_APPLICATION = "dosereg.wsgi.application"
+
+# --- database -------------------------------------------------------------
+DATABASE_URL = env("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "dosereg.sqlite3",
+            "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = env("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "dosereg" / "static"] if (BASE_DIR / "dosereg" / "static").exists() else []
+
+# --- Celery -----------------------------------------------------------------
+REDIS_URL = env("REDIS_URL")
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = None
+# Embedded default: run tasks in-process. With a broker, tasks go to workers.
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", REDIS_URL is None)
+CELERY_TASK_EAGER_PROPAGATES = False
+CELERY_TASK_ACKS_LATE = True  # a worker killed mid-task leaves the message for another worker
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_S", 600)}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_DEFAULT_QUEUE = "dosereg"
+CELERY_BEAT_SCHEDULE = {
+    "sweep-spool": {"task": "dosereg.sweep_spool", "schedule": timedelta(seconds=env_int("SWEEP_INTERVAL_S", 60))},
+}
+
+# --- DICOM listener ----------------------------------------------------------
+DICOM_AE_TITLE = env("DICOM_AE_TITLE", "DOSEREG")
+DICOM_BIND_ADDRESS = env("DICOM_BIND_ADDRESS", "0.0.0.0")
+DICOM_PORT = env_int("DICOM_PORT", 11112)
+# Calling AE titles allowed to associate. "*" allows any caller (not recommended).
+DICOM_ALLOWED_CALLING_AES = env_list("DICOM_ALLOWED_CALLING_AES", "STORESCU,DOSEREG_DEMO,BACKFILL")
+DICOM_MAX_PDU = env_int("DICOM_MAX_PDU", 0)
+DICOM_MAX_OBJECT_BYTES = env_int("DICOM_MAX_OBJECT_BYTES", 512 * 1024 * 1024)
+SPOOL_DIR = Path(env("SPOOL_DIR", str(VAR_DIR / "spool")))  # type: ignore[arg-type]
+# Minimum free space on the spool filesystem; below it C-STORE answers Out of Resources.
+SPOOL_MIN_FREE_BYTES = env_int("SPOOL_MIN_FREE_BYTES", 64 * 1024 * 1024)
+# An object not ingested this long after it was stored is re-enqueued by the sweeper.
+SWEEP_STALE_AFTER_S = env_int("SWEEP_STALE_AFTER_S", 120)
+
+# --- e-mail ------------------------------------------------------------------
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_BACKEND = env(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if env("EMAIL_HOST") else "django.core.mail.backends.console.EmailBackend",
+)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "dosereg@localhost")
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+
+# --- patient identity ----------------------------------------------------------
+# When set, patient identifiers are stored as HMAC-SHA256 pseudonyms, never in clear.
+PSEUDONYMISE_PATIENTS = env_bool("PSEUDONYMISE_PATIENTS", False)
+PSEUDONYM_SECRET = env("PSEUDONYM_SECRET", "")
+if PSEUDONYMISE_PATIENTS and not PSEUDONYM_SECRET:
+    raise ImproperlyConfigured("PSEUDONYMISE_PATIENTS requires PSEUDONYM_SECRET")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "loggers": {"pynetdicom": {"level": env("PYNETDICOM_LOG_LEVEL", "WARNING")}},
+}

@@ -1,0 +1,38 @@
+"""Shared test helpers.
+
+Tests that need a service (PostgreSQL, Redis, DCMTK, Chromium, the shared corpus)
+skip on a laptop without it, and FAIL when CI=true: CI never skips silently.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require(condition: bool, what: str) -> None:
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI but is not available", pytrace=False)
+    pytest.skip(f"{what} not available")
+
+
+def corpus_path() -> Path:
+    return Path(os.environ.get("DOSEREG_CORPUS") or REPO.parent / "shared" / "rdsr")
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    path = corpus_path()
+    require(path.is_dir(), f"the shared RDSR corpus ({path})")
+    return path
+
+
+@pytest.fixture(scope="session")
+def corpus_files(corpus_dir) -> list[Path]:
+    return sorted(corpus_dir.glob("*.dcm"))
