@@ -43,10 +43,11 @@ class Spool:
         self.objects.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
 
-    def path_for(self, sop_instance_uid: str) -> Path:
+    def path_for(self, sop_instance_uid: str, sha256: str) -> Path:
+        """<objects>/<bucket>/<SOP Instance UID>__<content hash>.dcm: a re-used UID never overwrites."""
         name = safe_name(sop_instance_uid)
         bucket = hashlib.sha1(name.encode()).hexdigest()[:2]
-        return self.objects / bucket / f"{name}.dcm"
+        return self.objects / bucket / f"{name}__{sha256[:16]}.dcm"
 
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free
@@ -55,7 +56,8 @@ class Spool:
         """Write ``data`` durably under the object's UID; return where it is."""
         if self.min_free_bytes and self.free_bytes() < self.min_free_bytes + len(data):
             raise SpoolError(f"spool below minimum free space ({self.min_free_bytes} bytes)")
-        final = self.path_for(sop_instance_uid)
+        sha256 = hashlib.sha256(data).hexdigest()
+        final = self.path_for(sop_instance_uid, sha256)
         tmp_path = self.tmp / f"{final.name}.{os.getpid()}.{os.urandom(4).hex()}.part"
         try:
             final.parent.mkdir(exist_ok=True)
@@ -76,10 +78,10 @@ class Spool:
             except OSError:
                 pass
             raise SpoolError(f"could not store {sop_instance_uid}: {exc}") from exc
-        return StoredObject(final, hashlib.sha256(data).hexdigest(), len(data))
+        return StoredObject(final, sha256, len(data))
 
     def iter_files(self, newer_than: float = 0.0):
-        """Yield (sop_name, path) for stored objects modified after ``newer_than`` (epoch s)."""
+        """Yield (SOP Instance UID file name, path) for objects modified after ``newer_than`` (epoch s)."""
         if not self.objects.exists():
             return
         for bucket in os.scandir(self.objects):
@@ -87,7 +89,7 @@ class Spool:
                 continue
             for entry in os.scandir(bucket.path):
                 if entry.name.endswith(".dcm") and entry.stat().st_mtime >= newer_than:
-                    yield entry.name[:-4], Path(entry.path)
+                    yield entry.name[:-4].split("__")[0], Path(entry.path)
 
 
 def _fsync_dir(path: Path) -> None:

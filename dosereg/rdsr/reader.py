@@ -258,6 +258,152 @@ def _parse_sequence(buf: bytes, pos: int, limit: int, undefined: bool, explicit:
     return items, pos
 
 
+def _parse_iter(buf, pos, explicit, stop_at_pixels=True):
+    """Iterative parser for the whole top-level data set (no recursion)."""
+    n = len(buf)
+    unpack_exp = _HDR_EXPLICIT.unpack_from
+    unpack_imp = _HDR_IMPLICIT.unpack_from
+    unpack_u32 = _U32.unpack_from
+    long_vrs = _LONG_VRS
+    all_vrs = _ALL_VRS
+    sqt = SQ_TAGS
+    root: dict = {}
+    # frame: [is_seq, container, limit, undefined, explicit]
+    stack: list = []
+    cur = root
+    is_seq = False
+    limit = n
+    undefined = False
+    top = True
+    while True:
+        if pos >= limit:
+            if undefined:
+                raise ReaderError("truncated", "data ends inside an undefined-length "
+                                  + ("sequence (no sequence delimiter)" if is_seq else "item (no item delimiter)"))
+            if not stack:
+                return root
+            if pos > limit:
+                raise ReaderError("malformed", f"element overruns its enclosing item at offset {limit}")
+            is_seq, cur, limit, undefined, explicit = stack.pop()
+            top = not stack
+            continue
+        if pos + 8 > n:
+            raise ReaderError("truncated", f"data ends inside an element header at offset {pos} (file size {n})")
+        if is_seq:
+            g, e, length = unpack_imp(buf, pos)
+            pos += 8
+            if g == 0xFFFE and e == 0xE000:
+                item: dict = {}
+                cur.append(item)
+                stack.append((True, cur, limit, undefined, explicit))
+                if len(stack) > 2 * MAX_DEPTH:
+                    raise ReaderError("malformed", f"sequence nesting deeper than {MAX_DEPTH} levels at offset {pos}")
+                is_seq = False
+                cur = item
+                top = False
+                if length == UNDEFINED:
+                    limit = n
+                    undefined = True
+                else:
+                    end = pos + length
+                    if end > n:
+                        raise ReaderError("truncated", f"sequence item at offset {pos} declares {length} bytes "
+                                          f"but only {n - pos} remain")
+                    if end > stack[-1][2]:
+                        raise ReaderError("malformed", f"sequence item at offset {pos} overruns its sequence")
+                    limit = end
+                    undefined = False
+            elif g == 0xFFFE and e == 0xE0DD:
+                if undefined:
+                    is_seq, cur, limit, undefined, explicit = stack.pop()
+                    top = not stack
+                # else: stray delimiter in a defined-length sequence: tolerate
+            else:
+                raise ReaderError("malformed", f"expected a sequence item at offset {pos - 8}, found ({g:04X},{e:04X})")
+            continue
+        # ---- data set element
+        if explicit:
+            g, e, vr, length = unpack_exp(buf, pos)
+        else:
+            g, e, length = unpack_imp(buf, pos)
+            vr = None
+        if g == 0xFFFE:
+            length = unpack_u32(buf, pos + 4)[0]
+            if e == 0xE00D:
+                pos += 8
+                if undefined:
+                    is_seq, cur, limit, undefined, explicit = stack.pop()
+                    top = not stack
+                continue
+            if e == 0xE0DD and undefined and stack:
+                # sequence delimiter where an item delimiter was expected: close the item
+                is_seq, cur, limit, undefined, explicit = stack.pop()
+                top = not stack
+                continue
+            raise ReaderError("malformed", f"unexpected item tag (FFFE,{e:04X}) inside a data set at offset {pos}")
+        tag = (g << 16) | e
+        if top and tag >= PIXEL_DATA and stop_at_pixels:
+            return root
+        if explicit:
+            if vr in long_vrs:
+                if pos + 12 > n:
+                    raise ReaderError("truncated", f"data ends inside the header of {_tagstr(tag)} at offset {pos}")
+                length = unpack_u32(buf, pos + 8)[0]
+                pos += 12
+            elif vr in all_vrs:
+                pos += 8
+            else:
+                raise ReaderError("malformed", f"invalid VR {vr!r} for element {_tagstr(tag)} at offset {pos}: "
+                                  "not Explicit VR data")
+        else:
+            pos += 8
+        if length == UNDEFINED:
+            if explicit and vr != b"SQ" and vr != b"UN":
+                raise ReaderError("malformed", f"undefined length on non-sequence element {_tagstr(tag)} "
+                                  f"({vr.decode('latin-1')})")
+            seq: list = []
+            cur[tag] = seq
+            stack.append((False, cur, limit, undefined, explicit))
+            if len(stack) > 2 * MAX_DEPTH:
+                raise ReaderError("malformed", f"sequence nesting deeper than {MAX_DEPTH} levels at offset {pos}")
+            if explicit and vr == b"UN":
+                explicit = False
+            is_seq = True
+            cur = seq
+            limit = n
+            undefined = True
+            top = False
+            continue
+        end = pos + length
+        if end > limit:
+            if end > n:
+                raise ReaderError("truncated", f"element {_tagstr(tag)} at offset {pos} declares {length} bytes but "
+                                  f"only {n - pos} remain (file truncated?)")
+            raise ReaderError("malformed", f"element {_tagstr(tag)} at offset {pos} declares {length} bytes, "
+                              "overrunning its enclosing item")
+        if (vr == b"SQ") if explicit else (tag in sqt):
+            seq = []
+            cur[tag] = seq
+            stack.append((False, cur, limit, undefined, explicit))
+            if len(stack) > 2 * MAX_DEPTH:
+                raise ReaderError("malformed", f"sequence nesting deeper than {MAX_DEPTH} levels at offset {pos}")
+            is_seq = True
+            cur = seq
+            limit = end
+            undefined = False
+            top = False
+            continue
+        if vr == b"UN" and length and tag in sqt:
+            # a sequence re-encoded as UN: its contents are Implicit VR Little Endian
+            try:
+                cur[tag] = _parse_sequence(buf, pos, end, False, False, len(stack) // 2 + 1)[0]
+            except ReaderError:
+                cur[tag] = buf[pos:end]
+        else:
+            cur[tag] = buf[pos:end]
+        pos = end
+
+
 def _read_meta(buf: bytes) -> tuple[dict, int]:
     """Parse the File Meta Information (always Explicit VR LE). Returns (meta, dataset_offset)."""
     pos = 132
@@ -328,7 +474,7 @@ def read_fast(data: bytes) -> Parsed:
         explicit = True
         if pos + 6 <= len(buf) and buf[pos + 4:pos + 6] not in _ALL_VRS:
             raise ReaderError("unsupported", f"transfer syntax {ts} does not look like Explicit VR LE")
-    ds, _ = _parse_dataset(buf, pos, len(buf), False, explicit, 0, True)
+    ds = _parse_iter(buf, pos, explicit)
     return Parsed(meta, ds, ts, True, "fast")
 
 
@@ -474,12 +620,20 @@ class TextDecoder:
                 s = decode_bytes(b, self.encodings, delims)  # type: ignore[arg-type]
             except Exception:  # noqa: BLE001
                 s = b.decode("latin_1")
+        elif b.isascii():
+            s = b.decode("ascii")
+        elif self.codec == "latin_1":
+            # Quirk: several devices declare ISO_IR 100 (or nothing) but write UTF-8.
+            # A valid multi-byte UTF-8 sequence is practically never real Latin-1 text.
+            try:
+                s = b.decode("utf_8")
+            except UnicodeDecodeError:
+                s = b.decode("latin_1")
         else:
             try:
                 s = b.decode(self.codec)
             except (UnicodeDecodeError, LookupError):
-                s = b.decode(self.codec if self.codec != "utf_8" else "utf_8", "replace") if self.codec else b.decode(
-                    "latin_1")
+                s = b.decode("latin_1")
         return s.rstrip(" \x00")
 
     def ascii(self, b: bytes) -> str:

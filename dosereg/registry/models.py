@@ -112,7 +112,10 @@ class DoseObject(models.Model):
     STATUS_QUARANTINED = "quarantined"
     STATUS_CHOICES = [(s, s) for s in (STATUS_RECEIVED, STATUS_INGESTED, STATUS_QUARANTINED)]
 
-    sop_instance_uid = models.CharField(max_length=128, unique=True)
+    # Identity is (SOP Instance UID, content hash): the same object re-sent is a duplicate; a different
+    # object under a re-used SOP Instance UID is kept too (a correction replaces the earlier one only
+    # within the same study, see services).
+    sop_instance_uid = models.CharField(max_length=128, db_index=True)
     sop_class_uid = models.CharField(max_length=128, blank=True, default="")
     calling_ae = models.CharField(max_length=32, blank=True, default="")
     path = models.CharField(max_length=1024)
@@ -137,6 +140,7 @@ class DoseObject(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["status", "received_at"])]
+        constraints = [models.UniqueConstraint(fields=["sop_instance_uid", "sha256"], name="uniq_object_content")]
 
 
 class PlaneTotal(models.Model):

@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 # outcomes of dose_object_register
 REGISTERED = "registered"
 DUPLICATE = "duplicate"
-REPLACED = "replaced"
 
 
 # ---------------------------------------------------------------------------
@@ -55,12 +54,13 @@ def dose_object_register(
     the same SOP Instance UID replaces the earlier one (re-ingested).
     """
     with transaction.atomic():
-        obj, created = DoseObject.objects.select_for_update().get_or_create(
+        obj, created = _get_or_create(
+            DoseObject,
             sop_instance_uid=sop_instance_uid,
+            sha256=sha256,
             defaults={
                 "sop_class_uid": sop_class_uid,
                 "path": str(path),
-                "sha256": sha256,
                 "size_bytes": size_bytes,
                 "calling_ae": calling_ae,
                 "enqueued_at": timezone.now(),
@@ -68,23 +68,11 @@ def dose_object_register(
         )
         if created:
             outcome = REGISTERED
-        elif obj.sha256 == sha256:
-            if obj.status != DoseObject.STATUS_RECEIVED:
-                return obj, DUPLICATE
-            outcome = DUPLICATE  # still pending: make sure it is queued
-            obj.enqueued_at = timezone.now()
-            obj.save(update_fields=["enqueued_at"])
+        elif obj.status != DoseObject.STATUS_RECEIVED:
+            return obj, DUPLICATE
         else:
-            outcome = REPLACED
-            obj.sop_class_uid = sop_class_uid
-            obj.path = str(path)
-            obj.sha256 = sha256
-            obj.size_bytes = size_bytes
-            obj.calling_ae = calling_ae or obj.calling_ae
-            obj.status = DoseObject.STATUS_RECEIVED
-            obj.quarantine_reason = ""
-            obj.enqueued_at = timezone.now()
-            obj.save()
+            outcome = DUPLICATE  # still pending: make sure it is queued
+            DoseObject.objects.filter(pk=obj.pk).update(enqueued_at=timezone.now())
         pk = obj.pk
         if enqueue:
             transaction.on_commit(lambda: enqueue_ingest(pk))
@@ -173,11 +161,17 @@ def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int]) ->
     study = _study_upsert(doc, patient, device)
     affected.add(study.pk)
 
-    # re-ingest of the same object: remove what it wrote before
-    IrradiationEvent.objects.filter(dose_object=obj).delete()
-    PlaneTotal.objects.filter(dose_object=obj).delete()
-    Participant.objects.filter(dose_object=obj).delete()
-    MRExam.objects.filter(dose_object=obj).delete()
+    # A corrected object re-sent under the same SOP Instance UID replaces the earlier one in this study.
+    replaced = list(
+        DoseObject.objects.filter(sop_instance_uid=obj.sop_instance_uid, study=study, status=DoseObject.STATUS_INGESTED)
+        .exclude(pk=obj.pk).values_list("pk", flat=True)
+    )
+    if replaced:
+        doc.warnings.append(f"replaces {len(replaced)} earlier object(s) with the same SOP Instance UID")
+        DoseObject.objects.filter(pk__in=replaced).update(superseded_by=obj)
+    # re-ingest of this object (or of the objects it replaces): remove what they wrote before
+    for model in (IrradiationEvent, PlaneTotal, Participant, MRExam):
+        model.objects.filter(dose_object_id__in=[obj.pk, *replaced]).delete()
 
     events = doc.events
     if doc.source_kind == R.IMAGE_HEADER:

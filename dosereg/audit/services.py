@@ -1,0 +1,74 @@
+"""Writing the audit trail. Views call ``audit_record``; login signals are wired in apps.py."""
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Iterable
+
+from django.conf import settings
+
+from .models import AuditEvent
+
+log = logging.getLogger(__name__)
+
+
+def client_ip(request) -> str | None:
+    """REMOTE_ADDR, or the first X-Forwarded-For hop when the proxy is trusted (settings)."""
+    ip = request.META.get("REMOTE_ADDR", "") if request is not None else ""
+    if request is not None and getattr(settings, "DOSEREG_TRUST_X_FORWARDED_FOR", False):
+        fwd = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        if fwd:
+            ip = fwd.split(",")[0].strip()
+    try:
+        return str(ipaddress.ip_address(ip))
+    except ValueError:
+        return None
+
+
+def _roles(user) -> str:
+    if user is None or not getattr(user, "is_authenticated", False):
+        return ""
+    from dosereg.web.roles import user_roles
+
+    return ",".join(sorted(user_roles(user)))
+
+
+def audit_record(
+    *,
+    request,
+    action: str,
+    object_type: str = "",
+    object_id: str | int = "",
+    patient_pks: Iterable[int | None] = (),
+    detail: dict | None = None,
+    user=None,
+    username: str = "",
+) -> list[AuditEvent]:
+    """Append one row per patient touched (one row without a patient when none).
+
+    Several patients in one read (a list page, an export) are written with one
+    bulk insert. Never raises: a broken audit write is logged loudly, and the
+    caller has already decided the access was allowed.
+    """
+    user = user if user is not None else getattr(request, "user", None)
+    authed = user is not None and getattr(user, "is_authenticated", False)
+    base = dict(
+        user=user if authed else None,
+        username=(user.get_username() if authed else username)[:150],
+        roles=_roles(user)[:128],
+        action=action,
+        object_type=object_type[:32],
+        object_id=str(object_id)[:64],
+        method=(request.method if request is not None else "")[:8],
+        path=(request.get_full_path() if request is not None else "")[:512],
+        ip=client_ip(request),
+        user_agent=(request.META.get("HTTP_USER_AGENT", "") if request is not None else "")[:256],
+        detail=detail or {},
+    )
+    pks = sorted({p for p in patient_pks if p is not None})
+    rows = [AuditEvent(patient_pk=p, **base) for p in pks] or [AuditEvent(patient_pk=None, **base)]
+    try:
+        return AuditEvent.objects.bulk_create(rows, batch_size=1000)
+    except Exception:  # pragma: no cover - surfaced in logs, never hides the response
+        log.exception("AUDIT WRITE FAILED: %s", base)
+        return []

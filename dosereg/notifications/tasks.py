@@ -1,0 +1,34 @@
+"""Notification tasks: retry only named transient SMTP/network errors, with backoff."""
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+MAX_RETRIES = 6
+
+
+@shared_task(bind=True, name="dosereg.send_notification", max_retries=MAX_RETRIES, acks_late=True,
+             autoretry_for=(OperationalError, InterfaceError), retry_backoff=2, retry_backoff_max=60)
+def send_notification_task(self, notification_id: int) -> str:
+    from .services import RETRY, notification_deliver
+
+    final = self.request.retries >= MAX_RETRIES
+    outcome = notification_deliver(notification_id=notification_id, final_attempt=final)
+    if outcome == RETRY:
+        countdown = min(600, 5 * (2 ** self.request.retries))  # 5 s, 10 s, 20 s … capped at 10 min
+        raise self.retry(countdown=countdown)
+    return outcome
+
+
+@shared_task(name="dosereg.send_notification_digest", autoretry_for=(OperationalError,), max_retries=3, retry_backoff=5)
+def send_notification_digest_task() -> int:
+    from .services import notifications_send_digest
+
+    return notifications_send_digest()
+
+
+@shared_task(name="dosereg.sweep_notifications", autoretry_for=(OperationalError,), max_retries=3, retry_backoff=5)
+def sweep_notifications_task() -> int:
+    from .services import notifications_sweep
+
+    return notifications_sweep()

@@ -1,0 +1,499 @@
+"""Read-side queries for the web pages and the API.
+
+Every selector runs a fixed number of SQL queries whatever the data size (the
+tests assert the counts). Large tables are only touched through indexed date
+ranges and aggregated in the database.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import connection
+from django.db.models import Aggregate, Avg, Count, F, FloatField, Max, OuterRef, Prefetch, Q, Subquery, Sum
+from django.db.models.functions import TruncDate, TruncWeek
+from django.utils import timezone
+
+from dosereg.registry.models import (
+    Device,
+    DeviceSoftwareVersion,
+    DoseObject,
+    IrradiationEvent,
+    MRExam,
+    Participant,
+    Patient,
+    PlaneTotal,
+    Study,
+)
+
+from . import explain
+from .models import DRLSet, DRLValue, PatientAccount, ProtocolMapping, StandardName
+
+PREGNANT = ("possibly_pregnant", "definitely_pregnant")
+AUDIT_QUANTITIES = [
+    ("dap_total_gy_cm2", "KAP", "Gy·cm²"),
+    ("dose_rp_max_plane_gy", "Ka,r", "Gy"),
+    ("fluoro_time_total_s", "Fluoro time", "s"),
+    ("ctdivol_max_mgy", "CTDIvol", "mGy"),
+    ("dlp_total_mgy_cm", "DLP", "mGy·cm"),
+]
+MIN_SAMPLE = {"CT": 20, "DX": 20, "CR": 20, "MG": 20, "RF": 30, "XA": 50}  # ICRP 135 / UK practice (§8.1)
+
+
+# ---------------------------------------------------------------------------
+# patients
+# ---------------------------------------------------------------------------
+def patient_for_user(user) -> Patient | None:
+    """The one registry Patient a verified portal user is linked to (None for everyone else)."""
+    if not getattr(user, "is_authenticated", False):
+        return None
+    acc = (
+        PatientAccount.objects.filter(user=user, verified_at__isnull=False, revoked=False)
+        .select_related("patient")
+        .first()
+    )
+    return acc.patient if acc else None
+
+
+def patient_group_ids(patient: Patient) -> list[int]:
+    """The patient plus the records merged into it (their studies belong to this history)."""
+    return [patient.pk, *Patient.objects.filter(merged_into=patient).values_list("pk", flat=True)]
+
+
+def patient_search(*, q: str = "", limit: int = 50) -> list[dict]:
+    qs = Patient.objects.filter(merged_into__isnull=True)
+    q = q.strip()
+    if q:
+        qs = qs.filter(Q(patient_id__iexact=q) | Q(patient_id__istartswith=q) | Q(name__icontains=q))
+    else:  # the most recently examined patients
+        recent = (
+            Study.objects.filter(patient__isnull=False, patient__merged_into__isnull=True)
+            .order_by("-study_datetime").values_list("patient_id", flat=True)[:500]
+        )
+        qs = qs.filter(pk__in=Subquery(recent))
+    qs = qs.annotate(n_studies=Count("studies"), last_study=Max("studies__study_datetime")).order_by(
+        F("last_study").desc(nulls_last=True)
+    )
+    return list(qs.values("pk", "patient_id", "issuer", "name", "sex", "birth_date", "n_studies", "last_study")[:limit])
+
+
+def _windows_from_registry(patient_ids: list[int], now: datetime) -> list[dict]:
+    """Cumulative totals per window, from study totals (used when the exposure app has no windows)."""
+    spans = [("12 weeks", timedelta(weeks=12)), ("12 months", timedelta(days=365)), ("All time", None)]
+    aggs = {}
+    for i, (_, span) in enumerate(spans):
+        flt = Q(study_datetime__gte=now - span) if span else Q()
+        aggs[f"n{i}"] = Count("id", filter=flt & Q(has_ionising_dose=True))
+        aggs[f"kap{i}"] = Sum("dap_total_gy_cm2", filter=flt)
+        aggs[f"kar{i}"] = Sum("dose_rp_max_plane_gy", filter=flt)
+        aggs[f"ft{i}"] = Sum("fluoro_time_total_s", filter=flt)
+        aggs[f"dlp{i}"] = Sum("dlp_total_mgy_cm", filter=flt)
+    row = Study.objects.filter(patient_id__in=patient_ids).aggregate(**aggs)
+    return [
+        {
+            "label": label, "studies": row[f"n{i}"], "dap_total_gy_cm2": row[f"kap{i}"],
+            "dose_rp_gy": row[f"kar{i}"], "fluoro_time_s": row[f"ft{i}"], "dlp_mgy_cm": row[f"dlp{i}"],
+        }
+        for i, (label, _) in enumerate(spans)
+    ]
+
+
+STUDY_LIST_FIELDS = (
+    "pk", "study_instance_uid", "study_datetime", "accession_number", "study_description", "procedure_modality",
+    "pregnancy_status", "pregnancy_status_override", "dap_total_gy_cm2", "dose_rp_max_plane_gy",
+    "fluoro_time_total_s", "dlp_total_mgy_cm", "ctdivol_max_mgy", "event_count", "has_ionising_dose",
+    "patient_weight_kg", "patient_age_years", "device_id",
+)
+
+
+def patient_studies(*, patient_ids: list[int], limit: int = 1000) -> list[Study]:
+    """All exams in time order (MR and other non-ionising exams included), 2 queries."""
+    return list(
+        Study.objects.filter(patient_id__in=patient_ids)
+        .select_related("device")
+        .prefetch_related(Prefetch("mr_exams", queryset=MRExam.objects.order_by("pk")))
+        .order_by(F("study_datetime").asc(nulls_last=True), "pk")[:limit]
+    )
+
+
+def patient_history(*, patient: Patient, now: datetime | None = None) -> dict:
+    from . import integrations
+
+    now = now or timezone.now()
+    ids = patient_group_ids(patient)
+    studies = patient_studies(patient_ids=ids)
+    windows = integrations.patient_windows(patient=patient) or _windows_from_registry(ids, now)
+    chart = [
+        {
+            "t": s.study_datetime.isoformat() if s.study_datetime else None,
+            "label": f"{s.study_datetime:%Y-%m-%d}" if s.study_datetime else "undated",
+            "desc": s.study_description, "modality": s.procedure_modality,
+            "kap": s.dap_total_gy_cm2, "kar": s.dose_rp_max_plane_gy, "dlp": s.dlp_total_mgy_cm,
+        }
+        for s in studies
+    ]
+    accounts = list(PatientAccount.objects.filter(patient=patient).order_by("-invited_at").values(
+        "pk", "invited_at", "expires_at", "verified_at", "revoked", "user__username")[:5])
+    return {
+        "patient": patient, "studies": studies, "windows": windows, "windows_source": "exposure" if integrations.has_exposure() else "registry",
+        "chart": chart, "alerts": integrations.patient_alerts(patient=patient), "accounts": accounts,
+    }
+
+
+def study_detail(*, study_pk: int, patient_ids: list[int] | None = None, event_limit: int = 2000) -> dict | None:
+    """One study with its events, planes, participants and objects. None when not found (or not the patient's)."""
+    from . import integrations
+
+    qs = Study.objects.select_related("patient", "device")
+    if patient_ids is not None:
+        qs = qs.filter(patient_id__in=patient_ids)
+    study = qs.filter(pk=study_pk).first()
+    if study is None:
+        return None
+    events = list(IrradiationEvent.objects.filter(study=study).order_by(F("datetime").asc(nulls_last=True), "pk")[:event_limit])
+    return {
+        "study": study,
+        "events": events,
+        "events_truncated": study.event_count > len(events) and len(events) == event_limit,
+        "planes": list(PlaneTotal.objects.filter(study=study, dose_object__superseded_by__isnull=True,
+                                                 dose_object__status=DoseObject.STATUS_INGESTED).order_by("plane")),
+        "participants": list(Participant.objects.filter(study=study).order_by("role", "name")),
+        "objects": list(DoseObject.objects.filter(study=study).order_by("received_at").only(
+            "pk", "sop_instance_uid", "status", "source_kind", "template_id", "received_at", "warnings",
+            "superseded_by_id", "quarantine_reason", "calling_ae")),
+        "mr_exams": list(MRExam.objects.filter(study=study)),
+        "alerts": integrations.study_alerts(study=study),
+    }
+
+
+# ---------------------------------------------------------------------------
+# patient portal
+# ---------------------------------------------------------------------------
+@dataclass
+class PortalExam:
+    study: Study
+    device_type: str
+    quantities: list[dict] = field(default_factory=list)
+    effective_dose_msv: float | None = None
+    background: str = ""
+
+
+def _age_at(patient: Patient, study: Study) -> float | None:
+    if study.patient_age_years is not None:
+        return study.patient_age_years
+    if patient.birth_date and study.study_datetime and not patient.pseudonymised:
+        return (study.study_datetime.date() - patient.birth_date).days / 365.25
+    return None
+
+
+def portal_exams(*, patient: Patient) -> list[PortalExam]:
+    """The patient's own exams with patient-facing quantities (3 queries)."""
+    ids = patient_group_ids(patient)
+    studies = patient_studies(patient_ids=ids)
+    ct_ids = [s.pk for s in studies if s.procedure_modality == "CT" and s.has_ionising_dose]
+    ct_events: dict[int, list[dict]] = {}
+    if ct_ids:
+        for ev in IrradiationEvent.objects.filter(study_id__in=ct_ids).values(
+            "study_id", "dlp_mgy_cm", "target_region", "target_region_code", "ctdiw_phantom"
+        ):
+            ct_events.setdefault(ev["study_id"], []).append(ev)
+    out = []
+    for s in reversed(studies):  # newest first for the patient
+        exam = PortalExam(study=s, device_type=explain.device_type(s.procedure_modality))
+        if s.has_ionising_dose:
+            for key in ("dap_total_gy_cm2", "dose_rp_max_plane_gy", "fluoro_time_total_s", "ctdivol_max_mgy", "dlp_total_mgy_cm"):
+                value = getattr(s, key)
+                if value is not None:
+                    q = explain.QUANTITIES[key]
+                    exam.quantities.append({"q": q, "value": value, "display": explain.patient_value(key, value)})
+            if s.pk in ct_events:
+                e = explain.ct_effective_dose_msv(ct_events[s.pk], age_years=_age_at(patient, s))
+                if e is not None:
+                    exam.effective_dose_msv = e
+                    exam.background = explain.background_phrase(e)
+        for mr in s.mr_exams.all():
+            if mr.sar_w_kg is not None:
+                exam.quantities.append({"q": explain.QUANTITIES["sar_w_kg"], "value": mr.sar_w_kg,
+                                        "display": f"{mr.sar_w_kg:.3g}"})
+        out.append(exam)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# RSO dashboard
+# ---------------------------------------------------------------------------
+def device_names() -> dict[int, str]:
+    return {d.pk: str(d) for d in Device.objects.only("pk", "display_name", "manufacturer", "model", "station_name")}
+
+
+def device_trends(*, now: datetime, weeks: int = 12) -> dict:
+    """Procedures per week and mean KAP / Ka,r / fluoro time / DLP per procedure, per device (1 query)."""
+    since = now - timedelta(weeks=weeks)
+    rows = (
+        Study.objects.filter(study_datetime__gte=since, study_datetime__lte=now, device__isnull=False)
+        .annotate(week=TruncWeek("study_datetime"))
+        .values("device_id", "week")
+        .annotate(n=Count("id"), kap=Avg("dap_total_gy_cm2"), kar=Avg("dose_rp_max_plane_gy"),
+                  ft=Avg("fluoro_time_total_s"), dlp=Avg("dlp_total_mgy_cm"))
+        .order_by("device_id", "week")
+    )
+    series: dict[int, list[dict]] = {}
+    weeks_seen: set = set()
+    for r in rows:
+        wk = r["week"].date() if hasattr(r["week"], "date") else r["week"]
+        weeks_seen.add(wk)
+        series.setdefault(r["device_id"], []).append({"week": wk.isoformat(), "n": r["n"], "kap": r["kap"], "kar": r["kar"],
+                                                      "ft": r["ft"], "dlp": r["dlp"]})
+    return {"weeks": sorted(w.isoformat() for w in weeks_seen), "series": series}
+
+
+def ingest_health(*, now: datetime, days: int = 14, baseline_days: int = 28) -> dict:
+    """Objects per device per day, silent devices, new devices and software versions (4 queries)."""
+    since = now - timedelta(days=days)
+    per_day_rows = (
+        DoseObject.objects.filter(received_at__gte=since)
+        .annotate(day=TruncDate("received_at"))
+        .values("device_id", "day")
+        .annotate(n=Count("id"))
+        .order_by("device_id", "day")
+    )
+    day_list = [(since + timedelta(days=i + 1)).date() for i in range(days)]
+    per_day: dict[int | None, dict] = {}
+    for r in per_day_rows:
+        per_day.setdefault(r["device_id"], {})[r["day"]] = r["n"]
+    base_since = now - timedelta(days=baseline_days)
+    devices = list(
+        Device.objects.annotate(
+            n_base=Count("dose_objects", filter=Q(dose_objects__received_at__gte=base_since)),
+            last_object=Max("dose_objects__received_at"),
+        ).order_by("pk")
+    )
+    rows, silent = [], []
+    for d in devices:
+        counts = per_day.get(d.pk, {})
+        last = d.last_object or d.last_seen
+        typical_gap_h = (baseline_days * 24 / d.n_base) if d.n_base else None
+        # silent: nothing for more than 3 typical gaps (at least 2 days), for a device that normally sends
+        is_silent = bool(
+            last and d.n_base >= 3 and now - last > max(timedelta(days=2), timedelta(hours=3 * (typical_gap_h or 0)))
+        )
+        row = {"device": d, "days": [counts.get(day, 0) for day in day_list], "total": sum(counts.values()),
+               "last": last, "typical_gap_h": typical_gap_h, "silent": is_silent,
+               "new": d.first_seen >= since}
+        rows.append(row)
+        if is_silent:
+            silent.append(row)
+    unassigned = per_day.get(None, {})
+    new_versions = list(
+        DeviceSoftwareVersion.objects.filter(first_seen__gte=since).select_related("device").order_by("-first_seen")[:50]
+    )
+    return {
+        "days": day_list, "rows": rows, "silent": silent, "new_devices": [r["device"] for r in rows if r["new"]],
+        "new_versions": new_versions, "unassigned_days": [unassigned.get(day, 0) for day in day_list],
+        "unassigned_total": sum(unassigned.values()),
+    }
+
+
+def quarantine(*, limit: int = 50) -> dict:
+    qs = DoseObject.objects.filter(status=DoseObject.STATUS_QUARANTINED)
+    return {
+        "count": qs.count(),
+        "objects": list(qs.order_by("-received_at").only(
+            "pk", "sop_instance_uid", "calling_ae", "received_at", "quarantine_reason", "attempts", "size_bytes")[:limit]),
+    }
+
+
+def top_cumulative_patients(*, now: datetime, weeks: int = 12, limit: int = 10) -> list[dict]:
+    """Highest cumulative KAP / DLP in the window, from study totals (1 query)."""
+    since = now - timedelta(weeks=weeks)
+    rows = (
+        Study.objects.filter(study_datetime__gte=since, patient__isnull=False)
+        .values("patient_id", "patient__patient_id", "patient__name")
+        .annotate(n=Count("id"), kap=Sum("dap_total_gy_cm2"), kar=Sum("dose_rp_max_plane_gy"),
+                  dlp=Sum("dlp_total_mgy_cm"), ft=Sum("fluoro_time_total_s"))
+        .order_by(F("kap").desc(nulls_last=True), F("dlp").desc(nulls_last=True))[:limit]
+    )
+    return list(rows)
+
+
+def pregnancy_studies(*, now: datetime, days: int = 90, limit: int = 25) -> list[Study]:
+    since = now - timedelta(days=days)
+    flt = Q(pregnancy_status_override__in=PREGNANT) | (Q(pregnancy_status_override="") & Q(pregnancy_status__in=PREGNANT))
+    return list(
+        Study.objects.filter(flt, study_datetime__gte=since, has_ionising_dose=True)
+        .select_related("patient", "device").order_by("-study_datetime")[:limit]
+    )
+
+
+def dashboard(*, now: datetime | None = None, user=None) -> dict:
+    from . import integrations
+
+    now = now or timezone.now()
+    names = device_names()
+    trends = device_trends(now=now)
+    return {
+        "now": now,
+        "alerts": integrations.open_alerts(limit=50),
+        "follow_ups": integrations.follow_ups_due(now=now),
+        "top_patients": integrations.top_cumulative(limit=10) or top_cumulative_patients(now=now),
+        "pregnancy": pregnancy_studies(now=now),
+        "trends": {"weeks": trends["weeks"], "devices": [
+            {"id": dev_id, "name": names.get(dev_id, f"device {dev_id}"), "points": pts}
+            for dev_id, pts in trends["series"].items()
+        ]},
+        "ingest": ingest_health(now=now),
+        "quarantine": quarantine(),
+        "has_exposure": integrations.has_exposure(),
+    }
+
+
+# ---------------------------------------------------------------------------
+# physicist protocol audit
+# ---------------------------------------------------------------------------
+class Percentile(Aggregate):
+    """PostgreSQL percentile_cont(p) WITHIN GROUP (ORDER BY expr)."""
+
+    function = "PERCENTILE_CONT"
+    template = "%(function)s(%(p)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+    def __init__(self, expression, p: float, **extra):
+        super().__init__(expression, p=float(p), **extra)
+
+
+def _standard_name_subquery():
+    return Subquery(
+        ProtocolMapping.objects.filter(source_name=OuterRef("study_description"), modality=OuterRef("procedure_modality"))
+        .values("standard_name_id")[:1]
+    )
+
+
+def audit_studies(*, since: datetime, until: datetime, modality: str = "", device_id: int | None = None):
+    qs = Study.objects.filter(study_datetime__gte=since, study_datetime__lt=until, has_ionising_dose=True)
+    if modality:
+        qs = qs.filter(procedure_modality=modality)
+    if device_id:
+        qs = qs.filter(device_id=device_id)
+    return qs
+
+
+def _quartiles(values: list[float]) -> tuple[float | None, float | None, float | None]:
+    vals = sorted(v for v in values if v is not None)
+    if not vals:
+        return None, None, None
+    if len(vals) == 1:
+        return vals[0], vals[0], vals[0]
+    q = statistics.quantiles(vals, n=4, method="inclusive")  # same as percentile_cont
+    return q[0], q[1], q[2]
+
+
+def protocol_audit(*, since: datetime, until: datetime, modality: str = "", device_id: int | None = None,
+                   drl_set_ids: list[int] | None = None) -> dict:
+    """Per device x standard name: count, quartiles of each quantity, DRL comparison.
+
+    PostgreSQL computes the quartiles in one grouped query; other databases get
+    the values streamed and reduced in Python (embedded/small installs).
+    """
+    base = audit_studies(since=since, until=until, modality=modality, device_id=device_id).annotate(std=_standard_name_subquery())
+    groups: dict[tuple, dict] = {}
+    if connection.vendor == "postgresql":
+        aggs = {"n": Count("id")}
+        for key, _, _ in AUDIT_QUANTITIES:
+            aggs[f"{key}__n"] = Count(key)
+            for p, tag in ((0.25, "q1"), (0.5, "med"), (0.75, "q3")):
+                aggs[f"{key}__{tag}"] = Percentile(key, p)
+        for r in base.values("device_id", "std", "procedure_modality").annotate(**aggs).order_by():
+            groups[(r["device_id"], r["std"], r["procedure_modality"])] = r
+    else:
+        cols = [k for k, _, _ in AUDIT_QUANTITIES]
+        collected: dict[tuple, dict[str, list]] = {}
+        for row in base.values_list("device_id", "std", "procedure_modality", *cols).iterator(chunk_size=5000):
+            acc = collected.setdefault(row[:3], {c: [] for c in cols} | {"n": 0})
+            acc["n"] += 1
+            for c, v in zip(cols, row[3:]):
+                if v is not None:
+                    acc[c].append(v)
+        for k, acc in collected.items():
+            r = {"device_id": k[0], "std": k[1], "procedure_modality": k[2], "n": acc["n"]}
+            for c in cols:
+                r[f"{c}__n"] = len(acc[c])
+                r[f"{c}__q1"], r[f"{c}__med"], r[f"{c}__q3"] = _quartiles(acc[c])
+            groups[k] = r
+    std_names = {s.pk: s for s in StandardName.objects.all()}
+    drl_qs = DRLValue.objects.select_related("drl_set").filter(drl_set__active=True)
+    if drl_set_ids:
+        drl_qs = drl_qs.filter(drl_set_id__in=drl_set_ids)
+    drls: dict[tuple[int, str], list[DRLValue]] = {}
+    for v in drl_qs:
+        drls.setdefault((v.standard_name_id, v.quantity), []).append(v)
+    names = device_names()
+    rows = []
+    for (dev_id, std_id, mod), r in groups.items():
+        min_n = MIN_SAMPLE.get(mod or "", 20)
+        qrows = []
+        for key, label, unit in AUDIT_QUANTITIES:
+            if not r.get(f"{key}__n"):
+                continue
+            comp = []
+            for v in drls.get((std_id, key), []) if std_id else []:
+                med = r[f"{key}__med"]
+                comp.append({"drl": v, "ratio": (med / v.value) if (med is not None and v.value) else None,
+                             "above": med is not None and med > v.value})
+            qrows.append({"key": key, "label": label, "unit": unit, "n": r[f"{key}__n"], "q1": r[f"{key}__q1"],
+                          "median": r[f"{key}__med"], "q3": r[f"{key}__q3"], "drls": comp})
+        rows.append({
+            "device_id": dev_id, "device": names.get(dev_id, "unknown device") if dev_id else "unknown device",
+            "standard_name": std_names.get(std_id) if std_id else None, "modality": mod, "n": r["n"],
+            "min_n": min_n, "too_small": r["n"] < min_n, "quantities": qrows,
+        })
+    rows.sort(key=lambda x: (x["standard_name"] is None, str(x["standard_name"] or ""), x["device"]))
+    return {"rows": rows, "drl_sets": list(DRLSet.objects.all()), "since": since, "until": until}
+
+
+def distribution(*, since: datetime, until: datetime, quantity: str, device_id: int | None, standard_name_id: int | None,
+                 limit: int = 20000) -> list[float]:
+    """Raw values of one group for histograms (bounded)."""
+    assert quantity in {k for k, _, _ in AUDIT_QUANTITIES}
+    qs = audit_studies(since=since, until=until, device_id=device_id).annotate(std=_standard_name_subquery())
+    qs = qs.filter(std=standard_name_id) if standard_name_id else qs.filter(std__isnull=True)
+    return [v for v in qs.exclude(**{f"{quantity}__isnull": True}).values_list(quantity, flat=True)[:limit]]
+
+
+def name_mappings(*, since: datetime, limit: int = 500) -> dict:
+    """Distinct vendor study names with their mapping (or a suggestion), most frequent first (3 queries)."""
+    names = list(
+        Study.objects.filter(study_datetime__gte=since, has_ionising_dose=True)
+        .values("procedure_modality", "study_description").annotate(n=Count("id")).order_by("-n")[:limit]
+    )
+    mappings = {(m.modality, m.source_name): m for m in ProtocolMapping.objects.select_related("standard_name")}
+    standards = list(StandardName.objects.all())
+    from .services import suggest_standard_name
+
+    out = []
+    for r in names:
+        m = mappings.get((r["procedure_modality"], r["study_description"]))
+        out.append({
+            "modality": r["procedure_modality"], "source_name": r["study_description"], "n": r["n"],
+            "mapping": m, "suggestion": None if m else suggest_standard_name(r["study_description"], r["procedure_modality"], standards),
+        })
+    return {"names": out, "standards": standards}
+
+
+def fluoro_technique(*, since: datetime, until: datetime, device_id: int | None = None) -> dict:
+    """Fluoroscopy technique per device: pulse rates, dose modes, frames, field size (3 queries)."""
+    ev = IrradiationEvent.objects.filter(study__study_datetime__gte=since, study__study_datetime__lt=until,
+                                         study__procedure_modality__in=("RF", "XA"))
+    if device_id:
+        ev = ev.filter(study__device_id=device_id)
+    pulse = list(ev.filter(event_type="fluoroscopy").values("study__device_id", "fluoro_mode", "pulse_rate_per_s")
+                 .annotate(n=Count("id"), seconds=Sum("irradiation_duration_s"), kap=Sum("dap_gy_cm2"))
+                 .order_by("study__device_id", "fluoro_mode", "pulse_rate_per_s"))
+    modes = list(ev.values("study__device_id", "event_type", "dose_mode")
+                 .annotate(n=Count("id"), kap=Sum("dap_gy_cm2"), frames=Sum("number_of_frames"),
+                           field=Avg("collimated_field_area_m2"))
+                 .order_by("study__device_id", "event_type", "-n"))
+    names = device_names()
+    for r in pulse + modes:
+        r["device"] = names.get(r["study__device_id"], "unknown device")
+    return {"pulse": pulse, "modes": modes}
