@@ -98,3 +98,27 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def strip_pixel_data(path: Path | str) -> bool:
+    """Rewrite a stored image without its pixel data (header-only capture; MR pixels are not kept).
+
+    Crash-safe like ``Spool.store``. Returns False when there was nothing to strip.
+    """
+    import pydicom
+
+    path = Path(path)
+    ds = pydicom.dcmread(path, force=True)
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        return False
+    for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+        if keyword in ds:
+            delattr(ds, keyword)
+    tmp_path = path.with_name(path.name + f".{os.getpid()}.strip")
+    with open(tmp_path, "wb") as fh:
+        ds.save_as(fh, enforce_file_format=False)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp_path, path)
+    _fsync_dir(path.parent)
+    return True

@@ -20,10 +20,17 @@ from __future__ import annotations
 import bisect
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 SUM_FIELDS = ("kap_gy_cm2", "fluoro_time_s", "dlp_mgy_cm", "effective_dose_msv")
-NDIGITS = 9  # prefix-sum differences are rounded to remove float noise
+NDIGITS = 9
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_US = timedelta(microseconds=1)
+
+
+def _instant(at: datetime) -> int:
+    """Integer microseconds since the epoch: exact comparisons at the window edges."""
+    return (at - _EPOCH) // _US  # prefix-sum differences are rounded to remove float noise
 
 
 @dataclass
@@ -69,8 +76,7 @@ def _r(x: float) -> float:
 def compute_windows(points: list[StudyPoint], windows_days: tuple[int, ...] | list[int], now: datetime,
                     *, include_now: bool = True) -> list[WindowTotals]:
     dated = sorted((p for p in points if p.at is not None), key=lambda p: (p.at, p.study_id))
-    n = len(dated)
-    times = [p.at.timestamp() for p in dated]
+    times = [_instant(p.at) for p in dated]
     # prefix sums (value, reported-count) per additive quantity
     pre: dict[str, tuple[list[float], list[int]]] = {}
     for f in SUM_FIELDS:
@@ -92,45 +98,44 @@ def compute_windows(points: list[StudyPoint], windows_days: tuple[int, ...] | li
     ion_pre = [0]
     for p in dated:
         ion_pre.append(ion_pre[-1] + bool(p.ionising))
-
-    anchors: list[tuple[int | None, datetime]] = [(p.study_id, p.at) for p in dated]
-    if include_now:
-        anchors.append((None, now))
+    mod_pre: dict[str, list[int]] = {}
+    for m in sorted({p.modality for p in dated if p.ionising}):
+        acc = [0]
+        for p in dated:
+            acc.append(acc[-1] + (p.ionising and p.modality == m))
+        mod_pre[m] = acc
+    ids = [p.study_id for p in dated]
 
     out: list[WindowTotals] = []
     for w in windows_days:
         span = timedelta(days=w)
-        dq: deque[int] = deque()  # sliding max of CTDIvol: indices with decreasing values
+        dq: deque[int] = deque()  # sliding max of CTDIvol over [lo, hi): indices with decreasing values
         pushed = 0
+        anchors: list[tuple[int | None, datetime]] = [(p.study_id, p.at) for p in dated]
+        if include_now:
+            anchors.append((None, now))
         for anchor_id, anchor_at in anchors:
             start = anchor_at - span
-            lo = bisect.bisect_left(times, start.timestamp())
-            hi = bisect.bisect_right(times, anchor_at.timestamp())
-            if anchor_id is None:
-                pushed_from = lo
-            # the "now" anchor may lie before the last study (future-dated): recompute max directly
-            while pushed < hi:
-                v = dated[pushed].ctdivol_max_mgy
-                if v is not None:
-                    while dq and dated[dq[-1]].ctdivol_max_mgy <= v:
-                        dq.pop()
-                    dq.append(pushed)
-                pushed += 1
-            while dq and dq[0] < lo:
-                dq.popleft()
-            if anchor_id is None and hi < pushed:
-                vals = [dated[i].ctdivol_max_mgy for i in range(pushed_from, hi) if dated[i].ctdivol_max_mgy is not None]
+            lo = bisect.bisect_left(times, _instant(start))
+            hi = bisect.bisect_right(times, _instant(anchor_at))
+            if anchor_id is None:  # "now" may even precede future-dated studies: direct max, once per window
+                vals = [dated[i].ctdivol_max_mgy for i in range(lo, hi) if dated[i].ctdivol_max_mgy is not None]
                 ctdi = max(vals) if vals else None
-            else:
+            else:  # dated anchors in time order: lo and hi never decrease
+                while pushed < hi:
+                    v = dated[pushed].ctdivol_max_mgy
+                    if v is not None:
+                        while dq and dated[dq[-1]].ctdivol_max_mgy <= v:
+                            dq.pop()
+                        dq.append(pushed)
+                    pushed += 1
+                while dq and dq[0] < lo:
+                    dq.popleft()
                 ctdi = dated[dq[0]].ctdivol_max_mgy if dq else None
             wt = WindowTotals(anchor_study_id=anchor_id, window_days=w, start=start, end=anchor_at, ctdivol_max_mgy=ctdi)
             wt.procedure_count = ion_pre[hi] - ion_pre[lo]
-            wt.study_ids = [dated[i].study_id for i in range(lo, hi)]
-            by_mod: dict[str, int] = {}
-            for i in range(lo, hi):
-                if dated[i].ionising:
-                    by_mod[dated[i].modality] = by_mod.get(dated[i].modality, 0) + 1
-            wt.procedure_count_by_modality = by_mod
+            wt.study_ids = ids[lo:hi]
+            wt.procedure_count_by_modality = {m: c[hi] - c[lo] for m, c in mod_pre.items() if c[hi] - c[lo]}
             for f in SUM_FIELDS:
                 vals, cnt = pre[f]
                 if cnt[hi] - cnt[lo]:

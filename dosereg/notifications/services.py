@@ -158,7 +158,9 @@ def notifications_send_digest(*, now=None) -> int:
 def notifications_sweep(*, older_than_s: int = 300) -> int:
     """Re-queue pending notifications whose task was lost (broker down at enqueue time)."""
     cutoff = timezone.now() - timedelta(seconds=older_than_s)
-    ids = list(Notification.objects.filter(status=Notification.STATUS_PENDING, created_at__lt=cutoff).values_list("pk", flat=True)[:1000])
+    # never attempted: the enqueue was lost. Rows in a retry back-off already have a scheduled task.
+    ids = list(Notification.objects.filter(status=Notification.STATUS_PENDING, attempt_count=0, created_at__lt=cutoff)
+               .values_list("pk", flat=True)[:1000])
     for pk in ids:
         _enqueue_send(pk)
     return len(ids)

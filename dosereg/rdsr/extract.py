@@ -48,13 +48,11 @@ from .records import (
     PREGNANCY_POSSIBLE,
     PREGNANCY_UNKNOWN,
     RDSR,
-    DeviceInfo,
     DoseCheck,
     DoseDocument,
     IrradiationEvent,
     MRInfo,
     Participant,
-    PatientInfo,
     PlaneTotals,
 )
 
@@ -364,6 +362,7 @@ class _Ctx:
         self.tz = tz  # header TimezoneOffsetFromUTC
         self._seen: set[str] = set()
         self.plane_sent: dict[str, set[str]] = {}
+        self.obs: dict[tuple, str | None] = {}  # TID 1002 device observer items
         self.dropped_offset = False
 
     def warn(self, msg: str) -> None:
@@ -508,6 +507,11 @@ def extract_bytes(data: bytes, backend: str = "auto") -> DoseDocument:
             gc.enable()
 
 
+_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+# instance UIDs are matched loosely (some devices emit letters); no control chars, spaces or backslashes
+_LOOSE_UID_RE = re.compile(r"^[\x21-\x5b\x5d-\x7e]{1,128}$")
+
+
 def _sop_class_name(uid: str) -> str:
     try:
         from pydicom.uid import UID
@@ -528,6 +532,10 @@ def _extract(parsed: Parsed) -> DoseDocument:
         raise ExtractionError("missing SOP Class UID (0008,0016): cannot tell what this object is")
     if not sop_instance:
         raise ExtractionError("missing SOP Instance UID (0008,0018): the object cannot be identified")
+    if not _UID_RE.match(sop_class):
+        raise ExtractionError(f"invalid SOP Class UID (0008,0016) {sop_class[:80]!r}: not a DICOM UID")
+    if not _LOOSE_UID_RE.match(sop_instance):
+        raise ExtractionError(f"invalid SOP Instance UID (0008,0018) {sop_instance[:80]!r}")
 
     if sop_class in UNSUPPORTED_DOSE_SR:
         raise ExtractionError(f"unsupported SOP class {sop_class} ({UNSUPPORTED_DOSE_SR[sop_class]})")
@@ -546,6 +554,8 @@ def _extract(parsed: Parsed) -> DoseDocument:
     doc = DoseDocument(sop_instance_uid=sop_instance, sop_class_uid=sop_class, source_kind=RDSR)
     tz = parse_tz(h.ascii(T_TZ_OFFSET))
     ctx = _Ctx(doc, tz)
+    for note in parsed.notes:
+        ctx.warn(note)
     _common_header(ctx, h)
 
     if kind == "sr":
@@ -720,12 +730,12 @@ def _doc_level(ctx: _Ctx, root: Node) -> None:
     d = doc.device
     d.device_observer_uid = obs.get(C.DEVICE_OBSERVER_UID)
     d.device_observer_name = obs.get(C.DEVICE_OBSERVER_NAME)
-    ctx.obs = obs  # type: ignore[attr-defined]
+    ctx.obs = obs
 
 
 def _device_fallbacks(ctx: _Ctx) -> None:
     d = ctx.doc.device
-    obs = getattr(ctx, "obs", {})
+    obs = ctx.obs
     if not d.manufacturer:
         m = obs.get(C.DEVICE_OBSERVER_MANUFACTURER)
         if m:

@@ -28,6 +28,7 @@ supported; it is vanishingly rare in dose reports).
 from __future__ import annotations
 
 import struct
+import warnings
 import zlib
 from typing import Any
 
@@ -86,9 +87,10 @@ class ReaderError(Exception):
 class Parsed:
     """Result of either front-end."""
 
-    __slots__ = ("meta", "ds", "transfer_syntax", "little_endian", "backend")
+    __slots__ = ("meta", "ds", "transfer_syntax", "little_endian", "backend", "notes")
 
     def __init__(self, meta: dict, ds: dict, transfer_syntax: str | None, little_endian: bool, backend: str):
+        self.notes: list[str] = []  # encoding quirks worth a warning on the document
         self.meta = meta
         self.ds = ds
         self.transfer_syntax = transfer_syntax
@@ -456,8 +458,19 @@ def read_fast(data: bytes) -> Parsed:
             raise ReaderError("not_dicom", f"not a DICOM file: only {n} bytes and no 'DICM' prefix at offset 128")
         raise ReaderError("not_dicom", "not a DICOM file: no 'DICM' prefix at offset 128")
 
+    notes: list[str] = []
     if ts is None:
         ts = EXPLICIT_LE if _looks_like_dataset(buf, pos) and buf[pos + 4:pos + 6] in _ALL_VRS else IMPLICIT_LE
+    if ts in (IMPLICIT_LE, EXPLICIT_LE) and pos + 8 <= n:
+        # quirk: the declared VR encoding does not match the data (pydicom tolerates it too)
+        g0 = struct.unpack_from("<H", buf, pos)[0]
+        looks_explicit = buf[pos + 4:pos + 6] in _ALL_VRS
+        if g0 != 0xFFFE and looks_explicit != (ts == EXPLICIT_LE):
+            notes.append(
+                f"transfer syntax {ts} declares {'Explicit' if ts == EXPLICIT_LE else 'Implicit'} VR but the "
+                f"data set is {'Explicit' if looks_explicit else 'Implicit'} VR; read as found"
+            )
+            ts = EXPLICIT_LE if looks_explicit else IMPLICIT_LE
     if ts == IMPLICIT_LE:
         explicit = False
     elif ts == DEFLATED_LE:
@@ -475,7 +488,9 @@ def read_fast(data: bytes) -> Parsed:
         if pos + 6 <= len(buf) and buf[pos + 4:pos + 6] not in _ALL_VRS:
             raise ReaderError("unsupported", f"transfer syntax {ts} does not look like Explicit VR LE")
     ds = _parse_iter(buf, pos, explicit)
-    return Parsed(meta, ds, ts, True, "fast")
+    parsed = Parsed(meta, ds, ts, True, "fast")
+    parsed.notes = notes
+    return parsed
 
 
 # ---------------------------------------------------------------------------
@@ -530,24 +545,33 @@ def read_pydicom(data: bytes) -> Parsed:
     if not data:
         raise ReaderError("not_dicom", "empty input (0 bytes)")
     try:
-        fds = pydicom.dcmread(io.BytesIO(bytes(data)), stop_before_pixels=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom warns loudly on every oddity
+            fds = pydicom.dcmread(io.BytesIO(bytes(data)), stop_before_pixels=True)
     except InvalidDicomError as exc:
         raise ReaderError("not_dicom", f"not a DICOM file: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on bad data
         raise ReaderError("malformed", f"pydicom could not parse the data: {type(exc).__name__}: {exc}") from None
     try:
-        meta = _pyd_to_raw(fds.file_meta, 1, "latin-1") if getattr(fds, "file_meta", None) else {}
-        ts = str(fds.file_meta.get("TransferSyntaxUID", "")) if getattr(fds, "file_meta", None) else ""
-        little = True
-        try:
-            little = bool(fds.original_encoding[1]) if fds.original_encoding else True
-        except Exception:  # noqa: BLE001
-            pass
-        ds = _pyd_to_raw(fds, 0, "latin-1")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _pyd_parsed(fds)
     except ReaderError:
         raise
     except Exception as exc:  # noqa: BLE001
         raise ReaderError("malformed", f"pydicom could not parse the data: {type(exc).__name__}: {exc}") from None
+
+
+def _pyd_parsed(fds: Any) -> Parsed:
+    has_meta = getattr(fds, "file_meta", None) is not None
+    meta = _pyd_to_raw(fds.file_meta, 1, "latin-1") if has_meta else {}
+    ts = str(fds.file_meta.get("TransferSyntaxUID", "")) if has_meta else ""
+    little = True
+    try:
+        little = bool(fds.original_encoding[1]) if fds.original_encoding else True
+    except Exception:  # noqa: BLE001
+        pass
+    ds = _pyd_to_raw(fds, 0, "latin-1")
     return Parsed(meta, ds, ts or None, little, "pydicom")
 
 
@@ -605,7 +629,9 @@ class TextDecoder:
             try:
                 from pydicom.charset import convert_encodings
 
-                self.encodings = convert_encodings(terms)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    self.encodings = convert_encodings(terms)
             except Exception:  # noqa: BLE001
                 self.encodings = None
                 self.iso2022 = False
@@ -617,7 +643,9 @@ class TextDecoder:
                 from pydicom.charset import decode_bytes
 
                 delims = {0x5E, 0x3D} if pn else {0x5C}
-                s = decode_bytes(b, self.encodings, delims)  # type: ignore[arg-type]
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    s = decode_bytes(b, self.encodings, delims)  # type: ignore[arg-type]
             except Exception:  # noqa: BLE001
                 s = b.decode("latin_1")
         elif b.isascii():

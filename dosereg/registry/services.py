@@ -123,9 +123,21 @@ def dose_object_ingest(*, dose_object_id: int, force: bool = False) -> DoseObjec
         if old_study_id and old_study_id != obj.study_id:
             study_recompute_totals(study_id=old_study_id)
             affected.add(old_study_id)
+    if doc.source_kind in (R.IMAGE_HEADER, R.MR_HEADER):
+        _strip_pixels(obj)
     patient_ids = sorted(set(Study.objects.filter(pk__in=affected).values_list("patient_id", flat=True)) - {None})
     transaction.on_commit(lambda: studies_changed.send(sender=DoseObject, study_ids=sorted(affected), patient_ids=patient_ids))
     return obj
+
+
+def _strip_pixels(obj: DoseObject) -> None:
+    """Header-only capture: dose is in the header, pixel data is not kept (MR pixels never)."""
+    from dicom_listener.spool import strip_pixel_data
+
+    try:
+        strip_pixel_data(obj.path)
+    except Exception as exc:  # the header was ingested; keeping pixels is not a data loss
+        log.warning("could not strip pixel data from %s: %s", obj.path, exc)
 
 
 def _resolve_path(obj: DoseObject) -> Path:
@@ -170,8 +182,9 @@ def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int]) ->
         doc.warnings.append(f"replaces {len(replaced)} earlier object(s) with the same SOP Instance UID")
         DoseObject.objects.filter(pk__in=replaced).update(superseded_by=obj)
     # re-ingest of this object (or of the objects it replaces): remove what they wrote before
-    for model in (IrradiationEvent, PlaneTotal, Participant, MRExam):
-        model.objects.filter(dose_object_id__in=[obj.pk, *replaced]).delete()
+    if obj.attempts or replaced:
+        for model in (IrradiationEvent, PlaneTotal, Participant, MRExam):
+            model.objects.filter(dose_object_id__in=[obj.pk, *replaced]).delete()
 
     events = doc.events
     if doc.source_kind == R.IMAGE_HEADER:
@@ -362,7 +375,7 @@ def study_recompute_totals(*, study_id: int) -> None:
     dap_vals = [v["dap"] for v in per_plane.values() if v["dap"] is not None]
     rp_vals = [v["rp"] for v in per_plane.values() if v["rp"] is not None]
     ft_vals = [v["ft"] for v in per_plane.values() if v["ft"] is not None]
-    has_mr = MRExam.objects.filter(study_id=study_id).exists()
+    has_mr = not (event_count or dap_vals or rp_vals or dlp_total) and MRExam.objects.filter(study_id=study_id).exists()
     Study.objects.filter(pk=study_id).update(
         dap_total_gy_cm2=sum(dap_vals) if dap_vals else ev["dap"],
         dose_rp_max_plane_gy=max(rp_vals) if rp_vals else None,
@@ -450,19 +463,26 @@ def device_resolve(info: R.DeviceInfo, *, modality: str = "") -> Device | None:
         )
     else:
         device = Device.objects.get(pk=device_id)
-        device.last_seen = now
-        if info.device_observer_uid:
-            device.device_observer_uid = info.device_observer_uid[:128]
-        if info.software_versions:
-            device.software_versions = info.software_versions[:256]
-        device.save(update_fields=["last_seen", "device_observer_uid", "software_versions"])
+        observer_uid = (info.device_observer_uid or device.device_observer_uid)[:128]
+        software = (info.software_versions or device.software_versions)[:256]
+        stale = device.last_seen is None or now - device.last_seen > timedelta(minutes=1)
+        if stale or observer_uid != device.device_observer_uid or software != device.software_versions:
+            device.last_seen, device.device_observer_uid, device.software_versions = now, observer_uid, software
+            device.save(update_fields=["last_seen", "device_observer_uid", "software_versions"])
+            if info.software_versions:
+                DeviceSoftwareVersion.objects.bulk_create(
+                    [DeviceSoftwareVersion(device=device, software_versions=software)], ignore_conflicts=True
+                )
+        return _add_identifiers(device, idents, found)
+    if info.software_versions:
+        DeviceSoftwareVersion.objects.create(device=device, software_versions=info.software_versions[:256])
+    return _add_identifiers(device, idents, found)
+
+
+def _add_identifiers(device: Device, idents, found) -> Device:
     missing = [DeviceIdentifier(device=device, kind=k, value=v) for k, v in idents if (k, v) not in found]
     if missing:
         DeviceIdentifier.objects.bulk_create(missing, ignore_conflicts=True)
-    if info.software_versions:
-        DeviceSoftwareVersion.objects.bulk_create(
-            [DeviceSoftwareVersion(device=device, software_versions=info.software_versions[:256])], ignore_conflicts=True
-        )
     return device
 
 

@@ -1,6 +1,7 @@
 """Name normalisation for matching staff: DICOM PN "Family^Given" == "Given Family" == "FAMILY, Given".
 
-The key is order-insensitive (sorted tokens), case-folded, accent-free, without honorifics.
+The key is order-insensitive (sorted tokens), case-folded, accent-free, without honorifics, with
+ae/oe/ue folded to a/o/u (so Müller == Mueller == Muller).
 Only the alphabetic component group of a PN (before the first "=") is used.
 """
 from __future__ import annotations
@@ -26,8 +27,13 @@ def name_tokens(name: str) -> list[str]:
     text = text.replace("'", "").replace("’", "")
     text = re.sub(r"-", " ", text)
     tokens = [t for t in _SPLIT.split(text) if t]
-    tokens = [re.sub(r"[^0-9a-z]", "", t) for t in tokens]
+    tokens = [_fold(re.sub(r"[^0-9a-z]", "", t)) for t in tokens]
     return [t for t in tokens if t and t not in HONORIFICS]
+
+
+def _fold(token: str) -> str:
+    """German transliteration: Müller, Mueller and Muller give one key (a clash of two people is "ambiguous")."""
+    return token.replace("ae", "a").replace("oe", "o").replace("ue", "u")
 
 
 def normalise_name(name: str) -> str:

@@ -235,8 +235,8 @@ def unmatched_resolve(*, unmatched: UnmatchedName, staff: StaffMember, user=None
         um.resolved_by = user
         um.resolved_at = timezone.now()
         um.save()
-        staff_id = staff.pk
-        transaction.on_commit(lambda: _after_participation_change(staff_ids={staff_id}, study_ids=study_ids))
+        if study_ids:
+            _after_participation_change(staff_ids={staff.pk}, study_ids=study_ids)
     return linked
 
 

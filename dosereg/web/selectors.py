@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection
-from django.db.models import Aggregate, Avg, Count, F, FloatField, Max, OuterRef, Prefetch, Q, Subquery, Sum
+from django.db.models import Aggregate, Avg, Count, F, FloatField, Max, Min, OuterRef, Prefetch, Q, Subquery, Sum
 from django.db.models.functions import TruncDate, TruncWeek
 from django.utils import timezone
 
@@ -401,6 +401,8 @@ def protocol_audit(*, since: datetime, until: datetime, modality: str = "", devi
         aggs = {"n": Count("id")}
         for key, _, _ in AUDIT_QUANTITIES:
             aggs[f"{key}__n"] = Count(key)
+            aggs[f"{key}__min"] = Min(key)
+            aggs[f"{key}__max"] = Max(key)
             for p, tag in ((0.25, "q1"), (0.5, "med"), (0.75, "q3")):
                 aggs[f"{key}__{tag}"] = Percentile(key, p)
         for r in base.values("device_id", "std", "procedure_modality").annotate(**aggs).order_by():
@@ -418,6 +420,8 @@ def protocol_audit(*, since: datetime, until: datetime, modality: str = "", devi
             r = {"device_id": k[0], "std": k[1], "procedure_modality": k[2], "n": acc["n"]}
             for c in cols:
                 r[f"{c}__n"] = len(acc[c])
+                r[f"{c}__min"] = min(acc[c]) if acc[c] else None
+                r[f"{c}__max"] = max(acc[c]) if acc[c] else None
                 r[f"{c}__q1"], r[f"{c}__med"], r[f"{c}__q3"] = _quartiles(acc[c])
             groups[k] = r
     std_names = {s.pk: s for s in StandardName.objects.all()}
@@ -441,7 +445,8 @@ def protocol_audit(*, since: datetime, until: datetime, modality: str = "", devi
                 comp.append({"drl": v, "ratio": (med / v.value) if (med is not None and v.value) else None,
                              "above": med is not None and med > v.value})
             qrows.append({"key": key, "label": label, "unit": unit, "n": r[f"{key}__n"], "q1": r[f"{key}__q1"],
-                          "median": r[f"{key}__med"], "q3": r[f"{key}__q3"], "drls": comp})
+                          "median": r[f"{key}__med"], "q3": r[f"{key}__q3"], "min": r[f"{key}__min"],
+                          "max": r[f"{key}__max"], "drls": comp})
         rows.append({
             "device_id": dev_id, "device": names.get(dev_id, "unknown device") if dev_id else "unknown device",
             "standard_name": std_names.get(std_id) if std_id else None, "modality": mod, "n": r["n"],

@@ -146,3 +146,19 @@ def test_device_identity_survives_new_observer_uid(corpus_files, spool, tmp_path
     assert obj.status == DoseObject.STATUS_INGESTED
     assert Device.objects.count() == 1
     assert Device.objects.get().device_observer_uid != old
+
+
+def test_mr_header_is_recorded_without_ionising_dose_and_pixels_are_not_kept(spool, tmp_path):
+    from dosereg.rdsr import builder as B
+    from dosereg.registry.models import MRExam
+
+    ds = B.build_mr_image()
+    path = tmp_path / "mr.dcm"
+    B.write(ds, path)
+    assert "PixelData" in pydicom.dcmread(path)
+    obj, _ = dose_file_import(path=path, spool=spool)
+    assert obj.status == DoseObject.STATUS_INGESTED, obj.quarantine_reason
+    mr = MRExam.objects.get(dose_object=obj)
+    assert mr.sar_w_kg == pytest.approx(float(ds.SAR))
+    assert Study.objects.get(pk=obj.study_id).has_ionising_dose is False
+    assert "PixelData" not in pydicom.dcmread(obj.path)

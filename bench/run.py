@@ -1,0 +1,256 @@
+#!/usr/bin/env python
+"""dosereg benchmarks (run on demand, never in CI):
+
+    python bench/run.py                 # all scenarios
+    python bench/run.py parse316        # 316-event RDSR: parse + store on PostgreSQL vs DCMTK dsrdump
+    python bench/run.py ingest [N]      # N objects via /usr/bin/storescu -> listener -> Redis -> Celery -> PostgreSQL
+                                        # vs DCMTK storescp receiving the same files
+
+Needs PostgreSQL (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/dosereg_bench),
+Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379/14) and DCMTK. Prints figures and ratios.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+CORPUS = Path(os.environ.get("DOSEREG_CORPUS") or REPO.parent / "shared" / "rdsr")
+PG = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/dosereg_bench")
+REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+F316 = CORPUS / "philips_allura-xper_RF_316events_no-orientation-modifier.dcm"
+
+
+def pct(values, p):
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    k = (len(values) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(port)
+
+
+def django_setup(db_url: str):
+    os.environ["DATABASE_URL"] = db_url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dosereg.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    _ensure_db(db_url)
+    call_command("migrate", verbosity=0)
+
+
+def _ensure_db(db_url):
+    import psycopg2
+
+    name = db_url.rsplit("/", 1)[1]
+    conn = psycopg2.connect(db_url.rsplit("/", 1)[0] + "/postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname=%s", [name])
+        if not cur.fetchone():
+            cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+
+
+def reset_registry():
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        tables = [t for t in connection.introspection.table_names() if t.startswith(("registry_", "exposure_", "notifications_", "staff_"))
+                  and not t.endswith(("rule", "ruleset", "factor", "limit", "regime"))]
+        if tables:
+            cur.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE")
+
+
+def bench_parse316():
+    django_setup(PG)
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from dicom_listener.spool import Spool
+    from dosereg.rdsr import extract_file
+    from dosereg.registry.models import DoseObject
+    from dosereg.registry.services import dose_object_ingest, dose_object_register
+
+    env = dict(os.environ, TCP_NODELAY="1")
+    dsr = []
+    for _ in range(5):
+        t = time.perf_counter()
+        subprocess.run(["dsrdump", str(F316)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, check=False)
+        dsr.append(time.perf_counter() - t)
+    parse = []
+    for _ in range(5):
+        t = time.perf_counter()
+        extract_file(F316)
+        parse.append(time.perf_counter() - t)
+    store, queries = [], []
+    tmp = Path(tempfile.mkdtemp())
+    spool = Spool(tmp)
+    data = F316.read_bytes()
+    for i in range(5):
+        reset_registry()
+        stored = spool.store(f"1.2.3.{i}", data)
+        obj, _ = dose_object_register(sop_instance_uid=f"1.2.3.{i}", sop_class_uid="", path=stored.path,
+                                      sha256=stored.sha256, size_bytes=stored.size_bytes, enqueue=False)
+        with CaptureQueriesContext(connection) as ctx:
+            t = time.perf_counter()
+            obj = dose_object_ingest(dose_object_id=obj.pk)
+            store.append(time.perf_counter() - t)
+        assert obj.status == DoseObject.STATUS_INGESTED, obj.quarantine_reason
+        queries.append(len(ctx.captured_queries))
+    shutil.rmtree(tmp)
+    d, p, s = min(dsr), min(parse), min(store)
+    print("== parse316: 316-event Philips Allura RDSR (3.3 MB)")
+    print(f"  DCMTK dsrdump              {d*1000:8.1f} ms (best of 5)")
+    print(f"  dosereg parse only         {p*1000:8.1f} ms   ratio {p/d:.2f}x dsrdump")
+    print(f"  dosereg parse + store (PG) {s*1000:8.1f} ms   ratio {s/d:.2f}x dsrdump (target <= 2x)")
+    print(f"  SQL statements per ingest  {max(queries)} (target < 50; OpenREM 1.0 ~21,600)")
+    return {"dsrdump_ms": d * 1000, "parse_ms": p * 1000, "parse_store_ms": s * 1000, "ratio": s / d, "queries": max(queries)}
+
+
+def _make_objects(n: int, outdir: Path) -> list[Path]:
+    from dosereg.rdsr.builder import rewrite_uids
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    sources = [f for f in sorted(CORPUS.glob("*.dcm")) if f.stat().st_size <= 100_000]
+    files = []
+    for i in range(n):
+        src = sources[i % len(sources)]
+        out = outdir / f"obj{i:05d}.dcm"
+        out.write_bytes(rewrite_uids(src.read_bytes()))
+        files.append(out)
+    return files
+
+
+def _storescu(port, files, aet="STORESCU"):
+    env = dict(os.environ, TCP_NODELAY="1")
+    t = time.perf_counter()
+    # one association for all files, as a modality sending a batch would
+    r = subprocess.run(["/usr/bin/storescu", "-aet", aet, "-aec", "DOSEREG", "127.0.0.1", str(port), *map(str, files)],
+                       capture_output=True, text=True, env=env)
+    return time.perf_counter() - t, r
+
+
+def _peak_rss_mb(pid: int) -> float:
+    pids = [pid]
+    try:
+        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        pass
+    peak = 0.0
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) / 1024)
+        except OSError:
+            pass
+    return peak
+
+
+def bench_ingest(n: int = 2000):
+    import redis
+
+    django_setup(PG)
+    reset_registry()
+    from dosereg.registry.models import DoseObject
+
+    redis.Redis.from_url(REDIS).flushdb()
+    tmp = Path(tempfile.mkdtemp(prefix="dosereg-bench-"))
+    files = _make_objects(n, tmp / "in")
+    sizes = [f.stat().st_size for f in files]
+    # DCMTK's own storescp: the protocol's practical ceiling on this machine
+    port = free_port()
+    (tmp / "scp").mkdir()
+    scp = subprocess.Popen(["storescp", "-od", str(tmp / "scp"), "-aet", "DOSEREG", str(port)],
+                           env=dict(os.environ, TCP_NODELAY="1"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    t_scp, r = _storescu(port, files)
+    scp.terminate()
+    scp.wait()
+    assert r.returncode == 0, r.stderr[-2000:]
+
+    env = dict(os.environ, DATABASE_URL=PG, REDIS_URL=REDIS, SPOOL_DIR=str(tmp / "spool"), LOG_LEVEL="WARNING",
+               DICOM_ALLOWED_CALLING_AES="STORESCU", SPOOL_MIN_FREE_BYTES="0",
+               DOSEREG_LISTENER_STATS_FILE=str(tmp / "listener-stats.json"))
+    port = free_port()
+    listener = subprocess.Popen([sys.executable, "manage.py", "run_listener", "--port", str(port), "--address", "127.0.0.1"],
+                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "listener.log", "w"))
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "dosereg", "worker", "-Q", "dosereg", "-c", "2",
+                               "--without-gossip", "--without-mingle", "-l", "WARNING"],
+                              cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "worker.log", "w"))
+    wait_port(port)
+    time.sleep(3)  # worker start-up
+    t0 = time.perf_counter()
+    t_send, r = _storescu(port, files)
+    assert r.returncode == 0, r.stderr[-2000:]
+    peak = 0.0
+    while True:
+        peak = max(peak, _peak_rss_mb(worker.pid))
+        done = DoseObject.objects.exclude(status=DoseObject.STATUS_RECEIVED).count()
+        if done >= n or time.perf_counter() - t0 > 600:
+            break
+        time.sleep(0.2)
+    t_all = time.perf_counter() - t0
+    peak = max(peak, _peak_rss_mb(worker.pid))
+    listener.terminate()
+    listener.wait(20)
+    worker.terminate()
+    worker.wait(30)
+    stats = json.loads((tmp / "listener-stats.json").read_text())
+    lat = [x * 1000 for x in stats["ack_latencies_s"]]
+    ingested = DoseObject.objects.filter(status=DoseObject.STATUS_INGESTED).count()
+    quarantined = DoseObject.objects.filter(status=DoseObject.STATUS_QUARANTINED).count()
+    print(f"== ingest: {n} objects ({min(sizes)//1024}-{max(sizes)//1024} KB) via /usr/bin/storescu, one association")
+    print(f"  DCMTK storescp receive        {n/t_scp:8.1f} obj/s")
+    print(f"  dosereg listener acknowledged {n/t_send:8.1f} obj/s   ratio {t_scp/t_send:.2f}x storescp")
+    print(f"  committed to PostgreSQL       {n/t_all:8.1f} obj/s   (target >= 50)  ingested={ingested} quarantined={quarantined}")
+    print(f"  ack latency p50/p95/p99       {pct(lat,50):.1f} / {pct(lat,95):.1f} / {pct(lat,99):.1f} ms (target p99 < 50)")
+    print(f"  worker peak RSS               {peak:8.1f} MB (target < 300)")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return {"storescp_obj_s": n / t_scp, "ack_obj_s": n / t_send, "committed_obj_s": n / t_all,
+            "ack_p50_ms": pct(lat, 50), "ack_p95_ms": pct(lat, 95), "ack_p99_ms": pct(lat, 99), "worker_peak_mb": peak}
+
+
+SCENARIOS = {"parse316": bench_parse316, "ingest": bench_ingest}
+
+if __name__ == "__main__":
+    which = sys.argv[1:] or list(SCENARIOS)
+    name = which[0]
+    if name in SCENARIOS:
+        args = [int(a) for a in which[1:]]
+        SCENARIOS[name](*args)
+    else:
+        extra = REPO / "bench" / f"bench_{name}.py"
+        if not extra.exists():
+            sys.exit(f"unknown scenario {name}; known: {', '.join(SCENARIOS)} and bench/bench_*.py")
+        os.execv(sys.executable, [sys.executable, str(extra), *which[1:]])

@@ -1,0 +1,88 @@
+"""Patient merge/unmerge (RIS merges).
+
+Merging does not re-point studies: a merged patient keeps its studies and points
+at the surviving record (Patient.merged_into); cumulative exposure and alerts are
+computed over the surviving record's whole merge group. Unmerge clears the pointer,
+so every study is back with its own patient. Studies that arrived *while* merged
+were linked to the survivor by ``patient_resolve``; unmerge re-ingests those from
+their stored originals so they return to the right patient.
+"""
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from dosereg.registry.models import DoseObject, Patient, Study
+from dosereg.registry.signals import studies_changed
+
+from .models import PatientMerge
+
+log = logging.getLogger(__name__)
+
+
+class MergeError(ValueError):
+    pass
+
+
+def _root(patient: Patient) -> Patient:
+    seen = set()
+    while patient.merged_into_id and patient.pk not in seen:
+        seen.add(patient.pk)
+        patient = Patient.objects.get(pk=patient.merged_into_id)
+    return patient
+
+
+def patient_merge(*, source_id: int, target_id: int, user=None, note: str = "") -> PatientMerge:
+    """Merge ``source`` into ``target`` (its surviving record)."""
+    if source_id == target_id:
+        raise MergeError("cannot merge a patient into itself")
+    with transaction.atomic():
+        source, target = (Patient.objects.select_for_update().get(pk=pk) for pk in (source_id, target_id))
+        if source.merged_into_id:
+            raise MergeError(f"patient {source_id} is already merged into {source.merged_into_id}; unmerge first")
+        root = _root(target)
+        if root.pk == source.pk:
+            raise MergeError("merge would create a cycle")
+        source.merged_into = root
+        source.save(update_fields=["merged_into"])
+        merge = PatientMerge.objects.create(source=source, target=root, merged_by=user, note=note)
+        study_ids = list(Study.objects.filter(patient_id=source.pk).values_list("pk", flat=True))
+        ids = sorted({source.pk, root.pk})
+        transaction.on_commit(lambda: studies_changed.send(sender=Patient, study_ids=study_ids, patient_ids=ids))
+    return merge
+
+
+def patient_unmerge(*, patient_id: int, user=None, reingest: bool = True) -> PatientMerge | None:
+    """Undo the merge of ``patient_id``. Returns the merge record closed (None if it was not merged)."""
+    with transaction.atomic():
+        patient = Patient.objects.select_for_update().get(pk=patient_id)
+        if not patient.merged_into_id:
+            return None
+        former = patient.merged_into_id
+        root = _root(patient).pk
+        merge = PatientMerge.objects.filter(source=patient, unmerged_at__isnull=True).order_by("-merged_at").first()
+        patient.merged_into = None
+        patient.save(update_fields=["merged_into"])
+        since = merge.merged_at if merge else None
+        if merge:
+            merge.unmerged_at = timezone.now()
+            merge.unmerged_by = user
+            merge.save(update_fields=["unmerged_at", "unmerged_by"])
+        study_ids = list(Study.objects.filter(patient_id=patient.pk).values_list("pk", flat=True))
+        # studies received during the merge were linked to the survivor: re-resolve them from their originals
+        during = []
+        if reingest and since is not None:
+            during = list(
+                DoseObject.objects.filter(study__patient_id=root, ingested_at__gte=since, status=DoseObject.STATUS_INGESTED)
+                .values_list("pk", flat=True)
+            )
+        ids = sorted({patient.pk, former, root})
+        transaction.on_commit(lambda: studies_changed.send(sender=Patient, study_ids=study_ids, patient_ids=ids))
+    if during:
+        from dosereg.registry.services import dose_objects_reprocess
+
+        n = dose_objects_reprocess(queryset=DoseObject.objects.filter(pk__in=during), inline=True)
+        log.info("unmerge of patient %s: re-ingested %s objects received during the merge", patient_id, n)
+    return merge

@@ -1,0 +1,879 @@
+"""Exposure services: cumulative windows, alert evaluation, alert lifecycle, routing.
+
+Everything here is idempotent: recomputing a patient any number of times gives
+the same window rows and the same alerts, and never sends an e-mail twice
+(alerts are unique per patient/rule/level/subject; notifications per key and
+recipient).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from dosereg.notifications.models import SEVERITY_RANK
+from dosereg.notifications.services import notification_enqueue
+from dosereg.rdsr import records as R
+from dosereg.registry.models import DoseObject, IrradiationEvent, Patient, PlaneTotal, Study
+
+from . import conf, regions as RG
+from .constants import (
+    CANONICAL_UNIT, CONCEPTUS_BANDS_TEXT, EFFECTIVE_DOSE_LABEL, L_ALERT, L_DOSE_CHECK, L_FIRST, L_NOTIFICATION,
+    L_PREGNANCY, L_REPEAT, L_SRDL, L_SUBSEQUENT, PHYSICIST_REQUEST, Q_COUNT, Q_CTDIVOL, Q_DLP, Q_DOSE_CHECK,
+    Q_FLUORO_TIME, Q_KAP, Q_KAR, Q_PREGNANCY, RSO_GROUP, SRDL_WORDING, UNIT_FACTORS, conceptus_band,
+)
+from .models import Alert, AlertEvent, AlertRoute, EffectiveDoseFactor, PatientExposureWindow, Rule, StudyExposure
+from .windows import StudyPoint, WindowTotals, compute_windows
+
+log = logging.getLogger(__name__)
+
+PREGNANT = (R.PREGNANCY_POSSIBLE, R.PREGNANCY_DEFINITE)
+PREGNANCY_VALUES = ("", R.PREGNANCY_NOT, R.PREGNANCY_POSSIBLE, R.PREGNANCY_DEFINITE, R.PREGNANCY_UNKNOWN)
+
+STUDY_FIELDS = (
+    "id", "study_instance_uid", "patient_id", "device_id", "device__institution", "device__display_name",
+    "study_datetime", "created_at", "updated_at", "accession_number", "study_description", "procedure_modality",
+    "pregnancy_status", "pregnancy_status_override", "patient_age_years", "dap_total_gy_cm2", "dose_rp_max_plane_gy",
+    "fluoro_time_total_s", "dlp_total_mgy_cm", "ctdivol_max_mgy", "event_count", "has_ionising_dose",
+    "exposure__source_updated_at", "exposure__regions", "exposure__kar", "exposure__ct_classes",
+    "exposure__dose_checks", "exposure__effective_dose_msv", "exposure__effective_dose_detail",
+)
+
+
+class AlertTransitionError(ValueError):
+    pass
+
+
+# ---------------------------------------------------------------------------
+# patient identity helpers
+# ---------------------------------------------------------------------------
+def patient_root_id(patient_id: int) -> int:
+    """The surviving record a (possibly merged) patient points at."""
+    seen = set()
+    pid = patient_id
+    while True:
+        nxt = Patient.objects.filter(pk=pid).values_list("merged_into_id", flat=True).first()
+        if not nxt or nxt in seen:
+            return pid
+        seen.add(pid)
+        pid = nxt
+
+
+def patient_group_ids(root_id: int) -> list[int]:
+    """The root and every patient merged (directly or transitively) into it."""
+    group = [root_id]
+    frontier = [root_id]
+    while frontier:
+        frontier = [p for p in Patient.objects.filter(merged_into_id__in=frontier).values_list("pk", flat=True) if p not in group]
+        group.extend(frontier)
+    return group
+
+
+# ---------------------------------------------------------------------------
+# per-study facts (refreshed only when the registry's study row changed)
+# ---------------------------------------------------------------------------
+def _factor_table() -> dict[tuple[str, str, str, str], EffectiveDoseFactor]:
+    return {(f.factor_set, f.kind, f.region, f.age_bracket): f for f in EffectiveDoseFactor.objects.filter(active=True)}
+
+
+def _factor_json(f: EffectiveDoseFactor) -> dict:
+    return {"factor_set": f.factor_set, "kind": f.kind, "region": f.region, "age_bracket": f.age_bracket,
+            "value": f.value, "unit": f.unit, "source": f.source, "verification": f.verification}
+
+
+def _ct_factor(factors, region: str, age: float | None):
+    bracket = RG.paediatric_bracket(age)
+    if bracket in ("", "adult"):
+        return factors.get((conf.ct_factor_set(), EffectiveDoseFactor.KIND_CT_DLP, region, "adult")) or factors.get(
+            ("AAPM96", EffectiveDoseFactor.KIND_CT_DLP, region, "adult"))
+    paed_region = {"head": "head", "chest": "chest", "abdomen": "abdomen_pelvis", "pelvis": "abdomen_pelvis",
+                   "trunk": "abdomen_pelvis"}.get(region, "")
+    return factors.get(("AAPM96", EffectiveDoseFactor.KIND_CT_DLP, paed_region, bracket))
+
+
+def _dose_check_record(ev: dict) -> dict | None:
+    dc = ev.get("dose_check") or {}
+    if not dc:
+        return None
+
+    def over(est, limit, configured):
+        return configured is not False and est is not None and limit is not None and est >= limit
+
+    alert = over(dc.get("accumulated_ctdivol_forward_estimate_mgy"), dc.get("ctdivol_alert_value_mgy"), dc.get("ctdivol_alert_value_configured")) or over(
+        dc.get("accumulated_dlp_forward_estimate_mgy_cm"), dc.get("dlp_alert_value_mgy_cm"), dc.get("dlp_alert_value_configured"))
+    notif = over(dc.get("ctdivol_forward_estimate_mgy"), dc.get("ctdivol_notification_value_mgy"), dc.get("ctdivol_notification_value_configured")) or over(
+        dc.get("dlp_forward_estimate_mgy_cm"), dc.get("dlp_notification_value_mgy_cm"), dc.get("dlp_notification_value_configured"))
+    reason = (dc.get("reason_for_proceeding") or "").strip()
+    if not (alert or notif or reason):
+        return None
+    return {"event_uid": ev.get("irradiation_event_uid", ""), "protocol": ev.get("protocol", ""),
+            "kind": "alert" if alert else ("notification" if notif else "dose_check"),
+            "reason_for_proceeding": reason, "authorizing_person": dc.get("authorizing_person") or "",
+            **{k: dc.get(k) for k in ("ctdivol_alert_value_mgy", "dlp_alert_value_mgy_cm", "ctdivol_notification_value_mgy",
+                                       "dlp_notification_value_mgy_cm", "ctdivol_forward_estimate_mgy",
+                                       "accumulated_ctdivol_forward_estimate_mgy", "dlp_forward_estimate_mgy_cm",
+                                       "accumulated_dlp_forward_estimate_mgy_cm")}}
+
+
+def study_exposure_refresh(rows: list[dict]) -> dict[int, StudyExposure]:
+    """Derive StudyExposure for the given study rows in a fixed number of queries (4)."""
+    ids = [r["id"] for r in rows]
+    if not ids:
+        return {}
+    events: dict[int, list[dict]] = defaultdict(list)
+    for ev in IrradiationEvent.objects.filter(study_id__in=ids).values(
+        "study_id", "irradiation_event_uid", "target_region", "protocol", "ctdivol_mgy", "dlp_mgy_cm", "ctdiw_phantom", "dose_check"
+    ):
+        events[ev["study_id"]].append(ev)
+    kar: dict[int, dict[tuple[str, str], float]] = defaultdict(dict)
+    for p in PlaneTotal.objects.filter(
+        study_id__in=ids, dose_object__status=DoseObject.STATUS_INGESTED, dose_object__superseded_by__isnull=True
+    ).values("study_id", "plane", "reference_point_definition", "reference_point_code", "dose_rp_total_gy"):
+        if p["dose_rp_total_gy"] is None:
+            continue
+        key = ((p["reference_point_code"] or p["reference_point_definition"] or "unspecified").strip(), p["plane"] or "single")
+        kar[p["study_id"]][key] = kar[p["study_id"]].get(key, 0.0) + p["dose_rp_total_gy"]
+    factors = _factor_table()
+    out: dict[int, StudyExposure] = {}
+    for r in rows:
+        sid = r["id"]
+        evs = events.get(sid, [])
+        study_regions = RG.regions_of(r["study_description"])
+        all_regions = set(study_regions)
+        ct_classes: dict[tuple[str, str], float] = {}
+        checks = []
+        e_total, used, missing = 0.0, {}, 0
+        for ev in evs:
+            ev_regions = RG.regions_of(ev["target_region"], ev["protocol"]) or study_regions
+            all_regions |= ev_regions
+            if ev["ctdivol_mgy"] is not None:
+                key = (RG.ct_protocol_class(ev_regions, ev["ctdiw_phantom"]), ev["ctdiw_phantom"] or "")
+                ct_classes[key] = max(ct_classes.get(key, 0.0), ev["ctdivol_mgy"])
+            if ev["dlp_mgy_cm"] is not None:
+                f = _ct_factor(factors, RG.ct_k_region(ev_regions), r["patient_age_years"])
+                if f is None:
+                    missing += 1
+                else:
+                    e_total += f.value * ev["dlp_mgy_cm"]
+                    used[f.pk] = f
+            rec = _dose_check_record(ev)
+            if rec:
+                checks.append(rec)
+        detail: dict = {"label": EFFECTIVE_DOSE_LABEL}
+        e_msv = None
+        if used:
+            e_msv = round(e_total, 6)
+            detail.update(method="E = k × DLP per CT event", factors=[_factor_json(f) for f in used.values()],
+                          events_without_factor=missing, partial=bool(missing))
+        elif r["dlp_total_mgy_cm"] is not None and not evs:
+            f = _ct_factor(factors, RG.ct_k_region(study_regions), r["patient_age_years"])
+            if f is not None:
+                e_msv = round(f.value * r["dlp_total_mgy_cm"], 6)
+                detail.update(method="E = k × study DLP", factors=[_factor_json(f)], partial=False)
+        elif r["dap_total_gy_cm2"] is not None and "cardiac" in all_regions:
+            f = factors.get(("Vano-ICRP103", EffectiveDoseFactor.KIND_PROJECTION_KAP, "cardiac", "adult"))
+            if f is not None:
+                e_msv = round(f.value * r["dap_total_gy_cm2"], 6)
+                detail.update(method="E = c × KAP (interventional cardiology)", factors=[_factor_json(f)], partial=False)
+        if e_msv is None:
+            detail["reason"] = ("no verified conversion factor for this region/modality"
+                                if (r["dap_total_gy_cm2"] or r["dlp_total_mgy_cm"]) else "no KAP or DLP reported")
+        out[sid] = StudyExposure(
+            study_id=sid, source_updated_at=r["updated_at"], regions=sorted(all_regions),
+            kar=[[k[0], k[1], v] for k, v in sorted(kar.get(sid, {}).items())],
+            ct_classes=[[c, ph, v] for (c, ph), v in sorted(ct_classes.items())],
+            dose_checks=checks, effective_dose_msv=e_msv, effective_dose_detail=detail,
+        )
+    StudyExposure.objects.bulk_create(
+        list(out.values()), update_conflicts=True, unique_fields=["study"],
+        update_fields=["source_updated_at", "regions", "kar", "ct_classes", "dose_checks", "effective_dose_msv",
+                       "effective_dose_detail", "computed_at"],
+    )
+    return out
+
+
+# ---------------------------------------------------------------------------
+# patient recompute
+# ---------------------------------------------------------------------------
+@dataclass
+class StudyInfo:
+    row: dict
+    kar: dict[tuple[str, str], float]
+    regions: set[str]
+    ct_classes: list
+    dose_checks: list
+    effective_dose_msv: float | None
+    effective_dose_detail: dict
+
+    @property
+    def id(self) -> int:
+        return self.row["id"]
+
+    @property
+    def at(self) -> datetime | None:
+        return self.row["study_datetime"]
+
+
+@dataclass
+class RecomputeResult:
+    patient_id: int
+    studies: int = 0
+    refreshed_studies: int = 0
+    windows_written: int = 0
+    windows_deleted: int = 0
+    alerts_created: list[int] = field(default_factory=list)
+    alerts_withdrawn: list[int] = field(default_factory=list)
+    notifications: int = 0
+
+
+def _load_studies(group: list[int]) -> tuple[list[StudyInfo], int]:
+    rows = list(Study.objects.filter(patient_id__in=group).values(*STUDY_FIELDS))
+    stale = [r for r in rows if r["exposure__source_updated_at"] is None or r["exposure__source_updated_at"] != r["updated_at"]]
+    fresh = study_exposure_refresh(stale) if stale else {}
+    infos = []
+    for r in rows:
+        se = fresh.get(r["id"])
+        if se is not None:
+            kar_l, regions, ctc, dcs, e, ed = se.kar, se.regions, se.ct_classes, se.dose_checks, se.effective_dose_msv, se.effective_dose_detail
+        else:
+            kar_l, regions, ctc, dcs = r["exposure__kar"], r["exposure__regions"], r["exposure__ct_classes"], r["exposure__dose_checks"]
+            e, ed = r["exposure__effective_dose_msv"], r["exposure__effective_dose_detail"]
+        infos.append(StudyInfo(row=r, kar={(k[0], k[1]): k[2] for k in (kar_l or [])}, regions=set(regions or []),
+                               ct_classes=ctc or [], dose_checks=dcs or [], effective_dose_msv=e, effective_dose_detail=ed or {}))
+    return infos, len(stale)
+
+
+def _point(s: StudyInfo) -> StudyPoint:
+    r = s.row
+    return StudyPoint(
+        study_id=r["id"], at=r["study_datetime"], ionising=bool(r["has_ionising_dose"]), modality=r["procedure_modality"] or "",
+        kap_gy_cm2=r["dap_total_gy_cm2"], fluoro_time_s=r["fluoro_time_total_s"], dlp_mgy_cm=r["dlp_total_mgy_cm"],
+        ctdivol_max_mgy=r["ctdivol_max_mgy"], effective_dose_msv=s.effective_dose_msv,
+        kar=dict(s.kar),
+    )
+
+
+_WINDOW_VALUE_FIELDS = ("start", "end", "procedure_count", "procedure_count_by_modality", "kap_gy_cm2", "fluoro_time_s",
+                        "dlp_mgy_cm", "ctdivol_max_mgy", "kar", "kar_max_gy", "effective_dose_msv", "effective_dose_studies")
+
+
+def _window_row_values(wt: WindowTotals) -> dict:
+    return {
+        "start": wt.start, "end": wt.end, "procedure_count": wt.procedure_count,
+        "procedure_count_by_modality": dict(sorted(wt.procedure_count_by_modality.items())),
+        "kap_gy_cm2": wt.kap_gy_cm2, "fluoro_time_s": wt.fluoro_time_s, "dlp_mgy_cm": wt.dlp_mgy_cm,
+        "ctdivol_max_mgy": wt.ctdivol_max_mgy,
+        "kar": [{"reference_point": k[0], "plane": k[1], "gy": v} for k, v in sorted(wt.kar.items())],
+        "kar_max_gy": wt.kar_max_gy, "effective_dose_msv": wt.effective_dose_msv,
+        "effective_dose_studies": wt.effective_dose_studies,
+    }
+
+
+def _same(a: dict, b: dict) -> bool:
+    for f in _WINDOW_VALUE_FIELDS:
+        x, y = a[f], b[f]
+        if isinstance(x, float) and isinstance(y, float):
+            if not math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12):
+                return False
+        elif isinstance(x, datetime) and isinstance(y, datetime):
+            if x != y:
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def _all_window_days(rules: list[Rule]) -> tuple[int, ...]:
+    return tuple(sorted(set(conf.windows_days()) | {r.window_days for r in rules if r.window_days}))
+
+
+def active_rules() -> list[Rule]:
+    return list(Rule.objects.filter(ruleset__active=True, enabled=True).order_by("key"))
+
+
+def patient_exposure_recompute(*, patient_id: int, now: datetime | None = None, notify: bool = True) -> RecomputeResult:
+    """Recompute all windows and alerts of a patient's merge group, in a fixed number of queries."""
+    now = now or timezone.now()
+    root = patient_root_id(patient_id)
+    res = RecomputeResult(patient_id=root)
+    with transaction.atomic():
+        Patient.objects.select_for_update().filter(pk=root).values_list("pk", flat=True).first()  # serialise per patient
+        group = patient_group_ids(root)
+        rules = active_rules()
+        infos, res.refreshed_studies = _load_studies(group)
+        res.studies = len(infos)
+        windows = compute_windows([_point(s) for s in infos], _all_window_days(rules), now)
+        _write_windows(root, group, windows, res)
+        _evaluate_alerts(root, group, infos, windows, rules, now, notify, res)
+    return res
+
+
+def _write_windows(root: int, group: list[int], windows: list[WindowTotals], res: RecomputeResult) -> None:
+    existing = {
+        (row["anchor_study_id"], row["window_days"]): row
+        for row in PatientExposureWindow.objects.filter(patient_id=root).values("id", "anchor_study_id", "window_days", *_WINDOW_VALUE_FIELDS)
+    }
+    to_delete: list[int] = []
+    to_create: list[PatientExposureWindow] = []
+    seen = set()
+    for wt in windows:
+        key = (wt.anchor_study_id, wt.window_days)
+        seen.add(key)
+        values = _window_row_values(wt)
+        old = existing.get(key)
+        if old is not None:
+            if wt.anchor_study_id is not None and _same(old, values):
+                continue
+            to_delete.append(old["id"])
+        to_create.append(PatientExposureWindow(patient_id=root, anchor_study_id=wt.anchor_study_id, window_days=wt.window_days, **values))
+    to_delete += [row["id"] for key, row in existing.items() if key not in seen]
+    q = Q(pk__in=to_delete)
+    others = [g for g in group if g != root]
+    if others:
+        q |= Q(patient_id__in=others)  # merged-away patients have no windows of their own
+    if to_delete or others:
+        res.windows_deleted = PatientExposureWindow.objects.filter(q).delete()[0]
+    if to_create:
+        PatientExposureWindow.objects.bulk_create(to_create)
+    res.windows_written = len(to_create)
+
+
+# ---------------------------------------------------------------------------
+# alert evaluation
+# ---------------------------------------------------------------------------
+@dataclass
+class Expected:
+    rule: Rule
+    level: str
+    subject: str
+    study: StudyInfo | None
+    value: float | None
+    threshold: float | None
+    severity: str
+    detail: dict
+    window: WindowTotals | None = None
+    episode: tuple[datetime, datetime] | None = None
+    rank: float = 0.0
+
+
+def _canonical(rule: Rule) -> tuple[float | None, float | None]:
+    factors = UNIT_FACTORS.get(rule.quantity, {})
+    f = factors.get(rule.threshold_unit or CANONICAL_UNIT.get(rule.quantity, ""), 1.0)
+    thr = rule.threshold_value * f if rule.threshold_value is not None else None
+    step = rule.step_value * f if rule.step_value is not None else None
+    return thr, step
+
+
+def _in_scope(rule: Rule, s: StudyInfo) -> bool:
+    r = s.row
+    if rule.scope_modalities:
+        mods = {m.strip().upper() for m in rule.scope_modalities.split(",") if m.strip()}
+        if (r["procedure_modality"] or "").upper() not in mods:
+            return False
+    if rule.scope_device_id and r["device_id"] != rule.scope_device_id:
+        return False
+    if rule.scope_site and (r["device__institution"] or "").strip().lower() != rule.scope_site.strip().lower():
+        return False
+    age = r["patient_age_years"]
+    if rule.min_age_years is not None and age is not None and age < rule.min_age_years:
+        return False  # unknown age: adult rules apply, paediatric rules (max_age) do not
+    if rule.max_age_years is not None and (age is None or age >= rule.max_age_years):
+        return False
+    return True
+
+
+def _levels(rule: Rule, value: float | None) -> list[tuple[str, float, float]]:
+    """(level, threshold crossed, rank) for a numeric value."""
+    thr, step = _canonical(rule)
+    if value is None or thr is None:
+        return []
+    if rule.level_kind == L_SUBSEQUENT:
+        if not step or step <= 0:
+            return []
+        n = math.floor((value - thr) / step + 1e-9)
+        return [(f"subsequent+{i}", thr + i * step, thr + i * step) for i in range(1, n + 1)]
+    if value >= thr - 1e-12:
+        return [(rule.level_kind, thr, thr)]
+    return []
+
+
+def _study_value(rule: Rule, s: StudyInfo) -> float | None:
+    r = s.row
+    if rule.quantity == Q_KAR:
+        return max(s.kar.values()) if s.kar else r["dose_rp_max_plane_gy"]
+    if rule.quantity == Q_KAP:
+        return r["dap_total_gy_cm2"]
+    if rule.quantity == Q_FLUORO_TIME:
+        return r["fluoro_time_total_s"]
+    if rule.quantity == Q_DLP:
+        return r["dlp_total_mgy_cm"]
+    if rule.quantity == Q_CTDIVOL:
+        if rule.protocol_class:
+            vals = [v for c, ph, v in s.ct_classes if c == rule.protocol_class and (not rule.phantom or ph == rule.phantom)]
+            return max(vals) if vals else None
+        return r["ctdivol_max_mgy"]
+    return None
+
+
+def _window_value(rule: Rule, wt: WindowTotals) -> float | None:
+    if rule.quantity == Q_KAR:
+        return wt.kar_max_gy
+    if rule.quantity == Q_KAP:
+        return wt.kap_gy_cm2
+    if rule.quantity == Q_FLUORO_TIME:
+        return wt.fluoro_time_s
+    if rule.quantity == Q_DLP:
+        return wt.dlp_mgy_cm
+    if rule.quantity == Q_COUNT:
+        return float(_window_count(rule, wt))
+    return None
+
+
+def _window_count(rule: Rule, wt: WindowTotals) -> int:
+    if rule.scope_modalities:
+        mods = {m.strip().upper() for m in rule.scope_modalities.split(",") if m.strip()}
+        return sum(c for m, c in wt.procedure_count_by_modality.items() if m.upper() in mods)
+    return wt.procedure_count
+
+
+def _base_detail(rule: Rule) -> dict:
+    d = {"rule_title": rule.title, "rule_version": rule.ruleset.version if rule.ruleset_id else None,
+         "source": rule.source, "verification": rule.verification}
+    if rule.level_kind == L_SRDL:
+        d["srdl_wording"] = SRDL_WORDING
+    return d
+
+
+def _expected_alerts(infos: list[StudyInfo], windows: list[WindowTotals], rules: list[Rule]) -> list[Expected]:
+    by_id = {s.id: s for s in infos}
+    out: list[Expected] = []
+    win_by_days: dict[int, list[WindowTotals]] = defaultdict(list)
+    for wt in windows:
+        if wt.anchor_study_id is not None:
+            win_by_days[wt.window_days].append(wt)
+    for rule in rules:
+        if rule.window_days is None:
+            for s in infos:
+                if not _in_scope(rule, s):
+                    continue
+                uid = s.row["study_instance_uid"]
+                if rule.quantity == Q_PREGNANCY:
+                    status = s.row["pregnancy_status_override"] or s.row["pregnancy_status"]
+                    if status in PREGNANT and s.row["has_ionising_dose"]:
+                        out.append(_pregnancy_expected(rule, s, status))
+                    continue
+                if rule.quantity == Q_DOSE_CHECK:
+                    if s.dose_checks:
+                        reasons = sorted({c["reason_for_proceeding"] for c in s.dose_checks if c["reason_for_proceeding"]})
+                        d = _base_detail(rule) | {"dose_checks": s.dose_checks, "reason_for_proceeding": "; ".join(reasons)}
+                        kind = "alert" if any(c["kind"] == "alert" for c in s.dose_checks) else "notification"
+                        out.append(Expected(rule, L_DOSE_CHECK, uid, s, None, None,
+                                            "high" if kind == "alert" else rule.severity, d | {"dose_check_kind": kind}))
+                    continue
+                value = _study_value(rule, s)
+                for level, thr, rank in _levels(rule, value):
+                    d = _base_detail(rule)
+                    if rule.quantity == Q_KAR and s.kar:
+                        d["kar_per_reference_point_and_plane"] = [{"reference_point": k[0], "plane": k[1], "gy": v} for k, v in sorted(s.kar.items())]
+                    out.append(Expected(rule, level, uid, s, value, thr, rule.severity, d, rank=rank))
+        else:
+            crossing: dict[str, list[tuple[WindowTotals, float, float]]] = defaultdict(list)
+            for wt in win_by_days.get(rule.window_days, []):
+                s = by_id[wt.anchor_study_id]
+                if not _in_scope(rule, s) or _window_count(rule, wt) < rule.min_procedures:
+                    continue
+                value = _window_value(rule, wt)
+                for level, thr, rank in _levels(rule, value):
+                    crossing[level].append((wt, value, thr))
+            span = timedelta(days=rule.window_days)
+            for level, items in crossing.items():
+                items.sort(key=lambda it: it[0].end)
+                episodes: list[list] = []
+                for it in items:
+                    if episodes and it[0].end - episodes[-1][-1][0].end <= span:
+                        episodes[-1].append(it)
+                    else:
+                        episodes.append([it])
+                for ep in episodes:
+                    best = max(ep, key=lambda it: it[1])
+                    first = ep[0][0]
+                    s = by_id[best[0].anchor_study_id]
+                    d = _base_detail(rule) | {"window_study_ids": best[0].study_ids, "episode_first_anchor": first.end.isoformat(),
+                                              "episode_last_anchor": ep[-1][0].end.isoformat()}
+                    if rule.quantity == Q_KAR:
+                        d["kar_per_reference_point_and_plane"] = [{"reference_point": k[0], "plane": k[1], "gy": v} for k, v in sorted(best[0].kar.items())]
+                    out.append(Expected(rule, level, "episode:" + by_id[first.anchor_study_id].row["study_instance_uid"], s,
+                                        best[1], best[2], rule.severity, d, window=best[0], episode=(first.end, ep[-1][0].end),
+                                        rank=best[2]))
+    return out
+
+
+def _pregnancy_expected(rule: Rule, s: StudyInfo, status: str) -> Expected:
+    r = s.row
+    abdomen_pelvis = RG.involves_abdomen_pelvis(s.regions)
+    reasons = []
+    if abdomen_pelvis:
+        reasons.append("region involves abdomen/pelvis")
+    p = rule.params or {}
+    for key, value in (("high_priority_kap_gy_cm2", r["dap_total_gy_cm2"]), ("high_priority_dlp_mgy_cm", r["dlp_total_mgy_cm"]),
+                       ("high_priority_kar_gy", r["dose_rp_max_plane_gy"])):
+        limit = p.get(key)
+        if limit is not None and value is not None and value >= limit:
+            reasons.append(f"{key.replace('high_priority_', '')} {value:.4g} ≥ {limit:g}")
+    high = bool(reasons)
+    detail = _base_detail(rule) | {
+        "pregnancy_status": status, "status_source": "staff override" if r["pregnancy_status_override"] else "DICOM Pregnancy Status",
+        "regions": sorted(s.regions), "priority": "high" if high else "normal", "priority_reasons": reasons,
+        "conceptus_dose_bands": CONCEPTUS_BANDS_TEXT, "physicist_estimate_requested": PHYSICIST_REQUEST,
+        "kap_gy_cm2": r["dap_total_gy_cm2"], "dlp_mgy_cm": r["dlp_total_mgy_cm"], "kar_max_gy": r["dose_rp_max_plane_gy"],
+    }
+    return Expected(rule, L_PREGNANCY, r["study_instance_uid"], s, None, None, "high" if high else rule.severity, detail)
+
+
+def _title(e: Expected) -> str:
+    rule = e.rule
+    unit = CANONICAL_UNIT.get(rule.quantity, "")
+    if rule.quantity == Q_PREGNANCY:
+        return f"{rule.title}: ionising exposure, patient {e.detail['pregnancy_status'].replace('_', ' ')}" + (
+            " — HIGH PRIORITY" if e.severity == "high" else "")
+    if rule.quantity == Q_DOSE_CHECK:
+        return f"{rule.title}: modality Dose Check {e.detail.get('dose_check_kind', '')}"
+    win = f" in {rule.window_days} days" if rule.window_days else ""
+    lvl = f" ({e.level})" if e.level.startswith("subsequent") else ""
+    shown = rule.threshold_unit or unit
+    f = UNIT_FACTORS.get(rule.quantity, {}).get(shown, 1.0)
+    return f"{rule.title}{lvl}: {e.value / f:.4g} {shown}{win} ≥ {e.threshold / f:.4g} {shown}"
+
+
+def _message(e: Expected, root: Patient | None) -> str:
+    r = e.study.row if e.study else {}
+    lines = [_title(e), ""]
+    if root is not None:
+        lines.append(f"Patient: registry #{root.pk}" + ("" if root.pseudonymised else f" (ID {root.patient_id})"))
+    if r:
+        lines.append(f"Study: {r.get('study_datetime')} {r.get('procedure_modality', '')} accession {r.get('accession_number') or '—'}"
+                     f" on {r.get('device__display_name') or 'unknown device'}")
+    if e.window is not None:
+        lines.append(f"Window: {e.window.start:%Y-%m-%d} – {e.window.end:%Y-%m-%d} ({e.rule.window_days} days, "
+                     f"{e.window.procedure_count} procedures)")
+    for key in ("reason_for_proceeding", "srdl_wording", "conceptus_dose_bands", "physicist_estimate_requested"):
+        if e.detail.get(key):
+            lines += ["", f"{key.replace('_', ' ').capitalize()}:", str(e.detail[key])]
+    if e.detail.get("priority_reasons"):
+        lines.append("High priority because: " + "; ".join(e.detail["priority_reasons"]))
+    if e.rule.follow_up_days:
+        lines.append(f"Suggested follow-up: within {e.rule.follow_up_days} days (clinical skin check 2–4 weeks ◐; physicist PSD estimate).")
+    lines += ["", f"Rule: {e.rule.key} (rule set v{e.detail.get('rule_version')}), level {e.level}",
+              f"Threshold source: {e.rule.source} [{e.rule.verification}]",
+              "All thresholds are configurable defaults, not limits on patient exposure."]
+    return "\n".join(lines)
+
+
+def _evaluate_alerts(root_id, group, infos, windows, rules, now, notify, res: RecomputeResult) -> None:
+    expected = _expected_alerts(infos, windows, rules)
+    study_ids = [s.id for s in infos]
+    existing = list(Alert.objects.filter(Q(patient_id__in=group) | Q(study_id__in=study_ids)))
+    by_key: dict[tuple[str, str, str], Alert] = {}
+    for a in existing:
+        k = (a.rule_key, a.level, a.subject)
+        if k not in by_key or a.patient_id == root_id:
+            by_key[k] = a
+    cumulative_existing: dict[tuple[str, str], list[Alert]] = defaultdict(list)
+    for a in existing:
+        if a.subject.startswith("episode:") and a.patient_id in group:
+            cumulative_existing[(a.rule_key, a.level)].append(a)
+    root = Patient.objects.get(pk=root_id) if expected else None
+    matched: set[int] = set()
+    created: list[tuple[Alert, Expected]] = []
+    for e in expected:
+        alert = by_key.get((e.rule.key, e.level, e.subject))
+        if alert is None and e.episode is not None:  # same episode, first anchor moved (late earlier study)
+            lo, hi = e.episode[0] - timedelta(days=e.rule.window_days), e.episode[1]
+            for a in cumulative_existing.get((e.rule.key, e.level), []):
+                if a.id not in matched and a.window_end and lo <= a.window_end <= hi:
+                    alert = a
+                    break
+        if alert is not None:
+            matched.add(alert.id)
+            _refresh_existing(alert, e, root_id, now)
+            continue
+        alert = Alert(
+            patient_id=root_id, rule=e.rule, rule_key=e.rule.key, level=e.level, subject=e.subject[:160],
+            study_id=e.study.id if e.study else None, study_uid=e.study.row["study_instance_uid"] if e.study else "",
+            quantity=e.rule.quantity, value=e.value, unit=CANONICAL_UNIT.get(e.rule.quantity, ""), threshold=e.threshold,
+            window_days=e.rule.window_days, window_start=e.window.start if e.window else None,
+            window_end=e.window.end if e.window else None, severity=e.severity, title=_title(e)[:255],
+            message=_message(e, root), detail=_jsonable(e.detail),
+        )
+        if e.rule.follow_up_days:
+            base = (e.study.at if e.study and e.study.at else now).date()
+            alert.detail["follow_up_suggested_due"] = (base + timedelta(days=e.rule.follow_up_days)).isoformat()
+        try:
+            with transaction.atomic():
+                alert.save()
+        except IntegrityError:  # raised concurrently by another worker: theirs stands, nothing re-sent
+            continue
+        AlertEvent.objects.create(alert=alert, action="raised", note=alert.title)
+        created.append((alert, e))
+        matched.add(alert.id)
+        res.alerts_created.append(alert.id)
+    active_keys = {r.key for r in rules}
+    for a in existing:
+        if a.id in matched or a.rule_key not in active_keys or a.status in (Alert.STATUS_WITHDRAWN,):
+            continue
+        if a.patient_id not in group and a.study_id not in study_ids:
+            continue
+        note = "condition no longer met after recompute (study replaced, deleted, re-assigned or pregnancy status changed)"
+        if a.study_id is None and not a.subject.startswith("episode:"):
+            note = "the study was deleted"
+        elif a.study_id is not None and a.study_id not in study_ids and not a.subject.startswith("episode:"):
+            note = "the study no longer belongs to this patient (merge/unmerge or patient correction)"
+        if a.status == Alert.STATUS_CLOSED:
+            if not a.detail.get("condition_cleared_at"):
+                a.detail["condition_cleared_at"] = now.isoformat()
+                a.save(update_fields=["detail"])
+                AlertEvent.objects.create(alert=a, action="condition_cleared", note=note)
+            continue
+        a.status = Alert.STATUS_WITHDRAWN
+        a.withdrawn_at = now
+        a.withdrawn_note = note
+        a.save(update_fields=["status", "withdrawn_at", "withdrawn_note"])
+        AlertEvent.objects.create(alert=a, action="withdrawn", note=note)
+        res.alerts_withdrawn.append(a.id)
+    if created:
+        _notify_created(created, now, notify, res)
+
+
+def _refresh_existing(alert: Alert, e: Expected, root_id: int, now: datetime) -> None:
+    changed = []
+    if alert.patient_id != root_id:
+        AlertEvent.objects.create(alert=alert, action="reassigned", note=f"patient {alert.patient_id} → {root_id}")
+        alert.patient_id = root_id
+        changed.append("patient")
+    if alert.status == Alert.STATUS_WITHDRAWN:
+        alert.status = Alert.STATUS_ACKNOWLEDGED if alert.acknowledged_at else Alert.STATUS_OPEN
+        alert.withdrawn_at = None
+        note = "condition met again after recompute; not re-sent (already notified)"
+        alert.withdrawn_note = ""
+        changed += ["status", "withdrawn_at", "withdrawn_note"]
+        AlertEvent.objects.create(alert=alert, action="re-raised", note=note)
+    new_study_id = e.study.id if e.study else None
+    for f, v in (("value", e.value), ("threshold", e.threshold), ("study_id", new_study_id),
+                 ("window_start", e.window.start if e.window else None), ("window_end", e.window.end if e.window else None)):
+        old = getattr(alert, f)
+        if isinstance(v, float) and isinstance(old, float) and math.isclose(v, old, rel_tol=1e-9):
+            continue
+        if old != v:
+            setattr(alert, f, v)
+            changed.append(f)
+    if e.severity != alert.severity and SEVERITY_RANK.get(e.severity, 1) > SEVERITY_RANK.get(alert.severity, 1):
+        alert.severity = e.severity
+        changed.append("severity")
+    if changed:
+        alert.save(update_fields=list(dict.fromkeys(changed)))
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return value
+
+
+# ---------------------------------------------------------------------------
+# routing and notification
+# ---------------------------------------------------------------------------
+def _notify_created(created: list[tuple[Alert, Expected]], now: datetime, notify: bool, res: RecomputeResult) -> None:
+    # several levels of one rule crossed at once (e.g. 3, 4, …, 7 Gy): one e-mail, for the highest level
+    best: dict[tuple[str, str], tuple[Alert, Expected]] = {}
+    for alert, e in created:
+        k = (alert.rule_key, alert.study_uid if not alert.subject.startswith("episode:") else alert.subject)
+        if k not in best or e.rank > best[k][1].rank:
+            best[k] = (alert, e)
+    chosen = {a.id for a, _ in best.values()}
+    max_age = conf.notify_max_age_days()
+    router = Router()
+    for alert, e in created:
+        if not notify:
+            state = "suppressed"
+        elif alert.id not in chosen:
+            state = "collapsed"
+        elif max_age is not None and e.study and e.study.at and e.study.at < now - timedelta(days=max_age):
+            state = "historical"
+        else:
+            recipients = router.recipients(alert, e)
+            if not recipients:
+                state = "no_recipients"
+                log.warning("alert %s: no recipients (no route and no active user with e-mail in group %r)", alert.pk, RSO_GROUP)
+            else:
+                made = notification_enqueue(
+                    dedupe_key=f"exposure-alert:{alert.pk}", recipients=recipients, subject=f"[dosereg] {alert.title}"[:255],
+                    body=alert.message + f"\n\nAlert: {conf.alert_url_base()}{alert.pk}/",
+                    severity=alert.severity if alert.severity in SEVERITY_RANK else "normal",
+                    digest=e.rule.digest and alert.severity == "low",
+                )
+                res.notifications += len(made)
+                state = "queued"
+                AlertEvent.objects.create(alert=alert, action="notified", note=", ".join(recipients))
+        alert.notified = state
+        alert.save(update_fields=["notified"])
+
+
+class Router:
+    """Resolves recipients from AlertRoute rows (loaded once per evaluation)."""
+
+    def __init__(self) -> None:
+        self._routes = None
+        self._rso = None
+
+    def _load(self):
+        if self._routes is None:
+            self._routes = list(AlertRoute.objects.filter(active=True).select_related("device").prefetch_related("users", "groups__user_set"))
+        return self._routes
+
+    def recipients(self, alert: Alert, e: Expected | None) -> list[str]:
+        row = e.study.row if e and e.study else {}
+        out: list[str] = []
+        matched = False
+        for route in self._load():
+            if route.device_id and route.device_id != row.get("device_id"):
+                continue
+            if route.site and route.site.strip().lower() != (row.get("device__institution") or "").strip().lower():
+                continue
+            if route.rule_key and route.rule_key != alert.rule_key:
+                continue
+            if SEVERITY_RANK.get(alert.severity, 1) < SEVERITY_RANK.get(route.min_severity, 0):
+                continue
+            matched = True
+            out += [u.email for u in route.users.all() if u.is_active and u.email]
+            out += [u.email for g in route.groups.all() for u in g.user_set.all() if u.is_active and u.email]
+            out += [x.strip() for x in route.emails.replace("\n", ",").replace(";", ",").split(",") if x.strip()]
+        if not matched:
+            out = self.default_recipients()
+        return sorted(set(out))
+
+    def default_recipients(self) -> list[str]:
+        if self._rso is None:
+            User = get_user_model()
+            self._rso = sorted(set(User.objects.filter(groups__name=RSO_GROUP, is_active=True).exclude(email="").values_list("email", flat=True)))
+        return self._rso
+
+
+# ---------------------------------------------------------------------------
+# lifecycle
+# ---------------------------------------------------------------------------
+def _transition(alert_id: int, allowed: tuple[str, ...], new_status: str, user, action: str, note: str, **fields) -> Alert:
+    with transaction.atomic():
+        alert = Alert.objects.select_for_update().get(pk=alert_id)
+        if alert.status not in allowed:
+            raise AlertTransitionError(f"cannot {action} an alert that is {alert.status}")
+        alert.status = new_status
+        for k, v in fields.items():
+            setattr(alert, k, v)
+        alert.save()
+        AlertEvent.objects.create(alert=alert, actor=user, action=action, note=note)
+    return alert
+
+
+def alert_acknowledge(*, alert_id: int, user, note: str = "") -> Alert:
+    return _transition(alert_id, (Alert.STATUS_OPEN,), Alert.STATUS_ACKNOWLEDGED, user, "acknowledged", note,
+                       acknowledged_by=user, acknowledged_at=timezone.now(), acknowledge_note=note)
+
+
+def alert_schedule_follow_up(*, alert_id: int, user, due: date | None = None, note: str = "") -> Alert:
+    alert = Alert.objects.get(pk=alert_id)
+    if due is None:
+        suggested = alert.detail.get("follow_up_suggested_due")
+        due = date.fromisoformat(suggested) if suggested else timezone.localdate() + timedelta(days=21)
+    extra = {}
+    if alert.status == Alert.STATUS_OPEN:  # scheduling a follow-up acknowledges the alert
+        extra = {"acknowledged_by": user, "acknowledged_at": timezone.now(), "acknowledge_note": note}
+    return _transition(alert_id, (Alert.STATUS_OPEN, Alert.STATUS_ACKNOWLEDGED, Alert.STATUS_FOLLOW_UP), Alert.STATUS_FOLLOW_UP,
+                       user, "follow_up_scheduled", f"due {due}. {note}".strip(), follow_up_due=due, follow_up_note=note,
+                       follow_up_reminded_at=None, **extra)
+
+
+def alert_close(*, alert_id: int, user, note: str = "") -> Alert:
+    return _transition(alert_id, (Alert.STATUS_ACKNOWLEDGED, Alert.STATUS_FOLLOW_UP, Alert.STATUS_WITHDRAWN), Alert.STATUS_CLOSED,
+                       user, "closed", note, closed_by=user, closed_at=timezone.now(), close_note=note)
+
+
+def alert_record_conceptus_estimate(*, alert_id: int, user, estimate_mgy: float, note: str = "") -> Alert:
+    with transaction.atomic():
+        alert = Alert.objects.select_for_update().get(pk=alert_id)
+        if alert.quantity != Q_PREGNANCY:
+            raise AlertTransitionError("a conceptus-dose estimate belongs to a pregnancy alert")
+        alert.conceptus_dose_estimate_mgy = estimate_mgy
+        alert.detail["conceptus_dose_band"] = conceptus_band(estimate_mgy)
+        alert.save(update_fields=["conceptus_dose_estimate_mgy", "detail"])
+        AlertEvent.objects.create(alert=alert, actor=user, action="conceptus_estimate",
+                                  note=f"{estimate_mgy:g} mGy — {alert.detail['conceptus_dose_band']}. {note}".strip())
+    return alert
+
+
+def follow_up_reminders_send(*, today: date | None = None) -> int:
+    """Remind the alert's recipients of follow-ups that are due (once per due date)."""
+    today = today or timezone.localdate()
+    due = list(Alert.objects.filter(status=Alert.STATUS_FOLLOW_UP, follow_up_due__lte=today, follow_up_reminded_at__isnull=True)
+               .select_related("study"))
+    router = Router()
+    n = 0
+    for alert in due:
+        row = {"device_id": alert.study.device_id if alert.study else None,
+               "device__institution": alert.study.device.institution if alert.study and alert.study.device else ""}
+        fake = Expected(alert.rule, alert.level, alert.subject, StudyInfo(row, {}, set(), [], [], None, {}), None, None, alert.severity, {})
+        recipients = router.recipients(alert, fake)
+        with transaction.atomic():
+            notification_enqueue(
+                dedupe_key=f"exposure-alert:{alert.pk}:follow-up-due:{alert.follow_up_due}", recipients=recipients,
+                subject=f"[dosereg] follow-up due {alert.follow_up_due}: {alert.title}"[:255],
+                body=f"Follow-up was scheduled for {alert.follow_up_due}.\n{alert.follow_up_note}\n\n{alert.message}",
+                severity="normal",
+            )
+            Alert.objects.filter(pk=alert.pk).update(follow_up_reminded_at=timezone.now())
+            AlertEvent.objects.create(alert=alert, action="follow_up_reminder", note=", ".join(recipients))
+        n += 1
+    return n
+
+
+# ---------------------------------------------------------------------------
+# pregnancy status set by staff
+# ---------------------------------------------------------------------------
+def study_set_pregnancy_status(*, study_id: int, status: str, user=None, note: str = "") -> Study:
+    """Staff-recorded pregnancy status (before or after the exam); wins over the DICOM value. Re-evaluates alerts."""
+    if status not in PREGNANCY_VALUES:
+        raise ValueError(f"pregnancy status must be one of {PREGNANCY_VALUES}")
+    with transaction.atomic():
+        study = Study.objects.select_for_update().get(pk=study_id)
+        old = study.effective_pregnancy_status
+        study.pregnancy_status_override = status
+        study.save(update_fields=["pregnancy_status_override", "updated_at"])
+        log.info("study %s pregnancy status %r → %r by %s: %s", study.pk, old, study.effective_pregnancy_status, user, note)
+        if study.patient_id:
+            pid = study.patient_id
+            transaction.on_commit(lambda: enqueue_recompute(pid))
+    return study
+
+
+def enqueue_recompute(patient_id: int) -> bool:
+    from .tasks import recompute_patient_exposure_task
+
+    try:
+        recompute_patient_exposure_task.apply_async(args=[patient_id])
+        return True
+    except Exception as exc:  # broker down: the next change or the periodic refresh catches up
+        log.warning("could not enqueue exposure recompute for patient %s: %s", patient_id, exc)
+        return False
+
+
+from .identity import patient_merge, patient_unmerge  # noqa: E402,F401  (re-exported)

@@ -1,0 +1,368 @@
+"""REST API (DRF): token or session auth, the same roles and patient scoping as the pages.
+
+Patients read only their own studies/events/patient record; anything else is 404.
+Every read of patient data is audited (one row per patient on the page).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.db.models import Prefetch
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+from django.utils.dateparse import parse_date, parse_datetime
+from rest_framework import generics, permissions, serializers, status
+from rest_framework.authtoken.models import Token
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
+
+from dosereg.audit.models import AuditEvent
+from dosereg.audit.services import audit_record
+from dosereg.registry.models import DoseObject, IrradiationEvent, Participant, Patient, PlaneTotal, Study
+
+from . import fhir, integrations, roles
+from .roles import has_role, user_roles
+from .selectors import patient_for_user, patient_group_ids
+
+
+# ---------------------------------------------------------------------------
+# permissions and scoping
+# ---------------------------------------------------------------------------
+class RolePermission(permissions.BasePermission):
+    """The view's ``allowed_roles``; patients additionally need a verified account."""
+
+    def has_permission(self, request, view):
+        user = request.user
+        if not user or not user.is_authenticated:
+            return False
+        return has_role(user, getattr(view, "allowed_roles", ()))
+
+
+class PatientScoped:
+    """``patient_ids`` is None for clinical roles (all), the patient's own ids for a portal user."""
+
+    def patient_ids(self) -> list[int] | None:
+        if has_role(self.request.user, roles.CLINICAL):
+            return None
+        patient = patient_for_user(self.request.user)
+        if patient is None:
+            return []
+        return patient_group_ids(patient)
+
+
+class Pagination(CursorPagination):
+    page_size = 100
+    max_page_size = 1000
+    page_size_query_param = "page_size"
+    ordering = "-id"
+
+
+def _audit_page(request, object_type: str, patient_pks, detail=None):
+    audit_record(request=request, action=AuditEvent.ACTION_API_READ, object_type=object_type,
+                 object_id=str(request.parser_context.get("kwargs", {}).get("pk", "list")) if hasattr(request, "parser_context") else "",
+                 patient_pks=patient_pks, detail=detail or {})
+
+
+# ---------------------------------------------------------------------------
+# serializers
+# ---------------------------------------------------------------------------
+class PatientSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Patient
+        fields = ["id", "patient_id", "issuer", "name", "sex", "birth_date", "pseudonymised", "merged_into"]
+
+
+class StudySerializer(serializers.ModelSerializer):
+    device = serializers.StringRelatedField()
+    pregnancy_status = serializers.CharField(source="effective_pregnancy_status")
+
+    class Meta:
+        model = Study
+        fields = [
+            "id", "study_instance_uid", "patient", "device", "study_datetime", "accession_number", "study_description",
+            "procedure_modality", "pregnancy_status", "patient_weight_kg", "patient_age_years", "dap_total_gy_cm2",
+            "dose_rp_max_plane_gy", "fluoro_time_total_s", "dlp_total_mgy_cm", "ctdivol_max_mgy", "event_count",
+            "has_ionising_dose",
+        ]
+
+
+class EventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = IrradiationEvent
+        exclude = ["dose_object", "extra"]
+
+
+# ---------------------------------------------------------------------------
+# views
+# ---------------------------------------------------------------------------
+def _date(value: str | None):
+    if not value:
+        return None
+    dt = parse_datetime(value)
+    if dt is None:
+        d = parse_date(value)
+        dt = datetime(d.year, d.month, d.day) if d else None
+    if dt is None:
+        raise serializers.ValidationError({"date": "use ISO 8601"})
+    from django.utils import timezone
+
+    return dt if timezone.is_aware(dt) else timezone.make_aware(dt)
+
+
+class StudyList(PatientScoped, generics.ListAPIView):
+    """Studies. Filters: patient, modality, device, since, until (ISO dates)."""
+
+    allowed_roles = (*roles.CLINICAL, roles.PATIENT)
+    permission_classes = [RolePermission]
+    serializer_class = StudySerializer
+    pagination_class = Pagination
+
+    def get_queryset(self):
+        qs = Study.objects.select_related("device")
+        ids = self.patient_ids()
+        if ids is not None:
+            qs = qs.filter(patient_id__in=ids)
+        p = self.request.query_params
+        if p.get("patient"):
+            try:
+                pid = int(p["patient"])
+            except ValueError:
+                raise serializers.ValidationError({"patient": "an integer id"})
+            qs = qs.filter(patient_id__in=[pid, *Patient.objects.filter(merged_into_id=pid).values_list("pk", flat=True)])
+        if p.get("modality"):
+            qs = qs.filter(procedure_modality=p["modality"].upper())
+        if p.get("device"):
+            qs = qs.filter(device_id=p["device"])
+        if p.get("since"):
+            qs = qs.filter(study_datetime__gte=_date(p["since"]))
+        if p.get("until"):
+            qs = qs.filter(study_datetime__lt=_date(p["until"]))
+        return qs
+
+    def list(self, request, *args, **kwargs):
+        resp = super().list(request, *args, **kwargs)
+        _audit_page(request, "study", {r["patient"] for r in resp.data["results"]})
+        return resp
+
+
+class StudyDetail(PatientScoped, generics.RetrieveAPIView):
+    allowed_roles = (*roles.CLINICAL, roles.PATIENT)
+    permission_classes = [RolePermission]
+    serializer_class = StudySerializer
+
+    def get_queryset(self):
+        qs = Study.objects.select_related("device")
+        ids = self.patient_ids()
+        return qs if ids is None else qs.filter(patient_id__in=ids)
+
+    def retrieve(self, request, *args, **kwargs):
+        resp = super().retrieve(request, *args, **kwargs)
+        _audit_page(request, "study", [resp.data["patient"]])
+        return resp
+
+
+class EventList(PatientScoped, generics.ListAPIView):
+    """Irradiation events, all or of one study (``/studies/<pk>/events/`` or ``?study=``)."""
+
+    allowed_roles = (*roles.CLINICAL, roles.PATIENT)
+    permission_classes = [RolePermission]
+    serializer_class = EventSerializer
+    pagination_class = Pagination
+
+    def get_queryset(self):
+        qs = IrradiationEvent.objects.all()
+        ids = self.patient_ids()
+        study_pk = self.kwargs.get("pk") or self.request.query_params.get("study")
+        if study_pk is not None:
+            try:
+                study_pk = int(study_pk)
+            except ValueError:
+                raise Http404
+            sq = Study.objects.filter(pk=study_pk)
+            if ids is not None:
+                sq = sq.filter(patient_id__in=ids)
+            if not sq.exists():
+                raise Http404
+            qs = qs.filter(study_id=study_pk)
+        elif ids is not None:
+            qs = qs.filter(study__patient_id__in=ids)
+        return qs
+
+    def list(self, request, *args, **kwargs):
+        resp = super().list(request, *args, **kwargs)
+        study_ids = {r["study"] for r in resp.data["results"]}
+        pks = set(Study.objects.filter(pk__in=study_ids).values_list("patient_id", flat=True)) if study_ids else set()
+        _audit_page(request, "event", pks, {"studies": sorted(study_ids)[:100]})
+        return resp
+
+
+class PatientList(PatientScoped, generics.ListAPIView):
+    """Patients (clinical roles: all, ``?q=`` searches the ID; patients: their own record only)."""
+
+    allowed_roles = (*roles.CLINICAL, roles.PATIENT)
+    permission_classes = [RolePermission]
+    serializer_class = PatientSerializer
+    pagination_class = Pagination
+
+    def get_queryset(self):
+        qs = Patient.objects.all()
+        ids = self.patient_ids()
+        if ids is not None:
+            return qs.filter(pk__in=ids[:1])
+        q = self.request.query_params.get("q")
+        if q:
+            qs = qs.filter(patient_id__istartswith=q)
+        return qs
+
+    def list(self, request, *args, **kwargs):
+        resp = super().list(request, *args, **kwargs)
+        _audit_page(request, "patient", {r["id"] for r in resp.data["results"]})
+        return resp
+
+
+class PatientDetail(PatientScoped, generics.RetrieveAPIView):
+    allowed_roles = (*roles.CLINICAL, roles.PATIENT)
+    permission_classes = [RolePermission]
+    serializer_class = PatientSerializer
+
+    def get_queryset(self):
+        ids = self.patient_ids()
+        qs = Patient.objects.all()
+        return qs if ids is None else qs.filter(pk__in=ids)
+
+    def retrieve(self, request, *args, **kwargs):
+        resp = super().retrieve(request, *args, **kwargs)
+        _audit_page(request, "patient", [resp.data["id"]])
+        return resp
+
+
+class AlertList(APIView):
+    """Alerts from the exposure app (open by default; ``?status=`` filters)."""
+
+    allowed_roles = roles.DASHBOARD
+    permission_classes = [RolePermission]
+
+    def get(self, request):
+        alerts = integrations.alerts_api_list(status=request.query_params.get("status", "open"),
+                                              patient=request.query_params.get("patient"))
+        _audit_page(request, "alert", {a.get("patient_pk") for a in alerts})
+        return Response({"results": alerts, "available": integrations.has_exposure()})
+
+
+class AlertAction(APIView):
+    allowed_roles = roles.ALERT_ACTIONS
+    permission_classes = [RolePermission]
+
+    def post(self, request, pk: int, action: str):
+        if action not in integrations.ALERT_ACTIONS:
+            raise Http404
+        try:
+            result = integrations.alert_transition(alert_id=pk, action=action, user=request.user,
+                                                   note=str(request.data.get("note", ""))[:2000],
+                                                   due=str(request.data.get("due", "")))
+        except integrations.AlertNotFound:
+            raise Http404
+        except ValueError as exc:
+            return Response({"error": str(exc)}, status=status.HTTP_409_CONFLICT)
+        audit_record(request=request, action=AuditEvent.ACTION_CHANGE, object_type="alert", object_id=pk,
+                     patient_pks=[result.get("patient_pk")], detail={"action": action, "via": "api"})
+        return Response(result)
+
+
+def _fhir_for(studies: list[Study], request) -> list[dict]:
+    ids = [s.pk for s in studies]
+    planes: dict[int, list[PlaneTotal]] = {}
+    for p in PlaneTotal.objects.filter(study_id__in=ids, dose_object__superseded_by__isnull=True,
+                                       dose_object__status=DoseObject.STATUS_INGESTED):
+        planes.setdefault(p.study_id, []).append(p)
+    sops: dict[int, list[str]] = {}
+    for sid, uid in DoseObject.objects.filter(study_id__in=ids, status=DoseObject.STATUS_INGESTED,
+                                              superseded_by__isnull=True).values_list("study_id", "sop_instance_uid"):
+        sops.setdefault(sid, []).append(uid)
+    auth: dict[int, str] = {}
+    for sid, name in Participant.objects.filter(study_id__in=ids, role="irradiation_authorizing").values_list("study_id", "name"):
+        auth.setdefault(sid, name)
+    return [fhir.observation(s, planes=planes.get(s.pk), sop_uids=sops.get(s.pk), authorizing=auth.get(s.pk, ""))
+            for s in studies]
+
+
+class FhirObservation(PatientScoped, APIView):
+    """GET fhir/Observation/dose-summary-<study pk>: one RadiationDoseSummary."""
+
+    allowed_roles = (*roles.CLINICAL, roles.PATIENT)
+    permission_classes = [RolePermission]
+
+    def get(self, request, obs_id: str):
+        if not obs_id.startswith("dose-summary-") or not obs_id[13:].isdigit():
+            raise Http404
+        qs = Study.objects.select_related("device")
+        ids = self.patient_ids()
+        if ids is not None:
+            qs = qs.filter(patient_id__in=ids)
+        study = get_object_or_404(qs, pk=int(obs_id[13:]))
+        _audit_page(request, "fhir_observation", [study.patient_id], {"study": study.pk})
+        return Response(_fhir_for([study], request)[0], content_type="application/fhir+json")
+
+
+class FhirObservationSearch(PatientScoped, APIView):
+    """GET fhir/Observation?code=73569-6&patient=<pk>&date=ge2020-01-01 -> searchset Bundle (max 500)."""
+
+    allowed_roles = (*roles.CLINICAL, roles.PATIENT)
+    permission_classes = [RolePermission]
+
+    def get(self, request):
+        p = request.query_params
+        code = p.get("code", "73569-6").split("|")[-1]
+        if code != "73569-6":
+            return Response(fhir.bundle([]), content_type="application/fhir+json")
+        qs = Study.objects.select_related("device").order_by("study_datetime", "pk")
+        ids = self.patient_ids()
+        if ids is not None:
+            qs = qs.filter(patient_id__in=ids)
+        patient = p.get("patient") or p.get("subject")
+        if patient:
+            patient = patient.split("/")[-1]
+            if not patient.isdigit():
+                raise serializers.ValidationError({"patient": "Patient/<id>"})
+            qs = qs.filter(patient_id=int(patient))
+        elif ids is None:
+            raise serializers.ValidationError({"patient": "required"})
+        for d in p.getlist("date"):
+            prefix, value = (d[:2], d[2:]) if d[:2] in ("ge", "gt", "le", "lt", "eq") else ("eq", d)
+            when = _date(value)
+            lookup = {"ge": "gte", "gt": "gt", "le": "lte", "lt": "lt", "eq": "date"}[prefix]
+            qs = qs.filter(**{f"study_datetime__{lookup}": when.date() if lookup == "date" else when})
+        studies = list(qs[:500])
+        _audit_page(request, "fhir_observation", {s.patient_id for s in studies})
+        base = request.build_absolute_uri("/api/v1/fhir/")
+        return Response(fhir.bundle(_fhir_for(studies, request), base_url=base), content_type="application/fhir+json")
+
+
+class LoginThrottle(AnonRateThrottle):
+    rate = "20/min"
+
+
+class ObtainToken(APIView):
+    """POST username + password -> {"token": ...}. Same lockout as the login page."""
+
+    authentication_classes: list = []
+    permission_classes = [permissions.AllowAny]
+    throttle_classes = [LoginThrottle]
+
+    def post(self, request):
+        from .views import login_locked
+
+        username = str(request.data.get("username", ""))[:150]
+        password = str(request.data.get("password", ""))
+        if login_locked(request, username):
+            return Response({"detail": "too many failed logins; try later"}, status=status.HTTP_429_TOO_MANY_REQUESTS)
+        user = authenticate(request._request, username=username, password=password)
+        if user is None or not user.is_active:
+            return Response({"detail": "invalid credentials"}, status=status.HTTP_400_BAD_REQUEST)
+        token, _ = Token.objects.get_or_create(user=user)
+        audit_record(request=request, action=AuditEvent.ACTION_LOGIN, object_type="api_token", object_id=user.pk, user=user)
+        return Response({"token": token.key, "roles": sorted(user_roles(user))})

@@ -1,0 +1,239 @@
+"""Web-side writes: demo users, patient portal invitations, protocol mappings, DRL values."""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+import secrets
+from datetime import date, timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from dosereg.registry.models import DoseObject, Patient
+
+from . import roles
+from .models import DRLSet, DRLValue, PatientAccount, ProtocolMapping, StandardName
+
+User = get_user_model()
+
+
+# ---------------------------------------------------------------------------
+# users and roles
+# ---------------------------------------------------------------------------
+def user_create(*, username: str, password: str, role: str, email: str = "", **extra):
+    if role not in roles.ALL_ROLES:
+        raise ValueError(f"unknown role {role!r}")
+    user, _ = User.objects.get_or_create(username=username, defaults={"email": email, **extra})
+    user.set_password(password)
+    if role == roles.ADMIN:
+        user.is_staff = True
+        user.is_superuser = True
+    user.save()
+    group, _ = Group.objects.get_or_create(name=role)
+    user.groups.add(group)
+    return user
+
+
+def demo_users_create() -> dict[str, tuple[str, str]]:
+    """One demo user per role; the patient is linked (verified) to the first registry Patient.
+
+    Returns {role: (username, password)}. Idempotent: re-running resets the passwords.
+    The patient entry is missing when the registry has no patient yet.
+    """
+    out: dict[str, tuple[str, str]] = {}
+    for role in (roles.RSO, roles.PHYSICIST, roles.STAFF, roles.ADMIN):
+        username, password = f"demo-{role}", f"demo-{role}-pass"
+        user_create(username=username, password=password, role=role)
+        out[role] = (username, password)
+    patient = Patient.objects.filter(merged_into__isnull=True).order_by("pk").first()
+    if patient is not None:
+        username, password = "demo-patient", "demo-patient-pass"
+        user = user_create(username=username, password=password, role=roles.PATIENT)
+        with transaction.atomic():
+            PatientAccount.objects.filter(user=user).exclude(patient=patient).delete()
+            if not PatientAccount.objects.filter(user=user, patient=patient).exists():
+                PatientAccount.objects.create(
+                    patient=patient, user=user, token_sha256=_sha(secrets.token_urlsafe(32)),
+                    expires_at=timezone.now(), verified_at=timezone.now(),
+                )
+        out[roles.PATIENT] = (username, password)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# patient portal invitations
+# ---------------------------------------------------------------------------
+class InvitationError(Exception):
+    pass
+
+
+MAX_VERIFY_ATTEMPTS = 5
+
+
+def _sha(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def patient_invitation_issue(*, patient: Patient, issued_by) -> tuple[PatientAccount, str]:
+    """A one-time invitation for the patient; returns (account, token). Only the token's hash is stored."""
+    if patient.merged_into_id:
+        raise InvitationError("this record was merged into another patient; invite from the surviving record")
+    if patient.birth_date is None:
+        raise InvitationError("the patient record has no birth date, which the verification step needs")
+    token = secrets.token_urlsafe(32)
+    acc = PatientAccount.objects.create(
+        patient=patient, token_sha256=_sha(token), invited_by=issued_by,
+        expires_at=timezone.now() + timedelta(days=settings.DOSEREG_PORTAL_INVITE_DAYS),
+    )
+    return acc, token
+
+
+def patient_invitation_get(*, token: str) -> PatientAccount | None:
+    acc = PatientAccount.objects.select_related("patient").filter(token_sha256=_sha(token)).first()
+    if acc is None or acc.revoked or acc.user_id or acc.expires_at < timezone.now():
+        return None
+    if acc.failed_attempts >= MAX_VERIFY_ATTEMPTS:
+        return None
+    return acc
+
+
+def _birth_matches(patient: Patient, birth_date: date) -> bool:
+    if patient.birth_date is None:
+        return False
+    if patient.pseudonymised:  # pseudonymised records keep the birth year only
+        return patient.birth_date.year == birth_date.year
+    return patient.birth_date == birth_date
+
+
+def patient_invitation_accept(*, token: str, birth_date: date, username: str, password: str):
+    """Verify the birth date and create the portal user. Raises InvitationError (generic messages)."""
+    from django.contrib.auth.password_validation import validate_password
+
+    with transaction.atomic():
+        acc = PatientAccount.objects.select_for_update().select_related("patient").filter(token_sha256=_sha(token)).first()
+        if acc is None or acc.revoked or acc.user_id or acc.expires_at < timezone.now() or acc.failed_attempts >= MAX_VERIFY_ATTEMPTS:
+            raise InvitationError("this invitation link is not valid any more; ask the hospital for a new one")
+        if not _birth_matches(acc.patient, birth_date):
+            acc.failed_attempts += 1
+            acc.save(update_fields=["failed_attempts"])
+            left = MAX_VERIFY_ATTEMPTS - acc.failed_attempts
+            raise InvitationError(
+                "the details do not match our record" + (f" ({left} attempts left)" if left > 0 else "; the link is now locked")
+            )
+        if User.objects.filter(username__iexact=username).exists():
+            raise InvitationError("that username is taken; choose another")
+        try:
+            validate_password(password, user=User(username=username))
+        except ValidationError as exc:
+            raise InvitationError(" ".join(exc.messages)) from exc
+        user = user_create(username=username, password=password, role=roles.PATIENT)
+        acc.user = user
+        acc.verified_at = timezone.now()
+        acc.save(update_fields=["user", "verified_at"])
+    return user
+
+
+def patient_account_revoke(*, account: PatientAccount) -> None:
+    account.revoked = True
+    account.save(update_fields=["revoked"])
+    if account.user_id:
+        account.user.is_active = False
+        account.user.save(update_fields=["is_active"])
+
+
+# ---------------------------------------------------------------------------
+# protocol mapping and DRLs
+# ---------------------------------------------------------------------------
+_STOP = {"the", "and", "with", "w", "wo", "contrast", "c", "adult", "routine", "std", "standard", "protocol", "exam", "of"}
+_SYNONYMS = {
+    "cor": "coronary", "coro": "coronary", "angio": "angiography", "angiogram": "angiography", "ptca": "angioplasty",
+    "pci": "angioplasty", "thorax": "chest", "abd": "abdomen", "pelv": "pelvis", "cap": "chest abdomen pelvis",
+    "ctpa": "pulmonary angiogram", "pe": "pulmonary angiogram", "brain": "head", "cerebral": "cerebral",
+    "embo": "embolisation", "embolization": "embolisation", "tap": "chest abdomen pelvis", "hr": "hrct",
+    "stroke": "stroke", "kub": "kub", "sinus": "sinuses", "cspine": "cervical spine", "urography": "urogram",
+}
+
+
+def _tokens(text: str) -> set[str]:
+    words = re.findall(r"[a-z0-9]+", (text or "").lower())
+    out: set[str] = set()
+    for w in words:
+        if w in _STOP:
+            continue
+        out.update(_SYNONYMS.get(w, w).split())
+    return out
+
+
+def suggest_standard_name(source_name: str, modality: str, standards: list[StandardName]) -> StandardName | None:
+    """Best-scoring standard name of the same modality family by token overlap, then string similarity."""
+    family = {"XA": "RF", "RF": "RF", "CT": "CT"}.get(modality, modality)
+    src = _tokens(source_name)
+    best, best_score = None, 0.0
+    for s in standards:
+        if s.modality != family:
+            continue
+        tgt = _tokens(s.name)
+        overlap = len(src & tgt) / max(1, len(tgt))
+        ratio = difflib.SequenceMatcher(None, " ".join(sorted(src)), " ".join(sorted(tgt))).ratio()
+        score = overlap * 0.7 + ratio * 0.3
+        if score > best_score:
+            best, best_score = s, score
+    return best if best_score >= 0.35 else None
+
+
+def protocol_mapping_set(*, modality: str, source_name: str, standard_name: StandardName | None, user=None) -> ProtocolMapping | None:
+    """Map (or unmap, with standard_name None) one vendor name."""
+    if standard_name is None:
+        ProtocolMapping.objects.filter(modality=modality, source_name=source_name).delete()
+        return None
+    m, _ = ProtocolMapping.objects.update_or_create(
+        modality=modality, source_name=source_name, defaults={"standard_name": standard_name, "updated_by": user}
+    )
+    return m
+
+
+def standard_name_create(*, name: str, modality: str) -> StandardName:
+    name = name.strip()
+    if not name:
+        raise ValidationError("a standard name is required")
+    return StandardName.objects.get_or_create(name=name[:128], modality=modality.strip().upper()[:8])[0]
+
+
+def drl_value_set(*, drl_set: DRLSet, standard_name: StandardName, quantity: str, value: float | None,
+                  exam_label: str = "", notes: str = "") -> DRLValue | None:
+    if quantity not in dict(DRLValue.QUANTITIES):
+        raise ValidationError(f"unknown quantity {quantity}")
+    if value is None:
+        DRLValue.objects.filter(drl_set=drl_set, standard_name=standard_name, quantity=quantity).delete()
+        return None
+    if value <= 0:
+        raise ValidationError("a reference level must be positive")
+    v, _ = DRLValue.objects.update_or_create(
+        drl_set=drl_set, standard_name=standard_name, quantity=quantity,
+        defaults={"value": value, "exam_label": exam_label, "notes": notes},
+    )
+    return v
+
+
+def drl_set_create(*, name: str, citation: str, country: str = "", year: int | None = None, url: str = "") -> DRLSet:
+    if not citation.strip():
+        raise ValidationError("a DRL set needs its citation")
+    return DRLSet.objects.create(name=name.strip()[:128], citation=citation.strip(), country=country[:32], year=year, url=url)
+
+
+# ---------------------------------------------------------------------------
+# quarantine
+# ---------------------------------------------------------------------------
+def quarantine_reprocess(*, ids: list[int] | None = None) -> int:
+    """Re-extract quarantined objects (all, or the given ids) through the registry service."""
+    from dosereg.registry.services import dose_objects_reprocess
+
+    qs = DoseObject.objects.filter(status=DoseObject.STATUS_QUARANTINED)
+    if ids:
+        qs = qs.filter(pk__in=ids)
+    return dose_objects_reprocess(queryset=qs)

@@ -1,0 +1,137 @@
+"""Formatting for dose values (units always shown by the template next to the value)."""
+from __future__ import annotations
+
+from django import template
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
+
+from dosereg.web import explain
+
+register = template.Library()
+
+
+@register.filter
+def num(value, digits: int = 3):
+    """Significant figures; blank for None (never 0 for 'not reported')."""
+    if value is None or value == "":
+        return "—"
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return value
+    if v == 0:
+        return "0"
+    if abs(v) >= 10 ** int(digits):
+        return f"{v:,.0f}"
+    return f"{v:.{int(digits)}g}"
+
+
+@register.filter
+def mgy(value_gy):
+    return "—" if value_gy is None else num(value_gy * 1000)
+
+
+@register.filter
+def minsec(seconds):
+    return "—" if seconds is None else explain.fmt_seconds(seconds)
+
+
+@register.filter
+def device_type(modality):
+    return explain.device_type(modality)
+
+
+@register.filter
+def pregnancy_label(value):
+    return {"possibly_pregnant": "possibly pregnant", "definitely_pregnant": "pregnant", "not_pregnant": "not pregnant",
+            "unknown": "unknown"}.get(value or "", value or "")
+
+
+@register.filter
+def get(d, key):
+    try:
+        return d.get(key)
+    except AttributeError:
+        return None
+
+
+@register.simple_tag
+def boxplot(q: dict, width: int = 220, height: int = 26):
+    """Inline SVG box plot (min, Q1, median, Q3, max) with DRL markers; no script, CSP-safe."""
+    vals = [q.get(k) for k in ("min", "q1", "median", "q3", "max")]
+    if any(v is None for v in vals):
+        return ""
+    drls = [c["drl"].value for c in q.get("drls", [])]
+    hi = max([vals[4], *drls]) * 1.08 or 1.0
+    pad = 4
+
+    def x(v):
+        return pad + (width - 2 * pad) * (v / hi)
+
+    mid = height / 2
+    parts = [
+        f'<line x1="{x(vals[0]):.1f}" y1="{mid}" x2="{x(vals[4]):.1f}" y2="{mid}" class="bp-whisker"/>',
+        f'<line x1="{x(vals[0]):.1f}" y1="{mid - 5}" x2="{x(vals[0]):.1f}" y2="{mid + 5}" class="bp-whisker"/>',
+        f'<line x1="{x(vals[4]):.1f}" y1="{mid - 5}" x2="{x(vals[4]):.1f}" y2="{mid + 5}" class="bp-whisker"/>',
+        f'<rect x="{x(vals[1]):.1f}" y="{mid - 8}" width="{max(1.0, x(vals[3]) - x(vals[1])):.1f}" height="16" class="bp-box"/>',
+        f'<line x1="{x(vals[2]):.1f}" y1="{mid - 8}" x2="{x(vals[2]):.1f}" y2="{mid + 8}" class="bp-median"/>',
+    ]
+    for c in q.get("drls", []):
+        cls = "bp-drl bp-drl-above" if c["above"] else "bp-drl"
+        parts.append(f'<line x1="{x(c["drl"].value):.1f}" y1="1" x2="{x(c["drl"].value):.1f}" y2="{height - 1}" class="{cls}">'
+                     f'<title>{escape(c["drl"].drl_set.name)}: {c["drl"].value:g}</title></line>')
+    title = f"min {vals[0]:.3g}, Q1 {vals[1]:.3g}, median {vals[2]:.3g}, Q3 {vals[3]:.3g}, max {vals[4]:.3g}"
+    return mark_safe(
+        f'<svg class="boxplot" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{title}"><title>{title}</title>{"".join(parts)}</svg>'
+    )
+
+
+@register.simple_tag
+def sparkbars(values, width: int = 168, height: int = 24):
+    """Tiny bar chart of per-day counts (ingest health)."""
+    values = list(values or [])
+    if not values:
+        return ""
+    hi = max(values) or 1
+    bw = width / len(values)
+    bars = []
+    for i, v in enumerate(values):
+        h = 0 if not v else max(2.0, (height - 2) * v / hi)
+        cls = "sb-zero" if not v else "sb-bar"
+        bars.append(f'<rect x="{i * bw + 1:.1f}" y="{height - max(h, 1.5):.1f}" width="{bw - 2:.1f}" height="{max(h, 1.5):.1f}" class="{cls}"><title>{v}</title></rect>')
+    return mark_safe(f'<svg class="sparkbars" width="{width}" height="{height}" viewBox="0 0 {width} {height}">{"".join(bars)}</svg>')
+
+
+_SECTIONS = {
+    "dashboard": "dashboard", "patient_list": "patients", "patient_history": "patients", "study_detail": "patients",
+    "protocol_audit": "protocols", "protocol_names": "protocols", "drl_sets": "protocols", "fluoro_technique": "protocols",
+    "staff_overview": "staff", "staff_me": "staff_me", "portal": "portal", "portal_exam": "portal", "audit_log": "audit",
+}
+
+
+@register.simple_tag
+def nav_for(request):
+    from dosereg.web import roles as R
+
+    user = getattr(request, "user", None)
+    rs = R.user_roles(user)
+    match = getattr(request, "resolver_match", None)
+    return {
+        "roles": sorted(rs),
+        "section": _SECTIONS.get(match.url_name if match else "", ""),
+        "dashboard": bool(rs & set(R.DASHBOARD)),
+        "patients": bool(rs & set(R.CLINICAL)),
+        "protocols": bool(rs & set(R.PROTOCOL_READ)),
+        "staff_overview": bool(rs & set(R.STAFF_OVERVIEW)),
+        "portal": R.PATIENT in rs,
+        "staff_me": R.STAFF in rs,
+        "audit": bool(rs & set(R.AUDIT_LOG)),
+        "admin": bool(user and user.is_authenticated and user.is_staff),
+    }
+
+
+@register.filter
+def mul10k(value):
+    """m² -> cm²."""
+    return None if value is None else value * 10000

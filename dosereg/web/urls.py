@@ -1,0 +1,52 @@
+from django.urls import path
+
+from . import api, views
+
+app_name = "web"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("logout/", views.auth_views.LogoutView.as_view(), name="logout"),
+    path("no-role/", views.no_role, name="no_role"),
+    # RSO dashboard
+    path("dashboard/", views.dashboard, name="dashboard"),
+    path("dashboard/alerts/<int:alert_id>/<str:action>/", views.alert_action, name="alert_action"),
+    path("dashboard/quarantine/reprocess/", views.quarantine_reprocess, name="quarantine_reprocess"),
+    # patient exposure history
+    path("patients/", views.patient_list, name="patient_list"),
+    path("patients/<int:pk>/", views.patient_history, name="patient_history"),
+    path("patients/<int:pk>/export.csv", views.patient_history_export, name="patient_history_export"),
+    path("patients/<int:pk>/invite/", views.patient_invite, name="patient_invite"),
+    path("studies/<int:pk>/", views.study_detail, name="study_detail"),
+    # patient portal
+    path("portal/", views.portal, name="portal"),
+    path("portal/exams/<int:pk>/", views.portal_exam, name="portal_exam"),
+    path("portal/my-exams.csv", views.portal_export, name="portal_export"),
+    path("portal/print/", views.portal_print, name="portal_print"),
+    path("portal/invite/<str:token>/", views.portal_invite, name="portal_invite"),
+    # physicist protocol audit
+    path("protocols/", views.protocol_audit, name="protocol_audit"),
+    path("protocols/distribution.json", views.protocol_distribution, name="protocol_distribution"),
+    path("protocols/names/", views.protocol_names, name="protocol_names"),
+    path("protocols/drls/", views.drl_sets, name="drl_sets"),
+    path("protocols/technique/", views.fluoro_technique, name="fluoro_technique"),
+    path("protocols/export/<str:kind>.<str:fmt>", views.protocol_export, name="protocol_export"),
+    # staff
+    path("staff/me/", views.staff_me, name="staff_me"),
+    path("staff/", views.staff_overview, name="staff_overview"),
+    # audit trail
+    path("audit/", views.audit_log, name="audit_log"),
+    # REST API
+    path("api/v1/auth/token/", api.ObtainToken.as_view(), name="api_token"),
+    path("api/v1/studies/", api.StudyList.as_view(), name="api_studies"),
+    path("api/v1/studies/<int:pk>/", api.StudyDetail.as_view(), name="api_study"),
+    path("api/v1/studies/<int:pk>/events/", api.EventList.as_view(), name="api_study_events"),
+    path("api/v1/events/", api.EventList.as_view(), name="api_events"),
+    path("api/v1/patients/", api.PatientList.as_view(), name="api_patients"),
+    path("api/v1/patients/<int:pk>/", api.PatientDetail.as_view(), name="api_patient"),
+    path("api/v1/alerts/", api.AlertList.as_view(), name="api_alerts"),
+    path("api/v1/alerts/<int:pk>/<str:action>/", api.AlertAction.as_view(), name="api_alert_action"),
+    path("api/v1/fhir/Observation", api.FhirObservationSearch.as_view(), name="api_fhir_search"),
+    path("api/v1/fhir/Observation/<str:obs_id>", api.FhirObservation.as_view(), name="api_fhir_observation"),
+]

@@ -1,0 +1,439 @@
+"""Pages. Views stay thin: check access, call a selector or service, audit, render."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, time, timedelta
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpResponseBadRequest, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from dosereg.audit.models import AuditEvent
+from dosereg.audit.selectors import audit_event_search, login_failures
+from dosereg.audit.services import audit_record, client_ip
+from dosereg.registry.models import Device, Patient
+
+from . import exports, integrations, roles, selectors, services
+from .access import portal_patient, role_required
+from .forms import AuditRangeForm, DRLSetForm, DRLValueForm, InvitationAcceptForm, LoginForm, MappingForm
+from .models import DRLSet, DRLValue, PatientAccount, StandardName
+
+V = AuditEvent.ACTION_VIEW
+X = AuditEvent.ACTION_EXPORT
+
+
+# ---------------------------------------------------------------------------
+# login / home
+# ---------------------------------------------------------------------------
+def login_locked(request, username: str) -> bool:
+    since = timezone.now() - timedelta(seconds=settings.DOSEREG_LOGIN_LOCKOUT_S)
+    by_user, by_ip = login_failures(username=username, ip=client_ip(request), since=since)
+    return by_user >= settings.DOSEREG_LOGIN_MAX_FAILURES or by_ip >= settings.DOSEREG_LOGIN_MAX_FAILURES_PER_IP
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "web/login.html"
+    authentication_form = LoginForm
+    redirect_authenticated_user = True
+
+    def post(self, request, *args, **kwargs):
+        username = (request.POST.get("username") or "")[:150]
+        if login_locked(request, username):
+            form = self.get_form()
+            form.errors.clear()
+            return self.render_to_response(self.get_context_data(
+                form=form, locked=True,
+            ), status=429)
+        return super().post(request, *args, **kwargs)
+
+
+def home(request):
+    if not request.user.is_authenticated:
+        return redirect("web:login")
+    return redirect(roles.home_url_name(request.user))
+
+
+def no_role(request):
+    if not request.user.is_authenticated:
+        return redirect("web:login")
+    return render(request, "web/no_role.html", status=403)
+
+
+# ---------------------------------------------------------------------------
+# RSO dashboard
+# ---------------------------------------------------------------------------
+@require_GET
+@role_required(*roles.DASHBOARD)
+def dashboard(request):
+    ctx = selectors.dashboard(user=request.user)
+    shown = {p["patient_id"] for p in ctx["top_patients"] if p.get("patient_id")}
+    shown |= {s.patient_id for s in ctx["pregnancy"]}
+    shown |= {a.get("patient_pk") for a in ctx["alerts"] if isinstance(a, dict)}
+    audit_record(request=request, action=V, object_type="dashboard", patient_pks=shown)
+    ctx["can_act"] = roles.has_role(request.user, roles.ALERT_ACTIONS)
+    ctx["can_reprocess"] = roles.has_role(request.user, roles.REPROCESS)
+    ctx["trends_json"] = ctx["trends"]
+    return render(request, "web/dashboard.html", ctx)
+
+
+@require_POST
+@role_required(*roles.ALERT_ACTIONS)
+def alert_action(request, alert_id: int, action: str):
+    if action not in integrations.ALERT_ACTIONS:
+        raise Http404
+    try:
+        result = integrations.alert_transition(alert_id=alert_id, action=action, user=request.user,
+                                               note=request.POST.get("note", "")[:2000],
+                                               due=request.POST.get("due", ""))
+    except integrations.AlertNotFound:
+        raise Http404
+    except (ValueError, ValidationError) as exc:
+        return JsonResponse({"ok": False, "error": str(exc)}, status=409)
+    audit_record(request=request, action=AuditEvent.ACTION_CHANGE, object_type="alert", object_id=alert_id,
+                 patient_pks=[result.get("patient_pk")], detail={"action": action})
+    if request.headers.get("Accept", "").startswith("application/json") or request.headers.get("X-Requested-With"):
+        return JsonResponse({"ok": True, "alert": result})
+    messages.success(request, f"Alert {alert_id}: {action.replace('_', ' ')} recorded")
+    return redirect(request.POST.get("next") or reverse("web:dashboard"))
+
+
+@require_POST
+@role_required(*roles.REPROCESS)
+def quarantine_reprocess(request):
+    ids = [int(x) for x in request.POST.getlist("ids") if x.isdigit()]
+    n = services.quarantine_reprocess(ids=ids or None)
+    audit_record(request=request, action=AuditEvent.ACTION_CHANGE, object_type="quarantine", object_id="reprocess",
+                 detail={"ids": ids, "count": n})
+    if request.headers.get("X-Requested-With"):
+        return JsonResponse({"ok": True, "count": n})
+    messages.success(request, f"{n} object(s) sent for re-processing")
+    return redirect(reverse("web:dashboard") + "#quarantine")
+
+
+# ---------------------------------------------------------------------------
+# patient exposure history (clinical roles)
+# ---------------------------------------------------------------------------
+@require_GET
+@role_required(*roles.CLINICAL)
+def patient_list(request):
+    q = request.GET.get("q", "")[:128]
+    rows = selectors.patient_search(q=q)
+    audit_record(request=request, action=V, object_type="patient_list", object_id=q[:64],
+                 patient_pks=[r["pk"] for r in rows], detail={"q": q})
+    return render(request, "web/patient_list.html", {"rows": rows, "q": q})
+
+
+def _clinical_patient(pk: int) -> Patient:
+    patient = get_object_or_404(Patient, pk=pk)
+    return patient
+
+
+@require_GET
+@role_required(*roles.CLINICAL)
+def patient_history(request, pk: int):
+    patient = _clinical_patient(pk)
+    if patient.merged_into_id:
+        return redirect("web:patient_history", pk=patient.merged_into_id)
+    ctx = selectors.patient_history(patient=patient)
+    audit_record(request=request, action=V, object_type="patient", object_id=patient.pk, patient_pks=[patient.pk])
+    ctx["can_invite"] = roles.has_role(request.user, roles.INVITE_PATIENTS)
+    ctx["invite_link"] = request.session.pop(f"invite-{patient.pk}", None)
+    return render(request, "web/patient_history.html", ctx)
+
+
+@require_GET
+@role_required(*roles.CLINICAL)
+def patient_history_export(request, pk: int):
+    patient = _clinical_patient(pk)
+    studies = selectors.patient_studies(patient_ids=selectors.patient_group_ids(patient))
+    audit_record(request=request, action=X, object_type="patient", object_id=patient.pk, patient_pks=[patient.pk],
+                 detail={"format": "csv", "rows": len(studies)})
+    return exports.csv_response(f"patient-{patient.pk}-exposure-history.csv", exports.HISTORY_HEADER,
+                                exports.history_rows(studies))
+
+
+@require_POST
+@role_required(*roles.INVITE_PATIENTS)
+def patient_invite(request, pk: int):
+    patient = _clinical_patient(pk)
+    try:
+        acc, token = services.patient_invitation_issue(patient=patient, issued_by=request.user)
+    except services.InvitationError as exc:
+        messages.error(request, str(exc))
+        return redirect("web:patient_history", pk=pk)
+    link = request.build_absolute_uri(reverse("web:portal_invite", kwargs={"token": token}))
+    request.session[f"invite-{patient.pk}"] = link  # shown once on the next page, never stored in clear
+    audit_record(request=request, action=AuditEvent.ACTION_CHANGE, object_type="patient_account", object_id=acc.pk,
+                 patient_pks=[patient.pk], detail={"action": "invite"})
+    return redirect("web:patient_history", pk=pk)
+
+
+@require_GET
+@role_required(*roles.CLINICAL)
+def study_detail(request, pk: int):
+    ctx = selectors.study_detail(study_pk=pk)
+    if ctx is None:
+        raise Http404
+    s = ctx["study"]
+    audit_record(request=request, action=V, object_type="study", object_id=s.pk, patient_pks=[s.patient_id])
+    ctx["fhir_id"] = f"dose-summary-{s.pk}"
+    ctx["chart"] = [
+        {"t": e.datetime.isoformat() if e.datetime else None, "kap": e.dap_gy_cm2, "kar": e.dose_rp_gy,
+         "dlp": e.dlp_mgy_cm, "ctdi": e.ctdivol_mgy, "type": e.event_type, "plane": e.plane}
+        for e in ctx["events"]
+    ]
+    return render(request, "web/study_detail.html", ctx)
+
+
+# ---------------------------------------------------------------------------
+# patient portal
+# ---------------------------------------------------------------------------
+def _portal_context(request):
+    patient = portal_patient(request)
+    exams = selectors.portal_exams(patient=patient)
+    return patient, exams
+
+
+@require_GET
+@role_required(roles.PATIENT)
+def portal(request):
+    patient, exams = _portal_context(request)
+    audit_record(request=request, action=V, object_type="portal", object_id=patient.pk, patient_pks=[patient.pk])
+    return render(request, "web/portal.html", {
+        "patient": patient, "exams": exams, "background_source": settings.DOSEREG_BACKGROUND_SOURCE,
+        "background_msv": settings.DOSEREG_BACKGROUND_MSV_PER_YEAR,
+    })
+
+
+@require_GET
+@role_required(roles.PATIENT)
+def portal_exam(request, pk: int):
+    patient, exams = _portal_context(request)
+    exam = next((e for e in exams if e.study.pk == pk), None)
+    if exam is None:  # another patient's study, or none: the same answer
+        raise Http404
+    audit_record(request=request, action=V, object_type="portal_exam", object_id=pk, patient_pks=[patient.pk])
+    return render(request, "web/portal_exam.html", {"patient": patient, "exam": exam,
+                                                    "background_source": settings.DOSEREG_BACKGROUND_SOURCE})
+
+
+@require_GET
+@role_required(roles.PATIENT)
+def portal_export(request):
+    patient, exams = _portal_context(request)
+    audit_record(request=request, action=X, object_type="portal", object_id=patient.pk, patient_pks=[patient.pk],
+                 detail={"format": "csv", "rows": len(exams)})
+    return exports.csv_response("my-imaging-exams.csv", exports.PORTAL_HEADER, exports.portal_rows(exams))
+
+
+@require_GET
+@role_required(roles.PATIENT)
+def portal_print(request):
+    patient, exams = _portal_context(request)
+    audit_record(request=request, action=X, object_type="portal", object_id=patient.pk, patient_pks=[patient.pk],
+                 detail={"format": "print"})
+    return render(request, "web/portal_print.html", {"patient": patient, "exams": exams, "now": timezone.now(),
+                                                     "background_source": settings.DOSEREG_BACKGROUND_SOURCE})
+
+
+@require_http_methods(["GET", "POST"])
+def portal_invite(request, token: str):
+    """Open to anonymous users: the token is the credential, the birth date the verification."""
+    acc = services.patient_invitation_get(token=token)
+    if acc is None:
+        return render(request, "web/portal_invite.html", {"invalid": True}, status=404)
+    form = InvitationAcceptForm(request.POST or None)
+    error = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = services.patient_invitation_accept(
+                token=token, birth_date=form.cleaned_data["birth_date"], username=form.cleaned_data["username"],
+                password=form.cleaned_data["password"])
+        except services.InvitationError as exc:
+            error = str(exc)
+        else:
+            audit_record(request=request, action=AuditEvent.ACTION_CHANGE, object_type="patient_account",
+                         object_id=acc.pk, patient_pks=[acc.patient_id], user=user, detail={"action": "verified"})
+            messages.success(request, "Your account is ready. Please sign in.")
+            return redirect("web:login")
+    return render(request, "web/portal_invite.html", {"form": form, "error": error})
+
+
+# ---------------------------------------------------------------------------
+# physicist protocol audit
+# ---------------------------------------------------------------------------
+def _range(request) -> tuple[datetime, datetime, str, int | None, AuditRangeForm]:
+    form = AuditRangeForm(request.GET or None)
+    now = timezone.now()
+    since, until, modality, device = now - timedelta(days=365), now + timedelta(days=1), "", None
+    if form.is_valid():
+        tz = timezone.get_current_timezone()
+        if form.cleaned_data["since"]:
+            since = datetime.combine(form.cleaned_data["since"], time.min, tzinfo=tz)
+        if form.cleaned_data["until"]:
+            until = datetime.combine(form.cleaned_data["until"], time.min, tzinfo=tz) + timedelta(days=1)
+        modality = form.cleaned_data["modality"] or ""
+        device = form.cleaned_data["device"]
+    return since, until, modality, device, form
+
+
+@require_GET
+@role_required(*roles.PROTOCOL_READ)
+def protocol_audit(request):
+    since, until, modality, device, form = _range(request)
+    ctx = selectors.protocol_audit(since=since, until=until, modality=modality, device_id=device)
+    ctx.update(form=form, modality=modality, device=device, can_edit=roles.has_role(request.user, roles.PROTOCOL_EDIT),
+               query=request.GET.urlencode(), devices=Device.objects.order_by("display_name").only("pk", "display_name"))
+    return render(request, "web/protocol_audit.html", ctx)
+
+
+@require_GET
+@role_required(*roles.PROTOCOL_READ)
+def protocol_distribution(request):
+    since, until, _, _, _ = _range(request)
+    quantity = request.GET.get("quantity", "")
+    if quantity not in {k for k, _, _ in selectors.AUDIT_QUANTITIES}:
+        return HttpResponseBadRequest("unknown quantity")
+    dev = request.GET.get("device_id")
+    std = request.GET.get("std")
+    values = selectors.distribution(since=since, until=until, quantity=quantity,
+                                    device_id=int(dev) if dev and dev.isdigit() else None,
+                                    standard_name_id=int(std) if std and std.isdigit() else None)
+    return JsonResponse({"quantity": quantity, "values": values})
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(*roles.PROTOCOL_READ)
+def protocol_names(request):
+    if request.method == "POST":
+        if not roles.has_role(request.user, roles.PROTOCOL_EDIT):
+            raise PermissionDenied
+        form = MappingForm(request.POST)
+        if not form.is_valid():
+            return JsonResponse({"ok": False, "errors": form.errors}, status=400)
+        d = form.cleaned_data
+        std = d["standard_name"]
+        if d["new_standard_name"]:
+            std = services.standard_name_create(name=d["new_standard_name"], modality={"XA": "RF"}.get(d["modality"], d["modality"]))
+        m = services.protocol_mapping_set(modality=d["modality"], source_name=d["source_name"], standard_name=std, user=request.user)
+        if request.headers.get("X-Requested-With"):
+            return JsonResponse({"ok": True, "standard_name": str(m.standard_name.name) if m else None,
+                                 "standard_name_id": m.standard_name_id if m else None})
+        return redirect("web:protocol_names")
+    ctx = selectors.name_mappings(since=timezone.now() - timedelta(days=730))
+    ctx["can_edit"] = roles.has_role(request.user, roles.PROTOCOL_EDIT)
+    return render(request, "web/protocol_names.html", ctx)
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(*roles.PROTOCOL_READ)
+def drl_sets(request):
+    set_form, value_form = DRLSetForm(prefix="set"), DRLValueForm(prefix="val")
+    if request.method == "POST":
+        if not roles.has_role(request.user, roles.PROTOCOL_EDIT):
+            raise PermissionDenied
+        try:
+            if "set-name" in request.POST:
+                set_form = DRLSetForm(request.POST, prefix="set")
+                if set_form.is_valid():
+                    services.drl_set_create(**set_form.cleaned_data)
+                    return redirect("web:drl_sets")
+            else:
+                value_form = DRLValueForm(request.POST, prefix="val")
+                if value_form.is_valid():
+                    services.drl_value_set(**value_form.cleaned_data)
+                    return redirect("web:drl_sets")
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+    values = DRLValue.objects.select_related("drl_set", "standard_name").order_by("drl_set__name", "standard_name__modality",
+                                                                                  "standard_name__name", "quantity")
+    return render(request, "web/drl_sets.html", {
+        "sets": DRLSet.objects.all(), "values": values, "set_form": set_form, "value_form": value_form,
+        "can_edit": roles.has_role(request.user, roles.PROTOCOL_EDIT),
+    })
+
+
+@require_GET
+@role_required(*roles.PROTOCOL_READ)
+def fluoro_technique(request):
+    since, until, _, device, form = _range(request)
+    ctx = selectors.fluoro_technique(since=since, until=until, device_id=device)
+    ctx.update(form=form, query=request.GET.urlencode())
+    return render(request, "web/fluoro_technique.html", ctx)
+
+
+@require_GET
+@role_required(*roles.PROTOCOL_READ)
+def protocol_export(request, kind: str, fmt: str):
+    if fmt not in ("csv", "xlsx") or kind not in ("studies", "summary", "events"):
+        raise Http404
+    since, until, modality, device, _ = _range(request)
+    if kind == "studies":
+        header, rows = exports.STUDY_HEADER, exports.protocol_study_rows(since=since, until=until, modality=modality, device_id=device)
+    elif kind == "events":
+        header, rows = exports.EVENT_HEADER, exports.technique_event_rows(since=since, until=until, device_id=device)
+    else:
+        audit = selectors.protocol_audit(since=since, until=until, modality=modality, device_id=device)
+        header, rows = exports.SUMMARY_HEADER, exports.protocol_summary_rows(audit)
+    audit_record(request=request, action=X, object_type="protocol_export", object_id=kind,
+                 detail={"format": fmt, "since": since.isoformat(), "until": until.isoformat(), "modality": modality,
+                         "device": device})
+    name = f"dosereg-{kind}-{since:%Y%m%d}-{until:%Y%m%d}.{fmt}"
+    if fmt == "csv":
+        return exports.csv_response(name, header, rows)
+    return exports.xlsx_response(name, header, rows, sheet=kind)
+
+
+# ---------------------------------------------------------------------------
+# staff
+# ---------------------------------------------------------------------------
+@require_GET
+@role_required(roles.STAFF)
+def staff_me(request):
+    ctx = integrations.staff_own_dose(user=request.user)
+    audit_record(request=request, action=V, object_type="staff_dose", object_id=request.user.pk)
+    return render(request, "web/staff_me.html", ctx)
+
+
+@require_GET
+@role_required(*roles.STAFF_OVERVIEW)
+def staff_overview(request):
+    ctx = integrations.staff_overview()
+    audit_record(request=request, action=V, object_type="staff_overview")
+    return render(request, "web/staff_overview.html", ctx)
+
+
+# ---------------------------------------------------------------------------
+# audit trail (admins)
+# ---------------------------------------------------------------------------
+@require_GET
+@role_required(*roles.AUDIT_LOG)
+def audit_log(request):
+    g = request.GET
+    def _dt(name):
+        try:
+            return datetime.fromisoformat(g[name]).replace(tzinfo=timezone.get_current_timezone()) if g.get(name) else None
+        except ValueError:
+            return None
+    patient_pk = g.get("patient")
+    qs = audit_event_search(q=g.get("q", "")[:128], username=g.get("user", "")[:150], action=g.get("action", ""),
+                            object_type=g.get("object_type", "")[:32], object_id=g.get("object_id", "")[:64],
+                            patient_pk=int(patient_pk) if patient_pk and patient_pk.isdigit() else None,
+                            ip=g.get("ip", "")[:45], since=_dt("since"), until=_dt("until"))
+    before = g.get("before")
+    if before and before.isdigit():
+        qs = qs.filter(pk__lt=int(before))
+    page = list(qs[:101])
+    more = len(page) > 100
+    page = page[:100]
+    nxt = g.copy()
+    if more:
+        nxt["before"] = page[-1].pk
+    return render(request, "web/audit_log.html", {"events": page, "more": more, "next_query": nxt.urlencode(),
+                                                  "actions": AuditEvent.ACTION_CHOICES, "g": g})

@@ -1,0 +1,96 @@
+"""Acceptance with the real corpus: cumulative sums in either import order; the 316-event
+Philips Allura file raises the SRDL alert and e-mails each recipient exactly once per
+rule over real SMTP; nothing more on re-import or recompute."""
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from dosereg.exposure.models import Alert, PatientExposureWindow
+from dosereg.exposure.services import patient_exposure_recompute
+from dosereg.exposure.tasks import recompute_patient_exposure_task
+from dosereg.notifications.models import Notification
+from dosereg.registry.models import DoseObject, Study
+
+pytestmark = pytest.mark.django_db
+
+ZEE = "siemens_axiom-artis-zee_RF.dcm"
+ZEE_EARLIER = "siemens_axiom-artis-zee_RF_adjusted-date.dcm"
+ALLURA_316 = "philips_allura-xper_RF_316events_no-orientation-modifier.dcm"
+
+
+def win(study, days=84):
+    return PatientExposureWindow.objects.get(anchor_study=study, window_days=days)
+
+
+@pytest.mark.parametrize("order", [(ZEE, ZEE_EARLIER), (ZEE_EARLIER, ZEE)], ids=["later-first", "earlier-first"])
+def test_artis_zee_cumulative_in_either_order(corpus_dir, import_file, order):
+    for name in order:
+        assert import_file(corpus_dir / name).status == DoseObject.STATUS_INGESTED
+    later, earlier = Study.objects.order_by("-study_datetime")
+    assert later.patient_id == earlier.patient_id
+    assert later.study_datetime - earlier.study_datetime == __import__("datetime").timedelta(days=2)
+    w_later, w_earlier = win(later), win(earlier)
+    # the later study's window holds both; the earlier one's only itself
+    assert w_later.procedure_count == 2 and w_earlier.procedure_count == 1
+    assert w_later.kap_gy_cm2 == pytest.approx(later.dap_total_gy_cm2 + earlier.dap_total_gy_cm2)
+    assert w_later.kap_gy_cm2 == pytest.approx(0.32)
+    assert w_earlier.kap_gy_cm2 == pytest.approx(earlier.dap_total_gy_cm2)
+    assert w_later.fluoro_time_s == pytest.approx(later.fluoro_time_total_s + earlier.fluoro_time_total_s)
+    assert w_later.kar_max_gy == pytest.approx(later.dose_rp_max_plane_gy + earlier.dose_rp_max_plane_gy)
+    assert [k["reference_point"] for k in w_later.kar] == ["DCM:113860"]  # one reference point, one plane
+    assert w_later.ctdivol_max_mgy is None and w_later.dlp_mgy_cm is None  # not reported ≠ 0
+    # all three windows exist for both anchors, plus "now"
+    assert PatientExposureWindow.objects.filter(patient=later.patient, anchor_study__isnull=False).count() == 6
+    assert PatientExposureWindow.objects.filter(patient=later.patient, anchor_study__isnull=True).count() == 3
+    # the repeat-procedure rule (2 FGI procedures within 60 days) fires once, whatever the order
+    assert list(Alert.objects.values_list("rule_key", flat=True)) == ["fgi-repeat-60d"]
+
+
+def test_allura_316_srdl_alerts_and_one_email_per_rule_and_recipient(
+    corpus_dir, import_file, rso_users, smtp_server, django_capture_on_commit_callbacks
+):
+    obj = import_file(corpus_dir / ALLURA_316)
+    study = Study.objects.get(pk=obj.study_id)
+    assert study.dose_rp_max_plane_gy == pytest.approx(7.7, abs=0.05)
+    assert study.dap_total_gy_cm2 == pytest.approx(469, abs=1)
+    alerts = {(a.rule_key, a.level): a for a in Alert.objects.all()}
+    srdl = alerts[("fgi-kar-srdl", "srdl")]
+    assert srdl.severity == "high" and srdl.status == Alert.STATUS_OPEN
+    assert srdl.value == pytest.approx(7.69, abs=0.01) and srdl.threshold == 5.0
+    assert "does not imply that an injury will occur" in srdl.message
+    assert srdl.detail["verification"] == "✔" and "NCRP" in srdl.detail["source"]
+    assert srdl.detail["follow_up_suggested_due"]
+    assert ("fgi-kar-first", "first") in alerts and ("fgi-kap-first", "first") in alerts
+    assert ("fgi-kap-srdl", "srdl") not in alerts  # 469 < 500 Gy·cm²
+    # escalation levels 4..7 Gy recorded, one e-mail for the highest
+    subs = sorted(l for k, l in alerts if k == "fgi-kar-subsequent")
+    assert subs == ["subsequent+1", "subsequent+2", "subsequent+3", "subsequent+4"]
+
+    recipients = sorted(u.email for u in rso_users)
+    rule_of_subject = {f"[dosereg] {a.title}": a.rule_key for a in alerts.values()}
+    per_rule_recipient = Counter()
+    for msg, (_, rcpts) in zip(smtp_server.messages, smtp_server.envelopes):
+        for r in rcpts:
+            per_rule_recipient[(rule_of_subject[" ".join(msg["Subject"].split())], r)] += 1
+    notified_rules = {a.rule_key for a in alerts.values() if a.notified == "queued"}
+    assert {"fgi-kar-srdl", "fgi-kar-first", "fgi-kar-subsequent", "fgi-kap-first"} <= notified_rules
+    assert per_rule_recipient == Counter({(k, r): 1 for k in notified_rules for r in recipients})
+    assert any("fgi-kar-srdl" in m.get_payload(decode=True).decode() for m in smtp_server.to(recipients[0]))
+    sent_before, alerts_before = len(smtp_server.messages), Alert.objects.count()
+
+    # import again, re-ingest from the stored original, recompute, run the task: nothing new
+    import_file(corpus_dir / ALLURA_316)
+    from dosereg.registry.services import dose_objects_reprocess
+
+    with django_capture_on_commit_callbacks(execute=True):
+        dose_objects_reprocess(inline=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        patient_exposure_recompute(patient_id=study.patient_id)
+        recompute_patient_exposure_task.delay(study.patient_id)
+    assert len(smtp_server.messages) == sent_before
+    assert Alert.objects.count() == alerts_before
+    assert Alert.objects.filter(status=Alert.STATUS_OPEN).count() == alerts_before  # none withdrawn
+    assert Notification.objects.count() == len(notified_rules) * len(recipients)
+    assert set(Notification.objects.values_list("status", flat=True)) == {"sent"}
