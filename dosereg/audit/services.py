@@ -59,7 +59,7 @@ def audit_record(
         action=action,
         object_type=object_type[:32],
         object_id=str(object_id)[:64],
-        method=(request.method if request is not None else "")[:8],
+        method=((request.method or "") if request is not None else "")[:8],
         path=(request.get_full_path() if request is not None else "")[:512],
         ip=client_ip(request),
         user_agent=(request.META.get("HTTP_USER_AGENT", "") if request is not None else "")[:256],

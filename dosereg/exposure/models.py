@@ -70,6 +70,7 @@ class PatientExposureWindow(models.Model):
     kar_max_gy = models.FloatField(null=True)  # the largest of those (a maximum, never a sum across keys)
     effective_dose_msv = models.FloatField(null=True)  # population-average estimate
     effective_dose_studies = models.IntegerField(default=0)
+    digest = models.CharField(max_length=32, blank=True, default="")  # hash of the values: unchanged rows are not rewritten
     computed_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -7,6 +7,7 @@ recipient).
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from collections import defaultdict
@@ -43,7 +44,7 @@ STUDY_FIELDS = (
     "pregnancy_status", "pregnancy_status_override", "patient_age_years", "dap_total_gy_cm2", "dose_rp_max_plane_gy",
     "fluoro_time_total_s", "dlp_total_mgy_cm", "ctdivol_max_mgy", "event_count", "has_ionising_dose",
     "exposure__source_updated_at", "exposure__regions", "exposure__kar", "exposure__ct_classes",
-    "exposure__dose_checks", "exposure__effective_dose_msv", "exposure__effective_dose_detail",
+    "exposure__dose_checks", "exposure__effective_dose_msv",
 )
 
 
@@ -244,7 +245,7 @@ def _load_studies(group: list[int]) -> tuple[list[StudyInfo], int]:
             kar_l, regions, ctc, dcs, e, ed = se.kar, se.regions, se.ct_classes, se.dose_checks, se.effective_dose_msv, se.effective_dose_detail
         else:
             kar_l, regions, ctc, dcs = r["exposure__kar"], r["exposure__regions"], r["exposure__ct_classes"], r["exposure__dose_checks"]
-            e, ed = r["exposure__effective_dose_msv"], r["exposure__effective_dose_detail"]
+            e, ed = r["exposure__effective_dose_msv"], {}
         infos.append(StudyInfo(row=r, kar={(k[0], k[1]): k[2] for k in (kar_l or [])}, regions=set(regions or []),
                                ct_classes=ctc or [], dose_checks=dcs or [], effective_dose_msv=e, effective_dose_detail=ed or {}))
     return infos, len(stale)
@@ -260,10 +261,6 @@ def _point(s: StudyInfo) -> StudyPoint:
     )
 
 
-_WINDOW_VALUE_FIELDS = ("start", "end", "procedure_count", "procedure_count_by_modality", "kap_gy_cm2", "fluoro_time_s",
-                        "dlp_mgy_cm", "ctdivol_max_mgy", "kar", "kar_max_gy", "effective_dose_msv", "effective_dose_studies")
-
-
 def _window_row_values(wt: WindowTotals) -> dict:
     return {
         "start": wt.start, "end": wt.end, "procedure_count": wt.procedure_count,
@@ -276,18 +273,12 @@ def _window_row_values(wt: WindowTotals) -> dict:
     }
 
 
-def _same(a: dict, b: dict) -> bool:
-    for f in _WINDOW_VALUE_FIELDS:
-        x, y = a[f], b[f]
-        if isinstance(x, float) and isinstance(y, float):
-            if not math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12):
-                return False
-        elif isinstance(x, datetime) and isinstance(y, datetime):
-            if x != y:
-                return False
-        elif x != y:
-            return False
-    return True
+def _digest(wt: WindowTotals) -> str:
+    """Hash of a window's values (window sums are already rounded, so equal totals give equal reprs)."""
+    key = (wt.start.timestamp(), wt.end.timestamp(), wt.procedure_count, sorted(wt.procedure_count_by_modality.items()),
+           wt.kap_gy_cm2, wt.fluoro_time_s, wt.dlp_mgy_cm, wt.ctdivol_max_mgy, sorted(wt.kar.items()), wt.effective_dose_msv,
+           wt.effective_dose_studies)
+    return hashlib.md5(repr(key).encode(), usedforsecurity=False).hexdigest()
 
 
 def _all_window_days(rules: list[Rule]) -> tuple[int, ...]:
@@ -295,7 +286,7 @@ def _all_window_days(rules: list[Rule]) -> tuple[int, ...]:
 
 
 def active_rules() -> list[Rule]:
-    return list(Rule.objects.filter(ruleset__active=True, enabled=True).order_by("key"))
+    return list(Rule.objects.filter(ruleset__active=True, enabled=True).select_related("ruleset").order_by("key"))
 
 
 def patient_exposure_recompute(*, patient_id: int, now: datetime | None = None, notify: bool = True) -> RecomputeResult:
@@ -317,8 +308,8 @@ def patient_exposure_recompute(*, patient_id: int, now: datetime | None = None, 
 
 def _write_windows(root: int, group: list[int], windows: list[WindowTotals], res: RecomputeResult) -> None:
     existing = {
-        (row["anchor_study_id"], row["window_days"]): row
-        for row in PatientExposureWindow.objects.filter(patient_id=root).values("id", "anchor_study_id", "window_days", *_WINDOW_VALUE_FIELDS)
+        (row[1], row[2]): row
+        for row in PatientExposureWindow.objects.filter(patient_id=root).values_list("id", "anchor_study_id", "window_days", "digest")
     }
     to_delete: list[int] = []
     to_create: list[PatientExposureWindow] = []
@@ -326,14 +317,15 @@ def _write_windows(root: int, group: list[int], windows: list[WindowTotals], res
     for wt in windows:
         key = (wt.anchor_study_id, wt.window_days)
         seen.add(key)
-        values = _window_row_values(wt)
+        digest = _digest(wt)
         old = existing.get(key)
         if old is not None:
-            if wt.anchor_study_id is not None and _same(old, values):
+            if wt.anchor_study_id is not None and old[3] == digest:
                 continue
-            to_delete.append(old["id"])
-        to_create.append(PatientExposureWindow(patient_id=root, anchor_study_id=wt.anchor_study_id, window_days=wt.window_days, **values))
-    to_delete += [row["id"] for key, row in existing.items() if key not in seen]
+            to_delete.append(old[0])
+        to_create.append(PatientExposureWindow(patient_id=root, anchor_study_id=wt.anchor_study_id, window_days=wt.window_days,
+                                               digest=digest, **_window_row_values(wt)))
+    to_delete += [row[0] for key, row in existing.items() if key not in seen]
     q = Q(pk__in=to_delete)
     others = [g for g in group if g != root]
     if others:
@@ -371,12 +363,26 @@ def _canonical(rule: Rule) -> tuple[float | None, float | None]:
     return thr, step
 
 
+def _modalities(rule: Rule) -> set[str]:
+    mods = getattr(rule, "_mods", None)
+    if mods is None:
+        mods = rule._mods = {m.strip().upper() for m in rule.scope_modalities.split(",") if m.strip()}
+    return mods
+
+
+def _scoped(rule: Rule, infos_by_modality: dict[str, list[StudyInfo]], infos: list[StudyInfo]) -> list[StudyInfo]:
+    mods = _modalities(rule)
+    cands = [s for m in mods for s in infos_by_modality.get(m, [])] if mods else infos
+    if not (rule.scope_device_id or rule.scope_site or rule.min_age_years is not None or rule.max_age_years is not None):
+        return cands
+    return [s for s in cands if _in_scope(rule, s)]
+
+
 def _in_scope(rule: Rule, s: StudyInfo) -> bool:
     r = s.row
-    if rule.scope_modalities:
-        mods = {m.strip().upper() for m in rule.scope_modalities.split(",") if m.strip()}
-        if (r["procedure_modality"] or "").upper() not in mods:
-            return False
+    mods = _modalities(rule)
+    if mods and (r["procedure_modality"] or "").upper() not in mods:
+        return False
     if rule.scope_device_id and r["device_id"] != rule.scope_device_id:
         return False
     if rule.scope_site and (r["device__institution"] or "").strip().lower() != rule.scope_site.strip().lower():
@@ -437,8 +443,8 @@ def _window_value(rule: Rule, wt: WindowTotals) -> float | None:
 
 
 def _window_count(rule: Rule, wt: WindowTotals) -> int:
-    if rule.scope_modalities:
-        mods = {m.strip().upper() for m in rule.scope_modalities.split(",") if m.strip()}
+    mods = _modalities(rule)
+    if mods:
         return sum(c for m, c in wt.procedure_count_by_modality.items() if m.upper() in mods)
     return wt.procedure_count
 
@@ -453,6 +459,9 @@ def _base_detail(rule: Rule) -> dict:
 
 def _expected_alerts(infos: list[StudyInfo], windows: list[WindowTotals], rules: list[Rule]) -> list[Expected]:
     by_id = {s.id: s for s in infos}
+    by_modality: dict[str, list[StudyInfo]] = defaultdict(list)
+    for s in infos:
+        by_modality[(s.row["procedure_modality"] or "").upper()].append(s)
     out: list[Expected] = []
     win_by_days: dict[int, list[WindowTotals]] = defaultdict(list)
     for wt in windows:
@@ -460,9 +469,7 @@ def _expected_alerts(infos: list[StudyInfo], windows: list[WindowTotals], rules:
             win_by_days[wt.window_days].append(wt)
     for rule in rules:
         if rule.window_days is None:
-            for s in infos:
-                if not _in_scope(rule, s):
-                    continue
+            for s in _scoped(rule, by_modality, infos):
                 uid = s.row["study_instance_uid"]
                 if rule.quantity == Q_PREGNANCY:
                     status = s.row["pregnancy_status_override"] or s.row["pregnancy_status"]
@@ -485,9 +492,9 @@ def _expected_alerts(infos: list[StudyInfo], windows: list[WindowTotals], rules:
                     out.append(Expected(rule, level, uid, s, value, thr, rule.severity, d, rank=rank))
         else:
             crossing: dict[str, list[tuple[WindowTotals, float, float]]] = defaultdict(list)
+            in_scope = {s.id for s in _scoped(rule, by_modality, infos)}
             for wt in win_by_days.get(rule.window_days, []):
-                s = by_id[wt.anchor_study_id]
-                if not _in_scope(rule, s) or _window_count(rule, wt) < rule.min_procedures:
+                if wt.anchor_study_id not in in_scope or _window_count(rule, wt) < rule.min_procedures:
                     continue
                 value = _window_value(rule, wt)
                 for level, thr, rank in _levels(rule, value):
@@ -579,7 +586,7 @@ def _message(e: Expected, root: Patient | None) -> str:
 def _evaluate_alerts(root_id, group, infos, windows, rules, now, notify, res: RecomputeResult) -> None:
     expected = _expected_alerts(infos, windows, rules)
     study_ids = [s.id for s in infos]
-    existing = list(Alert.objects.filter(Q(patient_id__in=group) | Q(study_id__in=study_ids)))
+    existing = list(Alert.objects.filter(Q(patient_id__in=group) | Q(study__patient_id__in=group)))
     by_key: dict[tuple[str, str, str], Alert] = {}
     for a in existing:
         k = (a.rule_key, a.level, a.subject)

@@ -29,7 +29,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -316,6 +316,16 @@ def import_badge_csv(path: Path | str, *, today: date | None = None) -> ImportRe
     if errors:
         raise DosimetryImportError(sorted(errors, key=_line_key), path.name)
 
+    try:
+        return _write_badge_readings(path, sha, rows, readings, badges)
+    except IntegrityError:
+        done = file_already_imported(sha)  # the same file imported concurrently: that import won
+        if done:
+            return ImportResult("already_imported", done.pk, {"rows": done.rows})
+        raise
+
+
+def _write_badge_readings(path: Path, sha: str, rows, readings: list[_Reading], badges) -> ImportResult:
     counts = {"rows": len(rows), "created": 0, "unchanged": 0, "corrected": 0, "censored": 0, "unused": 0}
     staff_ids: set[int] = set()
     with transaction.atomic():
@@ -494,6 +504,16 @@ def import_realtime_csv(
         raise DosimetryImportError(sorted(errors, key=_line_key), path.name)
 
     counts = {"rows": len(rows), "created": len(to_create), "unchanged": unchanged, "mode": "cumulative" if cumulative else "increment"}
+    try:
+        return _write_samples(path, sha, rows, to_create, counts, warnings)
+    except IntegrityError:
+        done = file_already_imported(sha)  # the same file imported concurrently: that import won
+        if done:
+            return ImportResult("already_imported", done.pk, {"rows": done.rows})
+        raise
+
+
+def _write_samples(path: Path, sha: str, rows, to_create, counts: dict, warnings: list[str]) -> ImportResult:
     staff_ids = {s[4] for s in to_create}
     with transaction.atomic():
         imp = DosimetryImport.objects.create(

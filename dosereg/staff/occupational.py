@@ -24,7 +24,7 @@ from django.db.models import Q, Sum
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
-from .config import scatter_factor, setting, setting_value, site_for
+from .config import scatter_factor, setting_value, site_for
 from .models import (
     POS_COLLAR,
     POS_EYE,

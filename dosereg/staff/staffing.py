@@ -12,7 +12,6 @@ unmatched-name queue with a pending participation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.db import transaction
@@ -68,7 +67,7 @@ def _find_study(row: dict, tzinfo) -> tuple[object | None, str]:
             .values_list("study_id", flat=True)
         )
         by_time = set(
-            Study.objects.filter(room_q, study_datetime__gte=start - timedelta(seconds=0), study_datetime__lte=end).values_list("pk", flat=True)
+            Study.objects.filter(room_q, study_datetime__gte=start, study_datetime__lte=end).values_list("pk", flat=True)
         )
         ids = by_events | by_time
         if len(ids) == 1:

@@ -63,9 +63,9 @@ QUANTITIES: dict[str, Quantity] = {q.key: q for q in [
     ),
     Quantity(
         "effective_dose_msv", "Effective dose (estimate)", "Effective dose", "mSv",
-        "A population-average estimate used to compare different kinds of examination, calculated from the DLP "
-        "with published conversion factors for the part of the body scanned (ICRP Publication 103 factors, "
-        "Deak et al. 2010).",
+        "A population-average estimate used to compare different kinds of examination, calculated from the dose "
+        "index with published conversion factors for the part of the body examined (for example ICRP Publication "
+        "103 factors for CT, Deak et al. 2010).",
         "It is not your personal risk and not the dose to any organ: effective dose describes an average person, "
         "not you (ICRP Publication 103).",
     ),

@@ -52,4 +52,4 @@ class DRLSetForm(forms.Form):
     country = forms.CharField(max_length=32, required=False)
     year = forms.IntegerField(required=False, min_value=1950, max_value=2100)
     citation = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}))
-    url = forms.URLField(required=False)
+    url = forms.URLField(required=False, assume_scheme="https")

@@ -198,6 +198,9 @@ def portal_exams(*, patient: Patient) -> list[PortalExam]:
             "study_id", "dlp_mgy_cm", "target_region", "target_region_code", "ctdiw_phantom"
         ):
             ct_events.setdefault(ev["study_id"], []).append(ev)
+    from . import integrations
+
+    from_exposure = integrations.study_effective_doses(study_ids=[s.pk for s in studies if s.has_ionising_dose])
     out = []
     for s in reversed(studies):  # newest first for the patient
         exam = PortalExam(study=s, device_type=explain.device_type(s.procedure_modality))
@@ -207,11 +210,12 @@ def portal_exams(*, patient: Patient) -> list[PortalExam]:
                 if value is not None:
                     q = explain.QUANTITIES[key]
                     exam.quantities.append({"q": q, "value": value, "display": explain.patient_value(key, value)})
-            if s.pk in ct_events:
+            e = from_exposure.get(s.pk)
+            if e is None and s.pk in ct_events:
                 e = explain.ct_effective_dose_msv(ct_events[s.pk], age_years=_age_at(patient, s))
-                if e is not None:
-                    exam.effective_dose_msv = e
-                    exam.background = explain.background_phrase(e)
+            if e is not None:
+                exam.effective_dose_msv = e
+                exam.background = explain.background_phrase(e)
         for mr in s.mr_exams.all():
             if mr.sar_w_kg is not None:
                 exam.quantities.append({"q": explain.QUANTITIES["sar_w_kg"], "value": mr.sar_w_kg,

@@ -111,31 +111,38 @@ def _birth_matches(patient: Patient, birth_date: date) -> bool:
 
 
 def patient_invitation_accept(*, token: str, birth_date: date, username: str, password: str):
-    """Verify the birth date and create the portal user. Raises InvitationError (generic messages)."""
-    from django.contrib.auth.password_validation import validate_password
+    """Verify the birth date and create the portal user. Raises InvitationError (generic messages).
 
+    A wrong birth date is counted (outside the transaction, so the count survives the
+    refusal); after MAX_VERIFY_ATTEMPTS the invitation is locked.
+    """
+    from django.contrib.auth.password_validation import validate_password
+    from django.db.models import F
+
+    mismatch_pk = None
     with transaction.atomic():
         acc = PatientAccount.objects.select_for_update().select_related("patient").filter(token_sha256=_sha(token)).first()
         if acc is None or acc.revoked or acc.user_id or acc.expires_at < timezone.now() or acc.failed_attempts >= MAX_VERIFY_ATTEMPTS:
             raise InvitationError("this invitation link is not valid any more; ask the hospital for a new one")
         if not _birth_matches(acc.patient, birth_date):
-            acc.failed_attempts += 1
-            acc.save(update_fields=["failed_attempts"])
-            left = MAX_VERIFY_ATTEMPTS - acc.failed_attempts
-            raise InvitationError(
-                "the details do not match our record" + (f" ({left} attempts left)" if left > 0 else "; the link is now locked")
-            )
-        if User.objects.filter(username__iexact=username).exists():
-            raise InvitationError("that username is taken; choose another")
-        try:
-            validate_password(password, user=User(username=username))
-        except ValidationError as exc:
-            raise InvitationError(" ".join(exc.messages)) from exc
-        user = user_create(username=username, password=password, role=roles.PATIENT)
-        acc.user = user
-        acc.verified_at = timezone.now()
-        acc.save(update_fields=["user", "verified_at"])
-    return user
+            mismatch_pk, failed = acc.pk, acc.failed_attempts + 1
+        else:
+            if User.objects.filter(username__iexact=username).exists():
+                raise InvitationError("that username is taken; choose another")
+            try:
+                validate_password(password, user=User(username=username))
+            except ValidationError as exc:
+                raise InvitationError(" ".join(exc.messages)) from exc
+            user = user_create(username=username, password=password, role=roles.PATIENT)
+            acc.user = user
+            acc.verified_at = timezone.now()
+            acc.save(update_fields=["user", "verified_at"])
+            return user
+    PatientAccount.objects.filter(pk=mismatch_pk).update(failed_attempts=F("failed_attempts") + 1)
+    left = MAX_VERIFY_ATTEMPTS - failed
+    raise InvitationError(
+        "the details do not match our record" + (f" ({left} attempts left)" if left > 0 else "; the link is now locked")
+    )
 
 
 def patient_account_revoke(*, account: PatientAccount) -> None:
@@ -223,6 +230,8 @@ def drl_value_set(*, drl_set: DRLSet, standard_name: StandardName, quantity: str
 def drl_set_create(*, name: str, citation: str, country: str = "", year: int | None = None, url: str = "") -> DRLSet:
     if not citation.strip():
         raise ValidationError("a DRL set needs its citation")
+    if DRLSet.objects.filter(name=name.strip()[:128]).exists():
+        raise ValidationError("a DRL set with this name exists")
     return DRLSet.objects.create(name=name.strip()[:128], citation=citation.strip(), country=country[:32], year=year, url=url)
 
 

@@ -220,7 +220,8 @@ def portal_exam(request, pk: int):
         raise Http404
     audit_record(request=request, action=V, object_type="portal_exam", object_id=pk, patient_pks=[patient.pk])
     return render(request, "web/portal_exam.html", {"patient": patient, "exam": exam,
-                                                    "background_source": settings.DOSEREG_BACKGROUND_SOURCE})
+                                                    "background_source": settings.DOSEREG_BACKGROUND_SOURCE,
+                                                    "background_msv": settings.DOSEREG_BACKGROUND_MSV_PER_YEAR})
 
 
 @require_GET
@@ -269,9 +270,9 @@ def portal_invite(request, token: str):
 # physicist protocol audit
 # ---------------------------------------------------------------------------
 def _range(request) -> tuple[datetime, datetime, str, int | None, AuditRangeForm]:
-    form = AuditRangeForm(request.GET or None)
     now = timezone.now()
     since, until, modality, device = now - timedelta(days=365), now + timedelta(days=1), "", None
+    form = AuditRangeForm(request.GET or None, initial={"since": since.date(), "until": now.date()})
     if form.is_valid():
         tz = timezone.get_current_timezone()
         if form.cleaned_data["since"]:

@@ -3,7 +3,7 @@ dosimeter system and a theatre list would produce (generated here, written to tm
 from __future__ import annotations
 
 import csv
-from datetime import date, datetime, timedelta, timezone as dt_timezone
+from datetime import date, datetime, timezone as dt_timezone
 from pathlib import Path
 
 import pytest

@@ -135,3 +135,19 @@ def nav_for(request):
 def mul10k(value):
     """m² -> cm²."""
     return None if value is None else value * 10000
+
+
+@register.filter
+def pn(value):
+    """DICOM person name 'Family^Given^Middle' -> 'Given Middle Family'."""
+    if not value or "^" not in value:
+        return value or ""
+    parts = [p.strip() for p in value.split("^")]
+    family, rest = parts[0], [p for p in parts[1:3] if p]
+    return " ".join([*rest, family]).strip()
+
+
+@register.filter
+def words(value):
+    """snake_case code -> words."""
+    return (value or "").replace("_", " ")

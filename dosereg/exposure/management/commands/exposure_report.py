@@ -1,0 +1,62 @@
+"""python manage.py exposure_report --patient PATIENT_ID [--issuer X] [--json] [--recompute]"""
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from dosereg.exposure.selectors import patient_exposure_report
+from dosereg.registry.models import Patient
+
+
+class Command(BaseCommand):
+    help = "A patient's studies, windowed totals per quantity, and open/closed alerts."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--patient", required=True, help="Patient ID as stored (the pseudonym when pseudonymised), or pk:<n>")
+        parser.add_argument("--issuer", default=None, help="Issuer of Patient ID (when the ID is not unique)")
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+        parser.add_argument("--recompute", action="store_true", help="recompute windows and alerts first (inline)")
+
+    def handle(self, *args, **opts):
+        patient = self._find(opts["patient"], opts["issuer"])
+        if opts["recompute"]:
+            from dosereg.exposure.services import patient_exposure_recompute
+
+            patient_exposure_recompute(patient_id=patient.pk)
+        report = patient_exposure_report(patient=patient)
+        if opts["json"]:
+            self.stdout.write(json.dumps(report, indent=2, ensure_ascii=False, default=str))
+            return
+        p = report["patient"]
+        self.stdout.write(f"Patient {p['patient_id']} (record {p['id']}){' merged: ' + str(p['merged_records']) if p['merged_records'] else ''}")
+        self.stdout.write(f"Studies ({len(report['studies'])}):")
+        for s in report["studies"]:
+            self.stdout.write(f"  {s['datetime'] or 'undated':32} {s['modality']:3} KAP {s['kap_gy_cm2']} Gy·cm²  Ka,r {s['kar_max_plane_gy']} Gy  "
+                              f"fluoro {s['fluoro_time_s']} s  DLP {s['dlp_mgy_cm']} mGy·cm  E≈{s['effective_dose_msv']} mSv")
+        self.stdout.write(f"Windows ({report['window_definition']}), ending now:")
+        for w in report["windows"]:
+            if w["anchor"] == "now":
+                self.stdout.write(f"  {w['window_days']:4} d: {w['procedure_count']} procedures, KAP {w['kap_gy_cm2']} Gy·cm², "
+                                  f"Ka,r max {w['kar_max_gy']} Gy, fluoro {w['fluoro_time_s']} s, DLP {w['dlp_mgy_cm']} mGy·cm, "
+                                  f"E≈{w['effective_dose_msv']} mSv ({w['effective_dose_label']})")
+        for state in ("open", "closed"):
+            self.stdout.write(f"Alerts {state} ({len(report['alerts'][state])}):")
+            for a in report["alerts"][state]:
+                self.stdout.write(f"  #{a['id']} [{a['status']}/{a['severity']}] {a['title']} — {a['verification']}")
+
+    def _find(self, ident: str, issuer: str | None) -> Patient:
+        if ident.startswith("pk:"):
+            try:
+                return Patient.objects.get(pk=int(ident[3:]))
+            except (ValueError, Patient.DoesNotExist) as exc:
+                raise CommandError(f"no patient {ident}") from exc
+        qs = Patient.objects.filter(patient_id=ident)
+        if issuer is not None:
+            qs = qs.filter(issuer=issuer)
+        found = list(qs[:2])
+        if not found:
+            raise CommandError(f"no patient with ID {ident!r}")
+        if len(found) > 1:
+            raise CommandError(f"patient ID {ident!r} exists for several issuers; pass --issuer")
+        return found[0]

@@ -1,0 +1,195 @@
+"""Permission matrix: every URL pattern (discovered from the resolver) x every role.
+
+A new URL without an entry in EXPECT fails ``test_every_url_has_expectations``,
+so nothing can be added without deciding who may reach it.
+"""
+from __future__ import annotations
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+ROLES = ("anonymous", "rso", "physicist", "staff", "patient", "patient2", "admin")
+CLINICAL = {"rso", "physicist", "admin"}
+
+# outcome codes: 200/400/403/404/405/401 = HTTP status; "login" = redirect to the login page;
+# "redirect" = any other redirect
+def grid(allowed, ok=200, denied=403, anon="login", **special):
+    out = {}
+    for role in ROLES:
+        if role == "anonymous":
+            out[role] = anon
+        elif role in allowed:
+            out[role] = ok
+        else:
+            out[role] = denied
+    out.update(special)
+    return out
+
+
+PAGES_CLINICAL = grid(CLINICAL)
+API_CLINICAL_AND_PATIENT = grid(CLINICAL | {"patient", "patient2"}, anon=401)
+API_OWN_DETAIL = grid(CLINICAL | {"patient"}, anon=401, patient2=404)  # object of patient A
+
+# url name -> (method, kwargs builder key, query string, expectations)
+EXPECT = {
+    "web:home": ("get", None, "", grid(set(ROLES), ok="redirect")),
+    "web:login": ("get", None, "", grid(set(ROLES), ok="redirect", anon=200)),
+    "admin_login": ("get", None, "", grid(set(ROLES), ok="redirect", anon=200)),
+    "web:logout": ("post", None, "", grid(set(ROLES), ok="login")),  # signed out -> the login page
+    "web:no_role": ("get", None, "", grid(set(), denied=403)),
+    "web:dashboard": ("get", None, "", grid(CLINICAL)),
+    "web:alert_action": ("post", "alert", "", grid({"rso", "admin"})),
+    "web:quarantine_reprocess": ("post", None, "", grid(CLINICAL, ok="redirect")),
+    "web:patient_list": ("get", None, "?q=PW", PAGES_CLINICAL),
+    "web:patient_history": ("get", "patient_a", "", PAGES_CLINICAL),
+    "web:patient_history_export": ("get", "patient_a", "", PAGES_CLINICAL),
+    "web:patient_invite": ("post", "patient_a", "", grid({"rso", "admin"}, ok="redirect")),
+    "web:study_detail": ("get", "study_a", "", PAGES_CLINICAL),
+    "web:portal": ("get", None, "", grid({"patient", "patient2"})),
+    "web:portal_exam": ("get", "study_a", "", grid({"patient"}, patient2=404)),
+    "web:portal_export": ("get", None, "", grid({"patient", "patient2"})),
+    "web:portal_print": ("get", None, "", grid({"patient", "patient2"})),
+    "web:portal_invite": ("get", "token", "", grid(set(ROLES), anon=200)),
+    "web:protocol_audit": ("get", None, "", PAGES_CLINICAL),
+    "web:protocol_distribution": ("get", None, "?quantity=dap_total_gy_cm2", PAGES_CLINICAL),
+    "web:protocol_names": ("get", None, "", PAGES_CLINICAL),
+    "web:drl_sets": ("get", None, "", PAGES_CLINICAL),
+    "web:fluoro_technique": ("get", None, "", PAGES_CLINICAL),
+    "web:protocol_export": ("get", "export", "", PAGES_CLINICAL),
+    "web:staff_me": ("get", None, "", grid({"staff"})),
+    "web:staff_overview": ("get", None, "", grid({"rso", "admin"})),
+    "web:audit_log": ("get", None, "", grid({"admin"})),
+    "web:api_token": ("post", None, "", grid(set(ROLES), ok=400, anon=400)),
+    "web:api_studies": ("get", None, "", API_CLINICAL_AND_PATIENT),
+    "web:api_study": ("get", "study_a", "", API_OWN_DETAIL),
+    "web:api_study_events": ("get", "study_a", "", API_OWN_DETAIL),
+    "web:api_events": ("get", None, "", API_CLINICAL_AND_PATIENT),
+    "web:api_patients": ("get", None, "", API_CLINICAL_AND_PATIENT),
+    "web:api_patient": ("get", "patient_a", "", API_OWN_DETAIL),
+    "web:api_alerts": ("get", None, "", grid(CLINICAL, anon=401)),
+    "web:api_alert_action": ("post", "api_alert", "", grid({"rso", "admin"}, anon=401)),
+    "web:api_fhir_search": ("get", None, "?patient=PATIENT_A", API_CLINICAL_AND_PATIENT),
+    "web:api_fhir_observation": ("get", "fhir", "", API_OWN_DETAIL),
+}
+
+# writes that need a stronger role than reading the same page
+EXTRA = [
+    ("protocol names: edit", "web:protocol_names", "post", None,
+     {"modality": "CT", "source_name": "CT Chest", "new_standard_name": "Chest (routine)"},
+     grid({"physicist", "admin"}, ok="redirect")),
+    ("DRL sets: edit", "web:drl_sets", "post", None,
+     {"set-name": "Local test set {role}", "set-citation": "local decision, test"},
+     grid({"physicist", "admin"}, ok="redirect")),
+]
+
+
+def discovered_names(resolver=None, ns: str = "") -> set[str]:
+    names = set()
+    for p in (resolver or get_resolver()).url_patterns:
+        if isinstance(p, URLResolver):
+            if p.app_name == "admin":
+                continue  # Django's admin: guarded by is_staff (the admin login goes through ours)
+            names |= discovered_names(p, f"{ns}{p.namespace}:" if p.namespace else ns)
+        elif isinstance(p, URLPattern) and p.name:
+            names.add(ns + p.name)
+    return names
+
+
+def test_every_url_has_expectations():
+    assert discovered_names() == set(EXPECT), "add the new URL to EXPECT with its role matrix"
+
+
+def _kwargs(key, d, alert_id):
+    from dosereg.web.services import patient_invitation_issue
+
+    if key is None:
+        return {}
+    if key == "patient_a":
+        return {"pk": d.patients["a"].pk}
+    if key == "study_a":
+        return {"pk": d.studies["a_angio"].pk}
+    if key == "fhir":
+        return {"obs_id": f"dose-summary-{d.studies['a_angio'].pk}"}
+    if key == "alert":
+        return {"alert_id": alert_id, "action": "follow_up"}
+    if key == "api_alert":
+        return {"pk": alert_id, "action": "follow_up"}
+    if key == "export":
+        return {"kind": "studies", "fmt": "csv"}
+    if key == "token":
+        return {"token": patient_invitation_issue(patient=d.patients["c"], issued_by=d.users["rso"])[1]}
+    raise KeyError(key)
+
+
+def outcome(resp) -> int | str:
+    if resp.status_code in (301, 302):
+        return "login" if "/login/" in resp["Location"] else "redirect"
+    return resp.status_code
+
+
+def test_permission_matrix(web_data, client, settings):
+    from dosereg.exposure.models import Alert
+
+    settings.LOGIN_URL = "web:login"
+    d = web_data
+    alert = Alert.objects.filter(patient=d.patients["a"]).first()
+    assert alert is not None, "the test data should raise at least one exposure alert"
+    failures = []
+    cases = [(name, *spec) for name, spec in EXPECT.items()]
+    for name, method, key, query, expect in cases:
+        for role in ROLES:
+            client.logout()
+            if role != "anonymous":
+                client.force_login(d.users[role])
+            url = reverse(name, kwargs=_kwargs(key, d, alert.pk)) + query.replace("PATIENT_A", str(d.patients["a"].pk))
+            if method == "get":
+                resp = client.get(url)
+            else:
+                resp = client.post(url, {"username": f"nobody-{role}", "password": "wrong"} if name == "web:api_token" else {},
+                                   HTTP_X_REQUESTED_WITH="fetch" if "alert" in name else None)
+            got = outcome(resp)
+            if got != expect[role]:
+                failures.append(f"{name} {method.upper()} {url} as {role}: expected {expect[role]}, got {got}")
+    for label, name, method, key, payload, expect in EXTRA:
+        for role in ROLES:
+            client.logout()
+            if role != "anonymous":
+                client.force_login(d.users[role])
+            body = {k: v.format(role=role) for k, v in payload.items()}
+            got = outcome(client.post(reverse(name, kwargs=_kwargs(key, d, alert.pk)), body))
+            if got != expect[role]:
+                failures.append(f"{label} as {role}: expected {expect[role]}, got {got}")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("field", ["pk"])
+def test_patient_cannot_reach_other_patients_by_id(web_data, client, field):
+    """Every id a patient could change: other patients' studies, events, records and FHIR -> 404, never data."""
+    d = web_data
+    client.force_login(d.users["patient2"])  # patient B
+    for label, s in d.studies.items():
+        own = s.patient_id == d.patients["b"].pk
+        expect = 200 if own else 404
+        for url in (reverse("web:portal_exam", kwargs={"pk": s.pk}), reverse("web:api_study", kwargs={"pk": s.pk}),
+                    reverse("web:api_study_events", kwargs={"pk": s.pk}),
+                    reverse("web:api_fhir_observation", kwargs={"obs_id": f"dose-summary-{s.pk}"}),
+                    reverse("web:api_events") + f"?study={s.pk}"):
+            assert client.get(url).status_code == expect, (label, url)
+    for key, p in d.patients.items():
+        expect = 200 if key == "b" else 404
+        assert client.get(reverse("web:api_patient", kwargs={"pk": p.pk})).status_code == expect
+    # list endpoints only ever contain patient B's rows
+    studies = client.get(reverse("web:api_studies") + f"?patient={d.patients['a'].pk}").json()["results"]
+    assert studies == []
+    rows = client.get(reverse("web:api_studies")).json()["results"]
+    assert rows and {r["patient"] for r in rows} == {d.patients["b"].pk}
+    events = client.get(reverse("web:api_events") + "?page_size=1000").json()["results"]
+    b_studies = {s.pk for s in d.studies.values() if s.patient_id == d.patients["b"].pk}
+    assert events and {e["study"] for e in events} <= b_studies
+    bundle = client.get(reverse("web:api_fhir_search") + f"?patient={d.patients['a'].pk}").json()
+    assert bundle["total"] == 0
+    pts = client.get(reverse("web:api_patients")).json()["results"]
+    assert [p["id"] for p in pts] == [d.patients["b"].pk]
+    # the portal list shows only own exams
+    html = client.get(reverse("web:portal")).content.decode()
+    assert "Hip fracture fixation" in html and "Coronary angiography" not in html
