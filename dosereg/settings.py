@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "dosereg.audit",
     "dosereg.web",
     "dicom_listener",
+    "dosereg.ops",
 ]
 
 MIDDLEWARE = [

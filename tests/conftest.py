@@ -36,3 +36,11 @@ def corpus_dir() -> Path:
 @pytest.fixture(scope="session")
 def corpus_files(corpus_dir) -> list[Path]:
     return sorted(corpus_dir.glob("*.dcm"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Expose each phase's report on the item (fixtures print process logs when the test failed)."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)

@@ -854,6 +854,38 @@ def follow_up_reminders_send(*, today: date | None = None) -> int:
 
 
 # ---------------------------------------------------------------------------
+# rule set versions
+# ---------------------------------------------------------------------------
+def ruleset_new_version(*, from_ruleset_id: int | None = None, user=None, note: str = "") -> "RuleSet":
+    """Copy a rule set (default: the active one) into a new, inactive version to edit."""
+    from .models import RuleSet
+
+    with transaction.atomic():
+        src = RuleSet.objects.get(pk=from_ruleset_id) if from_ruleset_id else RuleSet.objects.get(active=True)
+        version = (RuleSet.objects.filter(name=src.name).order_by("-version").values_list("version", flat=True).first() or 0) + 1
+        new = RuleSet.objects.create(name=src.name, version=version, active=False, created_by=user, note=note)
+        rules = list(src.rules.all())
+        for r in rules:
+            r.pk = None
+            r.ruleset = new
+        Rule.objects.bulk_create(rules)
+    return new
+
+
+def ruleset_activate(*, ruleset_id: int, user=None) -> "RuleSet":
+    """Make one version active. Existing alerts keep the version that raised them; new evaluations use this one."""
+    from .models import RuleSet
+
+    with transaction.atomic():
+        RuleSet.objects.filter(active=True).exclude(pk=ruleset_id).update(active=False)
+        rs = RuleSet.objects.select_for_update().get(pk=ruleset_id)
+        rs.active, rs.activated_at = True, timezone.now()
+        rs.save(update_fields=["active", "activated_at"])
+        log.info("rule set %s activated by %s", rs, user)
+    return rs
+
+
+# ---------------------------------------------------------------------------
 # pregnancy status set by staff
 # ---------------------------------------------------------------------------
 def study_set_pregnancy_status(*, study_id: int, status: str, user=None, note: str = "") -> Study:

@@ -130,15 +130,9 @@ def stack(pg_url, redis_url, dcmtk, tmp_path, request):
     s = Stack(env, free_port(), spool, logdir)
     yield s
     s.stop()
-    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
         print(s.logs())
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    rep = outcome.get_result()
-    setattr(item, "rep_" + rep.when, rep)
 
 
 def wait_until(predicate, timeout: float = 60.0, interval: float = 0.2):

@@ -245,3 +245,21 @@ def test_routing_by_device_and_severity(tmp_path, import_file, rso_users, smtp_s
     assert srdl and by_subject[srdl[0]] == {"cardio-lead@hospital.test", "physics@hospital.test"}
     first = [s for s in by_subject if "Ka,r first" in s]
     assert by_subject[first[0]] == {"rso1@hospital.test", "rso2@hospital.test"}  # not high: default route
+
+
+def test_ruleset_versions_keep_alert_history(tmp_path, import_file):
+    from dosereg.exposure.services import patient_exposure_recompute, ruleset_activate, ruleset_new_version
+
+    import_file(rf_rdsr(tmp_path, when=D0, kar=3.5, kap=100))
+    a = Alert.objects.get(rule_key="fgi-kar-first")
+    v1 = a.rule.ruleset
+    v2 = ruleset_new_version(user=None, note="site lowers Ka,r first level")
+    Rule.objects.filter(ruleset=v2, key="fgi-kar-first").update(threshold_value=2.0)
+    Rule.objects.filter(ruleset=v2, key="fgi-kar-srdl").update(threshold_value=3.0, verification="⚠")
+    ruleset_activate(ruleset_id=v2.pk)
+    patient_exposure_recompute(patient_id=a.patient_id)
+    a.refresh_from_db()
+    assert a.rule.ruleset_id == v1.pk and a.status == Alert.STATUS_OPEN  # same key: not duplicated
+    srdl = Alert.objects.get(rule_key="fgi-kar-srdl")
+    assert srdl.rule.ruleset_id == v2.pk and srdl.detail["rule_version"] == 2 and srdl.detail["verification"] == "⚠"
+    assert RuleSet.objects.get(active=True).pk == v2.pk
