@@ -193,11 +193,19 @@ if PSEUDONYMISE_PATIENTS and not PSEUDONYM_SECRET:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+                   "json": {"()": "dosereg.ops.logging.JsonFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json" if env("LOG_FORMAT") == "json" else "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"pynetdicom": {"level": env("PYNETDICOM_LOG_LEVEL", "WARNING")}},
 }
+
+# --- operations (dosereg.ops) --------------------------------------------------
+# Stored originals of ingested objects older than this are deleted by `manage.py apply_retention`; unset = keep forever.
+RETENTION_ORIGINALS_DAYS = env_int("RETENTION_ORIGINALS_DAYS", 0) or None
+# /health/ answers 503 when an object has waited longer than this for ingest (unset: reported only).
+HEALTH_MAX_PENDING_AGE_S = env_int("HEALTH_MAX_PENDING_AGE_S", 0) or None
+SECURE_REDIRECT_EXEMPT = [r"^health/$"]  # container health checks speak plain HTTP to the web process
 
 # =============================================================================
 # --- web, API and security (owned by the web/audit apps; appended section) ---

@@ -8,4 +8,5 @@ urlpatterns = [
     path("admin/login/", LoginView.as_view(), name="admin_login"),
     path("admin/", admin.site.urls),
     path("", include("dosereg.web.urls")),
+    path("", include("dosereg.ops.urls")),
 ]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import traceback as tb
 
@@ -30,3 +31,16 @@ def record_task_failure(sender=None, task_id=None, exception=None, args=None, kw
         )
     except Exception as exc:  # never let bookkeeping hide the real failure (e.g. the database is down)
         log.warning("could not record failure of task %s %s: %s", name, task_id, exc)
+
+
+if os.environ.get("LOG_FORMAT") == "json":
+    from celery.signals import setup_logging
+
+    @setup_logging.connect(dispatch_uid="dosereg.ops.keep_django_logging", weak=False)
+    def keep_django_logging(**kwargs) -> None:
+        """LOG_FORMAT=json: Celery keeps Django's LOGGING (the JSON formatter) instead of its own text format."""
+        from logging.config import dictConfig
+
+        from django.conf import settings
+
+        dictConfig(settings.LOGGING)

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 from pathlib import Path
 
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
 from dosereg.registry.models import (
@@ -46,9 +46,9 @@ class TransferError(Exception):
     pass
 
 
-def _open(path: Path | str, mode: str) -> io.TextIOBase:
+def _open(path: Path | str, mode: str, gz: bool | None = None) -> io.TextIOBase:
     path = Path(path)
-    if path.suffix == ".gz":
+    if path.suffix == ".gz" if gz is None else gz:
         return gzip.open(path, mode + "t", encoding="utf-8")
     return open(path, mode, encoding="utf-8")
 
@@ -140,8 +140,12 @@ def registry_export(out: Path | str) -> dict[str, int]:
     counts: dict[str, int] = {}
     out = Path(out)
     tmp = out.with_name(out.name + ".part")
-    with transaction.atomic():  # one consistent snapshot (REPEATABLE READ is not needed for a quiesced registry)
-        with _open(tmp, "w") as fh:
+    snapshot = connection.vendor == "postgresql" and not connection.in_atomic_block
+    with transaction.atomic():
+        if snapshot:  # one consistent snapshot while the system keeps ingesting
+            with connection.cursor() as cur:
+                cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        with _open(tmp, "w", gz=out.suffix == ".gz") as fh:
             fh.write(json.dumps({"format": FORMAT, "version": VERSION, "exported_at": timezone.now().isoformat()}) + "\n")
             for rec in registry_records():
                 counts[rec["t"]] = counts.get(rec["t"], 0) + 1
@@ -207,8 +211,9 @@ class _Importer:
 
     def patient(self, rows: list[dict]) -> None:
         new = [r for r in rows if tuple(r["k"]) not in self.patients]
+        new_ids = {id(r) for r in new}
         for r in rows:
-            self._count("patient", r in new)
+            self._count("patient", id(r) in new_ids)
             if r.get("merged_into"):
                 self.merges.append((tuple(r["k"]), tuple(r["merged_into"])))
         objs = self._bulk(Patient, new, lambda r: Patient(**_load_fields(Patient, r["f"])))
@@ -219,6 +224,7 @@ class _Importer:
         for r in rows:
             keys = [tuple(k) for k in r["k"]]
             found = next((self.devices[k] for k in keys if k in self.devices), None)
+            self._count("device", found is None)
             if found is None:
                 d = Device(**_load_fields(Device, r["f"]))
                 d.save()
@@ -231,7 +237,6 @@ class _Importer:
                     if first:
                         DeviceSoftwareVersion.objects.filter(device_id=found, software_versions=v).update(
                             first_seen=_load_fields(DeviceSoftwareVersion, {"first_seen": first})["first_seen"])
-            self._count("device", found not in {self.devices.get(k) for k in keys})
             missing = [DeviceIdentifier(device_id=found, kind=k, value=v) for k, v in keys
                        if (k, v) not in self.devices and k != "export-device"]
             DeviceIdentifier.objects.bulk_create(missing, ignore_conflicts=True)
@@ -243,8 +248,9 @@ class _Importer:
 
     def study(self, rows: list[dict]) -> None:
         new = [r for r in rows if r["k"] not in self.studies]
+        new_ids = {id(r) for r in new}
         for r in rows:
-            self._count("study", r in new)
+            self._count("study", id(r) in new_ids)
 
         def build(r):
             return Study(**_load_fields(Study, r["f"]), patient_id=self.patients.get(tuple(r["patient"])) if r["patient"] else None,
@@ -254,8 +260,9 @@ class _Importer:
 
     def object(self, rows: list[dict]) -> None:
         new = [r for r in rows if tuple(r["k"]) not in self.objects]
+        new_ids = {id(r) for r in new}
         for r in rows:
-            self._count("object", r in new)
+            self._count("object", id(r) in new_ids)
             if r.get("superseded_by"):
                 self.supersedes.append((tuple(r["k"]), tuple(r["superseded_by"])))
 

@@ -179,10 +179,19 @@ def patient_value(key: str, value: float | None) -> str:
     """A value in the unit shown to patients (Ka,r in mGy; fluoroscopy time as min:s)."""
     if value is None:
         return ""
-    if key == "dose_rp_max_plane_gy":
-        return f"{value * 1000:.3g}"
     if key == "fluoro_time_total_s":
         return fmt_seconds(value)
+    if key == "dose_rp_max_plane_gy":
+        value = value * 1000
     if key == "effective_dose_msv":
         return f"{value:.2g}" if value < 1 else f"{value:.1f}"
+    return _sig3(value)
+
+
+def _sig3(value: float) -> str:
+    """Three significant figures, never in scientific notation (1,234 not 1.23e+03)."""
+    if value == 0:
+        return "0"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
     return f"{value:.3g}"

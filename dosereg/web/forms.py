@@ -11,7 +11,8 @@ class LoginForm(AuthenticationForm):
 
 
 class InvitationAcceptForm(forms.Form):
-    birth_date = forms.DateField(label="Your date of birth", widget=forms.DateInput(attrs={"type": "date"}),
+    birth_date = forms.DateField(label="Your date of birth", widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+                                 input_formats=["%Y-%m-%d", "%d/%m/%Y"],
                                  help_text="As registered at the hospital.")
     username = forms.CharField(max_length=150, label="Choose a username")
     password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}), label="Choose a password")
@@ -25,8 +26,8 @@ class InvitationAcceptForm(forms.Form):
 
 
 class AuditRangeForm(forms.Form):
-    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
+    until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
     modality = forms.ChoiceField(required=False, choices=[("", "all modalities"), ("CT", "CT"), ("RF", "RF"), ("XA", "XA"),
                                                           ("DX", "DX"), ("MG", "MG")])
     device = forms.IntegerField(required=False, widget=forms.HiddenInput)

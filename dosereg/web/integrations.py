@@ -113,7 +113,11 @@ def study_alerts(*, study) -> list[dict]:
     m = _exposure_models()
     if m is None:
         return []
-    return [alert_dict(a) for a in m.Alert.objects.filter(study=study).select_related("patient").order_by("-raised_at")[:100]]
+    from django.db.models import Q
+
+    # by FK, and by UID for alerts whose study row was replaced (same rule as exposure.selectors.study_alerts)
+    return [alert_dict(a) for a in m.Alert.objects.filter(Q(study=study) | Q(study_uid=study.study_instance_uid))
+            .select_related("patient").order_by("-raised_at")[:100]]
 
 
 def alerts_api_list(*, status: str = "open", patient: str | None = None, limit: int = 500) -> list[dict]:

@@ -156,7 +156,7 @@ def patient_account_revoke(*, account: PatientAccount) -> None:
 # ---------------------------------------------------------------------------
 # protocol mapping and DRLs
 # ---------------------------------------------------------------------------
-_STOP = {"the", "and", "with", "w", "wo", "contrast", "c", "adult", "routine", "std", "standard", "protocol", "exam", "of"}
+_STOP = {"ct", "xr", "dx", "the", "and", "with", "w", "wo", "contrast", "c", "adult", "routine", "std", "standard", "protocol", "exam", "of"}
 _SYNONYMS = {
     "cor": "coronary", "coro": "coronary", "angio": "angiography", "angiogram": "angiography", "ptca": "angioplasty",
     "pci": "angioplasty", "thorax": "chest", "abd": "abdomen", "pelv": "pelvis", "cap": "chest abdomen pelvis",

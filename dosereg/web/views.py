@@ -77,6 +77,7 @@ def dashboard(request):
     shown |= {a.get("patient_pk") for a in ctx["alerts"] if isinstance(a, dict)}
     audit_record(request=request, action=V, object_type="dashboard", patient_pks=shown)
     ctx["can_act"] = roles.has_role(request.user, roles.ALERT_ACTIONS)
+    ctx["all_actions"] = integrations.ALERT_ACTIONS
     ctx["can_reprocess"] = roles.has_role(request.user, roles.REPROCESS)
     ctx["trends_json"] = ctx["trends"]
     return render(request, "web/dashboard.html", ctx)

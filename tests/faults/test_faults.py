@@ -31,7 +31,9 @@ def make_datasets(n: int, seed: int):
     for i in range(n):
         when = base + timedelta(days=rng.randint(0, 40), minutes=rng.randint(0, 600))
         spec = B.random_projection_spec(rng, patient_id=f"FAULT{seed}-{i % 6}", study_datetime=when)
-        out.append(B.build_projection_rdsr(spec))
+        ds = B.build_projection_rdsr(spec)
+        B.to_bytes(ds)  # gives it file meta (transfer syntax) as a stored file would have
+        out.append(ds)
     return out
 
 

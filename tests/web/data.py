@@ -27,6 +27,7 @@ class WebData:
     studies: dict = field(default_factory=dict)       # label -> Study
     users: dict = field(default_factory=dict)         # role -> User
     quarantined: list = field(default_factory=list)
+    tmp: Path | None = None
 
 
 def _naive(d: dt.datetime) -> dt.datetime:
@@ -44,7 +45,7 @@ def build_registry(tmp_path: Path, *, now: dt.datetime | None = None, seed: int 
     spool = Spool(tmp_path / "spool")
     out_dir = tmp_path / "rdsr"
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = WebData()
+    data = WebData(tmp=tmp_path)
 
     def ident(key):
         pid, name, sex, birth = PATIENTS[key]
@@ -83,6 +84,34 @@ def build_registry(tmp_path: Path, *, now: dt.datetime | None = None, seed: int 
     return data
 
 
+def ensure_seed_data() -> None:
+    """Re-apply the migrations' seed data when a live-server test's flush removed it (idempotent)."""
+    import importlib
+
+    from django.apps import apps as django_apps
+
+    from dosereg.web.seeds import seed_all
+
+    seed_all(django_apps)
+    for app, module in (("exposure", "dosereg.exposure.migrations.0002_seed_defaults"),
+                        ("staff", "dosereg.staff.migrations.0002_seed_defaults")):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        if app == "exposure":
+            from dosereg.exposure.models import RuleSet
+
+            if RuleSet.objects.exists():
+                continue
+        else:
+            from dosereg.staff.models import StaffSetting
+
+            if StaffSetting.objects.exists():
+                continue
+        mod.seed(django_apps, None)
+
+
 def make_users(data: WebData) -> WebData:
     from dosereg.web.models import PatientAccount
     from dosereg.web.services import _sha, user_create
@@ -94,12 +123,32 @@ def make_users(data: WebData) -> WebData:
         PatientAccount.objects.create(patient=data.patients[key], user=user, token_sha256=_sha(f"tok-{role}"),
                                       expires_at=timezone.now(), verified_at=timezone.now())
         data.users[role] = user
-    # staff dosimetry record for the staff user, when the staff app provides one
+    # staff dosimetry record for the staff user, with monthly badge readings (through the staff app's services)
     try:
-        from dosereg.staff.models import StaffMember
-
-        StaffMember.objects.create(name="Test^Staff", employee_id="E-T-1", user=data.users["staff"])
+        from dosereg.staff import dosimetry, services as staff_services
     except ImportError:
-        pass
+        return data
+    member = staff_services.staff_create(name="Test^Staff", employee_id="E-T-1", role="first_operator",
+                                         user=data.users["staff"])
+    today = timezone.localdate()
+    start = dt.date(today.year - 1, 1, 1)
+    collar = staff_services.badge_create(badge_id="B-COLLAR-1", position="collar")
+    waist = staff_services.badge_create(badge_id="B-WAIST-1", position="waist")
+    for b in (collar, waist):
+        staff_services.badge_assign(badge=b, staff=member, start=start)
+    lines = ["badge_id,wear_start,wear_end,hp10_msv,hp3_msv,hp007_msv"]
+    month = start
+    i = 0
+    while True:
+        nxt = dt.date(month.year + (month.month == 12), month.month % 12 + 1, 1)
+        end = nxt - dt.timedelta(days=1)
+        if end >= today:
+            break
+        lines.append(f"B-COLLAR-1,{month},{end},{0.3 + (i % 4) * 0.15:.2f},{0.35 + (i % 3) * 0.2:.2f},{0.4:.2f}")
+        lines.append(f"B-WAIST-1,{month},{end},{'M' if i % 3 == 0 else f'{0.05 + (i % 2) * 0.04:.2f}'},,")
+        month, i = nxt, i + 1
+    path = data.tmp / "badges.csv"
+    path.write_text("\n".join(lines) + "\n")
+    dosimetry.import_badge_csv(path)
     assert Group.objects.filter(name="rso").exists()
     return data

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import REPO, require
 
-from .data import PASSWORD, build_registry, make_users
+from .data import PASSWORD, build_registry, ensure_seed_data, make_users
 
 # serialized rollback: the flush after each live-server test must not wipe the migrations' seed data
 # (role groups, exposure rules, DRL sets) for the tests that follow
@@ -45,6 +45,7 @@ def browser():
 @pytest.fixture
 def site(live_server, tmp_path, settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    ensure_seed_data()
     data = make_users(build_registry(tmp_path))
     return live_server.url, data
 
@@ -153,7 +154,10 @@ def test_acknowledge_alert_from_dashboard_without_reload(site, page):
     page.evaluate("window.__noReload = 1")
     row = page.locator(f"[data-alert-row='{alert.pk}']")
     row.locator("button[data-action=acknowledge]").click()
-    page.wait_for_function(f"document.querySelector(\"[data-alert-row='{alert.pk}'] [data-alert-status]\").textContent.trim() === 'acknowledged'")
+    from playwright.sync_api import expect
+
+    # (expect polls through selectors: a wait_for_function string would be eval()ed, which our CSP forbids)
+    expect(row.locator("[data-alert-status]")).to_have_text("acknowledged")
     assert page.evaluate("window.__noReload") == 1  # same document: no full reload
     assert not row.locator("button[data-action=acknowledge]").is_visible()
     alert.refresh_from_db()

@@ -117,7 +117,7 @@
       return d.devices.map(function (dev, i) {
         var byWeek = {}; dev.points.forEach(function (p) { byWeek[p.week] = p; });
         return { label: dev.name, borderColor: PALETTE[i % PALETTE.length], backgroundColor: PALETTE[i % PALETTE.length],
-          tension: .25, spanGaps: true, pointRadius: 2,
+          tension: 0, spanGaps: true, pointRadius: 2,
           data: d.weeks.map(function (w) { var p = byWeek[w]; return p ? (q === "n" ? p.n : p[q]) : (q === "n" ? 0 : null); }) };
       });
     }

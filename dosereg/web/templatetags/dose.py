@@ -21,7 +21,7 @@ def num(value, digits: int = 3):
         return value
     if v == 0:
         return "0"
-    if abs(v) >= 10 ** int(digits):
+    if abs(v) >= 10 ** (int(digits) - 1):
         return f"{v:,.0f}"
     return f"{v:.{int(digits)}g}"
 

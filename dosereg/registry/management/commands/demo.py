@@ -12,7 +12,6 @@ import os
 import random
 import subprocess
 import sys
-import threading
 import time
 
 from django.conf import settings
@@ -43,6 +42,7 @@ def send_demo_data(port: int, n_patients: int = 40, seed: int = 20261122, log=pr
                 ds = B.build_ct_rdsr(B.random_ct_spec(rng, patient_id=f"DEMO{i:04d}"))
             else:
                 ds = B.build_projection_rdsr(B.random_projection_spec(rng, patient_id=f"DEMO{i:04d}"))
+            B.to_bytes(ds)  # sets file meta (transfer syntax), as a stored file has
             datasets.append(ds)
     ae = AE(ae_title=DEMO_AE)
     for uid in {str(ds.SOPClassUID) for ds in datasets}:

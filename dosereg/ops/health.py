@@ -1,0 +1,115 @@
+"""Health checks shared by the /health/ endpoint and ``manage.py healthcheck``."""
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+
+def check_database() -> dict:
+    started = time.perf_counter()
+    try:
+        with connection.cursor() as cur:
+            cur.execute("SELECT 1")
+            cur.fetchone()
+        return {"ok": True, "vendor": connection.vendor, "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
+    except Exception as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+
+
+def check_broker(timeout: float = 2.0) -> dict | None:
+    """Ping Redis when a broker is configured; None when tasks run in-process."""
+    url = getattr(settings, "REDIS_URL", None)
+    if not url:
+        return None
+    try:
+        import redis
+
+        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        started = time.perf_counter()
+        client.ping()
+        queued = client.llen(getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery"))
+        return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 1), "queued_tasks": queued}
+    except Exception as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+
+
+def check_spool() -> dict:
+    root = settings.SPOOL_DIR
+    try:
+        usage = shutil.disk_usage(root if root.exists() else root.parent)
+    except OSError as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    minimum = settings.SPOOL_MIN_FREE_BYTES
+    return {"ok": usage.free >= minimum, "free_bytes": usage.free, "min_free_bytes": minimum,
+            "total_bytes": usage.total}
+
+
+def pending_objects() -> dict:
+    from django.db.models import Count, Min
+
+    from dosereg.registry.models import DoseObject
+
+    try:
+        agg = DoseObject.objects.filter(status=DoseObject.STATUS_RECEIVED).aggregate(n=Count("id"), oldest=Min("received_at"))
+    except Exception as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    age = (timezone.now() - agg["oldest"]).total_seconds() if agg["oldest"] else None
+    limit = getattr(settings, "HEALTH_MAX_PENDING_AGE_S", None)
+    return {"ok": True if age is None or not limit else age <= limit, "count": agg["n"],
+            "oldest_age_s": round(age, 1) if age is not None else None}
+
+
+def task_failures_24h() -> int | None:
+    from datetime import timedelta
+
+    from .models import TaskFailure
+
+    try:
+        return TaskFailure.objects.filter(failed_at__gte=timezone.now() - timedelta(hours=24)).count()
+    except Exception:
+        return None
+
+
+def health_report() -> tuple[bool, dict]:
+    """(healthy, report): database, broker (when configured), spool free space, pending objects."""
+    checks: dict = {"database": check_database()}
+    broker = check_broker()
+    if broker is not None:
+        checks["broker"] = broker
+    checks["spool"] = check_spool()
+    if checks["database"]["ok"]:
+        checks["pending_objects"] = pending_objects()
+    healthy = all(c.get("ok") for c in checks.values())
+    report = {"status": "ok" if healthy else "fail", "checks": checks, "time": timezone.now().isoformat()}
+    if checks["database"]["ok"]:
+        report["task_failures_24h"] = task_failures_24h()
+    return healthy, report
+
+
+def check_dicom(host: str, port: int, called_ae: str, calling_ae: str, timeout: float = 5.0) -> dict:
+    """The listener answers an association: C-ECHO if our calling AE is allowed; a rejection also proves it is alive."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        return {"ok": False, "error": f"nothing listening on {host}:{port}: {exc}"}
+    ae = AE(ae_title=calling_ae)
+    ae.acse_timeout = ae.network_timeout = ae.dimse_timeout = timeout
+    ae.add_requested_context(Verification)
+    assoc = ae.associate(host, port, ae_title=called_ae)
+    if assoc.is_established:
+        status = assoc.send_c_echo()
+        assoc.release()
+        code = getattr(status, "Status", None)
+        return {"ok": code == 0, "echo_status": code}
+    if assoc.is_rejected:
+        return {"ok": True, "note": f"association from {calling_ae} rejected (allow-list); the listener is answering"}
+    return {"ok": False, "error": "association aborted or timed out"}
