@@ -492,7 +492,7 @@ def _add_identifiers(device: Device, idents, found) -> Device:
 def dose_objects_reprocess(*, queryset=None, inline: bool = False) -> int:
     """Re-extract stored originals (after a parser or configuration change)."""
     qs = queryset if queryset is not None else DoseObject.objects.all()
-    ids = list(qs.values_list("pk", flat=True))
+    ids = list(qs.exclude(path="").values_list("pk", flat=True))  # originals removed by retention cannot be re-read
     DoseObject.objects.filter(pk__in=ids).update(status=DoseObject.STATUS_RECEIVED, enqueued_at=timezone.now())
     for pk in ids:
         if inline:

@@ -37,11 +37,15 @@ def send_demo_data(port: int, n_patients: int = 40, seed: int = 20261122, log=pr
             datasets.append(pydicom.dcmread(settings.BASE_DIR / "fixtures" / name))
     rng = random.Random(seed)
     for i in range(n_patients):
+        # one identity per patient, reused for each of their procedures
+        who = B.random_projection_spec(rng)
+        person = {"patient_id": f"DEMO{i:04d}", "patient_name": who.patient_name, "patient_sex": who.patient_sex,
+                  "birth_date": who.birth_date}
         for _ in range(rng.choice([1, 1, 2, 3, 5])):
             if rng.random() < 0.25:
-                ds = B.build_ct_rdsr(B.random_ct_spec(rng, patient_id=f"DEMO{i:04d}"))
+                ds = B.build_ct_rdsr(B.random_ct_spec(rng, **person))
             else:
-                ds = B.build_projection_rdsr(B.random_projection_spec(rng, patient_id=f"DEMO{i:04d}"))
+                ds = B.build_projection_rdsr(B.random_projection_spec(rng, **person))
             B.to_bytes(ds)  # sets file meta (transfer syntax), as a stored file has
             datasets.append(ds)
     ae = AE(ae_title=DEMO_AE)
