@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 
@@ -58,12 +59,63 @@ class ListenerStats:
     ack_latencies_s: list[float] = field(default_factory=list)
 
 
+TLS_HANDSHAKE_TIMEOUT_S = 15.0
+
+
+class _ServerTLSContext(ssl.SSLContext):
+    """Server-side TLS whose handshake runs in the association's own thread (see ``_on_conn_open``).
+
+    pynetdicom wraps accepted sockets in its accept loop; with the default
+    handshake-on-wrap one caller that connects and stays silent would stall
+    every other caller.
+    """
+
+    def wrap_socket(self, sock, server_side=False, do_handshake_on_connect=True, *args, **kwargs):
+        return super().wrap_socket(sock, server_side, False, *args, **kwargs)
+
+
+def build_ssl_context(cert: str | None = None, key: str | None = None, ca: str | None = None) -> ssl.SSLContext | None:
+    """DICOM TLS (PS3.15 B.1) from settings: None unless DICOM_TLS_CERT and DICOM_TLS_KEY are set.
+
+    With DICOM_TLS_CA the caller must present a certificate signed by that CA
+    (in addition to the calling-AE allow-list).
+    """
+    cert = settings.DICOM_TLS_CERT if cert is None else cert
+    key = settings.DICOM_TLS_KEY if key is None else key
+    ca = settings.DICOM_TLS_CA if ca is None else ca
+    if not cert and not key:
+        return None
+    if not (cert and key):
+        raise ValueError("DICOM TLS needs both DICOM_TLS_CERT and DICOM_TLS_KEY")
+    ctx = _ServerTLSContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # BCP 195
+    ctx.load_cert_chain(cert, key)
+    if ca:
+        ctx.load_verify_locations(cafile=ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
 def _on_conn_open(event) -> None:
+    sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
     # Nagle + delayed ACK would add 40-100 ms to every small C-STORE response.
     try:
-        event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (AttributeError, OSError):  # pragma: no cover - platform without TCP_NODELAY
         pass
+    if isinstance(sock, ssl.SSLSocket):
+        previous = sock.gettimeout()
+        sock.settimeout(TLS_HANDSHAKE_TIMEOUT_S)
+        try:
+            sock.do_handshake()
+        except (OSError, ValueError) as exc:  # not TLS, bad or missing client certificate, timeout
+            log.warning("TLS handshake with %s failed: %s", getattr(event, "address", None), exc)
+            try:
+                sock.close()  # the association reactor sees the closed transport and ends
+            except OSError:
+                pass
+            return
+        sock.settimeout(previous)
 
 
 def _on_assoc_end(event) -> None:
@@ -149,7 +201,10 @@ def start_listener(*, port: int | None = None, address: str | None = None, spool
         (evt.EVT_C_STORE, handle_store, [spool, stats]),
     ]
     addr = (address or settings.DICOM_BIND_ADDRESS, settings.DICOM_PORT if port is None else port)
-    log.info("DICOM listener %s on %s:%s, allowed callers: %s", ae.ae_title, addr[0], addr[1],
+    ssl_context = build_ssl_context()
+    log.info("DICOM listener %s on %s:%s%s, allowed callers: %s", ae.ae_title, addr[0], addr[1],
+             " (TLS" + (", client certificates required)" if ssl_context.verify_mode == ssl.CERT_REQUIRED else ")")
+             if ssl_context else "",
              ",".join(settings.DICOM_ALLOWED_CALLING_AES if allowed is None else allowed) or "any")
-    server = ae.start_server(addr, block=block, evt_handlers=handlers)
+    server = ae.start_server(addr, block=block, evt_handlers=handlers, ssl_context=ssl_context)
     return server, stats

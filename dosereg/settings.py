@@ -164,6 +164,13 @@ DICOM_PORT = env_int("DICOM_PORT", 11112)
 DICOM_ALLOWED_CALLING_AES = env_list("DICOM_ALLOWED_CALLING_AES", "STORESCU,DOSEREG_DEMO,BACKFILL")
 DICOM_MAX_PDU = env_int("DICOM_MAX_PDU", 0)
 DICOM_MAX_OBJECT_BYTES = env_int("DICOM_MAX_OBJECT_BYTES", 512 * 1024 * 1024)
+# Optional DICOM TLS (PS3.15 B.1): with a PEM certificate and key the listener accepts TLS only.
+# With DICOM_TLS_CA (PEM CA bundle) callers must also present a certificate signed by it.
+DICOM_TLS_CERT = env("DICOM_TLS_CERT", "")
+DICOM_TLS_KEY = env("DICOM_TLS_KEY", "")
+DICOM_TLS_CA = env("DICOM_TLS_CA", "")
+if bool(DICOM_TLS_CERT) != bool(DICOM_TLS_KEY):
+    raise ImproperlyConfigured("DICOM TLS needs both DICOM_TLS_CERT and DICOM_TLS_KEY")
 SPOOL_DIR = Path(env("SPOOL_DIR", str(VAR_DIR / "spool")))  # type: ignore[arg-type]
 # Minimum free space on the spool filesystem; below it C-STORE answers Out of Resources.
 SPOOL_MIN_FREE_BYTES = env_int("SPOOL_MIN_FREE_BYTES", 64 * 1024 * 1024)

@@ -44,3 +44,25 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, "rep_" + rep.when, rep)
+
+
+def _is_transactional(item) -> bool:
+    marker = item.get_closest_marker("django_db")
+    if marker is not None and (marker.kwargs.get("transaction") or (marker.args and marker.args[0])):
+        return True
+    names = set(getattr(item, "fixturenames", ()))
+    return bool(names & {"transactional_db", "live_server", "pg_url", "stack", "fault_stack"})
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Transactional tests flush every table when they end, including the rows that data migrations
+    seed (role groups, alert rules, staff limits, DRL sets). So: run them last, and give each one
+    serialized_rollback, which restores the seeded contents before it starts."""
+    plain, transactional = [], []
+    for item in items:
+        if _is_transactional(item):
+            item.add_marker(pytest.mark.django_db(transaction=True, serialized_rollback=True), append=False)
+            transactional.append(item)
+        else:
+            plain.append(item)
+    items[:] = plain + transactional

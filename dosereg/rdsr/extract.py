@@ -204,6 +204,43 @@ _BINARY = {
 
 _PREGNANCY = {1: PREGNANCY_NOT, 2: PREGNANCY_POSSIBLE, 3: PREGNANCY_DEFINITE, 4: PREGNANCY_UNKNOWN}
 
+# ---------------------------------------------------------------------------
+# Plausibility (bad-input suite, issue 7)
+# ---------------------------------------------------------------------------
+# A dose index outside [0, limit] is not a measurement but a broken encoder or a unit
+# error: stored, it would corrupt cumulative totals and raise (or hide) alerts. The
+# object is quarantined with the reason (the original is kept for reprocessing).
+# Limits are ~50-100x the highest values seen in clinical practice.
+DOSE_LIMITS: dict[str, tuple[float, str]] = {
+    "dap_gy_cm2": (1e5, "Gy.cm2"),   # longest neuro-interventions: ~2,000 Gy.cm2
+    "dose_gy": (1e3, "Gy"),          # Ka,r of the worst documented procedures: ~20 Gy
+    "dose_mgy": (1e6, "mGy"),        # CTDIvol of perfusion CT: ~1,000 mGy
+    "dlp_mgy_cm": (1e6, "mGy.cm"),   # ~20,000 mGy.cm for the longest CT examinations
+}
+# technique factors that cannot be negative: a negative value is dropped with a warning
+NON_NEGATIVE = frozenset({"time_s", "time_ms", "kv", "ma", "charge_uas", "rate_per_s", "area_m2"})
+FUTURE_SLACK = timedelta(days=1)   # modality clocks and time zones
+EARLIEST_PLAUSIBLE = datetime(1895, 11, 8)  # Roentgen
+
+
+def check_dose(value: float | None, quantity: str, what: str, sent: str | None = None) -> float | None:
+    """Raise ExtractionError for a negative or absurd dose index (``quantity``'s target unit)."""
+    if value is None:
+        return None
+    spec = DOSE_LIMITS.get(quantity)
+    if spec is None:
+        return value
+    limit, unit = spec
+    shown = sent or f"{value:g} {unit}"
+    if value < 0:
+        raise ExtractionError(f"implausible dose value: {what} {shown} is negative")
+    if value > limit:
+        raise ExtractionError(
+            f"implausible dose value: {what} {shown} (= {value:g} {unit}) exceeds the plausibility "
+            f"limit of {limit:g} {unit}"
+        )
+    return value
+
 
 class Header:
     """Typed access to a raw (neutral) data set."""
@@ -399,8 +436,16 @@ class _Ctx:
         if node.value is None:
             return None
         unit = node.unit.value if node.unit is not None else None
-        what = node.concept.meaning if node.concept is not None else "value"
-        return U.convert(node.value, unit, quantity, self.warn, what=what or "value")
+        what = (node.concept.meaning if node.concept is not None else "value") or "value"
+        v = U.convert(node.value, unit, quantity, self.warn, what=what)
+        if v is None:
+            return None
+        if quantity in DOSE_LIMITS:
+            return check_dose(v, quantity, what, f"{str(node.value).strip()} {unit or ''}".strip())
+        if v < 0 and quantity in NON_NEGATIVE:
+            self.warn(f"{what}: negative value {str(node.value).strip()} {unit or ''} is not plausible; stored as null")
+            return None
+        return v
 
 
 def _text_value(node: Node) -> str | None:
@@ -523,6 +568,10 @@ def _sop_class_name(uid: str) -> str:
 
 
 def _extract(parsed: Parsed) -> DoseDocument:
+    if not parsed.ds:
+        # e.g. random bytes after a valid File Meta whose first "tag" sorts after Pixel Data
+        raise ExtractionError("malformed DICOM data: the data set is empty (no data element readable after "
+                              "the File Meta Information)")
     dec = TextDecoder(parsed.ds.get(T_CHARSET) if isinstance(parsed.ds.get(T_CHARSET), bytes) else None)
     h = Header(parsed.ds, dec, parsed.little_endian)
     meta = Header(parsed.meta, dec, True)
@@ -573,7 +622,79 @@ def _extract(parsed: Parsed) -> DoseDocument:
             doc.study_datetime = doc.start_of_irradiation
         if doc.study_datetime is not None:
             ctx.warn("Study Date/Time absent; study datetime taken from content date/time or start of irradiation")
+    _check_dates(ctx)
+    if _strip_nuls(doc):
+        ctx.warn("text values contained NUL (0x00) characters (invalid in DICOM text); removed")
     return doc
+
+
+def _clean(value: Any) -> tuple[Any, bool]:
+    if isinstance(value, str):
+        return (value.replace("\x00", ""), True) if "\x00" in value else (value, False)
+    if isinstance(value, dict):
+        changed = False
+        for k in list(value):
+            v, c = _clean(value[k])
+            if c:
+                value[k], changed = v, True
+            if isinstance(k, str) and "\x00" in k:
+                value[k.replace("\x00", "")] = value.pop(k)
+                changed = True
+        return value, changed
+    if isinstance(value, list):
+        changed = False
+        for i, item in enumerate(value):
+            v, c = _clean(item)
+            if c:
+                value[i], changed = v, True
+        return value, changed
+    if hasattr(value, "__dataclass_fields__"):
+        return value, _strip_nuls(value)
+    return value, False
+
+
+def _strip_nuls(obj: Any) -> bool:
+    """Remove NUL characters from every string of a record (PostgreSQL refuses them in text and JSON)."""
+    changed = False
+    for name in obj.__dataclass_fields__:
+        v = getattr(obj, name)
+        if v is None or isinstance(v, (int, float, bool, datetime, date)):
+            continue
+        nv, c = _clean(v)
+        if c:
+            setattr(obj, name, nv)
+            changed = True
+    return changed
+
+
+def _implausible_when(value: datetime | date | None, now_naive: datetime, now_aware: datetime) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time(0, 0))
+    now = now_aware if value.tzinfo is not None else now_naive
+    if value > now + FUTURE_SLACK:
+        return "in the future"
+    if value.replace(tzinfo=None) < EARLIEST_PLAUSIBLE:
+        return "before 1895"
+    return None
+
+
+def _check_dates(ctx: _Ctx) -> None:
+    """Dates in the future (or before X-rays existed) are kept as sent, with a warning: a device clock is wrong."""
+    doc = ctx.doc
+    now_naive, now_aware = datetime.now(), datetime.now(timezone.utc)
+    for what, value in (("Study Date/Time", doc.study_datetime), ("Start of X-Ray Irradiation", doc.start_of_irradiation),
+                        ("End of X-Ray Irradiation", doc.end_of_irradiation), ("Patient's Birth Date", doc.patient.birth_date)):
+        why = _implausible_when(value, now_naive, now_aware)
+        if why:
+            ctx.warn(f"implausible date: {what} {value.isoformat()} is {why} (device clock?); kept as sent")
+    bad = [(e.datetime, why) for e in doc.events
+           for why in (_implausible_when(e.datetime, now_naive, now_aware),) if why]
+    if bad:
+        first, why = bad[0]
+        ctx.warn(f"implausible date: {len(bad)} of {len(doc.events)} irradiation event datetimes are {why} "
+                 f"(first {first.isoformat()}; device clock?); kept as sent")
 
 
 def _common_header(ctx: _Ctx, h: Header) -> None:
@@ -880,7 +1001,9 @@ def _fill_plane(ctx: _Ctx, pt: PlaneTotals, node: Node, depth: int) -> None:
         k = ch.key
         spec = _PLANE_NUM.get(k)
         if spec is not None:
-            if ch.vt == "NUM" and getattr(pt, spec[0]) is None:
+            if ch.vt != "NUM":
+                _not_num(ctx, ch)
+            elif getattr(pt, spec[0]) is None:
                 setattr(pt, spec[0], ctx.num(ch, spec[1]))
                 # sent (maybe empty or in an unknown unit): never replaced by a derived value
                 ctx.plane_sent.setdefault(pt.plane, set()).add(spec[0])
@@ -892,6 +1015,11 @@ def _fill_plane(ctx: _Ctx, pt: PlaneTotals, node: Node, depth: int) -> None:
         elif ch.vt == "CONTAINER" and k not in (C.CALIBRATION,) and depth < 3:
             # TID 10004/10005/10007 are normally inlined, but tolerate wrapping containers
             _fill_plane(ctx, pt, ch, depth + 1)
+
+
+def _not_num(ctx: _Ctx, node: Node) -> None:
+    what = (node.concept.meaning or node.concept.value) if node.concept is not None else "value"
+    ctx.warn(f"{what}: value type {node.vt or 'missing'} where NUM is expected; ignored")
 
 
 def _flatten_private(ctx: _Ctx, node: Node, out: dict, prefix: str, depth: int) -> None:
@@ -929,6 +1057,8 @@ def _projection_event(ctx: _Ctx, node: Node) -> IrradiationEvent:
                 v = ctx.num(ch, spec[1])
                 if getattr(ev, spec[0]) is None:
                     setattr(ev, spec[0], v)
+            else:
+                _not_num(ctx, ch)
             continue
         spec = _EVENT_EXTRA_NUM.get(k)
         if spec is not None:
@@ -936,6 +1066,8 @@ def _projection_event(ctx: _Ctx, node: Node) -> IrradiationEvent:
                 v = ctx.num(ch, spec[1])
                 if v is not None:
                     extra[spec[0]] = v
+            else:
+                _not_num(ctx, ch)
             continue
         if k == C.ACQUISITION_PLANE:
             if isinstance(ch.value, Code):
@@ -1298,17 +1430,20 @@ def _extract_image(ctx: _Ctx, h: Header, modality_hint: str) -> None:
 
     dap = h.number(T_DAP)
     if dap is not None:
-        ev.dap_gy_cm2 = dap * 0.1  # dGy.cm2 -> Gy.cm2
+        ev.dap_gy_cm2 = check_dose(dap * 0.1, "dap_gy_cm2", "Image and Fluoroscopy Area Dose Product (0018,115E)",
+                                   f"{dap:g} dGy.cm2")  # dGy.cm2 -> Gy.cm2
     elif h.number(T_ACQ_IMAGE_AREA_DAP) is not None:
-        ev.dap_gy_cm2 = h.number(T_ACQ_IMAGE_AREA_DAP) * 0.1  # type: ignore[operator]
-    ed_mgy = h.number(T_ENTRANCE_DOSE_MGY)
+        ev.dap_gy_cm2 = check_dose(h.number(T_ACQ_IMAGE_AREA_DAP) * 0.1,  # type: ignore[operator]
+                                   "dap_gy_cm2", "Acquired Image Area Dose Product (0018,9473)")
+    ed_mgy = check_dose(h.number(T_ENTRANCE_DOSE_MGY), "dose_mgy", "Entrance Dose in mGy (0040,8302)")
     if ed_mgy is not None:
         ev.entrance_exposure_at_rp_mgy = ed_mgy
         extra["entrance_dose_source"] = "(0040,8302) Entrance Dose in mGy"
     else:
         ed_dgy = h.number(T_ENTRANCE_DOSE_DGY)
         if ed_dgy is not None:
-            ev.entrance_exposure_at_rp_mgy = ed_dgy * 100.0
+            ev.entrance_exposure_at_rp_mgy = check_dose(ed_dgy * 100.0, "dose_mgy", "Entrance Dose (0040,0302)",
+                                                        f"{ed_dgy:g} dGy")
             extra["entrance_dose_source"] = "(0040,0302) Entrance Dose (dGy)"
     ev.kvp = h.number(T_KVP)
     tc = h.number(T_TUBE_CURRENT)
@@ -1355,7 +1490,7 @@ def _extract_image(ctx: _Ctx, h: Header, modality_hint: str) -> None:
                         break
                 if ctdi is not None:
                     break
-        ev.ctdivol_mgy = ctdi
+        ev.ctdivol_mgy = check_dose(ctdi, "dose_mgy", "CTDIvol (0018,9345)")
         ph = h.code(T_CTDI_PHANTOM_SEQ)
         if ph is not None:
             ev.ctdiw_phantom = C.PHANTOMS.get(C.canon(ph[0], ph[1]))

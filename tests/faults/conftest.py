@@ -196,6 +196,8 @@ def fault_stack(pg_url, dcmtk, tmp_path, request):
     stack = Stack(env, free_port(), spool, logdir)
     stack.redis, stack.proxy, stack.smtp = redis, proxy, smtp
     yield stack
+    for w in stack.workers:
+        kill9_group(w)
     stack.stop()
     controller.stop()
     proxy.down()
@@ -210,9 +212,12 @@ def start_worker_with_beat(stack) -> subprocess.Popen:
 
     n = len(stack.workers)
     log = open(stack.logdir / f"worker{n}.log", "ab")
-    w = subprocess.Popen([sys.executable, "-m", "celery", "-A", "dosereg", "worker", "-B", "-Q", "dosereg", "-c", "2",
-                          "--without-gossip", "--without-mingle", "-n", f"w{n}@%h", "-l", "INFO",
-                          "-s", str(stack.logdir / f"beat{n}")],
+    celery = " ".join([sys.executable, "-m", "celery", "-A", "dosereg", "worker", "-B", "-Q", "dosereg", "-c", "2",
+                       "--without-gossip", "--without-mingle", "-n", f"w{n}@%h", "-l", "INFO",
+                       "-s", str(stack.logdir / f"beat{n}")])
+    # Like docker compose's `restart: unless-stopped` (or systemd Restart=always): a worker that exits is
+    # started again. Celery/kombu can exit when the broker vanishes mid-connection (kombu restore_unacked).
+    w = subprocess.Popen(["bash", "-c", f"while :; do {celery}; echo 'worker exited; restarting'; sleep 1; done"],
                          cwd=Path(__file__).resolve().parents[2], env=stack.env, stdout=log, stderr=subprocess.STDOUT,
                          start_new_session=True)
     stack.workers.append(w)
