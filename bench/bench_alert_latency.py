@@ -28,6 +28,7 @@ import os
 import random
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -139,6 +140,8 @@ def send_all(port: int, objects, rate: float, senders: int):
         if not assoc.is_established:
             failures.append(f"sender {k}: association not established")
             return
+        # as DCMTK with TCP_NODELAY=1: without it Nagle + delayed ACK cap one association at a few objects/s
+        assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             for i in range(k, len(objects), senders):
                 delay = t0 + i / rate - time.perf_counter()

@@ -20,12 +20,26 @@ class StaffMemberAdmin(admin.ModelAdmin):
 
 @admin.register(m.UnmatchedName)
 class UnmatchedNameAdmin(admin.ModelAdmin):
-    """Resolve with dosereg.staff.services.unmatched_resolve (it records the alias and links pending rows)."""
+    """The human resolution queue: choose the staff member this name is and save. The service records
+    the name as an alias (so it matches next time) and links every pending participation."""
 
     list_display = ("raw_name", "normalised", "reason", "status", "occurrences", "resolved_staff", "first_seen")
     list_filter = ("status", "reason")
     search_fields = ("raw_name", "normalised")
-    readonly_fields = [f.name for f in m.UnmatchedName._meta.fields]
+    autocomplete_fields = ("resolved_staff",)
+
+    def get_readonly_fields(self, request, obj=None):
+        editable = {"resolved_staff"} if obj is None or obj.status == m.UnmatchedName.STATUS_OPEN else set()
+        return [f.name for f in m.UnmatchedName._meta.fields if f.name not in editable]
+
+    def save_model(self, request, obj, form, change):
+        from .services import unmatched_resolve
+
+        staff = form.cleaned_data.get("resolved_staff")
+        if change and staff is not None and obj.status == m.UnmatchedName.STATUS_OPEN:
+            unmatched_resolve(unmatched=obj, staff=staff, user=request.user)
+            return
+        super().save_model(request, obj, form, change)
 
 
 @admin.register(m.StaffAlert)
