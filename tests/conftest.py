@@ -66,3 +66,12 @@ def pytest_collection_modifyitems(session, config, items):
         else:
             plain.append(item)
     items[:] = plain + transactional
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_caches():
+    """Per-process caches must not carry rows from one test's database into the next."""
+    yield
+    from dosereg.registry import services
+
+    services._DEVICE_CACHE.clear()

@@ -125,7 +125,8 @@ def dose_object_ingest(*, dose_object_id: int, force: bool = False) -> DoseObjec
             affected.add(old_study_id)
     if doc.source_kind in (R.IMAGE_HEADER, R.MR_HEADER):
         _strip_pixels(obj)
-    patient_ids = sorted(set(Study.objects.filter(pk__in=affected).values_list("patient_id", flat=True)) - {None})
+    patient_ids = sorted(set(Study.objects.filter(pk__in=affected).values_list("patient_id", flat=True)) - {None}) \
+        if len(affected) > 1 else ([obj.study.patient_id] if obj.study and obj.study.patient_id else [])
     transaction.on_commit(lambda: studies_changed.send(sender=DoseObject, study_ids=sorted(affected), patient_ids=patient_ids))
     return obj
 
@@ -173,11 +174,12 @@ def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int]) ->
     study = _study_upsert(doc, patient, device)
     affected.add(study.pk)
 
+    others = list(
+        DoseObject.objects.filter(study=study, status=DoseObject.STATUS_INGESTED, superseded_by__isnull=True)
+        .exclude(pk=obj.pk).values_list("pk", "sop_instance_uid")
+    ) if not study.created_by_this_ingest else []
     # A corrected object re-sent under the same SOP Instance UID replaces the earlier one in this study.
-    replaced = list(
-        DoseObject.objects.filter(sop_instance_uid=obj.sop_instance_uid, study=study, status=DoseObject.STATUS_INGESTED)
-        .exclude(pk=obj.pk).values_list("pk", flat=True)
-    )
+    replaced = [pk for pk, sop in others if sop == obj.sop_instance_uid]
     if replaced:
         doc.warnings.append(f"replaces {len(replaced)} earlier object(s) with the same SOP Instance UID")
         DoseObject.objects.filter(pk__in=replaced).update(superseded_by=obj)
@@ -194,15 +196,12 @@ def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int]) ->
 
     # cumulative RDSRs (a later one holds all events of an earlier one): supersede, never double count
     owners: dict[int, set[str]] = {}
-    for owner_id, uid in IrradiationEvent.objects.filter(study=study).exclude(dose_object=obj).values_list(
-        "dose_object_id", "irradiation_event_uid"
-    ):
-        owners.setdefault(owner_id, set()).add(uid)
-    active_others = set(
-        DoseObject.objects.filter(study=study, status=DoseObject.STATUS_INGESTED, superseded_by__isnull=True)
-        .exclude(pk=obj.pk)
-        .values_list("pk", flat=True)
-    )
+    active_others = {pk for pk, _ in others} - set(replaced)
+    if active_others:
+        for owner_id, uid in IrradiationEvent.objects.filter(study=study).exclude(dose_object=obj).values_list(
+            "dose_object_id", "irradiation_event_uid"
+        ):
+            owners.setdefault(owner_id, set()).add(uid)
     superseded_by_other = None
     if new_uids:
         for other_id in active_others:
@@ -328,8 +327,16 @@ def _plane_row(p: R.PlaneTotals, study: Study, obj: DoseObject) -> PlaneTotal:
 
 def _study_upsert(doc: R.DoseDocument, patient: Patient | None, device: Device | None) -> Study:
     uid = doc.study_instance_uid or f"nostudy-{doc.sop_instance_uid}"
-    study, _ = _get_or_create(Study, study_instance_uid=uid)
-    study = Study.objects.select_for_update().get(pk=study.pk)  # serialise ingests of one study
+    # the row lock serialises concurrent ingests of one study (e.g. cumulative CT RDSRs)
+    study = Study.objects.select_for_update().filter(study_instance_uid=uid).first()
+    is_new = False
+    if study is None:
+        try:
+            with transaction.atomic():
+                study = Study.objects.create(study_instance_uid=uid)
+                is_new = True
+        except IntegrityError:  # another worker created it meanwhile
+            study = Study.objects.select_for_update().get(study_instance_uid=uid)
     p = doc.patient
     study.patient = patient
     study.device = device or study.device
@@ -345,6 +352,7 @@ def _study_upsert(doc: R.DoseDocument, patient: Patient | None, device: Device |
     study.patient_size_m = p.size_m if p.size_m is not None else study.patient_size_m
     study.patient_age_years = p.age_years if p.age_years is not None else study.patient_age_years
     study.save()
+    study.created_by_this_ingest = is_new  # a brand-new study has no other reports to look at
     return study
 
 
@@ -435,6 +443,12 @@ def patient_resolve(info: R.PatientInfo, *, warnings: list[str]) -> Patient | No
     return patient
 
 
+# A worker sees the same few devices over and over: remember recent resolutions for a minute
+# (last_seen is only written once a minute anyway). Keyed by every identifier the object carried.
+_DEVICE_CACHE: dict[tuple, tuple[float, Device]] = {}
+_DEVICE_CACHE_S = 60.0
+
+
 def device_resolve(info: R.DeviceInfo, *, modality: str = "") -> Device | None:
     """Find the physical unit by serial, then observer UID, then station; remember every identifier."""
     manu, model = _s(info.manufacturer).strip(), _s(info.model).strip()
@@ -447,6 +461,24 @@ def device_resolve(info: R.DeviceInfo, *, modality: str = "") -> Device | None:
         idents.append((DeviceIdentifier.KIND_STATION, f"{manu}|{model}|{_s(info.station_name)}".lower()[:400]))
     if not idents:
         return None
+    import time as _time
+
+    key = (tuple(idents), _s(info.software_versions))
+    hit = _DEVICE_CACHE.get(key)
+    if hit and _time.monotonic() - hit[0] < _DEVICE_CACHE_S:
+        return hit[1]
+    device = _device_resolve_db(info, idents, manu, model, modality)
+
+    def remember() -> None:  # only once committed: a rolled-back device must never be cached
+        if len(_DEVICE_CACHE) > 1000:
+            _DEVICE_CACHE.clear()
+        _DEVICE_CACHE[key] = (_time.monotonic(), device)
+
+    transaction.on_commit(remember)
+    return device
+
+
+def _device_resolve_db(info: R.DeviceInfo, idents: list[tuple[str, str]], manu: str, model: str, modality: str) -> Device:
     found = {
         (d.kind, d.value): d.device_id
         for d in DeviceIdentifier.objects.filter(value__in=[v for _, v in idents])

@@ -1,0 +1,111 @@
+"""Audit trail completeness: every URL is classified (patient-data read, change, or no patient data); every
+patient-data read and every change writes an audit row. tests/web/test_audit.py checks most reads in detail;
+this file adds the ones it does not reach and guarantees that a new URL cannot go unclassified."""
+from __future__ import annotations
+
+from django.test import Client
+from django.urls import resolve, reverse
+
+from dosereg.audit.models import AuditEvent
+from tests.web import test_audit as web_audit
+from tests.web import test_permissions as P
+
+from .conftest import web_data  # noqa: F401
+
+# reads that show patient (or staff member) data: a view / export / api_read row per request
+PERSONAL_READS = {
+    "web:dashboard", "web:patient_list", "web:patient_history", "web:patient_history_export", "web:study_detail",
+    "web:portal", "web:portal_exam", "web:portal_export", "web:portal_print", "web:protocol_export",
+    "web:staff_me", "web:staff_overview",
+    "web:api_studies", "web:api_study", "web:api_study_events", "web:api_events", "web:api_patients",
+    "web:api_patient", "web:api_alerts", "web:api_fhir_search", "web:api_fhir_observation",
+}
+# writes: a change row
+CHANGES = {"web:alert_action", "web:api_alert_action", "web:patient_invite", "web:quarantine_reprocess"}
+# no patient-identifying data (aggregates per device/protocol, forms, sign-in, health; the audit trail itself
+# shows patient numbers only, to admins). Sign-ins are audited by tests/web/test_audit.py.
+NO_PATIENT_DATA = {
+    "web:home", "web:login", "admin_login", "web:logout", "web:no_role", "web:portal_invite", "web:protocol_audit",
+    "web:protocol_distribution", "web:protocol_names", "web:drl_sets", "web:fluoro_technique", "web:audit_log",
+    "web:api_token", "ops:health",
+}
+
+
+def test_every_url_is_classified_for_auditing():
+    names = set(P.EXPECT)
+    assert PERSONAL_READS | CHANGES | NO_PATIENT_DATA == names, (
+        f"unclassified: {names - PERSONAL_READS - CHANGES - NO_PATIENT_DATA}; "
+        f"gone: {(PERSONAL_READS | CHANGES | NO_PATIENT_DATA) - names}")
+    assert not (PERSONAL_READS & CHANGES) and not (PERSONAL_READS & NO_PATIENT_DATA) and not (CHANGES & NO_PATIENT_DATA)
+
+
+def _new_rows(before: int):
+    return list(AuditEvent.objects.filter(pk__gt=before).order_by("pk"))
+
+
+def _last_pk() -> int:
+    last = AuditEvent.objects.order_by("-pk").first()
+    return last.pk if last else 0
+
+
+def test_reads_not_covered_by_the_web_suite_are_audited(web_data):
+    d = web_data
+    covered = {resolve(url.split("?")[0]).view_name for _r, url, *_ in web_audit._cases(d)}
+    cases = {
+        "web:staff_me": ("staff", reverse("web:staff_me"), "staff_dose"),
+        "web:staff_overview": ("rso", reverse("web:staff_overview"), "staff_overview"),
+        "web:patient_history_export": ("rso", reverse("web:patient_history_export", kwargs={"pk": d.patients["b"].pk}), "patient"),
+        "web:api_patient": ("physicist", reverse("web:api_patient", kwargs={"pk": d.patients["b"].pk}), "patient"),
+    }
+    missing = PERSONAL_READS - covered - set(cases)
+    assert not missing, f"patient-data reads audited by no test: {missing}"
+    for name, (role, url, object_type) in cases.items():
+        c = Client()
+        c.force_login(d.users[role])
+        before = _last_pk()
+        r = c.get(url, REMOTE_ADDR="10.3.3.3")
+        assert r.status_code == 200, (name, r.status_code)
+        if hasattr(r, "streaming_content"):
+            b"".join(r.streaming_content)
+        rows = _new_rows(before)
+        assert rows and all(x.username == d.users[role].username and x.ip == "10.3.3.3" for x in rows), name
+        assert {x.object_type for x in rows} == {object_type}, (name, [x.object_type for x in rows])
+        assert {x.action for x in rows} <= {"view", "export", "api_read"}
+
+
+def test_changes_are_audited_with_the_patient(web_data):
+    from dosereg.exposure.models import Alert
+
+    d = web_data
+    alert = Alert.objects.filter(patient=d.patients["a"]).first()
+    quarantined = d.quarantined[0].pk
+    cases = [
+        ("rso", reverse("web:alert_action", kwargs={"alert_id": alert.pk, "action": "acknowledge"}), {}, "alert", d.patients["a"].pk),
+        ("admin", reverse("web:api_alert_action", kwargs={"pk": alert.pk, "action": "follow_up"}), {"note": "n"}, "alert", d.patients["a"].pk),
+        ("rso", reverse("web:patient_invite", kwargs={"pk": d.patients["c"].pk}), {}, "patient_account", d.patients["c"].pk),
+        ("physicist", reverse("web:quarantine_reprocess"), {"ids": [str(quarantined)]}, "quarantine", None),
+    ]
+    for role, url, data, object_type, patient_pk in cases:
+        c = Client()
+        c.force_login(d.users[role])
+        before = _last_pk()
+        r = c.post(url, data, HTTP_X_REQUESTED_WITH="fetch")
+        assert r.status_code in (200, 302), (url, r.status_code, r.content[:200])
+        rows = [x for x in _new_rows(before) if x.action == "change"]
+        assert len(rows) == 1, (url, [(x.action, x.object_type) for x in _new_rows(before)])
+        assert rows[0].object_type == object_type and rows[0].username == d.users[role].username
+        if patient_pk is not None:
+            assert rows[0].patient_pk == patient_pk, url
+
+
+def test_refused_and_failed_requests_write_no_read_rows(web_data):
+    """Only data actually shown is logged as read (tests/web covers 403; here 404 of another patient's id)."""
+    d = web_data
+    c = Client()
+    c.force_login(d.users["patient2"])
+    before = _last_pk()
+    sa = d.studies["a_angio"].pk
+    for url in (reverse("web:portal_exam", kwargs={"pk": sa}), reverse("web:api_study", kwargs={"pk": sa}),
+                reverse("web:api_fhir_observation", kwargs={"obs_id": f"dose-summary-{sa}"})):
+        assert c.get(url).status_code == 404
+    assert [x for x in _new_rows(before) if x.action in ("view", "export", "api_read")] == []
