@@ -81,6 +81,18 @@ class PatientExposureWindow(models.Model):
         indexes = [models.Index(fields=["patient", "window_days", "end"])]
 
 
+class PatientExposureState(models.Model):
+    """What a patient's last recompute saw: a digest of its inputs (the merge group's study rows, the active
+    rules, the window lengths) and until when its windows "ending now" stay valid. A recompute whose inputs
+    have this digest, before valid_until, has nothing to do (re-sent objects, duplicate tasks)."""
+
+    patient = models.OneToOneField(Patient, on_delete=models.CASCADE, primary_key=True, related_name="exposure_state")
+    inputs_digest = models.CharField(max_length=32)
+    computed_now = models.DateTimeField()             # the "now" the windows ending now were computed for
+    valid_until = models.DateTimeField(null=True)     # a study leaves/enters a window ending now; NULL: never
+    computed_at = models.DateTimeField(auto_now=True)
+
+
 class RuleSet(models.Model):
     name = models.CharField(max_length=64, default="default")
     version = models.IntegerField()

@@ -43,9 +43,10 @@ STUDY_FIELDS = (
     "study_datetime", "created_at", "updated_at", "accession_number", "study_description", "procedure_modality",
     "pregnancy_status", "pregnancy_status_override", "patient_age_years", "dap_total_gy_cm2", "dose_rp_max_plane_gy",
     "fluoro_time_total_s", "dlp_total_mgy_cm", "ctdivol_max_mgy", "event_count", "has_ionising_dose",
-    "exposure__source_updated_at", "exposure__regions", "exposure__kar", "exposure__ct_classes",
-    "exposure__dose_checks", "exposure__effective_dose_msv",
+    "exposure__source_updated_at",
 )
+# the derived per-study facts, read only when a recompute has work to do
+EXPOSURE_FIELDS = ("study_id", "kar", "regions", "ct_classes", "dose_checks", "effective_dose_msv")
 
 
 class AlertTransitionError(ValueError):
@@ -232,20 +233,34 @@ class RecomputeResult:
     alerts_created: list[int] = field(default_factory=list)
     alerts_withdrawn: list[int] = field(default_factory=list)
     notifications: int = 0
+    skipped: bool = False  # inputs unchanged since the last recompute: nothing read, nothing written
 
 
-def _load_studies(group: list[int]) -> tuple[list[StudyInfo], int]:
-    rows = list(Study.objects.filter(patient_id__in=group).values(*STUDY_FIELDS))
-    stale = [r for r in rows if r["exposure__source_updated_at"] is None or r["exposure__source_updated_at"] != r["updated_at"]]
+def _study_rows(group: list[int]) -> list[dict]:
+    """The merge group's study rows (scalars only: no JSON to decode), in id order."""
+    names = STUDY_FIELDS
+    return [dict(zip(names, t)) for t in Study.objects.filter(patient_id__in=group).order_by("id").values_list(*names)]
+
+
+def _is_stale(r: dict) -> bool:
+    return r["exposure__source_updated_at"] is None or r["exposure__source_updated_at"] != r["updated_at"]
+
+
+def _load_studies(rows: list[dict]) -> tuple[list[StudyInfo], int]:
+    stale = [r for r in rows if _is_stale(r)]
     fresh = study_exposure_refresh(stale) if stale else {}
+    stored = {}
+    if len(fresh) < len(rows):
+        stored = {t[0]: t for t in StudyExposure.objects.filter(study_id__in=[r["id"] for r in rows if r["id"] not in fresh])
+                  .values_list(*EXPOSURE_FIELDS)}
     infos = []
     for r in rows:
         se = fresh.get(r["id"])
         if se is not None:
             kar_l, regions, ctc, dcs, e, ed = se.kar, se.regions, se.ct_classes, se.dose_checks, se.effective_dose_msv, se.effective_dose_detail
         else:
-            kar_l, regions, ctc, dcs = r["exposure__kar"], r["exposure__regions"], r["exposure__ct_classes"], r["exposure__dose_checks"]
-            e, ed = r["exposure__effective_dose_msv"], {}
+            _, kar_l, regions, ctc, dcs, e = stored.get(r["id"]) or (None, [], [], [], [], None)
+            ed = {}
         infos.append(StudyInfo(row=r, kar={(k[0], k[1]): k[2] for k in (kar_l or [])}, regions=set(regions or []),
                                ct_classes=ctc or [], dose_checks=dcs or [], effective_dose_msv=e, effective_dose_detail=ed or {}))
     return infos, len(stale)
@@ -289,20 +304,73 @@ def active_rules() -> list[Rule]:
     return list(Rule.objects.filter(ruleset__active=True, enabled=True).select_related("ruleset").order_by("key"))
 
 
+def _rules_signature(rules: list[Rule]) -> list[tuple]:
+    names = [f.attname for f in Rule._meta.concrete_fields]
+    return [(r.ruleset.version, *[getattr(r, n) for n in names]) for r in rules]
+
+
+def _inputs_digest(group: list[int], rows: list[dict], rules: list[Rule], window_days: tuple[int, ...]) -> str:
+    """Everything windows and alerts are computed from. Equal digest (and a "now" still in the valid range):
+    recomputing would write the same rows and raise nothing."""
+    # (not the derived facts' freshness stamp: a stale study always recomputes, and refreshing it changes the stamp)
+    key = (sorted(group), [tuple(v for k, v in r.items() if k != "exposure__source_updated_at") for r in rows],
+           _rules_signature(rules), window_days)
+    return hashlib.md5(repr(key).encode(), usedforsecurity=False).hexdigest()
+
+
+def _now_windows_valid_until(points: list[StudyPoint], window_days: tuple[int, ...], now: datetime) -> datetime | None:
+    """The first instant after which a window "ending now" would hold other studies: a study in one ages out
+    (at + W), or a future-dated study comes in. None: never (no dated study can change them)."""
+    times = sorted(p.at for p in points if p.at is not None)
+    if not times:
+        return None
+    limits = [t for t in times if t > now][:1]
+    for w in window_days:
+        span = timedelta(days=w)
+        for t in times:
+            if t >= now - span:
+                if t <= now:
+                    limits.append(t + span)
+                break
+    return min(limits) if limits else None
+
+
 def patient_exposure_recompute(*, patient_id: int, now: datetime | None = None, notify: bool = True) -> RecomputeResult:
-    """Recompute all windows and alerts of a patient's merge group, in a fixed number of queries."""
+    """Recompute all windows and alerts of a patient's merge group, in a fixed number of queries.
+
+    Skipped (``res.skipped``) when nothing it reads changed since the last recompute: same study rows of the
+    merge group, same active rules, same window lengths, and no study entered or left a window ending now."""
+    from .models import PatientExposureState
+
     now = now or timezone.now()
     root = patient_root_id(patient_id)
     res = RecomputeResult(patient_id=root)
     with transaction.atomic():
-        Patient.objects.select_for_update().filter(pk=root).values_list("pk", flat=True).first()  # serialise per patient
+        # serialise per patient; the last recompute's state comes with the lock
+        locked = (Patient.objects.select_for_update(of=("self",)).filter(pk=root)
+                  .values_list("pk", "exposure_state__inputs_digest", "exposure_state__computed_now",
+                               "exposure_state__valid_until").first())
         group = patient_group_ids(root)
         rules = active_rules()
-        infos, res.refreshed_studies = _load_studies(group)
-        res.studies = len(infos)
-        windows = compute_windows([_point(s) for s in infos], _all_window_days(rules), now)
+        window_days = _all_window_days(rules)
+        rows = _study_rows(group)
+        res.studies = len(rows)
+        digest = _inputs_digest(group, rows, rules, window_days)
+        if locked and locked[1] == digest and locked[2] <= now and (locked[3] is None or now < locked[3]) \
+                and not any(_is_stale(r) for r in rows):
+            res.skipped = True
+            return res
+        infos, res.refreshed_studies = _load_studies(rows)
+        points = [_point(s) for s in infos]
+        windows = compute_windows(points, window_days, now)
         _write_windows(root, group, windows, res)
         _evaluate_alerts(root, group, infos, windows, rules, now, notify, res)
+        if locked:  # (a patient deleted meanwhile has no state to keep)
+            PatientExposureState.objects.bulk_create(
+                [PatientExposureState(patient_id=root, inputs_digest=digest, computed_now=now,
+                                      valid_until=_now_windows_valid_until(points, window_days, now))],
+                update_conflicts=True, unique_fields=["patient"], update_fields=["inputs_digest", "computed_now", "valid_until", "computed_at"],
+            )
     return res
 
 

@@ -53,30 +53,25 @@ def dose_object_register(
     Re-sending an identical object changes nothing. A different object under
     the same SOP Instance UID replaces the earlier one (re-ingested).
     """
-    with transaction.atomic():
-        obj, created = _get_or_create(
-            DoseObject,
-            sop_instance_uid=sop_instance_uid,
-            sha256=sha256,
-            defaults={
-                "sop_class_uid": sop_class_uid,
-                "path": str(path),
-                "size_bytes": size_bytes,
-                "calling_ae": calling_ae,
-                "enqueued_at": timezone.now(),
-            },
-        )
-        if created:
-            outcome = REGISTERED
-        elif obj.status != DoseObject.STATUS_RECEIVED:
-            return obj, DUPLICATE
-        else:
-            outcome = DUPLICATE  # still pending: make sure it is queued
-            DoseObject.objects.filter(pk=obj.pk).update(enqueued_at=timezone.now())
-        pk = obj.pk
+    now = timezone.now()
+    try:  # the common case, a new object: one INSERT and the commit (this runs before the C-STORE answer)
+        with transaction.atomic():
+            obj = DoseObject.objects.create(
+                sop_instance_uid=sop_instance_uid, sha256=sha256, sop_class_uid=sop_class_uid, path=str(path),
+                size_bytes=size_bytes, calling_ae=calling_ae, enqueued_at=now,
+            )
+            if enqueue:
+                transaction.on_commit(lambda: enqueue_ingest(obj.pk))
+        return obj, REGISTERED
+    except IntegrityError:
+        pass
+    # the same object again: a duplicate; if it is still pending make sure it is queued
+    obj = DoseObject.objects.get(sop_instance_uid=sop_instance_uid, sha256=sha256)
+    if obj.status == DoseObject.STATUS_RECEIVED:
+        DoseObject.objects.filter(pk=obj.pk).update(enqueued_at=now)
         if enqueue:
-            transaction.on_commit(lambda: enqueue_ingest(pk))
-    return obj, outcome
+            transaction.on_commit(lambda: enqueue_ingest(obj.pk))
+    return obj, DUPLICATE
 
 
 def enqueue_ingest(dose_object_id: int) -> bool:
