@@ -8,6 +8,7 @@ recipient).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 from collections import defaultdict
@@ -16,7 +17,8 @@ from datetime import date, datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from dosereg.notifications.models import SEVERITY_RANK
@@ -251,8 +253,20 @@ def _load_studies(rows: list[dict]) -> tuple[list[StudyInfo], int]:
     fresh = study_exposure_refresh(stale) if stale else {}
     stored = {}
     if len(fresh) < len(rows):
-        stored = {t[0]: t for t in StudyExposure.objects.filter(study_id__in=[r["id"] for r in rows if r["id"] not in fresh])
-                  .values_list(*EXPOSURE_FIELDS)}
+        # JSON read as text and decoded once per distinct value: most studies share "[]" and a handful of kar lists
+        # (the decoded values are shared between studies and only ever read)
+        as_text = [Cast(f, output_field=TextField()) for f in EXPOSURE_FIELDS[1:5]]
+        memo: dict[str | None, object] = {None: None}
+
+        def load(text):
+            v = memo.get(text, memo)
+            if v is memo:
+                v = memo[text] = json.loads(text)
+            return v
+
+        for sid, kar_t, reg_t, ctc_t, dcs_t, e in StudyExposure.objects.filter(
+                study_id__in=[r["id"] for r in rows if r["id"] not in fresh]).values_list("study_id", *as_text, "effective_dose_msv"):
+            stored[sid] = (sid, load(kar_t), load(reg_t), load(ctc_t), load(dcs_t), e)
     infos = []
     for r in rows:
         se = fresh.get(r["id"])
@@ -385,7 +399,7 @@ def _write_windows(root: int, group: list[int], windows: list[WindowTotals], res
     for wt in windows:
         key = (wt.anchor_study_id, wt.window_days)
         seen.add(key)
-        digest = _digest(wt)
+        digest = wt.digest or _digest(wt)
         old = existing.get(key)
         if old is not None:
             if wt.anchor_study_id is not None and old[3] == digest:
@@ -537,6 +551,7 @@ def _expected_alerts(infos: list[StudyInfo], windows: list[WindowTotals], rules:
             win_by_days[wt.window_days].append(wt)
     for rule in rules:
         if rule.window_days is None:
+            rule_thr = _canonical(rule)[0]
             for s in _scoped(rule, by_modality, infos):
                 uid = s.row["study_instance_uid"]
                 if rule.quantity == Q_PREGNANCY:
@@ -553,6 +568,8 @@ def _expected_alerts(infos: list[StudyInfo], windows: list[WindowTotals], rules:
                                             "high" if kind == "alert" else rule.severity, d | {"dose_check_kind": kind}))
                     continue
                 value = _study_value(rule, s)
+                if value is None or rule_thr is None or value < rule_thr - 1e-12:
+                    continue  # below the (first) threshold: no level
                 for level, thr, rank in _levels(rule, value):
                     d = _base_detail(rule)
                     if rule.quantity == Q_KAR and s.kar:
@@ -561,12 +578,22 @@ def _expected_alerts(infos: list[StudyInfo], windows: list[WindowTotals], rules:
         else:
             crossing: dict[str, list[tuple[WindowTotals, float, float]]] = defaultdict(list)
             in_scope = {s.id for s in _scoped(rule, by_modality, infos)}
+            thr, _step = _canonical(rule)
+            if thr is None:
+                continue
+            mods = _modalities(rule)
+            min_procs = rule.min_procedures
             for wt in win_by_days.get(rule.window_days, []):
-                if wt.anchor_study_id not in in_scope or _window_count(rule, wt) < rule.min_procedures:
+                if wt.anchor_study_id not in in_scope:
                     continue
-                value = _window_value(rule, wt)
-                for level, thr, rank in _levels(rule, value):
-                    crossing[level].append((wt, value, thr))
+                count = sum(c for m, c in wt.procedure_count_by_modality.items() if m.upper() in mods) if mods else wt.procedure_count
+                if count < min_procs:
+                    continue
+                value = float(count) if rule.quantity == Q_COUNT else _window_value(rule, wt)
+                if value is None or value < thr - 1e-12:
+                    continue  # below the (first) threshold: no level, the common case decided without _levels
+                for level, lthr, rank in _levels(rule, value):
+                    crossing[level].append((wt, value, lthr))
             span = timedelta(days=rule.window_days)
             for level, items in crossing.items():
                 items.sort(key=lambda it: it[0].end)
@@ -664,7 +691,12 @@ def _evaluate_alerts(root_id, group, infos, windows, rules, now, notify, res: Re
     for a in existing:
         if a.subject.startswith("episode:") and a.patient_id in group:
             cumulative_existing[(a.rule_key, a.level)].append(a)
-    root = Patient.objects.get(pk=root_id) if expected else None
+    root_cache: list[Patient] = []
+
+    def root() -> Patient:  # read only when a new alert's message is written
+        if not root_cache:
+            root_cache.append(Patient.objects.get(pk=root_id))
+        return root_cache[0]
     matched: set[int] = set()
     created: list[tuple[Alert, Expected]] = []
     for e in expected:
@@ -685,7 +717,7 @@ def _evaluate_alerts(root_id, group, infos, windows, rules, now, notify, res: Re
             quantity=e.rule.quantity, value=e.value, unit=CANONICAL_UNIT.get(e.rule.quantity, ""), threshold=e.threshold,
             window_days=e.rule.window_days, window_start=e.window.start if e.window else None,
             window_end=e.window.end if e.window else None, severity=e.severity, title=_title(e)[:255],
-            message=_message(e, root), detail=_jsonable(e.detail),
+            message=_message(e, root()), detail=_jsonable(e.detail),
         )
         if e.rule.follow_up_days:
             base = (e.study.at if e.study and e.study.at else now).date()

@@ -17,7 +17,7 @@ Window definition (the choice documented here is what the tests pin down):
 """
 from __future__ import annotations
 
-import bisect
+import hashlib
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -63,6 +63,8 @@ class WindowTotals:
     effective_dose_studies: int = 0   # studies in the window that had an estimate
     ctdivol_max_mgy: float | None = None
     kar: dict[tuple[str, str], float] = field(default_factory=dict)
+    # a digest of the window's contents (the points in it, its length and anchor): equal digest, equal totals
+    digest: str = field(default="", repr=False, compare=False)
 
     @property
     def kar_max_gy(self) -> float | None:
@@ -73,77 +75,118 @@ def _r(x: float) -> float:
     return round(x, NDIGITS) + 0.0
 
 
+_MOD = 1 << 128
+
+
+def _point_hash(p: StudyPoint) -> int:
+    key = (p.study_id, _instant(p.at), p.ionising, p.modality, p.kap_gy_cm2, p.fluoro_time_s, p.dlp_mgy_cm,
+           p.ctdivol_max_mgy, p.effective_dose_msv, sorted(p.kar.items()))
+    return int.from_bytes(hashlib.md5(repr(key).encode(), usedforsecurity=False).digest(), "big")
+
+
 def compute_windows(points: list[StudyPoint], windows_days: tuple[int, ...] | list[int], now: datetime,
                     *, include_now: bool = True) -> list[WindowTotals]:
+    """Every window in O(n) per window length after an O(n log n) sort: prefix sums for the additive
+    quantities, two pointers for the window bounds (anchors in time order), a monotonic deque for the
+    CTDIvol maximum, and a prefix sum of per-study hashes for each window's digest."""
     dated = sorted((p for p in points if p.at is not None), key=lambda p: (p.at, p.study_id))
+    n = len(dated)
     times = [_instant(p.at) for p in dated]
     # prefix sums (value, reported-count) per additive quantity
     pre: dict[str, tuple[list[float], list[int]]] = {}
     for f in SUM_FIELDS:
         vals, cnt = [0.0], [0]
+        acc, c = 0.0, 0
         for p in dated:
             v = getattr(p, f)
-            vals.append(vals[-1] + (v if v is not None else 0.0))
-            cnt.append(cnt[-1] + (v is not None))
+            if v is not None:
+                acc += v
+                c += 1
+            vals.append(acc)
+            cnt.append(c)
         pre[f] = (vals, cnt)
     kar_keys = sorted({k for p in dated for k in p.kar})
-    kar_pre: dict[tuple[str, str], tuple[list[float], list[int]]] = {}
+    kar_pre: list[tuple[tuple[str, str], list[float], list[int]]] = []
     for key in kar_keys:
         vals, cnt = [0.0], [0]
+        acc, c = 0.0, 0
         for p in dated:
             v = p.kar.get(key)
-            vals.append(vals[-1] + (v if v is not None else 0.0))
-            cnt.append(cnt[-1] + (v is not None))
-        kar_pre[key] = (vals, cnt)
+            if v is not None:
+                acc += v
+                c += 1
+            vals.append(acc)
+            cnt.append(c)
+        kar_pre.append((key, vals, cnt))
     ion_pre = [0]
     for p in dated:
         ion_pre.append(ion_pre[-1] + bool(p.ionising))
-    mod_pre: dict[str, list[int]] = {}
+    mod_pre: list[tuple[str, list[int]]] = []
     for m in sorted({p.modality for p in dated if p.ionising}):
-        acc = [0]
+        acc_m = [0]
         for p in dated:
-            acc.append(acc[-1] + (p.ionising and p.modality == m))
-        mod_pre[m] = acc
+            acc_m.append(acc_m[-1] + (p.ionising and p.modality == m))
+        mod_pre.append((m, acc_m))
+    hash_pre = [0]
+    for p in dated:
+        hash_pre.append((hash_pre[-1] + _point_hash(p)) % _MOD)
     ids = [p.study_id for p in dated]
+    ctdi = [p.ctdivol_max_mgy for p in dated]
+    e_vals, e_cnt = pre["effective_dose_msv"]
+    sums = [(f, pre[f][0], pre[f][1]) for f in SUM_FIELDS]
 
     out: list[WindowTotals] = []
     for w in windows_days:
         span = timedelta(days=w)
         dq: deque[int] = deque()  # sliding max of CTDIvol over [lo, hi): indices with decreasing values
-        pushed = 0
-        anchors: list[tuple[int | None, datetime]] = [(p.study_id, p.at) for p in dated]
+        lo = hi = 0
+        anchors: list[tuple[int | None, datetime, int]] = [(p.study_id, p.at, t) for p, t in zip(dated, times)]
         if include_now:
-            anchors.append((None, now))
-        for anchor_id, anchor_at in anchors:
-            start = anchor_at - span
-            lo = bisect.bisect_left(times, _instant(start))
-            hi = bisect.bisect_right(times, _instant(anchor_at))
-            if anchor_id is None:  # "now" may even precede future-dated studies: direct max, once per window
-                vals = [dated[i].ctdivol_max_mgy for i in range(lo, hi) if dated[i].ctdivol_max_mgy is not None]
-                ctdi = max(vals) if vals else None
+            anchors.append((None, now, _instant(now)))
+        for anchor_id, anchor_at, t_end in anchors:
+            start = anchor_at - span  # wall-clock arithmetic in the anchor's zone (as brute_force_window), not t_end - W
+            t_start = _instant(start)
+            if anchor_id is None:  # "now" may even precede future-dated studies: own bounds, direct max, once per window
+                lo = next((i for i in range(n) if times[i] >= t_start), n)
+                hi = next((i for i in range(lo, n) if times[i] > t_end), n)
+                vals = [v for v in ctdi[lo:hi] if v is not None]
+                ct = max(vals) if vals else None
             else:  # dated anchors in time order: lo and hi never decrease
-                while pushed < hi:
-                    v = dated[pushed].ctdivol_max_mgy
+                while hi < n and times[hi] <= t_end:
+                    v = ctdi[hi]
                     if v is not None:
-                        while dq and dated[dq[-1]].ctdivol_max_mgy <= v:
+                        while dq and ctdi[dq[-1]] <= v:
                             dq.pop()
-                        dq.append(pushed)
-                    pushed += 1
+                        dq.append(hi)
+                    hi += 1
+                while lo < hi and times[lo] < t_start:
+                    lo += 1
+                if lo > 0 and times[lo - 1] >= t_start:
+                    # starts are wall-clock (anchor's zone): across a DST change an anchor in another zone may start
+                    # earlier than the previous one. Step back and rebuild the deque (rare; bounded by the offset).
+                    while lo > 0 and times[lo - 1] >= t_start:
+                        lo -= 1
+                    dq.clear()
+                    for i in range(lo, hi):
+                        v = ctdi[i]
+                        if v is not None:
+                            while dq and ctdi[dq[-1]] <= v:
+                                dq.pop()
+                            dq.append(i)
                 while dq and dq[0] < lo:
                     dq.popleft()
-                ctdi = dated[dq[0]].ctdivol_max_mgy if dq else None
-            wt = WindowTotals(anchor_study_id=anchor_id, window_days=w, start=start, end=anchor_at, ctdivol_max_mgy=ctdi)
-            wt.procedure_count = ion_pre[hi] - ion_pre[lo]
-            wt.study_ids = ids[lo:hi]
-            wt.procedure_count_by_modality = {m: c[hi] - c[lo] for m, c in mod_pre.items() if c[hi] - c[lo]}
-            for f in SUM_FIELDS:
-                vals, cnt = pre[f]
-                if cnt[hi] - cnt[lo]:
-                    setattr(wt, f, _r(vals[hi] - vals[lo]))
-            wt.effective_dose_studies = pre["effective_dose_msv"][1][hi] - pre["effective_dose_msv"][1][lo]
-            for key, (vals, cnt) in kar_pre.items():
-                if cnt[hi] - cnt[lo]:
-                    wt.kar[key] = _r(vals[hi] - vals[lo])
+                ct = ctdi[dq[0]] if dq else None
+            wt = WindowTotals(anchor_study_id=anchor_id, window_days=w, start=start, end=anchor_at, ctdivol_max_mgy=ct,
+                              procedure_count=ion_pre[hi] - ion_pre[lo], study_ids=ids[lo:hi],
+                              procedure_count_by_modality={m: c[hi] - c[lo] for m, c in mod_pre if c[hi] != c[lo]},
+                              effective_dose_studies=e_cnt[hi] - e_cnt[lo])
+            for f, vals, cnt in sums:
+                if cnt[hi] != cnt[lo]:
+                    setattr(wt, f, round(vals[hi] - vals[lo], NDIGITS) + 0.0)
+            for key, vals, cnt in kar_pre:
+                if cnt[hi] != cnt[lo]:
+                    wt.kar[key] = round(vals[hi] - vals[lo], NDIGITS) + 0.0
+            wt.digest = f"{(hash_pre[hi] - hash_pre[lo] + w * 0x9E3779B97F4A7C15 + (hi - lo)) % _MOD:032x}"
             out.append(wt)
     return out
 
