@@ -82,13 +82,22 @@ def _ensure_db(db_url):
 
 
 def reset_registry():
+    """Empty the registry. Recreating the database keeps what migrations seed (alert rules, limits,
+    groups); a TRUNCATE ... CASCADE of registry tables would also empty the rule tables that point at devices."""
+    from django.core.management import call_command
     from django.db import connection
 
-    with connection.cursor() as cur:
-        tables = [t for t in connection.introspection.table_names() if t.startswith(("registry_", "exposure_", "notifications_", "staff_"))
-                  and not t.endswith(("rule", "ruleset", "factor", "limit", "regime"))]
-        if tables:
-            cur.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE")
+    connection.close()
+    import psycopg2
+
+    admin = psycopg2.connect(PG.rsplit("/", 1)[0] + "/postgres")
+    admin.autocommit = True
+    name = PG.rsplit("/", 1)[1]
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    admin.close()
+    call_command("migrate", verbosity=0)
 
 
 def bench_parse316():

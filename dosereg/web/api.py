@@ -2,17 +2,16 @@
 
 Patients read only their own studies/events/patient record; anything else is 404.
 Every read of patient data is audited (one row per patient on the page).
+Query parameters are read through ``params.QueryParams(strict=True)``: a malformed value is a 400
+naming the parameter (``{"until": "'2025-02-30' is not a valid date or time"}``), never a 500.
 """
 from __future__ import annotations
-
-from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.db.models import Prefetch
 from django.http import Http404
 from django.shortcuts import get_object_or_404
-from django.utils.dateparse import parse_date, parse_datetime
 from rest_framework import generics, permissions, serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.pagination import CursorPagination
@@ -25,6 +24,7 @@ from dosereg.audit.services import audit_record
 from dosereg.registry.models import DoseObject, IrradiationEvent, Participant, Patient, PlaneTotal, Study
 
 from . import fhir, integrations, roles
+from .params import InvalidParameter, QueryParams, parse_datetime, parse_int
 from .roles import has_role, user_roles
 from .selectors import patient_for_user, patient_group_ids
 
@@ -32,6 +32,18 @@ from .selectors import patient_for_user, patient_group_ids
 # ---------------------------------------------------------------------------
 # permissions and scoping
 # ---------------------------------------------------------------------------
+class BadParamsAre400:
+    """Mixin for every API view: ``InvalidParameter`` (from ``params``) -> 400 ``{"<parameter>": "<problem>"}``."""
+
+    def params(self) -> QueryParams:
+        return QueryParams(self.request.query_params, strict=True)
+
+    def handle_exception(self, exc):
+        if isinstance(exc, InvalidParameter):
+            exc = serializers.ValidationError(exc.as_dict())
+        return super().handle_exception(exc)
+
+
 class RolePermission(permissions.BasePermission):
     """The view's ``allowed_roles``; patients additionally need a verified account."""
 
@@ -99,21 +111,7 @@ class EventSerializer(serializers.ModelSerializer):
 # ---------------------------------------------------------------------------
 # views
 # ---------------------------------------------------------------------------
-def _date(value: str | None):
-    if not value:
-        return None
-    dt = parse_datetime(value)
-    if dt is None:
-        d = parse_date(value)
-        dt = datetime(d.year, d.month, d.day) if d else None
-    if dt is None:
-        raise serializers.ValidationError({"date": "use ISO 8601"})
-    from django.utils import timezone
-
-    return dt if timezone.is_aware(dt) else timezone.make_aware(dt)
-
-
-class StudyList(PatientScoped, generics.ListAPIView):
+class StudyList(BadParamsAre400, PatientScoped, generics.ListAPIView):
     """Studies. Filters: patient, modality, device, since, until (ISO dates)."""
 
     allowed_roles = (*roles.CLINICAL, roles.PATIENT)
@@ -126,21 +124,21 @@ class StudyList(PatientScoped, generics.ListAPIView):
         ids = self.patient_ids()
         if ids is not None:
             qs = qs.filter(patient_id__in=ids)
-        p = self.request.query_params
-        if p.get("patient"):
-            try:
-                pid = int(p["patient"])
-            except ValueError:
-                raise serializers.ValidationError({"patient": "an integer id"})
+        p = self.params()
+        pid = p.int("patient")
+        if pid is not None:
             qs = qs.filter(patient_id__in=[pid, *Patient.objects.filter(merged_into_id=pid).values_list("pk", flat=True)])
-        if p.get("modality"):
-            qs = qs.filter(procedure_modality=p["modality"].upper())
-        if p.get("device"):
-            qs = qs.filter(device_id=p["device"])
-        if p.get("since"):
-            qs = qs.filter(study_datetime__gte=_date(p["since"]))
-        if p.get("until"):
-            qs = qs.filter(study_datetime__lt=_date(p["until"]))
+        modality = p.text("modality", max_length=16).upper()
+        if modality:
+            qs = qs.filter(procedure_modality=modality)
+        device = p.int("device")
+        if device is not None:
+            qs = qs.filter(device_id=device)
+        since, until = p.datetime("since"), p.datetime("until")
+        if since is not None:
+            qs = qs.filter(study_datetime__gte=since)
+        if until is not None:
+            qs = qs.filter(study_datetime__lt=until)
         return qs
 
     def list(self, request, *args, **kwargs):
@@ -149,7 +147,7 @@ class StudyList(PatientScoped, generics.ListAPIView):
         return resp
 
 
-class StudyDetail(PatientScoped, generics.RetrieveAPIView):
+class StudyDetail(BadParamsAre400, PatientScoped, generics.RetrieveAPIView):
     allowed_roles = (*roles.CLINICAL, roles.PATIENT)
     permission_classes = [RolePermission]
     serializer_class = StudySerializer
@@ -165,7 +163,7 @@ class StudyDetail(PatientScoped, generics.RetrieveAPIView):
         return resp
 
 
-class EventList(PatientScoped, generics.ListAPIView):
+class EventList(BadParamsAre400, PatientScoped, generics.ListAPIView):
     """Irradiation events, all or of one study (``/studies/<pk>/events/`` or ``?study=``)."""
 
     allowed_roles = (*roles.CLINICAL, roles.PATIENT)
@@ -176,12 +174,8 @@ class EventList(PatientScoped, generics.ListAPIView):
     def get_queryset(self):
         qs = IrradiationEvent.objects.all()
         ids = self.patient_ids()
-        study_pk = self.kwargs.get("pk") or self.request.query_params.get("study")
+        study_pk = self.kwargs.get("pk") or self.params().int("study")
         if study_pk is not None:
-            try:
-                study_pk = int(study_pk)
-            except ValueError:
-                raise Http404
             sq = Study.objects.filter(pk=study_pk)
             if ids is not None:
                 sq = sq.filter(patient_id__in=ids)
@@ -200,7 +194,7 @@ class EventList(PatientScoped, generics.ListAPIView):
         return resp
 
 
-class PatientList(PatientScoped, generics.ListAPIView):
+class PatientList(BadParamsAre400, PatientScoped, generics.ListAPIView):
     """Patients (clinical roles: all, ``?q=`` searches the ID; patients: their own record only)."""
 
     allowed_roles = (*roles.CLINICAL, roles.PATIENT)
@@ -213,7 +207,7 @@ class PatientList(PatientScoped, generics.ListAPIView):
         ids = self.patient_ids()
         if ids is not None:
             return qs.filter(pk__in=ids[:1])
-        q = self.request.query_params.get("q")
+        q = self.params().text("q", max_length=128)
         if q:
             qs = qs.filter(patient_id__istartswith=q)
         return qs
@@ -224,7 +218,7 @@ class PatientList(PatientScoped, generics.ListAPIView):
         return resp
 
 
-class PatientDetail(PatientScoped, generics.RetrieveAPIView):
+class PatientDetail(BadParamsAre400, PatientScoped, generics.RetrieveAPIView):
     allowed_roles = (*roles.CLINICAL, roles.PATIENT)
     permission_classes = [RolePermission]
     serializer_class = PatientSerializer
@@ -240,26 +234,28 @@ class PatientDetail(PatientScoped, generics.RetrieveAPIView):
         return resp
 
 
-class AlertList(APIView):
+class AlertList(BadParamsAre400, APIView):
     """Alerts from the exposure app (open by default; ``?status=`` filters)."""
 
     allowed_roles = roles.DASHBOARD
     permission_classes = [RolePermission]
 
     def get(self, request):
-        alerts = integrations.alerts_api_list(status=request.query_params.get("status", "open"),
-                                              patient=request.query_params.get("patient"))
+        p = self.params()
+        alerts = integrations.alerts_api_list(status=p.text("status", max_length=64) or "open", patient=p.int("patient"))
         _audit_page(request, "alert", {a.get("patient_pk") for a in alerts})
         return Response({"results": alerts, "available": integrations.has_exposure()})
 
 
-class AlertAction(APIView):
+class AlertAction(BadParamsAre400, APIView):
     allowed_roles = roles.ALERT_ACTIONS
     permission_classes = [RolePermission]
 
     def post(self, request, pk: int, action: str):
         if action not in integrations.ALERT_ACTIONS:
             raise Http404
+        if not hasattr(request.data, "get"):
+            return Response({"detail": "a JSON object or form body is required"}, status=status.HTTP_400_BAD_REQUEST)
         try:
             result = integrations.alert_transition(alert_id=pk, action=action, user=request.user,
                                                    note=str(request.data.get("note", ""))[:2000],
@@ -290,25 +286,29 @@ def _fhir_for(studies: list[Study], request) -> list[dict]:
             for s in studies]
 
 
-class FhirObservation(PatientScoped, APIView):
+class FhirObservation(BadParamsAre400, PatientScoped, APIView):
     """GET fhir/Observation/dose-summary-<study pk>: one RadiationDoseSummary."""
 
     allowed_roles = (*roles.CLINICAL, roles.PATIENT)
     permission_classes = [RolePermission]
 
     def get(self, request, obs_id: str):
-        if not obs_id.startswith("dose-summary-") or not obs_id[13:].isdigit():
+        try:
+            study_pk = parse_int(obs_id[13:], "id") if obs_id.startswith("dose-summary-") else None
+        except InvalidParameter:
+            study_pk = None
+        if study_pk is None:  # not one of ours, or an id that cannot exist
             raise Http404
         qs = Study.objects.select_related("device")
         ids = self.patient_ids()
         if ids is not None:
             qs = qs.filter(patient_id__in=ids)
-        study = get_object_or_404(qs, pk=int(obs_id[13:]))
+        study = get_object_or_404(qs, pk=study_pk)
         _audit_page(request, "fhir_observation", [study.patient_id], {"study": study.pk})
         return Response(_fhir_for([study], request)[0], content_type="application/fhir+json")
 
 
-class FhirObservationSearch(PatientScoped, APIView):
+class FhirObservationSearch(BadParamsAre400, PatientScoped, APIView):
     """GET fhir/Observation?code=73569-6&patient=<pk>&date=ge2020-01-01 -> searchset Bundle (max 500)."""
 
     allowed_roles = (*roles.CLINICAL, roles.PATIENT)
@@ -316,24 +316,28 @@ class FhirObservationSearch(PatientScoped, APIView):
 
     def get(self, request):
         p = request.query_params
-        code = p.get("code", "73569-6").split("|")[-1]
+        code = (p.get("code") or "73569-6").split("|")[-1]
         if code != "73569-6":
             return Response(fhir.bundle([]), content_type="application/fhir+json")
         qs = Study.objects.select_related("device").order_by("study_datetime", "pk")
         ids = self.patient_ids()
         if ids is not None:
             qs = qs.filter(patient_id__in=ids)
-        patient = p.get("patient") or p.get("subject")
+        name = "patient" if p.get("patient") else "subject"
+        patient = p.get(name)
         if patient:
-            patient = patient.split("/")[-1]
-            if not patient.isdigit():
-                raise serializers.ValidationError({"patient": "Patient/<id>"})
-            qs = qs.filter(patient_id=int(patient))
+            try:
+                patient_pk = parse_int(patient.split("/")[-1], name)
+            except InvalidParameter:
+                raise InvalidParameter(name, "Patient/<id> or <id>") from None
+            qs = qs.filter(patient_id=patient_pk)
         elif ids is None:
-            raise serializers.ValidationError({"patient": "required"})
+            raise InvalidParameter("patient", "required")
         for d in p.getlist("date"):
             prefix, value = (d[:2], d[2:]) if d[:2] in ("ge", "gt", "le", "lt", "eq") else ("eq", d)
-            when = _date(value)
+            when = parse_datetime(value, "date")
+            if when is None:
+                raise InvalidParameter("date", "a date is required after the prefix")
             lookup = {"ge": "gte", "gt": "gt", "le": "lte", "lt": "lt", "eq": "date"}[prefix]
             qs = qs.filter(**{f"study_datetime__{lookup}": when.date() if lookup == "date" else when})
         studies = list(qs[:500])
@@ -356,8 +360,12 @@ class ObtainToken(APIView):
     def post(self, request):
         from .views import login_locked
 
+        if not hasattr(request.data, "get"):
+            return Response({"detail": "a JSON object or form body is required"}, status=status.HTTP_400_BAD_REQUEST)
         username = str(request.data.get("username", ""))[:150]
         password = str(request.data.get("password", ""))
+        if "\x00" in username or "\x00" in password:  # no account has one; PostgreSQL cannot even compare it
+            return Response({"detail": "invalid credentials"}, status=status.HTTP_400_BAD_REQUEST)
         if login_locked(request, username):
             return Response({"detail": "too many failed logins; try later"}, status=status.HTTP_429_TOO_MANY_REQUESTS)
         user = authenticate(request._request, username=username, password=password)

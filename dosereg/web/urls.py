@@ -1,6 +1,10 @@
-from django.urls import path
+from django.urls import path, register_converter
 
 from . import api, views
+from .params import IdConverter
+
+# <id:...>: a database id (1..2**63-1); an out-of-range id is a 404, never a database overflow
+register_converter(IdConverter, "id")
 
 app_name = "web"
 
@@ -11,17 +15,17 @@ urlpatterns = [
     path("no-role/", views.no_role, name="no_role"),
     # RSO dashboard
     path("dashboard/", views.dashboard, name="dashboard"),
-    path("dashboard/alerts/<int:alert_id>/<str:action>/", views.alert_action, name="alert_action"),
+    path("dashboard/alerts/<id:alert_id>/<str:action>/", views.alert_action, name="alert_action"),
     path("dashboard/quarantine/reprocess/", views.quarantine_reprocess, name="quarantine_reprocess"),
     # patient exposure history
     path("patients/", views.patient_list, name="patient_list"),
-    path("patients/<int:pk>/", views.patient_history, name="patient_history"),
-    path("patients/<int:pk>/export.csv", views.patient_history_export, name="patient_history_export"),
-    path("patients/<int:pk>/invite/", views.patient_invite, name="patient_invite"),
-    path("studies/<int:pk>/", views.study_detail, name="study_detail"),
+    path("patients/<id:pk>/", views.patient_history, name="patient_history"),
+    path("patients/<id:pk>/export.csv", views.patient_history_export, name="patient_history_export"),
+    path("patients/<id:pk>/invite/", views.patient_invite, name="patient_invite"),
+    path("studies/<id:pk>/", views.study_detail, name="study_detail"),
     # patient portal
     path("portal/", views.portal, name="portal"),
-    path("portal/exams/<int:pk>/", views.portal_exam, name="portal_exam"),
+    path("portal/exams/<id:pk>/", views.portal_exam, name="portal_exam"),
     path("portal/my-exams.csv", views.portal_export, name="portal_export"),
     path("portal/print/", views.portal_print, name="portal_print"),
     path("portal/invite/<str:token>/", views.portal_invite, name="portal_invite"),
@@ -40,13 +44,13 @@ urlpatterns = [
     # REST API
     path("api/v1/auth/token/", api.ObtainToken.as_view(), name="api_token"),
     path("api/v1/studies/", api.StudyList.as_view(), name="api_studies"),
-    path("api/v1/studies/<int:pk>/", api.StudyDetail.as_view(), name="api_study"),
-    path("api/v1/studies/<int:pk>/events/", api.EventList.as_view(), name="api_study_events"),
+    path("api/v1/studies/<id:pk>/", api.StudyDetail.as_view(), name="api_study"),
+    path("api/v1/studies/<id:pk>/events/", api.EventList.as_view(), name="api_study_events"),
     path("api/v1/events/", api.EventList.as_view(), name="api_events"),
     path("api/v1/patients/", api.PatientList.as_view(), name="api_patients"),
-    path("api/v1/patients/<int:pk>/", api.PatientDetail.as_view(), name="api_patient"),
+    path("api/v1/patients/<id:pk>/", api.PatientDetail.as_view(), name="api_patient"),
     path("api/v1/alerts/", api.AlertList.as_view(), name="api_alerts"),
-    path("api/v1/alerts/<int:pk>/<str:action>/", api.AlertAction.as_view(), name="api_alert_action"),
+    path("api/v1/alerts/<id:pk>/<str:action>/", api.AlertAction.as_view(), name="api_alert_action"),
     path("api/v1/fhir/Observation", api.FhirObservationSearch.as_view(), name="api_fhir_search"),
     path("api/v1/fhir/Observation/<str:obs_id>", api.FhirObservation.as_view(), name="api_fhir_observation"),
 ]

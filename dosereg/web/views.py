@@ -1,4 +1,9 @@
-"""Pages. Views stay thin: check access, call a selector or service, audit, render."""
+"""Pages. Views stay thin: check access, call a selector or service, audit, render.
+
+Query parameters are read through ``params.QueryParams`` (see the rule there): on an HTML page a
+malformed filter is ignored and named in a notice (``param_errors``); the JSON endpoint and the file
+exports, which have no page to show a notice on, answer 400 instead.
+"""
 from __future__ import annotations
 
 import json
@@ -19,7 +24,7 @@ from dosereg.audit.selectors import audit_event_search, login_failures
 from dosereg.audit.services import audit_record, client_ip
 from dosereg.registry.models import Device, Patient
 
-from . import exports, integrations, roles, selectors, services
+from . import exports, integrations, params, roles, selectors, services
 from .access import portal_patient, role_required
 from .forms import AuditRangeForm, DRLSetForm, DRLValueForm, InvitationAcceptForm, LoginForm, MappingForm
 from .models import DRLSet, DRLValue, PatientAccount, StandardName
@@ -43,7 +48,8 @@ class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
     def post(self, request, *args, **kwargs):
-        username = (request.POST.get("username") or "")[:150]
+        # the form refuses a NUL in the user name itself; the lockout count must not query with one
+        username = params.clean_text(request.POST.get("username"), max_length=150)
         if login_locked(request, username):
             form = self.get_form()
             form.errors.clear()
@@ -107,7 +113,15 @@ def alert_action(request, alert_id: int, action: str):
 @require_POST
 @role_required(*roles.REPROCESS)
 def quarantine_reprocess(request):
-    ids = [int(x) for x in request.POST.getlist("ids") if x.isdigit()]
+    # no ids: everything in quarantine ("Reprocess selected (or all)"); ids of which none is valid: nothing
+    p = params.QueryParams(request.POST, strict=False)
+    ids = p.ints("ids")
+    if p.errors and not ids:
+        msg = "no valid object id selected; nothing sent for re-processing"
+        if request.headers.get("X-Requested-With"):
+            return JsonResponse({"ok": False, "error": msg}, status=400)
+        messages.error(request, msg)
+        return redirect(reverse("web:dashboard") + "#quarantine")
     n = services.quarantine_reprocess(ids=ids or None)
     audit_record(request=request, action=AuditEvent.ACTION_CHANGE, object_type="quarantine", object_id="reprocess",
                  detail={"ids": ids, "count": n})
@@ -123,7 +137,7 @@ def quarantine_reprocess(request):
 @require_GET
 @role_required(*roles.CLINICAL)
 def patient_list(request):
-    q = request.GET.get("q", "")[:128]
+    q = params.clean_text(request.GET.get("q"), max_length=128)
     rows = selectors.patient_search(q=q)
     audit_record(request=request, action=V, object_type="patient_list", object_id=q[:64],
                  patient_pks=[r["pk"] for r in rows], detail={"q": q})
@@ -270,43 +284,56 @@ def portal_invite(request, token: str):
 # ---------------------------------------------------------------------------
 # physicist protocol audit
 # ---------------------------------------------------------------------------
-def _range(request) -> tuple[datetime, datetime, str, int | None, AuditRangeForm]:
+AUDIT_MODALITIES = {value for value, _ in AuditRangeForm.base_fields["modality"].choices if value}
+
+
+def _range(request, *, strict: bool = False) -> tuple[datetime, datetime, str, int | None, AuditRangeForm, params.QueryParams]:
+    """since (inclusive day), until (inclusive day), modality, device of the protocol pages and exports.
+
+    Each valid filter applies on its own; an invalid one is ignored (page, ``p.errors``) or a 400
+    (``strict``: the JSON endpoint and the exports raise ``params.InvalidParameter``)."""
+    p = params.QueryParams(request.GET, strict=strict)
     now = timezone.now()
-    since, until, modality, device = now - timedelta(days=365), now + timedelta(days=1), "", None
-    form = AuditRangeForm(request.GET or None, initial={"since": since.date(), "until": now.date()})
-    if form.is_valid():
-        tz = timezone.get_current_timezone()
-        if form.cleaned_data["since"]:
-            since = datetime.combine(form.cleaned_data["since"], time.min, tzinfo=tz)
-        if form.cleaned_data["until"]:
-            until = datetime.combine(form.cleaned_data["until"], time.min, tzinfo=tz) + timedelta(days=1)
-        modality = form.cleaned_data["modality"] or ""
-        device = form.cleaned_data["device"]
-    return since, until, modality, device, form
+    tz = timezone.get_current_timezone()
+    since_day, until_day = p.date("since"), p.date("until")
+    modality = p.choice("modality", AUDIT_MODALITIES) or ""
+    device = p.int("device")
+    since = datetime.combine(since_day, time.min, tzinfo=tz) if since_day else now - timedelta(days=365)
+    until = datetime.combine(until_day, time.min, tzinfo=tz) + timedelta(days=1) if until_day else now + timedelta(days=1)
+    # the form shows the range in effect (an ignored value is named in the notice instead)
+    form = AuditRangeForm(initial={"since": since.date(), "until": until_day or now.date(), "modality": modality,
+                                   "device": device})
+    return since, until, modality, device, form, p
+
+
+def _bad_param(exc: params.InvalidParameter) -> JsonResponse:
+    return JsonResponse({"ok": False, "errors": exc.as_dict()}, status=400)
 
 
 @require_GET
 @role_required(*roles.PROTOCOL_READ)
 def protocol_audit(request):
-    since, until, modality, device, form = _range(request)
+    since, until, modality, device, form, p = _range(request)
     ctx = selectors.protocol_audit(since=since, until=until, modality=modality, device_id=device)
     ctx.update(form=form, modality=modality, device=device, can_edit=roles.has_role(request.user, roles.PROTOCOL_EDIT),
-               query=request.GET.urlencode(), devices=Device.objects.order_by("display_name").only("pk", "display_name"))
+               query=request.GET.urlencode(), devices=Device.objects.order_by("display_name").only("pk", "display_name"),
+               param_errors=p.messages())
     return render(request, "web/protocol_audit.html", ctx)
 
 
 @require_GET
 @role_required(*roles.PROTOCOL_READ)
 def protocol_distribution(request):
-    since, until, _, _, _ = _range(request)
     quantity = request.GET.get("quantity", "")
     if quantity not in {k for k, _, _ in selectors.AUDIT_QUANTITIES}:
         return HttpResponseBadRequest("unknown quantity")
-    dev = request.GET.get("device_id")
-    std = request.GET.get("std")
-    values = selectors.distribution(since=since, until=until, quantity=quantity,
-                                    device_id=int(dev) if dev and dev.isdigit() else None,
-                                    standard_name_id=int(std) if std and std.isdigit() else None)
+    try:
+        since, until, _, _, _, p = _range(request, strict=True)
+        device_id, std_id = p.int("device_id"), p.int("std")
+    except params.InvalidParameter as exc:
+        return _bad_param(exc)
+    values = selectors.distribution(since=since, until=until, quantity=quantity, device_id=device_id,
+                                    standard_name_id=std_id)
     return JsonResponse({"quantity": quantity, "values": values})
 
 
@@ -364,9 +391,9 @@ def drl_sets(request):
 @require_GET
 @role_required(*roles.PROTOCOL_READ)
 def fluoro_technique(request):
-    since, until, _, device, form = _range(request)
+    since, until, _, device, form, p = _range(request)
     ctx = selectors.fluoro_technique(since=since, until=until, device_id=device)
-    ctx.update(form=form, query=request.GET.urlencode())
+    ctx.update(form=form, query=request.GET.urlencode(), param_errors=p.messages())
     return render(request, "web/fluoro_technique.html", ctx)
 
 
@@ -375,7 +402,10 @@ def fluoro_technique(request):
 def protocol_export(request, kind: str, fmt: str):
     if fmt not in ("csv", "xlsx") or kind not in ("studies", "summary", "events"):
         raise Http404
-    since, until, modality, device, _ = _range(request)
+    try:  # a file must cover exactly the range asked for: an invalid filter is a 400, not ignored
+        since, until, modality, device, _, _ = _range(request, strict=True)
+    except params.InvalidParameter as exc:
+        return _bad_param(exc)
     if kind == "studies":
         header, rows = exports.STUDY_HEADER, exports.protocol_study_rows(since=since, until=until, modality=modality, device_id=device)
     elif kind == "events":
@@ -417,25 +447,24 @@ def staff_overview(request):
 @require_GET
 @role_required(*roles.AUDIT_LOG)
 def audit_log(request):
-    g = request.GET
-    def _dt(name):
-        try:
-            return datetime.fromisoformat(g[name]).replace(tzinfo=timezone.get_current_timezone()) if g.get(name) else None
-        except ValueError:
-            return None
-    patient_pk = g.get("patient")
-    qs = audit_event_search(q=g.get("q", "")[:128], username=g.get("user", "")[:150], action=g.get("action", ""),
-                            object_type=g.get("object_type", "")[:32], object_id=g.get("object_id", "")[:64],
-                            patient_pk=int(patient_pk) if patient_pk and patient_pk.isdigit() else None,
-                            ip=g.get("ip", "")[:45], since=_dt("since"), until=_dt("until"))
-    before = g.get("before")
-    if before and before.isdigit():
-        qs = qs.filter(pk__lt=int(before))
+    p = params.QueryParams(request.GET, strict=False)
+    qs = audit_event_search(q=p.text("q"), username=p.text("user", max_length=150),
+                            action=p.choice("action", {a for a, _ in AuditEvent.ACTION_CHOICES}) or "",
+                            object_type=p.text("object_type", max_length=32), object_id=p.text("object_id", max_length=64),
+                            patient_pk=p.int("patient"), ip=p.ip("ip") or "", since=p.datetime("since"),
+                            until=p.datetime("until"))
+    before = p.int("before")
+    if before is not None:
+        qs = qs.filter(pk__lt=before)
     page = list(qs[:101])
     more = len(page) > 100
     page = page[:100]
-    nxt = g.copy()
+    nxt = request.GET.copy()
     if more:
         nxt["before"] = page[-1].pk
+    # the form shows what was typed (without NULs), so an ignored filter can be corrected
+    g = {name: p.text(name, max_length=200) for name in
+         ("q", "user", "action", "object_type", "object_id", "patient", "ip", "since", "until")}
     return render(request, "web/audit_log.html", {"events": page, "more": more, "next_query": nxt.urlencode(),
-                                                  "actions": AuditEvent.ACTION_CHOICES, "g": g})
+                                                  "actions": AuditEvent.ACTION_CHOICES, "g": g,
+                                                  "param_errors": p.messages()})

@@ -15,24 +15,11 @@ NUL = "%00"
 DB = "postgresql" if "postgresql" in dj_settings.DATABASES["default"]["ENGINE"] else "sqlite"
 BOTH = {"postgresql", "sqlite"}
 
-# KNOWN BUGS (reported, issue 7) in dosereg/web (views.py / api.py), not fixed here (not ours to edit):
-# (method, URL fragment) -> (cause, databases where it answers 500). The test below is strict both ways:
-# a new 500 fails it, and so does a fixed one still listed here (remove it).
-KNOWN_500 = {
-    ("get", "/api/v1/studies/?until=2025-02-30"): ("api._date: parse_date raises ValueError on an impossible date", BOTH),
-    ("get", "date=ge2025-13-01"): ("api._date: parse_date raises ValueError on an impossible date (FHIR search)", BOTH),
-    ("get", "/api/v1/studies/?device=abc"): ("StudyList: ?device= is not validated as an integer", BOTH),
-    ("get", "/patients/?q=PW%00"): ("a NUL in ?q= reaches PostgreSQL (ValueError)", {"postgresql"}),
-    ("get", "/api/v1/patients/?q=PW%00"): ("a NUL in ?q= reaches PostgreSQL (ValueError)", {"postgresql"}),
-    ("get", "/audit/?q=x%00y"): ("a NUL in ?q=/?user= reaches PostgreSQL (ValueError)", {"postgresql"}),
-    ("get", "/audit/?since=garbage"): ("?ip= is not validated: invalid inet is a DataError on PostgreSQL", {"postgresql"}),
-    ("get", f"/protocols/?device={HUGE}"): ("out-of-range integer id: OverflowError on SQLite", {"sqlite"}),
-    ("get", f"device_id={HUGE}"): ("out-of-range integer id: OverflowError on SQLite", {"sqlite"}),
-    ("post", "/dashboard/quarantine/reprocess/"): ("out-of-range integer id in ids: OverflowError on SQLite", {"sqlite"}),
-    ("get", f"/api/v1/studies/?device={HUGE}"): ("out-of-range integer id: OverflowError on SQLite", {"sqlite"}),
-    ("get", f"/api/v1/alerts/?patient={HUGE}"): ("out-of-range integer id: OverflowError on SQLite", {"sqlite"}),
-    ("get", f"/api/v1/fhir/Observation?patient={HUGE}"): ("out-of-range integer id: OverflowError on SQLite", {"sqlite"}),
-}
+# Known 500s: (method, URL fragment) -> (cause, databases where it answers 500). The test below is strict
+# both ways: a new 500 fails it, and so does a fixed one still listed here (remove it). Issue 7's list
+# (impossible dates, unvalidated ?device=, NUL in ?q=/?user=, invalid ?ip=, out-of-range ids on SQLite)
+# is fixed: query parameters go through dosereg/web/params.py, URL ids through its <id:> converter.
+KNOWN_500: dict[tuple[str, str], tuple[str, set[str]]] = {}
 
 
 def _known(method: str, url: str):
@@ -154,8 +141,6 @@ def test_bad_input_never_500(web_data):
     assert not fixed, f"fixed on {DB}, remove from KNOWN_500: {sorted(fixed)}"
 
 
-@pytest.mark.xfail(strict=True, reason="KNOWN BUGS (reported, issue 7): bad query parameters answer 500 in dosereg/web; "
-                                       "see KNOWN_500 in this file")
 def test_no_known_500s_remain():
     assert not {k: v for k, v in KNOWN_500.items() if DB in v[1]}
 

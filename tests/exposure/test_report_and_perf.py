@@ -62,3 +62,32 @@ def test_recompute_query_count_does_not_grow_with_studies(n):
     assert warm <= 12, [q["sql"][:80] for q in ctx.captured_queries]
     limit = 20 if connection.vendor == "postgresql" else 20 + (n * 3 * 15) // 999
     assert changed <= limit, [q["sql"][:80] for q in ctx.captured_queries]
+
+
+def test_recompute_skips_when_inputs_unchanged_and_redoes_when_they_change():
+    from dosereg.exposure.models import PatientExposureWindow, Rule
+
+    p = Patient.objects.create(patient_id="SKIP-1")
+    Study.objects.bulk_create([
+        Study(study_instance_uid=f"2.25.77{i}", patient=p, study_datetime=D0 - dt.timedelta(days=10 * i), procedure_modality="RF",
+              dap_total_gy_cm2=10.0, dose_rp_max_plane_gy=0.1, fluoro_time_total_s=60.0, event_count=1)
+        for i in range(3)
+    ])
+    now = D0 + dt.timedelta(days=1)
+    assert not patient_exposure_recompute(patient_id=p.pk, now=now).skipped
+    again = patient_exposure_recompute(patient_id=p.pk, now=now + dt.timedelta(hours=1))
+    assert again.skipped and again.studies == 3
+    # the oldest study (D0 - 20 d) leaves the 60-day window ending now at D0 + 40 d: no longer skipped
+    later = patient_exposure_recompute(patient_id=p.pk, now=D0 + dt.timedelta(days=41))
+    assert not later.skipped
+    now_60 = PatientExposureWindow.objects.get(patient=p, anchor_study__isnull=True, window_days=60)
+    assert now_60.procedure_count == 2
+    # a changed study row or rule is new input
+    Study.objects.filter(patient=p).update(dap_total_gy_cm2=11.0)
+    assert not patient_exposure_recompute(patient_id=p.pk, now=D0 + dt.timedelta(days=41)).skipped
+    assert patient_exposure_recompute(patient_id=p.pk, now=D0 + dt.timedelta(days=41)).skipped
+    Rule.objects.filter(key="fgi-kap-first").update(threshold_value=25.0)
+    res = patient_exposure_recompute(patient_id=p.pk, now=D0 + dt.timedelta(days=41))
+    assert not res.skipped
+    # going back in time is never skipped
+    assert not patient_exposure_recompute(patient_id=p.pk, now=D0).skipped
