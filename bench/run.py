@@ -155,7 +155,8 @@ def _make_objects(n: int, outdir: Path) -> list[Path]:
     for i in range(n):
         src = sources[i % len(sources)]
         out = outdir / f"obj{i:05d}.dcm"
-        out.write_bytes(rewrite_uids(src.read_bytes()))
+        # about 2 procedures per patient, as in a hospital's day (not 100 studies for each corpus patient)
+        out.write_bytes(rewrite_uids(src.read_bytes(), patient_id=f"BENCH{i // 2:05d}"))
         files.append(out)
     return files
 

@@ -301,9 +301,15 @@ def on_studies_changed(sender, study_ids=None, **kwargs) -> None:
     inside the ingest task (it took ~2/3 of the ingest time of a small RDSR)."""
     if not study_ids:
         return
+    from dosereg.registry.models import Participant as RegistryParticipant
+
     from .tasks import staff_sync_studies_task
 
     ids = sorted({int(s) for s in study_ids})
+    # Most reports name nobody: with no participants and no linked staff there is nothing to sync.
+    if not RegistryParticipant.objects.filter(study_id__in=ids).exists() and \
+            not Participation.objects.filter(study_id__in=ids).exists():
+        return
     try:
         staff_sync_studies_task.apply_async(args=[ids])
     except Exception as exc:  # broker down: never break the ingest pipeline; the next change or a manual sync catches up
