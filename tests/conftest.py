@@ -75,3 +75,34 @@ def _fresh_process_caches():
     from dosereg.registry import services
 
     services._DEVICE_CACHE.clear()
+
+
+_SERIALIZED_CONTENTS: dict[str, str] = {}
+
+
+def _carry_serialized_contents() -> None:
+    """Playwright's sync API (tests/web/test_browser.py) switches the test thread into a greenlet with its own
+    context, and Django's ``connections`` is context-local: from then on the tests see a new connection
+    object without the ``_test_serialized_contents`` captured when the test database was created.
+    TransactionTestCase then neither restores the seeded rows nor inhibits post_migrate when it flushes
+    (content types are re-created under new ids), and the next serialized restore fails on a duplicate
+    content type. Give every connection object the contents the first one captured."""
+    from django.db import connections
+
+    for alias in connections:
+        conn = connections[alias]
+        data = getattr(conn, "_test_serialized_contents", None)
+        if data is not None:
+            _SERIALIZED_CONTENTS[alias] = data
+        elif alias in _SERIALIZED_CONTENTS:
+            conn._test_serialized_contents = _SERIALIZED_CONTENTS[alias]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    _carry_serialized_contents()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item, nextitem):
+    _carry_serialized_contents()

@@ -573,7 +573,12 @@ def dose_objects_sweep(*, spool=None, stale_after_s: int | None = None, orphan_w
 
 def dose_file_import(*, path: Path, spool, inline: bool = True) -> tuple[DoseObject, str]:
     """Import one file through the same pipeline as the listener (spool, register, ingest)."""
+    import re
+
     import pydicom
+
+    def valid_uid(uid: str) -> bool:  # a DICOM UID (PS3.5 9.1): digits and dots, at most 64 characters
+        return len(uid) <= 64 and re.fullmatch(r"[0-9]+(\.[0-9]+)*", uid) is not None
 
     data = Path(path).read_bytes()
     sha = hashlib.sha256(data).hexdigest()
@@ -584,8 +589,13 @@ def dose_file_import(*, path: Path, spool, inline: bool = True) -> tuple[DoseObj
         sop_class = str(ds.get("SOPClassUID", "") or "").strip()
     except Exception:  # unreadable: still stored and quarantined with the extractor's reason
         pass
-    if not sop_uid:
+    # the file's own UIDs are untrusted input: a NUL, a 200-character or a non-numeric "UID" must not reach
+    # the database (NUL / over-long text crash on PostgreSQL). An invalid one is filed like a missing one;
+    # the extractor reads the file again and quarantines it with the reason, or warns that the UIDs differ.
+    if not valid_uid(sop_uid):
         sop_uid = f"unidentified-{sha[:40]}"
+    if not valid_uid(sop_class):
+        sop_class = ""
     stored = spool.store(sop_uid, data)
     obj, outcome = dose_object_register(
         sop_instance_uid=sop_uid, sop_class_uid=sop_class, path=stored.path, sha256=stored.sha256,

@@ -16,9 +16,15 @@ realtime_csv columns:
     cumulative_usv (the badge's accumulated Hp(10)); optional dose_rate_usv_h (ignored).
   timestamps: ISO 8601; without an offset they are read in --tz (default TIME_ZONE) or at a fixed
   --utc-offset (RaySafe/DoseAware log local time without DST).
+
+Files (both formats, and the staffing lists): UTF-8 (with or without BOM), UTF-16 with a BOM
+(spreadsheet "Unicode text") or Windows-1252; ``,``, ``;`` or tab separated. A file that is not
+text, a malformed CSV structure (a cell over 128 KiB) or a NUL character is refused with its line
+number. A dose above the plausibility ceiling (``DOSE_CEILING_MSV``) is refused with its line.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -57,6 +63,15 @@ POSITION_WORDS = {
 }
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
+# Plausibility ceiling for one reading: a badge wear period (badge_csv, any of Hp(10), Hp(3), Hp(0.07)) or one
+# real-time sample (realtime_csv, increment or cumulative value). 10 Sv = 10,000 mSv is far above any
+# occupational exposure a person survives without acute radiation syndrome, and 20x the annual extremity
+# limit (500 mSv); a value above it is a data error (µSv read as mSv, a corrupt export), never a dose of
+# record, and importing it would raise dose-limit alerts. Override per installation with the staff setting
+# DOSE_CEILING_SETTING (value in mSv) through config.setting_set.
+DOSE_CEILING_MSV = 10_000.0
+DOSE_CEILING_SETTING = "dosimetry.plausibility_ceiling_msv"
+
 
 def canonical_position(text: str) -> str | None:
     t = (text or "").strip().lower().replace("-", "_")
@@ -91,13 +106,61 @@ class ImportResult:
 # ---------------------------------------------------------------------------
 # CSV helpers (shared with the staffing import)
 # ---------------------------------------------------------------------------
+class CsvReadError(Exception):
+    """The file cannot be read as a CSV at all (not text, broken structure). ``errors``: "line N: ..."."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        super().__init__("\n".join(errors))
+
+
+# C0 control characters other than tab, LF, CR: a text CSV has next to none
+_CONTROL = {c for c in range(32) if c not in (9, 10, 13)}
+
+
+def _line_of(data: bytes, offset: int, newline: bytes = b"\n") -> int:
+    return data.count(newline, 0, offset) + 1
+
+
+def _decode(data: bytes) -> str:
+    """UTF-8 (BOM or not), UTF-16 with a BOM, else Windows-1252; anything else is not a text CSV."""
+    for bom, codec in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                       (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+        if data.startswith(bom):
+            try:
+                return data.decode(codec)
+            except UnicodeDecodeError as exc:
+                line = data[: exc.start].decode(codec, "replace").count("\n") + 1
+                raise CsvReadError([f"line {line}: not a text CSV: invalid {codec.upper()} data "
+                                    f"(the file starts with a {codec.upper()} byte order mark)"]) from None
+    sample = data[:65536]
+    if len(sample) >= 4 and sample.count(0) * 4 >= len(sample):  # every 2nd byte NUL: UTF-16 without a BOM
+        raise CsvReadError(["line 1: not a text CSV: it looks like UTF-16 without a byte order mark; "
+                            "save it as UTF-8 (or UTF-16 with a BOM)"])
+    # a few stray control characters are row errors (NUL) or harmless; many mean a binary file
+    controls = [i for i, b in enumerate(sample) if b in _CONTROL]
+    if len(controls) > max(8, len(sample) // 100):
+        raise CsvReadError([f"line {_line_of(data, controls[0])}: not a text CSV: {len(controls)} control characters "
+                            f"in the first {len(sample)} bytes (a binary file, or a spreadsheet saved as .csv?)"])
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as utf8_exc:
+        try:
+            return data.decode("cp1252")  # spreadsheet exports
+        except UnicodeDecodeError as exc:
+            raise CsvReadError([f"line {_line_of(data, exc.start)}: not a text CSV: byte 0x{data[exc.start]:02X} "
+                                f"is neither UTF-8 nor Windows-1252 text (first invalid UTF-8 byte on line "
+                                f"{_line_of(data, utf8_exc.start)})"]) from None
+
+
 def read_csv(path: Path | str) -> tuple[str, list[str], list[tuple[int, dict[str, str]]]]:
+    """(sha256, lower-cased header, [(line, row)]). A row that cannot be used is ``{"__error__": why}``.
+
+    Raises CsvReadError when the file as a whole cannot be read (not text, broken CSV structure, a NUL
+    character in the header); FileNotFoundError when there is no file."""
     data = Path(path).read_bytes()
     sha = hashlib.sha256(data).hexdigest()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = data.decode("cp1252")  # spreadsheet exports
+    text = _decode(data)
     sample = text[:4096]
     try:
         dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
@@ -106,20 +169,40 @@ def read_csv(path: Path | str) -> tuple[str, list[str], list[tuple[int, dict[str
     reader = csv.reader(io.StringIO(text), dialect)
     rows: list[tuple[int, dict[str, str]]] = []
     header: list[str] = []
-    for record in reader:
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # e.g. a field larger than csv.field_size_limit(): the rest cannot be parsed
+            raise CsvReadError([f"line {max(reader.line_num, 1)}: malformed CSV ({exc}); nothing after it was read"]) from None
+        line = reader.line_num
         if not header:
             if not any(c.strip() for c in record):
                 continue
+            if any("\x00" in c for c in record):
+                raise CsvReadError([f"line {line}: the header contains a NUL character (not a text CSV?)"])
             header = [c.strip().lower() for c in record]
             continue
         if not any(c.strip() for c in record):
             continue
-        line = reader.line_num
         if len(record) != len(header):
             rows.append((line, {"__error__": f"{len(record)} fields, the header has {len(header)}"}))
             continue
+        nul = [h for h, v in zip(header, record) if "\x00" in v]
+        if nul:  # no database stores a NUL in text; it is never part of a badge id, name or number
+            rows.append((line, {"__error__": f"a NUL character in column(s) {', '.join(nul)}"}))
+            continue
         rows.append((line, {h: (v or "").strip() for h, v in zip(header, record)}))
     return sha, header, rows
+
+
+def read_import_csv(path: Path, error_class: type[DosimetryImportError]):
+    """read_csv for an import: a file that cannot be read is refused as ``error_class`` (nothing written)."""
+    try:
+        return read_csv(path)
+    except CsvReadError as exc:
+        raise error_class(exc.errors, path.name) from None
 
 
 def check_columns(header: list[str], *, required: set[str], optional: set[str], one_of: list[set[str]] = ()) -> list[str]:
@@ -171,7 +254,7 @@ def parse_timestamp(text: str, tzinfo) -> datetime:
     return value
 
 
-def _number(text: str, what: str) -> float:
+def _number(text: str, what: str, *, ceiling: float | None = None, unit: str = "") -> float:
     try:
         value = float(text.replace(",", ".")) if text.count(",") == 1 and "." not in text else float(text)
     except ValueError:
@@ -180,7 +263,16 @@ def _number(text: str, what: str) -> float:
         raise ValueError(f"{what} {text!r} is not a finite number")
     if value < 0:
         raise ValueError(f"{what} {text!r} is negative")
+    if ceiling is not None and value > ceiling:
+        raise ValueError(f"{what} {text!r} is above the plausibility ceiling of {ceiling:g} {unit} "
+                         f"(staff setting {DOSE_CEILING_SETTING}): a unit or data error?")
     return value
+
+
+def dose_ceiling_msv() -> float:
+    """The plausibility ceiling in mSv: the staff setting when configured, else DOSE_CEILING_MSV."""
+    value = setting_value(DOSE_CEILING_SETTING, default=None)
+    return float(value) if value is not None else DOSE_CEILING_MSV
 
 
 def file_already_imported(sha: str) -> DosimetryImport | None:
@@ -212,7 +304,7 @@ class _Reading:
 
 def import_badge_csv(path: Path | str, *, today: date | None = None) -> ImportResult:
     path = Path(path)
-    sha, header, rows = read_csv(path)
+    sha, header, rows = read_import_csv(path, DosimetryImportError)
     done = file_already_imported(sha)
     if done:
         return ImportResult("already_imported", done.pk, {"rows": done.rows})
@@ -221,6 +313,7 @@ def import_badge_csv(path: Path | str, *, today: date | None = None) -> ImportRe
         raise DosimetryImportError(errors, path.name)
     today = today or timezone.localdate()
     thresholds = {q: setting_value(f"dosimetry.minimum_reportable.{q}", default=None) for q in QUANTITY_COLUMNS}
+    ceiling = dose_ceiling_msv()
     badges = {b.badge_id: b for b in DosimeterBadge.objects.filter(badge_id__in={r.get("badge_id", "") for _, r in rows})}
     readings: list[_Reading] = []
     periods: dict[str, list[tuple[date, date, int]]] = {}
@@ -280,7 +373,7 @@ def import_badge_csv(path: Path | str, *, today: date | None = None) -> ImportRe
                 values[q] = (None, False, True)
             else:
                 try:
-                    values[q] = (_number(cell, col), False, False)
+                    values[q] = (_number(cell, col, ceiling=ceiling, unit="mSv per wear period"), False, False)
                 except ValueError as exc:
                     row_errors.append(str(exc))
         if not values and not row_errors:
@@ -393,7 +486,7 @@ def import_realtime_csv(
     path: Path | str, *, tz_name: str | None = None, utc_offset: str | None = None, now: datetime | None = None
 ) -> ImportResult:
     path = Path(path)
-    sha, header, rows = read_csv(path)
+    sha, header, rows = read_import_csv(path, DosimetryImportError)
     done = file_already_imported(sha)
     if done:
         return ImportResult("already_imported", done.pk, {"rows": done.rows})
@@ -401,6 +494,7 @@ def import_realtime_csv(
     if errors:
         raise DosimetryImportError(errors, path.name)
     cumulative = "cumulative_usv" in header
+    ceiling_usv = dose_ceiling_msv() * 1000.0  # per sample (increment), or the badge's accumulated value
     tzinfo = make_tzinfo(tz_name, utc_offset)
     now = now or timezone.now()
     badges = {b.badge_id: b for b in DosimeterBadge.objects.filter(badge_id__in={r.get("badge_id", "") for _, r in rows})}
@@ -432,7 +526,7 @@ def import_realtime_csv(
         value = None
         col = "cumulative_usv" if cumulative else "dose_usv"
         try:
-            value = _number(row[col], col)
+            value = _number(row[col], col, ceiling=ceiling_usv, unit="µSv")
         except ValueError as exc:
             row_errors.append(str(exc))
         staff_id = None

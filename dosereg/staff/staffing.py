@@ -7,7 +7,8 @@ Columns (header row required, case-insensitive, any order):
 A study is found by study_instance_uid, else accession_number, else room (Device station name or display
 name, case-insensitive) plus the time window start..end (ISO 8601), which must overlap exactly one study.
 An unknown employee_id or an unfound study is an error (nothing is imported); an unknown name goes to the
-unmatched-name queue with a pending participation.
+unmatched-name queue with a pending participation. The file is read by dosimetry.read_csv (encodings, NUL
+characters, malformed CSV: refused with the line number).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 from django.db import transaction
 from django.db.models import Q
 
-from .dosimetry import DosimetryImportError, check_columns, make_tzinfo, parse_timestamp, read_csv
+from .dosimetry import DosimetryImportError, check_columns, make_tzinfo, parse_timestamp, read_import_csv
 from .models import Participation, StaffingImport, StaffMember, UnmatchedName
 from .services import participation_link, role_normalise, staff_match, unmatched_queue
 
@@ -78,7 +79,7 @@ def _find_study(row: dict, tzinfo) -> tuple[object | None, str]:
 
 def import_staffing(path: Path | str, *, tz_name: str | None = None) -> StaffingResult:
     path = Path(path)
-    sha, header, rows = read_csv(path)
+    sha, header, rows = read_import_csv(path, StaffingImportError)
     done = StaffingImport.objects.filter(sha256=sha).first()
     if done:
         return StaffingResult("already_imported", done.pk, {"rows": done.rows})

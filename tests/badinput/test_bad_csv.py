@@ -66,35 +66,24 @@ def test_spreadsheet_export_with_semicolons_and_decimal_commas_is_understood(peo
     assert DosimeterReading.objects.get(badge__badge_id="LX-1001", quantity="hp10").value_msv == 0.5
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError,
-                   reason="KNOWN BUG (reported, issue 7): staff.dosimetry.read_csv falls back to cp1252, which cannot "
-                          "decode 0x81/0x8D/0x8F/0x90/0x9D: a binary or UTF-16 file crashes with UnicodeDecodeError")
 def test_binary_file_renamed_csv(people, tmp_path):
     f = tmp_path / "photo.csv"
     f.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8)
     refused(f, "not a text CSV")
 
 
-@pytest.mark.xfail(strict=True, raises=Exception,
-                   reason="KNOWN BUG (reported, issue 7): a field over csv.field_size_limit (128 KiB) raises an "
-                          "uncaught _csv.Error instead of a line-numbered error")
 def test_oversized_field(people, tmp_path):
     f = tmp_path / "huge.csv"
     f.write_text(",".join(BADGE_HEADER) + "\n" + ",".join(GOOD_ROW[:3] + ["x" * 200_000] + GOOD_ROW[4:]) + "\n")
     refused(f, "line 2")
 
 
-@pytest.mark.xfail(ON_POSTGRESQL, strict=True, raises=ValueError,
-                   reason="KNOWN BUG (reported, issue 7): a NUL in a CSV cell reaches a PostgreSQL query "
-                          "(ValueError: A string literal cannot contain NUL) instead of a line-numbered error")
 def test_nul_bytes_in_cells(people, tmp_path):
     f = tmp_path / "nul.csv"
     f.write_bytes((",".join(BADGE_HEADER) + "\nLX-10\x0001,collar,E100,,2025-01-01,2025-01-31,0.5,,\n").encode())
     refused(f, "line 2:")
 
 
-@pytest.mark.xfail(strict=True, reason="KNOWN GAP (reported, issue 7): badge doses have no plausibility ceiling; "
-                                       "1e30 mSv is imported and raises staff alerts")
 def test_absurd_badge_dose(people, tmp_path):
     refused(write_csv(tmp_path / "absurd.csv", BADGE_HEADER, [GOOD_ROW[:6] + ["1e30", "", ""]]), "line 2:")
 

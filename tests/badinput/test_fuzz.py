@@ -188,10 +188,6 @@ def _on_postgresql() -> bool:
 
 
 @pytest.mark.django_db
-@pytest.mark.xfail(_on_postgresql(), strict=True, raises=Exception,
-                   reason="KNOWN BUG (reported, issue 7): dose_file_import stores the SOP Instance/Class UID read "
-                          "from the file unvalidated; a NUL or a >128-character UID is a DataError/ValueError on "
-                          "PostgreSQL and the import crashes instead of quarantining")
 @pytest.mark.parametrize("bad_uid", ["1.2.3\x00.4", "1." + "2" * 200])
 def test_file_import_with_an_invalid_sop_uid_in_the_file(tmp_path, bad_uid):
     """manage.py import_dose / backfill path: a file whose own SOP Instance UID is garbage."""
