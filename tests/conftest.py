@@ -106,3 +106,23 @@ def pytest_runtest_setup(item):
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_teardown(item, nextitem):
     _carry_serialized_contents()
+
+
+@pytest.fixture(autouse=True)
+def _sequences_follow_restored_rows(request):
+    """A serialized restore inserts the seeded rows with their original ids but leaves PostgreSQL's
+    sequences where a flush left them; the next insert could then reuse an id (duplicate key). Move
+    every sequence past the restored rows."""
+    if not _is_transactional(request.node):
+        yield
+        return
+    request.getfixturevalue("transactional_db")
+    from django.apps import apps
+    from django.core.management.color import no_style
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        statements = connection.ops.sequence_reset_sql(no_style(), apps.get_models())
+        with connection.cursor() as cur:
+            cur.execute(";".join(statements))
+    yield
