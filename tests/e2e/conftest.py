@@ -65,6 +65,18 @@ def dcmtk() -> None:
     require(os.path.exists(STORESCU), "DCMTK storescu (/usr/bin/storescu)")
 
 
+def end_other_sessions() -> None:
+    """Killed processes can leave a server session idle in a transaction (a socket half-closed behind
+    a proxy, a -9'd worker); the test database's flush at teardown would wait on its locks forever."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
 class Stack:
     """A running listener + worker(s) sharing a spool, a database and a broker."""
 
@@ -130,6 +142,7 @@ def stack(pg_url, redis_url, dcmtk, tmp_path, request):
     s = Stack(env, free_port(), spool, logdir)
     yield s
     s.stop()
+    end_other_sessions()
     rep = getattr(request.node, "rep_call", None)
     if rep is not None and rep.failed:
         print(s.logs())

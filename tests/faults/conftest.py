@@ -17,7 +17,7 @@ import pytest
 from pynetdicom import AE, build_context
 
 from tests.conftest import require
-from tests.e2e.conftest import Stack, dcmtk, free_port, pg_url, wait_port  # noqa: F401 (fixtures)
+from tests.e2e.conftest import Stack, dcmtk, end_other_sessions, free_port, pg_url, wait_port  # noqa: F401 (fixtures)
 
 
 class PrivateRedis:
@@ -199,9 +199,10 @@ def fault_stack(pg_url, dcmtk, tmp_path, request):
     for w in stack.workers:
         kill9_group(w)
     stack.stop()
-    controller.stop()
     proxy.down()
     redis.kill()
+    controller.stop()
+    end_other_sessions()
     rep = getattr(request.node, "rep_call", None)
     if rep is not None and rep.failed:
         print(stack.logs())
