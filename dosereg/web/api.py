@@ -26,6 +26,7 @@ from dosereg.registry.models import DoseObject, IrradiationEvent, Participant, P
 from . import fhir, integrations, roles
 from .params import InvalidParameter, QueryParams, parse_datetime, parse_int
 from .roles import has_role, user_roles
+from .scope import EVERY_SITE, SiteScope, scope_for
 from .selectors import patient_for_user, patient_group_ids
 
 
@@ -55,7 +56,16 @@ class RolePermission(permissions.BasePermission):
 
 
 class PatientScoped:
-    """``patient_ids`` is None for clinical roles (all), the patient's own ids for a portal user."""
+    """``patient_ids`` is None for clinical roles (all), the patient's own ids for a portal user.
+
+    ``site_scope`` is the clinical user's sites (``dosereg.web.scope``: a site-scoped RSO reads only studies,
+    events, patients and alerts at their sites, anything else is a 404 as for a missing id); a portal user is
+    limited by ``patient_ids`` instead."""
+
+    def site_scope(self) -> SiteScope:
+        if has_role(self.request.user, roles.CLINICAL):
+            return scope_for(self.request.user)
+        return EVERY_SITE
 
     def patient_ids(self) -> list[int] | None:
         if has_role(self.request.user, roles.CLINICAL):
@@ -120,7 +130,7 @@ class StudyList(BadParamsAre400, PatientScoped, generics.ListAPIView):
     pagination_class = Pagination
 
     def get_queryset(self):
-        qs = Study.objects.select_related("device")
+        qs = Study.objects.select_related("device").filter(self.site_scope().study_q())
         ids = self.patient_ids()
         if ids is not None:
             qs = qs.filter(patient_id__in=ids)
@@ -153,7 +163,7 @@ class StudyDetail(BadParamsAre400, PatientScoped, generics.RetrieveAPIView):
     serializer_class = StudySerializer
 
     def get_queryset(self):
-        qs = Study.objects.select_related("device")
+        qs = Study.objects.select_related("device").filter(self.site_scope().study_q())
         ids = self.patient_ids()
         return qs if ids is None else qs.filter(patient_id__in=ids)
 
@@ -172,11 +182,12 @@ class EventList(BadParamsAre400, PatientScoped, generics.ListAPIView):
     pagination_class = Pagination
 
     def get_queryset(self):
-        qs = IrradiationEvent.objects.all()
+        scope = self.site_scope()
+        qs = IrradiationEvent.objects.filter(scope.study_q("study__"))
         ids = self.patient_ids()
         study_pk = self.kwargs.get("pk") or self.params().int("study")
         if study_pk is not None:
-            sq = Study.objects.filter(pk=study_pk)
+            sq = Study.objects.filter(scope.study_q(), pk=study_pk)
             if ids is not None:
                 sq = sq.filter(patient_id__in=ids)
             if not sq.exists():
@@ -203,7 +214,7 @@ class PatientList(BadParamsAre400, PatientScoped, generics.ListAPIView):
     pagination_class = Pagination
 
     def get_queryset(self):
-        qs = Patient.objects.all()
+        qs = Patient.objects.filter(self.site_scope().patient_q())
         ids = self.patient_ids()
         if ids is not None:
             return qs.filter(pk__in=ids[:1])
@@ -225,7 +236,7 @@ class PatientDetail(BadParamsAre400, PatientScoped, generics.RetrieveAPIView):
 
     def get_queryset(self):
         ids = self.patient_ids()
-        qs = Patient.objects.all()
+        qs = Patient.objects.filter(self.site_scope().patient_q())
         return qs if ids is None else qs.filter(pk__in=ids)
 
     def retrieve(self, request, *args, **kwargs):
@@ -242,9 +253,17 @@ class AlertList(BadParamsAre400, APIView):
 
     def get(self, request):
         p = self.params()
-        alerts = integrations.alerts_api_list(status=p.text("status", max_length=64) or "open", patient=p.int("patient"))
+        size = p.int("page_size", max_value=Pagination.max_page_size) or Pagination.page_size
+        alerts = integrations.alerts_api_list(status=p.text("status", max_length=64) or "open", patient=p.int("patient"),
+                                              limit=size + 1, before_id=p.int("cursor"), scope=scope_for(request.user))
+        next_url = None
+        if len(alerts) > size:  # a further page: keyset on the id, stable while new alerts arrive
+            alerts = alerts[:size]
+            query = request.query_params.copy()
+            query["cursor"] = str(alerts[-1]["id"])
+            next_url = request.build_absolute_uri(request.path + "?" + query.urlencode())
         _audit_page(request, "alert", {a.get("patient_pk") for a in alerts})
-        return Response({"results": alerts, "available": integrations.has_exposure()})
+        return Response({"next": next_url, "results": alerts, "available": integrations.has_exposure()})
 
 
 class AlertAction(BadParamsAre400, APIView):
@@ -259,7 +278,7 @@ class AlertAction(BadParamsAre400, APIView):
         try:
             result = integrations.alert_transition(alert_id=pk, action=action, user=request.user,
                                                    note=str(request.data.get("note", ""))[:2000],
-                                                   due=str(request.data.get("due", "")))
+                                                   due=str(request.data.get("due", "")), scope=scope_for(request.user))
         except integrations.AlertNotFound:
             raise Http404
         except ValueError as exc:
@@ -299,7 +318,7 @@ class FhirObservation(BadParamsAre400, PatientScoped, APIView):
             study_pk = None
         if study_pk is None:  # not one of ours, or an id that cannot exist
             raise Http404
-        qs = Study.objects.select_related("device")
+        qs = Study.objects.select_related("device").filter(self.site_scope().study_q())
         ids = self.patient_ids()
         if ids is not None:
             qs = qs.filter(patient_id__in=ids)
@@ -319,7 +338,7 @@ class FhirObservationSearch(BadParamsAre400, PatientScoped, APIView):
         code = (p.get("code") or "73569-6").split("|")[-1]
         if code != "73569-6":
             return Response(fhir.bundle([]), content_type="application/fhir+json")
-        qs = Study.objects.select_related("device").order_by("study_datetime", "pk")
+        qs = Study.objects.select_related("device").filter(self.site_scope().study_q()).order_by("study_datetime", "pk")
         ids = self.patient_ids()
         if ids is not None:
             qs = qs.filter(patient_id__in=ids)

@@ -17,6 +17,7 @@ from django.http import FileResponse, StreamingHttpResponse
 from dosereg.registry.models import IrradiationEvent
 
 from .models import ProtocolMapping
+from .scope import EVERY_SITE, SiteScope
 from .selectors import audit_studies
 
 CHUNK = 2000
@@ -79,13 +80,15 @@ STUDY_HEADER = [
 ]
 
 
-def protocol_study_rows(*, since, until, modality: str = "", device_id: int | None = None) -> Iterator[tuple]:
+def protocol_study_rows(*, since, until, modality: str = "", device_id: int | None = None,
+                        scope: SiteScope = EVERY_SITE) -> Iterator[tuple]:
     std = Subquery(
         ProtocolMapping.objects.filter(source_name=OuterRef("study_description"), modality=OuterRef("procedure_modality"))
         .values("standard_name__name")[:1]
     )
     qs = (
         audit_studies(since=since, until=until, modality=modality, device_id=device_id)
+        .filter(scope.study_q())
         .annotate(std_name=std, device_name=F("device__display_name"))
         .order_by("study_datetime", "pk")
         .values_list("study_datetime", "device_name", "procedure_modality", "study_description", "std_name",
@@ -102,10 +105,10 @@ EVENT_HEADER = [
 ]
 
 
-def technique_event_rows(*, since, until, device_id: int | None = None) -> Iterator[tuple]:
+def technique_event_rows(*, since, until, device_id: int | None = None, scope: SiteScope = EVERY_SITE) -> Iterator[tuple]:
     qs = IrradiationEvent.objects.filter(
         study__study_datetime__gte=since, study__study_datetime__lt=until, study__procedure_modality__in=("RF", "XA")
-    )
+    ).filter(scope.study_q("study__"))
     if device_id:
         qs = qs.filter(study__device_id=device_id)
     qs = qs.order_by("study_id", "pk").values_list(

@@ -75,21 +75,27 @@ def alert_dict(a) -> dict:
     }
 
 
-def open_alerts(*, limit: int = 50) -> list[dict]:
+def _alerts(m, scope):
+    """The Alert queryset a user may read (``scope``: a ``dosereg.web.scope.SiteScope``; None = every site)."""
+    qs = m.Alert.objects.all()
+    return qs if scope is None else qs.filter(scope.alert_q())
+
+
+def open_alerts(*, limit: int = 50, scope=None) -> list[dict]:
     m = _exposure_models()
     if m is None:
         return []
-    rows = list(m.Alert.objects.filter(status__in=INBOX_STATUSES).select_related("patient").order_by("-raised_at", "-pk")[:limit])
+    rows = list(_alerts(m, scope).filter(status__in=INBOX_STATUSES).select_related("patient").order_by("-raised_at", "-pk")[:limit])
     rows.sort(key=lambda a: (a.status != "open", _SEVERITY_ORDER.get(a.severity, 3)))
     return [alert_dict(a) for a in rows]
 
 
-def follow_ups_due(*, now: datetime, days_ahead: int = 7, limit: int = 50) -> list[dict]:
+def follow_ups_due(*, now: datetime, days_ahead: int = 7, limit: int = 50, scope=None) -> list[dict]:
     m = _exposure_models()
     if m is None:
         return []
     today = timezone.localdate(now)
-    rows = m.Alert.objects.filter(status="follow_up", follow_up_due__lte=today + timedelta(days=days_ahead)) \
+    rows = _alerts(m, scope).filter(status="follow_up", follow_up_due__lte=today + timedelta(days=days_ahead)) \
         .select_related("patient").order_by("follow_up_due", "pk")[:limit]
     out = []
     for a in rows:
@@ -99,13 +105,13 @@ def follow_ups_due(*, now: datetime, days_ahead: int = 7, limit: int = 50) -> li
     return out
 
 
-def patient_alerts(*, patient) -> list[dict]:
+def patient_alerts(*, patient, scope=None) -> list[dict]:
     m = _exposure_models()
     if m is None:
         return []
     from .selectors import patient_group_ids
 
-    return [alert_dict(a) for a in m.Alert.objects.filter(patient_id__in=patient_group_ids(patient))
+    return [alert_dict(a) for a in _alerts(m, scope).filter(patient_id__in=patient_group_ids(patient))
             .select_related("patient").order_by("-raised_at")[:100]]
 
 
@@ -120,25 +126,31 @@ def study_alerts(*, study) -> list[dict]:
             .select_related("patient").order_by("-raised_at")[:100]]
 
 
-def alerts_api_list(*, status: str = "open", patient: str | None = None, limit: int = 500) -> list[dict]:
+def alerts_api_list(*, status: str = "open", patient: str | None = None, limit: int = 100, before_id: int | None = None,
+                    scope=None) -> list[dict]:
+    """Newest first (by id, i.e. in the order they were raised); ``before_id`` continues after a page (keyset)."""
     m = _exposure_models()
     if m is None:
         return []
-    qs = m.Alert.objects.select_related("patient").order_by("-raised_at", "-pk")
+    qs = _alerts(m, scope).select_related("patient").order_by("-pk")
     if status and status != "all":
         qs = qs.filter(status__in=status.split(","))
     if patient and str(patient).isdigit():
         qs = qs.filter(patient_id=int(patient))
+    if before_id:
+        qs = qs.filter(pk__lt=before_id)
     return [alert_dict(a) for a in qs[:limit]]
 
 
-def alert_transition(*, alert_id: int, action: str, user, note: str = "", due: str = "") -> dict:
-    """Acknowledge / schedule a follow-up / close, through the exposure services."""
+def alert_transition(*, alert_id: int, action: str, user, note: str = "", due: str = "", scope=None) -> dict:
+    """Acknowledge / schedule a follow-up / close, through the exposure services.
+
+    An alert outside ``scope`` (another site's, for a site-scoped RSO) is not found, as a missing one."""
     m = _exposure_models()
     services = _mod("dosereg.exposure.services")
     if m is None or services is None:
         raise AlertNotFound(alert_id)
-    if not m.Alert.objects.filter(pk=alert_id).exists():
+    if not _alerts(m, scope).filter(pk=alert_id).exists():
         raise AlertNotFound(alert_id)
     if action == "acknowledge":
         alert = services.alert_acknowledge(alert_id=alert_id, user=user, note=note)
@@ -164,19 +176,28 @@ def _window_label(days: int) -> str:
     return f"{days} days"
 
 
-def top_cumulative(*, limit: int = 10, window_days: int = 84) -> list[dict]:
+def top_cumulative(*, limit: int = 10, window_days: int = 84, scope=None) -> list[dict]:
+    """Highest cumulative windows; with ``scope``, of the patients at its sites (their totals over every site)."""
     m = _exposure_models()
     if m is None:
         return []
     qs = m.PatientExposureWindow.objects.filter(anchor_study__isnull=True, patient__merged_into__isnull=True)
-    days = list(qs.values_list("window_days", flat=True).distinct().order_by("window_days")[:20])
-    if not days:
-        return []
-    wd = window_days if window_days in days else days[0]
+    if scope is not None:
+        qs = qs.filter(scope.patient_q("patient_id"))
     from django.db.models import F
 
-    rows = qs.filter(window_days=wd, procedure_count__gt=0).select_related("patient").order_by(
-        F("kap_gy_cm2").desc(nulls_last=True), F("dlp_mgy_cm").desc(nulls_last=True))[:limit]
+    def top(days: int) -> list:  # walks the index window_now_top_kap in order, stops after ``limit`` rows
+        return list(qs.filter(window_days=days, procedure_count__gt=0).select_related("patient").order_by(
+            F("kap_gy_cm2").desc(nulls_last=True), F("dlp_mgy_cm").desc(nulls_last=True))[:limit])
+
+    wd = window_days
+    rows = top(wd)
+    if not rows:  # no window of that length (other configuration): the shortest one kept
+        days = list(qs.values_list("window_days", flat=True).distinct().order_by("window_days")[:1])
+        if not days or days[0] == window_days:
+            return []
+        wd = days[0]
+        rows = top(wd)
     return [{
         "patient_id": w.patient_id, "patient__patient_id": w.patient.patient_id, "patient__name": w.patient.name,
         "n": w.procedure_count, "kap": w.kap_gy_cm2, "kar": w.kar_max_gy, "dlp": w.dlp_mgy_cm, "ft": w.fluoro_time_s,

@@ -2,7 +2,8 @@
 
 | role      | sees                                                                          |
 |-----------|-------------------------------------------------------------------------------|
-| rso       | everything clinical: dashboard, alerts (and acts on them), patient histories  |
+| rso       | everything clinical at their sites: dashboard, alerts (and acts on them),     |
+|           | patient histories (site assignment in the admin; see ``dosereg.web.scope``)   |
 | physicist | dose data, patient histories, protocol audit, DRLs, mappings; no alert actions |
 | staff     | their own occupational dose only                                             |
 | patient   | their own exposure list only (via PatientAccount)                             |

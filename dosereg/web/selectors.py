@@ -29,6 +29,7 @@ from dosereg.registry.models import (
 
 from . import explain
 from .models import DRLSet, DRLValue, PatientAccount, ProtocolMapping, StandardName
+from .scope import EVERY_SITE, SiteScope, scope_for
 
 PREGNANT = ("possibly_pregnant", "definitely_pregnant")
 AUDIT_QUANTITIES = [
@@ -61,18 +62,24 @@ def patient_group_ids(patient: Patient) -> list[int]:
     return [patient.pk, *Patient.objects.filter(merged_into=patient).values_list("pk", flat=True)]
 
 
-def patient_search(*, q: str = "", limit: int = 50) -> list[dict]:
-    qs = Patient.objects.filter(merged_into__isnull=True)
+def patient_search(*, q: str = "", limit: int = 50, scope: SiteScope = EVERY_SITE) -> list[dict]:
+    """Patients by ID or name (or the most recently examined); ``scope``: only patients with a study at its
+    sites, with the count and last date of their exams there."""
+    if not scope.unrestricted and not scope.sites:
+        return []
+    qs = Patient.objects.filter(merged_into__isnull=True).filter(scope.patient_q())
     q = q.strip()
     if q:
         qs = qs.filter(Q(patient_id__iexact=q) | Q(patient_id__istartswith=q) | Q(name__icontains=q))
     else:  # the most recently examined patients
         recent = (
-            Study.objects.filter(patient__isnull=False, patient__merged_into__isnull=True)
+            Study.objects.filter(patient__isnull=False, patient__merged_into__isnull=True).filter(scope.study_q())
             .order_by("-study_datetime").values_list("patient_id", flat=True)[:500]
         )
         qs = qs.filter(pk__in=Subquery(recent))
-    qs = qs.annotate(n_studies=Count("studies"), last_study=Max("studies__study_datetime")).order_by(
+    at_sites = scope.study_q("studies__")
+    qs = qs.annotate(n_studies=Count("studies", filter=at_sites),
+                     last_study=Max("studies__study_datetime", filter=at_sites)).order_by(
         F("last_study").desc(nulls_last=True)
     )
     return list(qs.values("pk", "patient_id", "issuer", "name", "sex", "birth_date", "n_studies", "last_study")[:limit])
@@ -107,22 +114,29 @@ STUDY_LIST_FIELDS = (
 )
 
 
-def patient_studies(*, patient_ids: list[int], limit: int = 1000) -> list[Study]:
-    """All exams in time order (MR and other non-ionising exams included), 2 queries."""
+def patient_studies(*, patient_ids: list[int], limit: int = 1000, scope: SiteScope = EVERY_SITE) -> list[Study]:
+    """All exams in time order (MR and other non-ionising exams included), 2 queries. ``scope``: at its sites only."""
     return list(
-        Study.objects.filter(patient_id__in=patient_ids)
+        Study.objects.filter(patient_id__in=patient_ids).filter(scope.study_q())
         .select_related("device")
         .prefetch_related(Prefetch("mr_exams", queryset=MRExam.objects.order_by("pk")))
         .order_by(F("study_datetime").asc(nulls_last=True), "pk")[:limit]
     )
 
 
-def patient_history(*, patient: Patient, now: datetime | None = None) -> dict:
+def patient_history(*, patient: Patient, now: datetime | None = None, scope: SiteScope = EVERY_SITE) -> dict:
+    """A patient's exams, cumulative windows and alerts.
+
+    ``scope`` (a site-scoped RSO): the exams, chart and alerts of its sites only; the cumulative windows stay
+    the patient's totals over every site (what alert levels are measured against) and ``other_site_studies``
+    counts the exams elsewhere that they include (one more query).
+    """
     from . import integrations
 
     now = now or timezone.now()
     ids = patient_group_ids(patient)
-    studies = patient_studies(patient_ids=ids)
+    studies = patient_studies(patient_ids=ids, scope=scope)
+    other_site_studies = 0 if scope.unrestricted else Study.objects.filter(patient_id__in=ids).exclude(scope.study_q()).count()
     windows = integrations.patient_windows(patient=patient) or _windows_from_registry(ids, now)
     chart = [
         {
@@ -137,15 +151,18 @@ def patient_history(*, patient: Patient, now: datetime | None = None) -> dict:
         "pk", "invited_at", "expires_at", "verified_at", "revoked", "user__username")[:5])
     return {
         "patient": patient, "studies": studies, "windows": windows, "windows_source": "exposure" if integrations.has_exposure() else "registry",
-        "chart": chart, "alerts": integrations.patient_alerts(patient=patient), "accounts": accounts,
+        "chart": chart, "alerts": integrations.patient_alerts(patient=patient, scope=scope), "accounts": accounts,
+        "scope": scope, "other_site_studies": other_site_studies,
     }
 
 
-def study_detail(*, study_pk: int, patient_ids: list[int] | None = None, event_limit: int = 2000) -> dict | None:
-    """One study with its events, planes, participants and objects. None when not found (or not the patient's)."""
+def study_detail(*, study_pk: int, patient_ids: list[int] | None = None, event_limit: int = 2000,
+                 scope: SiteScope = EVERY_SITE) -> dict | None:
+    """One study with its events, planes, participants and objects. None when not found (or not the patient's,
+    or not at the sites of ``scope``)."""
     from . import integrations
 
-    qs = Study.objects.select_related("patient", "device")
+    qs = Study.objects.select_related("patient", "device").filter(scope.study_q())
     if patient_ids is not None:
         qs = qs.filter(patient_id__in=patient_ids)
     study = qs.filter(pk=study_pk).first()
@@ -231,11 +248,12 @@ def device_names() -> dict[int, str]:
     return {d.pk: str(d) for d in Device.objects.only("pk", "display_name", "manufacturer", "model", "station_name")}
 
 
-def device_trends(*, now: datetime, weeks: int = 12) -> dict:
+def device_trends(*, now: datetime, weeks: int = 12, scope: SiteScope = EVERY_SITE) -> dict:
     """Procedures per week and mean KAP / Ka,r / fluoro time / DLP per procedure, per device (1 query)."""
     since = now - timedelta(weeks=weeks)
     rows = (
         Study.objects.filter(study_datetime__gte=since, study_datetime__lte=now, device__isnull=False)
+        .filter(scope.study_q())
         .annotate(week=TruncWeek("study_datetime"))
         .values("device_id", "week")
         .annotate(n=Count("id"), kap=Avg("dap_total_gy_cm2"), kar=Avg("dose_rp_max_plane_gy"),
@@ -252,11 +270,13 @@ def device_trends(*, now: datetime, weeks: int = 12) -> dict:
     return {"weeks": sorted(w.isoformat() for w in weeks_seen), "series": series}
 
 
-def ingest_health(*, now: datetime, days: int = 14, baseline_days: int = 28) -> dict:
-    """Objects per device per day, silent devices, new devices and software versions (4 queries)."""
+def ingest_health(*, now: datetime, days: int = 14, baseline_days: int = 28, scope: SiteScope = EVERY_SITE) -> dict:
+    """Objects per device per day, silent devices, new devices and software versions (5 queries).
+
+    ``scope``: the devices at its sites; objects not attributed to a device are counted for unscoped users only."""
     since = now - timedelta(days=days)
     per_day_rows = (
-        DoseObject.objects.filter(received_at__gte=since)
+        DoseObject.objects.filter(received_at__gte=since).filter(scope.device_q())
         .annotate(day=TruncDate("received_at"))
         .values("device_id", "day")
         .annotate(n=Count("id"))
@@ -267,16 +287,16 @@ def ingest_health(*, now: datetime, days: int = 14, baseline_days: int = 28) -> 
     for r in per_day_rows:
         per_day.setdefault(r["device_id"], {})[r["day"]] = r["n"]
     base_since = now - timedelta(days=baseline_days)
-    devices = list(
-        Device.objects.annotate(
-            n_base=Count("dose_objects", filter=Q(dose_objects__received_at__gte=base_since)),
-            last_object=Max("dose_objects__received_at"),
-        ).order_by("pk")
-    )
+    # objects in the baseline window per device (the received_at index bounds it; no scan of the whole history);
+    # a device with none there is described by its last_seen
+    base = {r["device_id"]: r for r in DoseObject.objects.filter(received_at__gte=base_since).filter(scope.device_q())
+            .values("device_id").annotate(n=Count("id"), last=Max("received_at")).order_by()}
+    devices = list(Device.objects.filter(scope.device_q("pk")).order_by("pk"))
     rows, silent = [], []
     for d in devices:
         counts = per_day.get(d.pk, {})
-        last = d.last_object or d.last_seen
+        d.n_base = base.get(d.pk, {}).get("n", 0)
+        last = base.get(d.pk, {}).get("last") or d.last_seen
         typical_gap_h = (baseline_days * 24 / d.n_base) if d.n_base else None
         # silent: nothing for more than 3 typical gaps (at least 2 days), for a device that normally sends
         is_silent = bool(
@@ -290,7 +310,7 @@ def ingest_health(*, now: datetime, days: int = 14, baseline_days: int = 28) -> 
             silent.append(row)
     unassigned = per_day.get(None, {})
     new_versions = list(
-        DeviceSoftwareVersion.objects.filter(first_seen__gte=since).select_related("device").order_by("-first_seen")[:50]
+        DeviceSoftwareVersion.objects.filter(first_seen__gte=since).filter(scope.device_q()).select_related("device").order_by("-first_seen")[:50]
     )
     return {
         "days": day_list, "rows": rows, "silent": silent, "new_devices": [r["device"] for r in rows if r["new"]],
@@ -299,8 +319,10 @@ def ingest_health(*, now: datetime, days: int = 14, baseline_days: int = 28) -> 
     }
 
 
-def quarantine(*, limit: int = 50) -> dict:
-    qs = DoseObject.objects.filter(status=DoseObject.STATUS_QUARANTINED)
+def quarantine(*, limit: int = 50, scope: SiteScope = EVERY_SITE) -> dict:
+    """Quarantined objects; ``scope``: those of devices at its sites (an object that could not be read has no
+    device, so only unscoped users see it)."""
+    qs = DoseObject.objects.filter(status=DoseObject.STATUS_QUARANTINED).filter(scope.device_q())
     return {
         "count": qs.count(),
         "objects": list(qs.order_by("-received_at").only(
@@ -308,11 +330,12 @@ def quarantine(*, limit: int = 50) -> dict:
     }
 
 
-def top_cumulative_patients(*, now: datetime, weeks: int = 12, limit: int = 10) -> list[dict]:
-    """Highest cumulative KAP / DLP in the window, from study totals (1 query)."""
+def top_cumulative_patients(*, now: datetime, weeks: int = 12, limit: int = 10, scope: SiteScope = EVERY_SITE) -> list[dict]:
+    """Highest cumulative KAP / DLP in the window, from study totals (1 query). ``scope``: of the patients at its
+    sites (their totals over every site, as in the patient history)."""
     since = now - timedelta(weeks=weeks)
     rows = (
-        Study.objects.filter(study_datetime__gte=since, patient__isnull=False)
+        Study.objects.filter(study_datetime__gte=since, patient__isnull=False).filter(scope.patient_q("patient_id"))
         .values("patient_id", "patient__patient_id", "patient__name")
         .annotate(n=Count("id"), kap=Sum("dap_total_gy_cm2"), kar=Sum("dose_rp_max_plane_gy"),
                   dlp=Sum("dlp_total_mgy_cm"), ft=Sum("fluoro_time_total_s"))
@@ -321,33 +344,37 @@ def top_cumulative_patients(*, now: datetime, weeks: int = 12, limit: int = 10) 
     return list(rows)
 
 
-def pregnancy_studies(*, now: datetime, days: int = 90, limit: int = 25) -> list[Study]:
+def pregnancy_studies(*, now: datetime, days: int = 90, limit: int = 25, scope: SiteScope = EVERY_SITE) -> list[Study]:
     since = now - timedelta(days=days)
     flt = Q(pregnancy_status_override__in=PREGNANT) | (Q(pregnancy_status_override="") & Q(pregnancy_status__in=PREGNANT))
     return list(
-        Study.objects.filter(flt, study_datetime__gte=since, has_ionising_dose=True)
+        Study.objects.filter(flt, study_datetime__gte=since, has_ionising_dose=True).filter(scope.study_q())
         .select_related("patient", "device").order_by("-study_datetime")[:limit]
     )
 
 
-def dashboard(*, now: datetime | None = None, user=None) -> dict:
+def dashboard(*, now: datetime | None = None, user=None, scope: SiteScope | None = None) -> dict:
+    """Everything on the RSO dashboard, for the sites of ``scope`` (default: the user's, or every site)."""
     from . import integrations
 
     now = now or timezone.now()
+    if scope is None:
+        scope = scope_for(user) if user is not None else EVERY_SITE
     names = device_names()
-    trends = device_trends(now=now)
+    trends = device_trends(now=now, scope=scope)
     return {
         "now": now,
-        "alerts": integrations.open_alerts(limit=50),
-        "follow_ups": integrations.follow_ups_due(now=now),
-        "top_patients": integrations.top_cumulative(limit=10) or top_cumulative_patients(now=now),
-        "pregnancy": pregnancy_studies(now=now),
+        "scope": scope,
+        "alerts": integrations.open_alerts(limit=50, scope=scope),
+        "follow_ups": integrations.follow_ups_due(now=now, scope=scope),
+        "top_patients": integrations.top_cumulative(limit=10, scope=scope) or top_cumulative_patients(now=now, scope=scope),
+        "pregnancy": pregnancy_studies(now=now, scope=scope),
         "trends": {"weeks": trends["weeks"], "devices": [
             {"id": dev_id, "name": names.get(dev_id, f"device {dev_id}"), "points": pts}
             for dev_id, pts in trends["series"].items()
         ]},
-        "ingest": ingest_health(now=now),
-        "quarantine": quarantine(),
+        "ingest": ingest_health(now=now, scope=scope),
+        "quarantine": quarantine(scope=scope),
         "has_exposure": integrations.has_exposure(),
     }
 
@@ -394,40 +421,26 @@ def _quartiles(values: list[float]) -> tuple[float | None, float | None, float |
 
 def protocol_audit(*, since: datetime, until: datetime, modality: str = "", device_id: int | None = None,
                    drl_set_ids: list[int] | None = None) -> dict:
-    """Per device x standard name: count, quartiles of each quantity, DRL comparison.
+    """Per device x standard name: count, quartiles of each quantity, DRL comparison (5 queries).
 
-    PostgreSQL computes the quartiles in one grouped query; other databases get
-    the values streamed and reduced in Python (embedded/small installs).
+    Read from the monthly pre-aggregated summaries (``dosereg.protocols``), so the cost grows with devices x
+    months x study descriptions, not with the number of studies. Counts, minimum and maximum are exact; the
+    quartiles and the median come from histograms with bins 1 % wide and are within 0.5 % of the exact
+    ``percentile_cont`` values (``histogram.MAX_RELATIVE_ERROR``). Studies not summarised yet (new, changed,
+    or in a month cut by the period's ends) are read exactly in the same query, so nothing shown is stale.
     """
-    base = audit_studies(since=since, until=until, modality=modality, device_id=device_id).annotate(std=_standard_name_subquery())
+    from dosereg.protocols.selectors import audit_groups
+
     groups: dict[tuple, dict] = {}
-    if connection.vendor == "postgresql":
-        aggs = {"n": Count("id")}
+    for (dev_id, std_id, mod), g in audit_groups(since=since, until=until, modality=modality, device_id=device_id).items():
+        r = {"device_id": dev_id, "std": std_id, "procedure_modality": mod, "n": g.n}
         for key, _, _ in AUDIT_QUANTITIES:
-            aggs[f"{key}__n"] = Count(key)
-            aggs[f"{key}__min"] = Min(key)
-            aggs[f"{key}__max"] = Max(key)
-            for p, tag in ((0.25, "q1"), (0.5, "med"), (0.75, "q3")):
-                aggs[f"{key}__{tag}"] = Percentile(key, p)
-        for r in base.values("device_id", "std", "procedure_modality").annotate(**aggs).order_by():
-            groups[(r["device_id"], r["std"], r["procedure_modality"])] = r
-    else:
-        cols = [k for k, _, _ in AUDIT_QUANTITIES]
-        collected: dict[tuple, dict[str, list]] = {}
-        for row in base.values_list("device_id", "std", "procedure_modality", *cols).iterator(chunk_size=5000):
-            acc = collected.setdefault(row[:3], {c: [] for c in cols} | {"n": 0})
-            acc["n"] += 1
-            for c, v in zip(cols, row[3:]):
-                if v is not None:
-                    acc[c].append(v)
-        for k, acc in collected.items():
-            r = {"device_id": k[0], "std": k[1], "procedure_modality": k[2], "n": acc["n"]}
-            for c in cols:
-                r[f"{c}__n"] = len(acc[c])
-                r[f"{c}__min"] = min(acc[c]) if acc[c] else None
-                r[f"{c}__max"] = max(acc[c]) if acc[c] else None
-                r[f"{c}__q1"], r[f"{c}__med"], r[f"{c}__q3"] = _quartiles(acc[c])
-            groups[k] = r
+            s = g.quantities.get(key)
+            r[f"{key}__n"] = s.n if s else 0
+            r[f"{key}__min"] = s.minimum if s else None
+            r[f"{key}__max"] = s.maximum if s else None
+            r[f"{key}__q1"], r[f"{key}__med"], r[f"{key}__q3"] = s.quartiles() if s else (None, None, None)
+        groups[(dev_id, std_id, mod)] = r
     std_names = {s.pk: s for s in StandardName.objects.all()}
     drl_qs = DRLValue.objects.select_related("drl_set").filter(drl_set__active=True)
     if drl_set_ids:
@@ -469,10 +482,10 @@ def distribution(*, since: datetime, until: datetime, quantity: str, device_id: 
     return [v for v in qs.exclude(**{f"{quantity}__isnull": True}).values_list(quantity, flat=True)[:limit]]
 
 
-def name_mappings(*, since: datetime, limit: int = 500) -> dict:
+def name_mappings(*, since: datetime, limit: int = 500, scope: SiteScope = EVERY_SITE) -> dict:
     """Distinct vendor study names with their mapping (or a suggestion), most frequent first (3 queries)."""
     names = list(
-        Study.objects.filter(study_datetime__gte=since, has_ionising_dose=True)
+        Study.objects.filter(study_datetime__gte=since, has_ionising_dose=True).filter(scope.study_q())
         .values("procedure_modality", "study_description").annotate(n=Count("id")).order_by("-n")[:limit]
     )
     mappings = {(m.modality, m.source_name): m for m in ProtocolMapping.objects.select_related("standard_name")}
@@ -489,10 +502,11 @@ def name_mappings(*, since: datetime, limit: int = 500) -> dict:
     return {"names": out, "standards": standards}
 
 
-def fluoro_technique(*, since: datetime, until: datetime, device_id: int | None = None) -> dict:
+def fluoro_technique(*, since: datetime, until: datetime, device_id: int | None = None,
+                     scope: SiteScope = EVERY_SITE) -> dict:
     """Fluoroscopy technique per device: pulse rates, dose modes, frames, field size (3 queries)."""
     ev = IrradiationEvent.objects.filter(study__study_datetime__gte=since, study__study_datetime__lt=until,
-                                         study__procedure_modality__in=("RF", "XA"))
+                                         study__procedure_modality__in=("RF", "XA")).filter(scope.study_q("study__"))
     if device_id:
         ev = ev.filter(study__device_id=device_id)
     pulse = list(ev.filter(event_type="fluoroscopy").values("study__device_id", "fluoro_mode", "pulse_rate_per_s")

@@ -17,7 +17,7 @@ from django.utils import timezone
 from dosereg.registry.models import DoseObject, Patient
 
 from . import roles
-from .models import DRLSet, DRLValue, PatientAccount, ProtocolMapping, StandardName
+from .models import AssignedSite, DRLSet, DRLValue, PatientAccount, ProtocolMapping, SiteAssignment, StandardName
 
 User = get_user_model()
 
@@ -39,10 +39,16 @@ def user_create(*, username: str, password: str, role: str, email: str = "", **e
     return user
 
 
-def demo_users_create() -> dict[str, tuple[str, str]]:
-    """One demo user per role; the patient is linked (verified) to the first registry Patient.
+# the demo's second RSO reads this site only (one of the two sites of the builder's demo devices)
+DEMO_RSO_SITE = "Riverside Clinic"
 
-    Returns {role: (username, password)}. Idempotent: re-running resets the passwords.
+
+def demo_users_create() -> dict[str, tuple[str, str]]:
+    """One demo user per role, plus a second RSO scoped to one site; the patient is linked (verified) to the
+    first registry Patient.
+
+    Returns {role: (username, password)} (the scoped RSO under "rso-site"). Idempotent: re-running resets the
+    passwords. The first RSO has no site assignment, so sees every site while RSO_UNSCOPED_SEES_ALL is true.
     The patient entry is missing when the registry has no patient yet.
     """
     out: dict[str, tuple[str, str]] = {}
@@ -50,6 +56,10 @@ def demo_users_create() -> dict[str, tuple[str, str]]:
         username, password = f"demo-{role}", f"demo-{role}-pass"
         user_create(username=username, password=password, role=role)
         out[role] = (username, password)
+    username, password = "demo-rso-riverside", "demo-rso-riverside-pass"
+    site_assignment_set(user=user_create(username=username, password=password, role=roles.RSO),
+                        sites=[DEMO_RSO_SITE], note="demo: one site")
+    out["rso-site"] = (username, password)
     patient = Patient.objects.filter(merged_into__isnull=True).order_by("pk").first()
     if patient is not None:
         username, password = "demo-patient", "demo-patient-pass"
@@ -63,6 +73,17 @@ def demo_users_create() -> dict[str, tuple[str, str]]:
                 )
         out[roles.PATIENT] = (username, password)
     return out
+
+
+def site_assignment_set(*, user, sites: list[str] | None = None, all_sites: bool = False, note: str = "") -> SiteAssignment:
+    """Give ``user`` (an RSO) exactly these sites (``Device.institution`` names), or every site."""
+    names = sorted({s.strip()[:256] for s in sites or [] if s and s.strip()})
+    with transaction.atomic():
+        assignment, _ = SiteAssignment.objects.update_or_create(user=user, defaults={"all_sites": all_sites, "note": note[:256]})
+        assignment.sites.exclude(institution__in=names).delete()
+        for name in names:
+            AssignedSite.objects.get_or_create(assignment=assignment, institution=name)
+    return assignment
 
 
 # ---------------------------------------------------------------------------
@@ -238,11 +259,15 @@ def drl_set_create(*, name: str, citation: str, country: str = "", year: int | N
 # ---------------------------------------------------------------------------
 # quarantine
 # ---------------------------------------------------------------------------
-def quarantine_reprocess(*, ids: list[int] | None = None) -> int:
-    """Re-extract quarantined objects (all, or the given ids) through the registry service."""
+def quarantine_reprocess(*, ids: list[int] | None = None, scope=None) -> int:
+    """Re-extract quarantined objects (all, or the given ids) through the registry service.
+
+    ``scope`` (a ``SiteScope``): only objects of devices at its sites (what the user's dashboard lists)."""
     from dosereg.registry.services import dose_objects_reprocess
 
     qs = DoseObject.objects.filter(status=DoseObject.STATUS_QUARANTINED)
+    if scope is not None:
+        qs = qs.filter(scope.device_q())
     if ids:
         qs = qs.filter(pk__in=ids)
     return dose_objects_reprocess(queryset=qs)

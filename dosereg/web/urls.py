@@ -27,6 +27,7 @@ urlpatterns = [
     path("portal/", views.portal, name="portal"),
     path("portal/exams/<id:pk>/", views.portal_exam, name="portal_exam"),
     path("portal/my-exams.csv", views.portal_export, name="portal_export"),
+    path("portal/my-exams.pdf", views.portal_pdf, name="portal_pdf"),
     path("portal/print/", views.portal_print, name="portal_print"),
     path("portal/invite/<str:token>/", views.portal_invite, name="portal_invite"),
     # physicist protocol audit

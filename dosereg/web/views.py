@@ -13,7 +13,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpResponseBadRequest, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -24,10 +24,11 @@ from dosereg.audit.selectors import audit_event_search, login_failures
 from dosereg.audit.services import audit_record, client_ip
 from dosereg.registry.models import Device, Patient
 
-from . import exports, integrations, params, roles, selectors, services
+from . import exports, integrations, params, pdf, roles, selectors, services
 from .access import portal_patient, role_required
 from .forms import AuditRangeForm, DRLSetForm, DRLValueForm, InvitationAcceptForm, LoginForm, MappingForm
 from .models import DRLSet, DRLValue, PatientAccount, StandardName
+from .scope import scope_for
 
 V = AuditEvent.ACTION_VIEW
 X = AuditEvent.ACTION_EXPORT
@@ -77,7 +78,7 @@ def no_role(request):
 @require_GET
 @role_required(*roles.DASHBOARD)
 def dashboard(request):
-    ctx = selectors.dashboard(user=request.user)
+    ctx = selectors.dashboard(user=request.user, scope=scope_for(request.user))
     shown = {p["patient_id"] for p in ctx["top_patients"] if p.get("patient_id")}
     shown |= {s.patient_id for s in ctx["pregnancy"]}
     shown |= {a.get("patient_pk") for a in ctx["alerts"] if isinstance(a, dict)}
@@ -97,7 +98,7 @@ def alert_action(request, alert_id: int, action: str):
     try:
         result = integrations.alert_transition(alert_id=alert_id, action=action, user=request.user,
                                                note=request.POST.get("note", "")[:2000],
-                                               due=request.POST.get("due", ""))
+                                               due=request.POST.get("due", ""), scope=scope_for(request.user))
     except integrations.AlertNotFound:
         raise Http404
     except (ValueError, ValidationError) as exc:
@@ -122,7 +123,7 @@ def quarantine_reprocess(request):
             return JsonResponse({"ok": False, "error": msg}, status=400)
         messages.error(request, msg)
         return redirect(reverse("web:dashboard") + "#quarantine")
-    n = services.quarantine_reprocess(ids=ids or None)
+    n = services.quarantine_reprocess(ids=ids or None, scope=scope_for(request.user))
     audit_record(request=request, action=AuditEvent.ACTION_CHANGE, object_type="quarantine", object_id="reprocess",
                  detail={"ids": ids, "count": n})
     if request.headers.get("X-Requested-With"):
@@ -138,24 +139,25 @@ def quarantine_reprocess(request):
 @role_required(*roles.CLINICAL)
 def patient_list(request):
     q = params.clean_text(request.GET.get("q"), max_length=128)
-    rows = selectors.patient_search(q=q)
+    rows = selectors.patient_search(q=q, scope=scope_for(request.user))
     audit_record(request=request, action=V, object_type="patient_list", object_id=q[:64],
                  patient_pks=[r["pk"] for r in rows], detail={"q": q})
     return render(request, "web/patient_list.html", {"rows": rows, "q": q})
 
 
-def _clinical_patient(pk: int) -> Patient:
-    patient = get_object_or_404(Patient, pk=pk)
-    return patient
+def _clinical_patient(request, pk: int) -> Patient:
+    """The patient, if the user may read them: for a site-scoped RSO a patient with no study at their sites
+    is a 404, like a missing one (no query of its own: the scope is a subquery)."""
+    return get_object_or_404(Patient.objects.filter(scope_for(request.user).patient_q()), pk=pk)
 
 
 @require_GET
 @role_required(*roles.CLINICAL)
 def patient_history(request, pk: int):
-    patient = _clinical_patient(pk)
+    patient = _clinical_patient(request, pk)
     if patient.merged_into_id:
         return redirect("web:patient_history", pk=patient.merged_into_id)
-    ctx = selectors.patient_history(patient=patient)
+    ctx = selectors.patient_history(patient=patient, scope=scope_for(request.user))
     audit_record(request=request, action=V, object_type="patient", object_id=patient.pk, patient_pks=[patient.pk])
     ctx["can_invite"] = roles.has_role(request.user, roles.INVITE_PATIENTS)
     ctx["invite_link"] = request.session.pop(f"invite-{patient.pk}", None)
@@ -165,8 +167,8 @@ def patient_history(request, pk: int):
 @require_GET
 @role_required(*roles.CLINICAL)
 def patient_history_export(request, pk: int):
-    patient = _clinical_patient(pk)
-    studies = selectors.patient_studies(patient_ids=selectors.patient_group_ids(patient))
+    patient = _clinical_patient(request, pk)
+    studies = selectors.patient_studies(patient_ids=selectors.patient_group_ids(patient), scope=scope_for(request.user))
     audit_record(request=request, action=X, object_type="patient", object_id=patient.pk, patient_pks=[patient.pk],
                  detail={"format": "csv", "rows": len(studies)})
     return exports.csv_response(f"patient-{patient.pk}-exposure-history.csv", exports.HISTORY_HEADER,
@@ -176,7 +178,7 @@ def patient_history_export(request, pk: int):
 @require_POST
 @role_required(*roles.INVITE_PATIENTS)
 def patient_invite(request, pk: int):
-    patient = _clinical_patient(pk)
+    patient = _clinical_patient(request, pk)
     try:
         acc, token = services.patient_invitation_issue(patient=patient, issued_by=request.user)
     except services.InvitationError as exc:
@@ -192,7 +194,7 @@ def patient_invite(request, pk: int):
 @require_GET
 @role_required(*roles.CLINICAL)
 def study_detail(request, pk: int):
-    ctx = selectors.study_detail(study_pk=pk)
+    ctx = selectors.study_detail(study_pk=pk, scope=scope_for(request.user))
     if ctx is None:
         raise Http404
     s = ctx["study"]
@@ -246,6 +248,20 @@ def portal_export(request):
     audit_record(request=request, action=X, object_type="portal", object_id=patient.pk, patient_pks=[patient.pk],
                  detail={"format": "csv", "rows": len(exams)})
     return exports.csv_response("my-imaging-exams.csv", exports.PORTAL_HEADER, exports.portal_rows(exams))
+
+
+@require_GET
+@role_required(roles.PATIENT)
+def portal_pdf(request):
+    """The printable page's content as a PDF file (the patient's own exams only)."""
+    patient, exams = _portal_context(request)
+    body = pdf.portal_pdf(patient=patient, exams=exams)
+    audit_record(request=request, action=X, object_type="portal", object_id=patient.pk, patient_pks=[patient.pk],
+                 detail={"format": "pdf", "rows": len(exams)})
+    resp = HttpResponse(body, content_type="application/pdf")
+    resp["Content-Disposition"] = 'attachment; filename="my-imaging-exams.pdf"'
+    resp["Cache-Control"] = "no-store"
+    return resp
 
 
 @require_GET
@@ -310,13 +326,23 @@ def _bad_param(exc: params.InvalidParameter) -> JsonResponse:
     return JsonResponse({"ok": False, "errors": exc.as_dict()}, status=400)
 
 
+def _audit_in_scope(audit: dict, scope) -> dict:
+    """The protocol audit's rows of the devices at the user's sites (a site-scoped RSO; one query)."""
+    allowed = scope.device_ids()
+    if allowed is not None:
+        audit["rows"] = [r for r in audit["rows"] if r["device_id"] in allowed]
+    return audit
+
+
 @require_GET
 @role_required(*roles.PROTOCOL_READ)
 def protocol_audit(request):
     since, until, modality, device, form, p = _range(request)
-    ctx = selectors.protocol_audit(since=since, until=until, modality=modality, device_id=device)
+    scope = scope_for(request.user)
+    ctx = _audit_in_scope(selectors.protocol_audit(since=since, until=until, modality=modality, device_id=device), scope)
     ctx.update(form=form, modality=modality, device=device, can_edit=roles.has_role(request.user, roles.PROTOCOL_EDIT),
-               query=request.GET.urlencode(), devices=Device.objects.order_by("display_name").only("pk", "display_name"),
+               query=request.GET.urlencode(),
+               devices=Device.objects.filter(scope.device_q("pk")).order_by("display_name").only("pk", "display_name"),
                param_errors=p.messages())
     return render(request, "web/protocol_audit.html", ctx)
 
@@ -332,8 +358,12 @@ def protocol_distribution(request):
         device_id, std_id = p.int("device_id"), p.int("std")
     except params.InvalidParameter as exc:
         return _bad_param(exc)
-    values = selectors.distribution(since=since, until=until, quantity=quantity, device_id=device_id,
-                                    standard_name_id=std_id)
+    allowed = scope_for(request.user).device_ids()
+    if allowed is not None and device_id not in allowed:  # another site's device, or "any device": nothing
+        values = []
+    else:
+        values = selectors.distribution(since=since, until=until, quantity=quantity, device_id=device_id,
+                                        standard_name_id=std_id)
     return JsonResponse({"quantity": quantity, "values": values})
 
 
@@ -355,7 +385,7 @@ def protocol_names(request):
             return JsonResponse({"ok": True, "standard_name": str(m.standard_name.name) if m else None,
                                  "standard_name_id": m.standard_name_id if m else None})
         return redirect("web:protocol_names")
-    ctx = selectors.name_mappings(since=timezone.now() - timedelta(days=730))
+    ctx = selectors.name_mappings(since=timezone.now() - timedelta(days=730), scope=scope_for(request.user))
     ctx["can_edit"] = roles.has_role(request.user, roles.PROTOCOL_EDIT)
     return render(request, "web/protocol_names.html", ctx)
 
@@ -392,7 +422,7 @@ def drl_sets(request):
 @role_required(*roles.PROTOCOL_READ)
 def fluoro_technique(request):
     since, until, _, device, form, p = _range(request)
-    ctx = selectors.fluoro_technique(since=since, until=until, device_id=device)
+    ctx = selectors.fluoro_technique(since=since, until=until, device_id=device, scope=scope_for(request.user))
     ctx.update(form=form, query=request.GET.urlencode(), param_errors=p.messages())
     return render(request, "web/fluoro_technique.html", ctx)
 
@@ -406,12 +436,15 @@ def protocol_export(request, kind: str, fmt: str):
         since, until, modality, device, _, _ = _range(request, strict=True)
     except params.InvalidParameter as exc:
         return _bad_param(exc)
+    scope = scope_for(request.user)
     if kind == "studies":
-        header, rows = exports.STUDY_HEADER, exports.protocol_study_rows(since=since, until=until, modality=modality, device_id=device)
+        header, rows = exports.STUDY_HEADER, exports.protocol_study_rows(since=since, until=until, modality=modality,
+                                                                         device_id=device, scope=scope)
     elif kind == "events":
-        header, rows = exports.EVENT_HEADER, exports.technique_event_rows(since=since, until=until, device_id=device)
+        header, rows = exports.EVENT_HEADER, exports.technique_event_rows(since=since, until=until, device_id=device,
+                                                                          scope=scope)
     else:
-        audit = selectors.protocol_audit(since=since, until=until, modality=modality, device_id=device)
+        audit = _audit_in_scope(selectors.protocol_audit(since=since, until=until, modality=modality, device_id=device), scope)
         header, rows = exports.SUMMARY_HEADER, exports.protocol_summary_rows(audit)
     audit_record(request=request, action=X, object_type="protocol_export", object_id=kind,
                  detail={"format": fmt, "since": since.isoformat(), "until": until.isoformat(), "modality": modality,

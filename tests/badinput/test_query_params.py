@@ -136,7 +136,7 @@ def test_reprocess_with_only_invalid_ids_reprocesses_nothing(web_data, monkeypat
     from dosereg.web import services
 
     calls = []
-    monkeypatch.setattr(services, "quarantine_reprocess", lambda *, ids=None: calls.append(ids) or 0)
+    monkeypatch.setattr(services, "quarantine_reprocess", lambda *, ids=None, scope=None: calls.append(ids) or 0)
     c = Client()
     c.force_login(web_data.users["rso"])
     r = c.post(reverse("web:quarantine_reprocess"), {"ids": ["abc", "9" * 30]}, HTTP_X_REQUESTED_WITH="fetch")

@@ -15,7 +15,7 @@ from .conftest import web_data  # noqa: F401
 # reads that show patient (or staff member) data: a view / export / api_read row per request
 PERSONAL_READS = {
     "web:dashboard", "web:patient_list", "web:patient_history", "web:patient_history_export", "web:study_detail",
-    "web:portal", "web:portal_exam", "web:portal_export", "web:portal_print", "web:protocol_export",
+    "web:portal", "web:portal_exam", "web:portal_export", "web:portal_print", "web:portal_pdf", "web:protocol_export",
     "web:staff_me", "web:staff_overview",
     "web:api_studies", "web:api_study", "web:api_study_events", "web:api_events", "web:api_patients",
     "web:api_patient", "web:api_alerts", "web:api_fhir_search", "web:api_fhir_observation",

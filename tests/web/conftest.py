@@ -20,6 +20,16 @@ def web_data(db, tmp_path, django_capture_on_commit_callbacks):
 
 
 @pytest.fixture
+def site_data(web_data, tmp_path, django_capture_on_commit_callbacks):
+    """Two more sites (A, B) with their own devices, patients, pregnancy alerts and one RSO each (site_data.py)."""
+    from .site_data import build_two_sites, find_alerts, make_site_users
+
+    with django_capture_on_commit_callbacks(execute=True):
+        sites = build_two_sites(tmp_path)
+    return make_site_users(find_alerts(sites))
+
+
+@pytest.fixture
 def login(client):
     """login(role_or_user) -> the test client signed in (force_login: no lockout noise)."""
 

@@ -80,3 +80,21 @@ def test_fhir_observation_follows_the_radiation_dose_summary_ig(web_data, client
     ionising = [x for x in web_data.studies.values() if x.patient_id == s.patient_id]
     assert b["total"] == len(ionising)
     assert client.get(reverse("web:api_fhir_observation", kwargs={"obs_id": "nope"})).status_code == 404
+
+
+def test_alert_list_pages_by_keyset(web_data):
+    from dosereg.exposure.models import Alert
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION="Token " + _token("t-rso"))
+    expected = list(Alert.objects.order_by("-pk").values_list("pk", flat=True))
+    assert len(expected) >= 2
+    seen, url, pages = [], reverse("web:api_alerts") + "?status=all&page_size=1", 0
+    while url:
+        body = api.get(url).json()
+        assert len(body["results"]) == 1
+        seen += [a["id"] for a in body["results"]]
+        url, pages = body["next"], pages + 1
+    assert seen == expected and pages == len(expected)
+    assert api.get(reverse("web:api_alerts") + "?page_size=0").status_code == 400
+    assert api.get(reverse("web:api_alerts") + "?cursor=abc").status_code == 400

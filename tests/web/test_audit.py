@@ -25,6 +25,7 @@ def _cases(d):
         ("patient", reverse("web:portal_exam", kwargs={"pk": sa.pk}), "portal_exam", a.pk, "view"),
         ("patient", reverse("web:portal_export"), "portal", a.pk, "export"),
         ("patient", reverse("web:portal_print"), "portal", a.pk, "export"),
+        ("patient", reverse("web:portal_pdf"), "portal", a.pk, "export"),
         ("physicist", reverse("web:protocol_export", kwargs={"kind": "studies", "fmt": "csv"}), "protocol_export", None, "export"),
         ("physicist", reverse("web:protocol_export", kwargs={"kind": "studies", "fmt": "xlsx"}), "protocol_export", None, "export"),
         ("physicist", reverse("web:protocol_export", kwargs={"kind": "events", "fmt": "csv"}), "protocol_export", None, "export"),

@@ -143,6 +143,59 @@ def test_patient_portal_shows_only_own_exams(site, page):
     assert "Hip fracture fixation" in text and "Coronary" not in text
 
 
+def test_patient_downloads_own_pdf(site, page):
+    from pypdf import PdfReader
+
+    base, d = site
+    login(page, base, "t-patient2")
+    page.goto(base + "/portal/")
+    with page.expect_download() as dl:
+        page.click("[data-download=pdf]")
+    assert dl.value.suggested_filename == "my-imaging-exams.pdf"
+    path = Path(dl.value.path())
+    assert path.read_bytes()[:5] == b"%PDF-"
+    text = " ".join(" ".join(p.extract_text() for p in PdfReader(str(path)).pages).split())
+    own = {s.study_description for s in d.studies.values() if s.patient_id == d.patients["b"].pk}
+    assert own and all(desc in text for desc in own)
+    assert "Coronary angiography" not in text and "Gy·cm²" in text and "not the dose to your organs" in text
+    assert page.console_errors == [], page.console_errors
+
+
+def test_site_scoped_rso_sees_only_own_site_on_dashboard(site, page, tmp_path):
+    from playwright.sync_api import expect
+
+    from .site_data import SITE_A, build_two_sites, find_alerts, make_site_users
+
+    base, _ = site
+    s = make_site_users(find_alerts(build_two_sites(tmp_path)))
+    a_row, b_rows = s.alerts["sa_rf"].pk, (s.alerts["sb_rf"].pk, s.alerts["ab_b"].pk)
+    login(page, base, "t-rso-a")
+    page.goto(base + "/dashboard/")
+    expect(page.locator("[data-scope]")).to_contain_text(SITE_A.upper())
+    expect(page.locator(f"[data-alert-row='{a_row}']")).to_be_visible()
+    for pk in b_rows:
+        assert page.locator(f"[data-alert-row='{pk}']").count() == 0, pk
+    body = page.inner_text("body")
+    assert "PSA0001" in body and "PSB0001" not in body and "Site B barium swallow" not in body
+    shot(page, "rso-site-a-dashboard")
+    # another site's patient, study and alert action: 404 as for a missing one
+    assert status(page, base + f"/patients/{s.patients['sb'].pk}/") == 404
+    assert status(page, base + f"/studies/{s.studies['sb_rf'].pk}/") == 404
+    assert status(page, base + f"/api/v1/studies/{s.studies['sb_rf'].pk}/") == 404
+    assert status(page, base + f"/patients/{s.patients['ab'].pk}/") == 200
+    expect(page.locator("[data-other-sites]")).to_be_visible()
+    assert "Both-sites swallow at B" not in page.inner_text("body")
+    # the unscoped RSO sees site B's alerts on the same dashboard
+    page.goto(base + "/")
+    page.click("text=Sign out")
+    page.wait_for_url(re.compile(r".*/login/.*"))
+    login(page, base, "t-rso")
+    page.goto(base + "/dashboard/")
+    for pk in (a_row, *b_rows):
+        expect(page.locator(f"[data-alert-row='{pk}']")).to_be_visible()
+    assert page.console_errors == [], page.console_errors
+
+
 def test_acknowledge_alert_from_dashboard_without_reload(site, page):
     from dosereg.exposure.models import Alert
 

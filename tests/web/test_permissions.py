@@ -49,6 +49,7 @@ EXPECT = {
     "web:portal_exam": ("get", "study_a", "", grid({"patient"}, patient2=404)),
     "web:portal_export": ("get", None, "", grid({"patient", "patient2"})),
     "web:portal_print": ("get", None, "", grid({"patient", "patient2"})),
+    "web:portal_pdf": ("get", None, "", grid({"patient", "patient2"})),
     "web:portal_invite": ("get", "token", "", grid(set(ROLES), anon=200)),
     "web:protocol_audit": ("get", None, "", PAGES_CLINICAL),
     "web:protocol_distribution": ("get", None, "?quantity=dap_total_gy_cm2", PAGES_CLINICAL),

@@ -112,10 +112,119 @@ def test_demo_users_create_links_a_patient(web_data):
 
     from dosereg.web.services import demo_users_create
 
+    from dosereg.web.scope import EVERY_SITE, scope_for
+    from dosereg.web.services import DEMO_RSO_SITE
+
     users = demo_users_create()
-    assert set(users) == {"rso", "physicist", "staff", "patient", "admin"}
+    assert set(users) == {"rso", "rso-site", "physicist", "staff", "patient", "admin"}
     for role, (username, password) in users.items():
         u = authenticate(username=username, password=password)
-        assert u is not None and (u.groups.filter(name=role).exists())
+        assert u is not None and (u.groups.filter(name=role.split("-")[0]).exists())
     assert PatientAccount.objects.get(user__username=users["patient"][0]).verified_at is not None
+    # the first RSO is unscoped (every site, by default), the second reads one site of the demo data
+    assert scope_for(authenticate(username=users["rso"][0], password=users["rso"][1])) is EVERY_SITE
+    scoped = scope_for(authenticate(username=users["rso-site"][0], password=users["rso-site"][1]))
+    assert scoped.names == (DEMO_RSO_SITE,)
     assert demo_users_create() == users  # idempotent
+
+
+# ---------------------------------------------------------------------------
+# PDF download
+# ---------------------------------------------------------------------------
+def _pdf_text(resp) -> str:
+    from pypdf import PdfReader
+
+    assert resp.status_code == 200, resp.status_code
+    assert resp["Content-Type"] == "application/pdf"
+    assert resp["Content-Disposition"] == 'attachment; filename="my-imaging-exams.pdf"'
+    assert resp["Cache-Control"] == "no-store"
+    assert resp.content.startswith(b"%PDF-")
+    reader = PdfReader(io.BytesIO(resp.content))
+    return " ".join(" ".join(page.extract_text() for page in reader.pages).split())  # one line, single spaces
+
+
+def test_portal_pdf_is_own_list_with_units_and_caveats(web_data, client):
+    from dosereg.audit.models import AuditEvent
+
+    d = web_data
+    client.force_login(d.users["patient"])
+    text = _pdf_text(client.get(reverse("web:portal_pdf")))
+    own = [s for s in d.studies.values() if s.patient_id == d.patients["a"].pk]
+    for s in own:
+        assert s.study_description in text, s.study_description
+        if s.study_datetime:
+            assert f"{timezone.localtime(s.study_datetime):%Y-%m-%d}" in text
+    others = {s.study_description for s in d.studies.values() if s.patient_id != d.patients["a"].pk}
+    others -= {s.study_description for s in own}  # (patient C also had a "CT Chest")
+    assert others and not [desc for desc in others if desc in text]  # no other patient's exam
+    assert "Ann Alpha" in text and "My imaging examinations" in text
+    # dose quantities with their units, as on the printable page (Ka,r in mGy for patients)
+    angio = d.studies["a_angio"]
+    assert f"KAP {explain.patient_value('dap_total_gy_cm2', angio.dap_total_gy_cm2)} Gy·cm²" in text
+    assert f"Ka,r {explain.patient_value('dose_rp_max_plane_gy', angio.dose_rp_max_plane_gy)} mGy" in text
+    ct = d.studies["a_ct"]
+    assert f"DLP {explain.patient_value('dlp_total_mgy_cm', ct.dlp_total_mgy_cm)} mGy·cm" in text
+    assert f"CTDIvol {explain.patient_value('ctdivol_max_mgy', ct.ctdivol_max_mgy)} mGy" in text
+    assert "SAR 1.4 W/kg" in text and "MRI scanner (no ionising radiation)" in text
+    # the plain-language caveats
+    for phrase in ("they are not the dose to your organs", "not a measure of your personal risk",
+                   "never a reason on its own to avoid an examination your doctor considers necessary",
+                   "population-average figure compared with the", "natural background",
+                   "These values are dose indices, not organ doses",
+                   "must never on its own stop an examination your doctor considers necessary"):
+        assert phrase in text, phrase
+    row = AuditEvent.objects.filter(object_type="portal", action="export").order_by("-pk").first()
+    assert row.detail == {"format": "pdf", "rows": len(own)} and row.patient_pk == d.patients["a"].pk
+
+
+def test_portal_pdf_only_for_a_verified_patient(web_data, client):
+    d = web_data
+    for role in ("rso", "physicist", "admin", "staff"):
+        client.force_login(d.users[role])
+        assert client.get(reverse("web:portal_pdf")).status_code == 403, role
+    PatientAccount.objects.filter(user=d.users["patient"]).update(verified_at=None)
+    client.force_login(d.users["patient"])
+    assert client.get(reverse("web:portal_pdf")).status_code == 403
+    client.force_login(d.users["patient2"])
+    text = _pdf_text(client.get(reverse("web:portal_pdf")))
+    assert "Hip fracture fixation" in text and "Coronary angiography" not in text
+
+
+def test_portal_pdf_names_outside_latin1(web_data, client, settings, tmp_path):
+    from pathlib import Path
+
+    from dosereg.registry.models import Patient, Study
+    from tests.conftest import require
+
+    require(Path(settings.DOSEREG_PORTAL_PDF_FONT).is_file(), f"the PDF font {settings.DOSEREG_PORTAL_PDF_FONT}")
+    d = web_data
+    Patient.objects.filter(pk=d.patients["a"].pk).update(name="Ødegård^Łukasz Σωκράτης")
+    Study.objects.filter(pk=d.studies["a_angio"].pk).update(study_description="Στεφανιογραφία · łuk aorty")
+    client.force_login(d.users["patient"])
+    text = _pdf_text(client.get(reverse("web:portal_pdf")))
+    assert "Łukasz Σωκράτης Ødegård" in text and "Στεφανιογραφία · łuk aorty" in text and "Gy·cm²" in text
+    # without the font: a core font and transliteration, never an error
+    for broken in (tmp_path / "missing.ttf", tmp_path / "broken.ttf"):
+        if broken.name == "broken.ttf":
+            broken.write_bytes(b"not a font at all")
+        settings.DOSEREG_PORTAL_PDF_FONT = str(broken)
+        text = _pdf_text(client.get(reverse("web:portal_pdf")))
+        assert "Lukasz Sokratis Ødegård" in text and "Stefaniografia · luk aorty" in text, text[:300]
+        assert "Gy·cm²" in text and "not the dose to your organs" in text
+
+
+def test_latin1_transliteration():
+    from dosereg.web.pdf import latin1
+
+    assert latin1("Łódź Ελένη – Gy·cm² ≥ 5 µGy") == "Lódz Eleni - Gy·cm² >= 5 µGy"
+    assert latin1("Ødegård Ñúñez") == "Ødegård Ñúñez"  # Latin-1 is kept as it is
+    assert latin1("東京") == "??" and latin1("") == ""
+
+
+def test_portal_pdf_falls_back_when_the_font_fails(web_data, client, monkeypatch):
+    from dosereg.web import pdf
+
+    monkeypatch.setattr(pdf, "_use_font", lambda p: True)  # claims a font it never added: fpdf2 raises on set_font
+    client.force_login(web_data.users["patient"])
+    text = _pdf_text(client.get(reverse("web:portal_pdf")))
+    assert "Coronary angiography" in text and "Gy·cm²" in text and "not the dose to your organs" in text

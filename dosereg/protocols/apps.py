@@ -1,0 +1,19 @@
+from django.apps import AppConfig
+
+
+class ProtocolsConfig(AppConfig):
+    name = "dosereg.protocols"
+    label = "protocols"
+    verbose_name = "Protocol audit summaries"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_delete
+
+        from dosereg.registry.models import Study
+        from dosereg.registry.signals import studies_changed
+
+        from . import receivers
+
+        studies_changed.connect(receivers.on_studies_changed, dispatch_uid="protocols.studies_changed")
+        post_delete.connect(receivers.on_study_deleted, sender=Study, dispatch_uid="protocols.study_deleted")

@@ -1,0 +1,255 @@
+"""Writes of the protocol audit summaries: marking buckets dirty, rebuilding them, the watermark.
+
+See ``models`` for what a bucket, a summary row and the watermark are. Everything here is idempotent and
+safe to run concurrently with ingest and with itself:
+
+* a bucket is rebuilt under its row lock (``SELECT ... FOR UPDATE SKIP LOCKED``); marking it dirty
+  (an upsert) waits for that lock, so a change that commits while the bucket is rebuilt leaves it dirty;
+* the watermark moves up only together with marking the new studies' buckets dirty (one transaction), and a
+  rebuild reads studies up to the watermark it sees, so no study is counted twice or missed by the page.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime, timezone as dt_timezone
+
+from django.db import connection, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from dosereg.registry.models import Study
+
+from .histogram import Summary
+from .models import SUMMARY_QUANTITIES, ProtocolSummary, SummaryBucket, SummaryMember, SummaryState
+
+STUDY_COLUMNS = ("id", "study_datetime", "procedure_modality", "study_description", *SUMMARY_QUANTITIES)
+
+
+# ---------------------------------------------------------------------------
+# buckets (pure)
+# ---------------------------------------------------------------------------
+def month_of(at: datetime) -> date:
+    """The bucket month (UTC) of an instant."""
+    at = at.astimezone(dt_timezone.utc)
+    return date(at.year, at.month, 1)
+
+
+def month_bounds(month: date) -> tuple[datetime, datetime]:
+    start = datetime(month.year, month.month, 1, tzinfo=dt_timezone.utc)
+    end = datetime(month.year + (month.month == 12), month.month % 12 + 1, 1, tzinfo=dt_timezone.utc)
+    return start, end
+
+
+def bucket_key(device_id: int | None, at: datetime | None) -> tuple[int, date] | None:
+    """(device key, month) of a study; None for a study without a date (it is in no period)."""
+    if at is None:
+        return None
+    return (device_id or 0, month_of(at))
+
+
+class GroupAccumulator:
+    """The procedures of one (modality, description) and a Summary per quantity reported."""
+
+    __slots__ = ("n", "quantities")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.quantities: dict[str, Summary] = {}
+
+
+def summarise_studies(rows: Iterable[tuple]) -> dict[tuple[str, str], GroupAccumulator]:
+    """{(modality, study description): GroupAccumulator} of study rows shaped like ``STUDY_COLUMNS``."""
+    groups: dict[tuple[str, str], GroupAccumulator] = {}
+    for row in rows:
+        g = groups.get((row[2], row[3]))
+        if g is None:
+            g = groups[(row[2], row[3])] = GroupAccumulator()
+        g.n += 1
+        for q, v in zip(SUMMARY_QUANTITIES, row[4:]):
+            if v is not None:
+                s = g.quantities.get(q)
+                if s is None:
+                    s = g.quantities[q] = Summary()
+                s.add(v)
+    return groups
+
+
+def summary_rows(bucket_id: int, groups: dict[tuple[str, str], GroupAccumulator]) -> list[ProtocolSummary]:
+    out = []
+    for (modality, description), g in groups.items():
+        fields = {}
+        for q, s in g.quantities.items():
+            fields.update({f"{q}_n": s.n, f"{q}_sum": s.total, f"{q}_min": s.minimum, f"{q}_max": s.maximum,
+                           f"{q}_bins": s.encoded_bins()})
+        out.append(ProtocolSummary(bucket_id=bucket_id, modality=modality, study_description=description,
+                                   n_studies=g.n, **fields))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# marking
+# ---------------------------------------------------------------------------
+def buckets_mark_dirty(keys: Iterable[tuple[int, date]]) -> int:
+    """Mark (device key, month) buckets dirty, creating the missing ones (one statement)."""
+    now = timezone.now()
+    rows = []
+    for device_key, month in sorted(set(keys)):  # a fixed order: concurrent markers lock rows in the same order
+        start, end = month_bounds(month)
+        rows.append(SummaryBucket(device_key=device_key, month=month, starts_at=start, ends_at=end, dirty=True,
+                                  marked_at=now))
+    if rows:
+        SummaryBucket.objects.bulk_create(rows, update_conflicts=True, unique_fields=["device_key", "month"],
+                                          update_fields=["dirty", "marked_at"])
+    return len(rows)
+
+
+def studies_mark_dirty(study_ids: Iterable[int], new_study_ids: Iterable[int] = ()) -> int:
+    """Mark the buckets of these studies dirty: where they are now and where they were summarised (2 queries
+    and the upsert). A deleted study is found by its membership; ``new_study_ids`` (just created) have none."""
+    ids = sorted(set(study_ids))
+    if not ids:
+        return 0
+    old = sorted(set(ids) - set(new_study_ids or ()))
+    keys = set(SummaryMember.objects.filter(study_id__in=old).values_list("bucket__device_key", "bucket__month")) \
+        if old else set()
+    for device_id, at in Study.objects.filter(pk__in=ids).values_list("device_id", "study_datetime"):
+        key = bucket_key(device_id, at)
+        if key:
+            keys.add(key)
+    return buckets_mark_dirty(keys)
+
+
+# ---------------------------------------------------------------------------
+# rebuilding
+# ---------------------------------------------------------------------------
+def _watermark(*, for_update: bool = False) -> SummaryState:
+    qs = SummaryState.objects.select_for_update() if for_update else SummaryState.objects
+    state = qs.filter(pk=1).first()
+    if state is None:
+        SummaryState.objects.bulk_create([SummaryState(pk=1, max_study_id=0)], ignore_conflicts=True)
+        state = qs.get(pk=1)
+    return state
+
+
+def watermark_advance(*, limit: int = 50000) -> int:
+    """Take up to ``limit`` studies newer than the watermark: mark their buckets dirty and move the watermark
+    past them, in one transaction. Returns how many studies were taken."""
+    with transaction.atomic():
+        state = _watermark(for_update=True)
+        rows = list(Study.objects.filter(pk__gt=state.max_study_id).order_by("pk")
+                    .values_list("pk", "device_id", "study_datetime")[:limit])
+        if not rows:
+            return 0
+        buckets_mark_dirty(k for k in (bucket_key(dev, at) for _, dev, at in rows) if k)
+        state.max_study_id = rows[-1][0]
+        state.save(update_fields=["max_study_id", "updated_at"])
+    return len(rows)
+
+
+def _bucket_studies(bucket: SummaryBucket, max_study_id: int):
+    qs = Study.objects.filter(study_datetime__gte=bucket.starts_at, study_datetime__lt=bucket.ends_at,
+                              pk__lte=max_study_id, has_ionising_dose=True)
+    qs = qs.filter(device_id=bucket.device_key) if bucket.device_key else qs.filter(device__isnull=True)
+    return qs.values_list(*STUDY_COLUMNS)
+
+
+def bucket_rebuild(bucket_id: int) -> bool:
+    """Rebuild one dirty bucket from its studies up to the watermark. False when it is clean or another
+    process is rebuilding it."""
+    with transaction.atomic():
+        bucket = SummaryBucket.objects.select_for_update(skip_locked=True).filter(pk=bucket_id, dirty=True).first()
+        if bucket is None:
+            return False
+        w = _watermark().max_study_id
+        rows = list(_bucket_studies(bucket, w))
+        ProtocolSummary.objects.filter(bucket=bucket).delete()
+        ProtocolSummary.objects.bulk_create(summary_rows(bucket.pk, summarise_studies(rows)), batch_size=1000)
+        SummaryMember.objects.filter(bucket=bucket).delete()
+        SummaryMember.objects.bulk_create([SummaryMember(study_id=r[0], bucket_id=bucket.pk) for r in rows],
+                                          batch_size=2000, update_conflicts=True, unique_fields=["study_id"],
+                                          update_fields=["bucket"])
+        times = [r[1] for r in rows]
+        bucket.dirty = False
+        bucket.built_at = timezone.now()
+        bucket.n_studies = len(rows)
+        bucket.first_study_at = min(times) if times else None
+        bucket.last_study_at = max(times) if times else None
+        bucket.save(update_fields=["dirty", "built_at", "n_studies", "first_study_at", "last_study_at"])
+    return True
+
+
+def summaries_refresh(*, max_buckets: int = 500, max_new_studies: int = 200000) -> dict:
+    """The periodic job: take new studies (watermark), then rebuild up to ``max_buckets`` dirty buckets,
+    oldest mark first. What is left waits for the next run; the page reads it exactly meanwhile."""
+    taken = 0
+    while taken < max_new_studies:
+        n = watermark_advance(limit=min(50000, max_new_studies - taken))
+        taken += n
+        if n < 50000:
+            break
+    ids = list(SummaryBucket.objects.filter(dirty=True).order_by("marked_at", "pk").values_list("pk", flat=True)[:max_buckets])
+    rebuilt = sum(1 for pk in ids if bucket_rebuild(pk))
+    left = SummaryBucket.objects.filter(dirty=True).count()
+    return {"new_studies": taken, "rebuilt": rebuilt, "dirty_left": left}
+
+
+def summaries_rebuild_all(*, chunk_size: int = 20000) -> dict:
+    """Rebuild every summary from the study table in one transaction (management command, after bulk loads).
+
+    Streams the studies in (device, date) order, so memory holds one batch of buckets at a time. Pages keep
+    reading the previous summaries until it commits; ingest that marks a bucket meanwhile waits for the commit
+    and then marks the new row dirty."""
+    qn = connection.ops.quote_name
+    with transaction.atomic():
+        state = _watermark(for_update=True)
+        w = Study.objects.aggregate(m=Max("pk"))["m"] or 0
+        with connection.cursor() as c:
+            for model in (SummaryMember, ProtocolSummary, SummaryBucket):
+                c.execute(f"DELETE FROM {qn(model._meta.db_table)}")
+        qs = (Study.objects.filter(pk__lte=w, has_ionising_dose=True, study_datetime__isnull=False)
+              .order_by("device_id", "study_datetime").values_list("device_id", *STUDY_COLUMNS))
+        now = timezone.now()
+        pending: list[tuple[tuple[int, date], list[tuple]]] = []
+        totals = {"studies": 0, "buckets": 0}
+
+        def flush() -> None:
+            buckets = []
+            for (device_key, month), rows in pending:
+                start, end = month_bounds(month)
+                buckets.append(SummaryBucket(device_key=device_key, month=month, starts_at=start, ends_at=end,
+                                             dirty=False, built_at=now, n_studies=len(rows),
+                                             first_study_at=rows[0][1], last_study_at=rows[-1][1]))
+            SummaryBucket.objects.bulk_create(buckets)  # sets the pks (RETURNING)
+            summaries, members = [], []
+            for bucket, (_, rows) in zip(buckets, pending):
+                summaries.extend(summary_rows(bucket.pk, summarise_studies(rows)))
+                members.extend(SummaryMember(study_id=r[0], bucket_id=bucket.pk) for r in rows)
+            ProtocolSummary.objects.bulk_create(summaries, batch_size=1000)
+            SummaryMember.objects.bulk_create(members, batch_size=5000)
+            totals["buckets"] += len(buckets)
+            pending.clear()
+
+        key, rows, held = None, [], 0
+        for row in qs.iterator(chunk_size=chunk_size):
+            k = bucket_key(row[0], row[2])
+            if k != key:
+                if rows:
+                    pending.append((key, rows))
+                    held += len(rows)
+                    if held >= chunk_size:
+                        flush()
+                        held = 0
+                key, rows = k, []
+            rows.append(row[1:])
+            totals["studies"] += 1
+        if rows:
+            pending.append((key, rows))
+        if pending:
+            flush()
+        state.max_study_id = w
+        state.save(update_fields=["max_study_id", "updated_at"])
+    if connection.vendor == "postgresql":
+        with connection.cursor() as c:
+            for model in (SummaryBucket, ProtocolSummary, SummaryMember):
+                c.execute(f"ANALYZE {qn(model._meta.db_table)}")
+    return {**totals, "max_study_id": w}

@@ -1,0 +1,211 @@
+"""Site scoping x every URL: an RSO of site A against the data of site B.
+
+Every URL of the permission matrix (tests/web/test_permissions.py) is classified here, so a new URL cannot be
+added without deciding how it keeps to the RSO's sites:
+
+* OBJECT: a URL naming one patient, study or alert: site B's object is a 404 (nothing changed, nothing
+  audited as read) for the site-A RSO, and the same URL with site A's object works; the site-B RSO can
+  reach B's object, so the 404 comes from the scope, not from the object.
+* LISTS: a page, export or API list: site B's rows are absent, site A's are present.
+* NOT_CLINICAL: no registry data of any site (sign-in, the portal's own-record pages, staff dose, audit trail...).
+"""
+from __future__ import annotations
+
+import csv
+import io
+
+from django.test import Client
+from django.urls import reverse
+from rest_framework.authtoken.models import Token
+
+from dosereg.audit.models import AuditEvent
+from tests.web import test_permissions as P
+from tests.web.site_data import SITE_A
+
+
+def _objects(d, site: str) -> dict:
+    key = {"a": ("sa", "sa_rf"), "b": ("sb", "sb_rf")}[site]
+    return {"patient": d.patients[key[0]], "study": d.studies[key[1]], "alert": d.alerts[key[1]]}
+
+
+# name: (method, kwargs from the objects, query string from the objects, outcome when allowed)
+OBJECT = {
+    "web:patient_history": ("get", lambda o: {"pk": o["patient"].pk}, "", 200),
+    "web:patient_history_export": ("get", lambda o: {"pk": o["patient"].pk}, "", 200),
+    "web:patient_invite": ("post", lambda o: {"pk": o["patient"].pk}, "", "redirect"),
+    "web:study_detail": ("get", lambda o: {"pk": o["study"].pk}, "", 200),
+    "web:alert_action": ("post", lambda o: {"alert_id": o["alert"].pk, "action": "acknowledge"}, "", 200),
+    "web:api_study": ("get", lambda o: {"pk": o["study"].pk}, "", 200),
+    "web:api_study_events": ("get", lambda o: {"pk": o["study"].pk}, "", 200),
+    "web:api_events": ("get", lambda o: {}, "?study={study}", 200),
+    "web:api_patient": ("get", lambda o: {"pk": o["patient"].pk}, "", 200),
+    "web:api_fhir_observation": ("get", lambda o: {"obs_id": f"dose-summary-{o['study'].pk}"}, "", 200),
+    "web:api_alert_action": ("post", lambda o: {"pk": o["alert"].pk, "action": "close"}, "", 200),  # after the above
+}
+LISTS = {
+    "web:dashboard", "web:patient_list", "web:quarantine_reprocess", "web:protocol_audit", "web:protocol_distribution",
+    "web:protocol_names", "web:fluoro_technique", "web:protocol_export", "web:api_studies", "web:api_patients",
+    "web:api_alerts", "web:api_fhir_search",  # (and web:api_events without ?study=, checked below)
+}
+NOT_CLINICAL = {
+    "web:home": "a redirect", "web:login": "sign-in", "admin_login": "sign-in", "web:logout": "sign-out",
+    "web:no_role": "a notice", "web:api_token": "sign-in", "ops:health": "component health, no rows",
+    "web:portal": "a patient's own record only (refused to RSOs)", "web:portal_exam": "ditto",
+    "web:portal_export": "ditto", "web:portal_print": "ditto", "web:portal_pdf": "ditto",
+    "web:portal_invite": "the invitation token's own patient, for the patient",
+    "web:staff_me": "the user's own occupational dose", "web:staff_overview": "staff members, not clinical data",
+    "web:audit_log": "admins only", "web:drl_sets": "published reference levels, no registry data",
+}
+
+
+def test_every_url_is_classified_for_site_scoping():
+    names = set(P.EXPECT)
+    classified = set(OBJECT) | LISTS | set(NOT_CLINICAL)
+    assert classified == names, f"unclassified: {names - classified}; gone: {classified - names}"
+    assert not (set(OBJECT) & LISTS) and not (set(OBJECT) & set(NOT_CLINICAL)) and not (LISTS & set(NOT_CLINICAL))
+
+
+def _request(c: Client, name: str, site_objects: dict):
+    method, kwargs, query, _ok = OBJECT[name]
+    url = reverse(name, kwargs=kwargs(site_objects)) + query.format(study=site_objects["study"].pk)
+    if method == "get":
+        return url, c.get(url)
+    return url, c.post(url, {}, HTTP_X_REQUESTED_WITH="fetch")
+
+
+def test_object_urls_of_another_site_are_404(site_data, web_data):
+    d = site_data
+    a, b = _objects(d, "a"), _objects(d, "b")
+    failures = []
+    for user, objs, want_ok in ((d.users["rso_a"], b, False), (d.users["rso_a"], a, True), (d.users["rso_b"], b, True)):
+        c = Client()
+        c.force_login(user)
+        for name in OBJECT:
+            url, resp = _request(c, name, objs)
+            got = P.outcome(resp)
+            want = OBJECT[name][3] if want_ok else 404
+            if got != want:
+                failures.append(f"{user.username} {name} {url}: expected {want}, got {got}")
+    assert not failures, "\n".join(failures)
+    # the refused requests changed nothing and logged no read of site B's patient by A's RSO
+    reads = AuditEvent.objects.filter(username=d.users["rso_a"].username, patient_pk=b["patient"].pk)
+    assert not reads.exists(), [(r.action, r.object_type) for r in reads]
+    from dosereg.exposure.models import AlertEvent
+
+    assert not AlertEvent.objects.filter(alert=b["alert"], actor=d.users["rso_a"]).exists()
+    assert not b["patient"].portal_accounts.filter(invited_by=d.users["rso_a"]).exists()
+
+
+def test_object_urls_through_token_auth(site_data, web_data):
+    d = site_data
+    token, _ = Token.objects.get_or_create(user=d.users["rso_a"])
+    c = Client(HTTP_AUTHORIZATION=f"Token {token.key}")
+    for name in [n for n in OBJECT if n.startswith("web:api_") and OBJECT[n][0] == "get"]:
+        for site, want in (("b", 404), ("a", 200)):
+            url, resp = _request(c, name, _objects(d, site))
+            assert resp.status_code == want, (name, url, resp.status_code)
+
+
+def _html(c, url) -> str:
+    resp = c.get(url)
+    assert resp.status_code == 200, (url, resp.status_code)
+    if hasattr(resp, "streaming_content"):
+        return b"".join(resp.streaming_content).decode("utf-8-sig")
+    return resp.content.decode()
+
+
+def test_lists_hold_only_the_rso_sites(site_data, web_data):
+    d, w = site_data, web_data
+    c = Client()
+    c.force_login(d.users["rso_a"])
+    dev_a, dev_b = str(d.studies["sa_rf"].device), str(d.studies["sb_rf"].device)
+    assert dev_a != dev_b
+    al = {k: v.pk for k, v in d.alerts.items()}
+    a_studies = {d.studies["sa_rf"].pk, d.studies["ab_a"].pk}
+    checked = set()
+
+    def absent_present(name, url, absent, present):
+        checked.add(name)
+        text = _html(c, url)
+        for s in absent:
+            assert s not in text, (name, url, f"{s!r} of another site is shown")
+        for s in present:
+            assert s in text, (name, url, f"{s!r} of the RSO's site is missing")
+
+    other_ids = [p.patient_id for p in w.patients.values()]  # the web tests' patients, at two other sites
+    absent_present("web:dashboard", reverse("web:dashboard"),
+                   [f'data-alert-row="{al["sb_rf"]}"', f'data-alert-row="{al["ab_b"]}"', "PSB0001", "Site B barium swallow",
+                    dev_b, *other_ids, "not a DICOM file"],
+                   [f'data-alert-row="{al["sa_rf"]}"', "PSA0001", "Site A barium swallow", dev_a])
+    absent_present("web:patient_list", reverse("web:patient_list") + "?q=PS", ["PSB0001"], ["PSA0001", "PSAB001"])
+    text = _html(c, reverse("web:patient_list"))
+    assert "PSB0001" not in text and not any(x in text for x in other_ids) and "PSA0001" in text
+    absent_present("web:protocol_audit", reverse("web:protocol_audit"), [dev_b], [dev_a])
+    absent_present("web:protocol_names", reverse("web:protocol_names"), ["Site B barium swallow", "CT Chest"],
+                   ["Site A barium swallow"])
+    absent_present("web:fluoro_technique", reverse("web:fluoro_technique"), [dev_b], [dev_a])
+    for kind in ("studies", "events", "summary"):
+        url = reverse("web:protocol_export", kwargs={"kind": kind, "fmt": "csv"})
+        rows = list(csv.reader(io.StringIO(_html(c, url))))
+        flat = "\n".join(",".join(r) for r in rows)
+        assert len(rows) > 1 and "Site B" not in flat and dev_b not in flat, (kind, flat[:500])
+        assert ("Site A barium swallow" if kind != "summary" else dev_a) in flat, kind
+    checked.add("web:protocol_export")
+
+    dist = reverse("web:protocol_distribution") + "?quantity=dap_total_gy_cm2"
+    assert c.get(dist + f"&device_id={d.studies['sb_rf'].device_id}").json()["values"] == []
+    assert c.get(dist).json()["values"] == []  # "any device" is more than the RSO's sites
+    assert c.get(dist + f"&device_id={d.studies['sa_rf'].device_id}").json()["values"]
+    checked.add("web:protocol_distribution")
+
+    r = c.post(reverse("web:quarantine_reprocess"), {}, HTTP_X_REQUESTED_WITH="fetch")
+    assert r.json() == {"ok": True, "count": 0}  # the unreadable file of the web data is at no site
+    checked.add("web:quarantine_reprocess")
+
+    studies = c.get(reverse("web:api_studies") + "?page_size=1000").json()["results"]
+    assert {s["id"] for s in studies} == a_studies
+    assert c.get(reverse("web:api_studies") + f"?patient={d.patients['sb'].pk}").json()["results"] == []
+    events = c.get(reverse("web:api_events") + "?page_size=1000").json()["results"]
+    assert events and {e["study"] for e in events} <= a_studies
+    pts = c.get(reverse("web:api_patients") + "?page_size=1000").json()["results"]
+    assert {p["id"] for p in pts} == {d.patients["sa"].pk, d.patients["ab"].pk}
+    alerts = {x["id"] for x in c.get(reverse("web:api_alerts") + "?status=all").json()["results"]}
+    assert al["sa_rf"] in alerts and al["sb_rf"] not in alerts and al["ab_b"] not in alerts
+    fhir = reverse("web:api_fhir_search")
+    assert c.get(fhir + f"?patient={d.patients['sb'].pk}").json()["total"] == 0
+    both = c.get(fhir + f"?patient={d.patients['ab'].pk}").json()
+    assert [e["resource"]["id"] for e in both["entry"]] == [f"dose-summary-{d.studies['ab_a'].pk}"]
+    checked |= {"web:api_studies", "web:api_patients", "web:api_alerts", "web:api_fhir_search"}
+    assert checked == LISTS
+
+
+def test_unscoped_and_all_sites_users_see_both_sites(site_data, web_data):
+    from dosereg.web.services import site_assignment_set
+
+    d, w = site_data, web_data
+    site_assignment_set(user=d.users["rso_b"], sites=[SITE_A], all_sites=True)
+    for user in (w.users["rso"], w.users["physicist"], w.users["admin"], d.users["rso_b"]):
+        c = Client()
+        c.force_login(user)
+        for site in ("a", "b"):
+            o = _objects(d, site)
+            assert c.get(reverse("web:study_detail", kwargs={"pk": o["study"].pk})).status_code == 200, user
+            assert c.get(reverse("web:api_patient", kwargs={"pk": o["patient"].pk})).status_code == 200, user
+        html = c.get(reverse("web:dashboard")).content.decode()
+        assert f'data-alert-row="{d.alerts["sb_rf"].pk}"' in html and f'data-alert-row="{d.alerts["sa_rf"].pk}"' in html
+
+
+def test_rso_without_site_sees_nothing_when_unscoped_access_is_off(site_data, web_data, settings):
+    settings.DOSEREG_RSO_UNSCOPED_SEES_ALL = False
+    d, w = site_data, web_data
+    c = Client()
+    c.force_login(w.users["rso"])
+    for site in ("a", "b"):
+        o = _objects(d, site)
+        for name in ("web:patient_history", "web:study_detail", "web:api_study", "web:api_patient"):
+            url, resp = _request(c, name, o)
+            assert resp.status_code == 404, (name, url)
+    assert c.get(reverse("web:api_studies")).json()["results"] == []
+    assert c.get(reverse("web:api_alerts") + "?status=all").json()["results"] == []
+    html = c.get(reverse("web:dashboard")).content.decode()
+    assert "data-alert-row" not in html and "not assigned to any site" in html
