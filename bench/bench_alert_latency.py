@@ -186,6 +186,7 @@ def main() -> int:
     from dosereg.exposure.constants import RSO_GROUP
     from dosereg.exposure.models import Alert, Rule, RuleSet
     from dosereg.notifications.models import Notification
+    from dosereg.ops.health import broker_queue_length
     from dosereg.registry.models import DoseObject
 
     if not Rule.objects.filter(ruleset__active=True, key="fgi-kar-srdl").exists():
@@ -229,7 +230,7 @@ def main() -> int:
 
         def sample():
             while not stop.is_set():
-                depth.append(r.llen("dosereg"))
+                depth.append(broker_queue_length(r))
                 time.sleep(0.25)
 
         sampler = threading.Thread(target=sample, daemon=True)

@@ -1,19 +1,21 @@
 #!/usr/bin/env python
-"""Benchmark: server time and SQL queries of the main pages at two registry sizes.
+"""Benchmark: server time and SQL queries of the main pages and API lists at two registry sizes.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/dosereg_bench_pages python bench/bench_pages.py \
-        [--scales 100000,1000000] [--repeat 30]
+        [--scales 100000,1000000] [--repeat 30] [--sql] [--exposure service|sql] [--templates 3000] [--keep]
+    python bench/bench_pages.py --scales 1000000 --existing test_dosereg_bench_pages   # re-measure a kept database
 
-For each scale (irradiation events; studies = events/10, patients = studies x 0.3) a
-throw-away PostgreSQL test database is filled server-side with generate_series
-(devices, patients, studies over two years, one dose object and ten events per study,
-protocol mappings, cumulative exposure windows and open alerts), ANALYZEd, and each
-page is requested in-process through Django's test client (middleware, view, template,
-audit write: the server's whole share of a request). Prints p50/p95 ms and the SQL
-query count per page, and the 1M/100k time ratio.
+For each scale (irradiation events; studies = events/10, patients = studies x 0.3) a throw-away
+PostgreSQL test database is filled by ``bench/generate.py`` (builder-made RDSRs parsed by the project's
+parser and written by the ingest writer as templates, replicated server-side with new patients, dates, UIDs
+and scaled doses; exposure windows and alerts by the exposure services; protocol mappings; protocol audit
+summaries), ANALYZEd, and each page is requested in-process through Django's test client (middleware, view,
+template, audit write: the server's whole share of a request). ``--sql`` fills it the old way instead
+(generate_series, synthetic values). Prints p50/p95 ms and the SQL query count per page, and the 1M/100k
+time ratio.
 
-Targets (issue 5): dashboard, patient history and protocol audit p95 < 300 ms at 1M
-events, a fixed number of queries per page, and time at 1M <= 2x time at 100k.
+Targets (issue 5): dashboard, patient history and protocol audit p95 < 300 ms at 1M events, a fixed number
+of queries per page, and time at 1M <= 2x time at 100k.
 """
 from __future__ import annotations
 
@@ -82,7 +84,8 @@ def insert_select(model, given: dict[str, str], from_sql: str) -> str:
     return f"INSERT INTO {model._meta.db_table} ({names}) SELECT {', '.join(cols.values())} {from_sql}"
 
 
-def populate(n_events: int) -> dict:
+def populate_sql(n_events: int) -> dict:
+    """The former fill: generate_series, synthetic values ("now" windows and open alerts only)."""
     from dosereg.exposure.models import Alert, PatientExposureWindow
     n_studies = n_events // 10
     n_patients = max(1, int(n_studies * 0.3))
@@ -175,7 +178,19 @@ def populate(n_events: int) -> dict:
         c.execute("ANALYZE")
         c.execute("SELECT count(*) FROM registry_irradiationevent")
         events = c.fetchone()[0]
+    from dosereg.protocols.services import summaries_rebuild_all
+
+    summaries_rebuild_all()
     return {"events": events, "studies": n_studies, "patients": n_patients}
+
+
+def populate(n_events: int, *, sql: bool = False, **options) -> dict:
+    if sql:
+        return populate_sql(n_events)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import generate
+
+    return generate.populate(n_events, **options)
 
 
 def users():
@@ -187,8 +202,8 @@ def users():
 
     out = {r: user_create(username=f"bench-{r}", password="bench-pass-123", role=r) for r in ("rso", "physicist", "patient")}
     busiest = Patient.objects.get(pk=1)
-    PatientAccount.objects.create(patient=busiest, user=out["patient"], token_sha256="bench", expires_at=timezone.now(),
-                                  verified_at=timezone.now())
+    PatientAccount.objects.get_or_create(user=out["patient"], defaults={
+        "patient": busiest, "token_sha256": "bench", "expires_at": timezone.now(), "verified_at": timezone.now()})
     return out
 
 
@@ -216,37 +231,53 @@ def measure(client, urls: list[str], repeat: int) -> tuple[list[float], set[int]
     return times, counts
 
 
-def run_scale(n_events: int, repeat: int, keep: bool = False) -> dict:
-    from django.conf import settings
+def measure_pages(size: dict, repeat: int) -> dict:
     from django.test import Client
 
+    from dosereg.registry.models import Study
+
+    u = users()
+    patient_ids = list(range(1, 1 + min(size["patients"], 997 * 30), 997))[:30]
+    study_ids = list(Study.objects.order_by("-study_datetime").values_list("pk", flat=True)[:30:3])
+    pages = {
+        "dashboard": ("rso", ["/dashboard/"]),
+        "patient history": ("rso", [f"/patients/{p}/" for p in patient_ids]),
+        "study detail": ("rso", [f"/studies/{s}/" for s in study_ids]),
+        "protocol audit (12 months)": ("physicist", ["/protocols/"]),
+        "patient portal": ("patient", ["/portal/"]),
+        "API studies page": ("rso", ["/api/v1/studies/?page_size=100"]),
+        "API alerts page": ("rso", ["/api/v1/alerts/"]),
+        "API patients page": ("rso", ["/api/v1/patients/?page_size=100"]),
+    }
+    results = {}
+    for name, (role, urls) in pages.items():
+        c = Client()
+        c.force_login(u[role])
+        times, counts = measure(c, urls, repeat)
+        results[name] = {"p50": statistics.median(times), "p95": pct(times, 95), "queries": sorted(counts)}
+    return results
+
+
+def run_scale(n_events: int, repeat: int, keep: bool = False, existing: str = "", **fill) -> dict:
+    from django.conf import settings
+
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    if existing:  # measure a kept database as it is
+        connection.close()
+        connection.settings_dict["NAME"] = existing
+        with connection.cursor() as c:
+            c.execute("SELECT (SELECT count(*) FROM registry_irradiationevent), (SELECT count(*) FROM registry_study), "
+                      "(SELECT count(*) FROM registry_patient)")
+            events, studies, patients = c.fetchone()
+        size = {"events": events, "studies": studies, "patients": patients}
+        return {"size": size, "fill_s": 0.0, "pages": measure_pages(size, repeat)}
     old_name = connection.settings_dict["NAME"]
     connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
         t0 = time.perf_counter()
-        size = populate(n_events)
+        size = populate(n_events, **fill)
         fill_s = time.perf_counter() - t0
-        u = users()
-        from dosereg.registry.models import Study
-
-        patient_ids = list(range(1, 1 + min(size["patients"], 997 * 30), 997))[:30]
-        study_ids = list(Study.objects.order_by("-study_datetime").values_list("pk", flat=True)[:30:3])
-        pages = {
-            "dashboard": ("rso", ["/dashboard/"]),
-            "patient history": ("rso", [f"/patients/{p}/" for p in patient_ids]),
-            "study detail": ("rso", [f"/studies/{s}/" for s in study_ids]),
-            "protocol audit (12 months)": ("physicist", ["/protocols/"]),
-            "patient portal": ("patient", ["/portal/"]),
-            "API studies page": ("rso", ["/api/v1/studies/?page_size=100"]),
-        }
-        results = {}
-        for name, (role, urls) in pages.items():
-            c = Client()
-            c.force_login(u[role])
-            times, counts = measure(c, urls, repeat)
-            results[name] = {"p50": statistics.median(times), "p95": pct(times, 95), "queries": sorted(counts)}
-        return {"size": size, "fill_s": fill_s, "pages": results}
+        return {"size": size, "fill_s": fill_s, "pages": measure_pages(size, repeat)}
     finally:
         if keep:
             print(f"kept database {connection.settings_dict['NAME']}")
@@ -258,17 +289,26 @@ def main() -> int:
     ap.add_argument("--scales", default="100000,1000000", help="irradiation events per run, comma-separated")
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--keep", action="store_true", help="keep the last database for inspection")
+    ap.add_argument("--existing", default="", help="measure this (kept, filled) database instead of filling one")
+    ap.add_argument("--sql", action="store_true", help="fill with generate_series (synthetic) instead of bench/generate.py")
+    ap.add_argument("--exposure", choices=("service", "sql"), default="service", help="generator: how windows/alerts are made")
+    ap.add_argument("--templates", type=int, default=3000, help="generator: distinct builder-made procedures")
+    ap.add_argument("--workers", type=int, default=2, help="generator: processes")
     args = ap.parse_args()
+    fill = {"sql": True} if args.sql else {"exposure": args.exposure, "templates": args.templates, "workers": args.workers}
     if connection.vendor != "postgresql":
         print("needs PostgreSQL (DATABASE_URL)")
         return 2
     setup_test_environment()
     runs = {}
     for n in (int(x) for x in args.scales.split(",")):
-        r = run_scale(n, args.repeat, keep=args.keep)
+        r = run_scale(n, args.repeat, keep=args.keep, existing=args.existing, **fill)
         runs[n] = r
         s = r["size"]
-        print(f"\n{s['events']:,} events, {s['studies']:,} studies, {s['patients']:,} patients (filled in {r['fill_s']:.0f} s)")
+        print(f"\n{s['events']:,} events, {s['studies']:,} studies, {s['patients']:,} patients (filled in {r['fill_s']:.0f} s; "
+              f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())})")
+        if s.get("steps"):
+            print("generation: " + ", ".join(f"{k} {v:.0f} s" for k, v in s["steps"].items()))
         print(f"{'page':30} {'p50 ms':>8} {'p95 ms':>8} {'queries':>9}")
         for name, v in r["pages"].items():
             print(f"{name:30} {v['p50']:8.1f} {v['p95']:8.1f} {','.join(map(str, v['queries'])):>9}")

@@ -187,6 +187,60 @@ def _peak_rss_mb(pid: int) -> float:
     return peak
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one live process (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _tree(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            todo += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def _pids_named(fragment: str) -> list[int]:
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if fragment in (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    pids.append(int(d.name))
+            except OSError:
+                pass
+    return pids
+
+
+class CpuMeter:
+    """CPU seconds used by named process groups between start() and stop() (processes alive at stop;
+    PostgreSQL: every backend and background process, Redis: the server)."""
+
+    def __init__(self, groups):
+        self.groups = groups  # name -> callable returning pids
+
+    def _read(self):
+        return {name: {p: _proc_cpu_s(p) for p in find()} for name, find in self.groups.items()}
+
+    def start(self):
+        self.t0 = self._read()
+
+    def stop(self) -> dict[str, float]:
+        t1 = self._read()
+        return {name: sum(v - self.t0[name].get(p, 0.0) for p, v in t1[name].items()) for name in t1}
+
+
 def bench_ingest(n: int = 2000):
     import redis
 
@@ -220,6 +274,9 @@ def bench_ingest(n: int = 2000):
                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "worker.log", "w"))
     wait_port(port)
     time.sleep(3)  # worker start-up
+    meter = CpuMeter({"listener": lambda: _tree(listener.pid), "worker": lambda: _tree(worker.pid),
+                      "postgres": lambda: _pids_named("postgres"), "redis": lambda: _pids_named("redis-server")})
+    meter.start()
     t0 = time.perf_counter()
     t_send, r = _storescu(port, files)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -231,6 +288,7 @@ def bench_ingest(n: int = 2000):
             break
         time.sleep(0.2)
     t_all = time.perf_counter() - t0
+    cpu = meter.stop()
     peak = max(peak, _peak_rss_mb(worker.pid))
     listener.terminate()
     listener.wait(20)
@@ -246,9 +304,14 @@ def bench_ingest(n: int = 2000):
     print(f"  committed to PostgreSQL       {n/t_all:8.1f} obj/s   (target >= 50)  ingested={ingested} quarantined={quarantined}")
     print(f"  ack latency p50/p95/p99       {pct(lat,50):.1f} / {pct(lat,95):.1f} / {pct(lat,99):.1f} ms (target p99 < 50)")
     print(f"  worker peak RSS               {peak:8.1f} MB (target < 300)")
+    print("  CPU per object                " + ", ".join(f"{k} {v * 1000 / n:.1f} ms" for k, v in cpu.items())
+          + f"; total {sum(cpu.values()) * 1000 / n:.1f} ms on {os.cpu_count()} cores"
+          + f" (ceiling {os.cpu_count() * n / max(sum(cpu.values()), 1e-9):.0f} obj/s)")
+    print(f"  load average                  {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     shutil.rmtree(tmp, ignore_errors=True)
     return {"storescp_obj_s": n / t_scp, "ack_obj_s": n / t_send, "committed_obj_s": n / t_all,
-            "ack_p50_ms": pct(lat, 50), "ack_p95_ms": pct(lat, 95), "ack_p99_ms": pct(lat, 99), "worker_peak_mb": peak}
+            "ack_p50_ms": pct(lat, 50), "ack_p95_ms": pct(lat, 95), "ack_p99_ms": pct(lat, 99), "worker_peak_mb": peak,
+            "cpu_ms_per_object": {k: v * 1000 / n for k, v in cpu.items()}}
 
 
 SCENARIOS = {"parse316": bench_parse316, "ingest": bench_ingest}

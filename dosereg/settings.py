@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "dosereg.staff",
     "dosereg.audit",
     "dosereg.web",
+    "dosereg.protocols",
     "dicom_listener",
     "dosereg.ops",
 ]
@@ -144,16 +145,30 @@ CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_ACKS_LATE = True  # a worker killed mid-task leaves the message for another worker
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_S", 600)}
+# Priorities (Redis: 0 is served first): alert e-mails and recomputes are not stuck behind a backlog of
+# ingests; ingest tasks run at INGEST_TASK_PRIORITY. Each priority is its own Redis list "<queue>:<n>".
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_S", 600),
+    "priority_steps": list(range(10)), "sep": ":", "queue_order_strategy": "priority",
+}
+INGEST_TASK_PRIORITY = env_int("INGEST_TASK_PRIORITY", 5)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_DEFAULT_QUEUE = "dosereg"
+# Celery's Django fixup closes the database connection after every task unless told to reuse it;
+# reconnecting cost PostgreSQL ~25 ms of CPU per ingested object. Connections that broke or outlived
+# DB_CONN_MAX_AGE are still closed before each task (dosereg.ops.receivers.refresh_db_connections).
+# The ingest worker does the follow-up work of an object (exposure recompute and alerts, staff sync)
+# itself right after the ingest commits, instead of queueing further tasks (falls back to queueing on error).
+INGEST_DERIVED_INLINE = env_bool("INGEST_DERIVED_INLINE", True)
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1_000_000)
 CELERY_BEAT_SCHEDULE = {
     "sweep-spool": {"task": "dosereg.sweep_spool", "schedule": timedelta(seconds=env_int("SWEEP_INTERVAL_S", 60))},
     "notification-digest": {"task": "dosereg.send_notification_digest", "schedule": timedelta(days=1)},
     "sweep-notifications": {"task": "dosereg.sweep_notifications", "schedule": timedelta(minutes=5)},
     "exposure-follow-up-reminders": {"task": "dosereg.exposure_follow_up_reminders", "schedule": timedelta(hours=1)},
     "exposure-refresh-now-windows": {"task": "dosereg.exposure_refresh_now_windows", "schedule": timedelta(days=1)},
+    "refresh-protocol-summaries": {"task": "dosereg.refresh_protocol_summaries", "schedule": timedelta(minutes=1)},
 }
 
 # --- DICOM listener ----------------------------------------------------------
@@ -248,6 +263,12 @@ DOSEREG_TRUST_X_FORWARDED_FOR = env_bool("TRUST_X_FORWARDED_FOR", False)
 DOSEREG_BACKGROUND_MSV_PER_YEAR = float(env("BACKGROUND_MSV_PER_YEAR", "3.1"))
 DOSEREG_BACKGROUND_SOURCE = env("BACKGROUND_SOURCE", "average natural background in the United States (NCRP Report 160)")
 DOSEREG_PORTAL_INVITE_DAYS = env_int("PORTAL_INVITE_DAYS", 14)
+# Patient portal PDF: a TrueType font with the characters of names and units (Ø, ł, Greek, Gy·cm²);
+# when it cannot be loaded the PDF falls back to a core font with transliteration.
+DOSEREG_PORTAL_PDF_FONT = env("PORTAL_PDF_FONT", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+# RSO site scoping (dosereg.web.scope): an RSO without a site assignment sees every site when true
+# (existing installations, the demo), nothing when false. Assign sites in the admin (Web › Site assignments).
+DOSEREG_RSO_UNSCOPED_SEES_ALL = env_bool("RSO_UNSCOPED_SEES_ALL", True)
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

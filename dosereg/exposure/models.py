@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from dosereg.registry.models import Device, Patient, Study
 
@@ -78,7 +78,12 @@ class PatientExposureWindow(models.Model):
             models.UniqueConstraint(fields=["patient", "anchor_study", "window_days"], name="uniq_window_anchor"),
             models.UniqueConstraint(fields=["patient", "window_days"], condition=Q(anchor_study__isnull=True), name="uniq_window_now"),
         ]
-        indexes = [models.Index(fields=["patient", "window_days", "end"])]
+        indexes = [
+            models.Index(fields=["patient", "window_days", "end"]),
+            # the dashboard's "highest cumulative exposure" list walks this in order and stops after 10 rows
+            models.Index("window_days", F("kap_gy_cm2").desc(nulls_last=True), F("dlp_mgy_cm").desc(nulls_last=True),
+                         condition=Q(anchor_study__isnull=True), name="window_now_top_kap"),
+        ]
 
 
 class PatientExposureState(models.Model):
@@ -194,7 +199,13 @@ class Alert(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["patient", "rule_key", "level", "subject"], name="uniq_alert_patient_rule_level"),
         ]
-        indexes = [models.Index(fields=["patient", "status"]), models.Index(fields=["status", "follow_up_due"])]
+        indexes = [
+            models.Index(fields=["patient", "status"]), models.Index(fields=["status", "follow_up_due"]),
+            models.Index(fields=["study_uid"], name="alert_study_uid"),  # a study's alerts, also after it was replaced
+            # the dashboard inbox: newest open / acknowledged alerts
+            models.Index(F("raised_at").desc(), F("id").desc(), condition=Q(status__in=["open", "acknowledged"]),
+                         name="alert_inbox_recent"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.title} [{self.status}]"

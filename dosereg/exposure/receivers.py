@@ -8,17 +8,35 @@ from django.db import transaction
 log = logging.getLogger(__name__)
 
 
-def on_studies_changed(sender, study_ids=(), patient_ids=(), **kwargs) -> None:
+def on_studies_changed(sender, study_ids=(), patient_ids=(), new_study_ids=(), **kwargs) -> None:
     from .models import Alert, PatientExposureWindow
     from .services import enqueue_recompute
 
     targets = set(p for p in patient_ids if p)
-    if study_ids:
+    if set(study_ids or ()) - set(new_study_ids or ()):  # a brand-new study has no windows or alerts yet
         # a study that moved to another patient (replacement RDSR with a corrected ID): the former owner too
         targets |= set(PatientExposureWindow.objects.filter(anchor_study_id__in=study_ids).values_list("patient_id", flat=True).distinct())
         targets |= set(Alert.objects.filter(study_id__in=study_ids).values_list("patient_id", flat=True).distinct())
+    from dosereg.registry.signals import derived_work_inline
+
+    inline = derived_work_inline.get()
     for pk in sorted(targets):
+        if inline and _recompute_now(pk):
+            continue
         enqueue_recompute(pk)
+
+
+def _recompute_now(patient_id: int) -> bool:
+    """In the ingest worker, after its commit: recompute right away (one task and one queue wait fewer
+    between the C-STORE and the alert e-mail). Any failure leaves it to a queued task."""
+    from .services import patient_exposure_recompute
+
+    try:
+        patient_exposure_recompute(patient_id=patient_id)
+        return True
+    except Exception:
+        log.exception("inline exposure recompute of patient %s failed; queueing it", patient_id)
+        return False
 
 
 def on_study_deleted(sender, instance, **kwargs) -> None:

@@ -22,7 +22,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from dosereg.notifications.models import SEVERITY_RANK
-from dosereg.notifications.services import notification_enqueue
+from dosereg.notifications.services import notification_enqueue, notification_enqueue_many
 from dosereg.rdsr import records as R
 from dosereg.registry.models import DoseObject, IrradiationEvent, Patient, PlaneTotal, Study
 
@@ -699,6 +699,7 @@ def _evaluate_alerts(root_id, group, infos, windows, rules, now, notify, res: Re
         return root_cache[0]
     matched: set[int] = set()
     created: list[tuple[Alert, Expected]] = []
+    new_alerts: list[tuple[Alert, Expected]] = []
     for e in expected:
         alert = by_key.get((e.rule.key, e.level, e.subject))
         if alert is None and e.episode is not None:  # same episode, first anchor moved (late earlier study)
@@ -722,15 +723,13 @@ def _evaluate_alerts(root_id, group, infos, windows, rules, now, notify, res: Re
         if e.rule.follow_up_days:
             base = (e.study.at if e.study and e.study.at else now).date()
             alert.detail["follow_up_suggested_due"] = (base + timedelta(days=e.rule.follow_up_days)).isoformat()
-        try:
-            with transaction.atomic():
-                alert.save()
-        except IntegrityError:  # raised concurrently by another worker: theirs stands, nothing re-sent
-            continue
-        AlertEvent.objects.create(alert=alert, action="raised", note=alert.title)
+        new_alerts.append((alert, e))
+    for alert, e in _alerts_insert(new_alerts):
         created.append((alert, e))
         matched.add(alert.id)
         res.alerts_created.append(alert.id)
+    if created:
+        AlertEvent.objects.bulk_create([AlertEvent(alert=a, action="raised", note=a.title) for a, _ in created])
     active_keys = {r.key for r in rules}
     for a in existing:
         if a.id in matched or a.rule_key not in active_keys or a.status in (Alert.STATUS_WITHDRAWN,):
@@ -756,6 +755,29 @@ def _evaluate_alerts(root_id, group, infos, windows, rules, now, notify, res: Re
         res.alerts_withdrawn.append(a.id)
     if created:
         _notify_created(created, now, notify, res)
+
+
+def _alerts_insert(new_alerts: list[tuple[Alert, Expected]]) -> list[tuple[Alert, Expected]]:
+    """Insert new alerts in one statement; if another worker raised one of them concurrently (unique
+    constraint), fall back to one savepoint per alert so theirs stands and nothing is sent twice."""
+    if not new_alerts:
+        return []
+    try:
+        with transaction.atomic():
+            Alert.objects.bulk_create([a for a, _ in new_alerts])
+        return new_alerts
+    except IntegrityError:
+        pass
+    inserted = []
+    for alert, e in new_alerts:
+        alert.pk = None
+        try:
+            with transaction.atomic():
+                alert.save(force_insert=True)
+        except IntegrityError:  # raised concurrently by another worker: theirs stands, nothing re-sent
+            continue
+        inserted.append((alert, e))
+    return inserted
 
 
 def _refresh_existing(alert: Alert, e: Expected, root_id: int, now: datetime) -> None:
@@ -801,6 +823,8 @@ def _jsonable(value):
 # routing and notification
 # ---------------------------------------------------------------------------
 def _notify_created(created: list[tuple[Alert, Expected]], now: datetime, notify: bool, res: RecomputeResult) -> None:
+    """Route and queue the e-mails of the alerts raised by one evaluation: one SELECT and one INSERT for
+    all notifications, one task that sends them over one SMTP connection, bulk AlertEvents and updates."""
     # several levels of one rule crossed at once (e.g. 3, 4, …, 7 Gy): one e-mail, for the highest level
     best: dict[tuple[str, str], tuple[Alert, Expected]] = {}
     for alert, e in created:
@@ -810,6 +834,8 @@ def _notify_created(created: list[tuple[Alert, Expected]], now: datetime, notify
     chosen = {a.id for a, _ in best.values()}
     max_age = conf.notify_max_age_days()
     router = Router()
+    requests: list[dict] = []
+    events: list[AlertEvent] = []
     for alert, e in created:
         if not notify:
             state = "suppressed"
@@ -823,17 +849,20 @@ def _notify_created(created: list[tuple[Alert, Expected]], now: datetime, notify
                 state = "no_recipients"
                 log.warning("alert %s: no recipients (no route and no active user with e-mail in group %r)", alert.pk, RSO_GROUP)
             else:
-                made = notification_enqueue(
+                requests.append(dict(
                     dedupe_key=f"exposure-alert:{alert.pk}", recipients=recipients, subject=f"[dosereg] {alert.title}"[:255],
                     body=alert.message + f"\n\nAlert: {conf.alert_url_base()}{alert.pk}/",
                     severity=alert.severity if alert.severity in SEVERITY_RANK else "normal",
                     digest=e.rule.digest and alert.severity == "low",
-                )
-                res.notifications += len(made)
+                ))
                 state = "queued"
-                AlertEvent.objects.create(alert=alert, action="notified", note=", ".join(recipients))
+                events.append(AlertEvent(alert=alert, action="notified", note=", ".join(recipients)))
         alert.notified = state
-        alert.save(update_fields=["notified"])
+    if requests:
+        res.notifications += len(notification_enqueue_many(requests))
+    if events:
+        AlertEvent.objects.bulk_create(events)
+    Alert.objects.bulk_update([a for a, _ in created], ["notified"])
 
 
 class Router:
@@ -866,14 +895,20 @@ class Router:
             out += [u.email for g in route.groups.all() for u in g.user_set.all() if u.is_active and u.email]
             out += [x.strip() for x in route.emails.replace("\n", ",").replace(";", ",").split(",") if x.strip()]
         if not matched:
-            out = self.default_recipients()
+            out = self.default_recipients(row.get("device__institution"))
         return sorted(set(out))
 
-    def default_recipients(self) -> list[str]:
+    def default_recipients(self, site: str | None = None) -> list[str]:
+        """Without a matching route: the active RSOs whose site scope (``dosereg.web.scope``, the sites
+        their dashboard shows) covers the site of the study that raised the alert."""
+        from dosereg.web.scope import normalise, scope_for
+
         if self._rso is None:
             User = get_user_model()
-            self._rso = sorted(set(User.objects.filter(groups__name=RSO_GROUP, is_active=True).exclude(email="").values_list("email", flat=True)))
-        return self._rso
+            users = User.objects.filter(groups__name=RSO_GROUP, is_active=True).exclude(email="").distinct()
+            self._rso = [(u.email, scope_for(u)) for u in users]
+        key = normalise(site)
+        return sorted({email for email, scope in self._rso if scope.unrestricted or key in scope.sites})
 
 
 # ---------------------------------------------------------------------------

@@ -3,8 +3,9 @@
     notification_enqueue(dedupe_key=..., recipients=[...], subject=..., body=...)
 
 creates one Notification per (dedupe_key, recipient) unless it exists (then it
-does nothing: never re-sends) and queues ``dosereg.send_notification`` after the
-surrounding transaction commits. Low-severity notifications with ``digest=True``
+does nothing: never re-sends) and queues ``dosereg.send_notifications`` after the
+surrounding transaction commits (``notification_enqueue_many`` does the same for many
+requests with one SELECT, one INSERT and one task that uses one SMTP connection). Low-severity notifications with ``digest=True``
 wait for the daily digest (``dosereg.send_notification_digest``).
 """
 from __future__ import annotations
@@ -35,46 +36,75 @@ def notification_enqueue(
     *, dedupe_key: str, recipients: list[str], subject: str, body: str, severity: str = "normal", digest: bool = False
 ) -> list[Notification]:
     """Create the missing (dedupe_key, recipient) rows; return only the rows created now."""
-    if severity not in SEVERITIES:
-        raise ValueError(f"severity must be one of {SEVERITIES}")
-    wanted = []
-    for r in recipients:
-        r = (r or "").strip()
-        if r and r not in wanted:
-            wanted.append(r)
-    if not wanted:
+    return notification_enqueue_many([dict(dedupe_key=dedupe_key, recipients=recipients, subject=subject, body=body,
+                                           severity=severity, digest=digest)])
+
+
+def notification_enqueue_many(requests: list[dict]) -> list[Notification]:
+    """Several ``notification_enqueue`` requests at once: one SELECT, one bulk INSERT and, after the
+    surrounding transaction commits, one ``dosereg.send_notifications`` task that delivers them all over
+    one SMTP connection. Returns the rows created now; existing (dedupe_key, recipient) pairs are left alone."""
+    rows: list[Notification] = []
+    seen: set[tuple[str, str]] = set()
+    for req in requests:
+        severity = req.get("severity", "normal")
+        if severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {SEVERITIES}")
+        key = str(req["dedupe_key"])[:255]
+        digest = bool(req.get("digest", False))
+        held_for_digest = digest and severity == SEVERITY_LOW
+        for r in req.get("recipients") or []:
+            r = (r or "").strip()[:254]
+            if not r or (key, r) in seen:
+                continue
+            seen.add((key, r))
+            rows.append(Notification(
+                dedupe_key=key, recipient=r, subject=str(req["subject"])[:255], body=req["body"], severity=severity,
+                digest=digest, status=Notification.STATUS_DIGEST if held_for_digest else Notification.STATUS_PENDING,
+            ))
+    if not rows:
         return []
-    dedupe_key = dedupe_key[:255]
-    held_for_digest = digest and severity == SEVERITY_LOW
     created: list[Notification] = []
     with transaction.atomic():
         existing = set(
-            Notification.objects.filter(dedupe_key=dedupe_key, recipient__in=wanted).values_list("recipient", flat=True)
+            Notification.objects.filter(dedupe_key__in={n.dedupe_key for n in rows}, recipient__in={n.recipient for n in rows})
+            .values_list("dedupe_key", "recipient")
         )
-        for recipient in wanted:
-            if recipient in existing:
-                continue
+        rows = [n for n in rows if (n.dedupe_key, n.recipient) not in existing]
+        if rows:
             try:
-                with transaction.atomic():  # savepoint: a concurrent enqueue of the same key wins quietly
-                    n = Notification.objects.create(
-                        dedupe_key=dedupe_key, recipient=recipient[:254], subject=subject[:255], body=body,
-                        severity=severity, digest=digest,
-                        status=Notification.STATUS_DIGEST if held_for_digest else Notification.STATUS_PENDING,
-                    )
-            except IntegrityError:
-                continue
-            created.append(n)
+                with transaction.atomic():
+                    created = Notification.objects.bulk_create(rows)
+            except IntegrityError:  # a concurrent enqueue of some key won: insert one by one, theirs stand
+                created = []
+                for n in rows:
+                    try:
+                        with transaction.atomic():
+                            n.pk = None
+                            n.save(force_insert=True)
+                    except IntegrityError:
+                        continue
+                    created.append(n)
     to_send = [n.pk for n in created if n.status == Notification.STATUS_PENDING]
     if to_send:
-        transaction.on_commit(lambda: [_enqueue_send(pk) for pk in to_send])
+        transaction.on_commit(lambda: _enqueue_batch(to_send))
     return created
 
 
-def _enqueue_send(notification_id: int) -> None:
+def _enqueue_batch(notification_ids: list[int]) -> None:
+    from .tasks import send_notifications_task
+
+    try:
+        send_notifications_task.apply_async(args=[notification_ids])
+    except Exception as exc:  # broker down: the rows stay pending; notifications_sweep re-queues them
+        log.warning("could not enqueue notifications %s: %s", notification_ids, exc)
+
+
+def _enqueue_send(notification_id: int, *, retries: int = 0, countdown: int | None = None) -> None:
     from .tasks import send_notification_task
 
     try:
-        send_notification_task.apply_async(args=[notification_id])
+        send_notification_task.apply_async(args=[notification_id], retries=retries, countdown=countdown)
     except Exception as exc:  # broker down: the row stays pending; notifications_sweep re-queues it
         log.warning("could not enqueue notification %s: %s", notification_id, exc)
 
@@ -93,15 +123,19 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:2000]
 
 
-def notification_deliver(*, notification_id: int, final_attempt: bool = False) -> str:
-    """One delivery attempt. The row is locked while sending, so two workers never both send."""
+def notification_deliver(*, notification_id: int, final_attempt: bool = False, connection=None) -> str:
+    """One delivery attempt. The row is locked while sending, so two workers never both send.
+    ``connection``: an open mail connection to reuse (``notifications_deliver_batch``)."""
     with transaction.atomic():
         n = Notification.objects.select_for_update().get(pk=notification_id)
         if n.status != Notification.STATUS_PENDING:
             return SKIPPED
         n.attempt_count += 1
         try:
-            connection = get_connection(fail_silently=False)
+            if connection is None:
+                connection = get_connection(fail_silently=False)  # send() opens and closes it
+            else:
+                connection.open()  # a batch's shared session: opened once, stays open after send()
             sent = EmailMessage(
                 subject=n.subject, body=n.body, from_email=settings.DEFAULT_FROM_EMAIL, to=[n.recipient],
                 connection=connection,
@@ -129,6 +163,39 @@ def notification_deliver(*, notification_id: int, final_attempt: bool = False) -
         n.last_error = ""
         n.save(update_fields=["attempt_count", "status", "sent_at", "last_error"])
     return SENT
+
+
+def notifications_deliver_batch(notification_ids: list[int]) -> dict[str, int]:
+    """Deliver several notifications over one SMTP connection (opened once, re-opened after an error).
+    A transient failure hands that one notification to ``dosereg.send_notification``, whose back-off
+    retries continue the count (this attempt was the first); a permanent failure is final."""
+    from .tasks import FIRST_RETRY_COUNTDOWN_S
+
+    outcomes: dict[str, int] = defaultdict(int)
+    connection = None
+    try:
+        for pk in notification_ids:
+            if connection is None:
+                connection = get_connection(fail_silently=False)
+            outcome = notification_deliver(notification_id=pk, connection=connection)
+            outcomes[outcome] += 1
+            if outcome in (RETRY, FAILED):
+                _close_quietly(connection)  # the session may be broken: the next message opens a new one
+                connection = None
+            if outcome == RETRY:
+                _enqueue_send(pk, retries=1, countdown=FIRST_RETRY_COUNTDOWN_S)
+    finally:
+        _close_quietly(connection)
+    return dict(outcomes)
+
+
+def _close_quietly(connection) -> None:
+    if connection is None:
+        return
+    try:
+        connection.close()
+    except Exception as exc:  # closing a dead session must not fail the batch
+        log.debug("closing mail connection: %s", exc)
 
 
 def notifications_send_digest(*, now=None) -> int:
@@ -161,6 +228,6 @@ def notifications_sweep(*, older_than_s: int = 300) -> int:
     # never attempted: the enqueue was lost. Rows in a retry back-off already have a scheduled task.
     ids = list(Notification.objects.filter(status=Notification.STATUS_PENDING, attempt_count=0, created_at__lt=cutoff)
                .values_list("pk", flat=True)[:1000])
-    for pk in ids:
-        _enqueue_send(pk)
+    for start in range(0, len(ids), 100):
+        _enqueue_batch(ids[start:start + 100])
     return len(ids)

@@ -5,6 +5,11 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 MAX_RETRIES = 6
+FIRST_RETRY_COUNTDOWN_S = 5
+
+
+def _countdown(retries: int) -> int:
+    return min(600, FIRST_RETRY_COUNTDOWN_S * (2 ** max(0, retries - 1)))  # 5 s, 10 s, 20 s … capped at 10 min
 
 
 @shared_task(bind=True, name="dosereg.send_notification", max_retries=MAX_RETRIES, acks_late=True,
@@ -15,9 +20,17 @@ def send_notification_task(self, notification_id: int) -> str:
     final = self.request.retries >= MAX_RETRIES
     outcome = notification_deliver(notification_id=notification_id, final_attempt=final)
     if outcome == RETRY:
-        countdown = min(600, 5 * (2 ** self.request.retries))  # 5 s, 10 s, 20 s … capped at 10 min
-        raise self.retry(countdown=countdown)
+        raise self.retry(countdown=_countdown(self.request.retries + 1))
     return outcome
+
+
+@shared_task(name="dosereg.send_notifications", acks_late=True, max_retries=MAX_RETRIES,
+             autoretry_for=(OperationalError, InterfaceError), retry_backoff=2, retry_backoff_max=60)
+def send_notifications_task(notification_ids: list[int]) -> dict:
+    """Deliver a batch over one SMTP connection; delivery is idempotent, so a retried batch skips what was sent."""
+    from .services import notifications_deliver_batch
+
+    return notifications_deliver_batch(list(notification_ids))
 
 
 @shared_task(name="dosereg.send_notification_digest", autoretry_for=(OperationalError,), max_retries=3, retry_backoff=5)

@@ -32,10 +32,22 @@ def check_broker(timeout: float = 2.0) -> dict | None:
         client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         started = time.perf_counter()
         client.ping()
-        queued = client.llen(getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery"))
+        queued = broker_queue_length(client)
         return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 1), "queued_tasks": queued}
     except Exception as exc:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+
+
+def broker_queue_length(client) -> int:
+    """Tasks waiting in the default queue, over all of its priority lists ("dosereg", "dosereg:1" … "dosereg:9")."""
+    queue = getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery")
+    opts = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {}) or {}
+    sep = opts.get("sep", "\x06\x16")
+    names = [queue] + [f"{queue}{sep}{n}" for n in opts.get("priority_steps", []) if n]
+    pipe = client.pipeline()
+    for name in names:
+        pipe.llen(name)
+    return sum(pipe.execute())
 
 
 def check_spool() -> dict:

@@ -6,9 +6,20 @@ import os
 import socket
 import traceback as tb
 
-from celery.signals import task_failure
+from celery.signals import task_failure, task_prerun
 
 log = logging.getLogger(__name__)
+
+
+@task_prerun.connect(dispatch_uid="dosereg.ops.refresh_db_connections")
+def refresh_db_connections(sender=None, **kwargs) -> None:
+    """Workers keep their database connection between tasks (CELERY_DB_REUSE_MAX) but, like a Django
+    request, drop one that broke (PostgreSQL restarted) or outlived DB_CONN_MAX_AGE before each task."""
+    if getattr(getattr(sender, "request", None), "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 @task_failure.connect(dispatch_uid="dosereg.ops.task_failure")

@@ -81,6 +81,7 @@ def enqueue_ingest(dose_object_id: int) -> bool:
     try:
         ingest_object_task.apply_async(
             args=[dose_object_id],
+            priority=getattr(settings, "INGEST_TASK_PRIORITY", None),
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
         )
@@ -93,10 +94,15 @@ def enqueue_ingest(dose_object_id: int) -> bool:
 # ---------------------------------------------------------------------------
 # ingest
 # ---------------------------------------------------------------------------
-def dose_object_ingest(*, dose_object_id: int, force: bool = False) -> DoseObject:
-    """Extract one stored object and write its dose records in one transaction."""
+def dose_object_ingest(*, dose_object_id: int, force: bool = False, resend_changes: bool = False) -> DoseObject:
+    """Extract one stored object and write its dose records in one transaction.
+
+    ``resend_changes``: when the object was already ingested, announce its study again
+    (``studies_changed``), so that follow-up work lost with a killed worker is redone (it is idempotent)."""
     obj = DoseObject.objects.get(pk=dose_object_id)
     if obj.status != DoseObject.STATUS_RECEIVED and not force:
+        if resend_changes and obj.status == DoseObject.STATUS_INGESTED and obj.study_id:
+            _announce(obj.study_id)
         return obj
     try:
         doc = extract_file(_resolve_path(obj))
@@ -114,7 +120,10 @@ def dose_object_ingest(*, dose_object_id: int, force: bool = False) -> DoseObjec
         if obj.status != DoseObject.STATUS_RECEIVED and not force:
             return obj
         old_study_id = obj.study_id
-        _write_document(obj, doc, affected)
+        study = _write_document(obj, doc, affected)
+        # receivers skip lookups that cannot find anything for a study this ingest created / that names nobody
+        new_ids = [study.pk] if study.created_by_this_ingest else []
+        named_ids = [study.pk] if doc.participants else []
         if old_study_id and old_study_id != obj.study_id:
             study_recompute_totals(study_id=old_study_id)
             affected.add(old_study_id)
@@ -122,8 +131,14 @@ def dose_object_ingest(*, dose_object_id: int, force: bool = False) -> DoseObjec
         _strip_pixels(obj)
     patient_ids = sorted(set(Study.objects.filter(pk__in=affected).values_list("patient_id", flat=True)) - {None}) \
         if len(affected) > 1 else ([obj.study.patient_id] if obj.study and obj.study.patient_id else [])
-    transaction.on_commit(lambda: studies_changed.send(sender=DoseObject, study_ids=sorted(affected), patient_ids=patient_ids))
+    transaction.on_commit(lambda: studies_changed.send(sender=DoseObject, study_ids=sorted(affected), patient_ids=patient_ids,
+                                                       new_study_ids=new_ids, named_study_ids=named_ids))
     return obj
+
+
+def _announce(study_id: int) -> None:
+    patient_ids = [p for p in Study.objects.filter(pk=study_id).values_list("patient_id", flat=True) if p]
+    studies_changed.send(sender=DoseObject, study_ids=[study_id], patient_ids=patient_ids)
 
 
 def _strip_pixels(obj: DoseObject) -> None:
@@ -163,10 +178,15 @@ def _s(value) -> str:
     return "" if value is None else str(value)
 
 
-def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int]) -> None:
+def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int]) -> Study:
     device = device_resolve(doc.device, modality=doc.procedure_modality or doc.modality or "")
     patient = patient_resolve(doc.patient, warnings=doc.warnings)
-    study = _study_upsert(doc, patient, device)
+    events = doc.events
+    if doc.source_kind == R.IMAGE_HEADER:
+        for ev in events:  # one event per image: key it by the image's SOP Instance UID
+            ev.irradiation_event_uid = ev.irradiation_event_uid or doc.sop_instance_uid
+    event_rows = [_event_row(ev, None, obj, doc) for ev in events]
+    study = _study_upsert(doc, patient, device, _totals_from_document(doc, event_rows))
     affected.add(study.pk)
 
     others = list(
@@ -183,10 +203,6 @@ def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int]) ->
         for model in (IrradiationEvent, PlaneTotal, Participant, MRExam):
             model.objects.filter(dose_object_id__in=[obj.pk, *replaced]).delete()
 
-    events = doc.events
-    if doc.source_kind == R.IMAGE_HEADER:
-        for ev in events:  # one event per image: key it by the image's SOP Instance UID
-            ev.irradiation_event_uid = ev.irradiation_event_uid or doc.sop_instance_uid
     new_uids = {e.irradiation_event_uid for e in events if e.irradiation_event_uid}
 
     # cumulative RDSRs (a later one holds all events of an earlier one): supersede, never double count
@@ -217,7 +233,9 @@ def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int]) ->
         DoseObject.objects.filter(superseded_by_id__in=to_supersede).update(superseded_by=obj)
 
     if not superseded_by_other and events:
-        rows = [_event_row(ev, study, obj, doc) for ev in events]
+        rows = event_rows
+        for row in rows:
+            row.study = study
         update_fields = [f.name for f in IrradiationEvent._meta.concrete_fields if f.name not in ("id", "study", "irradiation_event_uid")]
         IrradiationEvent.objects.bulk_create(
             rows,
@@ -258,7 +276,9 @@ def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int]) ->
     obj.ingested_at = timezone.now()
     obj.attempts += 1
     obj.save()
-    study_recompute_totals(study_id=study.pk)
+    if not study.created_by_this_ingest:  # a new study was inserted with this report's totals
+        study_recompute_totals(study_id=study.pk)
+    return study
 
 
 def _event_row(ev: R.IrradiationEvent, study: Study, obj: DoseObject, doc: R.DoseDocument) -> IrradiationEvent:
@@ -320,18 +340,31 @@ def _plane_row(p: R.PlaneTotals, study: Study, obj: DoseObject) -> PlaneTotal:
     )
 
 
-def _study_upsert(doc: R.DoseDocument, patient: Patient | None, device: Device | None) -> Study:
+def _study_upsert(doc: R.DoseDocument, patient: Patient | None, device: Device | None, totals: dict) -> Study:
+    """The object's study, locked. A new study is inserted once, with ``totals`` (computed from this, its
+    only report); an existing one is updated and its totals recomputed after the events are written."""
     uid = doc.study_instance_uid or f"nostudy-{doc.sop_instance_uid}"
     # the row lock serialises concurrent ingests of one study (e.g. cumulative CT RDSRs)
     study = Study.objects.select_for_update().filter(study_instance_uid=uid).first()
-    is_new = False
     if study is None:
+        study = Study(study_instance_uid=uid)
+        _study_fields(study, doc, patient, device)
+        for field, value in totals.items():
+            setattr(study, field, value)
         try:
             with transaction.atomic():
-                study = Study.objects.create(study_instance_uid=uid)
-                is_new = True
+                study.save(force_insert=True)
+            study.created_by_this_ingest = True  # a brand-new study has no other reports to look at
+            return study
         except IntegrityError:  # another worker created it meanwhile
             study = Study.objects.select_for_update().get(study_instance_uid=uid)
+    _study_fields(study, doc, patient, device)
+    study.save()
+    study.created_by_this_ingest = False
+    return study
+
+
+def _study_fields(study: Study, doc: R.DoseDocument, patient: Patient | None, device: Device | None) -> None:
     p = doc.patient
     study.patient = patient
     study.device = device or study.device
@@ -346,9 +379,6 @@ def _study_upsert(doc: R.DoseDocument, patient: Patient | None, device: Device |
     study.patient_weight_kg = p.weight_kg if p.weight_kg is not None else study.patient_weight_kg
     study.patient_size_m = p.size_m if p.size_m is not None else study.patient_size_m
     study.patient_age_years = p.age_years if p.age_years is not None else study.patient_age_years
-    study.save()
-    study.created_by_this_ingest = is_new  # a brand-new study has no other reports to look at
-    return study
 
 
 def _get_or_create(model, defaults=None, **lookup):
@@ -362,33 +392,55 @@ def _get_or_create(model, defaults=None, **lookup):
 def study_recompute_totals(*, study_id: int) -> None:
     """Study totals from its active (not superseded) dose objects; planes are never added together."""
     active = DoseObject.objects.filter(study_id=study_id, status=DoseObject.STATUS_INGESTED, superseded_by__isnull=True)
-    per_plane: dict[str, dict[str, float | None]] = {}
-    for row in PlaneTotal.objects.filter(dose_object__in=active).values("plane", "dap_total_gy_cm2", "dose_rp_total_gy", "fluoro_time_total_s"):
-        acc = per_plane.setdefault(row["plane"], {"dap": None, "rp": None, "ft": None})
-        for key, field in (("dap", "dap_total_gy_cm2"), ("rp", "dose_rp_total_gy"), ("ft", "fluoro_time_total_s")):
-            if row[field] is not None:
-                acc[key] = (acc[key] or 0.0) + row[field]
+    planes = list(PlaneTotal.objects.filter(dose_object__in=active).values_list("plane", "dap_total_gy_cm2", "dose_rp_total_gy", "fluoro_time_total_s"))
     ev = IrradiationEvent.objects.filter(study_id=study_id).aggregate(
         n=Count("id"), ctdi=Max("ctdivol_mgy"), dap=Sum("dap_gy_cm2"), dlp=Sum("dlp_mgy_cm")
     )
+    dlp_reported = active.aggregate(d=Sum("dlp_total_mgy_cm"))["d"]
+    Study.objects.filter(pk=study_id).update(
+        **_totals(planes, ev, dlp_reported, has_mr=lambda: MRExam.objects.filter(study_id=study_id).exists()),
+        updated_at=timezone.now(),
+    )
+
+
+def _totals(planes, ev: dict, dlp_reported: float | None, has_mr) -> dict:
+    """The Study total columns from plane totals (plane, dap, Ka,r, fluoro time), the events' aggregate
+    (n, ctdi max, dap sum, dlp sum) and the reported DLP total; ``has_mr()`` is asked only when needed."""
+    per_plane: dict[str, dict[str, float | None]] = {}
+    for plane, dap, rp, ft in planes:
+        acc = per_plane.setdefault(plane, {"dap": None, "rp": None, "ft": None})
+        for key, value in (("dap", dap), ("rp", rp), ("ft", ft)):
+            if value is not None:
+                acc[key] = (acc[key] or 0.0) + value
     event_count = ev["n"]
-    dlp_total = active.aggregate(d=Sum("dlp_total_mgy_cm"))["d"]
-    if dlp_total is None:
-        dlp_total = ev["dlp"]
+    dlp_total = dlp_reported if dlp_reported is not None else ev["dlp"]
     dap_vals = [v["dap"] for v in per_plane.values() if v["dap"] is not None]
     rp_vals = [v["rp"] for v in per_plane.values() if v["rp"] is not None]
     ft_vals = [v["ft"] for v in per_plane.values() if v["ft"] is not None]
-    has_mr = not (event_count or dap_vals or rp_vals or dlp_total) and MRExam.objects.filter(study_id=study_id).exists()
-    Study.objects.filter(pk=study_id).update(
+    ionising = bool(event_count or dap_vals or rp_vals or dlp_total)
+    return dict(
         dap_total_gy_cm2=sum(dap_vals) if dap_vals else ev["dap"],
         dose_rp_max_plane_gy=max(rp_vals) if rp_vals else None,
         fluoro_time_total_s=sum(ft_vals) if ft_vals else None,
         dlp_total_mgy_cm=dlp_total,
         ctdivol_max_mgy=ev["ctdi"],
         event_count=event_count,
-        has_ionising_dose=bool(event_count or dap_vals or rp_vals or dlp_total) or not has_mr,
-        updated_at=timezone.now(),
+        has_ionising_dose=ionising or not has_mr(),
     )
+
+
+def _totals_from_document(doc: R.DoseDocument, event_rows: list[IrradiationEvent]) -> dict:
+    """What ``study_recompute_totals`` computes for a study whose only report is ``doc`` (its events as written)."""
+    by_uid = {row.irradiation_event_uid: row for row in event_rows}  # the upsert keeps one row per UID
+    rows = list(by_uid.values())
+
+    def agg(values, fn):
+        values = [v for v in values if v is not None]
+        return fn(values) if values else None
+    ev = {"n": len(rows), "ctdi": agg((r.ctdivol_mgy for r in rows), max), "dap": agg((r.dap_gy_cm2 for r in rows), sum),
+          "dlp": agg((r.dlp_mgy_cm for r in rows), sum)}
+    planes = [(p.plane, p.dap_total_gy_cm2, p.dose_rp_total_gy, p.fluoro_time_total_s) for p in doc.planes]
+    return _totals(planes, ev, doc.dlp_total_mgy_cm, has_mr=lambda: doc.mr is not None)
 
 
 # ---------------------------------------------------------------------------

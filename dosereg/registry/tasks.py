@@ -14,9 +14,18 @@ from django.db import InterfaceError, OperationalError
     acks_late=True,
 )
 def ingest_object_task(dose_object_id: int) -> str:
-    from .services import dose_object_ingest
+    from django.conf import settings
 
-    return dose_object_ingest(dose_object_id=dose_object_id).status
+    from .services import dose_object_ingest
+    from .signals import derived_work_inline
+
+    token = derived_work_inline.set(bool(getattr(settings, "INGEST_DERIVED_INLINE", True)))
+    try:
+        # resend_changes: a task delivered again after its worker died between the ingest's commit and
+        # the follow-up work re-announces the object's studies, so no recompute is lost
+        return dose_object_ingest(dose_object_id=dose_object_id, resend_changes=True).status
+    finally:
+        derived_work_inline.reset(token)
 
 
 @shared_task(name="dosereg.sweep_spool", autoretry_for=(OperationalError,), max_retries=3, retry_backoff=5)

@@ -293,7 +293,7 @@ def _after_participation_change(*, staff_ids, study_ids) -> None:
     staff_alerts_evaluate(staff_ids=staff_ids)
 
 
-def on_studies_changed(sender, study_ids=None, **kwargs) -> None:
+def on_studies_changed(sender, study_ids=None, new_study_ids=None, named_study_ids=None, **kwargs) -> None:
     """Receiver for dosereg.registry.signals.studies_changed (sent after commit).
 
     Thin: it only queues ``dosereg.staff_sync_studies``. The sync recomputes every linked person's
@@ -306,10 +306,20 @@ def on_studies_changed(sender, study_ids=None, **kwargs) -> None:
     from .tasks import staff_sync_studies_task
 
     ids = sorted({int(s) for s in study_ids})
+    if new_study_ids is not None and named_study_ids is not None and not named_study_ids and set(ids) <= set(new_study_ids):
+        return  # the ingest created these studies and their report names nobody: nothing to link
     # Most reports name nobody: with no participants and no linked staff there is nothing to sync.
     if not RegistryParticipant.objects.filter(study_id__in=ids).exists() and \
             not Participation.objects.filter(study_id__in=ids).exists():
         return
+    from dosereg.registry.signals import derived_work_inline
+
+    if derived_work_inline.get():  # in the ingest worker, after its commit (INGEST_DERIVED_INLINE)
+        try:
+            staff_studies_sync(study_ids=ids)
+            return
+        except Exception:
+            log.exception("inline staff sync of studies %s failed; queueing it", ids)
     try:
         staff_sync_studies_task.apply_async(args=[ids])
     except Exception as exc:  # broker down: never break the ingest pipeline; the next change or a manual sync catches up

@@ -263,3 +263,26 @@ def test_ruleset_versions_keep_alert_history(tmp_path, import_file):
     srdl = Alert.objects.get(rule_key="fgi-kar-srdl")
     assert srdl.rule.ruleset_id == v2.pk and srdl.detail["rule_version"] == 2 and srdl.detail["verification"] == "⚠"
     assert RuleSet.objects.get(active=True).pk == v2.pk
+
+
+def test_alert_emails_follow_rso_site_assignments(tmp_path, import_file, rso_users, smtp_server):
+    """Without a route, an alert goes to the RSOs whose sites include the study's site (as on their dashboard)."""
+    from dosereg.web.models import AssignedSite, SiteAssignment
+
+    rso1, rso2 = rso_users
+    SiteAssignment.objects.create(user=rso1, all_sites=False).sites.create(institution="  riverside clinic ")
+    SiteAssignment.objects.create(user=rso2, all_sites=False).sites.create(institution="Northfield General Hospital")
+    everywhere = User.objects.create_user("rso3", email="rso3@hospital.test")
+    everywhere.groups.add(Group.objects.get(name="rso"))
+    SiteAssignment.objects.create(user=everywhere, all_sites=True)
+    nobody = User.objects.create_user("rso4", email="rso4@hospital.test")
+    nobody.groups.add(Group.objects.get(name="rso"))
+    SiteAssignment.objects.create(user=nobody, all_sites=False)  # no site listed: sees and receives nothing
+    assert AssignedSite.objects.count() == 2
+
+    import_file(rf_rdsr(tmp_path, when=D0, kar=3.2, kap=100, patient_id="SITE-A", institution="Riverside Clinic"))
+    assert {r for _, rcpts in smtp_server.envelopes for r in rcpts} == {"rso1@hospital.test", "rso3@hospital.test"}
+    smtp_server.envelopes.clear()
+    import_file(rf_rdsr(tmp_path, when=D0, kar=3.2, kap=100, patient_id="SITE-B", station="ANGIO2"))
+    assert {r for _, rcpts in smtp_server.envelopes for r in rcpts} == {"rso2@hospital.test", "rso3@hospital.test"}
+    assert Alert.objects.filter(notified="queued").count() == 2

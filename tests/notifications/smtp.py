@@ -13,6 +13,12 @@ class RecordingHandler:
         self.messages: list = []       # email.message.Message objects accepted
         self.envelopes: list = []      # (mail_from, rcpt_tos)
         self.fail_next: list[str] = []  # SMTP replies returned instead of 250 for the next DATA commands
+        self.sessions = 0               # EHLO greetings seen: one per SMTP connection
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        self.sessions += 1
+        session.host_name = hostname
+        return responses
 
     async def handle_DATA(self, server, session, envelope):
         if self.fail_next:

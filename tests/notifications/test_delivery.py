@@ -124,3 +124,36 @@ def test_unique_constraint_in_database(db):
     Notification.objects.create(dedupe_key="k", recipient="a@x.test", subject="s", body="b")
     with pytest.raises(IntegrityError), transaction.atomic():
         Notification.objects.create(dedupe_key="k", recipient="a@x.test", subject="s2", body="b2")
+
+
+def test_many_notifications_share_one_smtp_connection(smtp_server, django_capture_on_commit_callbacks):
+    from dosereg.notifications.services import notification_enqueue_many
+
+    reqs = [dict(dedupe_key=f"batch:{i}", recipients=["a@x.test", "b@x.test"], subject=f"S{i}", body="B") for i in range(3)]
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        made = notification_enqueue_many(reqs)
+    assert len(made) == 6 and len(callbacks) == 1  # one task for the whole batch
+    assert len(smtp_server.messages) == 6
+    assert smtp_server.sessions == 1
+    assert set(Notification.objects.values_list("status", flat=True)) == {"sent"}
+    # enqueueing the same batch again creates and sends nothing
+    with django_capture_on_commit_callbacks(execute=True):
+        assert notification_enqueue_many(reqs) == []
+    assert len(smtp_server.messages) == 6
+
+
+def test_transient_error_inside_a_batch_retries_only_that_one(smtp_server, django_capture_on_commit_callbacks):
+    from dosereg.notifications.services import notification_enqueue_many
+
+    smtp_server.fail_next = ["452 4.3.1 Insufficient system storage"]  # the batch's first DATA fails transiently
+    reqs = [dict(dedupe_key=f"batch:{i}", recipients=["a@x.test"], subject=f"S{i}", body="B") for i in range(3)]
+    with django_capture_on_commit_callbacks(execute=True):
+        made = notification_enqueue_many(reqs)
+    first = made[0]
+    first.refresh_from_db()
+    assert first.status == Notification.STATUS_SENT and first.attempt_count == 2
+    assert [a.outcome for a in first.attempts.all()] == ["transient_error", "sent"]
+    assert sorted(m["Subject"] for m in smtp_server.messages) == ["S0", "S1", "S2"]  # each exactly once
+    for n in made[1:]:
+        n.refresh_from_db()
+        assert n.status == Notification.STATUS_SENT and n.attempt_count == 1

@@ -162,3 +162,31 @@ def test_mr_header_is_recorded_without_ionising_dose_and_pixels_are_not_kept(spo
     assert mr.sar_w_kg == pytest.approx(float(ds.SAR))
     assert Study.objects.get(pk=obj.study_id).has_ionising_dose is False
     assert "PixelData" not in pydicom.dcmread(obj.path)
+
+
+TOTAL_FIELDS = ("dap_total_gy_cm2", "dose_rp_max_plane_gy", "fluoro_time_total_s", "dlp_total_mgy_cm", "ctdivol_max_mgy",
+                "event_count", "has_ionising_dose")
+
+
+def test_new_study_totals_from_the_document_equal_a_recompute(corpus_files, spool):
+    """A new study is inserted with totals computed from its first report; they must be what the
+    database recompute (used for every later report of the study) gives, for every corpus file."""
+    from dosereg.registry.services import study_recompute_totals
+
+    checked = 0
+    for f in corpus_files:
+        obj, outcome = dose_file_import(path=f, spool=spool)
+        if outcome == DUPLICATE or obj.study is None:
+            continue
+        if DoseObject.objects.filter(study=obj.study).count() > 1:
+            continue  # a later report of an existing study: recomputed in the database anyway
+        fast = Study.objects.filter(pk=obj.study_id).values(*TOTAL_FIELDS).get()
+        study_recompute_totals(study_id=obj.study_id)
+        slow = Study.objects.filter(pk=obj.study_id).values(*TOTAL_FIELDS).get()
+        for field in TOTAL_FIELDS:
+            if isinstance(slow[field], float):
+                assert fast[field] == pytest.approx(slow[field], rel=1e-12), (f.name, field)
+            else:
+                assert fast[field] == slow[field], (f.name, field)
+        checked += 1
+    assert checked >= 10
