@@ -98,6 +98,9 @@ def reset_registry():
         cur.execute(f'CREATE DATABASE "{name}"')
     admin.close()
     call_command("migrate", verbosity=0)
+    from dosereg.registry import services
+
+    services._DEVICE_CACHE.clear()  # device rows of the dropped database
 
 
 def bench_parse316():
@@ -121,7 +124,20 @@ def bench_parse316():
         t = time.perf_counter()
         extract_file(F316)
         parse.append(time.perf_counter() - t)
-    store, queries = [], []
+    from dosereg.registry import services
+
+    # The ingest's commit announces the study (studies_changed); in this in-process configuration the
+    # follow-up work (cumulative exposure, alerts, protocol summaries) then runs in the same call.
+    # Tap the announcement to time the parse + store part apart from the follow-up.
+    real_signal, marks = services.studies_changed, []
+
+    class Tap:
+        def send(self, **kw):
+            marks.append(time.perf_counter())
+            return real_signal.send(**kw)
+
+    services.studies_changed = Tap()
+    store, queries, total, total_queries = [], [], [], []
     tmp = Path(tempfile.mkdtemp())
     spool = Spool(tmp)
     data = F316.read_bytes()
@@ -130,20 +146,29 @@ def bench_parse316():
         stored = spool.store(f"1.2.3.{i}", data)
         obj, _ = dose_object_register(sop_instance_uid=f"1.2.3.{i}", sop_class_uid="", path=stored.path,
                                       sha256=stored.sha256, size_bytes=stored.size_bytes, enqueue=False)
+        marks.clear()
         with CaptureQueriesContext(connection) as ctx:
             t = time.perf_counter()
             obj = dose_object_ingest(dose_object_id=obj.pk)
-            store.append(time.perf_counter() - t)
+            t_end = time.perf_counter()
         assert obj.status == DoseObject.STATUS_INGESTED, obj.quarantine_reason
-        queries.append(len(ctx.captured_queries))
+        store.append(marks[0] - t)
+        total.append(t_end - t)
+        sql = [q["sql"] for q in ctx.captured_queries]
+        queries.append(sql.index("COMMIT") + 1)  # up to the ingest's own commit
+        total_queries.append(len(sql))
+    services.studies_changed = real_signal
     shutil.rmtree(tmp)
-    d, p, s = min(dsr), min(parse), min(store)
+    d, p, s, a = min(dsr), min(parse), min(store), min(total)
     print("== parse316: 316-event Philips Allura RDSR (3.3 MB)")
     print(f"  DCMTK dsrdump              {d*1000:8.1f} ms (best of 5)")
     print(f"  dosereg parse only         {p*1000:8.1f} ms   ratio {p/d:.2f}x dsrdump")
     print(f"  dosereg parse + store (PG) {s*1000:8.1f} ms   ratio {s/d:.2f}x dsrdump (target <= 2x)")
     print(f"  SQL statements per ingest  {max(queries)} (target < 50; OpenREM 1.0 ~21,600)")
-    return {"dsrdump_ms": d * 1000, "parse_ms": p * 1000, "parse_store_ms": s * 1000, "ratio": s / d, "queries": max(queries)}
+    print(f"  + follow-up in the same call (cumulative exposure, alerts, summaries): "
+          f"{a*1000:.1f} ms and {max(total_queries)} statements in all")
+    return {"dsrdump_ms": d * 1000, "parse_ms": p * 1000, "parse_store_ms": s * 1000, "ratio": s / d, "queries": max(queries),
+            "with_followup_ms": a * 1000, "with_followup_queries": max(total_queries)}
 
 
 def _make_objects(n: int, outdir: Path) -> list[Path]:

@@ -114,19 +114,27 @@ def dose_object_ingest(*, dose_object_id: int, force: bool = False, resend_chang
         doc.warnings.append(
             f"SOP Instance UID in the object ({doc.sop_instance_uid}) differs from the C-STORE request ({obj.sop_instance_uid})"
         )
-    affected: set[int] = set()
-    with transaction.atomic():
-        obj = DoseObject.objects.select_for_update().get(pk=dose_object_id)
-        if obj.status != DoseObject.STATUS_RECEIVED and not force:
-            return obj
-        old_study_id = obj.study_id
-        study = _write_document(obj, doc, affected)
-        # receivers skip lookups that cannot find anything for a study this ingest created / that names nobody
-        new_ids = [study.pk] if study.created_by_this_ingest else []
-        named_ids = [study.pk] if doc.participants else []
-        if old_study_id and old_study_id != obj.study_id:
-            study_recompute_totals(study_id=old_study_id)
-            affected.add(old_study_id)
+    for attempt in (1, 2):
+        affected: set[int] = set()
+        try:
+            with transaction.atomic():
+                obj = DoseObject.objects.select_for_update().get(pk=dose_object_id)
+                if obj.status != DoseObject.STATUS_RECEIVED and not force:
+                    return obj
+                old_study_id = obj.study_id
+                study = _write_document(obj, doc, affected)
+                # receivers skip lookups that cannot find anything for a study this ingest created / that names nobody
+                new_ids = [study.pk] if study.created_by_this_ingest else []
+                named_ids = [study.pk] if doc.participants else []
+                if old_study_id and old_study_id != obj.study_id:
+                    study_recompute_totals(study_id=old_study_id)
+                    affected.add(old_study_id)
+            break
+        except IntegrityError:
+            # a device remembered by this process was deleted or merged meanwhile: forget and resolve again
+            if attempt == 2 or not _DEVICE_CACHE:
+                raise
+            _DEVICE_CACHE.clear()
     if doc.source_kind in (R.IMAGE_HEADER, R.MR_HEADER):
         _strip_pixels(obj)
     patient_ids = sorted(set(Study.objects.filter(pk__in=affected).values_list("patient_id", flat=True)) - {None}) \

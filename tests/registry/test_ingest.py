@@ -148,6 +148,29 @@ def test_device_identity_survives_new_observer_uid(corpus_files, spool, tmp_path
     assert Device.objects.get().device_observer_uid != old
 
 
+@pytest.mark.django_db(transaction=True)  # foreign keys are checked at COMMIT, as in a worker
+def test_a_remembered_device_that_was_deleted_is_resolved_again(corpus_files, spool, tmp_path):
+    """Workers remember device resolutions for a minute; a device deleted meanwhile (registry cleared,
+    restored from a backup) must not make the next object from that unit fail."""
+    from dosereg.rdsr.builder import rewrite_uids
+    from dosereg.registry import services
+
+    services._DEVICE_CACHE.clear()
+    f = by_name(corpus_files, "ge_oec-esp21")
+    first, _ = dose_file_import(path=f, spool=spool)
+    assert first.status == DoseObject.STATUS_INGESTED
+    assert services._DEVICE_CACHE, "the resolution is remembered once committed"
+    gone = first.study.device_id
+    DoseObject.objects.all().delete()
+    Study.objects.all().delete()
+    Device.objects.all().delete()
+    out = tmp_path / "next.dcm"
+    out.write_bytes(rewrite_uids(f.read_bytes()))
+    obj, _ = dose_file_import(path=out, spool=spool)
+    assert obj.status == DoseObject.STATUS_INGESTED, obj.quarantine_reason
+    assert obj.study.device_id != gone and Device.objects.filter(pk=obj.study.device_id).exists()
+
+
 def test_mr_header_is_recorded_without_ionising_dose_and_pixels_are_not_kept(spool, tmp_path):
     from dosereg.rdsr import builder as B
     from dosereg.registry.models import MRExam
