@@ -87,12 +87,14 @@ def reset_registry():
     from django.core.management import call_command
     from django.db import connection
 
+    sd = connection.settings_dict  # the database django_setup() was given (each bench has its own)
     connection.close()
     import psycopg2
 
-    admin = psycopg2.connect(PG.rsplit("/", 1)[0] + "/postgres")
+    admin = psycopg2.connect(host=sd["HOST"] or None, port=sd["PORT"] or None, user=sd["USER"] or None,
+                             password=sd["PASSWORD"] or None, dbname="postgres")
     admin.autocommit = True
-    name = PG.rsplit("/", 1)[1]
+    name = sd["NAME"]
     with admin.cursor() as cur:
         cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         cur.execute(f'CREATE DATABASE "{name}"')
