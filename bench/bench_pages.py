@@ -238,7 +238,14 @@ def measure_pages(size: dict, repeat: int) -> dict:
 
     u = users()
     patient_ids = list(range(1, 1 + min(size["patients"], 997 * 30), 997))[:30]
-    study_ids = list(Study.objects.order_by("-study_datetime").values_list("pk", flat=True)[:30:3])
+    # the same work at every registry size: the most recent study with (at least) each of these event counts,
+    # so that the 1M / 100k ratio measures the registry's size, not which procedures happened to be newest
+    study_ids = []
+    for k in (1, 2, 3, 5, 10, 20, 40, 80, 120, 160):
+        pk = (Study.objects.filter(event_count__gte=k).order_by("event_count", "-study_datetime")
+              .values_list("pk", flat=True).first())
+        if pk is not None and pk not in study_ids:
+            study_ids.append(pk)
     pages = {
         "dashboard": ("rso", ["/dashboard/"]),
         "patient history": ("rso", [f"/patients/{p}/" for p in patient_ids]),

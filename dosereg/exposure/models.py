@@ -205,6 +205,8 @@ class Alert(models.Model):
             # the dashboard inbox: newest open / acknowledged alerts
             models.Index(F("raised_at").desc(), F("id").desc(), condition=Q(status__in=["open", "acknowledged"]),
                          name="alert_inbox_recent"),
+            # the alerts API: a page of one status, newest first, continued by id (keyset)
+            models.Index("status", F("id").desc(), name="alert_status_recent"),
         ]
 
     def __str__(self) -> str:

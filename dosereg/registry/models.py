@@ -5,6 +5,12 @@ Units are in field names. NULL means "not reported", never zero.
 from __future__ import annotations
 
 from django.db import models
+from django.db.models import F, Q
+
+PREGNANT_STATUSES = ("possibly_pregnant", "definitely_pregnant")
+# a study of a (possibly) pregnant patient: staff's override wins over the DICOM Pregnancy Status
+PREGNANT_Q = Q(pregnancy_status_override__in=PREGNANT_STATUSES) | (
+    Q(pregnancy_status_override="") & Q(pregnancy_status__in=PREGNANT_STATUSES))
 
 
 class Patient(models.Model):
@@ -97,6 +103,8 @@ class Study(models.Model):
         indexes = [
             models.Index(fields=["patient", "study_datetime"]),
             models.Index(fields=["device", "study_datetime"]),
+            # the dashboard's pregnancy list: newest studies of pregnant patients, without reading the others
+            models.Index(F("study_datetime").desc(), condition=PREGNANT_Q, name="study_pregnant_recent"),
         ]
 
     @property

@@ -23,6 +23,8 @@ from dosereg.registry.models import (
     MRExam,
     Participant,
     Patient,
+    PREGNANT_Q,
+    PREGNANT_STATUSES,
     PlaneTotal,
     Study,
 )
@@ -31,7 +33,7 @@ from . import explain
 from .models import DRLSet, DRLValue, PatientAccount, ProtocolMapping, StandardName
 from .scope import EVERY_SITE, SiteScope, scope_for
 
-PREGNANT = ("possibly_pregnant", "definitely_pregnant")
+PREGNANT = PREGNANT_STATUSES
 AUDIT_QUANTITIES = [
     ("dap_total_gy_cm2", "KAP", "Gy·cm²"),
     ("dose_rp_max_plane_gy", "Ka,r", "Gy"),
@@ -346,7 +348,7 @@ def top_cumulative_patients(*, now: datetime, weeks: int = 12, limit: int = 10, 
 
 def pregnancy_studies(*, now: datetime, days: int = 90, limit: int = 25, scope: SiteScope = EVERY_SITE) -> list[Study]:
     since = now - timedelta(days=days)
-    flt = Q(pregnancy_status_override__in=PREGNANT) | (Q(pregnancy_status_override="") & Q(pregnancy_status__in=PREGNANT))
+    flt = PREGNANT_Q  # the condition of the partial index study_pregnant_recent
     return list(
         Study.objects.filter(flt, study_datetime__gte=since, has_ionising_dose=True).filter(scope.study_q())
         .select_related("patient", "device").order_by("-study_datetime")[:limit]
