@@ -109,6 +109,16 @@ WSGI_APPLICATION = "dosereg.wsgi.application"
 DATABASE_URL = env("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+    if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        # Safety nets for a network that drops connections: the server ends a session left idle inside a
+        # transaction (its client vanished or hangs: its row locks would block every later ingest of that
+        # patient), and the client notices a dead server connection within about a minute, not hours.
+        # Every transaction of dosereg is short (milliseconds); 0 disables the timeout.
+        _idle_tx_ms = env_int("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 60_000)
+        _pg_options = DATABASES["default"].setdefault("OPTIONS", {})
+        _pg_options.update({"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3})
+        if _idle_tx_ms > 0:
+            _pg_options["options"] = (_pg_options.get("options", "") + f" -c idle_in_transaction_session_timeout={_idle_tx_ms}").strip()
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {

@@ -86,6 +86,10 @@ class TcpProxy:
                 client.close()
                 continue
             with self._lock:
+                if self._server is not srv:  # down() ran meanwhile: this connection must not outlive it
+                    client.close()
+                    upstream.close()
+                    return
                 self._conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
