@@ -76,6 +76,16 @@ def _evaluate_one(staff: StaffMember) -> list[StaffAlert]:
             levels.append(("exceeded", limit))
             made += _raise_highest(staff, f"annual_limit.{q}", year, q, acc.msv, levels, strict_last=True)
 
+    # ICRP: the annual limit is an average over 5 years, and no single year may exceed 50 mSv (effective dose,
+    # eye lens): exceeding it is a breach of the limit itself, raised apart from the averaged annual limit
+    for year, bucket in totals["year"].items():
+        for q in ("effective", "lens"):
+            acc = bucket.get(q)
+            limit = _get(f"limit.{q}.single_year_max", regime, site)
+            if acc is None or limit is None:
+                continue
+            made += _raise_highest(staff, f"single_year_limit.{q}", year, q, acc.msv, [("exceeded", limit)], strict_last=True)
+
     # five-year limits (ICRP: 100 mSv in 5 years), over the five calendar years ending in each year with data
     years = sorted(int(y) for y in totals["year"])
     for q in ("effective", "lens"):

@@ -127,6 +127,27 @@ def test_investigation_levels_and_annual_limit_alerts(people, badge_file, rso):
                                   value_msv=1, threshold_msv=1)
 
 
+def test_icrp_single_year_maximum_is_alerted_apart_from_the_averaged_limit(people, tmp_path, rso):
+    # eye badge: 30 + 25 mSv Hp(3) in 2025 -> 55 mSv to the lens, over ICRP 118's 50 mSv in any one year
+    rows = [["LX-1003", "Eye", "E100", "MULLER^ANNA", "2025-01-01", "2025-01-31", "", "30.0", ""],
+            ["LX-1003", "Eye", "E100", "MULLER^ANNA", "2025-02-01", "2025-02-28", "", "25.0", ""]]
+    import_badge_csv(write_csv(tmp_path / "eye.csv", BADGE_HEADER, rows))
+    single = StaffAlert.objects.get(staff=people["anna"], rule="single_year_limit.lens")
+    assert (single.period, single.level, single.threshold_msv) == ("2025", "exceeded", 50.0)
+    assert single.value_msv == pytest.approx(55.0)
+    assert single.setting["key"] == "limit.lens.single_year_max" and "ICRP 118" in single.setting["citation"]
+    assert StaffAlert.objects.filter(staff=people["anna"], rule="annual_limit.lens", period="2025", level="exceeded").exists()
+    assert not StaffAlert.objects.filter(rule="single_year_limit.effective").exists()  # no effective dose reported
+    assert staff_alerts_evaluate(staff_ids=[people["anna"].pk]) == []  # once
+
+
+def test_single_year_maximum_is_not_above_the_limit_at_the_limit(people, tmp_path):
+    rows = [["LX-1003", "Eye", "E100", "MULLER^ANNA", "2025-01-01", "2025-01-31", "", "50.0", ""]]
+    import_badge_csv(write_csv(tmp_path / "eye.csv", BADGE_HEADER, rows))
+    assert StaffAlert.objects.filter(rule="annual_limit.lens", level="exceeded").exists()  # 50 > 20
+    assert not StaffAlert.objects.filter(rule="single_year_limit.lens").exists()  # 50 is not above 50
+
+
 def test_nrc_site_uses_nrc_lens_limit(people, badge_file):
     site = Site.objects.create(name="US clinic", limit_regime="nrc")
     people["anna"].site = site
