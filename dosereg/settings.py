@@ -194,6 +194,9 @@ DICOM_MAX_OBJECT_BYTES = env_int("DICOM_MAX_OBJECT_BYTES", 512 * 1024 * 1024)
 DICOM_TLS_CERT = env("DICOM_TLS_CERT", "")
 DICOM_TLS_KEY = env("DICOM_TLS_KEY", "")
 DICOM_TLS_CA = env("DICOM_TLS_CA", "")
+# the listener health check's client certificate (when DICOM_TLS_CA requires one); default: the listener's own
+DICOM_TLS_HEALTH_CERT = env("DICOM_TLS_HEALTH_CERT", "")
+DICOM_TLS_HEALTH_KEY = env("DICOM_TLS_HEALTH_KEY", "")
 if bool(DICOM_TLS_CERT) != bool(DICOM_TLS_KEY):
     raise ImproperlyConfigured("DICOM TLS needs both DICOM_TLS_CERT and DICOM_TLS_KEY")
 SPOOL_DIR = Path(env("SPOOL_DIR", str(VAR_DIR / "spool")))  # type: ignore[arg-type]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import ssl
 import time
 
 from django.conf import settings
@@ -103,20 +104,49 @@ def health_report() -> tuple[bool, dict]:
     return healthy, report
 
 
-def check_dicom(host: str, port: int, called_ae: str, calling_ae: str, timeout: float = 5.0) -> dict:
-    """The listener answers an association: C-ECHO if our calling AE is allowed; a rejection also proves it is alive."""
+def dicom_tls_client_context() -> ssl.SSLContext | None:
+    """For a health check of a TLS-only listener (DICOM_TLS_CERT set): TLS without verifying the listener's
+    certificate (a liveness probe of our own port, no data crosses), presenting DICOM_TLS_HEALTH_CERT/KEY as the
+    client certificate, or the listener's own (accepted when issued for client use by DICOM_TLS_CA)."""
+    if not getattr(settings, "DICOM_TLS_CERT", ""):
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if getattr(settings, "DICOM_TLS_HEALTH_CERT", ""):
+        ctx.load_cert_chain(settings.DICOM_TLS_HEALTH_CERT, settings.DICOM_TLS_HEALTH_KEY or None)
+    else:
+        ctx.load_cert_chain(settings.DICOM_TLS_CERT, settings.DICOM_TLS_KEY)
+    return ctx
+
+
+def check_dicom(host: str, port: int, called_ae: str, calling_ae: str, timeout: float = 5.0,
+                tls: ssl.SSLContext | None = None) -> dict:
+    """The listener answers an association: C-ECHO if our calling AE is allowed; a rejection also proves it is alive.
+    ``tls``: the listener speaks DICOM over TLS; a handshake it refuses (our certificate) also proves it is alive."""
     from pynetdicom import AE
     from pynetdicom.sop_class import Verification
 
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            if tls is not None:
+                try:
+                    with tls.wrap_socket(raw, server_hostname=None) as conn:
+                        # TLS 1.3: a server that refuses our certificate says so after the handshake
+                        conn.settimeout(min(timeout, 1.0))
+                        try:
+                            conn.recv(1)
+                        except (socket.timeout, TimeoutError):
+                            pass  # it waits for our request: the handshake was accepted
+                except ssl.SSLError as exc:
+                    return {"ok": True, "tls": True,
+                            "note": f"TLS listener answered and refused this check's certificate ({exc.reason or exc})"}
     except OSError as exc:
         return {"ok": False, "error": f"nothing listening on {host}:{port}: {exc}"}
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.network_timeout = ae.dimse_timeout = timeout
     ae.add_requested_context(Verification)
-    assoc = ae.associate(host, port, ae_title=called_ae)
+    assoc = ae.associate(host, port, ae_title=called_ae, tls_args=(tls, None) if tls is not None else None)
     if assoc.is_established:
         status = assoc.send_c_echo()
         assoc.release()

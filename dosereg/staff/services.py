@@ -264,10 +264,15 @@ def participations_sync_from_registry(*, study_ids, recompute: bool = True) -> d
     """Link the registry's Participant rows (RDSR person participants, header names) to staff."""
     from dosereg.registry.models import Participant, Study
 
-    counts = {"linked": 0, "queued": 0, "skipped": 0}
+    counts = {"linked": 0, "queued": 0, "skipped": 0, "withdrawn": 0}
     staff_ids: set[int] = set()
     studies = {s.pk: s for s in Study.objects.filter(pk__in=list(study_ids))}
-    for p in Participant.objects.filter(study_id__in=list(studies)).order_by("pk"):
+    # the names the studies' current reports carry (a report superseded by a later cumulative one no longer counts)
+    participants = list(Participant.objects.filter(study_id__in=list(studies), dose_object__superseded_by__isnull=True)
+                        .order_by("pk"))
+    withdrawn = _withdraw_dropped_names(studies=list(studies), participants=participants)
+    counts["withdrawn"] = len(withdrawn)
+    for p in participants:
         if p.source == "rdsr":
             role = REGISTRY_ROLE.get(p.role, role_normalise(p.role) if p.role else "")
         else:
@@ -280,9 +285,53 @@ def participations_sync_from_registry(*, study_ids, recompute: bool = True) -> d
             counts["queued"] += 1
         else:
             counts["skipped"] += 1
+    if withdrawn:
+        # the person was not in that room after all: their dose there is gone, and real-time samples assigned to
+        # that procedure may belong to another one of theirs (rare: recompute all their procedures)
+        from .alerts import staff_alerts_evaluate
+        from .occupational import procedure_doses_recompute
+
+        procedure_doses_recompute(staff_ids=withdrawn)
+        staff_alerts_evaluate(staff_ids=withdrawn)
     if staff_ids and recompute:
         _after_participation_change(staff_ids=staff_ids, study_ids=set(studies))
     return counts
+
+
+# where a participation's evidence came from the registry (a corrected or replacement object can drop a name);
+# staffing lists and other manual sources are not the registry's to withdraw
+REGISTRY_SOURCES = {"rdsr", *REGISTRY_SOURCE_ROLE}
+
+
+def _withdraw_dropped_names(*, studies: list[int], participants) -> set[int]:
+    """Remove the evidence of names the studies' current dose objects no longer carry (a corrected RDSR, a
+    replacement that names someone else): a participation left with no evidence is deleted with the person's
+    doses for that procedure, a name waiting in the unmatched queue for that study is dropped from it.
+    Returns the staff whose participations were deleted."""
+    from .models import ProcedureStaffDose
+
+    current = {(p.study_id, p.source, n) for p in participants for n in (p.name, p.name[:256])}
+    gone: set[int] = set()
+    with transaction.atomic():
+        for part in Participation.objects.select_for_update().filter(study_id__in=studies):
+            keep = [e for e in part.sources
+                    if e.get("source") not in REGISTRY_SOURCES or (part.study_id, e.get("source"), e.get("raw_name")) in current]
+            if keep == part.sources:
+                continue
+            if keep:
+                part.sources = keep
+                part.save(update_fields=["sources"])
+                continue
+            ProcedureStaffDose.objects.filter(staff_id=part.staff_id, study_id=part.study_id).delete()
+            part.delete()
+            gone.add(part.staff_id)
+            log.info("participation of staff %s in study %s withdrawn: no current dose object names them",
+                     part.staff_id, part.study_id)
+        stale = [pp.pk for pp in PendingParticipation.objects.filter(study_id__in=studies, source__in=REGISTRY_SOURCES)
+                 if (pp.study_id, pp.source, pp.raw_name) not in current]
+        if stale:
+            PendingParticipation.objects.filter(pk__in=stale).delete()
+    return gone
 
 
 def _after_participation_change(*, staff_ids, study_ids) -> None:

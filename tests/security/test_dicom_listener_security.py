@@ -183,3 +183,33 @@ def test_half_configured_tls_is_refused_at_start(tmp_path):
     out = subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "DICOM TLS needs both DICOM_TLS_CERT and DICOM_TLS_KEY" in out.stderr
+
+
+def test_health_check_speaks_tls_to_a_tls_listener(start, pki):
+    from dosereg.ops.health import check_dicom, dicom_tls_client_context
+
+    port = start(cert=pki["server"].cert, key=pki["server"].key)
+    # plain DICOM gets no association from a TLS-only listener
+    assert not check_dicom("127.0.0.1", port, "DOSEREG", "STORESCU", timeout=5)["ok"]
+    tls = dicom_tls_client_context()
+    assert tls is not None
+    res = check_dicom("127.0.0.1", port, "DOSEREG", "STORESCU", timeout=5, tls=tls)
+    assert res == {"ok": True, "echo_status": 0}  # a real C-ECHO over TLS
+    res = check_dicom("127.0.0.1", port, "DOSEREG", "HEALTHCHECK", timeout=5, tls=tls)
+    assert res["ok"] and "rejected" in res["note"]  # not on the allow-list, but answering
+
+
+def test_health_check_with_client_certificates_required(start, pki, settings):
+    from dosereg.ops.health import check_dicom, dicom_tls_client_context
+
+    port = start(cert=pki["server"].cert, key=pki["server"].key, ca=pki["ca"].pem)
+    # a client certificate issued by the CA the listener trusts: a real C-ECHO over mutual TLS
+    settings.DICOM_TLS_HEALTH_CERT, settings.DICOM_TLS_HEALTH_KEY = str(pki["client"].cert), str(pki["client"].key)
+    assert check_dicom("127.0.0.1", port, "DOSEREG", "STORESCU", timeout=5, tls=dicom_tls_client_context()) == \
+        {"ok": True, "echo_status": 0}
+    # one it does not trust (another CA): refused, which still proves the listener is answering
+    settings.DICOM_TLS_HEALTH_CERT, settings.DICOM_TLS_HEALTH_KEY = str(pki["rogue_client"].cert), str(pki["rogue_client"].key)
+    res = check_dicom("127.0.0.1", port, "DOSEREG", "STORESCU", timeout=5, tls=dicom_tls_client_context())
+    assert res["ok"] and res["tls"] and "refused" in res["note"], res
+    # nothing listening: not healthy
+    assert not check_dicom("127.0.0.1", free_port(), "DOSEREG", "STORESCU", timeout=2, tls=dicom_tls_client_context())["ok"]

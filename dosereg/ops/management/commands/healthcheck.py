@@ -17,7 +17,14 @@ import urllib.request
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from dosereg.ops.health import check_broker, check_database, check_dicom, check_spool, health_report
+from dosereg.ops.health import (
+    check_broker,
+    check_database,
+    check_dicom,
+    check_spool,
+    dicom_tls_client_context,
+    health_report,
+)
 
 
 def _host_header() -> str:
@@ -82,7 +89,7 @@ class Command(BaseCommand):
             if component == "listener":
                 checks["spool"] = check_spool()
                 checks["dicom"] = check_dicom("127.0.0.1", port or settings.DICOM_PORT, settings.DICOM_AE_TITLE,
-                                              "HEALTHCHECK", timeout)
+                                              "HEALTHCHECK", timeout, tls=dicom_tls_client_context())
         healthy = all(c.get("ok") for c in checks.values())
         self.stdout.write(json.dumps({"component": component, "healthy": healthy, "checks": checks}, default=str))
         if not healthy:
