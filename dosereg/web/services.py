@@ -54,10 +54,11 @@ def demo_users_create() -> dict[str, tuple[str, str]]:
     out: dict[str, tuple[str, str]] = {}
     for role in (roles.RSO, roles.PHYSICIST, roles.STAFF, roles.ADMIN):
         username, password = f"demo-{role}", f"demo-{role}-pass"
-        user_create(username=username, password=password, role=role)
+        user_create(username=username, password=password, role=role, email=f"{username}@dosereg.example")
         out[role] = (username, password)
     username, password = "demo-rso-riverside", "demo-rso-riverside-pass"
-    site_assignment_set(user=user_create(username=username, password=password, role=roles.RSO),
+    site_assignment_set(user=user_create(username=username, password=password, role=roles.RSO,
+                                         email=f"{username}@dosereg.example"),
                         sites=[DEMO_RSO_SITE], note="demo: one site")
     out["rso-site"] = (username, password)
     patient = Patient.objects.filter(merged_into__isnull=True).order_by("pk").first()

@@ -4,6 +4,25 @@ from django.conf import settings
 from django.db import migrations, models
 
 
+# The dashboard's "highest cumulative exposure" list walks this in order and stops after 10 rows. NULLS LAST in
+# an index is PostgreSQL's: it is created there only, outside the models' state (SQLite, the embedded default,
+# cannot create it, and would try to again whenever it rebuilds the table).
+TOP_KAP_SQL = (
+    "CREATE INDEX IF NOT EXISTS window_now_top_kap ON exposure_patientexposurewindow "
+    "(window_days, kap_gy_cm2 DESC NULLS LAST, dlp_mgy_cm DESC NULLS LAST) WHERE anchor_study_id IS NULL"
+)
+
+
+def create_top_kap(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(TOP_KAP_SQL)
+
+
+def drop_top_kap(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("DROP INDEX IF EXISTS window_now_top_kap")
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -21,8 +40,5 @@ class Migration(migrations.Migration):
             model_name='alert',
             index=models.Index(models.OrderBy(models.F('raised_at'), descending=True), models.OrderBy(models.F('id'), descending=True), condition=models.Q(('status__in', ['open', 'acknowledged'])), name='alert_inbox_recent'),
         ),
-        migrations.AddIndex(
-            model_name='patientexposurewindow',
-            index=models.Index(models.F('window_days'), models.OrderBy(models.F('kap_gy_cm2'), descending=True, nulls_last=True), models.OrderBy(models.F('dlp_mgy_cm'), descending=True, nulls_last=True), condition=models.Q(('anchor_study__isnull', True)), name='window_now_top_kap'),
-        ),
+        migrations.RunPython(create_top_kap, drop_top_kap),
     ]

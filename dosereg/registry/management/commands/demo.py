@@ -88,15 +88,13 @@ class Command(BaseCommand):
         server, _ = start_listener(allowed=allowed)
         port = server.server_address[1]
         self.stdout.write(f"DICOM listener {settings.DICOM_AE_TITLE} on port {port}")
+        from dosereg.web.services import demo_users_create
+
+        demo_users_create()  # the RSOs first: the demo's alert e-mails go to them (printed without EMAIL_HOST)
         if not DoseObject.objects.exists():
             send_demo_data(port, n_patients=o["patients"], log=self.stdout.write)
-        try:
-            from dosereg.web.services import demo_users_create
-
-            for role, (user, pw) in demo_users_create().items():
-                self.stdout.write(f"  log in as {role:10}  user {user!r} password {pw!r}")
-        except ImportError:
-            pass
+        for role, (user, pw) in demo_users_create().items():  # again: the patient account needs a patient
+            self.stdout.write(f"  log in as {role:10}  user {user!r} password {pw!r}")
         if o["no_web"]:
             deadline = time.time() + 120
             while DoseObject.objects.filter(status=DoseObject.STATUS_RECEIVED).exists() and time.time() < deadline:
