@@ -69,7 +69,7 @@ def _sql(*, modality: str, device_id: int | None) -> tuple[str, list[str]]:
             f"AND s.study_datetime >= b.starts_at AND s.study_datetime < b.ends_at "
             f"WHERE {where} AND b.ends_at > {p('since')} AND b.starts_at < {p('until')} "
             f"AND (b.dirty OR b.first_study_at IS NULL OR b.first_study_at < {p('since')} OR b.last_study_at >= {p('until')}) "
-            f"AND {in_period('s.study_datetime')} AND s.has_ionising_dose AND s.id <= st.max_study_id"
+            f"AND {in_period('s.study_datetime')} AND s.has_ionising_dose AND s.not_patient_reason = '' AND s.id <= st.max_study_id"
             + (f" AND s.procedure_modality = {p('modality')}" if modality else "")
         )
 
@@ -92,7 +92,7 @@ def _sql(*, modality: str, device_id: int | None) -> tuple[str, list[str]]:
     parts.append(
         f"SELECT 1, COALESCE(s.device_id, 0), s.procedure_modality, s.study_description, 1, {study_cols} "
         f"FROM {study} s WHERE s.id > COALESCE((SELECT max_study_id FROM {state} WHERE id = 1), 0) "
-        f"AND {in_period('s.study_datetime')} AND s.has_ionising_dose"
+        f"AND {in_period('s.study_datetime')} AND s.has_ionising_dose AND s.not_patient_reason = ''"
         + (f" AND s.procedure_modality = {p('modality')}" if modality else "")
         + (f" AND s.device_id = {p('device_id')}" if device_id else "")
     )

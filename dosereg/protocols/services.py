@@ -148,7 +148,7 @@ def watermark_advance(*, limit: int = 50000) -> int:
 
 def _bucket_studies(bucket: SummaryBucket, max_study_id: int):
     qs = Study.objects.filter(study_datetime__gte=bucket.starts_at, study_datetime__lt=bucket.ends_at,
-                              pk__lte=max_study_id, has_ionising_dose=True)
+                              pk__lte=max_study_id, has_ionising_dose=True, not_patient_reason="")
     qs = qs.filter(device_id=bucket.device_key) if bucket.device_key else qs.filter(device__isnull=True)
     return qs.values_list(*STUDY_COLUMNS)
 
@@ -206,7 +206,7 @@ def summaries_rebuild_all(*, chunk_size: int = 20000) -> dict:
         with connection.cursor() as c:
             for model in (SummaryMember, ProtocolSummary, SummaryBucket):
                 c.execute(f"DELETE FROM {qn(model._meta.db_table)}")
-        qs = (Study.objects.filter(pk__lte=w, has_ionising_dose=True, study_datetime__isnull=False)
+        qs = (Study.objects.filter(pk__lte=w, has_ionising_dose=True, not_patient_reason="", study_datetime__isnull=False)
               .order_by("device_id", "study_datetime").values_list("device_id", *STUDY_COLUMNS))
         now = timezone.now()
         pending: list[tuple[tuple[int, date], list[tuple]]] = []

@@ -96,6 +96,9 @@ class Study(models.Model):
     ctdivol_max_mgy = models.FloatField(null=True)
     event_count = models.IntegerField(default=0)
     has_ionising_dose = models.BooleanField(default=True)
+    # not a patient: a phantom, QA or test exposure (NOT_PATIENT_PATTERN matched the patient ID or name; the
+    # matched text is kept). Stored and alerted like any study, but left out of protocol and device statistics.
+    not_patient_reason = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -5,9 +5,11 @@ Irradiation Event UID. Parsing is done by the pure ``dosereg.rdsr`` package.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
+import re
 from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -387,6 +389,30 @@ def _study_fields(study: Study, doc: R.DoseDocument, patient: Patient | None, de
     study.patient_weight_kg = p.weight_kg if p.weight_kg is not None else study.patient_weight_kg
     study.patient_size_m = p.size_m if p.size_m is not None else study.patient_size_m
     study.patient_age_years = p.age_years if p.age_years is not None else study.patient_age_years
+    study.not_patient_reason = not_patient_reason(p.id, p.name)
+
+
+def not_patient_reason(patient_id, patient_name) -> str:
+    """The text that marks a phantom / QA / test exposure (NOT_PATIENT_PATTERN, case-insensitive, on the
+    Patient ID and the Patient's Name with its component separators read as spaces), or "" for a patient."""
+    pattern = _not_patient_re()
+    if pattern is None:
+        return ""
+    for value in (patient_id, patient_name):
+        text = re.sub(r"[\^=_]+", " ", _s(value))
+        m = pattern.search(text)
+        if m:
+            return m.group(0)[:64]
+    return ""
+
+
+@functools.lru_cache(maxsize=4)
+def _compile_not_patient(pattern: str):
+    return re.compile(pattern, re.IGNORECASE) if pattern else None
+
+
+def _not_patient_re():
+    return _compile_not_patient(getattr(settings, "NOT_PATIENT_PATTERN", ""))
 
 
 def _get_or_create(model, defaults=None, **lookup):

@@ -112,7 +112,7 @@ STUDY_LIST_FIELDS = (
     "pk", "study_instance_uid", "study_datetime", "accession_number", "study_description", "procedure_modality",
     "pregnancy_status", "pregnancy_status_override", "dap_total_gy_cm2", "dose_rp_max_plane_gy",
     "fluoro_time_total_s", "dlp_total_mgy_cm", "ctdivol_max_mgy", "event_count", "has_ionising_dose",
-    "patient_weight_kg", "patient_age_years", "device_id",
+    "patient_weight_kg", "patient_age_years", "device_id", "not_patient_reason",
 )
 
 
@@ -254,7 +254,7 @@ def device_trends(*, now: datetime, weeks: int = 12, scope: SiteScope = EVERY_SI
     """Procedures per week and mean KAP / Ka,r / fluoro time / DLP per procedure, per device (1 query)."""
     since = now - timedelta(weeks=weeks)
     rows = (
-        Study.objects.filter(study_datetime__gte=since, study_datetime__lte=now, device__isnull=False)
+        Study.objects.filter(study_datetime__gte=since, study_datetime__lte=now, device__isnull=False, not_patient_reason="")
         .filter(scope.study_q())
         .annotate(week=TruncWeek("study_datetime"))
         .values("device_id", "week")
@@ -403,7 +403,9 @@ def _standard_name_subquery():
 
 
 def audit_studies(*, since: datetime, until: datetime, modality: str = "", device_id: int | None = None):
-    qs = Study.objects.filter(study_datetime__gte=since, study_datetime__lt=until, has_ionising_dose=True)
+    # phantom / QA / test exposures (Study.not_patient_reason) are not procedures to audit
+    qs = Study.objects.filter(study_datetime__gte=since, study_datetime__lt=until, has_ionising_dose=True,
+                              not_patient_reason="")
     if modality:
         qs = qs.filter(procedure_modality=modality)
     if device_id:
@@ -487,7 +489,7 @@ def distribution(*, since: datetime, until: datetime, quantity: str, device_id: 
 def name_mappings(*, since: datetime, limit: int = 500, scope: SiteScope = EVERY_SITE) -> dict:
     """Distinct vendor study names with their mapping (or a suggestion), most frequent first (3 queries)."""
     names = list(
-        Study.objects.filter(study_datetime__gte=since, has_ionising_dose=True).filter(scope.study_q())
+        Study.objects.filter(study_datetime__gte=since, has_ionising_dose=True, not_patient_reason="").filter(scope.study_q())
         .values("procedure_modality", "study_description").annotate(n=Count("id")).order_by("-n")[:limit]
     )
     mappings = {(m.modality, m.source_name): m for m in ProtocolMapping.objects.select_related("standard_name")}
@@ -507,8 +509,9 @@ def name_mappings(*, since: datetime, limit: int = 500, scope: SiteScope = EVERY
 def fluoro_technique(*, since: datetime, until: datetime, device_id: int | None = None,
                      scope: SiteScope = EVERY_SITE) -> dict:
     """Fluoroscopy technique per device: pulse rates, dose modes, frames, field size (3 queries)."""
-    ev = IrradiationEvent.objects.filter(study__study_datetime__gte=since, study__study_datetime__lt=until,
-                                         study__procedure_modality__in=("RF", "XA")).filter(scope.study_q("study__"))
+    ev = (IrradiationEvent.objects.filter(study__study_datetime__gte=since, study__study_datetime__lt=until,
+                                          study__procedure_modality__in=("RF", "XA"), study__not_patient_reason="")
+          .filter(scope.study_q("study__")))
     if device_id:
         ev = ev.filter(study__device_id=device_id)
     pulse = list(ev.filter(event_type="fluoroscopy").values("study__device_id", "fluoro_mode", "pulse_rate_per_s")
