@@ -31,3 +31,10 @@ def test_demo_runs_on_the_embedded_default(tmp_path):
     counts = json.loads(stats.stdout)
     assert counts["objects_received"] == counts["objects_ingested"] == n
     assert counts["objects_quarantined"] == 0 and counts["studies"] > 0 and counts["irradiation_events"] > 0
+    # the demo's phantom constancy check is recognised as "not a patient"
+    q = subprocess.run([sys.executable, "manage.py", "shell", "-c",
+                        "from dosereg.registry.models import Study; "
+                        "print(list(Study.objects.exclude(not_patient_reason='').values_list('not_patient_reason', flat=True)))"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert q.returncode == 0, q.stderr[-2000:]
+    assert q.stdout.strip().splitlines()[-1] == "['QA']"

@@ -48,6 +48,11 @@ def send_demo_data(port: int, n_patients: int = 40, seed: int = 20261122, log=pr
                 ds = B.build_projection_rdsr(B.random_projection_spec(rng, **person))
             B.to_bytes(ds)  # sets file meta (transfer syntax), as a stored file has
             datasets.append(ds)
+    # the physicist's weekly constancy check on a phantom: "not a patient" (NOT_PATIENT_PATTERN), kept out of the audit
+    qa = B.build_projection_rdsr(B.random_projection_spec(rng, kind="rf_room", patient_id="QA-PHANTOM",
+                                                          patient_name="PHANTOM^CONSTANCY", study_description="QA constancy"))
+    B.to_bytes(qa)
+    datasets.append(qa)
     ae = AE(ae_title=DEMO_AE)
     for uid in {str(ds.SOPClassUID) for ds in datasets}:
         ae.add_requested_context(uid)
