@@ -108,7 +108,7 @@ class StudySerializer(serializers.ModelSerializer):
             "id", "study_instance_uid", "patient", "device", "study_datetime", "accession_number", "study_description",
             "procedure_modality", "pregnancy_status", "patient_weight_kg", "patient_age_years", "dap_total_gy_cm2",
             "dose_rp_max_plane_gy", "fluoro_time_total_s", "dlp_total_mgy_cm", "ctdivol_max_mgy", "event_count",
-            "has_ionising_dose",
+            "has_ionising_dose", "not_patient_reason",
         ]
 
 
