@@ -17,26 +17,18 @@ def on_studies_changed(sender, study_ids=(), patient_ids=(), new_study_ids=(), *
         # a study that moved to another patient (replacement RDSR with a corrected ID): the former owner too
         targets |= set(PatientExposureWindow.objects.filter(anchor_study_id__in=study_ids).values_list("patient_id", flat=True).distinct())
         targets |= set(Alert.objects.filter(study_id__in=study_ids).values_list("patient_id", flat=True).distinct())
-    from dosereg.registry.signals import derived_work_inline
+    from dosereg.registry.signals import follow_up
 
-    inline = derived_work_inline.get()
     for pk in sorted(targets):
-        if inline and _recompute_now(pk):
-            continue
-        enqueue_recompute(pk)
+        # in the ingest worker, after its commit: one task and one queue wait fewer before the alert e-mail
+        follow_up(lambda pk=pk: _recompute(pk), lambda pk=pk: enqueue_recompute(pk),
+                  what=f"exposure recompute of patient {pk}")
 
 
-def _recompute_now(patient_id: int) -> bool:
-    """In the ingest worker, after its commit: recompute right away (one task and one queue wait fewer
-    between the C-STORE and the alert e-mail). Any failure leaves it to a queued task."""
-    from .services import patient_exposure_recompute
+def _recompute(patient_id: int) -> None:
+    from .services import patient_exposure_recompute  # looked up at call time (tests replace it)
 
-    try:
-        patient_exposure_recompute(patient_id=patient_id)
-        return True
-    except Exception:
-        log.exception("inline exposure recompute of patient %s failed; queueing it", patient_id)
-        return False
+    patient_exposure_recompute(patient_id=patient_id)
 
 
 def on_study_deleted(sender, instance, **kwargs) -> None:

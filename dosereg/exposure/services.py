@@ -24,7 +24,7 @@ from django.utils import timezone
 from dosereg.notifications.models import SEVERITY_RANK
 from dosereg.notifications.services import notification_enqueue, notification_enqueue_many
 from dosereg.rdsr import records as R
-from dosereg.registry.models import DoseObject, IrradiationEvent, Patient, PlaneTotal, Study
+from dosereg.registry.models import PREGNANT_STATUSES, DoseObject, IrradiationEvent, Patient, PlaneTotal, Study
 
 from . import conf, regions as RG
 from .constants import (
@@ -37,7 +37,7 @@ from .windows import StudyPoint, WindowTotals, compute_windows
 
 log = logging.getLogger(__name__)
 
-PREGNANT = (R.PREGNANCY_POSSIBLE, R.PREGNANCY_DEFINITE)
+PREGNANT = PREGNANT_STATUSES
 PREGNANCY_VALUES = ("", R.PREGNANCY_NOT, R.PREGNANCY_POSSIBLE, R.PREGNANCY_DEFINITE, R.PREGNANCY_UNKNOWN)
 
 STUDY_FIELDS = (

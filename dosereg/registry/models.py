@@ -7,7 +7,9 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import F, Q
 
-PREGNANT_STATUSES = ("possibly_pregnant", "definitely_pregnant")
+from dosereg.rdsr import records as R
+
+PREGNANT_STATUSES = (R.PREGNANCY_POSSIBLE, R.PREGNANCY_DEFINITE)
 # a study of a (possibly) pregnant patient: staff's override wins over the DICOM Pregnancy Status
 PREGNANT_Q = Q(pregnancy_status_override__in=PREGNANT_STATUSES) | (
     Q(pregnancy_status_override="") & Q(pregnancy_status__in=PREGNANT_STATUSES))

@@ -288,11 +288,7 @@ def participations_sync_from_registry(*, study_ids, recompute: bool = True) -> d
     if withdrawn:
         # the person was not in that room after all: their dose there is gone, and real-time samples assigned to
         # that procedure may belong to another one of theirs (rare: recompute all their procedures)
-        from .alerts import staff_alerts_evaluate
-        from .occupational import procedure_doses_recompute
-
-        procedure_doses_recompute(staff_ids=withdrawn)
-        staff_alerts_evaluate(staff_ids=withdrawn)
+        _after_participation_change(staff_ids=withdrawn, study_ids=None)
     if staff_ids and recompute:
         _after_participation_change(staff_ids=staff_ids, study_ids=set(studies))
     return counts
@@ -345,9 +341,9 @@ def _after_participation_change(*, staff_ids, study_ids) -> None:
 def on_studies_changed(sender, study_ids=None, new_study_ids=None, named_study_ids=None, **kwargs) -> None:
     """Receiver for dosereg.registry.signals.studies_changed (sent after commit).
 
-    Thin: it only queues ``dosereg.staff_sync_studies``. The sync recomputes every linked person's
-    procedure doses (all of their participations), which grows with their history and must not run
-    inside the ingest task (it took ~2/3 of the ingest time of a small RDSR)."""
+    Skips reports that name nobody; otherwise runs ``staff_studies_sync`` in the ingest worker after its commit
+    when it asked for follow-up work inline (``INGEST_DERIVED_INLINE``), else queues ``dosereg.staff_sync_studies``
+    (the sync recomputes every linked person's procedure doses, which grows with their history)."""
     if not study_ids:
         return
     from dosereg.registry.models import Participant as RegistryParticipant
@@ -361,18 +357,15 @@ def on_studies_changed(sender, study_ids=None, new_study_ids=None, named_study_i
     if not RegistryParticipant.objects.filter(study_id__in=ids).exists() and \
             not Participation.objects.filter(study_id__in=ids).exists():
         return
-    from dosereg.registry.signals import derived_work_inline
+    from dosereg.registry.signals import follow_up
 
-    if derived_work_inline.get():  # in the ingest worker, after its commit (INGEST_DERIVED_INLINE)
+    def queue() -> None:
         try:
-            staff_studies_sync(study_ids=ids)
-            return
-        except Exception:
-            log.exception("inline staff sync of studies %s failed; queueing it", ids)
-    try:
-        staff_sync_studies_task.apply_async(args=[ids])
-    except Exception as exc:  # broker down: never break the ingest pipeline; the next change or a manual sync catches up
-        log.warning("could not enqueue staff participation sync for studies %s: %s", ids, exc)
+            staff_sync_studies_task.apply_async(args=[ids])
+        except Exception as exc:  # broker down: never break the ingest pipeline; the next change or a manual sync catches up
+            log.warning("could not enqueue staff participation sync for studies %s: %s", ids, exc)
+
+    follow_up(lambda: staff_studies_sync(study_ids=ids), queue, what=f"staff sync of studies {ids}")
 
 
 def staff_studies_sync(*, study_ids) -> dict:

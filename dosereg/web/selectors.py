@@ -24,7 +24,6 @@ from dosereg.registry.models import (
     Participant,
     Patient,
     PREGNANT_Q,
-    PREGNANT_STATUSES,
     PlaneTotal,
     Study,
 )
@@ -33,7 +32,6 @@ from . import explain
 from .models import DRLSet, DRLValue, PatientAccount, ProtocolMapping, StandardName
 from .scope import EVERY_SITE, SiteScope, scope_for
 
-PREGNANT = PREGNANT_STATUSES
 AUDIT_QUANTITIES = [
     ("dap_total_gy_cm2", "KAP", "Gy·cm²"),
     ("dose_rp_max_plane_gy", "Ka,r", "Gy"),
