@@ -8,9 +8,7 @@ import string
 import subprocess
 import sys
 
-import pytest
-
-from tests.conftest import REPO
+from tests.conftest import REPO, require
 
 
 def test_check_deploy_is_clean_in_production_mode(tmp_path):
@@ -38,8 +36,7 @@ def _repo_files() -> list[str]:
     """Tracked files plus new ones that would be committed (not ignored)."""
     out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
                          capture_output=True, timeout=60)
-    if out.returncode != 0:
-        pytest.skip("not a git checkout")
+    require(out.returncode == 0, "a git checkout")
     return sorted({f for f in out.stdout.decode().split("\0") if f and (REPO / f).is_file()})
 
 

@@ -8,12 +8,13 @@ from django.db import connection
 
 from dosereg.staff.dosimetry import import_badge_csv
 from dosereg.staff.models import DosimeterReading, DosimetryImport, StaffAlert
+from tests.conftest import require
 
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_imports_of_one_file(people, badge_file):
-    if connection.vendor == "sqlite":
-        pytest.skip("SQLite's in-memory shared-cache test database locks whole tables across threads; run on PostgreSQL")
+    # SQLite's in-memory shared-cache test database locks whole tables across threads
+    require(connection.vendor != "sqlite", "PostgreSQL (DATABASE_URL) for concurrent imports")
     barrier = threading.Barrier(2)
     results, errors = [], []
 
