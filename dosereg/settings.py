@@ -161,6 +161,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_S", 600),
     "priority_steps": list(range(10)), "sep": ":", "queue_order_strategy": "priority",
 }
+# Every broker key (queues, bindings) under this prefix: several deployments or test runs can share one Redis.
+BROKER_KEY_PREFIX = env("BROKER_KEY_PREFIX", "")
+if BROKER_KEY_PREFIX:
+    CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = BROKER_KEY_PREFIX
 INGEST_TASK_PRIORITY = env_int("INGEST_TASK_PRIORITY", 5)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 2

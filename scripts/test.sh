@@ -17,7 +17,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "not root: cannot install ${missing[*]}; tests needing them will skip (or fail with CI=true)"
   fi
 fi
-python -m pip install -q -r requirements.txt 2>&1 | grep -v "Running pip as the 'root' user" || true
+PYTHON="${PYTHON:-python3}"
+"$PYTHON" -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "Running pip as the 'root' user" || true
 
 if command -v pg_isready >/dev/null && ! pg_isready -h 127.0.0.1 -p 5432 -q; then
   [ -d /etc/postgresql ] && pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
@@ -36,9 +37,16 @@ if [ -z "${REDIS_URL:-}" ] && redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&
 fi
 # Unit tests run tasks in-process; end-to-end tests start real workers against DOSEREG_TEST_REDIS_URL.
 unset REDIS_URL
-export DOSEREG_VAR_DIR="${DOSEREG_VAR_DIR:-$(mktemp -d /tmp/dosereg-test.XXXXXX)}"
+# One id per run: its own test database (test_dosereg_<id>) and broker key prefix (tests/conftest.py).
+export DOSEREG_TEST_RUN_ID="${DOSEREG_TEST_RUN_ID:-$(date +%s)$$}"
+export BROKER_KEY_PREFIX="${BROKER_KEY_PREFIX:-dosereg-test-$DOSEREG_TEST_RUN_ID:}"
+if [ -z "${DOSEREG_VAR_DIR:-}" ]; then
+  DOSEREG_VAR_DIR="$(mktemp -d /tmp/dosereg-test.XXXXXX)"
+  trap 'rm -rf "$DOSEREG_VAR_DIR"' EXIT
+fi
+export DOSEREG_VAR_DIR
 echo "database: ${DATABASE_URL:-sqlite (embedded)}; broker for e2e: ${DOSEREG_TEST_REDIS_URL:-none}"
-python -m pytest "$@"
+"$PYTHON" -m pytest "$@"
 status=$?
 [ $status -eq 5 ] && { echo "no tests ran"; exit 1; }
 exit $status

@@ -6,12 +6,26 @@ skip on a laptop without it, and FAIL when CI=true: CI never skips silently.
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# One id per test run: its own PostgreSQL test database and its own broker keys, so two runs on one
+# machine (two checkouts, a developer and CI) never drop each other's database or take each other's tasks.
+RUN_ID = os.environ.setdefault("DOSEREG_TEST_RUN_ID", uuid.uuid4().hex[:10])
+os.environ.setdefault("BROKER_KEY_PREFIX", f"dosereg-test-{RUN_ID}:")
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
+    from django.conf import settings
+
+    test = settings.DATABASES["default"].setdefault("TEST", {})
+    if not test.get("NAME"):
+        test["NAME"] = f"test_dosereg_{RUN_ID}"
 
 
 def require(condition: bool, what: str) -> None:

@@ -56,7 +56,12 @@ def redis_url() -> str:
         r.ping()
     except Exception:
         require(False, f"Redis at {url}")
-    r.flushdb()
+    prefix = os.environ.get("BROKER_KEY_PREFIX", "")
+    if prefix:  # this run's keys only: other runs may share the Redis database
+        for key in r.scan_iter(match=prefix + "*", count=1000):
+            r.delete(key)
+    else:
+        r.flushdb()
     return url
 
 
