@@ -6,7 +6,6 @@ from django.contrib.auth.forms import AuthenticationForm
 from dosereg.protocols.models import DRLSet, DRLValue, StandardName
 
 
-
 class LoginForm(AuthenticationForm):
     username = forms.CharField(max_length=150, widget=forms.TextInput(attrs={"autofocus": True, "autocomplete": "username"}))
 

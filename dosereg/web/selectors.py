@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from dosereg.access.scope import EVERY_SITE, SiteScope, scope_for
 from dosereg.protocols.models import DRLSet, DRLValue, ProtocolMapping, StandardName
+from dosereg.protocols.selectors import audit_groups
 from dosereg.registry.models import (
     Device,
     DeviceSoftwareVersion,
@@ -432,8 +433,6 @@ def protocol_audit(*, since: datetime, until: datetime, modality: str = "", devi
     ``percentile_cont`` values (``histogram.MAX_RELATIVE_ERROR``). Studies not summarised yet (new, changed,
     or in a month cut by the period's ends) are read exactly in the same query, so nothing shown is stale.
     """
-    from dosereg.protocols.selectors import audit_groups
-
     groups: dict[tuple, dict] = {}
     for (dev_id, std_id, mod), g in audit_groups(since=since, until=until, modality=modality, device_id=device_id).items():
         r = {"device_id": dev_id, "std": std_id, "procedure_modality": mod, "n": g.n}

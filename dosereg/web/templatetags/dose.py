@@ -5,6 +5,7 @@ from django import template
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
+from dosereg.access import roles as R
 from dosereg.web import explain
 
 register = template.Library()
@@ -112,8 +113,6 @@ _SECTIONS = {
 
 @register.simple_tag
 def nav_for(request):
-    from dosereg.access import roles as R
-
     user = getattr(request, "user", None)
     rs = R.user_roles(user)
     match = getattr(request, "resolver_match", None)
