@@ -88,3 +88,17 @@ def test_empty_xray_dose_sr_is_recorded_with_a_warning():
     assert any(w.startswith("empty report") for w in doc.warnings)
     full = _extract(b.ProjectionRDSRSpec(study_datetime=T0, events=[b.ProjectionEventSpec(dap_gy_cm2=1.0)]))
     assert not any(w.startswith("empty report") for w in full.warnings)
+
+
+def test_inspect_lists_every_event_field_the_parser_read():
+    from dosereg.rdsr.inspect import inspect_dict
+
+    spec = b.ProjectionRDSRSpec(study_datetime=T0, events=[b.ProjectionEventSpec(
+        dap_gy_cm2=1.0, dose_rp_gy=0.01, kvp=80.0, tube_current_ma=12.5, pulse_width_ms=6.0, pulse_rate=7.5,
+        irradiation_duration_s=10.0, positioner_primary_angle_deg=30.0, positioner_secondary_angle_deg=-5.0,
+        distance_source_to_detector_mm=1100.0, exposure_index=250.0, deviation_index=0.4)])
+    ev = inspect_dict(_extract(spec))["events"][0]
+    assert ev["tube_current_ma"] == 12.5 and ev["pulse_width_ms"] == 6.0 and ev["number_of_pulses"] == 75.0
+    assert ev["positioner_primary_angle_deg"] == 30.0 and ev["positioner_secondary_angle_deg"] == -5.0
+    assert ev["distance_source_to_detector_mm"] == 1100.0
+    assert ev["exposure_index"] == 250.0 and ev["deviation_index"] == 0.4
