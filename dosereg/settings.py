@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "dosereg.registry",
+    "dosereg.access",
     "dosereg.notifications",
     "dosereg.exposure",
     "dosereg.staff",
@@ -288,7 +289,7 @@ DOSEREG_PORTAL_INVITE_DAYS = env_int("PORTAL_INVITE_DAYS", 14)
 # Patient portal PDF: a TrueType font with the characters of names and units (Ø, ł, Greek, Gy·cm²);
 # when it cannot be loaded the PDF falls back to a core font with transliteration.
 DOSEREG_PORTAL_PDF_FONT = env("PORTAL_PDF_FONT", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
-# RSO site scoping (dosereg.web.scope): an RSO without a site assignment sees every site when true
+# RSO site scoping (dosereg.access.scope): an RSO without a site assignment sees every site when true
 # (existing installations, the demo), nothing when false. Assign sites in the admin (Web › Site assignments).
 DOSEREG_RSO_UNSCOPED_SEES_ALL = env_bool("RSO_UNSCOPED_SEES_ALL", True)
 

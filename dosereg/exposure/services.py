@@ -21,6 +21,7 @@ from django.db.models import Q, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from dosereg.access.scope import normalise, scope_for
 from dosereg.notifications.models import SEVERITY_RANK
 from dosereg.notifications.services import notification_enqueue, notification_enqueue_many
 from dosereg.rdsr import records as R
@@ -899,10 +900,8 @@ class Router:
         return sorted(set(out))
 
     def default_recipients(self, site: str | None = None) -> list[str]:
-        """Without a matching route: the active RSOs whose site scope (``dosereg.web.scope``, the sites
+        """Without a matching route: the active RSOs whose site scope (``dosereg.access.scope``, the sites
         their dashboard shows) covers the site of the study that raised the alert."""
-        from dosereg.web.scope import normalise, scope_for
-
         if self._rso is None:
             User = get_user_model()
             users = User.objects.filter(groups__name=RSO_GROUP, is_active=True).exclude(email="").distinct()

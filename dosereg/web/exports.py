@@ -14,10 +14,10 @@ from datetime import datetime
 from django.db.models import F, OuterRef, Subquery
 from django.http import FileResponse, StreamingHttpResponse
 
+from dosereg.access.scope import EVERY_SITE, SiteScope
+from dosereg.protocols.models import ProtocolMapping
 from dosereg.registry.models import IrradiationEvent
 
-from .models import ProtocolMapping
-from .scope import EVERY_SITE, SiteScope
 from .selectors import audit_studies
 
 CHUNK = 2000

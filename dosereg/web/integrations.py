@@ -1,36 +1,30 @@
 """The only place the web app talks to the exposure and staff apps.
 
-Both were built concurrently with this one. Reads use their models/selectors;
-every write (alert lifecycle) goes through their services, never to their
-tables. Each function degrades to "nothing to show" when the app is absent.
+Reads use their models/selectors; every write (alert lifecycle) goes through
+their services, never to their tables. Both apps are always installed (web sits
+above them in the layers, see ``.importlinter``), so they are imported directly.
 """
 from __future__ import annotations
 
-import importlib
 from datetime import date, datetime, timedelta
 
 from django.utils import timezone
 
-
-def _mod(name: str):
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        return None
+from dosereg.exposure import models as exposure_models, services as exposure_services
+from dosereg.staff import config as staff_config, models as staff_models, selectors as staff_selectors
 
 
 def _exposure_models():
-    m = _mod("dosereg.exposure.models")
-    return m if m is not None and hasattr(m, "Alert") and hasattr(m, "PatientExposureWindow") else None
+    return exposure_models
 
 
 def has_exposure() -> bool:
-    return _exposure_models() is not None
+    """Always true now that the exposure app is imported directly (kept for the templates and the API)."""
+    return True
 
 
 def has_staff() -> bool:
-    m = _mod("dosereg.staff.models")
-    return m is not None and hasattr(m, "StaffMember") and _mod("dosereg.staff.selectors") is not None
+    return True
 
 
 # ---------------------------------------------------------------------------
@@ -76,7 +70,7 @@ def alert_dict(a) -> dict:
 
 
 def _alerts(m, scope):
-    """The Alert queryset a user may read (``scope``: a ``dosereg.web.scope.SiteScope``; None = every site)."""
+    """The Alert queryset a user may read (``scope``: a ``dosereg.access.scope.SiteScope``; None = every site)."""
     qs = m.Alert.objects.all()
     return qs if scope is None else qs.filter(scope.alert_q())
 
@@ -147,9 +141,7 @@ def alert_transition(*, alert_id: int, action: str, user, note: str = "", due: s
 
     An alert outside ``scope`` (another site's, for a site-scoped RSO) is not found, as a missing one."""
     m = _exposure_models()
-    services = _mod("dosereg.exposure.services")
-    if m is None or services is None:
-        raise AlertNotFound(alert_id)
+    services = exposure_services
     if not _alerts(m, scope).filter(pk=alert_id).exists():
         raise AlertNotFound(alert_id)
     if action == "acknowledge":
@@ -239,13 +231,11 @@ _STAFF_QUANTITIES = [("effective", "Effective dose"), ("lens", "Eye lens Hp(3)")
 def staff_own_dose(*, user) -> dict:
     if not has_staff():
         return {"available": False, "member": None}
-    from dosereg.staff import config, models as sm, selectors as ss
-
-    member = sm.StaffMember.objects.filter(user=user).select_related("site").first()
+    member = staff_models.StaffMember.objects.filter(user=user).select_related("site").first()
     if member is None:
         return {"available": True, "member": None}
-    data = ss.staff_exposure(member)
-    site = config.site_for(member)
+    data = staff_selectors.staff_exposure(member)
+    site = staff_config.site_for(member)
     regime = data.get("limit_regime", "")
     today = timezone.localdate()
     quarter = f"{today.year}-Q{(today.month - 1) // 3 + 1}"
@@ -253,9 +243,9 @@ def staff_own_dose(*, user) -> dict:
     qtd = (data["periods"]["quarter"].get(quarter) or {}).get("dose_of_record", {})
     totals = []
     for q, label in _STAFF_QUANTITIES:
-        limit = config.setting_value(f"limit.{q}.annual", regime=regime, site=site, default=None)
-        inv_i = config.setting_value(f"investigation.{q}.I", regime=regime, site=site, default=None)
-        inv_ii = config.setting_value(f"investigation.{q}.II", regime=regime, site=site, default=None)
+        limit = staff_config.setting_value(f"limit.{q}.annual", regime=regime, site=site, default=None)
+        inv_i = staff_config.setting_value(f"investigation.{q}.I", regime=regime, site=site, default=None)
+        inv_ii = staff_config.setting_value(f"investigation.{q}.II", regime=regime, site=site, default=None)
         y = ytd.get(q, {})
         value = y.get("msv")
         frac = (value / limit) if (value is not None and limit) else None
@@ -285,9 +275,7 @@ def staff_overview() -> dict:
         return {"available": False, "members": []}
     from django.db.models import Count, Q
 
-    from dosereg.staff import models as sm
-
-    members = sm.StaffMember.objects.filter(active=True).annotate(
+    members = staff_models.StaffMember.objects.filter(active=True).annotate(
         open_alerts=Count("alerts", filter=Q(alerts__status__in=("open", "acknowledged", "follow_up")))
     ).order_by("name")[:500]
     return {"available": True, "members": [

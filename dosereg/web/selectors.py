@@ -15,6 +15,8 @@ from django.db.models import Aggregate, Avg, Count, F, FloatField, Max, Min, Out
 from django.db.models.functions import TruncDate, TruncWeek
 from django.utils import timezone
 
+from dosereg.access.scope import EVERY_SITE, SiteScope, scope_for
+from dosereg.protocols.models import DRLSet, DRLValue, ProtocolMapping, StandardName
 from dosereg.registry.models import (
     Device,
     DeviceSoftwareVersion,
@@ -29,8 +31,7 @@ from dosereg.registry.models import (
 )
 
 from . import explain
-from .models import DRLSet, DRLValue, PatientAccount, ProtocolMapping, StandardName
-from .scope import EVERY_SITE, SiteScope, scope_for
+from .models import PatientAccount
 
 AUDIT_QUANTITIES = [
     ("dap_total_gy_cm2", "KAP", "Gy·cm²"),

@@ -20,7 +20,7 @@ from dosereg.protocols.models import SUMMARY_QUANTITIES, SummaryBucket, SummaryM
 from dosereg.registry.models import Device, Study
 from dosereg.registry.signals import studies_changed
 from dosereg.web import selectors, services
-from dosereg.web.models import ProtocolMapping, StandardName
+from dosereg.protocols.models import ProtocolMapping, StandardName
 
 TOL = H.MAX_RELATIVE_ERROR + 1e-12
 
