@@ -1048,5 +1048,3 @@ def enqueue_recompute(patient_id: int) -> bool:
         log.warning("could not enqueue exposure recompute for patient %s: %s", patient_id, exc)
         return False
 
-
-from .identity import patient_merge, patient_unmerge  # noqa: E402,F401  (re-exported)
