@@ -14,6 +14,7 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
+from dosereg.registry.merge_group import patient_root_id
 from dosereg.registry.models import DoseObject, Patient, Study
 from dosereg.registry.signals import studies_changed
 
@@ -26,14 +27,6 @@ class MergeError(ValueError):
     pass
 
 
-def _root(patient: Patient) -> Patient:
-    seen = set()
-    while patient.merged_into_id and patient.pk not in seen:
-        seen.add(patient.pk)
-        patient = Patient.objects.get(pk=patient.merged_into_id)
-    return patient
-
-
 def patient_merge(*, source_id: int, target_id: int, user=None, note: str = "") -> PatientMerge:
     """Merge ``source`` into ``target`` (its surviving record)."""
     if source_id == target_id:
@@ -42,7 +35,7 @@ def patient_merge(*, source_id: int, target_id: int, user=None, note: str = "") 
         source, target = (Patient.objects.select_for_update().get(pk=pk) for pk in (source_id, target_id))
         if source.merged_into_id:
             raise MergeError(f"patient {source_id} is already merged into {source.merged_into_id}; unmerge first")
-        root = _root(target)
+        root = Patient.objects.get(pk=patient_root_id(target.pk))
         if root.pk == source.pk:
             raise MergeError("merge would create a cycle")
         source.merged_into = root
@@ -61,7 +54,7 @@ def patient_unmerge(*, patient_id: int, user=None, reingest: bool = True) -> Pat
         if not patient.merged_into_id:
             return None
         former = patient.merged_into_id
-        root = _root(patient).pk
+        root = patient_root_id(patient.pk)
         merge = PatientMerge.objects.filter(source=patient, unmerged_at__isnull=True).order_by("-merged_at").first()
         patient.merged_into = None
         patient.save(update_fields=["merged_into"])

@@ -21,13 +21,14 @@ from rest_framework.views import APIView
 
 from dosereg.audit.models import AuditEvent
 from dosereg.audit.services import audit_record
+from dosereg.registry.merge_group import patient_group_ids
 from dosereg.registry.models import DoseObject, IrradiationEvent, Participant, Patient, PlaneTotal, Study
 
 from . import fhir, integrations, roles
 from .params import InvalidParameter, QueryParams, parse_datetime, parse_int
 from .roles import has_role, user_roles
 from .scope import EVERY_SITE, SiteScope, scope_for
-from .selectors import patient_for_user, patient_group_ids
+from .selectors import patient_for_user
 
 
 # ---------------------------------------------------------------------------
@@ -73,7 +74,7 @@ class PatientScoped:
         patient = patient_for_user(self.request.user)
         if patient is None:
             return []
-        return patient_group_ids(patient)
+        return patient_group_ids(patient.pk)
 
 
 class Pagination(CursorPagination):
