@@ -13,8 +13,9 @@ Rules
   :func:`convert`. Ka,r in running text is shown in Gy from 1 Gy up and in mGy below (:func:`display_unit`);
   a table column keeps one unit (its header's).
 * **Fluoroscopy time** is shown as ``m:ss``.
-* **Machine-readable values** (CSV columns, API numbers) stay numbers in the stored unit, named in the column,
-  rounded to 6 significant figures (:func:`machine`) to drop float noise (``478.61458000000005`` -> ``478.615``).
+* **Machine-readable values** (CSV columns, API and FHIR numbers) stay numbers in the stored unit, named in the
+  column, rounded to 9 significant figures (:func:`machine`): every digit a device reports is kept, the float
+  noise of sums is dropped (``478.61458000000005`` -> ``478.61458``, ``0.1 + 0.2`` -> ``0.3``).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from decimal import Decimal
 
 MISSING = "—"
 SIG_FIGS = 3
-MACHINE_SIG_FIGS = 6
+MACHINE_SIG_FIGS = 9  # every digit a device reports, none of the binary float noise of sums
 ESTIMATE_SIG_FIGS = 2  # effective dose: a population-average estimate, not known to 3 figures
 
 
@@ -69,6 +70,9 @@ _UNIT_SIZE: dict[str, tuple[str, float]] = {
     "s": ("s", 1.0), "min": ("s", 60.0),
     "W/kg": ("W/kg", 1.0),
 }
+
+
+UNITS = frozenset(_UNIT_SIZE)
 
 
 def quantity_of(name: str) -> Quantity:
@@ -167,3 +171,14 @@ def machine(v: float | None, sig: int = MACHINE_SIG_FIGS) -> float | int | None:
     if v == 0 or not math.isfinite(v):
         return v + 0.0 if v == 0 else v
     return float(f"{v:.{sig}g}") + 0.0
+
+
+def machine_tree(obj):
+    """:func:`machine` applied to every float in nested dicts, lists and tuples (a JSON report)."""
+    if isinstance(obj, float):
+        return machine(obj)
+    if isinstance(obj, dict):
+        return {k: machine_tree(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [machine_tree(v) for v in obj]
+    return obj

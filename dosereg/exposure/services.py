@@ -21,6 +21,7 @@ from django.db.models import Q, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from dosereg import formatting as fmt
 from dosereg.notifications.models import SEVERITY_RANK
 from dosereg.notifications.services import notification_enqueue, notification_enqueue_many
 from dosereg.rdsr import records as R
@@ -573,7 +574,7 @@ def _pregnancy_expected(rule: Rule, s: StudyInfo, status: str) -> Expected:
                        ("high_priority_kar_gy", r["dose_rp_max_plane_gy"])):
         limit = p.get(key)
         if limit is not None and value is not None and value >= limit:
-            reasons.append(f"{key.replace('high_priority_', '')} {value:.4g} ≥ {limit:g}")
+            reasons.append(f"{key.replace('high_priority_', '')} {fmt.number(value)} ≥ {fmt.number(limit)}")
     high = bool(reasons)
     detail = _base_detail(rule) | {
         "pregnancy_status": status, "status_source": "staff override" if r["pregnancy_status_override"] else "DICOM Pregnancy Status",
@@ -594,9 +595,12 @@ def _title(e: Expected) -> str:
         return f"{rule.title}: modality Dose Check {e.detail.get('dose_check_kind', '')}"
     win = f" in {rule.window_days} days" if rule.window_days else ""
     lvl = f" ({e.level})" if e.level.startswith("subsequent") else ""
-    shown = rule.threshold_unit or unit
-    f = UNIT_FACTORS.get(rule.quantity, {}).get(shown, 1.0)
-    return f"{rule.title}{lvl}: {e.value / f:.4g} {shown}{win} ≥ {e.threshold / f:.4g} {shown}"
+    shown = rule.threshold_unit or unit  # the unit the rule's level was entered in
+
+    def show(v: float) -> str:
+        return fmt.number(fmt.convert(v, unit, shown) if unit in fmt.UNITS and shown in fmt.UNITS else v)
+
+    return f"{rule.title}{lvl}: {show(e.value)} {shown}{win} ≥ {show(e.threshold)} {shown}"
 
 
 def _message(e: Expected, root: Patient | None) -> str:

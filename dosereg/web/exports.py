@@ -3,7 +3,7 @@
 CSV: StreamingHttpResponse over a server-side cursor (``.iterator()``).
 XLSX: openpyxl write-only workbook written to a temporary file, then streamed.
 Text cells that a spreadsheet would run as a formula are neutralised. Numbers stay numbers in the unit
-named by the column, rounded to 6 significant figures (``dosereg.formatting.machine``).
+named by the column, rounded to 9 significant figures (``dosereg.formatting.machine``).
 """
 from __future__ import annotations
 

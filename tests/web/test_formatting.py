@@ -57,8 +57,9 @@ def test_consistent_text():
 
 
 def test_machine_values_are_numbers_without_float_noise():
-    assert F.machine(478.61458000000005) == 478.615
+    assert F.machine(478.61458000000005) == 478.61458
     assert F.machine(0.1 + 0.2) == 0.3
-    assert F.machine(1.23456789e-5) == 1.23457e-5
+    assert F.machine(2.303985) == 2.303985  # a device's digits are kept
+    assert F.machine(1.2345678912e-5) == 1.23456789e-5
     assert F.machine(None) is None and F.machine(7) == 7 and F.machine(0.0) == 0.0
     assert isinstance(F.machine(2.0), float)
