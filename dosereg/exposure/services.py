@@ -32,7 +32,7 @@ from . import conf, effective_dose as ED, regions as RG
 from .constants import (
     CANONICAL_UNIT, CONCEPTUS_BANDS_TEXT, L_ALERT, L_DOSE_CHECK, L_FIRST, L_NOTIFICATION,
     L_PREGNANCY, L_REPEAT, L_SRDL, L_SUBSEQUENT, PHYSICIST_REQUEST, Q_COUNT, Q_CTDIVOL, Q_DLP, Q_DOSE_CHECK,
-    Q_FLUORO_TIME, Q_KAP, Q_KAR, Q_PREGNANCY, RSO_GROUP, SRDL_WORDING, UNIT_FACTORS, conceptus_band,
+    Q_FLUORO_TIME, Q_KAP, Q_KAR, Q_PREGNANCY, RSO_GROUP, SRDL_WORDING, conceptus_band,
 )
 from .models import Alert, AlertEvent, AlertRoute, PatientExposureWindow, Rule, StudyExposure
 from .windows import StudyPoint, WindowTotals, compute_windows
@@ -384,8 +384,14 @@ class Expected:
 
 
 def _canonical(rule: Rule) -> tuple[float | None, float | None]:
-    factors = UNIT_FACTORS.get(rule.quantity, {})
-    f = factors.get(rule.threshold_unit or CANONICAL_UNIT.get(rule.quantity, ""), 1.0)
+    """The rule's level and step in the quantity's canonical unit (converted by dosereg.formatting.convert)."""
+    canonical = CANONICAL_UNIT.get(rule.quantity, "")
+    entered = rule.threshold_unit or canonical
+    try:
+        f = fmt.convert(1.0, entered, canonical) if entered in fmt.UNITS and canonical in fmt.UNITS else 1.0
+    except ValueError:  # a unit of another dimension: read as the canonical unit, as before
+        log.warning("rule %s: unit %r is not a unit of %s; read as %s", rule.key, entered, rule.quantity, canonical)
+        f = 1.0
     thr = rule.threshold_value * f if rule.threshold_value is not None else None
     step = rule.step_value * f if rule.step_value is not None else None
     return thr, step

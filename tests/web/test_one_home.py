@@ -136,3 +136,29 @@ def test_history_without_windows_says_so_and_sums_nothing(web_data, client):
     patient_exposure_recompute(patient_id=p.pk, notify=False)
     html = client.get(reverse("web:patient_history", kwargs={"pk": p.pk})).content.decode()
     assert "data-windows-pending" not in html and "12 weeks" in html and "computed " in html
+
+
+def test_exports_and_api_give_numbers_without_float_noise(web_data, client):
+    """Machine-readable values stay numbers in the unit of the column / field, rounded to drop float noise."""
+    import csv
+    import io
+
+    d = web_data
+    s = d.studies["a_angio"]
+    Study.objects.filter(pk=s.pk).update(dap_total_gy_cm2=478.61458000000005, dose_rp_max_plane_gy=0.1 + 0.2)
+    client.force_login(d.users["physicist"])
+    r = client.get(reverse("web:patient_history_export", kwargs={"pk": d.patients["a"].pk}))
+    rows = list(csv.DictReader(io.StringIO(b"".join(r.streaming_content).decode("utf-8-sig"))))
+    row = next(x for x in rows if x["study_instance_uid"] == s.study_instance_uid)
+    assert row["kap_gy_cm2"] == "478.61458" and row["ka_r_gy"] == "0.3"
+    client.force_login(d.users["patient"])
+    r = client.get(reverse("web:portal_export"))
+    rows = list(csv.DictReader(io.StringIO(b"".join(r.streaming_content).decode("utf-8-sig"))))
+    row = next(x for x in rows if x["procedure"] == s.study_description)
+    assert row["kap_gy_cm2"] == "478.61458" and row["ka_r_mgy"] == "300.0"  # Gy -> mGy by formatting.convert
+    from rest_framework.authtoken.models import Token
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION="Token " + Token.objects.get_or_create(user=d.users["physicist"])[0].key)
+    got = api.get(reverse("web:api_study", kwargs={"pk": s.pk})).json()
+    assert got["dap_total_gy_cm2"] == 478.61458 and got["dose_rp_max_plane_gy"] == 0.3
