@@ -1,26 +1,36 @@
 """Start the whole system on one machine with demo data you can click through.
 
-    python manage.py demo            # listener :11112, web :8000, tasks in-process (or workers with REDIS_URL)
+    python manage.py demo            # listener 127.0.0.1:11112, web 127.0.0.1:8000, tasks in-process (or workers with REDIS_URL)
 
 Demo data is made by the project's own RDSR builder and sent through the real
 pipeline (DICOM association -> listener -> spool -> ingest), never written
-into the database directly.
+into the database directly. The demo prints a short summary (objects sent and
+ingested, alerts raised, where the alert e-mails were written) and the logins;
+static files (CSS, JavaScript, charts) are collected into STATIC_ROOT and served
+by whitenoise, as in production.
 """
 from __future__ import annotations
 
+import logging
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from dosereg.registry.models import DoseObject
 
 DEMO_AE = "DOSEREG_DEMO"
+CONSOLE_EMAIL = "django.core.mail.backends.console.EmailBackend"
+FILE_EMAIL = "django.core.mail.backends.filebased.EmailBackend"
+# per-task and per-request INFO lines: shown with -v 2
+CHATTY_LOGGERS = ("celery.app.trace", "dicom_listener", "django.server", "pynetdicom")
 
 
 def send_demo_data(port: int, n_patients: int = 40, seed: int = 20261122, log=print) -> int:
@@ -68,50 +78,149 @@ def send_demo_data(port: int, n_patients: int = 40, seed: int = 20261122, log=pr
     return sent
 
 
+def _terminate_on_sigterm(signum, frame):
+    """SIGTERM stops the demo like Ctrl+C: the listener and any worker are shut down."""
+    raise KeyboardInterrupt
+
+
+def registry_summary() -> dict[str, int]:
+    """What the demo did, counted in the database (not from logs)."""
+    from dosereg.exposure.models import Alert
+    from dosereg.notifications.models import Notification
+
+    by_status = {s: DoseObject.objects.filter(status=s).count()
+                 for s in (DoseObject.STATUS_RECEIVED, DoseObject.STATUS_INGESTED, DoseObject.STATUS_QUARANTINED)}
+    return {
+        "objects": sum(by_status.values()), "received": by_status[DoseObject.STATUS_RECEIVED],
+        "ingested": by_status[DoseObject.STATUS_INGESTED], "quarantined": by_status[DoseObject.STATUS_QUARANTINED],
+        "alerts": Alert.objects.count(), "alert_patients": Alert.objects.values("patient").distinct().count(),
+        "emails_sent": Notification.objects.filter(status=Notification.STATUS_SENT).count(),
+        "emails_pending": Notification.objects.filter(status=Notification.STATUS_PENDING).count(),
+        "emails_digest": Notification.objects.filter(status=Notification.STATUS_DIGEST).count(),
+        "emails_failed": Notification.objects.filter(status=Notification.STATUS_FAILED).count(),
+    }
+
+
+def wait_until_processed(timeout_s: float = 180, emails_s: float = 20) -> dict[str, int]:
+    """Wait (bounded) until every received object was ingested or quarantined, then for its e-mails to leave."""
+    deadline = time.monotonic() + timeout_s
+    summary = registry_summary()
+    while summary["received"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+        summary = registry_summary()
+    deadline = time.monotonic() + emails_s
+    while summary["emails_pending"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+        summary = registry_summary()
+    return summary
+
+
 class Command(BaseCommand):
     help = "Run listener, web and worker with demo data (the README's first command)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--web", default="127.0.0.1:8000")
-        parser.add_argument("--no-web", action="store_true", help="load demo data and exit")
+        parser.add_argument("--web", default="127.0.0.1:8000", help="address:port of the web server")
+        parser.add_argument("--dicom-address", default=None,
+                            help="address the DICOM listener binds (default DEMO_DICOM_BIND_ADDRESS, 127.0.0.1: "
+                                 "this machine only; 0.0.0.0 accepts modalities from the network)")
+        parser.add_argument("--no-web", action="store_true", help="load demo data, print the summary and exit")
         parser.add_argument("--patients", type=int, default=40)
 
+    def _quiet(self) -> None:
+        if self.verbosity < 2:
+            for name in CHATTY_LOGGERS:
+                logging.getLogger(name).setLevel(logging.WARNING)
+
+    def say(self, line: str = "") -> None:
+        self.stdout.write(line)
+        self.stdout.flush()
+
     def handle(self, *args, **o):
+        web_host, _, web_port = o["web"].rpartition(":")
+        if not web_host or not web_port.isdigit():
+            raise CommandError(f"--web must be address:port, not {o['web']!r}")
+        self.verbosity = o["verbosity"]
+        self._quiet()
         call_command("migrate", interactive=False, verbosity=0)
+        # DEBUG is off (as in production): whitenoise serves the collected files from STATIC_ROOT
+        call_command("collectstatic", interactive=False, verbosity=0)
+        mail_note = self._email_to_files()
         from dicom_listener.server import start_listener
 
+        db = settings.DATABASES["default"]
+        self.say(f"dosereg demo: database {db['ENGINE'].rsplit('.', 1)[-1]} "
+                 f"({db['NAME'] if db['ENGINE'].endswith('sqlite3') else db.get('HOST') or 'local'})")
         procs: list[subprocess.Popen] = []
         if settings.REDIS_URL and not settings.CELERY_TASK_ALWAYS_EAGER:
+            env = {**os.environ, "EMAIL_BACKEND": settings.EMAIL_BACKEND, "EMAIL_FILE_PATH": str(settings.EMAIL_FILE_PATH)}
             procs.append(subprocess.Popen([sys.executable, "-m", "celery", "-A", "dosereg", "worker", "-B",
-                                           "-Q", "dosereg", "-c", "2", "-l", "INFO"]))
-            self.stdout.write("started a Celery worker (with beat)")
+                                           "-Q", "dosereg", "-c", "2", "-l", "INFO" if o["verbosity"] > 1 else "WARNING"],
+                                          env=env))
+            self.say("started a Celery worker (with beat)")
         else:
-            self.stdout.write("no REDIS_URL: tasks run in-process")
+            self.say("no REDIS_URL: tasks run in-process")
         allowed = list(settings.DICOM_ALLOWED_CALLING_AES)
         if "*" not in allowed and DEMO_AE not in allowed:
             allowed.append(DEMO_AE)
-        server, _ = start_listener(allowed=allowed)
-        port = server.server_address[1]
-        self.stdout.write(f"DICOM listener {settings.DICOM_AE_TITLE} on port {port}")
-        from dosereg.web.services import demo_users_create
-
-        demo_users_create()  # the RSOs first: the demo's alert e-mails go to them (printed without EMAIL_HOST)
-        if not DoseObject.objects.exists():
-            send_demo_data(port, n_patients=o["patients"], log=self.stdout.write)
-        for role, (user, pw) in demo_users_create().items():  # again: the patient account needs a patient
-            self.stdout.write(f"  log in as {role:10}  user {user!r} password {pw!r}")
-        if o["no_web"]:
-            deadline = time.time() + 120
-            while DoseObject.objects.filter(status=DoseObject.STATUS_RECEIVED).exists() and time.time() < deadline:
-                time.sleep(0.5)
-            server.shutdown()
-            for p in procs:
-                p.terminate()
-            return
-        self.stdout.write(f"web: http://{o['web']}/")
+        address = o["dicom_address"] or settings.DEMO_DICOM_BIND_ADDRESS
+        server, _ = start_listener(allowed=allowed, address=address)
+        signal.signal(signal.SIGTERM, _terminate_on_sigterm)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background (SIG_IGN)
         try:
-            call_command("runserver", o["web"], use_reloader=False)
+            host, port = server.server_address[:2]
+            self.say(f"DICOM listener {settings.DICOM_AE_TITLE} on {host}:{port}")
+            from dosereg.web.services import demo_users_create
+
+            demo_users_create()  # the RSOs first: the demo's alert e-mails go to them
+            if DoseObject.objects.exists():
+                self.say(f"demo: the registry already holds {DoseObject.objects.count()} objects; nothing sent "
+                         f"(delete {settings.VAR_DIR} to start over)")
+            else:
+                send_demo_data(port, n_patients=o["patients"], log=self.say)
+            self._print_summary(wait_until_processed(), mail_note)
+            self.say("logins:")
+            for role, (user, pw) in demo_users_create().items():  # again: the patient account needs a patient
+                self.say(f"  log in as {role:10}  user {user!r} password {pw!r}")
+            if o["no_web"]:
+                return
+            self._serve(web_host.strip("[]"), int(web_port))
+        except KeyboardInterrupt:
+            self.say("demo: stopped")
         finally:
             server.shutdown()
             for p in procs:
                 p.terminate()
+            for p in procs:
+                try:
+                    p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+    def _email_to_files(self) -> str:
+        """Without a configured mail server the demo writes its e-mails into files, not onto the terminal."""
+        if settings.EMAIL_BACKEND != CONSOLE_EMAIL:
+            if settings.EMAIL_BACKEND.endswith("smtp.EmailBackend"):
+                return f"sent by SMTP to {settings.EMAIL_HOST}:{settings.EMAIL_PORT}"
+            return f"sent with {settings.EMAIL_BACKEND}"
+        settings.EMAIL_BACKEND = FILE_EMAIL
+        Path(settings.EMAIL_FILE_PATH).mkdir(parents=True, exist_ok=True)
+        return f"written to {settings.EMAIL_FILE_PATH}{os.sep}"
+
+    def _print_summary(self, s: dict[str, int], mail_note: str) -> None:
+        self.say(f"demo: ingested {s['ingested']}/{s['objects']} objects"
+                 + (f", {s['quarantined']} quarantined" if s["quarantined"] else "")
+                 + (f", {s['received']} still waiting" if s["received"] else ""))
+        self.say(f"demo: {s['alerts']} alerts raised for {s['alert_patients']} patients")
+        extra = [f"{s[k]} {label}" for k, label in (("emails_digest", "wait for the daily digest"),
+                                                     ("emails_pending", "pending"), ("emails_failed", "failed")) if s[k]]
+        self.say(f"demo: {s['emails_sent']} alert e-mails {mail_note}" + (f" ({', '.join(extra)})" if extra else ""))
+
+    def _serve(self, host: str, port: int) -> None:
+        """The WSGI application (whitenoise for /static/) on Django's threaded development server, without
+        runserver's banner and checks; Ctrl+C (or SIGTERM) stops everything."""
+        from django.core.servers.basehttp import WSGIServer, get_internal_wsgi_application, run
+
+        application = get_internal_wsgi_application()  # dosereg.wsgi runs django.setup(): logging configured again
+        self._quiet()
+        self.say(f"web: http://{'[' + host + ']' if ':' in host else host}:{port}/  (Ctrl+C stops the demo)")
+        run(host, port, application, ipv6=":" in host, threading=True, server_cls=WSGIServer)
