@@ -153,8 +153,9 @@ class Command(BaseCommand):
         procs: list[subprocess.Popen] = []
         if settings.REDIS_URL and not settings.CELERY_TASK_ALWAYS_EAGER:
             env = {**os.environ, "EMAIL_BACKEND": settings.EMAIL_BACKEND, "EMAIL_FILE_PATH": str(settings.EMAIL_FILE_PATH)}
-            procs.append(subprocess.Popen([sys.executable, "-m", "celery", "-A", "dosereg", "worker", "-B",
-                                           "-Q", "dosereg", "-c", "2", "-l", "INFO" if o["verbosity"] > 1 else "WARNING"],
+            chatty = o["verbosity"] > 1
+            procs.append(subprocess.Popen([sys.executable, "-m", "celery", "-A", "dosereg", *([] if chatty else ["--quiet"]),
+                                           "worker", "-B", "-Q", "dosereg", "-c", "2", "-l", "INFO" if chatty else "WARNING"],
                                           env=env))
             self.say("started a Celery worker (with beat)")
         else:
