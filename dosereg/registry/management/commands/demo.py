@@ -11,6 +11,8 @@ by whitenoise, as in production.
 """
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import logging
 import os
 import random
@@ -27,14 +29,30 @@ from django.core.management.base import BaseCommand, CommandError
 from dosereg.registry.models import DoseObject
 
 DEMO_AE = "DOSEREG_DEMO"
+RECENT_DAYS = 84  # the dashboard's 12-week window
 CONSOLE_EMAIL = "django.core.mail.backends.console.EmailBackend"
 FILE_EMAIL = "django.core.mail.backends.filebased.EmailBackend"
 # per-task and per-request INFO lines: shown with -v 2
 CHATTY_LOGGERS = ("celery.app.trace", "dicom_listener", "django.server", "pynetdicom")
 
 
-def send_demo_data(port: int, n_patients: int = 40, seed: int = 20261122, log=print) -> int:
-    """Build RDSRs with the project's builder and C-STORE them to the listener on ``port``."""
+def move_into_recent_weeks(spec, rng: random.Random, *, days: int = RECENT_DAYS, today: dt.date | None = None):
+    """Move a builder spec (study and every event time) to a working day of the last ``days`` days, so the demo's
+    dashboard (12-week trends and cumulative exposure) shows its patients; the builder spreads exams over years."""
+    today = today or dt.date.today()
+    start = dt.datetime.combine(today - dt.timedelta(days=rng.randint(1, days - 1)), dt.time(7, 0)) \
+        + dt.timedelta(minutes=rng.randrange(11 * 60))
+    delta = start - spec.study_datetime
+    for obj in (spec, *getattr(spec, "events", ())):
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if isinstance(value, dt.datetime):
+                setattr(obj, f.name, value + delta)
+    return spec
+
+
+def send_demo_data(port: int, n_patients: int = 40, seed: int = 20261122, log=print, host: str = "127.0.0.1") -> int:
+    """Build RDSRs with the project's builder and C-STORE them to the listener on ``host``:``port``."""
     from pynetdicom import AE, build_context
 
     from dosereg.rdsr import builder as B
@@ -53,20 +71,20 @@ def send_demo_data(port: int, n_patients: int = 40, seed: int = 20261122, log=pr
                   "birth_date": who.birth_date}
         for _ in range(rng.choice([1, 1, 2, 3, 5])):
             if rng.random() < 0.25:
-                ds = B.build_ct_rdsr(B.random_ct_spec(rng, **person))
+                ds = B.build_ct_rdsr(move_into_recent_weeks(B.random_ct_spec(rng, **person), rng))
             else:
-                ds = B.build_projection_rdsr(B.random_projection_spec(rng, **person))
+                ds = B.build_projection_rdsr(move_into_recent_weeks(B.random_projection_spec(rng, **person), rng))
             B.to_bytes(ds)  # sets file meta (transfer syntax), as a stored file has
             datasets.append(ds)
     # the physicist's weekly constancy check on a phantom: "not a patient" (NOT_PATIENT_PATTERN), kept out of the audit
-    qa = B.build_projection_rdsr(B.random_projection_spec(rng, kind="rf_room", patient_id="QA-PHANTOM",
-                                                          patient_name="PHANTOM^CONSTANCY", study_description="QA constancy"))
+    qa = B.build_projection_rdsr(move_into_recent_weeks(B.random_projection_spec(
+        rng, kind="rf_room", patient_id="QA-PHANTOM", patient_name="PHANTOM^CONSTANCY", study_description="QA constancy"), rng))
     B.to_bytes(qa)
     datasets.append(qa)
     ae = AE(ae_title=DEMO_AE)
     for uid in {str(ds.SOPClassUID) for ds in datasets}:
         ae.add_requested_context(uid)
-    assoc = ae.associate("127.0.0.1", port, ae_title=settings.DICOM_AE_TITLE)
+    assoc = ae.associate(host, port, ae_title=settings.DICOM_AE_TITLE)
     if not assoc.is_established:
         raise RuntimeError("the demo sender could not associate with the listener")
     sent = 0
@@ -177,7 +195,8 @@ class Command(BaseCommand):
                 self.say(f"demo: the registry already holds {DoseObject.objects.count()} objects; nothing sent "
                          f"(delete {settings.VAR_DIR} to start over)")
             else:
-                send_demo_data(port, n_patients=o["patients"], log=self.say)
+                send_demo_data(port, n_patients=o["patients"], log=self.say,
+                               host="127.0.0.1" if host in ("0.0.0.0", "::", "") else host)
             self._print_summary(wait_until_processed(), mail_note)
             self.say("logins:")
             for role, (user, pw) in demo_users_create().items():  # again: the patient account needs a patient
