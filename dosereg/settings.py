@@ -233,7 +233,8 @@ EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 # Phantom, QA and test exposures (OpenREM's "not-patient indicators"): a regular expression searched, case-insensitive,
 # in the Patient ID and the Patient's Name (^ = _ read as spaces). A match marks the study "not a patient": kept
 # and alerted like any other, left out of the protocol audit, DRL comparisons and device trends. Empty: off.
-NOT_PATIENT_PATTERN = env("NOT_PATIENT_PATTERN", r"\b(phantom|qa|qc|calibration|constancy)\b")
+# Letters may not touch the word on either side; digits, "_" and "-" may ("PHANTOM01", "QA_TEST", "CT-QC").
+NOT_PATIENT_PATTERN = env("NOT_PATIENT_PATTERN", r"(?<![a-z])(phantom|qa|qc|calibration|constancy)(?![a-z])")
 PSEUDONYMISE_PATIENTS = env_bool("PSEUDONYMISE_PATIENTS", False)
 PSEUDONYM_SECRET = env("PSEUDONYM_SECRET", "")
 if PSEUDONYMISE_PATIENTS and not PSEUDONYM_SECRET:
