@@ -149,7 +149,8 @@ STATICFILES_DIRS = [BASE_DIR / "dosereg" / "static"] if (BASE_DIR / "dosereg" / 
 
 # --- Celery -----------------------------------------------------------------
 REDIS_URL = env("REDIS_URL")
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+# memory:// names a host so kombu does not warn "No hostname was supplied" when an eager task acquires a producer
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_RESULT_BACKEND = None
 # Embedded default: run tasks in-process. With a broker, tasks go to workers.
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", REDIS_URL is None)
@@ -195,6 +196,8 @@ CELERY_BEAT_SCHEDULE = {
 # --- DICOM listener ----------------------------------------------------------
 DICOM_AE_TITLE = env("DICOM_AE_TITLE", "DOSEREG")
 DICOM_BIND_ADDRESS = env("DICOM_BIND_ADDRESS", "0.0.0.0")
+# `manage.py demo` listens on this machine only unless told otherwise (or --dicom-address)
+DEMO_DICOM_BIND_ADDRESS = env("DEMO_DICOM_BIND_ADDRESS", "127.0.0.1")
 DICOM_PORT = env_int("DICOM_PORT", 11112)
 # Calling AE titles allowed to associate. "*" allows any caller (not recommended).
 DICOM_ALLOWED_CALLING_AES = env_list("DICOM_ALLOWED_CALLING_AES", "STORESCU,DOSEREG_DEMO,BACKFILL")
@@ -227,6 +230,9 @@ EMAIL_BACKEND = env(
     "django.core.mail.backends.smtp.EmailBackend" if env("EMAIL_HOST") else "django.core.mail.backends.console.EmailBackend",
 )
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "dosereg@localhost")
+# `manage.py demo` writes its e-mails here (file backend, one .log file per connection) instead of printing them,
+# unless EMAIL_HOST or EMAIL_BACKEND is set; also used by EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend.
+EMAIL_FILE_PATH = Path(env("EMAIL_FILE_PATH", str(VAR_DIR / "mail")))  # type: ignore[arg-type]
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 
 # --- patient identity ----------------------------------------------------------
