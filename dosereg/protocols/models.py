@@ -12,7 +12,7 @@ Freshness (``services`` keeps it, ``selectors`` relies on it; the page is never 
 * ``SummaryState.max_study_id`` (the watermark): every study with a larger id is newer than the summaries and
   is read from the study table; the refresh task moves the watermark up and marks the new studies' buckets
   dirty in the same transaction.
-* ``SummaryBucket.dirty``: set when a study of the bucket changed (the ``studies_changed`` signal, a deleted
+* ``SummaryBucket.dirty``: set when a study of the bucket changed (the pipeline's protocols step, a deleted
   study); a dirty bucket is read from the study table until the refresh task rebuilds it.
 * a bucket only partly inside the requested period is read from the study table too, unless all its studies
   (``first_study_at``..``last_study_at``) lie inside the period.
