@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "dosereg.audit",
     "dosereg.web",
     "dosereg.protocols",
+    "dosereg.skindose",
     "dosereg.pipeline",
     "dicom_listener",
     "dosereg.ops",
