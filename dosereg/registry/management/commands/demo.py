@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
@@ -53,21 +54,20 @@ def move_into_recent_weeks(spec, rng: random.Random, *, days: int = RECENT_DAYS,
 
 def send_demo_data(port: int, n_patients: int = 40, seed: int = 20261122, log=print, host: str = "127.0.0.1") -> int:
     """Build RDSRs with the project's builder and C-STORE them to the listener on ``host``:``port``."""
-    from pynetdicom import AE, build_context
+    import pydicom
+    from pynetdicom import AE
 
     from dosereg.rdsr import builder as B
 
-    datasets = []
+    datasets: list[pydicom.Dataset] = []
     for name in sorted(os.listdir(settings.BASE_DIR / "fixtures")):
         if name.endswith(".dcm"):
-            import pydicom
-
             datasets.append(pydicom.dcmread(settings.BASE_DIR / "fixtures" / name))
     rng = random.Random(seed)
     for i in range(n_patients):
         # one identity per patient, reused for each of their procedures
         who = B.random_projection_spec(rng)
-        person = {"patient_id": f"DEMO{i:04d}", "patient_name": who.patient_name, "patient_sex": who.patient_sex,
+        person: dict[str, Any] = {"patient_id": f"DEMO{i:04d}", "patient_name": who.patient_name, "patient_sex": who.patient_sex,
                   "birth_date": who.birth_date}
         for _ in range(rng.choice([1, 1, 2, 3, 5])):
             if rng.random() < 0.25:
@@ -84,7 +84,7 @@ def send_demo_data(port: int, n_patients: int = 40, seed: int = 20261122, log=pr
     ae = AE(ae_title=DEMO_AE)
     for uid in {str(ds.SOPClassUID) for ds in datasets}:
         ae.add_requested_context(uid)
-    assoc = ae.associate(host, port, ae_title=settings.DICOM_AE_TITLE)
+    assoc = ae.associate(host, port, ae_title=str(settings.DICOM_AE_TITLE))
     if not assoc.is_established:
         raise RuntimeError("the demo sender could not associate with the listener")
     sent = 0
@@ -170,7 +170,7 @@ class Command(BaseCommand):
                  f"({db['NAME'] if db['ENGINE'].endswith('sqlite3') else db.get('HOST') or 'local'})")
         procs: list[subprocess.Popen] = []
         if settings.REDIS_URL and not settings.CELERY_TASK_ALWAYS_EAGER:
-            env = {**os.environ, "EMAIL_BACKEND": settings.EMAIL_BACKEND, "EMAIL_FILE_PATH": str(settings.EMAIL_FILE_PATH)}
+            env = {**os.environ, "EMAIL_BACKEND": str(settings.EMAIL_BACKEND), "EMAIL_FILE_PATH": str(settings.EMAIL_FILE_PATH)}
             chatty = o["verbosity"] > 1
             procs.append(subprocess.Popen([sys.executable, "-m", "celery", "-A", "dosereg", *([] if chatty else ["--quiet"]),
                                            "worker", "-B", "-Q", "dosereg", "-c", "2", "-l", "INFO" if chatty else "WARNING"],
@@ -218,10 +218,11 @@ class Command(BaseCommand):
 
     def _email_to_files(self) -> str:
         """Without a configured mail server the demo writes its e-mails into files, not onto the terminal."""
-        if settings.EMAIL_BACKEND != CONSOLE_EMAIL:
-            if settings.EMAIL_BACKEND.endswith("smtp.EmailBackend"):
+        backend = str(settings.EMAIL_BACKEND)
+        if backend != CONSOLE_EMAIL:
+            if backend.endswith("smtp.EmailBackend"):
                 return f"sent by SMTP to {settings.EMAIL_HOST}:{settings.EMAIL_PORT}"
-            return f"sent with {settings.EMAIL_BACKEND}"
+            return f"sent with {backend}"
         settings.EMAIL_BACKEND = FILE_EMAIL
         Path(settings.EMAIL_FILE_PATH).mkdir(parents=True, exist_ok=True)
         return f"written to {settings.EMAIL_FILE_PATH}{os.sep}"
