@@ -168,6 +168,19 @@ class Command(BaseCommand):
         db = settings.DATABASES["default"]
         self.say(f"dosereg demo: database {db['ENGINE'].rsplit('.', 1)[-1]} "
                  f"({db['NAME'] if db['ENGINE'].endswith('sqlite3') else db.get('HOST') or 'local'})")
+        # both ports first: a busy port fails at once, before any data is loaded or a worker started
+        httpd = None if o["no_web"] else self._bind_web(web_host.strip("[]"), int(web_port))
+        allowed = list(settings.DICOM_ALLOWED_CALLING_AES)
+        if "*" not in allowed and DEMO_AE not in allowed:
+            allowed.append(DEMO_AE)
+        address = o["dicom_address"] or settings.DEMO_DICOM_BIND_ADDRESS
+        try:
+            server, _ = start_listener(allowed=allowed, address=address)
+        except OSError as exc:
+            if httpd is not None:
+                httpd.server_close()
+            raise CommandError(f"the DICOM listener cannot bind {address}:{settings.DICOM_PORT}: {exc.strerror or exc} "
+                               f"(DICOM_PORT, --dicom-address)") from exc
         procs: list[subprocess.Popen] = []
         if settings.REDIS_URL and not settings.CELERY_TASK_ALWAYS_EAGER:
             env = {**os.environ, "EMAIL_BACKEND": str(settings.EMAIL_BACKEND), "EMAIL_FILE_PATH": str(settings.EMAIL_FILE_PATH)}
@@ -178,11 +191,6 @@ class Command(BaseCommand):
             self.say("started a Celery worker (with beat)")
         else:
             self.say("no REDIS_URL: tasks run in-process")
-        allowed = list(settings.DICOM_ALLOWED_CALLING_AES)
-        if "*" not in allowed and DEMO_AE not in allowed:
-            allowed.append(DEMO_AE)
-        address = o["dicom_address"] or settings.DEMO_DICOM_BIND_ADDRESS
-        server, _ = start_listener(allowed=allowed, address=address)
         signal.signal(signal.SIGTERM, _terminate_on_sigterm)
         signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background (SIG_IGN)
         try:
@@ -201,13 +209,15 @@ class Command(BaseCommand):
             self.say("logins:")
             for role, (user, pw) in demo_users_create().items():  # again: the patient account needs a patient
                 self.say(f"  log in as {role:10}  user {user!r} password {pw!r}")
-            if o["no_web"]:
+            if httpd is None:
                 return
-            self._serve(web_host.strip("[]"), int(web_port))
+            self._serve(httpd, web_host.strip("[]"), int(web_port))
         except KeyboardInterrupt:
             self.say("demo: stopped")
         finally:
             server.shutdown()
+            if httpd is not None:
+                httpd.server_close()
             for p in procs:
                 p.terminate()
             for p in procs:
@@ -236,12 +246,21 @@ class Command(BaseCommand):
                                                      ("emails_pending", "pending"), ("emails_failed", "failed")) if s[k]]
         self.say(f"demo: {s['emails_sent']} alert e-mails {mail_note}" + (f" ({', '.join(extra)})" if extra else ""))
 
-    def _serve(self, host: str, port: int) -> None:
-        """The WSGI application (whitenoise for /static/) on Django's threaded development server, without
-        runserver's banner and checks; Ctrl+C (or SIGTERM) stops everything."""
-        from django.core.servers.basehttp import WSGIServer, get_internal_wsgi_application, run
+    def _bind_web(self, host: str, port: int):
+        """The web server's socket, bound before any data is loaded (a busy port fails at once): the WSGI application
+        (whitenoise for /static/) on Django's threaded development server, without runserver's banner and checks."""
+        from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler, get_internal_wsgi_application
 
         application = get_internal_wsgi_application()  # dosereg.wsgi runs django.setup(): logging configured again
         self._quiet()
+        try:
+            httpd = ThreadedWSGIServer((host, port), WSGIRequestHandler, ipv6=":" in host)
+        except OSError as exc:
+            raise CommandError(f"the web server cannot bind {host}:{port}: {exc.strerror or exc} (--web)") from exc
+        httpd.set_app(application)
+        return httpd
+
+    def _serve(self, httpd, host: str, port: int) -> None:
+        """Serve until Ctrl+C (or SIGTERM) stops everything."""
         self.say(f"web: http://{'[' + host + ']' if ':' in host else host}:{port}/  (Ctrl+C stops the demo)")
-        run(host, port, application, ipv6=":" in host, threading=True, server_cls=WSGIServer)
+        httpd.serve_forever()
