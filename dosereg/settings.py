@@ -67,12 +67,14 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "dosereg.registry",
+    "dosereg.access",
     "dosereg.notifications",
     "dosereg.exposure",
     "dosereg.staff",
     "dosereg.audit",
     "dosereg.web",
     "dosereg.protocols",
+    "dosereg.pipeline",
     "dicom_listener",
     "dosereg.ops",
 ]
@@ -173,12 +175,17 @@ CELERY_TASK_DEFAULT_QUEUE = "dosereg"
 # Celery's Django fixup closes the database connection after every task unless told to reuse it;
 # reconnecting cost PostgreSQL ~25 ms of CPU per ingested object. Connections that broke or outlived
 # DB_CONN_MAX_AGE are still closed before each task (dosereg.ops.receivers.refresh_db_connections).
-# The ingest worker does the follow-up work of an object (exposure recompute and alerts, staff sync)
-# itself right after the ingest commits, instead of queueing further tasks (falls back to queueing on error).
+# The ingest worker does the follow-up steps of an object (dosereg.pipeline.flow.follow_up: exposure recompute and
+# alerts, staff sync, protocol summaries) itself right after the ingest commits, instead of queueing each as its
+# own task (a step that fails is queued).
 INGEST_DERIVED_INLINE = env_bool("INGEST_DERIVED_INLINE", True)
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1_000_000)
+# an object whose ingest task was delivered this many times without finishing (worker killed, out of memory)
+# is quarantined with that reason instead of being delivered again
+INGEST_MAX_DELIVERIES = env_int("INGEST_MAX_DELIVERIES", 5)
+SWEEP_INTERVAL_S = env_int("SWEEP_INTERVAL_S", 60)
 CELERY_BEAT_SCHEDULE = {
-    "sweep-spool": {"task": "dosereg.sweep_spool", "schedule": timedelta(seconds=env_int("SWEEP_INTERVAL_S", 60))},
+    "sweep-spool": {"task": "dosereg.sweep_spool", "schedule": timedelta(seconds=SWEEP_INTERVAL_S)},
     "notification-digest": {"task": "dosereg.send_notification_digest", "schedule": timedelta(days=1)},
     "sweep-notifications": {"task": "dosereg.sweep_notifications", "schedule": timedelta(minutes=5)},
     "exposure-follow-up-reminders": {"task": "dosereg.exposure_follow_up_reminders", "schedule": timedelta(hours=1)},
@@ -294,7 +301,7 @@ DOSEREG_PORTAL_INVITE_DAYS = env_int("PORTAL_INVITE_DAYS", 14)
 # Patient portal PDF: a TrueType font with the characters of names and units (Ø, ł, Greek, Gy·cm²);
 # when it cannot be loaded the PDF falls back to a core font with transliteration.
 DOSEREG_PORTAL_PDF_FONT = env("PORTAL_PDF_FONT", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
-# RSO site scoping (dosereg.web.scope): an RSO without a site assignment sees every site when true
+# RSO site scoping (dosereg.access.scope): an RSO without a site assignment sees every site when true
 # (existing installations, the demo), nothing when false. Assign sites in the admin (Web › Site assignments).
 DOSEREG_RSO_UNSCOPED_SEES_ALL = env_bool("RSO_UNSCOPED_SEES_ALL", True)
 

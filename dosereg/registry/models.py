@@ -137,6 +137,8 @@ class DoseObject(models.Model):
     status = models.CharField(max_length=16, choices=STATUS_CHOICES, default=STATUS_RECEIVED, db_index=True)
     quarantine_reason = models.TextField(blank=True, default="")
     attempts = models.IntegerField(default=0)
+    # deliveries of the ingest task that started while the object was still "received" (INGEST_MAX_DELIVERIES)
+    deliveries = models.IntegerField(default=0)
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     enqueued_at = models.DateTimeField(null=True)
     ingested_at = models.DateTimeField(null=True)

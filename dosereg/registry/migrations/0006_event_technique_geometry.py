@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('registry', '0004_study_not_patient_reason'),
+        ('registry', '0005_doseobject_deliveries'),
     ]
 
     operations = [
