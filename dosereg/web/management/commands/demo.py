@@ -186,7 +186,8 @@ class Command(BaseCommand):
             env = {**os.environ, "EMAIL_BACKEND": str(settings.EMAIL_BACKEND), "EMAIL_FILE_PATH": str(settings.EMAIL_FILE_PATH)}
             chatty = o["verbosity"] > 1
             procs.append(subprocess.Popen([sys.executable, "-m", "celery", "-A", "dosereg", *([] if chatty else ["--quiet"]),
-                                           "worker", "-B", "-Q", "dosereg", "-c", "2", "-l", "INFO" if chatty else "WARNING"],
+                                           "worker", "-B", "-s", str(Path(settings.VAR_DIR) / "celerybeat-schedule"),
+                                           "-Q", "dosereg", "-c", "2", "-l", "INFO" if chatty else "WARNING"],
                                           env=env))
             self.say("started a Celery worker (with beat)")
         else:
