@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
@@ -53,21 +54,20 @@ def move_into_recent_weeks(spec, rng: random.Random, *, days: int = RECENT_DAYS,
 
 def send_demo_data(port: int, n_patients: int = 40, seed: int = 20261122, log=print, host: str = "127.0.0.1") -> int:
     """Build RDSRs with the project's builder and C-STORE them to the listener on ``host``:``port``."""
-    from pynetdicom import AE, build_context
+    import pydicom
+    from pynetdicom import AE
 
     from dosereg.rdsr import builder as B
 
-    datasets = []
+    datasets: list[pydicom.Dataset] = []
     for name in sorted(os.listdir(settings.BASE_DIR / "fixtures")):
         if name.endswith(".dcm"):
-            import pydicom
-
             datasets.append(pydicom.dcmread(settings.BASE_DIR / "fixtures" / name))
     rng = random.Random(seed)
     for i in range(n_patients):
         # one identity per patient, reused for each of their procedures
         who = B.random_projection_spec(rng)
-        person = {"patient_id": f"DEMO{i:04d}", "patient_name": who.patient_name, "patient_sex": who.patient_sex,
+        person: dict[str, Any] = {"patient_id": f"DEMO{i:04d}", "patient_name": who.patient_name, "patient_sex": who.patient_sex,
                   "birth_date": who.birth_date}
         for _ in range(rng.choice([1, 1, 2, 3, 5])):
             if rng.random() < 0.25:
@@ -84,7 +84,7 @@ def send_demo_data(port: int, n_patients: int = 40, seed: int = 20261122, log=pr
     ae = AE(ae_title=DEMO_AE)
     for uid in {str(ds.SOPClassUID) for ds in datasets}:
         ae.add_requested_context(uid)
-    assoc = ae.associate(host, port, ae_title=settings.DICOM_AE_TITLE)
+    assoc = ae.associate(host, port, ae_title=str(settings.DICOM_AE_TITLE))
     if not assoc.is_established:
         raise RuntimeError("the demo sender could not associate with the listener")
     sent = 0
@@ -168,21 +168,30 @@ class Command(BaseCommand):
         db = settings.DATABASES["default"]
         self.say(f"dosereg demo: database {db['ENGINE'].rsplit('.', 1)[-1]} "
                  f"({db['NAME'] if db['ENGINE'].endswith('sqlite3') else db.get('HOST') or 'local'})")
-        procs: list[subprocess.Popen] = []
-        if settings.REDIS_URL and not settings.CELERY_TASK_ALWAYS_EAGER:
-            env = {**os.environ, "EMAIL_BACKEND": settings.EMAIL_BACKEND, "EMAIL_FILE_PATH": str(settings.EMAIL_FILE_PATH)}
-            chatty = o["verbosity"] > 1
-            procs.append(subprocess.Popen([sys.executable, "-m", "celery", "-A", "dosereg", *([] if chatty else ["--quiet"]),
-                                           "worker", "-B", "-Q", "dosereg", "-c", "2", "-l", "INFO" if chatty else "WARNING"],
-                                          env=env))
-            self.say("started a Celery worker (with beat)")
-        else:
-            self.say("no REDIS_URL: tasks run in-process")
+        # both ports first: a busy port fails at once, before any data is loaded or a worker started
+        httpd = None if o["no_web"] else self._bind_web(web_host.strip("[]"), int(web_port))
         allowed = list(settings.DICOM_ALLOWED_CALLING_AES)
         if "*" not in allowed and DEMO_AE not in allowed:
             allowed.append(DEMO_AE)
         address = o["dicom_address"] or settings.DEMO_DICOM_BIND_ADDRESS
-        server, _ = start_listener(allowed=allowed, address=address)
+        try:
+            server, _ = start_listener(allowed=allowed, address=address)
+        except OSError as exc:
+            if httpd is not None:
+                httpd.server_close()
+            raise CommandError(f"the DICOM listener cannot bind {address}:{settings.DICOM_PORT}: {exc.strerror or exc} "
+                               f"(DICOM_PORT, --dicom-address)") from exc
+        procs: list[subprocess.Popen] = []
+        if settings.REDIS_URL and not settings.CELERY_TASK_ALWAYS_EAGER:
+            env = {**os.environ, "EMAIL_BACKEND": str(settings.EMAIL_BACKEND), "EMAIL_FILE_PATH": str(settings.EMAIL_FILE_PATH)}
+            chatty = o["verbosity"] > 1
+            procs.append(subprocess.Popen([sys.executable, "-m", "celery", "-A", "dosereg", *([] if chatty else ["--quiet"]),
+                                           "worker", "-B", "-s", str(Path(settings.VAR_DIR) / "celerybeat-schedule"),
+                                           "-Q", "dosereg", "-c", "2", "-l", "INFO" if chatty else "WARNING"],
+                                          env=env))
+            self.say("started a Celery worker (with beat)")
+        else:
+            self.say("no REDIS_URL: tasks run in-process")
         signal.signal(signal.SIGTERM, _terminate_on_sigterm)
         signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background (SIG_IGN)
         try:
@@ -201,13 +210,15 @@ class Command(BaseCommand):
             self.say("logins:")
             for role, (user, pw) in demo_users_create().items():  # again: the patient account needs a patient
                 self.say(f"  log in as {role:10}  user {user!r} password {pw!r}")
-            if o["no_web"]:
+            if httpd is None:
                 return
-            self._serve(web_host.strip("[]"), int(web_port))
+            self._serve(httpd, web_host.strip("[]"), int(web_port))
         except KeyboardInterrupt:
             self.say("demo: stopped")
         finally:
             server.shutdown()
+            if httpd is not None:
+                httpd.server_close()
             for p in procs:
                 p.terminate()
             for p in procs:
@@ -218,10 +229,11 @@ class Command(BaseCommand):
 
     def _email_to_files(self) -> str:
         """Without a configured mail server the demo writes its e-mails into files, not onto the terminal."""
-        if settings.EMAIL_BACKEND != CONSOLE_EMAIL:
-            if settings.EMAIL_BACKEND.endswith("smtp.EmailBackend"):
+        backend = str(settings.EMAIL_BACKEND)
+        if backend != CONSOLE_EMAIL:
+            if backend.endswith("smtp.EmailBackend"):
                 return f"sent by SMTP to {settings.EMAIL_HOST}:{settings.EMAIL_PORT}"
-            return f"sent with {settings.EMAIL_BACKEND}"
+            return f"sent with {backend}"
         settings.EMAIL_BACKEND = FILE_EMAIL
         Path(settings.EMAIL_FILE_PATH).mkdir(parents=True, exist_ok=True)
         return f"written to {settings.EMAIL_FILE_PATH}{os.sep}"
@@ -235,12 +247,21 @@ class Command(BaseCommand):
                                                      ("emails_pending", "pending"), ("emails_failed", "failed")) if s[k]]
         self.say(f"demo: {s['emails_sent']} alert e-mails {mail_note}" + (f" ({', '.join(extra)})" if extra else ""))
 
-    def _serve(self, host: str, port: int) -> None:
-        """The WSGI application (whitenoise for /static/) on Django's threaded development server, without
-        runserver's banner and checks; Ctrl+C (or SIGTERM) stops everything."""
-        from django.core.servers.basehttp import WSGIServer, get_internal_wsgi_application, run
+    def _bind_web(self, host: str, port: int):
+        """The web server's socket, bound before any data is loaded (a busy port fails at once): the WSGI application
+        (whitenoise for /static/) on Django's threaded development server, without runserver's banner and checks."""
+        from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler, get_internal_wsgi_application
 
         application = get_internal_wsgi_application()  # dosereg.wsgi runs django.setup(): logging configured again
         self._quiet()
+        try:
+            httpd = ThreadedWSGIServer((host, port), WSGIRequestHandler, ipv6=":" in host)
+        except OSError as exc:
+            raise CommandError(f"the web server cannot bind {host}:{port}: {exc.strerror or exc} (--web)") from exc
+        httpd.set_app(application)
+        return httpd
+
+    def _serve(self, httpd, host: str, port: int) -> None:
+        """Serve until Ctrl+C (or SIGTERM) stops everything."""
         self.say(f"web: http://{'[' + host + ']' if ':' in host else host}:{port}/  (Ctrl+C stops the demo)")
-        run(host, port, application, ipv6=":" in host, threading=True, server_cls=WSGIServer)
+        httpd.serve_forever()
