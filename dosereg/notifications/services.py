@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import socket
+import time
 from collections import defaultdict
 from datetime import timedelta
 
@@ -199,11 +200,15 @@ def notifications_deliver_batch(notification_ids: list[int]) -> dict[str, int]:
 
     outcomes: dict[str, int] = defaultdict(int)
     connection = None
-    # the whole batch is this task's: a worker lost before reaching a row leaves it to the lease sweep too
-    Notification.objects.filter(pk__in=notification_ids, status=Notification.STATUS_PENDING).update(
-        lease_until=timezone.now() + timedelta(seconds=_lease_s()))
+    # the whole batch is this task's: a worker lost before reaching a row leaves it to the lease sweep too;
+    # the lease of the rows still to send is renewed as the batch goes (a long, live batch is not re-queued)
+    renewed = 0.0
     try:
-        for pk in notification_ids:
+        for i, pk in enumerate(notification_ids):
+            if time.monotonic() - renewed > _lease_s() / 2:
+                renewed = time.monotonic()
+                Notification.objects.filter(pk__in=notification_ids[i:], status=Notification.STATUS_PENDING).update(
+                    lease_until=timezone.now() + timedelta(seconds=_lease_s()))
             if connection is None:
                 connection = get_connection(fail_silently=False)
             outcome = notification_deliver(notification_id=pk, connection=connection, retry_in_s=FIRST_RETRY_COUNTDOWN_S)
@@ -255,7 +260,9 @@ def notifications_sweep(*, older_than_s: int = 300) -> int:
     """Re-queue pending notifications whose task was lost (broker down at enqueue time)."""
     cutoff = timezone.now() - timedelta(seconds=older_than_s)
     # never attempted: the enqueue was lost. Rows in a retry back-off already have a scheduled task.
-    ids = list(Notification.objects.filter(status=Notification.STATUS_PENDING, attempt_count=0, created_at__lt=cutoff)
+    # (a row with a lease belongs to a task, or to notifications_requeue_expired when its worker died)
+    ids = list(Notification.objects.filter(status=Notification.STATUS_PENDING, attempt_count=0, created_at__lt=cutoff,
+                                           lease_until=None)
                .values_list("pk", flat=True)[:1000])
     for start in range(0, len(ids), 100):
         _enqueue_batch(ids[start:start + 100])

@@ -176,3 +176,40 @@ def test_beat_requeues_expired_leases_within_a_minute():
 
     app.loader.import_default_modules()
     assert "dosereg.requeue_notification_leases" in app.tasks
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_killed_mid_send_is_resent_whole_exactly_once(hanging_smtp, settings):
+    """A batch task (one SMTP connection for several e-mails) dies on its first e-mail: the ones it never reached
+    are re-queued with it (the batch leased them all), and the 5-minute "lost enqueue" sweep leaves them alone."""
+    from dosereg.notifications.services import notifications_sweep
+
+    settings.NOTIFICATION_LEASE_S = 2
+    rows = [Notification.objects.create(dedupe_key=f"lease:b{i}", recipient=f"r{i}@x.test", subject=f"S{i}", body="B")
+            for i in range(3)]
+    env = dict(os.environ, DATABASE_URL=_db_url(), DOSEREG_PRODUCTION="false", EMAIL_HOST="127.0.0.1",
+               EMAIL_PORT=str(hanging_smtp.port), EMAIL_TIMEOUT="30", NOTIFICATION_LEASE_S="2",
+               DJANGO_SETTINGS_MODULE="dosereg.settings")
+    env.pop("REDIS_URL", None)
+    code = ("import django; django.setup(); from dosereg.notifications.services import notifications_deliver_batch; "
+            f"print(notifications_deliver_batch({[n.pk for n in rows]}))")
+    worker = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    try:
+        assert hanging_smtp.data_started.wait(60), worker.communicate(timeout=5)
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    Notification.objects.update(created_at=timezone.now() - timedelta(hours=1))  # old enough for the 5-minute sweep
+    assert notifications_sweep() == 0  # leased: not a lost enqueue
+    leases = Notification.objects.values_list("lease_until", flat=True)
+    assert all(leases)
+    while timezone.now() <= max(leases):
+        time.sleep(0.2)
+    assert notifications_requeue_expired() == 3
+    assert sorted(m["Subject"] for m in hanging_smtp.messages) == ["S0", "S1", "S2"]
+    assert set(Notification.objects.values_list("status", flat=True)) == {"sent"}
+    assert notifications_requeue_expired(now=timezone.now() + timedelta(hours=1)) == 0
+    assert len(hanging_smtp.messages) == 3

@@ -186,6 +186,10 @@ def test_exports_strip_control_characters(web_data):
         r = client.get(url)
         text = b"".join(r.streaming_content).decode("utf-8-sig")
         assert r.status_code == 200 and CLEAN in text and not any(ch in text for ch in "\x01\x07\x0b\x0c\x1b\x1f\x7f")
+    # the pages and the portal's PDF of that study answer too
+    assert rso.get(reverse("web:study_detail", kwargs={"pk": d.studies["b_carm"].pk})).status_code == 200
+    r = patient2.get(reverse("web:portal_pdf"))
+    assert r.status_code == 200 and r["Content-Type"] == "application/pdf"
 
 
 # --- exports: audited with their patients -----------------------------------------------------------------
