@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from dosereg.audit.admin import PatientAuditAdmin, PatientAuditAdminMixin
+
 from .models import Alert, AlertEvent, AlertRoute, EffectiveDoseFactor, PatientExposureWindow, PatientMerge, Rule, RuleSet
 
 
@@ -29,7 +31,7 @@ class AlertEventInline(admin.TabularInline):
 
 
 @admin.register(Alert)
-class AlertAdmin(admin.ModelAdmin):
+class AlertAdmin(PatientAuditAdminMixin, admin.ModelAdmin):
     list_display = ("title", "patient", "rule_key", "level", "severity", "status", "notified", "raised_at")
     list_filter = ("status", "severity", "rule_key")
     search_fields = ("title", "study_uid", "subject")
@@ -49,5 +51,9 @@ class EffectiveDoseFactorAdmin(admin.ModelAdmin):
     list_filter = ("factor_set", "kind", "verification")
 
 
-admin.site.register(PatientExposureWindow)
-admin.site.register(PatientMerge)
+admin.site.register(PatientExposureWindow, PatientAuditAdmin)
+
+
+@admin.register(PatientMerge)
+class PatientMergeAdmin(PatientAuditAdmin):
+    audit_patient_paths = ("source", "target")
