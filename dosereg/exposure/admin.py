@@ -1,6 +1,9 @@
+import re
+
 from django.contrib import admin
 
 from dosereg.audit.admin import PatientAuditAdmin, PatientAuditAdminMixin
+from dosereg.notifications.admin import NotificationAdmin
 
 from .models import Alert, AlertEvent, AlertRoute, EffectiveDoseFactor, PatientExposureWindow, PatientMerge, Rule, RuleSet
 
@@ -57,3 +60,17 @@ admin.site.register(PatientExposureWindow, PatientAuditAdmin)
 @admin.register(PatientMerge)
 class PatientMergeAdmin(PatientAuditAdmin):
     audit_patient_paths = ("source", "target")
+
+
+ALERT_KEY = re.compile(r"^exposure-alert:(\d+)(?::|$)")
+
+
+def _alert_email_patients(keys: set[str]) -> set[int]:
+    """An alert e-mail's key (``exposure-alert:<alert id>...``) names the alert's patient."""
+    alert_ids = {int(m.group(1)) for m in (ALERT_KEY.match(k) for k in keys) if m}
+    if not alert_ids:
+        return set()
+    return set(Alert.objects.filter(pk__in=alert_ids).values_list("patient_id", flat=True))
+
+
+NotificationAdmin.patient_resolvers.append(_alert_email_patients)

@@ -1,5 +1,3 @@
-import re
-
 from django.contrib import admin
 
 from dosereg.audit.admin import PatientAuditAdminMixin
@@ -20,17 +18,17 @@ class NotificationAdmin(PatientAuditAdminMixin, admin.ModelAdmin):
     search_fields = ("dedupe_key", "recipient", "subject")
     inlines = [AttemptInline]
 
-    def audit_patient_pks(self, objs) -> set[int]:
-        """An alert e-mail (``exposure-alert:<alert id>...``) names the alert's patient; a digest carries the
-        e-mails it bundles."""
-        from dosereg.exposure.models import Alert
+    # Apps above notifications register how their notification keys name patients (exposure: alert e-mails);
+    # this app does not import them (layers, .importlinter).
+    patient_resolvers: list = []
 
+    def audit_patient_pks(self, objs) -> set[int]:
+        """The patients the listed e-mails name: each registered resolver reads the keys (a digest carries the keys
+        of the e-mails it bundles)."""
         keys = {o.dedupe_key for o in objs}
         keys |= set(Notification.objects.filter(digested_in__in=[o.pk for o in objs]).values_list("dedupe_key", flat=True))
-        alert_ids = {int(m.group(1)) for m in (ALERT_KEY.match(k) for k in keys) if m}
-        if not alert_ids:
-            return set()
-        return set(Alert.objects.filter(pk__in=alert_ids).values_list("patient_id", flat=True))
+        out: set[int] = set()
+        for resolve in self.patient_resolvers:
+            out |= resolve(keys)
+        return out
 
-
-ALERT_KEY = re.compile(r"^exposure-alert:(\d+)(?::|$)")
