@@ -1,9 +1,15 @@
 """The DICOM listener: Storage SCP + Verification SCP with a calling-AE allow-list.
 
 The C-STORE handler parses nothing. It writes the encoded object durably,
-records it, enqueues its ingest after commit, and only then answers Success.
+records it, hands its id to ``dispatch`` (the ingest queue), and answers Success.
 If the object cannot be stored durably it answers Out of Resources (0xA700)
 so that the modality keeps it and retries.
+
+``dispatch`` is ``registry.services.enqueue_ingest`` (the Celery task
+``dosereg.ingest_object``) with a broker; in the embedded default (no broker,
+tasks eager) it is ``dosereg.pipeline.worker.InProcessWorker.submit``: one
+thread of this process ingests, so the answer never waits for parsing,
+alerts or e-mail.
 """
 from __future__ import annotations
 
@@ -127,8 +133,9 @@ def handle_echo(event) -> int:
     return SUCCESS
 
 
-def handle_store(event, spool: Spool, stats: ListenerStats) -> int:
-    from dosereg.registry.services import dose_object_register
+def handle_store(event, spool: Spool, stats: ListenerStats, dispatch=None) -> int:
+    from dosereg.registry.models import DoseObject
+    from dosereg.registry.services import dose_object_register, enqueue_ingest
 
     started = time.perf_counter()
     request = event.request
@@ -157,10 +164,12 @@ def handle_store(event, spool: Spool, stats: ListenerStats) -> int:
     # The object is durable now. If the database is down the sweeper registers it later.
     try:
         close_old_connections()
-        dose_object_register(
+        obj, _ = dose_object_register(
             sop_instance_uid=sop_uid, sop_class_uid=sop_class, path=stored.path,
-            sha256=stored.sha256, size_bytes=stored.size_bytes, calling_ae=calling_ae,
+            sha256=stored.sha256, size_bytes=stored.size_bytes, calling_ae=calling_ae, enqueue=False,
         )
+        if obj.status == DoseObject.STATUS_RECEIVED:  # (a duplicate of an ingested object needs nothing)
+            (dispatch or enqueue_ingest)(obj.pk)
     except Exception as exc:
         log.warning("stored %s but could not record it (%s); the sweeper will register it", sop_uid, exc)
         connection.close()
@@ -189,16 +198,26 @@ def build_ae(*, ae_title: str | None = None, allowed: list[str] | None = None) -
 
 def start_listener(*, port: int | None = None, address: str | None = None, spool_dir=None, block: bool = False,
                    allowed: list[str] | None = None, ae_title: str | None = None):
-    """Start the listener; returns (server, stats) when not blocking."""
+    """Start the listener; returns (server, stats) when not blocking.
+
+    Without a broker (tasks eager) it starts the in-process ingest worker too: ``server.ingest_worker``;
+    ``server.shutdown()`` then finishes what it was given."""
+    from dosereg.registry.services import enqueue_ingest
+
     spool = Spool(spool_dir or settings.SPOOL_DIR, min_free_bytes=settings.SPOOL_MIN_FREE_BYTES)
     stats = ListenerStats()
+    worker = None
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        from dosereg.pipeline.worker import InProcessWorker
+
+        worker = InProcessWorker(spool=spool).start()
     ae = build_ae(ae_title=ae_title, allowed=allowed)
     handlers = [
         (evt.EVT_CONN_OPEN, _on_conn_open),
         (evt.EVT_RELEASED, _on_assoc_end),
         (evt.EVT_ABORTED, _on_assoc_end),
         (evt.EVT_C_ECHO, handle_echo),
-        (evt.EVT_C_STORE, handle_store, [spool, stats]),
+        (evt.EVT_C_STORE, handle_store, [spool, stats, worker.submit if worker else enqueue_ingest]),
     ]
     addr = (address or settings.DICOM_BIND_ADDRESS, settings.DICOM_PORT if port is None else port)
     ssl_context = build_ssl_context()
@@ -207,4 +226,12 @@ def start_listener(*, port: int | None = None, address: str | None = None, spool
              if ssl_context else "",
              ",".join(settings.DICOM_ALLOWED_CALLING_AES if allowed is None else allowed) or "any")
     server = ae.start_server(addr, block=block, evt_handlers=handlers, ssl_context=ssl_context)
+    server.ingest_worker = worker
+    if worker is not None:
+        stop_server = server.shutdown
+
+        def shutdown() -> None:  # stop receiving, then finish ingesting what was received
+            stop_server()
+            worker.stop()
+        server.shutdown = shutdown
     return server, stats

@@ -67,12 +67,14 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "dosereg.registry",
+    "dosereg.access",
     "dosereg.notifications",
     "dosereg.exposure",
     "dosereg.staff",
     "dosereg.audit",
     "dosereg.web",
     "dosereg.protocols",
+    "dosereg.pipeline",
     "dicom_listener",
     "dosereg.ops",
 ]
@@ -147,7 +149,8 @@ STATICFILES_DIRS = [BASE_DIR / "dosereg" / "static"] if (BASE_DIR / "dosereg" / 
 
 # --- Celery -----------------------------------------------------------------
 REDIS_URL = env("REDIS_URL")
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+# memory:// names a host so kombu does not warn "No hostname was supplied" when an eager task acquires a producer
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_RESULT_BACKEND = None
 # Embedded default: run tasks in-process. With a broker, tasks go to workers.
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", REDIS_URL is None)
@@ -172,12 +175,17 @@ CELERY_TASK_DEFAULT_QUEUE = "dosereg"
 # Celery's Django fixup closes the database connection after every task unless told to reuse it;
 # reconnecting cost PostgreSQL ~25 ms of CPU per ingested object. Connections that broke or outlived
 # DB_CONN_MAX_AGE are still closed before each task (dosereg.ops.receivers.refresh_db_connections).
-# The ingest worker does the follow-up work of an object (exposure recompute and alerts, staff sync)
-# itself right after the ingest commits, instead of queueing further tasks (falls back to queueing on error).
+# The ingest worker does the follow-up steps of an object (dosereg.pipeline.flow.follow_up: exposure recompute and
+# alerts, staff sync, protocol summaries) itself right after the ingest commits, instead of queueing each as its
+# own task (a step that fails is queued).
 INGEST_DERIVED_INLINE = env_bool("INGEST_DERIVED_INLINE", True)
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1_000_000)
+# an object whose ingest task was delivered this many times without finishing (worker killed, out of memory)
+# is quarantined with that reason instead of being delivered again
+INGEST_MAX_DELIVERIES = env_int("INGEST_MAX_DELIVERIES", 5)
+SWEEP_INTERVAL_S = env_int("SWEEP_INTERVAL_S", 60)
 CELERY_BEAT_SCHEDULE = {
-    "sweep-spool": {"task": "dosereg.sweep_spool", "schedule": timedelta(seconds=env_int("SWEEP_INTERVAL_S", 60))},
+    "sweep-spool": {"task": "dosereg.sweep_spool", "schedule": timedelta(seconds=SWEEP_INTERVAL_S)},
     "notification-digest": {"task": "dosereg.send_notification_digest", "schedule": timedelta(days=1)},
     "sweep-notifications": {"task": "dosereg.sweep_notifications", "schedule": timedelta(minutes=5)},
     "exposure-follow-up-reminders": {"task": "dosereg.exposure_follow_up_reminders", "schedule": timedelta(hours=1)},
@@ -188,6 +196,8 @@ CELERY_BEAT_SCHEDULE = {
 # --- DICOM listener ----------------------------------------------------------
 DICOM_AE_TITLE = env("DICOM_AE_TITLE", "DOSEREG")
 DICOM_BIND_ADDRESS = env("DICOM_BIND_ADDRESS", "0.0.0.0")
+# `manage.py demo` listens on this machine only unless told otherwise (or --dicom-address)
+DEMO_DICOM_BIND_ADDRESS = env("DEMO_DICOM_BIND_ADDRESS", "127.0.0.1")
 DICOM_PORT = env_int("DICOM_PORT", 11112)
 # Calling AE titles allowed to associate. "*" allows any caller (not recommended).
 DICOM_ALLOWED_CALLING_AES = env_list("DICOM_ALLOWED_CALLING_AES", "STORESCU,DOSEREG_DEMO,BACKFILL")
@@ -220,6 +230,9 @@ EMAIL_BACKEND = env(
     "django.core.mail.backends.smtp.EmailBackend" if env("EMAIL_HOST") else "django.core.mail.backends.console.EmailBackend",
 )
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "dosereg@localhost")
+# `manage.py demo` writes its e-mails here (file backend, one .log file per connection) instead of printing them,
+# unless EMAIL_HOST or EMAIL_BACKEND is set; also used by EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend.
+EMAIL_FILE_PATH = Path(env("EMAIL_FILE_PATH", str(VAR_DIR / "mail")))  # type: ignore[arg-type]
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 
 # --- patient identity ----------------------------------------------------------
@@ -227,7 +240,8 @@ EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 # Phantom, QA and test exposures (OpenREM's "not-patient indicators"): a regular expression searched, case-insensitive,
 # in the Patient ID and the Patient's Name (^ = _ read as spaces). A match marks the study "not a patient": kept
 # and alerted like any other, left out of the protocol audit, DRL comparisons and device trends. Empty: off.
-NOT_PATIENT_PATTERN = env("NOT_PATIENT_PATTERN", r"\b(phantom|qa|qc|calibration|constancy)\b")
+# Letters may not touch the word on either side; digits, "_" and "-" may ("PHANTOM01", "QA_TEST", "CT-QC").
+NOT_PATIENT_PATTERN = env("NOT_PATIENT_PATTERN", r"(?<![a-z])(phantom|qa|qc|calibration|constancy)(?![a-z])")
 PSEUDONYMISE_PATIENTS = env_bool("PSEUDONYMISE_PATIENTS", False)
 PSEUDONYM_SECRET = env("PSEUDONYM_SECRET", "")
 if PSEUDONYMISE_PATIENTS and not PSEUDONYM_SECRET:
@@ -287,7 +301,7 @@ DOSEREG_PORTAL_INVITE_DAYS = env_int("PORTAL_INVITE_DAYS", 14)
 # Patient portal PDF: a TrueType font with the characters of names and units (Ø, ł, Greek, Gy·cm²);
 # when it cannot be loaded the PDF falls back to a core font with transliteration.
 DOSEREG_PORTAL_PDF_FONT = env("PORTAL_PDF_FONT", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
-# RSO site scoping (dosereg.web.scope): an RSO without a site assignment sees every site when true
+# RSO site scoping (dosereg.access.scope): an RSO without a site assignment sees every site when true
 # (existing installations, the demo), nothing when false. Assign sites in the admin (Web › Site assignments).
 DOSEREG_RSO_UNSCOPED_SEES_ALL = env_bool("RSO_UNSCOPED_SEES_ALL", True)
 

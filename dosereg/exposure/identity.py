@@ -4,19 +4,23 @@ Merging does not re-point studies: a merged patient keeps its studies and points
 at the surviving record (Patient.merged_into); cumulative exposure and alerts are
 computed over the surviving record's whole merge group. Unmerge clears the pointer,
 so every study is back with its own patient. Studies that arrived *while* merged
-were linked to the survivor by ``patient_resolve``; unmerge re-ingests those from
-their stored originals so they return to the right patient.
+were linked to the survivor by ``patient_resolve``; unmerge names those objects
+so that they are re-ingested from their stored originals and return to the right patient.
+
+These functions change the records only. ``dosereg.pipeline.flow.patient_merge`` /
+``patient_unmerge`` call them and then run the follow-up steps (cumulative exposure,
+alerts, staff, protocol summaries) on what they return.
 """
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from django.db import transaction
 from django.utils import timezone
 
 from dosereg.registry.merge_group import patient_root_id
 from dosereg.registry.models import DoseObject, Patient, Study
-from dosereg.registry.signals import studies_changed
 
 from .models import PatientMerge
 
@@ -27,7 +31,17 @@ class MergeError(ValueError):
     pass
 
 
-def patient_merge(*, source_id: int, target_id: int, user=None, note: str = "") -> PatientMerge:
+@dataclass(frozen=True)
+class IdentityChange:
+    """A merge or unmerge: its record, and what the follow-up must recompute."""
+
+    merge: PatientMerge | None
+    study_ids: tuple[int, ...] = ()
+    patient_ids: tuple[int, ...] = ()
+    reingest_object_ids: tuple[int, ...] = ()  # received during the merge: linked to the survivor
+
+
+def patient_merge(*, source_id: int, target_id: int, user=None, note: str = "") -> IdentityChange:
     """Merge ``source`` into ``target`` (its surviving record)."""
     if source_id == target_id:
         raise MergeError("cannot merge a patient into itself")
@@ -43,16 +57,15 @@ def patient_merge(*, source_id: int, target_id: int, user=None, note: str = "") 
         merge = PatientMerge.objects.create(source=source, target=root, merged_by=user, note=note)
         study_ids = list(Study.objects.filter(patient_id=source.pk).values_list("pk", flat=True))
         ids = sorted({source.pk, root.pk})
-        transaction.on_commit(lambda: studies_changed.send(sender=Patient, study_ids=study_ids, patient_ids=ids))
-    return merge
+    return IdentityChange(merge, tuple(study_ids), tuple(ids))
 
 
-def patient_unmerge(*, patient_id: int, user=None, reingest: bool = True) -> PatientMerge | None:
+def patient_unmerge(*, patient_id: int, user=None, reingest: bool = True) -> IdentityChange:
     """Undo the merge of ``patient_id``. Returns the merge record closed (None if it was not merged)."""
     with transaction.atomic():
         patient = Patient.objects.select_for_update().get(pk=patient_id)
         if not patient.merged_into_id:
-            return None
+            return IdentityChange(None)
         former = patient.merged_into_id
         root = patient_root_id(patient.pk)
         merge = PatientMerge.objects.filter(source=patient, unmerged_at__isnull=True).order_by("-merged_at").first()
@@ -72,10 +85,4 @@ def patient_unmerge(*, patient_id: int, user=None, reingest: bool = True) -> Pat
                 .values_list("pk", flat=True)
             )
         ids = sorted({patient.pk, former, root})
-        transaction.on_commit(lambda: studies_changed.send(sender=Patient, study_ids=study_ids, patient_ids=ids))
-    if during:
-        from dosereg.registry.services import dose_objects_reprocess
-
-        n = dose_objects_reprocess(queryset=DoseObject.objects.filter(pk__in=during), inline=True)
-        log.info("unmerge of patient %s: re-ingested %s objects received during the merge", patient_id, n)
-    return merge
+    return IdentityChange(merge, tuple(study_ids), tuple(ids), tuple(during))

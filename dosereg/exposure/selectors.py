@@ -188,3 +188,15 @@ def patient_exposure_report(*, patient: Patient) -> dict:
         "alerts": {"open": [a for a in alerts if a["status"] not in (Alert.STATUS_CLOSED, Alert.STATUS_WITHDRAWN)],
                    "closed": [a for a in alerts if a["status"] in (Alert.STATUS_CLOSED, Alert.STATUS_WITHDRAWN)]},
     }
+
+
+def patients_to_recompute(*, study_ids, patient_ids, new_study_ids=()) -> list[int]:
+    """The patients whose cumulative exposure a change of these studies affects: their patients now, and, for a
+    study that existed before (a replacement report moved it to another patient), its former owner, found by the
+    windows and alerts that still refer to it. A brand-new study has no windows or alerts yet."""
+    targets = {p for p in patient_ids if p}
+    if set(study_ids or ()) - set(new_study_ids or ()):
+        targets |= set(PatientExposureWindow.objects.filter(anchor_study_id__in=study_ids)
+                       .values_list("patient_id", flat=True).distinct())
+        targets |= set(Alert.objects.filter(study_id__in=study_ids).values_list("patient_id", flat=True).distinct())
+    return sorted(targets)

@@ -22,6 +22,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from dosereg import formatting as fmt
+from dosereg.access.scope import normalise, scope_for
 from dosereg.notifications.models import SEVERITY_RANK
 from dosereg.notifications.services import notification_enqueue, notification_enqueue_many
 from dosereg.rdsr import records as R
@@ -854,10 +855,8 @@ class Router:
         return sorted(set(out))
 
     def default_recipients(self, site: str | None = None) -> list[str]:
-        """Without a matching route: the active RSOs whose site scope (``dosereg.web.scope``, the sites
+        """Without a matching route: the active RSOs whose site scope (``dosereg.access.scope``, the sites
         their dashboard shows) covers the site of the study that raised the alert."""
-        from dosereg.web.scope import normalise, scope_for
-
         if self._rso is None:
             User = get_user_model()
             users = User.objects.filter(groups__name=RSO_GROUP, is_active=True).exclude(email="").distinct()
@@ -1004,5 +1003,3 @@ def enqueue_recompute(patient_id: int) -> bool:
         log.warning("could not enqueue exposure recompute for patient %s: %s", patient_id, exc)
         return False
 
-
-from .identity import patient_merge, patient_unmerge  # noqa: E402,F401  (re-exported)

@@ -11,9 +11,7 @@ class ProtocolsConfig(AppConfig):
         from django.db.models.signals import post_delete
 
         from dosereg.registry.models import Study
-        from dosereg.registry.signals import studies_changed
 
         from . import receivers
 
-        studies_changed.connect(receivers.on_studies_changed, dispatch_uid="protocols.studies_changed")
         post_delete.connect(receivers.on_study_deleted, sender=Study, dispatch_uid="protocols.study_deleted")

@@ -1,23 +1,12 @@
-"""Signal receivers: a changed or deleted study marks its summary buckets dirty (cheap: 2 reads, 1 upsert)."""
+"""Receivers of Django's own events: a deleted study marks its summary bucket dirty. A changed study is marked by
+the pipeline's protocols step (``dosereg.pipeline.flow.follow_up`` → ``services.studies_mark_dirty``)."""
 from __future__ import annotations
 
 import logging
 
-from django.db import DatabaseError, transaction
+from django.db import transaction
 
 log = logging.getLogger(__name__)
-
-
-def on_studies_changed(sender, study_ids=(), new_study_ids=(), **kwargs) -> None:
-    """``dosereg.registry.signals.studies_changed`` (sent after commit)."""
-    from .services import studies_mark_dirty
-
-    if not study_ids:
-        return
-    try:
-        studies_mark_dirty(study_ids, new_study_ids=new_study_ids)
-    except DatabaseError:  # never fail the ingest that sent it; the page reads new studies exactly anyway
-        log.exception("could not mark the protocol summaries of studies %s dirty", list(study_ids)[:20])
 
 
 def on_study_deleted(sender, instance, **kwargs) -> None:

@@ -558,6 +558,11 @@ class ProjectionEventSpec:
     deviation_index: float | None = None
     comment: str | None = None
     image_sop_instance_uid: str | None = None  # acquisition image reference (auto if None)
+    # TID 10003B per-pulse values (one NUM item per pulse, as some units send): used instead of kvp,
+    # tube_current_ma and pulse_width_ms when given
+    kvp_per_pulse: list[float] | None = None
+    tube_current_ma_per_pulse: list[float] | None = None
+    pulse_width_ms_per_pulse: list[float] | None = None
 
 
 @dataclass(kw_only=True)
@@ -1027,14 +1032,16 @@ def _projection_event(spec: ProjectionRDSRSpec, e: ProjectionEventSpec, when: dt
         pulses = round(e.pulse_rate * e.irradiation_duration_s)
     if pulses is not None:
         items.append(_num(CONTAINS, C_NUMBER_OF_PULSES, pulses, U_ONE))
-    if e.kvp is not None:
-        items.append(_num(CONTAINS, C_KVP, e.kvp, U_KV))
-    if e.tube_current_ma is not None:
-        items.append(_num(CONTAINS, C_TUBE_CURRENT, e.tube_current_ma, U_MA))
+    for value in (e.kvp_per_pulse if e.kvp_per_pulse is not None else [e.kvp] if e.kvp is not None else []):
+        items.append(_num(CONTAINS, C_KVP, value, U_KV))
+    for value in (e.tube_current_ma_per_pulse if e.tube_current_ma_per_pulse is not None
+                  else [e.tube_current_ma] if e.tube_current_ma is not None else []):
+        items.append(_num(CONTAINS, C_TUBE_CURRENT, value, U_MA))
     if e.exposure_time_ms is not None:
         items.append(_num(CONTAINS, C_EXPOSURE_TIME, e.exposure_time_ms, U_MS))
-    if e.pulse_width_ms is not None:
-        items.append(_num(CONTAINS, C_PULSE_WIDTH, e.pulse_width_ms, U_MS))
+    for value in (e.pulse_width_ms_per_pulse if e.pulse_width_ms_per_pulse is not None
+                  else [e.pulse_width_ms] if e.pulse_width_ms is not None else []):
+        items.append(_num(CONTAINS, C_PULSE_WIDTH, value, U_MS))
     if e.irradiation_duration_s is not None:
         items.append(_num(CONTAINS, C_IRRADIATION_DURATION, e.irradiation_duration_s, U_S))
     return _container(CONTAINS, C_EVENT, items)

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import logging
 import re
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -34,13 +34,36 @@ from .models import (
     PlaneTotal,
     Study,
 )
-from .signals import studies_changed
-
 log = logging.getLogger(__name__)
 
 # outcomes of dose_object_register
 REGISTERED = "registered"
 DUPLICATE = "duplicate"
+
+# The ingest task's name: it is defined by ``dosereg.pipeline.tasks`` (above this app: the ingest is followed by the
+# exposure, staff and protocol steps), so the registry queues it by name, as any Celery client would.
+INGEST_TASK = "dosereg.ingest_object"
+
+
+@dataclass(frozen=True)
+class StudyChanges:
+    """What a change of the registry touched, for the follow-up pipeline (``dosereg.pipeline.flow.follow_up``).
+
+    ``new_study_ids``: studies the ingest created (nothing can refer to them yet); ``named_study_ids``: those whose
+    report names people (None: not known, look)."""
+
+    study_ids: tuple[int, ...]
+    patient_ids: tuple[int, ...]
+    new_study_ids: tuple[int, ...] = ()
+    named_study_ids: tuple[int, ...] | None = None
+
+
+def study_changes_of(obj: DoseObject) -> StudyChanges:
+    """The changes of an object already ingested (its task was delivered again after the ingest committed)."""
+    if not obj.study_id:
+        return StudyChanges((), ())
+    patient_ids = tuple(p for p in Study.objects.filter(pk=obj.study_id).values_list("patient_id", flat=True) if p)
+    return StudyChanges((obj.study_id,), patient_ids)
 
 
 # ---------------------------------------------------------------------------
@@ -77,11 +100,12 @@ def dose_object_register(
 
 
 def enqueue_ingest(dose_object_id: int) -> bool:
-    """Hand an object to the workers. Failure is logged, never raised: the sweeper retries."""
-    from .tasks import ingest_object_task
+    """Hand an object to the workers: the ``dosereg.ingest_object`` task (``dosereg.pipeline.tasks.ingest_object_task``).
+    Failure is logged, never raised: the sweeper retries."""
+    from celery import current_app
 
     try:
-        ingest_object_task.apply_async(
+        current_app.tasks[INGEST_TASK].apply_async(
             args=[dose_object_id],
             priority=getattr(settings, "INGEST_TASK_PRIORITY", None),
             retry=True,
@@ -96,15 +120,14 @@ def enqueue_ingest(dose_object_id: int) -> bool:
 # ---------------------------------------------------------------------------
 # ingest
 # ---------------------------------------------------------------------------
-def dose_object_ingest(*, dose_object_id: int, force: bool = False, resend_changes: bool = False) -> DoseObject:
-    """Extract one stored object and write its dose records in one transaction.
+def dose_object_ingest(*, dose_object_id: int, force: bool = False) -> DoseObject:
+    """Extract one stored object and write its dose records (study totals included) in one transaction.
 
-    ``resend_changes``: when the object was already ingested, announce its study again
-    (``studies_changed``), so that follow-up work lost with a killed worker is redone (it is idempotent)."""
+    The object returned by an ingest that wrote something carries ``changes`` (a ``StudyChanges``) for the
+    follow-up pipeline; it is None when nothing was written (already ingested, or quarantined)."""
     obj = DoseObject.objects.get(pk=dose_object_id)
+    obj.changes = None
     if obj.status != DoseObject.STATUS_RECEIVED and not force:
-        if resend_changes and obj.status == DoseObject.STATUS_INGESTED and obj.study_id:
-            _announce(obj.study_id)
         return obj
     try:
         doc = extract_file(_resolve_path(obj))
@@ -122,10 +145,11 @@ def dose_object_ingest(*, dose_object_id: int, force: bool = False, resend_chang
             with transaction.atomic():
                 obj = DoseObject.objects.select_for_update().get(pk=dose_object_id)
                 if obj.status != DoseObject.STATUS_RECEIVED and not force:
+                    obj.changes = None
                     return obj
                 old_study_id = obj.study_id
                 study = _write_document(obj, doc, affected)
-                # receivers skip lookups that cannot find anything for a study this ingest created / that names nobody
+                # the follow-up skips lookups that cannot find anything for a study this ingest created / that names nobody
                 new_ids = [study.pk] if study.created_by_this_ingest else []
                 named_ids = [study.pk] if doc.participants else []
                 if old_study_id and old_study_id != obj.study_id:
@@ -141,14 +165,8 @@ def dose_object_ingest(*, dose_object_id: int, force: bool = False, resend_chang
         _strip_pixels(obj)
     patient_ids = sorted(set(Study.objects.filter(pk__in=affected).values_list("patient_id", flat=True)) - {None}) \
         if len(affected) > 1 else ([obj.study.patient_id] if obj.study and obj.study.patient_id else [])
-    transaction.on_commit(lambda: studies_changed.send(sender=DoseObject, study_ids=sorted(affected), patient_ids=patient_ids,
-                                                       new_study_ids=new_ids, named_study_ids=named_ids))
+    obj.changes = StudyChanges(tuple(sorted(affected)), tuple(patient_ids), tuple(new_ids), tuple(named_ids))
     return obj
-
-
-def _announce(study_id: int) -> None:
-    patient_ids = [p for p in Study.objects.filter(pk=study_id).values_list("patient_id", flat=True) if p]
-    studies_changed.send(sender=DoseObject, study_ids=[study_id], patient_ids=patient_ids)
 
 
 def _strip_pixels(obj: DoseObject) -> None:
@@ -314,16 +332,35 @@ def _event_row(ev: R.IrradiationEvent, study: Study, obj: DoseObject, doc: R.Dos
         positioner_primary_angle_deg=ev.positioner_primary_angle_deg,
         positioner_secondary_angle_deg=ev.positioner_secondary_angle_deg,
         collimated_field_area_m2=ev.collimated_field_area_m2,
+        entrance_exposure_at_rp_mgy=ev.entrance_exposure_at_rp_mgy,
+        pulse_width_ms=ev.pulse_width_ms,
+        number_of_pulses=ev.number_of_pulses,
+        distance_source_to_detector_mm=ev.distance_source_to_detector_mm,
+        distance_source_to_isocenter_mm=_float_extra(ev, "distance_source_to_isocenter_mm"),
+        table_longitudinal_position_mm=_float_extra(ev, "table_longitudinal_position_mm"),
+        table_lateral_position_mm=_float_extra(ev, "table_lateral_position_mm"),
+        table_height_position_mm=_float_extra(ev, "table_height_position_mm"),
+        filter_material=_s(ev.filter_material)[:128],
+        exposure_index=ev.exposure_index,
+        target_exposure_index=_float_extra(ev, "target_exposure_index"),
+        deviation_index=ev.deviation_index,
         ctdivol_mgy=ev.ctdivol_mgy,
         dlp_mgy_cm=ev.dlp_mgy_cm,
         ctdiw_phantom=_s(ev.ctdiw_phantom)[:16],
         ct_scanning_length_mm=ev.ct_scanning_length_mm,
         ct_pitch_factor=ev.ct_pitch_factor,
+        ct_exposure_time_s=ev.ct_exposure_time_s,
+        ssde_mgy=ev.ssde_mgy,
         target_region=_s(ev.target_region)[:128],
         target_region_code=_s(ev.target_region_code)[:64],
         dose_check=asdict(ev.dose_check) if ev.dose_check else None,
         extra=_jsonable(ev.extra),
     )
+
+
+def _float_extra(ev: R.IrradiationEvent, key: str) -> float | None:
+    value = ev.extra.get(key)
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def _jsonable(value):
@@ -602,17 +639,41 @@ def _add_identifiers(device: Device, idents, found) -> Device:
 # ---------------------------------------------------------------------------
 # operations
 # ---------------------------------------------------------------------------
-def dose_objects_reprocess(*, queryset=None, inline: bool = False) -> int:
-    """Re-extract stored originals (after a parser or configuration change)."""
+def dose_objects_mark_for_reprocess(*, queryset=None) -> list[int]:
+    """Set stored originals back to "received" (after a parser or configuration change); returns their ids.
+    The caller ingests them: ``dosereg.pipeline.flow.objects_reprocess`` (inline, with the follow-up) or the queue."""
     qs = queryset if queryset is not None else DoseObject.objects.all()
     ids = list(qs.exclude(path="").values_list("pk", flat=True))  # originals removed by retention cannot be re-read
-    DoseObject.objects.filter(pk__in=ids).update(status=DoseObject.STATUS_RECEIVED, enqueued_at=timezone.now())
+    DoseObject.objects.filter(pk__in=ids).update(status=DoseObject.STATUS_RECEIVED, enqueued_at=timezone.now(), deliveries=0)
+    return ids
+
+
+def dose_objects_reprocess(*, queryset=None) -> int:
+    """Re-extract stored originals through the ingest task (queued; each is followed by the pipeline's steps)."""
+    ids = dose_objects_mark_for_reprocess(queryset=queryset)
     for pk in ids:
-        if inline:
-            dose_object_ingest(dose_object_id=pk, force=True)
-        else:
-            enqueue_ingest(pk)
+        enqueue_ingest(pk)
     return len(ids)
+
+
+def dose_object_delivery_start(*, dose_object_id: int, max_deliveries: int) -> DoseObject:
+    """Count one delivery of an object's ingest task, at its start. An object still not ingested after
+    ``max_deliveries`` deliveries is quarantined instead of being ingested again: every delivery ended without
+    finishing (the worker was lost: killed, or out of memory), and the broker would deliver it forever."""
+    with transaction.atomic():
+        obj = DoseObject.objects.select_for_update().get(pk=dose_object_id)
+        if obj.status != DoseObject.STATUS_RECEIVED:
+            return obj
+        if max_deliveries and obj.deliveries >= max_deliveries:
+            reason = (f"not ingested after {obj.deliveries} deliveries of its ingest task: each ended without finishing "
+                      f"(worker lost: killed or out of memory); not delivered again (INGEST_MAX_DELIVERIES={max_deliveries})")
+            obj.status, obj.quarantine_reason = DoseObject.STATUS_QUARANTINED, reason
+            obj.save(update_fields=["status", "quarantine_reason"])
+            log.error("quarantined %s: %s", obj.sop_instance_uid, reason)
+            return obj
+        obj.deliveries += 1
+        obj.save(update_fields=["deliveries"])
+    return obj
 
 
 def dose_objects_sweep(*, spool=None, stale_after_s: int | None = None, orphan_window_s: int = 7 * 86400) -> dict:
@@ -657,8 +718,9 @@ def dose_objects_sweep(*, spool=None, stale_after_s: int | None = None, orphan_w
     return {"requeued": requeued, "registered": registered}
 
 
-def dose_file_import(*, path: Path, spool, inline: bool = True) -> tuple[DoseObject, str]:
-    """Import one file through the same pipeline as the listener (spool, register, ingest)."""
+def dose_file_register(*, path: Path, spool, enqueue: bool = True) -> tuple[DoseObject, str]:
+    """Store one file in the spool and register it, as the listener does (``enqueue``: queue its ingest).
+    To import and ingest it now, with the follow-up steps: ``dosereg.pipeline.flow.file_import``."""
     import re
 
     import pydicom
@@ -685,8 +747,6 @@ def dose_file_import(*, path: Path, spool, inline: bool = True) -> tuple[DoseObj
     stored = spool.store(sop_uid, data)
     obj, outcome = dose_object_register(
         sop_instance_uid=sop_uid, sop_class_uid=sop_class, path=stored.path, sha256=stored.sha256,
-        size_bytes=stored.size_bytes, calling_ae="import", enqueue=not inline,
+        size_bytes=stored.size_bytes, calling_ae="import", enqueue=enqueue,
     )
-    if inline and obj.status == DoseObject.STATUS_RECEIVED:
-        obj = dose_object_ingest(dose_object_id=obj.pk)
     return obj, outcome

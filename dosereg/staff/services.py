@@ -209,7 +209,7 @@ def unmatched_queue(*, study, raw_name: str, role: str, source: str, reason: str
         )
         if created:
             UnmatchedName.objects.filter(pk=um.pk).update(occurrences=um.occurrences + 1)
-            if um.status == UnmatchedName.STATUS_RESOLVED and um.resolved_staff_id:
+            if um.status == UnmatchedName.STATUS_RESOLVED and um.resolved_staff is not None:
                 # resolved meanwhile (alias removed?): link straight away
                 participation_link(study=study, staff=um.resolved_staff, role=role, source=source, raw_name=raw_name)
     um.refresh_from_db()
@@ -338,34 +338,21 @@ def _after_participation_change(*, staff_ids, study_ids) -> None:
     staff_alerts_evaluate(staff_ids=staff_ids)
 
 
-def on_studies_changed(sender, study_ids=None, new_study_ids=None, named_study_ids=None, **kwargs) -> None:
-    """Receiver for dosereg.registry.signals.studies_changed (sent after commit).
-
-    Skips reports that name nobody; otherwise runs ``staff_studies_sync`` in the ingest worker after its commit
-    when it asked for follow-up work inline (``INGEST_DERIVED_INLINE``), else queues ``dosereg.staff_sync_studies``
-    (the sync recomputes every linked person's procedure doses, which grows with their history)."""
+def studies_to_sync(*, study_ids, new_study_ids=None, named_study_ids=None) -> list[int]:
+    """The studies among these whose participants must be linked to staff (``staff_studies_sync``): none when the
+    ingest created them and their report names nobody, or when they have no participants and no linked staff
+    (most reports name nobody)."""
     if not study_ids:
-        return
+        return []
     from dosereg.registry.models import Participant as RegistryParticipant
-
-    from .tasks import staff_sync_studies_task
 
     ids = sorted({int(s) for s in study_ids})
     if new_study_ids is not None and named_study_ids is not None and not named_study_ids and set(ids) <= set(new_study_ids):
-        return  # the ingest created these studies and their report names nobody: nothing to link
-    # Most reports name nobody: with no participants and no linked staff there is nothing to sync.
+        return []  # the ingest created these studies and their report names nobody: nothing to link
     if not RegistryParticipant.objects.filter(study_id__in=ids).exists() and \
             not Participation.objects.filter(study_id__in=ids).exists():
-        return
-    from dosereg.registry.signals import follow_up
-
-    def queue() -> None:
-        try:
-            staff_sync_studies_task.apply_async(args=[ids])
-        except Exception as exc:  # broker down: never break the ingest pipeline; the next change or a manual sync catches up
-            log.warning("could not enqueue staff participation sync for studies %s: %s", ids, exc)
-
-    follow_up(lambda: staff_studies_sync(study_ids=ids), queue, what=f"staff sync of studies {ids}")
+        return []
+    return ids
 
 
 def staff_studies_sync(*, study_ids) -> dict:

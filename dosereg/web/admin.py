@@ -1,10 +1,11 @@
-"""Admin: which sites each radiation safety officer reads (see ``dosereg.web.scope``)."""
+"""Admin: which sites each radiation safety officer reads (see ``dosereg.access.scope``)."""
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
 
-from .models import AssignedSite, SiteAssignment
+from dosereg.access.models import AssignedSite, SiteAssignment
+
 
 
 def known_sites() -> list[str]:

@@ -21,15 +21,16 @@ from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from dosereg import formatting as fmt
+from dosereg.access import roles
+from dosereg.access.roles import has_role, user_roles
+from dosereg.access.scope import EVERY_SITE, SiteScope, scope_for
 from dosereg.audit.models import AuditEvent
 from dosereg.audit.services import audit_record
 from dosereg.registry.merge_group import patient_group_ids
 from dosereg.registry.models import DoseObject, IrradiationEvent, Participant, Patient, PlaneTotal, Study
 
-from . import fhir, integrations, roles
+from . import fhir, integrations
 from .params import InvalidParameter, QueryParams, parse_datetime, parse_int
-from .roles import has_role, user_roles
-from .scope import EVERY_SITE, SiteScope, scope_for
 from .selectors import patient_for_user
 
 
@@ -61,7 +62,7 @@ class RolePermission(permissions.BasePermission):
 class PatientScoped:
     """``patient_ids`` is None for clinical roles (all), the patient's own ids for a portal user.
 
-    ``site_scope`` is the clinical user's sites (``dosereg.web.scope``: a site-scoped RSO reads only studies,
+    ``site_scope`` is the clinical user's sites (``dosereg.access.scope``: a site-scoped RSO reads only studies,
     events, patients and alerts at their sites, anything else is a 404 as for a missing id); a portal user is
     limited by ``patient_ids`` instead."""
 

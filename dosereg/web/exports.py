@@ -16,10 +16,10 @@ from django.db.models import F, OuterRef, Subquery
 from django.http import FileResponse, StreamingHttpResponse
 
 from dosereg import formatting as fmt
+from dosereg.access.scope import EVERY_SITE, SiteScope
+from dosereg.protocols.models import ProtocolMapping
 from dosereg.registry.models import IrradiationEvent
 
-from .models import ProtocolMapping
-from .scope import EVERY_SITE, SiteScope
 from .selectors import audit_studies
 
 CHUNK = 2000

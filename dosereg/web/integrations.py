@@ -15,6 +15,7 @@ from dosereg import formatting as fmt
 from dosereg.exposure import selectors as exposure
 from dosereg.exposure import services as exposure_services
 from dosereg.registry.merge_group import patient_group_ids
+from dosereg.staff import config as staff_config, models as staff_models, selectors as staff_selectors
 
 
 def has_exposure() -> bool:
@@ -164,13 +165,11 @@ _STAFF_QUANTITIES = [("effective", "Effective dose"), ("lens", "Eye lens Hp(3)")
 def staff_own_dose(*, user) -> dict:
     if not has_staff():
         return {"available": False, "member": None}
-    from dosereg.staff import config, models as sm, selectors as ss
-
-    member = sm.StaffMember.objects.filter(user=user).select_related("site").first()
+    member = staff_models.StaffMember.objects.filter(user=user).select_related("site").first()
     if member is None:
         return {"available": True, "member": None}
-    data = ss.staff_exposure(member)
-    site = config.site_for(member)
+    data = staff_selectors.staff_exposure(member)
+    site = staff_config.site_for(member)
     regime = data.get("limit_regime", "")
     today = timezone.localdate()
     quarter = f"{today.year}-Q{(today.month - 1) // 3 + 1}"
@@ -178,9 +177,9 @@ def staff_own_dose(*, user) -> dict:
     qtd = (data["periods"]["quarter"].get(quarter) or {}).get("dose_of_record", {})
     totals = []
     for q, label in _STAFF_QUANTITIES:
-        limit = config.setting_value(f"limit.{q}.annual", regime=regime, site=site, default=None)
-        inv_i = config.setting_value(f"investigation.{q}.I", regime=regime, site=site, default=None)
-        inv_ii = config.setting_value(f"investigation.{q}.II", regime=regime, site=site, default=None)
+        limit = staff_config.setting_value(f"limit.{q}.annual", regime=regime, site=site, default=None)
+        inv_i = staff_config.setting_value(f"investigation.{q}.I", regime=regime, site=site, default=None)
+        inv_ii = staff_config.setting_value(f"investigation.{q}.II", regime=regime, site=site, default=None)
         y = ytd.get(q, {})
         value = y.get("msv")
         frac = (value / limit) if (value is not None and limit) else None
@@ -211,9 +210,7 @@ def staff_overview() -> dict:
         return {"available": False, "members": []}
     from django.db.models import Count, Q
 
-    from dosereg.staff import models as sm
-
-    members = sm.StaffMember.objects.filter(active=True).annotate(
+    members = staff_models.StaffMember.objects.filter(active=True).annotate(
         open_alerts=Count("alerts", filter=Q(alerts__status__in=("open", "acknowledged", "follow_up")))
     ).order_by("name")[:500]
     return {"available": True, "members": [

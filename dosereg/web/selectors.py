@@ -17,6 +17,8 @@ from django.utils import timezone
 
 from dosereg import formatting as fmt
 from dosereg.registry.merge_group import patient_group_ids
+from dosereg.access.scope import EVERY_SITE, SiteScope, scope_for
+from dosereg.protocols.models import DRLSet, DRLValue, ProtocolMapping, StandardName
 from dosereg.registry.models import (
     Device,
     DeviceSoftwareVersion,
@@ -31,8 +33,7 @@ from dosereg.registry.models import (
 )
 
 from . import explain
-from .models import DRLSet, DRLValue, PatientAccount, ProtocolMapping, StandardName
-from .scope import EVERY_SITE, SiteScope, scope_for
+from .models import PatientAccount
 
 AUDIT_QUANTITIES = [
     ("dap_total_gy_cm2", "KAP", "Gy·cm²"),

@@ -19,17 +19,19 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from dosereg.access import roles
+from dosereg.access.scope import scope_for
 from dosereg.audit.models import AuditEvent
 from dosereg.audit.selectors import audit_event_search, login_failures
 from dosereg.audit.services import audit_record, client_ip
+from dosereg.protocols.models import DRLSet, DRLValue, StandardName
 from dosereg.registry.merge_group import patient_group_ids
 from dosereg.registry.models import Device, Patient
 
-from . import exports, integrations, params, pdf, roles, selectors, services
+from . import exports, integrations, params, pdf, selectors, services
 from .access import portal_patient, role_required
 from .forms import AuditRangeForm, DRLSetForm, DRLValueForm, InvitationAcceptForm, LoginForm, MappingForm
-from .models import DRLSet, DRLValue, PatientAccount, StandardName
-from .scope import scope_for
+from .models import PatientAccount
 
 V = AuditEvent.ACTION_VIEW
 X = AuditEvent.ACTION_EXPORT

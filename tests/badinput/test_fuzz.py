@@ -196,7 +196,7 @@ def test_file_import_with_an_invalid_sop_uid_in_the_file(tmp_path, bad_uid):
 
     from dicom_listener.spool import Spool
     from dosereg.registry.models import DoseObject
-    from dosereg.registry.services import dose_file_import
+    from dosereg.pipeline.flow import file_import
 
     ds = pydicom.dcmread(io.BytesIO(O.good("BADUID01")))
     raw = bad_uid.encode("latin-1")
@@ -204,6 +204,6 @@ def test_file_import_with_an_invalid_sop_uid_in_the_file(tmp_path, bad_uid):
     ds[0x00080018] = RawDataElement(0x00080018, "UI", len(raw), raw, 0, False, True)
     path = tmp_path / "bad-uid.dcm"
     ds.save_as(path, enforce_file_format=False)
-    obj, _ = dose_file_import(path=path, spool=Spool(tmp_path / "spool"))
+    obj, _ = file_import(path=path, spool=Spool(tmp_path / "spool"))
     obj.refresh_from_db()
     assert obj.status in (DoseObject.STATUS_QUARANTINED, DoseObject.STATUS_INGESTED)

@@ -26,11 +26,11 @@ def rso_users(db):
 @pytest.fixture
 def import_file(spool, django_capture_on_commit_callbacks):
     """Import through the registry pipeline and run the on-commit callbacks (signal → recompute → e-mail)."""
-    from dosereg.registry.services import dose_file_import
+    from dosereg.pipeline.flow import file_import
 
     def run(path):
         with django_capture_on_commit_callbacks(execute=True):
-            obj, outcome = dose_file_import(path=path, spool=spool)
+            obj, outcome = file_import(path=path, spool=spool)
         return obj
     return run
 

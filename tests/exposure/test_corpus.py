@@ -82,10 +82,10 @@ def test_allura_316_srdl_alerts_and_one_email_per_rule_and_recipient(
 
     # import again, re-ingest from the stored original, recompute, run the task: nothing new
     import_file(corpus_dir / ALLURA_316)
-    from dosereg.registry.services import dose_objects_reprocess
+    from dosereg.pipeline.flow import objects_reprocess
 
     with django_capture_on_commit_callbacks(execute=True):
-        dose_objects_reprocess(inline=True)
+        objects_reprocess(inline=True)
     with django_capture_on_commit_callbacks(execute=True):
         patient_exposure_recompute(patient_id=study.patient_id)
         recompute_patient_exposure_task.delay(study.patient_id)

@@ -9,7 +9,7 @@ import pytest
 
 from dosereg.exposure.identity import MergeError
 from dosereg.exposure.models import Alert, PatientExposureWindow, PatientMerge
-from dosereg.exposure.services import patient_merge, patient_unmerge
+from dosereg.pipeline.flow import patient_merge, patient_unmerge
 from dosereg.registry.models import Patient, Study
 from tests.exposure.builders import rf_rdsr
 

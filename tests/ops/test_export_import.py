@@ -21,7 +21,7 @@ from dosereg.registry.models import (
     Study,
 )
 from dosereg.registry.selectors import registry_stats
-from dosereg.registry.services import dose_file_import
+from dosereg.pipeline.flow import file_import
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -59,7 +59,7 @@ def test_round_trip_on_the_corpus(corpus_files, tmp_path, settings):
     settings.CELERY_TASK_ALWAYS_EAGER = True
     spool = Spool(tmp_path / "spool")
     for f in corpus_files:
-        dose_file_import(path=f, spool=spool)
+        file_import(path=f, spool=spool)
     before = snapshot()
     assert before["stats"]["studies"] > 10 and before["events"]
 
@@ -97,7 +97,7 @@ def test_plain_jsonl_and_bad_file(tmp_path, corpus_files, settings):
 
     settings.CELERY_TASK_ALWAYS_EAGER = True
     spool = Spool(tmp_path / "spool")
-    dose_file_import(path=next(f for f in corpus_files if "canon_cxdi_DX.dcm" in f.name), spool=spool)
+    file_import(path=next(f for f in corpus_files if "canon_cxdi_DX.dcm" in f.name), spool=spool)
     out = tmp_path / "r.jsonl"
     call_command("export_registry", out=str(out), stdout=StringIO())
     assert out.read_text().splitlines()[0].startswith('{"format": "dosereg-registry"')

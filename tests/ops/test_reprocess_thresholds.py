@@ -20,7 +20,7 @@ from dosereg.exposure.models import Alert, Rule
 from dosereg.exposure.services import ruleset_activate, ruleset_new_version
 from dosereg.notifications.models import Notification, NotificationAttempt
 from dosereg.registry.models import DoseObject, Study
-from dosereg.registry.services import dose_file_import
+from dosereg.pipeline.flow import file_import
 from tests.notifications.smtp import smtp_server  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,7 +47,7 @@ def test_reprocess_after_threshold_change_new_alerts_no_duplicate_emails(corpus_
 
     spool = Spool(tmp_path / "spool")
     for f in corpus_files:
-        dose_file_import(path=f, spool=spool)
+        file_import(path=f, spool=spool)
     assert not DoseObject.objects.exclude(status=DoseObject.STATUS_INGESTED).exists()
     before = set(Alert.objects.values_list("patient_id", "rule_key", "level", "subject"))
     mails_before = len(smtp_server.messages)

@@ -13,7 +13,8 @@ from django.utils import timezone
 from dicom_listener.spool import Spool
 from dosereg.ops.models import RetainedOriginal
 from dosereg.registry.models import DoseObject, IrradiationEvent
-from dosereg.registry.services import dose_file_import, dose_object_register
+from dosereg.pipeline.flow import file_import
+from dosereg.registry.services import dose_object_register
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,7 +29,7 @@ def test_retention_deletes_only_old_ingested_originals(corpus_files, tmp_path, s
     settings.CELERY_TASK_ALWAYS_EAGER = True
     spool = Spool(tmp_path / "spool")
     files = [f for f in corpus_files if f.name.startswith(("canon_cxdi_DX.dcm", "siemens_somatom-definition", "philips_allura-xper_RF.dcm"))]
-    objs = [dose_file_import(path=f, spool=spool)[0] for f in files]
+    objs = [file_import(path=f, spool=spool)[0] for f in files]
     assert all(o.status == DoseObject.STATUS_INGESTED for o in objs)
     # a pending (received) object and a quarantined one, both old
     pending = spool.store("1.2.3.4.5", b"not yet ingested")
@@ -36,7 +37,7 @@ def test_retention_deletes_only_old_ingested_originals(corpus_files, tmp_path, s
                                        sha256=pending.sha256, size_bytes=pending.size_bytes, enqueue=False)
     bad = tmp_path / "bad.dcm"
     bad.write_bytes(b"garbage" * 10)
-    quarantined = dose_file_import(path=bad, spool=spool)[0]
+    quarantined = file_import(path=bad, spool=spool)[0]
     assert quarantined.status == DoseObject.STATUS_QUARANTINED
     old = timezone.now() - timedelta(days=400)
     DoseObject.objects.exclude(pk=objs[0].pk).update(received_at=old)
@@ -68,7 +69,7 @@ def test_retention_deletes_only_old_ingested_originals(corpus_files, tmp_path, s
 def test_interrupted_run_leftovers_are_removed(corpus_files, tmp_path, settings):
     settings.CELERY_TASK_ALWAYS_EAGER = True
     spool = Spool(tmp_path / "spool")
-    obj = dose_file_import(path=next(f for f in corpus_files if "canon_cxdi_DX.dcm" in f.name), spool=spool)[0]
+    obj = file_import(path=next(f for f in corpus_files if "canon_cxdi_DX.dcm" in f.name), spool=spool)[0]
     # as if a run committed its record and died before deleting the file
     RetainedOriginal.objects.create(dose_object=obj, path=obj.path, sha256=obj.sha256, policy_days=1)
     DoseObject.objects.filter(pk=obj.pk).update(path="")

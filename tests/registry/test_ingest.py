@@ -11,14 +11,13 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from dicom_listener.spool import Spool
+from dosereg.pipeline.flow import file_import, objects_reprocess
 from dosereg.registry.models import Device, DoseObject, IrradiationEvent, Study
 from dosereg.registry.selectors import registry_stats
 from dosereg.registry.services import (
     DUPLICATE,
-    dose_file_import,
     dose_object_ingest,
     dose_object_register,
-    dose_objects_reprocess,
     dose_objects_sweep,
 )
 
@@ -36,14 +35,14 @@ def by_name(files, fragment):
 
 def test_whole_corpus_imports_without_quarantine_and_reimport_changes_nothing(corpus_files, spool):
     for f in corpus_files:
-        obj, _ = dose_file_import(path=f, spool=spool)
+        obj, _ = file_import(path=f, spool=spool)
         assert obj.status == DoseObject.STATUS_INGESTED, (f.name, obj.quarantine_reason)
     stats = registry_stats()
     assert stats["objects_ingested"] == len(corpus_files)
     assert stats["objects_quarantined"] == 0
     events_before = list(IrradiationEvent.objects.order_by("id").values_list("id", "irradiation_event_uid"))
     for f in corpus_files:
-        _, outcome = dose_file_import(path=f, spool=spool)
+        _, outcome = file_import(path=f, spool=spool)
         assert outcome == DUPLICATE
     assert registry_stats() == stats
     assert list(IrradiationEvent.objects.order_by("id").values_list("id", "irradiation_event_uid")) == events_before
@@ -54,7 +53,7 @@ def test_siemens_cumulative_ct_rdsrs_never_double_count(corpus_files, spool, ord
     files = {i: by_name(corpus_files, f"CT_multi-{i}") for i in (1, 2, 3)}
     last = pydicom.dcmread(files[3])
     for i in order:
-        obj, _ = dose_file_import(path=files[i], spool=spool)
+        obj, _ = file_import(path=files[i], spool=spool)
         assert obj.status == DoseObject.STATUS_INGESTED
     study = Study.objects.get(study_instance_uid=last.StudyInstanceUID)
     assert study.event_count == 3
@@ -90,13 +89,13 @@ def test_bad_object_is_quarantined_with_reason_and_can_be_reprocessed(tmp_path, 
     bad = tmp_path / "truncated.dcm"
     good = by_name(corpus_files, "canon_cxdi_DX.dcm")
     bad.write_bytes(good.read_bytes()[:1500])
-    obj, _ = dose_file_import(path=bad, spool=spool)
+    obj, _ = file_import(path=bad, spool=spool)
     assert obj.status == DoseObject.STATUS_QUARANTINED
     assert obj.quarantine_reason
     assert registry_stats()["objects_quarantined"] == 1
     # "fix" the stored original (as a parser fix would) and reprocess: nothing was lost
     shutil.copyfile(good, obj.path)
-    dose_objects_reprocess(queryset=DoseObject.objects.filter(pk=obj.pk), inline=True)
+    objects_reprocess(queryset=DoseObject.objects.filter(pk=obj.pk), inline=True)
     obj.refresh_from_db()
     assert obj.status == DoseObject.STATUS_INGESTED
 
@@ -126,7 +125,7 @@ def test_sweeper_reenqueues_stranded_objects_and_registers_orphan_files(
 
 def test_device_identity_survives_new_observer_uid(corpus_files, spool, tmp_path):
     f = by_name(corpus_files, "ge_oec-esp21")
-    dose_file_import(path=f, spool=spool)
+    file_import(path=f, spool=spool)
     assert Device.objects.count() == 1
     ds = pydicom.dcmread(f)
     ds.SOPInstanceUID = pydicom.uid.generate_uid()
@@ -142,7 +141,7 @@ def test_device_identity_survives_new_observer_uid(corpus_files, spool, tmp_path
     assert old is not None
     out = tmp_path / "serviced.dcm"
     ds.save_as(out)
-    obj, _ = dose_file_import(path=out, spool=spool)
+    obj, _ = file_import(path=out, spool=spool)
     assert obj.status == DoseObject.STATUS_INGESTED
     assert Device.objects.count() == 1
     assert Device.objects.get().device_observer_uid != old
@@ -157,7 +156,7 @@ def test_a_remembered_device_that_was_deleted_is_resolved_again(corpus_files, sp
 
     services._DEVICE_CACHE.clear()
     f = by_name(corpus_files, "ge_oec-esp21")
-    first, _ = dose_file_import(path=f, spool=spool)
+    first, _ = file_import(path=f, spool=spool)
     assert first.status == DoseObject.STATUS_INGESTED
     assert services._DEVICE_CACHE, "the resolution is remembered once committed"
     gone = first.study.device_id
@@ -166,7 +165,7 @@ def test_a_remembered_device_that_was_deleted_is_resolved_again(corpus_files, sp
     Device.objects.all().delete()
     out = tmp_path / "next.dcm"
     out.write_bytes(rewrite_uids(f.read_bytes()))
-    obj, _ = dose_file_import(path=out, spool=spool)
+    obj, _ = file_import(path=out, spool=spool)
     assert obj.status == DoseObject.STATUS_INGESTED, obj.quarantine_reason
     assert obj.study.device_id != gone and Device.objects.filter(pk=obj.study.device_id).exists()
 
@@ -179,7 +178,7 @@ def test_mr_header_is_recorded_without_ionising_dose_and_pixels_are_not_kept(spo
     path = tmp_path / "mr.dcm"
     B.write(ds, path)
     assert "PixelData" in pydicom.dcmread(path)
-    obj, _ = dose_file_import(path=path, spool=spool)
+    obj, _ = file_import(path=path, spool=spool)
     assert obj.status == DoseObject.STATUS_INGESTED, obj.quarantine_reason
     mr = MRExam.objects.get(dose_object=obj)
     assert mr.sar_w_kg == pytest.approx(float(ds.SAR))
@@ -198,7 +197,7 @@ def test_new_study_totals_from_the_document_equal_a_recompute(corpus_files, spoo
 
     checked = 0
     for f in corpus_files:
-        obj, outcome = dose_file_import(path=f, spool=spool)
+        obj, outcome = file_import(path=f, spool=spool)
         if outcome == DUPLICATE or obj.study is None:
             continue
         if DoseObject.objects.filter(study=obj.study).count() > 1:

@@ -1,6 +1,8 @@
 """The listener in-process with a pynetdicom SCU: runs anywhere (SQLite, tasks in-process)."""
 from __future__ import annotations
 
+import time
+
 import pydicom
 import pytest
 from pynetdicom import AE, build_context
@@ -41,6 +43,10 @@ def test_store_echo_and_allow_list(running, corpus_files):
     ds = pydicom.dcmread(next(f for f in corpus_files if "canon_cxdi_DX.dcm" in f.name))
     assert send(port, ds) == 0x0000
     obj = DoseObject.objects.get(sop_instance_uid=ds.SOPInstanceUID)
+    deadline = time.monotonic() + 60  # the listener's in-process worker ingests after the answer
+    while obj.status == DoseObject.STATUS_RECEIVED and time.monotonic() < deadline:
+        time.sleep(0.05)
+        obj.refresh_from_db()
     assert obj.status == DoseObject.STATUS_INGESTED
     assert (spool_dir / "objects").exists() and obj.path.startswith(str(spool_dir))
     assert send(port, ds, calling="UNKNOWN") is None  # rejected at association

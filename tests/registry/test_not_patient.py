@@ -11,7 +11,8 @@ from django.utils import timezone
 from dicom_listener.spool import Spool
 from dosereg.rdsr import builder as B
 from dosereg.registry.models import DoseObject, Study
-from dosereg.registry.services import dose_file_import, not_patient_reason
+from dosereg.pipeline.flow import file_import
+from dosereg.registry.services import not_patient_reason
 
 pytestmark = pytest.mark.django_db
 
@@ -24,6 +25,9 @@ pytestmark = pytest.mark.django_db
     ("12345", "Qadir^Ali", ""),        # a word, not a prefix
     ("A1", "Testa^Mario", ""),
     ("QAZ123", "Smith^John", ""),
+    ("PHANTOM01", "Test", "PHANTOM"),     # digits may touch the word
+    ("CT-QC2", "Weekly", "QC"),
+    ("12345", "Aqua^Maria", ""),
     ("", None, ""),
 ])
 def test_not_patient_pattern(patient_id, name, reason):
@@ -54,9 +58,9 @@ def test_phantom_exposures_are_kept_but_not_audited(tmp_path, django_capture_on_
     from dosereg.web.selectors import audit_studies, device_trends
 
     spool = Spool(tmp_path / "spool")
-    real = [dose_file_import(path=_rdsr(tmp_path, f"Doe^Jane{i}", f"P{i}", i, 10.0 + i), spool=spool)[0] for i in range(3)]
+    real = [file_import(path=_rdsr(tmp_path, f"Doe^Jane{i}", f"P{i}", i, 10.0 + i), spool=spool)[0] for i in range(3)]
     with django_capture_on_commit_callbacks(execute=True):  # the follow-up: cumulative exposure and alerts
-        qa, _ = dose_file_import(path=_rdsr(tmp_path, "PHANTOM^ACR", "QA-0001", 99, 600.0), spool=spool)
+        qa, _ = file_import(path=_rdsr(tmp_path, "PHANTOM^ACR", "QA-0001", 99, 600.0), spool=spool)
     for obj in [*real, qa]:
         assert obj.status == DoseObject.STATUS_INGESTED, obj.quarantine_reason
     qa_study = Study.objects.get(pk=qa.study_id)

@@ -38,7 +38,7 @@ def build_registry(tmp_path: Path, *, now: dt.datetime | None = None, seed: int 
     from dicom_listener.spool import Spool
     from dosereg.rdsr import builder as B
     from dosereg.registry.models import Patient, Study
-    from dosereg.registry.services import dose_file_import
+    from dosereg.pipeline.flow import file_import
 
     now = now or timezone.now()
     rng = random.Random(seed)
@@ -72,12 +72,12 @@ def build_registry(tmp_path: Path, *, now: dt.datetime | None = None, seed: int 
         else:
             ds = B.build_projection_rdsr(B.random_projection_spec(rng, kind=kind, **fields))
         path = B.write(ds, out_dir / f"{label}.dcm")
-        obj, _ = dose_file_import(path=path, spool=spool)
+        obj, _ = file_import(path=path, spool=spool)
         assert obj.status == "ingested", (label, obj.quarantine_reason)
         data.studies[label] = Study.objects.get(pk=obj.study_id)
     bad = out_dir / "broken.dcm"
     bad.write_bytes(b"DICM" + b"\x00" * 200)
-    obj, _ = dose_file_import(path=bad, spool=spool)
+    obj, _ = file_import(path=bad, spool=spool)
     data.quarantined.append(obj)
     for key, (pid, *_rest) in PATIENTS.items():
         data.patients[key] = Patient.objects.get(patient_id=pid)

@@ -50,7 +50,7 @@ def build_two_sites(tmp_path: Path, *, now: dt.datetime | None = None, seed: int
     from dicom_listener.spool import Spool
     from dosereg.rdsr import builder as B
     from dosereg.registry.models import Patient, Study
-    from dosereg.registry.services import dose_file_import
+    from dosereg.pipeline.flow import file_import
 
     now = now or timezone.now()
     rng = random.Random(seed)
@@ -67,7 +67,7 @@ def build_two_sites(tmp_path: Path, *, now: dt.datetime | None = None, seed: int
             study_datetime=when, study_description=desc, pregnancy_status=pregnancy, institution=institution,
             manufacturer="Scope Medical", model="Scope RF", device_serial=serial, station_name=station,
             device_observer_uid=observer))
-        obj, _ = dose_file_import(path=B.write(ds, out_dir / f"{label}.dcm"), spool=spool)
+        obj, _ = file_import(path=B.write(ds, out_dir / f"{label}.dcm"), spool=spool)
         assert obj.status == "ingested", (label, obj.quarantine_reason)
         study = Study.objects.select_related("device").get(pk=obj.study_id)
         assert study.device.institution == institution, (label, study.device.institution)

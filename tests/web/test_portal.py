@@ -119,7 +119,7 @@ def test_demo_users_create_links_a_patient(web_data):
 
     from dosereg.web.services import demo_users_create
 
-    from dosereg.web.scope import EVERY_SITE, scope_for
+    from dosereg.access.scope import EVERY_SITE, scope_for
     from dosereg.web.services import DEMO_RSO_SITE
 
     users = demo_users_create()

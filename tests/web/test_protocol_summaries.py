@@ -14,13 +14,14 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from dosereg.pipeline.flow import follow_up
 from dosereg.protocols import histogram as H
 from dosereg.protocols import services as PS
 from dosereg.protocols.models import SUMMARY_QUANTITIES, SummaryBucket, SummaryMember, SummaryState
 from dosereg.registry.models import Device, Study
-from dosereg.registry.signals import studies_changed
+from dosereg.registry.services import StudyChanges
 from dosereg.web import selectors, services
-from dosereg.web.models import ProtocolMapping, StandardName
+from dosereg.protocols.models import ProtocolMapping, StandardName
 
 TOL = H.MAX_RELATIVE_ERROR + 1e-12
 
@@ -218,7 +219,7 @@ def test_query_count_does_not_grow_with_studies(web_data, client):
 def test_new_study_through_ingest_shows_at_once_and_after_refresh(web_data, tmp_path, client,
                                                                  django_capture_on_commit_callbacks):
     from dosereg.rdsr import builder as B
-    from dosereg.registry.services import dose_file_import
+    from dosereg.pipeline.flow import file_import
     from dicom_listener.spool import Spool
 
     PS.summaries_rebuild_all()
@@ -234,7 +235,7 @@ def test_new_study_through_ingest_shows_at_once_and_after_refresh(web_data, tmp_
                                           study_datetime=timezone.make_naive(timezone.now() - timedelta(days=2))))
     path = B.write(ds, tmp_path / "new.dcm")
     with django_capture_on_commit_callbacks(execute=True):
-        obj, _ = dose_file_import(path=path, spool=Spool(tmp_path / "spool"))
+        obj, _ = file_import(path=path, spool=Spool(tmp_path / "spool"))
     assert obj.status == "ingested"
     assert ct_chest_n() == before + 1  # newer than the watermark: read exactly
     new = Study.objects.get(pk=obj.study_id)
@@ -256,7 +257,7 @@ def test_changed_moved_and_deleted_studies_mark_their_buckets(web_data, django_c
     # a re-ingest changed the study's dose and moved it three months back
     Study.objects.filter(pk=s.pk).update(dap_total_gy_cm2=12345.0, study_datetime=s.study_datetime - timedelta(days=92))
     with django_capture_on_commit_callbacks(execute=True):
-        studies_changed.send(sender=Study, study_ids=[s.pk], patient_ids=[])
+        follow_up(StudyChanges((s.pk,), ()), inline=True)
     dirty = set(SummaryBucket.objects.filter(dirty=True).values_list("device_key", "month"))
     assert (s.device_id, old_month) in dirty
     assert (s.device_id, PS.month_of(s.study_datetime - timedelta(days=92))) in dirty

@@ -110,7 +110,7 @@ _SECTIONS = {
 
 @register.simple_tag
 def nav_for(request):
-    from dosereg.web import roles as R
+    from dosereg.access import roles as R
 
     user = getattr(request, "user", None)
     rs = R.user_roles(user)

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from dosereg.registry.models import DoseObject
-from dosereg.registry.services import dose_objects_reprocess
+from dosereg.pipeline.flow import objects_reprocess
 
 
 class Command(BaseCommand):
@@ -27,5 +27,5 @@ class Command(BaseCommand):
             qs = qs.filter(received_at__lt=timezone.make_aware(datetime.fromisoformat(o["date_to"])))
         if o["quarantined"]:
             qs = qs.filter(status=DoseObject.STATUS_QUARANTINED)
-        n = dose_objects_reprocess(queryset=qs, inline=not o["queue"])
+        n = objects_reprocess(queryset=qs, inline=not o["queue"])
         self.stdout.write(f"reprocessed {n} objects")

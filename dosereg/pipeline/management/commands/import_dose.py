@@ -8,7 +8,8 @@ from tqdm import tqdm
 
 from dicom_listener.spool import Spool
 from dosereg.registry.models import DoseObject
-from dosereg.registry.services import DUPLICATE, dose_file_import
+from dosereg.pipeline.flow import file_import
+from dosereg.registry.services import DUPLICATE
 
 
 class Command(BaseCommand):
@@ -32,7 +33,7 @@ class Command(BaseCommand):
         counts: Counter[str] = Counter()
         quarantined: list[dict] = []
         for f in tqdm(files, unit="obj", disable=options.get("json") or len(files) < 2, file=self.stderr):
-            obj, outcome = dose_file_import(path=f, spool=spool, inline=not queue)
+            obj, outcome = file_import(path=f, spool=spool, inline=not queue)
             if outcome == DUPLICATE:
                 counts["duplicates"] += 1
             elif obj.status == DoseObject.STATUS_QUARANTINED:

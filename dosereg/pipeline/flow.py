@@ -1,0 +1,170 @@
+"""The ingest pipeline, top to bottom. One SOP Instance UID, from the listener to the alert e-mail:
+
+    dicom_listener.server.handle_store                      stores the object durably, registers its row, answers
+      └─ dispatch(id): registry.services.enqueue_ingest      → Celery task "dosereg.ingest_object" (with a broker)
+                       pipeline.worker.InProcessWorker.submit → the same task function in a thread (embedded default)
+    pipeline.tasks.ingest_object_task(id)                   thin: retries named transient database errors only
+      └─ ingest_object(id)
+           ├─ registry.services.dose_object_delivery_start   counts deliveries; quarantines past INGEST_MAX_DELIVERIES
+           ├─ registry.services.dose_object_ingest           parse, then one transaction (study totals included)
+           └─ follow_up(changes, inline=INGEST_DERIVED_INLINE)
+                ├─ 1 exposure:  exposure.services.patient_exposure_recompute(patient_id)     per affected patient
+                │                 → alerts → notifications.services.notification_enqueue_many
+                │                 → after its commit: notifications.tasks.send_notifications_task → SMTP
+                ├─ 2 staff:     staff.services.staff_studies_sync(study_ids)
+                └─ 3 protocols: protocols.services.studies_mark_dirty(study_ids)
+
+Each step is idempotent and runs as a unit: inline (in the worker that ingested, after its commit) or queued as
+its own named task. A step that fails inline is queued as that task; the steps after it still run. Patient
+merge/unmerge (``patient_merge``, ``patient_unmerge``), reprocessing (``objects_reprocess``) and file import
+(``file_import``) end in the same ``follow_up``.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from dosereg.exposure import identity
+from dosereg.exposure import selectors as exposure_selectors
+from dosereg.exposure import services as exposure
+from dosereg.protocols import services as protocols
+from dosereg.protocols.tasks import mark_studies_dirty_task
+from dosereg.registry import services as registry
+from dosereg.registry.models import DoseObject
+from dosereg.registry.services import StudyChanges
+from dosereg.staff import services as staff
+from dosereg.staff.tasks import staff_sync_studies_task
+
+log = logging.getLogger(__name__)
+
+EXPOSURE, STAFF, PROTOCOLS = "exposure", "staff", "protocols"
+
+
+@dataclass
+class FollowUp:
+    """What ``follow_up`` did: each step with its arguments, run here or queued as its task."""
+
+    ran: list[tuple[str, tuple]] = field(default_factory=list)
+    queued: list[tuple[str, tuple]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------
+# ingest
+# ---------------------------------------------------------------------------
+def ingest_object(dose_object_id: int, *, count_delivery: bool = False, force: bool = False) -> DoseObject:
+    """Ingest one registered object, then its follow-up steps.
+
+    ``count_delivery`` (the ingest task): count this delivery first; an object delivered too often without ever
+    finishing is quarantined here instead of being parsed again. An object found already ingested (its task
+    delivered again after the worker died between the ingest's commit and the follow-up) gets its follow-up
+    again: every step is idempotent."""
+    if count_delivery:
+        obj = registry.dose_object_delivery_start(dose_object_id=dose_object_id,
+                                                  max_deliveries=settings.INGEST_MAX_DELIVERIES)
+        if obj.status == DoseObject.STATUS_QUARANTINED:
+            return obj
+    obj = registry.dose_object_ingest(dose_object_id=dose_object_id, force=force)
+    if obj.status != DoseObject.STATUS_INGESTED:
+        return obj
+    changes = getattr(obj, "changes", None) or registry.study_changes_of(obj)
+    follow_up(changes, inline=settings.INGEST_DERIVED_INLINE)
+    return obj
+
+
+def file_import(*, path: Path, spool, inline: bool = True) -> tuple[DoseObject, str]:
+    """Import one file as the listener would (spool, register); ``inline``: ingest it now, with its follow-up,
+    else queue its ingest."""
+    obj, outcome = registry.dose_file_register(path=path, spool=spool, enqueue=not inline)
+    if inline and obj.status == DoseObject.STATUS_RECEIVED:
+        obj = ingest_object(obj.pk)
+    return obj, outcome
+
+
+def objects_reprocess(*, queryset=None, inline: bool = False) -> int:
+    """Re-extract stored originals (after a parser or configuration change): here, each followed by its
+    follow-up steps, or queued (``registry.services.dose_objects_reprocess``)."""
+    if not inline:
+        return registry.dose_objects_reprocess(queryset=queryset)
+    ids = registry.dose_objects_mark_for_reprocess(queryset=queryset)
+    for pk in ids:
+        ingest_object(pk, force=True)
+    return len(ids)
+
+
+# ---------------------------------------------------------------------------
+# identity
+# ---------------------------------------------------------------------------
+def patient_merge(*, source_id: int, target_id: int, user=None, note: str = ""):
+    """Merge ``source`` into ``target`` (RIS merge), then recompute both through the same steps as an ingest."""
+    change = identity.patient_merge(source_id=source_id, target_id=target_id, user=user, note=note)
+    follow_up(StudyChanges(change.study_ids, change.patient_ids), inline=False)
+    return change.merge
+
+
+def patient_unmerge(*, patient_id: int, user=None, reingest: bool = True):
+    """Undo a merge: re-ingest what arrived during it (each with its follow-up), then follow up the patients."""
+    change = identity.patient_unmerge(patient_id=patient_id, user=user, reingest=reingest)
+    if not change.patient_ids:  # it was not merged
+        return None
+    if change.reingest_object_ids:
+        n = objects_reprocess(queryset=DoseObject.objects.filter(pk__in=change.reingest_object_ids), inline=True)
+        log.info("unmerge of patient %s: re-ingested %s objects received during the merge", patient_id, n)
+    follow_up(StudyChanges(change.study_ids, change.patient_ids), inline=False)
+    return change.merge
+
+
+# ---------------------------------------------------------------------------
+# the follow-up steps
+# ---------------------------------------------------------------------------
+def follow_up(changes: StudyChanges, *, inline: bool) -> FollowUp:
+    """Steps 1-3 for what an ingest (or a merge) changed, in this order. ``inline``: run each here and queue only
+    a step that fails; else queue each as its own task (the setting INGEST_DERIVED_INLINE chooses for ingests)."""
+    done = FollowUp()
+    # 1 cumulative exposure and alerts (their e-mails are queued when the recompute commits): first, the most urgent
+    for patient_id in exposure_selectors.patients_to_recompute(
+            study_ids=changes.study_ids, patient_ids=changes.patient_ids, new_study_ids=changes.new_study_ids):
+        _step(done, EXPOSURE, (patient_id,), inline=inline,
+              run=lambda pk=patient_id: exposure.patient_exposure_recompute(patient_id=pk),
+              queue=lambda pk=patient_id: exposure.enqueue_recompute(pk))
+    # 2 staff participation: link the report's named people to staff, recompute their doses and staff alerts
+    study_ids = staff.studies_to_sync(study_ids=changes.study_ids, new_study_ids=changes.new_study_ids,
+                                      named_study_ids=changes.named_study_ids)
+    if study_ids:
+        _step(done, STAFF, (study_ids,), inline=inline,
+              run=lambda: staff.staff_studies_sync(study_ids=study_ids),
+              queue=lambda: _apply(staff_sync_studies_task, study_ids))
+    # 3 protocol summaries: mark the changed studies' buckets dirty (the refresh task rebuilds them)
+    if changes.study_ids:
+        ids, new = sorted(changes.study_ids), sorted(changes.new_study_ids)
+        _step(done, PROTOCOLS, (ids,), inline=inline,
+              run=lambda: protocols.studies_mark_dirty(ids, new_study_ids=new),
+              queue=lambda: _apply(mark_studies_dirty_task, ids, new))
+    return done
+
+
+def _step(done: FollowUp, name: str, args: tuple, *, inline: bool, run: Callable[[], object],
+          queue: Callable[[], object]) -> None:
+    if inline:
+        try:
+            # inside a caller's transaction (an import in a test, a command) a failed step must not break it
+            with transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext():
+                run()
+            done.ran.append((name, args))
+            return
+        except Exception:
+            log.exception("pipeline step %s %s failed; queued as its own task", name, args)
+    transaction.on_commit(queue)  # a worker must see what the caller's transaction wrote
+    done.queued.append((name, args))
+
+
+def _apply(task, *args) -> None:
+    try:
+        task.apply_async(args=list(args))
+    except Exception as exc:  # broker down: the periodic refresh tasks catch up; never break the ingest
+        log.error("could not queue %s%s: %s", task.name, args, exc)
