@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO))
 CORPUS = Path(os.environ.get("DOSEREG_CORPUS") or REPO.parent / "shared" / "rdsr")
 PG = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/dosereg_bench")
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+os.environ.setdefault("DOSEREG_PRODUCTION", "false")  # a benchmark on PostgreSQL is not a deployment (settings.PRODUCTION)
 F316 = CORPUS / "philips_allura-xper_RF_316events_no-orientation-modifier.dcm"
 
 

@@ -7,6 +7,7 @@ DATABASE_URL / REDIS_URL / EMAIL_URL for the production path.
 from __future__ import annotations
 
 import os
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -49,10 +50,20 @@ def env_list(name: str, default: str = "") -> list[str]:
 VAR_DIR = Path(env("DOSEREG_VAR_DIR", str(BASE_DIR / "var")))  # type: ignore[arg-type]
 
 DEBUG = env_bool("DEBUG", False)
+# Production: a DATABASE_URL is set and DEBUG is off (the docker compose path and any hand-made deployment),
+# unless DOSEREG_PRODUCTION says otherwise (false: a developer's PostgreSQL; true: force it). The test runner
+# is not production (tests/conftest.py sets DOSEREG_PRODUCTION=false for the processes it starts).
+# Production refuses to start without a real SECRET_KEY and turns on the deploy checks (secure cookies,
+# HTTPS redirect, HSTS; see the end of this file).
+PRODUCTION = env_bool("DOSEREG_PRODUCTION", bool(env("DATABASE_URL")) and not DEBUG and "pytest" not in sys.modules)
+# the .env.example value and the embedded demo's key are placeholders, never a production key
+PLACEHOLDER_SECRET_KEYS = ("change-me", "changeme", "insecure-dev-key")
 SECRET_KEY = env("SECRET_KEY")
+if PRODUCTION and not SECRET_KEY:
+    raise ImproperlyConfigured("SECRET_KEY must be set in production")
+if PRODUCTION and SECRET_KEY.strip().lower().startswith(PLACEHOLDER_SECRET_KEYS):
+    raise ImproperlyConfigured("SECRET_KEY is a placeholder: set a long random value in production")
 if not SECRET_KEY:
-    if env_bool("DOSEREG_PRODUCTION", False):
-        raise ImproperlyConfigured("SECRET_KEY must be set in production")
     SECRET_KEY = "insecure-dev-key-only-for-the-embedded-demo-" + "x" * 20
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
@@ -193,6 +204,8 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-spool": {"task": "dosereg.sweep_spool", "schedule": timedelta(seconds=SWEEP_INTERVAL_S)},
     "notification-digest": {"task": "dosereg.send_notification_digest", "schedule": timedelta(days=1)},
     "sweep-notifications": {"task": "dosereg.sweep_notifications", "schedule": timedelta(minutes=5)},
+    "requeue-notification-leases": {"task": "dosereg.requeue_notification_leases",
+                                    "schedule": timedelta(seconds=env_int("NOTIFICATION_LEASE_SWEEP_S", 30))},
     "exposure-follow-up-reminders": {"task": "dosereg.exposure_follow_up_reminders", "schedule": timedelta(hours=1)},
     "exposure-refresh-now-windows": {"task": "dosereg.exposure_refresh_now_windows", "schedule": timedelta(days=1)},
     "refresh-protocol-summaries": {"task": "dosereg.refresh_protocol_summaries", "schedule": timedelta(minutes=1)},
@@ -239,6 +252,11 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "dosereg@localhost")
 # unless EMAIL_HOST or EMAIL_BACKEND is set; also used by EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend.
 EMAIL_FILE_PATH = Path(env("EMAIL_FILE_PATH", str(VAR_DIR / "mail")))  # type: ignore[arg-type]
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+# An e-mail whose delivery was claimed by a worker that died is sent again once this lease expires (checked
+# by beat every NOTIFICATION_LEASE_SWEEP_S, above): within a minute. A row is given up (failed) after
+# NOTIFICATION_MAX_ATTEMPTS claims.
+NOTIFICATION_LEASE_S = env_int("NOTIFICATION_LEASE_S", 20)
+NOTIFICATION_MAX_ATTEMPTS = env_int("NOTIFICATION_MAX_ATTEMPTS", 10)
 
 # --- patient identity ----------------------------------------------------------
 # When set, patient identifiers are stored as HMAC-SHA256 pseudonyms, never in clear.
@@ -278,7 +296,7 @@ LOGOUT_REDIRECT_URL = "web:login"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "dosereg.web.tokens.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -294,11 +312,19 @@ REST_FRAMEWORK = {
 }
 
 # Login lockout: failed logins are counted from the audit trail (shared by all processes).
-DOSEREG_LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5)             # per username
+# A user name is locked for LOGIN_LOCKOUT_S after LOGIN_MAX_FAILURES failures from one client address (other
+# addresses, other user names are unaffected: a correct password still signs in). LOGIN_MAX_FAILURES_PER_IP
+# failures from one address across user names are logged as a warning, never a lock.
+DOSEREG_LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5)             # per user name and address
 DOSEREG_LOGIN_MAX_FAILURES_PER_IP = env_int("LOGIN_MAX_FAILURES_PER_IP", 30)
 DOSEREG_LOGIN_LOCKOUT_S = env_int("LOGIN_LOCKOUT_S", 900)
-# Only behind a reverse proxy that overwrites X-Forwarded-For.
+# Only behind reverse proxies that append the address they received the connection from to X-Forwarded-For:
+# the client address is then the TRUSTED_PROXY_COUNT-th hop from the end (earlier hops are client-controlled).
 DOSEREG_TRUST_X_FORWARDED_FOR = env_bool("TRUST_X_FORWARDED_FOR", False)
+DOSEREG_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1)
+REST_FRAMEWORK["NUM_PROXIES"] = DOSEREG_TRUSTED_PROXY_COUNT if DOSEREG_TRUST_X_FORWARDED_FOR else 0  # DRF throttles
+# API tokens expire this long after they were issued (and die with a password change or a sign-out).
+DOSEREG_API_TOKEN_TTL_HOURS = env_int("API_TOKEN_TTL_HOURS", 24)
 # Patient portal: natural background used for "about N days of background" (dose-standards.md §7.3).
 DOSEREG_BACKGROUND_MSV_PER_YEAR = float(env("BACKGROUND_MSV_PER_YEAR", "3.1"))
 DOSEREG_BACKGROUND_SOURCE = env("BACKGROUND_SOURCE", "average natural background in the United States (NCRP Report 160)")
@@ -320,9 +346,9 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
-MIDDLEWARE += ["dosereg.web.middleware.ContentSecurityPolicyMiddleware"]
+MIDDLEWARE += ["dosereg.web.middleware.ContentSecurityPolicyMiddleware", "dosereg.web.middleware.NoStoreMiddleware"]
 
-if env_bool("DOSEREG_PRODUCTION", False):
+if PRODUCTION:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True

@@ -6,7 +6,7 @@ import pytest
 
 from dicom_listener.spool import Spool
 from dosereg.registry.models import IrradiationEvent
-from dosereg.registry.services import dose_file_import
+from dosereg.pipeline.flow import file_import as dose_file_import
 from tests.conftest import require
 
 

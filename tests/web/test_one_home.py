@@ -96,7 +96,7 @@ def test_cumulative_kar_is_never_added_across_planes_or_reference_points(web_dat
     per-plane sum (B: 1.7 Gy), not the sum of each study's largest plane (1.0 + 0.8 = 1.8 Gy) nor of all planes."""
     from dicom_listener.spool import Spool
     from dosereg.registry.models import Patient
-    from dosereg.registry.services import dose_file_import
+    from dosereg.pipeline.flow import file_import as dose_file_import
 
     now = timezone.now()
     spool = Spool(tmp_path / "spool")
