@@ -184,6 +184,10 @@ INGEST_TASK_PRIORITY = env_int("INGEST_TASK_PRIORITY", 5)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_DEFAULT_QUEUE = "dosereg"
+# Skin dose runs on its own queue: a worker started with -Q skin (compose: skin-worker) takes it, so a long
+# procedure never holds up ingest or alert e-mails.
+CELERY_TASK_ROUTES = {"dosereg.skin_dose_studies": {"queue": "skin"}}
+SKINDOSE_ENABLED = env_bool("SKINDOSE_ENABLED", True)
 # Celery's Django fixup closes the database connection after every task unless told to reuse it;
 # reconnecting cost PostgreSQL ~25 ms of CPU per ingested object. Connections that broke or outlived
 # DB_CONN_MAX_AGE are still closed before each task (dosereg.ops.receivers.refresh_db_connections).

@@ -310,10 +310,21 @@ def compute(events: Sequence[SkinEvent], *, manufacturer: str | None, model: str
         result.events_skipped = [{"uid": e.uid, "reason": "device geometry convention unknown"} for e in events]
         return result
 
+    candidates = []
+    for e in events:
+        reason = _skip_reason(e)
+        if reason:
+            result.events_skipped.append({"uid": e.uid, "reason": reason})
+        else:
+            candidates.append(e)
+    if not candidates:  # decided without loading PySkinDose (pandas, scipy)
+        result.not_computable_reason = ("no event carries the geometry needed (angles, distances, table position, "
+                                        "field size, kVp and Ka,r)" if events else "no irradiation events")
+        return result
+
     import pandas as pd
     from importlib.metadata import version as _dist_version
 
-    psd_version = _dist_version("pyskindose")
     from pyskindose.calculate_dose.calculate_dose import calculate_dose
     from pyskindose.constants import PHANTOM_MODEL_PAD, PHANTOM_MODEL_TABLE
     from pyskindose.db_connect import db_connect
@@ -321,26 +332,23 @@ def compute(events: Sequence[SkinEvent], *, manufacturer: str | None, model: str
     from pyskindose.phantom_class import Phantom
     from pyskindose.settings import initialize_settings
 
+    psd_version = _dist_version("pyskindose")
     _patch_pyskindose()
     db_path = _corrections_db()
     with contextlib.redirect_stdout(io.StringIO()):
         conn = db_connect(db_name=db_path)[0]
     used: list[SkinEvent] = []
-    for e in events:
-        reason = _skip_reason(e)
-        if reason is None:
-            cu, al = _filter_mm(e, "copper"), _filter_mm(e, "alumin")
-            if not _hvl_available(conn, float(e.kvp or 0), room.inherent_filtration_mm_al, cu, al):
-                reason = (f"no half-value layer in the correction tables for {e.kvp:g} kV, {cu:g} mm Cu, "
-                          f"{al:g} mm Al added filtration")
-        if reason:
-            result.events_skipped.append({"uid": e.uid, "reason": reason})
-        else:
+    for e in candidates:
+        cu, al = _filter_mm(e, "copper"), _filter_mm(e, "alumin")
+        if _hvl_available(conn, float(e.kvp or 0), room.inherent_filtration_mm_al, cu, al):
             used.append(e)
+        else:
+            result.events_skipped.append({"uid": e.uid, "reason": (
+                f"no half-value layer in the correction tables for {e.kvp:g} kV, {cu:g} mm Cu, "
+                f"{al:g} mm Al added filtration")})
     conn.close()
     if not used:
-        result.not_computable_reason = ("no event carries the geometry needed (angles, distances, table position, "
-                                        "field size, kVp and Ka,r)" if events else "no irradiation events")
+        result.not_computable_reason = "no event's beam quality is in the correction tables (kV and filtration)"
         return result
 
     off, tdir, rdir = convention.translation_offset_cm, convention.translation_direction, convention.rotation_direction

@@ -28,6 +28,7 @@ from dosereg.audit.services import audit_record, client_ip
 from dosereg.protocols.models import DRLSet, DRLValue, StandardName
 from dosereg.registry.merge_group import patient_group_ids
 from dosereg.registry.models import Device, Patient
+from dosereg.skindose import selectors as skin_selectors
 
 from . import exports, integrations, params, pdf, selectors, services
 from .access import portal_patient, role_required, safe_next
@@ -212,6 +213,7 @@ def study_detail(request, pk: int):
     s = ctx["study"]
     audit_record(request=request, action=V, object_type="study", object_id=s.pk, patient_pks=[s.patient_id])
     ctx["fhir_id"] = f"dose-summary-{s.pk}"
+    ctx["skin"] = skin_selectors.study_skin_dose(s.pk)
     ctx["chart"] = [
         {"t": e.datetime.isoformat() if e.datetime else None, "kap": e.dap_gy_cm2, "kar": e.dose_rp_gy,
          "dlp": e.dlp_mgy_cm, "ctdi": e.ctdivol_mgy, "type": e.event_type, "plane": e.plane}
