@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 
 from dosereg.exposure import identity
 from dosereg.exposure import selectors as exposure_selectors
@@ -69,7 +69,12 @@ def ingest_object(dose_object_id: int, *, count_delivery: bool = False, force: b
                                                   max_deliveries=settings.INGEST_MAX_DELIVERIES)
         if obj.status == DoseObject.STATUS_QUARANTINED:
             return obj
-    obj = registry.dose_object_ingest(dose_object_id=dose_object_id, force=force)
+    try:
+        obj = registry.dose_object_ingest(dose_object_id=dose_object_id, force=force)
+    except (OperationalError, InterfaceError):  # the task retries these: the worker was not lost
+        if count_delivery:
+            registry.dose_object_delivery_uncount(dose_object_id=dose_object_id)
+        raise
     if obj.status != DoseObject.STATUS_INGESTED:
         return obj
     changes = getattr(obj, "changes", None) or registry.study_changes_of(obj)

@@ -657,6 +657,19 @@ def dose_object_delivery_start(*, dose_object_id: int, max_deliveries: int) -> D
     return obj
 
 
+def dose_object_delivery_uncount(*, dose_object_id: int) -> None:
+    """A delivery that ended in a named transient error (its task is retried) did not lose its worker: take it
+    back, best effort (the database may be the thing that is down)."""
+    from django.db import DatabaseError
+    from django.db.models import F
+
+    try:
+        DoseObject.objects.filter(pk=dose_object_id, status=DoseObject.STATUS_RECEIVED, deliveries__gt=0) \
+            .update(deliveries=F("deliveries") - 1)
+    except DatabaseError:
+        pass
+
+
 def dose_objects_sweep(*, spool=None, stale_after_s: int | None = None, orphan_window_s: int = 7 * 86400) -> dict:
     """Re-enqueue objects stored but not ingested; register files that have no row."""
     stale_after_s = settings.SWEEP_STALE_AFTER_S if stale_after_s is None else stale_after_s
