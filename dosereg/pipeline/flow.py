@@ -65,10 +65,9 @@ def ingest_object(dose_object_id: int, *, count_delivery: bool = False, force: b
     delivered again after the worker died between the ingest's commit and the follow-up) gets its follow-up
     again: every step is idempotent."""
     if count_delivery:
-        obj = registry.dose_object_delivery_start(dose_object_id=dose_object_id,
-                                                  max_deliveries=settings.INGEST_MAX_DELIVERIES)
-        if obj.status == DoseObject.STATUS_QUARANTINED:
-            return obj
+        if not registry.dose_object_delivery_start(dose_object_id=dose_object_id,
+                                                   max_deliveries=settings.INGEST_MAX_DELIVERIES):
+            return DoseObject.objects.get(pk=dose_object_id)  # quarantined: delivered too often without finishing
     try:
         obj = registry.dose_object_ingest(dose_object_id=dose_object_id, force=force)
     except (OperationalError, InterfaceError):  # the task retries these: the worker was not lost
