@@ -334,7 +334,7 @@ def map_protocols() -> int:
     """Map every vendor study description: the suggested standard name, else a new one (as a physicist would)."""
     from dosereg.registry.models import Study
     from dosereg.web import services as WS
-    from dosereg.web.models import StandardName
+    from dosereg.protocols.models import StandardName
 
     standards = list(StandardName.objects.all())
     n = 0

@@ -67,12 +67,14 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "dosereg.registry",
+    "dosereg.access",
     "dosereg.notifications",
     "dosereg.exposure",
     "dosereg.staff",
     "dosereg.audit",
     "dosereg.web",
     "dosereg.protocols",
+    "dosereg.skindose",
     "dosereg.pipeline",
     "dicom_listener",
     "dosereg.ops",
@@ -148,7 +150,8 @@ STATICFILES_DIRS = [BASE_DIR / "dosereg" / "static"] if (BASE_DIR / "dosereg" / 
 
 # --- Celery -----------------------------------------------------------------
 REDIS_URL = env("REDIS_URL")
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+# memory:// names a host so kombu does not warn "No hostname was supplied" when an eager task acquires a producer
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_RESULT_BACKEND = None
 # Embedded default: run tasks in-process. With a broker, tasks go to workers.
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", REDIS_URL is None)
@@ -194,6 +197,8 @@ CELERY_BEAT_SCHEDULE = {
 # --- DICOM listener ----------------------------------------------------------
 DICOM_AE_TITLE = env("DICOM_AE_TITLE", "DOSEREG")
 DICOM_BIND_ADDRESS = env("DICOM_BIND_ADDRESS", "0.0.0.0")
+# `manage.py demo` listens on this machine only unless told otherwise (or --dicom-address)
+DEMO_DICOM_BIND_ADDRESS = env("DEMO_DICOM_BIND_ADDRESS", "127.0.0.1")
 DICOM_PORT = env_int("DICOM_PORT", 11112)
 # Calling AE titles allowed to associate. "*" allows any caller (not recommended).
 DICOM_ALLOWED_CALLING_AES = env_list("DICOM_ALLOWED_CALLING_AES", "STORESCU,DOSEREG_DEMO,BACKFILL")
@@ -226,6 +231,9 @@ EMAIL_BACKEND = env(
     "django.core.mail.backends.smtp.EmailBackend" if env("EMAIL_HOST") else "django.core.mail.backends.console.EmailBackend",
 )
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "dosereg@localhost")
+# `manage.py demo` writes its e-mails here (file backend, one .log file per connection) instead of printing them,
+# unless EMAIL_HOST or EMAIL_BACKEND is set; also used by EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend.
+EMAIL_FILE_PATH = Path(env("EMAIL_FILE_PATH", str(VAR_DIR / "mail")))  # type: ignore[arg-type]
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 
 # --- patient identity ----------------------------------------------------------
@@ -233,7 +241,8 @@ EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 # Phantom, QA and test exposures (OpenREM's "not-patient indicators"): a regular expression searched, case-insensitive,
 # in the Patient ID and the Patient's Name (^ = _ read as spaces). A match marks the study "not a patient": kept
 # and alerted like any other, left out of the protocol audit, DRL comparisons and device trends. Empty: off.
-NOT_PATIENT_PATTERN = env("NOT_PATIENT_PATTERN", r"\b(phantom|qa|qc|calibration|constancy)\b")
+# Letters may not touch the word on either side; digits, "_" and "-" may ("PHANTOM01", "QA_TEST", "CT-QC").
+NOT_PATIENT_PATTERN = env("NOT_PATIENT_PATTERN", r"(?<![a-z])(phantom|qa|qc|calibration|constancy)(?![a-z])")
 PSEUDONYMISE_PATIENTS = env_bool("PSEUDONYMISE_PATIENTS", False)
 PSEUDONYM_SECRET = env("PSEUDONYM_SECRET", "")
 if PSEUDONYMISE_PATIENTS and not PSEUDONYM_SECRET:
@@ -293,7 +302,7 @@ DOSEREG_PORTAL_INVITE_DAYS = env_int("PORTAL_INVITE_DAYS", 14)
 # Patient portal PDF: a TrueType font with the characters of names and units (Ø, ł, Greek, Gy·cm²);
 # when it cannot be loaded the PDF falls back to a core font with transliteration.
 DOSEREG_PORTAL_PDF_FONT = env("PORTAL_PDF_FONT", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
-# RSO site scoping (dosereg.web.scope): an RSO without a site assignment sees every site when true
+# RSO site scoping (dosereg.access.scope): an RSO without a site assignment sees every site when true
 # (existing installations, the demo), nothing when false. Assign sites in the admin (Web › Site assignments).
 DOSEREG_RSO_UNSCOPED_SEES_ALL = env_bool("RSO_UNSCOPED_SEES_ALL", True)
 

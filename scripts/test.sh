@@ -18,7 +18,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 PYTHON="${PYTHON:-python3}"
-"$PYTHON" -m pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "Running pip as the 'root' user" || true
+"$PYTHON" -m pip install -q --disable-pip-version-check -r requirements-test.txt 2>&1 | grep -v "Running pip as the 'root' user" || true
 
 if command -v pg_isready >/dev/null && ! pg_isready -h 127.0.0.1 -p 5432 -q; then
   [ -d /etc/postgresql ] && pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true

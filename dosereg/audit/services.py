@@ -7,6 +7,8 @@ from collections.abc import Iterable
 
 from django.conf import settings
 
+from dosereg.access.roles import user_roles
+
 from .models import AuditEvent
 
 log = logging.getLogger(__name__)
@@ -28,8 +30,6 @@ def client_ip(request) -> str | None:
 def _roles(user) -> str:
     if user is None or not getattr(user, "is_authenticated", False):
         return ""
-    from dosereg.web.roles import user_roles
-
     return ",".join(sorted(user_roles(user)))
 
 

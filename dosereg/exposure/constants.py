@@ -20,15 +20,8 @@ Q_PREGNANCY = "pregnancy"         # ionising exposure of a (possibly) pregnant p
 Q_DOSE_CHECK = "dose_check"       # modality TID 10015 Dose Check notification/alert
 QUANTITY_CHOICES = [(q, q) for q in (Q_KAR, Q_KAP, Q_FLUORO_TIME, Q_DLP, Q_CTDIVOL, Q_COUNT, Q_PREGNANCY, Q_DOSE_CHECK)]
 CANONICAL_UNIT = {Q_KAR: "Gy", Q_KAP: "Gy·cm²", Q_FLUORO_TIME: "s", Q_DLP: "mGy·cm", Q_CTDIVOL: "mGy", Q_COUNT: "procedures"}
-# unit as entered on a rule → factor to the canonical unit
-UNIT_FACTORS = {
-    Q_KAR: {"Gy": 1.0, "mGy": 1e-3},
-    Q_KAP: {"Gy·cm²": 1.0, "cGy·cm²": 1e-2, "mGy·cm²": 1e-3, "dGy·cm²": 1e-1},
-    Q_FLUORO_TIME: {"s": 1.0, "min": 60.0},
-    Q_DLP: {"mGy·cm": 1.0},
-    Q_CTDIVOL: {"mGy": 1.0},
-    Q_COUNT: {"procedures": 1.0},
-}
+# a rule's level may be entered in another unit of the same dimension (e.g. mGy, cGy·cm², min): converted by
+# dosereg.formatting.convert, the one unit table
 
 # rule level kinds
 L_FIRST = "first"            # first notification level

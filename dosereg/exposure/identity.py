@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
+from dosereg.registry.merge_group import patient_root_id
 from dosereg.registry.models import DoseObject, Patient, Study
 
 from .models import PatientMerge
@@ -40,14 +41,6 @@ class IdentityChange:
     reingest_object_ids: tuple[int, ...] = ()  # received during the merge: linked to the survivor
 
 
-def _root(patient: Patient) -> Patient:
-    seen = set()
-    while patient.merged_into_id and patient.pk not in seen:
-        seen.add(patient.pk)
-        patient = Patient.objects.get(pk=patient.merged_into_id)
-    return patient
-
-
 def patient_merge(*, source_id: int, target_id: int, user=None, note: str = "") -> IdentityChange:
     """Merge ``source`` into ``target`` (its surviving record)."""
     if source_id == target_id:
@@ -56,7 +49,7 @@ def patient_merge(*, source_id: int, target_id: int, user=None, note: str = "") 
         source, target = (Patient.objects.select_for_update().get(pk=pk) for pk in (source_id, target_id))
         if source.merged_into_id:
             raise MergeError(f"patient {source_id} is already merged into {source.merged_into_id}; unmerge first")
-        root = _root(target)
+        root = Patient.objects.get(pk=patient_root_id(target.pk))
         if root.pk == source.pk:
             raise MergeError("merge would create a cycle")
         source.merged_into = root
@@ -74,7 +67,7 @@ def patient_unmerge(*, patient_id: int, user=None, reingest: bool = True) -> Ide
         if not patient.merged_into_id:
             return IdentityChange(None)
         former = patient.merged_into_id
-        root = _root(patient).pk
+        root = patient_root_id(patient.pk)
         merge = PatientMerge.objects.filter(source=patient, unmerged_at__isnull=True).order_by("-merged_at").first()
         patient.merged_into = None
         patient.save(update_fields=["merged_into"])

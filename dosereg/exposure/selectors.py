@@ -3,14 +3,13 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from django.db.models import Q
-from django.utils import timezone
+from django.db.models import F, Q
 
+from dosereg.registry.merge_group import patient_group_ids, patient_root_id
 from dosereg.registry.models import Patient, Study
 
 from .constants import CANONICAL_UNIT, EFFECTIVE_DOSE_LABEL
-from .models import Alert, PatientExposureWindow
-from .services import patient_group_ids, patient_root_id
+from .models import Alert, PatientExposureWindow, StudyExposure
 
 WINDOW_UNITS = {"kap_gy_cm2": "Gy·cm²", "fluoro_time_s": "s", "dlp_mgy_cm": "mGy·cm", "ctdivol_max_mgy": "mGy",
                 "kar_gy": "Gy", "effective_dose_msv": "mSv", "procedure_count": "procedures"}
@@ -61,26 +60,103 @@ def patient_alerts(*, patient: Patient) -> list[dict]:
     return [alert_dict(a) for a in qs]
 
 
-def study_alerts(*, study: Study) -> list[dict]:
-    return [alert_dict(a) for a in Alert.objects.filter(Q(study=study) | Q(study_uid=study.study_instance_uid)).order_by("-raised_at")]
+# ---------------------------------------------------------------------------
+# the read API of exposure for the web app (model rows; the web shapes them for its pages and the API).
+# ``scope``: anything with ``alert_q()`` / ``patient_q(field)`` returning a Q (dosereg.access.scope.SiteScope);
+# None = every site. One query each unless said otherwise.
+# ---------------------------------------------------------------------------
+INBOX_STATUSES = (Alert.STATUS_OPEN, Alert.STATUS_ACKNOWLEDGED)
 
 
-def open_alerts(*, limit: int = 50) -> list[dict]:
-    qs = (Alert.objects.filter(status__in=[Alert.STATUS_OPEN, Alert.STATUS_ACKNOWLEDGED, Alert.STATUS_FOLLOW_UP])
-          .select_related("acknowledged_by").order_by("-raised_at")[:limit])
-    return [alert_dict(a) for a in qs]
+def alerts_visible(scope=None):
+    """The Alert queryset a user may read."""
+    qs = Alert.objects.all()
+    return qs if scope is None else qs.filter(scope.alert_q())
 
 
-def follow_ups_due(*, now: datetime | None = None) -> list[dict]:
-    today = timezone.localdate(now) if now else timezone.localdate()
-    return [alert_dict(a) for a in Alert.objects.filter(status=Alert.STATUS_FOLLOW_UP, follow_up_due__lte=today).order_by("follow_up_due")]
+def inbox_alerts(*, limit: int = 50, scope=None) -> list[Alert]:
+    """Open and acknowledged alerts, newest first."""
+    return list(alerts_visible(scope).filter(status__in=INBOX_STATUSES).select_related("patient")
+                .order_by("-raised_at", "-pk")[:limit])
 
 
-def top_cumulative(*, window_days: int = 84, quantity: str = "kar_max_gy", limit: int = 10) -> list[dict]:
-    """Patients with the highest current ("now") window for one quantity."""
-    qs = (PatientExposureWindow.objects.filter(anchor_study__isnull=True, window_days=window_days, **{f"{quantity}__isnull": False})
-          .select_related("patient").order_by(f"-{quantity}")[:limit])
-    return [{"patient_id": w.patient_id, "patient": str(w.patient), **window_dict(w)} for w in qs]
+def follow_up_alerts(*, due_by: date, limit: int = 50, scope=None) -> list[Alert]:
+    """Alerts waiting for a follow-up due on or before ``due_by``, soonest first."""
+    return list(alerts_visible(scope).filter(status=Alert.STATUS_FOLLOW_UP, follow_up_due__lte=due_by)
+                .select_related("patient").order_by("follow_up_due", "pk")[:limit])
+
+
+def group_alerts(*, patient_ids: list[int], limit: int = 100, scope=None) -> list[Alert]:
+    """The alerts of a merge group (``dosereg.registry.merge_group.patient_group_ids``), newest first."""
+    return list(alerts_visible(scope).filter(patient_id__in=patient_ids).select_related("patient")
+                .order_by("-raised_at")[:limit])
+
+
+def study_alert_rows(*, study: Study, limit: int = 100) -> list[Alert]:
+    """By FK, and by UID for alerts whose study row was replaced."""
+    return list(Alert.objects.filter(Q(study=study) | Q(study_uid=study.study_instance_uid)).select_related("patient")
+                .order_by("-raised_at")[:limit])
+
+
+def alerts_page(*, status: str = "open", patient_id: int | None = None, limit: int = 100, before_id: int | None = None,
+                scope=None) -> list[Alert]:
+    """Newest first (by id, i.e. in the order they were raised); ``before_id`` continues after a page (keyset)."""
+    qs = alerts_visible(scope).select_related("patient").order_by("-pk")
+    if status and status != "all":
+        qs = qs.filter(status__in=status.split(","))
+    if patient_id is not None:
+        qs = qs.filter(patient_id=patient_id)
+    if before_id:
+        qs = qs.filter(pk__lt=before_id)
+    return list(qs[:limit])
+
+
+def alert_visible(*, alert_id: int, scope=None) -> bool:
+    return alerts_visible(scope).filter(pk=alert_id).exists()
+
+
+def alert_with_patient(alert_id: int) -> Alert:
+    return Alert.objects.select_related("patient").get(pk=alert_id)
+
+
+def top_now_windows(*, limit: int = 10, window_days: int = 84, scope=None) -> tuple[int | None, list[PatientExposureWindow]]:
+    """The highest cumulative windows ending now (by KAP, then DLP) of surviving records: (window length, rows).
+
+    With ``scope``, of the patients at its sites (their totals over every site). When no window has that length
+    (another configuration), the shortest length kept is used (one more query)."""
+    qs = PatientExposureWindow.objects.filter(anchor_study__isnull=True, patient__merged_into__isnull=True)
+    if scope is not None:
+        qs = qs.filter(scope.patient_q("patient_id"))
+
+    def top(days: int) -> list[PatientExposureWindow]:  # walks the index window_now_top_kap in order
+        return list(qs.filter(window_days=days, procedure_count__gt=0).select_related("patient").order_by(
+            F("kap_gy_cm2").desc(nulls_last=True), F("dlp_mgy_cm").desc(nulls_last=True))[:limit])
+
+    rows = top(window_days)
+    if rows:
+        return window_days, rows
+    days = list(qs.values_list("window_days", flat=True).distinct().order_by("window_days")[:1])
+    if not days or days[0] == window_days:
+        return None, []
+    return days[0], top(days[0])
+
+
+def now_windows(*, patient_id: int) -> list[PatientExposureWindow]:
+    """The stored windows ending now of a surviving record (its whole merge group), shortest first; [] when the
+    record was merged into another (its totals are the survivor's) or not computed yet."""
+    return list(PatientExposureWindow.objects.filter(patient_id=patient_id, anchor_study__isnull=True).order_by("window_days"))
+
+
+def study_effective_doses(*, study_ids: list[int]) -> dict[int, float]:
+    """The population-average effective dose per study (``dosereg.exposure.effective_dose``), where complete."""
+    if not study_ids:
+        return {}
+    out = {}
+    for sid, e, detail in StudyExposure.objects.filter(study_id__in=study_ids, effective_dose_msv__isnull=False) \
+            .values_list("study_id", "effective_dose_msv", "effective_dose_detail"):
+        if not (detail or {}).get("partial"):
+            out[sid] = e
+    return out
 
 
 def patient_exposure_report(*, patient: Patient) -> dict:

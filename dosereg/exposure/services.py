@@ -21,18 +21,21 @@ from django.db.models import Q, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from dosereg import formatting as fmt
+from dosereg.access.scope import normalise, scope_for
 from dosereg.notifications.models import SEVERITY_RANK
 from dosereg.notifications.services import notification_enqueue, notification_enqueue_many
 from dosereg.rdsr import records as R
+from dosereg.registry.merge_group import patient_group_ids, patient_root_id
 from dosereg.registry.models import PREGNANT_STATUSES, DoseObject, IrradiationEvent, Patient, PlaneTotal, Study
 
-from . import conf, regions as RG
+from . import conf, effective_dose as ED, regions as RG
 from .constants import (
-    CANONICAL_UNIT, CONCEPTUS_BANDS_TEXT, EFFECTIVE_DOSE_LABEL, L_ALERT, L_DOSE_CHECK, L_FIRST, L_NOTIFICATION,
+    CANONICAL_UNIT, CONCEPTUS_BANDS_TEXT, L_ALERT, L_DOSE_CHECK, L_FIRST, L_NOTIFICATION,
     L_PREGNANCY, L_REPEAT, L_SRDL, L_SUBSEQUENT, PHYSICIST_REQUEST, Q_COUNT, Q_CTDIVOL, Q_DLP, Q_DOSE_CHECK,
-    Q_FLUORO_TIME, Q_KAP, Q_KAR, Q_PREGNANCY, RSO_GROUP, SRDL_WORDING, UNIT_FACTORS, conceptus_band,
+    Q_FLUORO_TIME, Q_KAP, Q_KAR, Q_PREGNANCY, RSO_GROUP, SRDL_WORDING, conceptus_band,
 )
-from .models import Alert, AlertEvent, AlertRoute, EffectiveDoseFactor, PatientExposureWindow, Rule, StudyExposure
+from .models import Alert, AlertEvent, AlertRoute, PatientExposureWindow, Rule, StudyExposure
 from .windows import StudyPoint, WindowTotals, compute_windows
 
 log = logging.getLogger(__name__)
@@ -58,48 +61,13 @@ class AlertTransitionError(ValueError):
 # ---------------------------------------------------------------------------
 # patient identity helpers
 # ---------------------------------------------------------------------------
-def patient_root_id(patient_id: int) -> int:
-    """The surviving record a (possibly merged) patient points at."""
-    seen = set()
-    pid = patient_id
-    while True:
-        nxt = Patient.objects.filter(pk=pid).values_list("merged_into_id", flat=True).first()
-        if not nxt or nxt in seen:
-            return pid
-        seen.add(pid)
-        pid = nxt
-
-
-def patient_group_ids(root_id: int) -> list[int]:
-    """The root and every patient merged (directly or transitively) into it."""
-    group = [root_id]
-    frontier = [root_id]
-    while frontier:
-        frontier = [p for p in Patient.objects.filter(merged_into_id__in=frontier).values_list("pk", flat=True) if p not in group]
-        group.extend(frontier)
-    return group
+# patient_root_id and patient_group_ids (the merge group, transitive) live in dosereg.registry.merge_group
 
 
 # ---------------------------------------------------------------------------
 # per-study facts (refreshed only when the registry's study row changed)
 # ---------------------------------------------------------------------------
-def _factor_table() -> dict[tuple[str, str, str, str], EffectiveDoseFactor]:
-    return {(f.factor_set, f.kind, f.region, f.age_bracket): f for f in EffectiveDoseFactor.objects.filter(active=True)}
-
-
-def _factor_json(f: EffectiveDoseFactor) -> dict:
-    return {"factor_set": f.factor_set, "kind": f.kind, "region": f.region, "age_bracket": f.age_bracket,
-            "value": f.value, "unit": f.unit, "source": f.source, "verification": f.verification}
-
-
-def _ct_factor(factors, region: str, age: float | None):
-    bracket = RG.paediatric_bracket(age)
-    if bracket in ("", "adult"):
-        return factors.get((conf.ct_factor_set(), EffectiveDoseFactor.KIND_CT_DLP, region, "adult")) or factors.get(
-            ("AAPM96", EffectiveDoseFactor.KIND_CT_DLP, region, "adult"))
-    paed_region = {"head": "head", "chest": "chest", "abdomen": "abdomen_pelvis", "pelvis": "abdomen_pelvis",
-                   "trunk": "abdomen_pelvis"}.get(region, "")
-    return factors.get(("AAPM96", EffectiveDoseFactor.KIND_CT_DLP, paed_region, bracket))
+# effective dose (factor table, E = k × DLP, E = c × KAP): dosereg.exposure.effective_dose
 
 
 def _dose_check_record(ev: dict) -> dict | None:
@@ -144,7 +112,7 @@ def study_exposure_refresh(rows: list[dict]) -> dict[int, StudyExposure]:
             continue
         key = ((p["reference_point_code"] or p["reference_point_definition"] or "unspecified").strip(), p["plane"] or "single")
         kar[p["study_id"]][key] = kar[p["study_id"]].get(key, 0.0) + p["dose_rp_total_gy"]
-    factors = _factor_table()
+    factors = ED.factor_table()
     out: dict[int, StudyExposure] = {}
     for r in rows:
         sid = r["id"]
@@ -153,7 +121,7 @@ def study_exposure_refresh(rows: list[dict]) -> dict[int, StudyExposure]:
         all_regions = set(study_regions)
         ct_classes: dict[tuple[str, str], float] = {}
         checks = []
-        e_total, used, missing = 0.0, {}, 0
+        ct_doses: list[tuple[set[str], float]] = []
         for ev in evs:
             ev_regions = RG.regions_of(ev["target_region"], ev["protocol"]) or study_regions
             all_regions |= ev_regions
@@ -161,34 +129,13 @@ def study_exposure_refresh(rows: list[dict]) -> dict[int, StudyExposure]:
                 key = (RG.ct_protocol_class(ev_regions, ev["ctdiw_phantom"]), ev["ctdiw_phantom"] or "")
                 ct_classes[key] = max(ct_classes.get(key, 0.0), ev["ctdivol_mgy"])
             if ev["dlp_mgy_cm"] is not None:
-                f = _ct_factor(factors, RG.ct_k_region(ev_regions), r["patient_age_years"])
-                if f is None:
-                    missing += 1
-                else:
-                    e_total += f.value * ev["dlp_mgy_cm"]
-                    used[f.pk] = f
+                ct_doses.append((ev_regions, ev["dlp_mgy_cm"]))
             rec = _dose_check_record(ev)
             if rec:
                 checks.append(rec)
-        detail: dict = {"label": EFFECTIVE_DOSE_LABEL}
-        e_msv = None
-        if used:
-            e_msv = round(e_total, 6)
-            detail.update(method="E = k × DLP per CT event", factors=[_factor_json(f) for f in used.values()],
-                          events_without_factor=missing, partial=bool(missing))
-        elif r["dlp_total_mgy_cm"] is not None and not evs:
-            f = _ct_factor(factors, RG.ct_k_region(study_regions), r["patient_age_years"])
-            if f is not None:
-                e_msv = round(f.value * r["dlp_total_mgy_cm"], 6)
-                detail.update(method="E = k × study DLP", factors=[_factor_json(f)], partial=False)
-        elif r["dap_total_gy_cm2"] is not None and "cardiac" in all_regions:
-            f = factors.get(("Vano-ICRP103", EffectiveDoseFactor.KIND_PROJECTION_KAP, "cardiac", "adult"))
-            if f is not None:
-                e_msv = round(f.value * r["dap_total_gy_cm2"], 6)
-                detail.update(method="E = c × KAP (interventional cardiology)", factors=[_factor_json(f)], partial=False)
-        if e_msv is None:
-            detail["reason"] = ("no verified conversion factor for this region/modality"
-                                if (r["dap_total_gy_cm2"] or r["dlp_total_mgy_cm"]) else "no KAP or DLP reported")
+        e_msv, detail = ED.study_effective_dose(
+            factors, ct_events=ct_doses, has_events=bool(evs), study_regions=study_regions, all_regions=all_regions,
+            age_years=r["patient_age_years"], dlp_total_mgy_cm=r["dlp_total_mgy_cm"], kap_total_gy_cm2=r["dap_total_gy_cm2"])
         out[sid] = StudyExposure(
             study_id=sid, source_updated_at=r["updated_at"], regions=sorted(all_regions),
             kar=[[k[0], k[1], v] for k, v in sorted(kar.get(sid, {}).items())],
@@ -438,8 +385,14 @@ class Expected:
 
 
 def _canonical(rule: Rule) -> tuple[float | None, float | None]:
-    factors = UNIT_FACTORS.get(rule.quantity, {})
-    f = factors.get(rule.threshold_unit or CANONICAL_UNIT.get(rule.quantity, ""), 1.0)
+    """The rule's level and step in the quantity's canonical unit (converted by dosereg.formatting.convert)."""
+    canonical = CANONICAL_UNIT.get(rule.quantity, "")
+    entered = rule.threshold_unit or canonical
+    try:
+        f = fmt.convert(1.0, entered, canonical) if entered in fmt.UNITS and canonical in fmt.UNITS else 1.0
+    except ValueError:  # a unit of another dimension: read as the canonical unit, as before
+        log.warning("rule %s: unit %r is not a unit of %s; read as %s", rule.key, entered, rule.quantity, canonical)
+        f = 1.0
     thr = rule.threshold_value * f if rule.threshold_value is not None else None
     step = rule.step_value * f if rule.step_value is not None else None
     return thr, step
@@ -628,7 +581,7 @@ def _pregnancy_expected(rule: Rule, s: StudyInfo, status: str) -> Expected:
                        ("high_priority_kar_gy", r["dose_rp_max_plane_gy"])):
         limit = p.get(key)
         if limit is not None and value is not None and value >= limit:
-            reasons.append(f"{key.replace('high_priority_', '')} {value:.4g} ≥ {limit:g}")
+            reasons.append(f"{key.replace('high_priority_', '')} {fmt.number(value)} ≥ {fmt.number(limit)}")
     high = bool(reasons)
     detail = _base_detail(rule) | {
         "pregnancy_status": status, "status_source": "staff override" if r["pregnancy_status_override"] else "DICOM Pregnancy Status",
@@ -649,9 +602,12 @@ def _title(e: Expected) -> str:
         return f"{rule.title}: modality Dose Check {e.detail.get('dose_check_kind', '')}"
     win = f" in {rule.window_days} days" if rule.window_days else ""
     lvl = f" ({e.level})" if e.level.startswith("subsequent") else ""
-    shown = rule.threshold_unit or unit
-    f = UNIT_FACTORS.get(rule.quantity, {}).get(shown, 1.0)
-    return f"{rule.title}{lvl}: {e.value / f:.4g} {shown}{win} ≥ {e.threshold / f:.4g} {shown}"
+    shown = rule.threshold_unit or unit  # the unit the rule's level was entered in
+
+    def show(v: float) -> str:
+        return fmt.number(fmt.convert(v, unit, shown) if unit in fmt.UNITS and shown in fmt.UNITS else v)
+
+    return f"{rule.title}{lvl}: {show(e.value)} {shown}{win} ≥ {show(e.threshold)} {shown}"
 
 
 def _message(e: Expected, root: Patient | None) -> str:
@@ -899,10 +855,8 @@ class Router:
         return sorted(set(out))
 
     def default_recipients(self, site: str | None = None) -> list[str]:
-        """Without a matching route: the active RSOs whose site scope (``dosereg.web.scope``, the sites
+        """Without a matching route: the active RSOs whose site scope (``dosereg.access.scope``, the sites
         their dashboard shows) covers the site of the study that raised the alert."""
-        from dosereg.web.scope import normalise, scope_for
-
         if self._rso is None:
             User = get_user_model()
             users = User.objects.filter(groups__name=RSO_GROUP, is_active=True).exclude(email="").distinct()

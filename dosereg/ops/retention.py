@@ -10,6 +10,7 @@ import logging
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -33,7 +34,7 @@ def originals_apply_retention(*, days: int | None = None, now: datetime | None =
                 .exclude(path="").order_by("pk"))
     if limit:
         eligible = eligible[:limit]
-    result = {"policy_days": days, "cutoff": cutoff.isoformat(), "eligible": 0, "deleted": 0, "freed_bytes": 0,
+    result: dict[str, Any] = {"policy_days": days, "cutoff": cutoff.isoformat(), "eligible": 0, "deleted": 0, "freed_bytes": 0,
               "missing_files": 0}
     for obj in eligible.iterator(chunk_size=500):
         result["eligible"] += 1

@@ -145,6 +145,7 @@ class Summary:
         words = sorted(_words(self._words))  # by bin index (the high 32 bits)
         cum = list(accumulate(map(_LOW32.__and__, words)))
         lo_v, hi_v = self.minimum, self.maximum
+        assert lo_v is not None and hi_v is not None  # n >= 2 values were added
 
         def order_statistic(j: int) -> float:
             if j == 0:
@@ -154,7 +155,7 @@ class Summary:
             k = (words[bisect_right(cum, j)] >> 32) - _OFFSET
             return min(max(bin_centre(k), lo_v), hi_v)
 
-        out = []
+        out: list[float | None] = []
         for p in ps:
             h = (n - 1) * p
             lo = math.floor(h)
@@ -197,7 +198,7 @@ def exact_quantiles(values: Iterable[float], ps: Sequence[float]) -> list[float 
     n = len(vals)
     if not n:
         return [None for _ in ps]
-    out = []
+    out: list[float | None] = []
     for p in ps:
         h = (n - 1) * p
         lo = math.floor(h)

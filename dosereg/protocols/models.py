@@ -21,6 +21,7 @@ Freshness (``services`` keeps it, ``selectors`` relies on it; the page is never 
 """
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -106,3 +107,73 @@ class SummaryMember(models.Model):
 
     study_id = models.BigIntegerField(primary_key=True)
     bucket = models.ForeignKey(SummaryBucket, on_delete=models.CASCADE, related_name="+")
+
+
+# -- protocol names and diagnostic reference levels (the tables were created by the web app and keep their names) --
+class StandardName(models.Model):
+    """A standard examination name that vendor study/protocol names map to (many-to-one)."""
+
+    name = models.CharField(max_length=128)
+    modality = models.CharField(max_length=8)  # CT, RF, XA, DX, MG
+    notes = models.CharField(max_length=256, blank=True, default="")
+
+    class Meta:
+        db_table = "web_standardname"  # created by the web app; the table kept its name
+        ordering = ["modality", "name"]
+        constraints = [models.UniqueConstraint(fields=["modality", "name"], name="uniq_standard_name")]
+
+    def __str__(self) -> str:
+        return f"{self.modality} {self.name}"
+
+
+class ProtocolMapping(models.Model):
+    """Vendor study description (as sent, exact) -> standard name."""
+
+    modality = models.CharField(max_length=8)
+    source_name = models.CharField(max_length=256)
+    standard_name = models.ForeignKey(StandardName, on_delete=models.CASCADE, related_name="mappings")
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "web_protocolmapping"  # created by the web app; the table kept its name
+        constraints = [models.UniqueConstraint(fields=["modality", "source_name"], name="uniq_protocol_mapping")]
+        indexes = [models.Index(fields=["source_name"])]
+
+
+class DRLSet(models.Model):
+    """A published set of diagnostic reference levels, with its citation."""
+
+    name = models.CharField(max_length=128, unique=True)
+    country = models.CharField(max_length=32, blank=True, default="")
+    year = models.IntegerField(null=True, blank=True)
+    citation = models.TextField()
+    url = models.URLField(max_length=512, blank=True, default="")
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        db_table = "web_drlset"  # created by the web app; the table kept its name
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DRLValue(models.Model):
+    QUANTITIES = [
+        ("dap_total_gy_cm2", "KAP (Gy·cm²)"),
+        ("dose_rp_max_plane_gy", "Ka,r (Gy)"),
+        ("fluoro_time_total_s", "Fluoroscopy time (s)"),
+        ("ctdivol_max_mgy", "CTDIvol (mGy)"),
+        ("dlp_total_mgy_cm", "DLP (mGy·cm)"),
+    ]
+    drl_set = models.ForeignKey(DRLSet, on_delete=models.CASCADE, related_name="values")
+    standard_name = models.ForeignKey(StandardName, on_delete=models.CASCADE, related_name="drl_values")
+    quantity = models.CharField(max_length=32, choices=QUANTITIES)
+    value = models.FloatField()
+    exam_label = models.CharField(max_length=128, blank=True, default="")  # the exam as the source names it
+    notes = models.CharField(max_length=256, blank=True, default="")
+
+    class Meta:
+        db_table = "web_drlvalue"  # created by the web app; the table kept its name
+        constraints = [models.UniqueConstraint(fields=["drl_set", "standard_name", "quantity"], name="uniq_drl_value")]

@@ -24,7 +24,7 @@ from django.db import connection
 from dosereg.registry.models import Study
 
 from .histogram import Summary
-from .models import SUMMARY_QUANTITIES, SUMMARY_SUFFIXES, ProtocolSummary, SummaryBucket, SummaryState
+from .models import SUMMARY_QUANTITIES, SUMMARY_SUFFIXES, ProtocolMapping, ProtocolSummary, SummaryBucket, SummaryState
 
 
 @dataclass
@@ -44,8 +44,6 @@ def _sql(*, modality: str, device_id: int | None) -> tuple[str, list[str]]:
 
     Every branch yields (src, device key, modality, description, procedures, then per quantity n, sum, min,
     max, bins). A study read exactly is a summary of one (src 1: its value in the sum column)."""
-    from dosereg.web.models import ProtocolMapping
-
     qn = connection.ops.quote_name
     bucket, summary, state = (qn(m._meta.db_table) for m in (SummaryBucket, ProtocolSummary, SummaryState))
     study, mapping = qn(Study._meta.db_table), qn(ProtocolMapping._meta.db_table)

@@ -286,6 +286,21 @@ U_ONE: Code = ("1", "UCUM", "no units")
 U_RATIO: Code = ("{ratio}", "UCUM", "ratio")
 U_EVENTS: Code = ("{events}", "UCUM", "events")
 U_SOURCES: Code = ("{X-Ray sources}", "UCUM", "X-Ray sources")
+U_M2: Code = ("m2", "UCUM", "m2")
+# TID 10003A/10003B geometry and filtration
+C_SOURCE_TO_ISOCENTER: Code = ("113748", "DCM", "Distance Source to Isocenter")
+C_TABLE_LONGITUDINAL: Code = ("113751", "DCM", "Table Longitudinal Position")
+C_TABLE_LATERAL: Code = ("113752", "DCM", "Table Lateral Position")
+C_TABLE_HEIGHT: Code = ("113753", "DCM", "Table Height Position")
+C_COLLIMATED_FIELD_AREA: Code = ("113790", "DCM", "Collimated Field Area")
+C_XRAY_FILTERS: Code = ("113771", "DCM", "X-Ray Filters")
+C_XRAY_FILTER_TYPE: Code = ("113772", "DCM", "X-Ray Filter Type")
+C_XRAY_FILTER_MATERIAL: Code = ("113757", "DCM", "X-Ray Filter Material")
+C_XRAY_FILTER_THICKNESS_MIN: Code = ("113758", "DCM", "X-Ray Filter Thickness Minimum")
+C_XRAY_FILTER_THICKNESS_MAX: Code = ("113773", "DCM", "X-Ray Filter Thickness Maximum")
+FILTER_TYPES: dict[str, Code] = {"strip": ("113650", "DCM", "Strip filter"), "flat": ("113653", "DCM", "Flat filter")}
+FILTER_MATERIALS: dict[str, Code] = {"copper": ("C-127A00", "SRT", "Copper or Copper compound"),
+                                     "aluminum": ("C-120F9", "SRT", "Aluminum or Aluminum compound")}
 
 UNITS_DIALECTS = ("ucum", "canon", "siemens")
 
@@ -558,6 +573,18 @@ class ProjectionEventSpec:
     deviation_index: float | None = None
     comment: str | None = None
     image_sop_instance_uid: str | None = None  # acquisition image reference (auto if None)
+    # TID 10003B per-pulse values (one NUM item per pulse, as some units send): used instead of kvp,
+    # tube_current_ma and pulse_width_ms when given
+    kvp_per_pulse: list[float] | None = None
+    tube_current_ma_per_pulse: list[float] | None = None
+    pulse_width_ms_per_pulse: list[float] | None = None
+    # TID 10003A/B geometry (skin dose): None values are omitted
+    distance_source_to_isocenter_mm: float | None = None
+    table_longitudinal_position_mm: float | None = None
+    table_lateral_position_mm: float | None = None
+    table_height_position_mm: float | None = None
+    collimated_field_area_m2: float | None = None
+    filters: list[tuple[str, float]] | None = None   # (material: 'copper' | 'aluminum', thickness mm), flat filters
 
 
 @dataclass(kw_only=True)
@@ -1015,6 +1042,21 @@ def _projection_event(spec: ProjectionRDSRSpec, e: ProjectionEventSpec, when: dt
         items.append(_num(CONTAINS, C_SECONDARY_ANGLE, e.positioner_secondary_angle_deg, U_DEG))
     if e.distance_source_to_detector_mm is not None:
         items.append(_num(CONTAINS, C_SOURCE_TO_DETECTOR, e.distance_source_to_detector_mm, U_MM))
+    for concept, value in ((C_SOURCE_TO_ISOCENTER, e.distance_source_to_isocenter_mm),
+                           (C_TABLE_LONGITUDINAL, e.table_longitudinal_position_mm),
+                           (C_TABLE_LATERAL, e.table_lateral_position_mm),
+                           (C_TABLE_HEIGHT, e.table_height_position_mm)):
+        if value is not None:
+            items.append(_num(CONTAINS, concept, value, U_MM))
+    if e.collimated_field_area_m2 is not None:
+        items.append(_num(CONTAINS, C_COLLIMATED_FIELD_AREA, e.collimated_field_area_m2, U_M2))
+    for material, thickness_mm in e.filters or []:
+        items.append(_container(CONTAINS, C_XRAY_FILTERS, [
+            _code(CONTAINS, C_XRAY_FILTER_TYPE, FILTER_TYPES["flat"]),
+            _code(CONTAINS, C_XRAY_FILTER_MATERIAL, FILTER_MATERIALS[material]),
+            _num(CONTAINS, C_XRAY_FILTER_THICKNESS_MIN, thickness_mm, U_MM),
+            _num(CONTAINS, C_XRAY_FILTER_THICKNESS_MAX, thickness_mm, U_MM),
+        ]))
     # TID 10003B source data
     fluoro = e.event_type == "fluoroscopy"
     if fluoro:
@@ -1027,14 +1069,16 @@ def _projection_event(spec: ProjectionRDSRSpec, e: ProjectionEventSpec, when: dt
         pulses = round(e.pulse_rate * e.irradiation_duration_s)
     if pulses is not None:
         items.append(_num(CONTAINS, C_NUMBER_OF_PULSES, pulses, U_ONE))
-    if e.kvp is not None:
-        items.append(_num(CONTAINS, C_KVP, e.kvp, U_KV))
-    if e.tube_current_ma is not None:
-        items.append(_num(CONTAINS, C_TUBE_CURRENT, e.tube_current_ma, U_MA))
+    for value in (e.kvp_per_pulse if e.kvp_per_pulse is not None else [e.kvp] if e.kvp is not None else []):
+        items.append(_num(CONTAINS, C_KVP, value, U_KV))
+    for value in (e.tube_current_ma_per_pulse if e.tube_current_ma_per_pulse is not None
+                  else [e.tube_current_ma] if e.tube_current_ma is not None else []):
+        items.append(_num(CONTAINS, C_TUBE_CURRENT, value, U_MA))
     if e.exposure_time_ms is not None:
         items.append(_num(CONTAINS, C_EXPOSURE_TIME, e.exposure_time_ms, U_MS))
-    if e.pulse_width_ms is not None:
-        items.append(_num(CONTAINS, C_PULSE_WIDTH, e.pulse_width_ms, U_MS))
+    for value in (e.pulse_width_ms_per_pulse if e.pulse_width_ms_per_pulse is not None
+                  else [e.pulse_width_ms] if e.pulse_width_ms is not None else []):
+        items.append(_num(CONTAINS, C_PULSE_WIDTH, value, U_MS))
     if e.irradiation_duration_s is not None:
         items.append(_num(CONTAINS, C_IRRADIATION_DURATION, e.irradiation_duration_s, U_S))
     return _container(CONTAINS, C_EVENT, items)

@@ -716,6 +716,14 @@ def _common_header(ctx: _Ctx, h: Header) -> None:
         ctx.warn(f"Patient's Sex {sex!r} not one of M/F/O; stored as null")
     p.birth_date = parse_date(h.ascii(T_BIRTH_DATE))
     p.age_years = parse_age(h.ascii(T_AGE))
+    if p.age_years is None and p.birth_date is not None and doc.study_datetime is not None:
+        # Patient's Age absent: age at the study from birth date and study date (as OpenREM does)
+        days = (doc.study_datetime.date() - p.birth_date).days
+        if 0 <= days <= 130 * 366:
+            p.age_years = round(days / 365.25, 2)
+        else:
+            ctx.warn(f"Patient's Birth Date {p.birth_date.isoformat()} is not plausible for a study on "
+                     f"{doc.study_datetime.date().isoformat()}; age not derived")
     w = h.number(T_WEIGHT)
     p.weight_kg = w if w is not None and w > 0 else None
     size = h.number(T_SIZE)
@@ -942,6 +950,22 @@ _EVENT_EXTRA_CODE = {
     C.PATIENT_TABLE_RELATIONSHIP: "patient_table_relationship",
 }
 _SIEMENS_FRAMES = re.compile(r'<NumOfFrames SRData="\s*(\d+)\s*"')
+# TID 10003B allows one value per pulse (VM 1-n as repeated items) for these: the event keeps their mean,
+# and extra["per_pulse"] keeps mean, minimum, maximum, count and the reported values.
+_PER_PULSE = {"kvp", "tube_current_ma", "pulse_width_ms", "exposure_uas"}
+
+
+def _summarise_per_pulse(ev: IrradiationEvent, per_pulse: dict[str, list[float]]) -> None:
+    for attr, values in per_pulse.items():
+        mean = sum(values) / len(values)
+        if attr == "exposure_uas":  # kept in extra (no column)
+            ev.extra[attr] = mean
+        else:
+            setattr(ev, attr, mean)
+        if len(values) > 1:
+            ev.extra.setdefault("per_pulse", {})[attr] = {
+                "mean": mean, "min": min(values), "max": max(values), "count": len(values), "values": values,
+            }
 
 
 def _plane_of(node: Node) -> str | None:
@@ -976,6 +1000,10 @@ def _extract_projection(ctx: _Ctx, root: Node) -> None:
             ev = _projection_event(ctx, ch)
             doc.events.append(ev)
     _complete_planes(ctx)
+    if not doc.events and not any(pt.dap_total_gy_cm2 is not None or pt.dose_rp_total_gy is not None
+                                  for pt in doc.planes):
+        ctx.warn("empty report: no irradiation event and no accumulated dose (DAP or Ka,r) in this X-Ray "
+                 "Radiation Dose SR; nothing is recorded for this procedure")
 
 
 def _plane_totals(ctx: _Ctx, node: Node, plane: str | None = None) -> PlaneTotals:
@@ -1047,6 +1075,7 @@ def _projection_event(ctx: _Ctx, node: Node) -> IrradiationEvent:
     ev = IrradiationEvent()
     extra = ev.extra
     filters: list[dict] = []
+    per_pulse: dict[str, list[float]] = {}
     for ch in node.children:
         k = ch.key
         if k is None:
@@ -1055,7 +1084,10 @@ def _projection_event(ctx: _Ctx, node: Node) -> IrradiationEvent:
         if spec is not None:
             if ch.vt == "NUM":
                 v = ctx.num(ch, spec[1])
-                if getattr(ev, spec[0]) is None:
+                if spec[0] in _PER_PULSE:
+                    if v is not None:
+                        per_pulse.setdefault(spec[0], []).append(v)
+                elif getattr(ev, spec[0]) is None:
                     setattr(ev, spec[0], v)
             else:
                 _not_num(ctx, ch)
@@ -1064,7 +1096,9 @@ def _projection_event(ctx: _Ctx, node: Node) -> IrradiationEvent:
         if spec is not None:
             if ch.vt == "NUM":
                 v = ctx.num(ch, spec[1])
-                if v is not None:
+                if v is not None and spec[0] in _PER_PULSE:
+                    per_pulse.setdefault(spec[0], []).append(v)
+                elif v is not None:
                     extra[spec[0]] = v
             else:
                 _not_num(ctx, ch)
@@ -1143,6 +1177,7 @@ def _projection_event(ctx: _Ctx, node: Node) -> IrradiationEvent:
                 holder.children = [ch]
                 _flatten_private(ctx, holder, tmp, "", 0)
                 priv.update(tmp)
+    _summarise_per_pulse(ev, per_pulse)
     if ev.tube_current_ma is None and "average_tube_current_ma" in extra:
         ev.tube_current_ma = extra["average_tube_current_ma"]
     if filters:
@@ -1172,9 +1207,17 @@ def _complete_planes(ctx: _Ctx) -> None:
     by_plane: dict[str, list[IrradiationEvent]] = {}
     for ev in doc.events:
         by_plane.setdefault(ev.plane or "single", []).append(ev)
+    sent_planes = {p.plane for p in doc.planes}
     for plane, events in by_plane.items():
         pt = next((p for p in doc.planes if p.plane == plane), None)
         created = pt is None
+        if pt is None and plane == "single" and sent_planes & {"A", "B"}:
+            # the device's accumulated data name planes A/B while these events say "single plane": a total
+            # derived from them would count the same exposure twice. Keep the device's totals; flag the report.
+            ctx.warn(f"inconsistent planes: accumulated dose data name plane(s) "
+                     f"{', '.join(sorted(sent_planes & {'A', 'B'}))} while {len(events)} irradiation event(s) say "
+                     f"single plane; no total derived from those events (it would double count)")
+            continue
         if pt is None:
             pt = PlaneTotals(plane=plane)
             doc.planes.append(pt)

@@ -1,6 +1,7 @@
 """JSON-able summary of a DoseDocument (what ``manage.py inspect_dose`` prints)."""
 from __future__ import annotations
 
+from dataclasses import asdict, fields
 from datetime import date, datetime
 from typing import Any
 
@@ -30,6 +31,7 @@ def inspect_dict(doc: DoseDocument) -> dict[str, Any]:
             "name": p.name,
             "sex": p.sex,
             "birth_date": _iso(p.birth_date),
+            "age_years": p.age_years,
             "weight_kg": p.weight_kg,
             "size_m": p.size_m,
             "pregnancy_status": p.pregnancy_status,
@@ -48,22 +50,7 @@ def inspect_dict(doc: DoseDocument) -> dict[str, Any]:
             for pt in doc.planes
         ],
         "dlp_total_mgy_cm": doc.dlp_total_mgy_cm,
-        "events": [
-            {
-                "irradiation_event_uid": e.irradiation_event_uid,
-                "event_type": e.event_type,
-                "datetime": _iso(e.datetime),
-                "plane": e.plane,
-                "protocol": e.protocol,
-                "dap_gy_cm2": e.dap_gy_cm2,
-                "dose_rp_gy": e.dose_rp_gy,
-                "ctdivol_mgy": e.ctdivol_mgy,
-                "dlp_mgy_cm": e.dlp_mgy_cm,
-                "kvp": e.kvp,
-                "target_region": e.target_region,
-            }
-            for e in doc.events
-        ],
+        "events": [_event(e) for e in doc.events],
         "participants": [{"name": x.name, "role": x.role} for x in doc.participants],
         "mr": (
             {"sar_w_kg": doc.mr.sar_w_kg, "db_dt_t_s": doc.mr.db_dt_t_s, "field_strength_t": doc.mr.field_strength_t}
@@ -72,3 +59,29 @@ def inspect_dict(doc: DoseDocument) -> dict[str, Any]:
         ),
         "warnings": list(doc.warnings),
     }
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (date, datetime)):
+        return v.isoformat()
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def _event(e) -> dict[str, Any]:
+    """Every field the parser read for this event (units in the names), then the event's extra items
+    (table positions, distances, filters, per-pulse summaries, private items)."""
+    out: dict[str, Any] = {}
+    for f in fields(e):
+        if f.name == "extra":
+            continue
+        value = getattr(e, f.name)
+        if value is None:
+            continue
+        out[f.name] = asdict(value) if f.name == "dose_check" else _jsonable(value)
+    for key, value in e.extra.items():
+        out.setdefault(key, _jsonable(value))
+    return out

@@ -332,16 +332,35 @@ def _event_row(ev: R.IrradiationEvent, study: Study, obj: DoseObject, doc: R.Dos
         positioner_primary_angle_deg=ev.positioner_primary_angle_deg,
         positioner_secondary_angle_deg=ev.positioner_secondary_angle_deg,
         collimated_field_area_m2=ev.collimated_field_area_m2,
+        entrance_exposure_at_rp_mgy=ev.entrance_exposure_at_rp_mgy,
+        pulse_width_ms=ev.pulse_width_ms,
+        number_of_pulses=ev.number_of_pulses,
+        distance_source_to_detector_mm=ev.distance_source_to_detector_mm,
+        distance_source_to_isocenter_mm=_float_extra(ev, "distance_source_to_isocenter_mm"),
+        table_longitudinal_position_mm=_float_extra(ev, "table_longitudinal_position_mm"),
+        table_lateral_position_mm=_float_extra(ev, "table_lateral_position_mm"),
+        table_height_position_mm=_float_extra(ev, "table_height_position_mm"),
+        filter_material=_s(ev.filter_material)[:128],
+        exposure_index=ev.exposure_index,
+        target_exposure_index=_float_extra(ev, "target_exposure_index"),
+        deviation_index=ev.deviation_index,
         ctdivol_mgy=ev.ctdivol_mgy,
         dlp_mgy_cm=ev.dlp_mgy_cm,
         ctdiw_phantom=_s(ev.ctdiw_phantom)[:16],
         ct_scanning_length_mm=ev.ct_scanning_length_mm,
         ct_pitch_factor=ev.ct_pitch_factor,
+        ct_exposure_time_s=ev.ct_exposure_time_s,
+        ssde_mgy=ev.ssde_mgy,
         target_region=_s(ev.target_region)[:128],
         target_region_code=_s(ev.target_region_code)[:64],
         dose_check=asdict(ev.dose_check) if ev.dose_check else None,
         extra=_jsonable(ev.extra),
     )
+
+
+def _float_extra(ev: R.IrradiationEvent, key: str) -> float | None:
+    value = ev.extra.get(key)
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def _jsonable(value):

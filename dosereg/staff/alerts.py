@@ -13,6 +13,8 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from dosereg import formatting as fmt
+
 from .config import setting, site_for
 from .models import PregnancyDeclaration, ProcedureStaffDose, StaffAlert, StaffAlertTransition, StaffInvestigation, StaffMember
 from .occupational import (
@@ -182,7 +184,7 @@ def _alert_create(staff, *, rule, period, level, quantity, value, threshold, sv,
         return None
     message = (
         f"{staff.name} ({staff.employee_id}): {rule} {level} for {period}: "
-        f"{QUANTITY_LABEL.get(quantity, quantity)} {value:.3f} mSv, threshold {threshold:g} mSv "
+        f"{QUANTITY_LABEL.get(quantity, quantity)} {fmt.number(value)} mSv, threshold {fmt.number(threshold)} mSv "
         f"[{sv.key} v{sv.version}; {sv.citation}]"
     )
     try:
@@ -228,7 +230,7 @@ def _notify(alert: StaffAlert) -> None:
         f"Staff member: {staff.name} (employee ID {staff.employee_id}, {staff.department or 'no department'})",
         f"Rule: {alert.rule}  level: {alert.level}  period: {alert.period}",
         f"Quantity: {QUANTITY_LABEL.get(alert.quantity, alert.quantity)}",
-        f"Value: {alert.value_msv:.3f} mSv   threshold: {alert.threshold_msv:g} mSv",
+        f"Value: {fmt.number(alert.value_msv)} mSv   threshold: {fmt.number(alert.threshold_msv)} mSv",
         f"Threshold source: {alert.setting.get('key')} v{alert.setting.get('version')} {alert.setting.get('verification', '')} - "
         f"{alert.setting.get('citation', '')}",
         "",

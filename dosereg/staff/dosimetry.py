@@ -205,7 +205,7 @@ def read_import_csv(path: Path, error_class: type[DosimetryImportError]):
         raise error_class(exc.errors, path.name) from None
 
 
-def check_columns(header: list[str], *, required: set[str], optional: set[str], one_of: list[set[str]] = ()) -> list[str]:
+def check_columns(header: list[str], *, required: set[str], optional: set[str], one_of: tuple[set[str], ...] | list[set[str]] = ()) -> list[str]:
     errors = []
     if not header:
         return ["line 1: empty file (no header row)"]
@@ -238,7 +238,7 @@ def make_tzinfo(tz_name: str | None = None, utc_offset: str | None = None):
         sign = -1 if utc_offset.strip().startswith("-") else 1
         hh, _, mm = utc_offset.strip().lstrip("+-").partition(":")
         return dt_timezone(sign * timedelta(hours=int(hh), minutes=int(mm or 0)))
-    return ZoneInfo(tz_name or settings.TIME_ZONE)
+    return ZoneInfo(tz_name or str(settings.TIME_ZONE))
 
 
 def parse_timestamp(text: str, tzinfo) -> datetime:
@@ -381,6 +381,8 @@ def import_badge_csv(path: Path | str, *, today: date | None = None) -> ImportRe
         if row_errors:
             errors.extend(f"line {line}: {e}" for e in row_errors)
             continue
+        # no row error: the badge, its wearer and the wear period are known
+        assert badge is not None and staff_id is not None and start is not None and end is not None
         # overlapping wear periods of the same badge within the file
         for (s, e, other_line) in periods.get(bid, []):
             if (s, e) == (start, end):
@@ -498,7 +500,7 @@ def import_realtime_csv(
     tzinfo = make_tzinfo(tz_name, utc_offset)
     now = now or timezone.now()
     badges = {b.badge_id: b for b in DosimeterBadge.objects.filter(badge_id__in={r.get("badge_id", "") for _, r in rows})}
-    wear = {}
+    wear: dict[int, list[BadgeWearPeriod]] = {}
     for wp in BadgeWearPeriod.objects.filter(badge__in=list(badges.values())).order_by("start"):
         wear.setdefault(wp.badge_id, []).append(wp)
     parsed: dict[str, list[tuple[datetime, float, int, int]]] = {}  # badge -> [(ts, value, staff_id, line)]
@@ -532,16 +534,17 @@ def import_realtime_csv(
         staff_id = None
         if badge and ts:
             day = timezone.localtime(ts).date()
-            wp = next((w for w in wear.get(badge.pk, []) if w.start <= day and (w.end is None or day <= w.end)), None)
-            if wp is None:
+            worn = next((w for w in wear.get(badge.pk, []) if w.start <= day and (w.end is None or day <= w.end)), None)
+            if worn is None:
                 row_errors.append(f"badge {bid} is not assigned to a staff member on {day}")
             else:
-                staff_id = wp.staff_id
+                staff_id = worn.staff_id
         if badge and ts and (bid, ts) in seen:
             row_errors.append(f"duplicate sample for badge {bid} at {row['timestamp']} (also line {seen[(bid, ts)]})")
         if row_errors:
             errors.extend(f"line {line}: {e}" for e in row_errors)
             continue
+        assert ts is not None and value is not None and staff_id is not None  # no row error
         seen[(bid, ts)] = line
         parsed.setdefault(bid, []).append((ts, value, staff_id, line))
     warnings: list[str] = []

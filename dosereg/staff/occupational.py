@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import date, datetime, timedelta, timezone as dt_timezone
 
 from django.db import transaction
@@ -52,7 +53,7 @@ from .models import (
 # ---------------------------------------------------------------------------
 # effective dose algorithms (H_U = H_W under the apron at the waist; H_O = H_N over the apron at the collar)
 # ---------------------------------------------------------------------------
-ALGORITHMS = {
+ALGORITHMS: dict[str, dict[str, Any]] = {
     "martin_collar": {
         "version": "Martin, J Radiol Prot 2013: E = Hp(10)collar / 10 (v1)",
         "needs": {"over"}, "f": lambda hu, ho: ho / 10.0,
@@ -138,8 +139,8 @@ class Window:
     start: datetime  # unmargined
     end: datetime
     basis: str       # "events" | "study_datetime"
-    lo: datetime = None  # margined, half-open [lo, hi)
-    hi: datetime = None
+    lo: datetime     # margined, half-open [lo, hi)
+    hi: datetime
 
     def contains(self, t: datetime) -> bool:
         return self.lo <= t < self.hi
@@ -154,25 +155,22 @@ def procedure_windows(study_ids, *, margin_before_s: float, margin_after_s: floa
     from dosereg.registry.models import IrradiationEvent, Study
 
     study_ids = list(study_ids)
-    out: dict[int, Window] = {}
+    spans: dict[int, tuple[datetime, datetime, str]] = {}
     for sid, dt, dur in IrradiationEvent.objects.filter(study_id__in=study_ids, datetime__isnull=False).values_list(
         "study_id", "datetime", "irradiation_duration_s"
     ):
+        if dt is None:
+            continue
         end = dt + timedelta(seconds=dur or 0.0)
-        w = out.get(sid)
-        if w is None:
-            out[sid] = Window(sid, dt, end, "events")
-        else:
-            w.start = min(w.start, dt)
-            w.end = max(w.end, end)
-    missing = [s for s in study_ids if s not in out]
+        seen = spans.get(sid)
+        spans[sid] = (dt, end, "events") if seen is None else (min(seen[0], dt), max(seen[1], end), "events")
+    missing = [s for s in study_ids if s not in spans]
+    half = timedelta(seconds=fallback_half_window_s)
     for sid, sdt in Study.objects.filter(pk__in=missing, study_datetime__isnull=False).values_list("pk", "study_datetime"):
-        half = timedelta(seconds=fallback_half_window_s)
-        out[sid] = Window(sid, sdt - half, sdt + half, "study_datetime")
-    for w in out.values():
-        w.lo = w.start - timedelta(seconds=margin_before_s)
-        w.hi = w.end + timedelta(seconds=margin_after_s)
-    return out
+        if sdt is not None:
+            spans[sid] = (sdt - half, sdt + half, "study_datetime")
+    before, after = timedelta(seconds=margin_before_s), timedelta(seconds=margin_after_s)
+    return {sid: Window(sid, start, end, basis, start - before, end + after) for sid, (start, end, basis) in spans.items()}
 
 
 def window_settings(staff: StaffMember | None = None) -> dict:
@@ -265,10 +263,10 @@ def procedure_doses_recompute(*, staff_ids, study_ids=None, since: datetime | No
                 f = scatter_factor(role=role, quantity=q, device_id=study.device_id)
                 if f is None:
                     continue
-                w = windows.get(study.pk)
+                sw = windows.get(study.pk)
                 desired[(study.pk, ProcedureStaffDose.KIND_ESTIMATE, q)] = {
                     "dose_usv": study.dap_total_gy_cm2 * f.factor_usv_per_gy_cm2, "sample_count": None,
-                    "window_start": w.start if w else study.study_datetime, "window_end": w.end if w else study.study_datetime,
+                    "window_start": sw.start if sw else study.study_datetime, "window_end": sw.end if sw else study.study_datetime,
                     "method": {"label": "estimate", "kap_gy_cm2": study.dap_total_gy_cm2, "role": role,
                                "factor_usv_per_gy_cm2": f.factor_usv_per_gy_cm2, "factor_id": f.pk, "factor_version": f.version,
                                "factor_device_id": f.device_id, "citation": f.citation},

@@ -37,7 +37,7 @@ def staff_exposure(staff: StaffMember, *, as_of: date | None = None) -> dict:
     totals = period_totals(wps)
     estimates, used_estimates = estimate_totals(staff)
     rt_months = realtime_month_totals(staff)
-    rt = {"month": {}, "quarter": {}, "year": {}}
+    rt: dict[str, dict[str, float]] = {"month": {}, "quarter": {}, "year": {}}
     for m, usv in rt_months.items():
         y, mm = int(m[:4]), int(m[5:7])
         for kind, key in (("month", m), ("quarter", f"{y}-Q{(mm - 1) // 3 + 1}"), ("year", f"{y}")):
@@ -62,7 +62,7 @@ def staff_exposure(staff: StaffMember, *, as_of: date | None = None) -> dict:
         for q, acc in wp.values.items():
             lifetime.setdefault(q, Acc()).merge(acc)
 
-    docs = {}
+    docs: dict[int, list[ProcedureStaffDose]] = {}
     for psd in ProcedureStaffDose.objects.filter(staff=staff):
         docs.setdefault(psd.study_id, []).append(psd)
     procedures = []
@@ -94,7 +94,7 @@ def staff_exposure(staff: StaffMember, *, as_of: date | None = None) -> dict:
             "id": a.pk, "rule": a.rule, "period": a.period, "level": a.level, "quantity": a.quantity,
             "value_msv": round(a.value_msv, 6), "threshold_msv": a.threshold_msv, "status": a.status,
             "setting": a.setting, "created_at": a.created_at.isoformat(),
-            "study_instance_uid": a.study.study_instance_uid if a.study_id else None,
+            "study_instance_uid": a.study.study_instance_uid if a.study is not None else None,
             "investigation": (
                 {"cause": a.investigation.cause, "corrective_action": a.investigation.corrective_action,
                  "completed_at": a.investigation.completed_at.isoformat() if a.investigation.completed_at else None}

@@ -209,7 +209,7 @@ def unmatched_queue(*, study, raw_name: str, role: str, source: str, reason: str
         )
         if created:
             UnmatchedName.objects.filter(pk=um.pk).update(occurrences=um.occurrences + 1)
-            if um.status == UnmatchedName.STATUS_RESOLVED and um.resolved_staff_id:
+            if um.status == UnmatchedName.STATUS_RESOLVED and um.resolved_staff is not None:
                 # resolved meanwhile (alias removed?): link straight away
                 participation_link(study=study, staff=um.resolved_staff, role=role, source=source, raw_name=raw_name)
     um.refresh_from_db()

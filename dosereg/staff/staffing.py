@@ -18,6 +18,8 @@ from pathlib import Path
 from django.db import transaction
 from django.db.models import Q
 
+from dosereg.registry.models import Study
+
 from .dosimetry import DosimetryImportError, check_columns, make_tzinfo, parse_timestamp, read_import_csv
 from .models import Participation, StaffingImport, StaffMember, UnmatchedName
 from .services import participation_link, role_normalise, staff_match, unmatched_queue
@@ -40,8 +42,8 @@ class StaffingResult:
         return {"status": self.status, "import_id": self.import_id, "counts": self.counts}
 
 
-def _find_study(row: dict, tzinfo) -> tuple[object | None, str]:
-    from dosereg.registry.models import IrradiationEvent, Study
+def _find_study(row: dict, tzinfo) -> tuple[Study | None, str]:
+    from dosereg.registry.models import IrradiationEvent
 
     uid = row.get("study_instance_uid", "")
     if uid:
@@ -91,7 +93,7 @@ def import_staffing(path: Path | str, *, tz_name: str | None = None) -> Staffing
     if errors:
         raise StaffingImportError(errors, path.name)
     tzinfo = make_tzinfo(tz_name)
-    plan = []
+    plan: list[tuple[int, Study, StaffMember | None, str, str]] = []
     for line, row in rows:
         if "__error__" in row:
             errors.append(f"line {line}: {row['__error__']}")

@@ -7,8 +7,8 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
-from . import roles
-from .roles import has_role
+from dosereg.access import roles
+from dosereg.access.roles import has_role
 
 
 def role_required(*allowed: str):

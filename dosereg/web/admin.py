@@ -1,16 +1,15 @@
-"""Admin: which sites each radiation safety officer reads (see ``dosereg.web.scope``)."""
+"""Admin: which sites each radiation safety officer reads (see ``dosereg.access.scope``)."""
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
 
-from .models import AssignedSite, SiteAssignment
+from dosereg.access.models import AssignedSite, SiteAssignment
+from dosereg.registry.models import Device
 
 
 def known_sites() -> list[str]:
     """The institution names the devices have sent, for the admin's hints (one query)."""
-    from dosereg.registry.models import Device
-
     names = Device.objects.exclude(institution="").values_list("institution", flat=True).distinct()
     return sorted({n.strip() for n in names if n.strip()}, key=str.lower)
 

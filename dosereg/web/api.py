@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth import authenticate
+from django.db import models
 from django.db.models import Prefetch
 from django.http import Http404
 from django.shortcuts import get_object_or_404
@@ -19,15 +20,18 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
+from dosereg import formatting as fmt
+from dosereg.access import roles
+from dosereg.access.roles import has_role, user_roles
+from dosereg.access.scope import EVERY_SITE, SiteScope, scope_for
 from dosereg.audit.models import AuditEvent
 from dosereg.audit.services import audit_record
+from dosereg.registry.merge_group import patient_group_ids
 from dosereg.registry.models import DoseObject, IrradiationEvent, Participant, Patient, PlaneTotal, Study
 
-from . import fhir, integrations, roles
+from . import fhir, integrations
 from .params import InvalidParameter, QueryParams, parse_datetime, parse_int
-from .roles import has_role, user_roles
-from .scope import EVERY_SITE, SiteScope, scope_for
-from .selectors import patient_for_user, patient_group_ids
+from .selectors import patient_for_user
 
 
 # ---------------------------------------------------------------------------
@@ -58,7 +62,7 @@ class RolePermission(permissions.BasePermission):
 class PatientScoped:
     """``patient_ids`` is None for clinical roles (all), the patient's own ids for a portal user.
 
-    ``site_scope`` is the clinical user's sites (``dosereg.web.scope``: a site-scoped RSO reads only studies,
+    ``site_scope`` is the clinical user's sites (``dosereg.access.scope``: a site-scoped RSO reads only studies,
     events, patients and alerts at their sites, anything else is a 404 as for a missing id); a portal user is
     limited by ``patient_ids`` instead."""
 
@@ -73,7 +77,7 @@ class PatientScoped:
         patient = patient_for_user(self.request.user)
         if patient is None:
             return []
-        return patient_group_ids(patient)
+        return patient_group_ids(patient.pk)
 
 
 class Pagination(CursorPagination):
@@ -92,13 +96,24 @@ def _audit_page(request, object_type: str, patient_pks, detail=None):
 # ---------------------------------------------------------------------------
 # serializers
 # ---------------------------------------------------------------------------
+class MachineFloatField(serializers.FloatField):
+    """A number in the unit named by the field, without float noise (``dosereg.formatting.machine``)."""
+
+    def to_representation(self, value):
+        return fmt.machine(super().to_representation(value))
+
+
+class DoseModelSerializer(serializers.ModelSerializer):
+    serializer_field_mapping = {**serializers.ModelSerializer.serializer_field_mapping, models.FloatField: MachineFloatField}
+
+
 class PatientSerializer(serializers.ModelSerializer):
     class Meta:
         model = Patient
         fields = ["id", "patient_id", "issuer", "name", "sex", "birth_date", "pseudonymised", "merged_into"]
 
 
-class StudySerializer(serializers.ModelSerializer):
+class StudySerializer(DoseModelSerializer):
     device = serializers.StringRelatedField()
     pregnancy_status = serializers.CharField(source="effective_pregnancy_status")
 
@@ -112,7 +127,7 @@ class StudySerializer(serializers.ModelSerializer):
         ]
 
 
-class EventSerializer(serializers.ModelSerializer):
+class EventSerializer(DoseModelSerializer):
     class Meta:
         model = IrradiationEvent
         exclude = ["dose_object", "extra"]

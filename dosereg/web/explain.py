@@ -1,9 +1,9 @@
-"""Plain-language explanations of dose quantities, and display-only effective dose estimates.
+"""Plain-language explanations of dose quantities for patients.
 
-Effective dose is shown to patients only where a verified conversion exists
-(dose-standards.md §7.1: adult CT, E = k x DLP with the ICRP 103 k-factors of
-Deak et al. 2010) and always as a population-average estimate. Nothing here is
-stored; it is recomputed for display.
+The unit of each quantity here is the one patients see (Ka,r in mGy, fluoroscopy time as min:s); numbers are
+formatted by ``dosereg.formatting``. Effective dose is not estimated here: the portal shows the exposure
+app's estimate (``dosereg.exposure.effective_dose``, one factor table) where a verified conversion exists,
+always as a population-average estimate.
 """
 from __future__ import annotations
 
@@ -88,69 +88,6 @@ def device_type(modality: str) -> str:
     return DEVICE_TYPES.get((modality or "").upper(), modality or "X-ray equipment")
 
 
-# adult CT k-factors, mSv per mGy·cm, ICRP 103 column of dose-standards.md §7.1 (Deak et al. 2010)
-K_FACTORS_ICRP103 = {
-    "head": 0.0019,
-    "neck": 0.0051,
-    "chest": 0.0145,
-    "abdomen": 0.0153,
-    "pelvis": 0.0129,
-    "trunk": 0.0152,
-}
-K_FACTOR_SOURCE = "ICRP 103 adult k-factors (Deak et al., Radiology 2010), E = k × DLP"
-
-_REGION_CODES = {
-    "69536005": "head", "12738006": "head", "89546000": "head",
-    "45048000": "neck",
-    "51185008": "chest", "43799004": "chest",
-    "818981001": "abdomen", "113345001": "abdomen",
-    "816092008": "pelvis", "12921003": "pelvis",
-    "416775004": "trunk",
-}
-_REGION_WORDS = [
-    ("trunk", ("chest, abdomen and pelvis", "chest abdomen pelvis", "chest/abdomen/pelvis", "trunk", "thorax, abdomen and pelvis")),
-    ("head", ("head", "brain", "skull")),
-    ("neck", ("neck",)),
-    ("chest", ("chest", "thorax", "lung")),
-    ("abdomen", ("abdomen",)),
-    ("pelvis", ("pelvis",)),
-]
-
-
-def ct_region(target_region: str, target_region_code: str) -> str | None:
-    """One of the k-factor regions, or None when the region is unknown or spans regions ambiguously."""
-    code = (target_region_code or "").split(":")[-1]
-    if code in _REGION_CODES:
-        return _REGION_CODES[code]
-    text = (target_region or "").strip().lower()
-    if not text:
-        return None
-    for region, words in _REGION_WORDS[:1]:
-        if any(w in text for w in words):
-            return region
-    hits = {region for region, words in _REGION_WORDS[1:] if any(w in text for w in words)}
-    return hits.pop() if len(hits) == 1 else None
-
-
-def ct_effective_dose_msv(events: list[dict], *, age_years: float | None) -> float | None:
-    """E = sum(k(region) x DLP) over the CT events, or None when any event cannot be converted.
-
-    Adults only (the k-factors are adult factors); head factors assume the 16 cm head phantom.
-    """
-    if age_years is None or age_years < 18 or not events:
-        return None
-    total = 0.0
-    for ev in events:
-        dlp = ev.get("dlp_mgy_cm")
-        region = ct_region(ev.get("target_region", ""), ev.get("target_region_code", ""))
-        if dlp is None or region is None:
-            return None
-        if region == "head" and ev.get("ctdiw_phantom") == "body_32cm":
-            return None
-        total += K_FACTORS_ICRP103[region] * dlp
-    return total
-
-
 def background_days(effective_dose_msv: float) -> float:
     per_day = settings.DOSEREG_BACKGROUND_MSV_PER_YEAR / 365.0
     return effective_dose_msv / per_day
@@ -166,32 +103,3 @@ def background_phrase(effective_dose_msv: float) -> str:
     if days < 730:
         return f"about {round(days / 30.4)} months of natural background radiation"
     return f"about {days / 365:.1f} years of natural background radiation"
-
-
-def fmt_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    s = int(round(seconds))
-    return f"{s // 60}:{s % 60:02d}"
-
-
-def patient_value(key: str, value: float | None) -> str:
-    """A value in the unit shown to patients (Ka,r in mGy; fluoroscopy time as min:s)."""
-    if value is None:
-        return ""
-    if key == "fluoro_time_total_s":
-        return fmt_seconds(value)
-    if key == "dose_rp_max_plane_gy":
-        value = value * 1000
-    if key == "effective_dose_msv":
-        return f"{value:.2g}" if value < 1 else f"{value:.1f}"
-    return _sig3(value)
-
-
-def _sig3(value: float) -> str:
-    """Three significant figures, never in scientific notation (1,234 not 1.23e+03)."""
-    if value == 0:
-        return "0"
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    return f"{value:.3g}"

@@ -2,7 +2,8 @@
 
 CSV: StreamingHttpResponse over a server-side cursor (``.iterator()``).
 XLSX: openpyxl write-only workbook written to a temporary file, then streamed.
-Text cells that a spreadsheet would run as a formula are neutralised.
+Text cells that a spreadsheet would run as a formula are neutralised. Numbers stay numbers in the unit
+named by the column, rounded to 9 significant figures (``dosereg.formatting.machine``).
 """
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from datetime import datetime
 from django.db.models import F, OuterRef, Subquery
 from django.http import FileResponse, StreamingHttpResponse
 
+from dosereg import formatting as fmt
+from dosereg.access.scope import EVERY_SITE, SiteScope
+from dosereg.protocols.models import ProtocolMapping
 from dosereg.registry.models import IrradiationEvent
 
-from .models import ProtocolMapping
-from .scope import EVERY_SITE, SiteScope
 from .selectors import audit_studies
 
 CHUNK = 2000
@@ -29,6 +31,8 @@ class _Echo:
 
 
 def _safe(value):
+    if isinstance(value, float):  # numbers stay numbers (unit in the column name), float noise removed
+        return fmt.machine(value)
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     if isinstance(value, datetime):
@@ -140,16 +144,14 @@ PORTAL_HEADER = ["date", "procedure", "device_type", "kap_gy_cm2", "ka_r_mgy", "
 
 
 def portal_rows(exams) -> Iterator[tuple]:
-    from .explain import fmt_seconds
-
     for e in exams:
         s = e.study
         sar = next((q["value"] for q in e.quantities if q["q"].key == "sar_w_kg"), None)
         yield (
             s.study_datetime.date().isoformat() if s.study_datetime else "", s.study_description, e.device_type,
-            s.dap_total_gy_cm2, s.dose_rp_max_plane_gy * 1000 if s.dose_rp_max_plane_gy is not None else None,
-            fmt_seconds(s.fluoro_time_total_s), s.ctdivol_max_mgy, s.dlp_total_mgy_cm, sar,
-            round(e.effective_dose_msv, 3) if e.effective_dose_msv is not None else None, e.background,
+            s.dap_total_gy_cm2, fmt.convert(s.dose_rp_max_plane_gy, "Gy", "mGy"),
+            fmt.minsec(s.fluoro_time_total_s, missing=""), s.ctdivol_max_mgy, s.dlp_total_mgy_cm, sar,
+            e.effective_dose_msv, e.background,
         )
 
 

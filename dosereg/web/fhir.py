@@ -5,6 +5,7 @@ code LOINC 73569-6; components coded with DICOM (DCM) codes and UCUM units
 """
 from __future__ import annotations
 
+from dosereg import formatting as fmt
 from dosereg.registry.models import PlaneTotal, Study
 
 PROFILE = "http://hl7.org/fhir/uv/radiation-dose-summary/StructureDefinition/radiation-dose-summary"
@@ -28,7 +29,7 @@ def _coding(system: str, code: str, display: str) -> dict:
 def _qty(code: str, display: str, value: float, unit: str) -> dict:
     return {
         "code": {"coding": [_coding(DCM, code, display)], "text": display},
-        "valueQuantity": {"value": round(value, 6), "unit": unit, "system": UCUM, "code": unit},
+        "valueQuantity": {"value": fmt.machine(value), "unit": unit, "system": UCUM, "code": unit},
     }
 
 
@@ -62,7 +63,7 @@ def observation(study: Study, *, planes: list[PlaneTotal] | None = None, sop_uid
         comps.append(_qty("113813", "CT Dose Length Product Total", study.dlp_total_mgy_cm, "mGy.cm"))
 
     summary = ", ".join(
-        f"{c['code']['coding'][0]['display']} {c['valueQuantity']['value']:g} {c['valueQuantity']['unit']}"
+        f"{c['code']['coding'][0]['display']} {fmt.number(c['valueQuantity']['value'], grouping=False)} {c['valueQuantity']['unit']}"
         for c in comps if "valueQuantity" in c
     ) or "no dose quantities reported"
     identifiers = [{

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 
-from .models import DRLSet, DRLValue, StandardName
+from dosereg.protocols.models import DRLSet, DRLValue, StandardName
 
 
 class LoginForm(AuthenticationForm):

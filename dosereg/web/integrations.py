@@ -1,36 +1,29 @@
 """The only place the web app talks to the exposure and staff apps.
 
-Both were built concurrently with this one. Reads use their models/selectors;
-every write (alert lifecycle) goes through their services, never to their
-tables. Each function degrades to "nothing to show" when the app is absent.
+Reads go through ``dosereg.exposure.selectors`` (the read API of exposure) and the staff selectors; every
+write (alert lifecycle) goes through the exposure services, never to their tables. Numbers shown are
+formatted by ``dosereg.formatting``.
 """
 from __future__ import annotations
 
-import importlib
 from datetime import date, datetime, timedelta
 
+from django.apps import apps
 from django.utils import timezone
 
-
-def _mod(name: str):
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        return None
-
-
-def _exposure_models():
-    m = _mod("dosereg.exposure.models")
-    return m if m is not None and hasattr(m, "Alert") and hasattr(m, "PatientExposureWindow") else None
+from dosereg import formatting as fmt
+from dosereg.exposure import selectors as exposure
+from dosereg.exposure import services as exposure_services
+from dosereg.registry.merge_group import patient_group_ids
+from dosereg.staff import config as staff_config, models as staff_models, selectors as staff_selectors
 
 
 def has_exposure() -> bool:
-    return _exposure_models() is not None
+    return apps.is_installed("dosereg.exposure")
 
 
 def has_staff() -> bool:
-    m = _mod("dosereg.staff.models")
-    return m is not None and hasattr(m, "StaffMember") and _mod("dosereg.staff.selectors") is not None
+    return apps.is_installed("dosereg.staff")
 
 
 # ---------------------------------------------------------------------------
@@ -45,60 +38,48 @@ _NEXT_ACTIONS = {
     "closed": [],
 }
 _SEVERITY_ORDER = {"high": 0, "normal": 1, "low": 2}
-INBOX_STATUSES = ("open", "acknowledged")
+INBOX_STATUSES = exposure.INBOX_STATUSES
 
 
 class AlertNotFound(Exception):
     pass
 
 
-def _fmt(v) -> str:
-    return "" if v is None else f"{v:.3g}"
+def alert_detail_text(a) -> str:
+    """"Ka,r 5.2 Gy (level 5 Gy) over 84 days": the value and its level in the alert's own unit."""
+    if a.value is None:
+        return ""
+    unit = a.unit or ""
+    detail = f"{fmt.number(a.value)} {unit}".strip()
+    if a.threshold is not None:
+        detail += f" (level {fmt.number(a.threshold)} {unit})".rstrip()
+    if a.window_days:
+        detail += f" over {a.window_days} days"
+    return detail
 
 
 def alert_dict(a) -> dict:
-    detail = ""
-    if a.value is not None:
-        detail = f"{_fmt(a.value)} {a.unit}".strip()
-        if a.threshold is not None:
-            detail += f" (level {_fmt(a.threshold)} {a.unit})".rstrip()
-        if a.window_days:
-            detail += f" over {a.window_days} days"
     return {
         "id": a.pk, "severity": a.severity, "status": a.status, "rule_key": a.rule_key, "level": a.level,
-        "quantity": a.quantity, "value": a.value, "unit": a.unit, "threshold": a.threshold,
+        "quantity": a.quantity, "value": fmt.machine(a.value), "unit": a.unit, "threshold": fmt.machine(a.threshold),
         "patient_pk": a.patient_id, "patient_label": getattr(a.patient, "patient_id", "") if a.patient_id else "",
-        "study_pk": a.study_id, "title": a.title, "detail": detail, "message": a.message,
+        "study_pk": a.study_id, "title": a.title, "detail": alert_detail_text(a), "message": a.message,
         "created_at": a.raised_at, "due_at": a.follow_up_due,
         "acknowledged_at": a.acknowledged_at, "closed_at": a.closed_at,
         "actions": _NEXT_ACTIONS.get(a.status, []),
     }
 
 
-def _alerts(m, scope):
-    """The Alert queryset a user may read (``scope``: a ``dosereg.web.scope.SiteScope``; None = every site)."""
-    qs = m.Alert.objects.all()
-    return qs if scope is None else qs.filter(scope.alert_q())
-
-
 def open_alerts(*, limit: int = 50, scope=None) -> list[dict]:
-    m = _exposure_models()
-    if m is None:
-        return []
-    rows = list(_alerts(m, scope).filter(status__in=INBOX_STATUSES).select_related("patient").order_by("-raised_at", "-pk")[:limit])
+    rows = exposure.inbox_alerts(limit=limit, scope=scope)
     rows.sort(key=lambda a: (a.status != "open", _SEVERITY_ORDER.get(a.severity, 3)))
     return [alert_dict(a) for a in rows]
 
 
 def follow_ups_due(*, now: datetime, days_ahead: int = 7, limit: int = 50, scope=None) -> list[dict]:
-    m = _exposure_models()
-    if m is None:
-        return []
     today = timezone.localdate(now)
-    rows = _alerts(m, scope).filter(status="follow_up", follow_up_due__lte=today + timedelta(days=days_ahead)) \
-        .select_related("patient").order_by("follow_up_due", "pk")[:limit]
     out = []
-    for a in rows:
+    for a in exposure.follow_up_alerts(due_by=today + timedelta(days=days_ahead), limit=limit, scope=scope):
         d = alert_dict(a)
         d["overdue"] = bool(a.follow_up_due and a.follow_up_due < today)
         out.append(d)
@@ -106,67 +87,41 @@ def follow_ups_due(*, now: datetime, days_ahead: int = 7, limit: int = 50, scope
 
 
 def patient_alerts(*, patient, scope=None) -> list[dict]:
-    m = _exposure_models()
-    if m is None:
-        return []
-    from .selectors import patient_group_ids
-
-    return [alert_dict(a) for a in _alerts(m, scope).filter(patient_id__in=patient_group_ids(patient))
-            .select_related("patient").order_by("-raised_at")[:100]]
+    return [alert_dict(a) for a in exposure.group_alerts(patient_ids=patient_group_ids(patient.pk), scope=scope)]
 
 
 def study_alerts(*, study) -> list[dict]:
-    m = _exposure_models()
-    if m is None:
-        return []
-    from django.db.models import Q
-
-    # by FK, and by UID for alerts whose study row was replaced (same rule as exposure.selectors.study_alerts)
-    return [alert_dict(a) for a in m.Alert.objects.filter(Q(study=study) | Q(study_uid=study.study_instance_uid))
-            .select_related("patient").order_by("-raised_at")[:100]]
+    return [alert_dict(a) for a in exposure.study_alert_rows(study=study)]
 
 
 def alerts_api_list(*, status: str = "open", patient: str | None = None, limit: int = 100, before_id: int | None = None,
                     scope=None) -> list[dict]:
     """Newest first (by id, i.e. in the order they were raised); ``before_id`` continues after a page (keyset)."""
-    m = _exposure_models()
-    if m is None:
-        return []
-    qs = _alerts(m, scope).select_related("patient").order_by("-pk")
-    if status and status != "all":
-        qs = qs.filter(status__in=status.split(","))
-    if patient and str(patient).isdigit():
-        qs = qs.filter(patient_id=int(patient))
-    if before_id:
-        qs = qs.filter(pk__lt=before_id)
-    return [alert_dict(a) for a in qs[:limit]]
+    patient_id = int(patient) if patient and str(patient).isdigit() else None
+    return [alert_dict(a) for a in exposure.alerts_page(status=status, patient_id=patient_id, limit=limit,
+                                                         before_id=before_id, scope=scope)]
 
 
 def alert_transition(*, alert_id: int, action: str, user, note: str = "", due: str = "", scope=None) -> dict:
     """Acknowledge / schedule a follow-up / close, through the exposure services.
 
     An alert outside ``scope`` (another site's, for a site-scoped RSO) is not found, as a missing one."""
-    m = _exposure_models()
-    services = _mod("dosereg.exposure.services")
-    if m is None or services is None:
-        raise AlertNotFound(alert_id)
-    if not _alerts(m, scope).filter(pk=alert_id).exists():
+    if not exposure.alert_visible(alert_id=alert_id, scope=scope):
         raise AlertNotFound(alert_id)
     if action == "acknowledge":
-        alert = services.alert_acknowledge(alert_id=alert_id, user=user, note=note)
+        alert = exposure_services.alert_acknowledge(alert_id=alert_id, user=user, note=note)
     elif action == "follow_up":
         due_date = date.fromisoformat(due) if due else None
-        alert = services.alert_schedule_follow_up(alert_id=alert_id, user=user, due=due_date, note=note)
+        alert = exposure_services.alert_schedule_follow_up(alert_id=alert_id, user=user, due=due_date, note=note)
     elif action == "close":
-        alert = services.alert_close(alert_id=alert_id, user=user, note=note)
+        alert = exposure_services.alert_close(alert_id=alert_id, user=user, note=note)
     else:
         raise ValueError(f"unknown action {action}")
-    alert = m.Alert.objects.select_related("patient").get(pk=alert.pk)
-    return alert_dict(alert)
+    return alert_dict(exposure.alert_with_patient(alert.pk))
 
 
 # ---------------------------------------------------------------------------
-# cumulative windows
+# cumulative windows (computed by dosereg.exposure only: Ka,r is never added across planes or reference points)
 # ---------------------------------------------------------------------------
 def _window_label(days: int) -> str:
     if days % 7 == 0 and days <= 182:
@@ -178,26 +133,7 @@ def _window_label(days: int) -> str:
 
 def top_cumulative(*, limit: int = 10, window_days: int = 84, scope=None) -> list[dict]:
     """Highest cumulative windows; with ``scope``, of the patients at its sites (their totals over every site)."""
-    m = _exposure_models()
-    if m is None:
-        return []
-    qs = m.PatientExposureWindow.objects.filter(anchor_study__isnull=True, patient__merged_into__isnull=True)
-    if scope is not None:
-        qs = qs.filter(scope.patient_q("patient_id"))
-    from django.db.models import F
-
-    def top(days: int) -> list:  # walks the index window_now_top_kap in order, stops after ``limit`` rows
-        return list(qs.filter(window_days=days, procedure_count__gt=0).select_related("patient").order_by(
-            F("kap_gy_cm2").desc(nulls_last=True), F("dlp_mgy_cm").desc(nulls_last=True))[:limit])
-
-    wd = window_days
-    rows = top(wd)
-    if not rows:  # no window of that length (other configuration): the shortest one kept
-        days = list(qs.values_list("window_days", flat=True).distinct().order_by("window_days")[:1])
-        if not days or days[0] == window_days:
-            return []
-        wd = days[0]
-        rows = top(wd)
+    wd, rows = exposure.top_now_windows(limit=limit, window_days=window_days, scope=scope)
     return [{
         "patient_id": w.patient_id, "patient__patient_id": w.patient.patient_id, "patient__name": w.patient.name,
         "n": w.procedure_count, "kap": w.kap_gy_cm2, "kar": w.kar_max_gy, "dlp": w.dlp_mgy_cm, "ft": w.fluoro_time_s,
@@ -206,28 +142,18 @@ def top_cumulative(*, limit: int = 10, window_days: int = 84, scope=None) -> lis
 
 
 def patient_windows(*, patient) -> list[dict]:
-    m = _exposure_models()
-    if m is None:
-        return []
-    rows = m.PatientExposureWindow.objects.filter(patient=patient, anchor_study__isnull=True).order_by("window_days")
+    """The patient's cumulative windows ending now, as computed by the exposure app ([] before the first
+    recompute, or for a record merged into another)."""
     return [{
         "label": _window_label(w.window_days), "studies": w.procedure_count, "dap_total_gy_cm2": w.kap_gy_cm2,
         "dose_rp_gy": w.kar_max_gy, "fluoro_time_s": w.fluoro_time_s, "dlp_mgy_cm": w.dlp_mgy_cm,
         "effective_dose_msv": w.effective_dose_msv, "computed_at": w.computed_at,
-    } for w in rows]
+    } for w in exposure.now_windows(patient_id=patient.pk)]
 
 
 def study_effective_doses(*, study_ids: list[int]) -> dict[int, float]:
     """The exposure app's population-average effective dose per study, where complete (not partial)."""
-    m = _exposure_models()
-    if m is None or not study_ids or not hasattr(m, "StudyExposure"):
-        return {}
-    out = {}
-    for sid, e, detail in m.StudyExposure.objects.filter(study_id__in=study_ids, effective_dose_msv__isnull=False) \
-            .values_list("study_id", "effective_dose_msv", "effective_dose_detail"):
-        if not (detail or {}).get("partial"):
-            out[sid] = e
-    return out
+    return exposure.study_effective_doses(study_ids=study_ids)
 
 
 # ---------------------------------------------------------------------------
@@ -239,13 +165,11 @@ _STAFF_QUANTITIES = [("effective", "Effective dose"), ("lens", "Eye lens Hp(3)")
 def staff_own_dose(*, user) -> dict:
     if not has_staff():
         return {"available": False, "member": None}
-    from dosereg.staff import config, models as sm, selectors as ss
-
-    member = sm.StaffMember.objects.filter(user=user).select_related("site").first()
+    member = staff_models.StaffMember.objects.filter(user=user).select_related("site").first()
     if member is None:
         return {"available": True, "member": None}
-    data = ss.staff_exposure(member)
-    site = config.site_for(member)
+    data = staff_selectors.staff_exposure(member)
+    site = staff_config.site_for(member)
     regime = data.get("limit_regime", "")
     today = timezone.localdate()
     quarter = f"{today.year}-Q{(today.month - 1) // 3 + 1}"
@@ -253,9 +177,9 @@ def staff_own_dose(*, user) -> dict:
     qtd = (data["periods"]["quarter"].get(quarter) or {}).get("dose_of_record", {})
     totals = []
     for q, label in _STAFF_QUANTITIES:
-        limit = config.setting_value(f"limit.{q}.annual", regime=regime, site=site, default=None)
-        inv_i = config.setting_value(f"investigation.{q}.I", regime=regime, site=site, default=None)
-        inv_ii = config.setting_value(f"investigation.{q}.II", regime=regime, site=site, default=None)
+        limit = staff_config.setting_value(f"limit.{q}.annual", regime=regime, site=site, default=None)
+        inv_i = staff_config.setting_value(f"investigation.{q}.I", regime=regime, site=site, default=None)
+        inv_ii = staff_config.setting_value(f"investigation.{q}.II", regime=regime, site=site, default=None)
         y = ytd.get(q, {})
         value = y.get("msv")
         frac = (value / limit) if (value is not None and limit) else None
@@ -275,7 +199,8 @@ def staff_own_dose(*, user) -> dict:
         for q, label in _STAFF_QUANTITIES[:2]
     ]} if months else None
     alerts = [{"created_at": datetime.fromisoformat(a["created_at"]), "status": a["status"],
-               "title": f"{a['rule']} level {a['level']} ({a['period']}): {a['value_msv']:.3g} mSv, threshold {a['threshold_msv']:.3g} mSv"}
+               "title": f"{a['rule']} level {a['level']} ({a['period']}): {fmt.number(a['value_msv'])} mSv, "
+                        f"threshold {fmt.number(a['threshold_msv'])} mSv"}
               for a in data["alerts"]]
     return {"available": True, "member": member, "regime": regime.upper(), "totals": totals, "series": series, "alerts": alerts}
 
@@ -285,9 +210,7 @@ def staff_overview() -> dict:
         return {"available": False, "members": []}
     from django.db.models import Count, Q
 
-    from dosereg.staff import models as sm
-
-    members = sm.StaffMember.objects.filter(active=True).annotate(
+    members = staff_models.StaffMember.objects.filter(active=True).annotate(
         open_alerts=Count("alerts", filter=Q(alerts__status__in=("open", "acknowledged", "follow_up")))
     ).order_by("name")[:500]
     return {"available": True, "members": [

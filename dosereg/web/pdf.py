@@ -16,6 +16,8 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+from dosereg import formatting as fmt
+
 logger = logging.getLogger(__name__)
 logging.getLogger("fontTools").setLevel(logging.WARNING)  # fpdf2 subsets the font with fontTools, which logs each step
 
@@ -140,8 +142,6 @@ def _pn(value: str) -> str:
 
 def exam_cells(exam) -> tuple[str, str, str, str, str]:
     """One table row, as on the printable page: values always with their units."""
-    from .templatetags.dose import num
-
     s = exam.study
     if exam.quantities:
         doses = "; ".join(f"{item['q'].short} {item['display']} {item['q'].unit}" for item in exam.quantities)
@@ -149,7 +149,7 @@ def exam_cells(exam) -> tuple[str, str, str, str, str]:
         doses = "none reported" if s.has_ionising_dose else "no ionising radiation"
     effective = "—"
     if exam.effective_dose_msv is not None:
-        effective = f"{num(exam.effective_dose_msv, 2)} mSv ({exam.background})"
+        effective = f"{fmt.with_unit('effective_dose_msv', exam.effective_dose_msv)} ({exam.background})"
     when = timezone.localtime(s.study_datetime).strftime("%Y-%m-%d") if s.study_datetime else "—"
     return when, s.study_description or "—", exam.device_type, doses, effective
 

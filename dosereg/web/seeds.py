@@ -69,14 +69,16 @@ ESR_FLUORO = {
 }
 
 
-def seed_all(apps) -> None:
+def seed_all(apps, drl_app: str = "protocols") -> None:
+    """``drl_app``: the app label of StandardName/DRLSet/DRLValue in ``apps`` ("web" in the historical
+    state of the web app's seed migration, before the models moved to protocols)."""
     Group = apps.get_model("auth", "Group")
     for name in ROLE_GROUPS:
         Group.objects.get_or_create(name=name)
 
-    StandardName = apps.get_model("web", "StandardName")
-    DRLSet = apps.get_model("web", "DRLSet")
-    DRLValue = apps.get_model("web", "DRLValue")
+    StandardName = apps.get_model(drl_app, "StandardName")
+    DRLSet = apps.get_model(drl_app, "DRLSet")
+    DRLValue = apps.get_model(drl_app, "DRLValue")
 
     def std(name: str, modality: str):
         return StandardName.objects.get_or_create(name=name, modality=modality)[0]

@@ -15,6 +15,11 @@ from django.db.models import Aggregate, Avg, Count, F, FloatField, Max, Min, Out
 from django.db.models.functions import TruncDate, TruncWeek
 from django.utils import timezone
 
+from dosereg import formatting as fmt
+from dosereg.registry.merge_group import patient_group_ids
+from dosereg.access.scope import EVERY_SITE, SiteScope, scope_for
+from dosereg.protocols.models import DRLSet, DRLValue, ProtocolMapping, StandardName
+from dosereg.protocols.selectors import audit_groups
 from dosereg.registry.models import (
     Device,
     DeviceSoftwareVersion,
@@ -29,8 +34,7 @@ from dosereg.registry.models import (
 )
 
 from . import explain
-from .models import DRLSet, DRLValue, PatientAccount, ProtocolMapping, StandardName
-from .scope import EVERY_SITE, SiteScope, scope_for
+from .models import PatientAccount
 
 AUDIT_QUANTITIES = [
     ("dap_total_gy_cm2", "KAP", "Gy·cm²"),
@@ -57,11 +61,6 @@ def patient_for_user(user) -> Patient | None:
     return acc.patient if acc else None
 
 
-def patient_group_ids(patient: Patient) -> list[int]:
-    """The patient plus the records merged into it (their studies belong to this history)."""
-    return [patient.pk, *Patient.objects.filter(merged_into=patient).values_list("pk", flat=True)]
-
-
 def patient_search(*, q: str = "", limit: int = 50, scope: SiteScope = EVERY_SITE) -> list[dict]:
     """Patients by ID or name (or the most recently examined); ``scope``: only patients with a study at its
     sites, with the count and last date of their exams there."""
@@ -85,27 +84,6 @@ def patient_search(*, q: str = "", limit: int = 50, scope: SiteScope = EVERY_SIT
     return list(qs.values("pk", "patient_id", "issuer", "name", "sex", "birth_date", "n_studies", "last_study")[:limit])
 
 
-def _windows_from_registry(patient_ids: list[int], now: datetime) -> list[dict]:
-    """Cumulative totals per window, from study totals (used when the exposure app has no windows)."""
-    spans = [("12 weeks", timedelta(weeks=12)), ("12 months", timedelta(days=365)), ("All time", None)]
-    aggs = {}
-    for i, (_, span) in enumerate(spans):
-        flt = Q(study_datetime__gte=now - span) if span else Q()
-        aggs[f"n{i}"] = Count("id", filter=flt & Q(has_ionising_dose=True))
-        aggs[f"kap{i}"] = Sum("dap_total_gy_cm2", filter=flt)
-        aggs[f"kar{i}"] = Sum("dose_rp_max_plane_gy", filter=flt)
-        aggs[f"ft{i}"] = Sum("fluoro_time_total_s", filter=flt)
-        aggs[f"dlp{i}"] = Sum("dlp_total_mgy_cm", filter=flt)
-    row = Study.objects.filter(patient_id__in=patient_ids).aggregate(**aggs)
-    return [
-        {
-            "label": label, "studies": row[f"n{i}"], "dap_total_gy_cm2": row[f"kap{i}"],
-            "dose_rp_gy": row[f"kar{i}"], "fluoro_time_s": row[f"ft{i}"], "dlp_mgy_cm": row[f"dlp{i}"],
-        }
-        for i, (label, _) in enumerate(spans)
-    ]
-
-
 STUDY_LIST_FIELDS = (
     "pk", "study_instance_uid", "study_datetime", "accession_number", "study_description", "procedure_modality",
     "pregnancy_status", "pregnancy_status_override", "dap_total_gy_cm2", "dose_rp_max_plane_gy",
@@ -125,7 +103,7 @@ def patient_studies(*, patient_ids: list[int], limit: int = 1000, scope: SiteSco
 
 
 def patient_history(*, patient: Patient, now: datetime | None = None, scope: SiteScope = EVERY_SITE) -> dict:
-    """A patient's exams, cumulative windows and alerts.
+    """A patient's exams (of the whole merge group), cumulative windows and alerts. ``now`` is unused (kept for callers).
 
     ``scope`` (a site-scoped RSO): the exams, chart and alerts of its sites only; the cumulative windows stay
     the patient's totals over every site (what alert levels are measured against) and ``other_site_studies``
@@ -133,11 +111,12 @@ def patient_history(*, patient: Patient, now: datetime | None = None, scope: Sit
     """
     from . import integrations
 
-    now = now or timezone.now()
-    ids = patient_group_ids(patient)
+    ids = patient_group_ids(patient.pk)
     studies = patient_studies(patient_ids=ids, scope=scope)
     other_site_studies = 0 if scope.unrestricted else Study.objects.filter(patient_id__in=ids).exclude(scope.study_q()).count()
-    windows = integrations.patient_windows(patient=patient) or _windows_from_registry(ids, now)
+    # computed by the exposure app only (Ka,r per reference point and plane, never summed across them); none yet
+    # (before the first recompute) is shown as such, never replaced by sums made here
+    windows = integrations.patient_windows(patient=patient)
     chart = [
         {
             "t": s.study_datetime.isoformat() if s.study_datetime else None,
@@ -150,7 +129,7 @@ def patient_history(*, patient: Patient, now: datetime | None = None, scope: Sit
     accounts = list(PatientAccount.objects.filter(patient=patient).order_by("-invited_at").values(
         "pk", "invited_at", "expires_at", "verified_at", "revoked", "user__username")[:5])
     return {
-        "patient": patient, "studies": studies, "windows": windows, "windows_source": "exposure" if integrations.has_exposure() else "registry",
+        "patient": patient, "studies": studies, "windows": windows, "windows_computed_at": max((w["computed_at"] for w in windows), default=None),
         "chart": chart, "alerts": integrations.patient_alerts(patient=patient, scope=scope), "accounts": accounts,
         "scope": scope, "other_site_studies": other_site_studies,
     }
@@ -196,27 +175,15 @@ class PortalExam:
     background: str = ""
 
 
-def _age_at(patient: Patient, study: Study) -> float | None:
-    if study.patient_age_years is not None:
-        return study.patient_age_years
-    if patient.birth_date and study.study_datetime and not patient.pseudonymised:
-        return (study.study_datetime.date() - patient.birth_date).days / 365.25
-    return None
-
-
 def portal_exams(*, patient: Patient) -> list[PortalExam]:
-    """The patient's own exams with patient-facing quantities (3 queries)."""
-    ids = patient_group_ids(patient)
-    studies = patient_studies(patient_ids=ids)
-    ct_ids = [s.pk for s in studies if s.procedure_modality == "CT" and s.has_ionising_dose]
-    ct_events: dict[int, list[dict]] = {}
-    if ct_ids:
-        for ev in IrradiationEvent.objects.filter(study_id__in=ct_ids).values(
-            "study_id", "dlp_mgy_cm", "target_region", "target_region_code", "ctdiw_phantom"
-        ):
-            ct_events.setdefault(ev["study_id"], []).append(ev)
+    """The patient's own exams (the whole merge group) with patient-facing quantities (3 queries).
+
+    Effective dose is the exposure app's estimate (``dosereg.exposure.effective_dose``, one factor table), shown
+    only where it is complete."""
     from . import integrations
 
+    ids = patient_group_ids(patient.pk)
+    studies = patient_studies(patient_ids=ids)
     from_exposure = integrations.study_effective_doses(study_ids=[s.pk for s in studies if s.has_ionising_dose])
     out = []
     for s in reversed(studies):  # newest first for the patient
@@ -226,17 +193,15 @@ def portal_exams(*, patient: Patient) -> list[PortalExam]:
                 value = getattr(s, key)
                 if value is not None:
                     q = explain.QUANTITIES[key]
-                    exam.quantities.append({"q": q, "value": value, "display": explain.patient_value(key, value)})
+                    exam.quantities.append({"q": q, "value": value, "display": fmt.value(key, value, q.unit)})
             e = from_exposure.get(s.pk)
-            if e is None and s.pk in ct_events:
-                e = explain.ct_effective_dose_msv(ct_events[s.pk], age_years=_age_at(patient, s))
             if e is not None:
                 exam.effective_dose_msv = e
                 exam.background = explain.background_phrase(e)
         for mr in s.mr_exams.all():
             if mr.sar_w_kg is not None:
                 exam.quantities.append({"q": explain.QUANTITIES["sar_w_kg"], "value": mr.sar_w_kg,
-                                        "display": f"{mr.sar_w_kg:.3g}"})
+                                        "display": fmt.value("sar_w_kg", mr.sar_w_kg)})
         out.append(exam)
     return out
 
@@ -330,20 +295,6 @@ def quarantine(*, limit: int = 50, scope: SiteScope = EVERY_SITE) -> dict:
     }
 
 
-def top_cumulative_patients(*, now: datetime, weeks: int = 12, limit: int = 10, scope: SiteScope = EVERY_SITE) -> list[dict]:
-    """Highest cumulative KAP / DLP in the window, from study totals (1 query). ``scope``: of the patients at its
-    sites (their totals over every site, as in the patient history)."""
-    since = now - timedelta(weeks=weeks)
-    rows = (
-        Study.objects.filter(study_datetime__gte=since, patient__isnull=False).filter(scope.patient_q("patient_id"))
-        .values("patient_id", "patient__patient_id", "patient__name")
-        .annotate(n=Count("id"), kap=Sum("dap_total_gy_cm2"), kar=Sum("dose_rp_max_plane_gy"),
-                  dlp=Sum("dlp_total_mgy_cm"), ft=Sum("fluoro_time_total_s"))
-        .order_by(F("kap").desc(nulls_last=True), F("dlp").desc(nulls_last=True))[:limit]
-    )
-    return list(rows)
-
-
 def pregnancy_studies(*, now: datetime, days: int = 90, limit: int = 25, scope: SiteScope = EVERY_SITE) -> list[Study]:
     since = now - timedelta(days=days)
     flt = PREGNANT_Q  # the condition of the partial index study_pregnant_recent
@@ -367,7 +318,7 @@ def dashboard(*, now: datetime | None = None, user=None, scope: SiteScope | None
         "scope": scope,
         "alerts": integrations.open_alerts(limit=50, scope=scope),
         "follow_ups": integrations.follow_ups_due(now=now, scope=scope),
-        "top_patients": integrations.top_cumulative(limit=10, scope=scope) or top_cumulative_patients(now=now, scope=scope),
+        "top_patients": integrations.top_cumulative(limit=10, scope=scope),
         "pregnancy": pregnancy_studies(now=now, scope=scope),
         "trends": {"weeks": trends["weeks"], "devices": [
             {"id": dev_id, "name": names.get(dev_id, f"device {dev_id}"), "points": pts}
@@ -431,8 +382,6 @@ def protocol_audit(*, since: datetime, until: datetime, modality: str = "", devi
     ``percentile_cont`` values (``histogram.MAX_RELATIVE_ERROR``). Studies not summarised yet (new, changed,
     or in a month cut by the period's ends) are read exactly in the same query, so nothing shown is stale.
     """
-    from dosereg.protocols.selectors import audit_groups
-
     groups: dict[tuple, dict] = {}
     for (dev_id, std_id, mod), g in audit_groups(since=since, until=until, modality=modality, device_id=device_id).items():
         r = {"device_id": dev_id, "std": std_id, "procedure_modality": mod, "n": g.n}

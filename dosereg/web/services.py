@@ -14,10 +14,12 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from dosereg.access import roles
+from dosereg.access.models import AssignedSite, SiteAssignment
+from dosereg.protocols.models import DRLSet, DRLValue, ProtocolMapping, StandardName
 from dosereg.registry.models import DoseObject, Patient
 
-from . import roles
-from .models import AssignedSite, DRLSet, DRLValue, PatientAccount, ProtocolMapping, SiteAssignment, StandardName
+from .models import PatientAccount
 
 User = get_user_model()
 

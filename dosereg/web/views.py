@@ -19,16 +19,19 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from dosereg.access import roles
+from dosereg.access.scope import scope_for
 from dosereg.audit.models import AuditEvent
 from dosereg.audit.selectors import audit_event_search, login_failures
 from dosereg.audit.services import audit_record, client_ip
+from dosereg.protocols.models import DRLSet, DRLValue, StandardName
+from dosereg.registry.merge_group import patient_group_ids
 from dosereg.registry.models import Device, Patient
 
-from . import exports, integrations, params, pdf, roles, selectors, services
+from . import exports, integrations, params, pdf, selectors, services
 from .access import portal_patient, role_required
 from .forms import AuditRangeForm, DRLSetForm, DRLValueForm, InvitationAcceptForm, LoginForm, MappingForm
-from .models import DRLSet, DRLValue, PatientAccount, StandardName
-from .scope import scope_for
+from .models import PatientAccount
 
 V = AuditEvent.ACTION_VIEW
 X = AuditEvent.ACTION_EXPORT
@@ -168,7 +171,7 @@ def patient_history(request, pk: int):
 @role_required(*roles.CLINICAL)
 def patient_history_export(request, pk: int):
     patient = _clinical_patient(request, pk)
-    studies = selectors.patient_studies(patient_ids=selectors.patient_group_ids(patient), scope=scope_for(request.user))
+    studies = selectors.patient_studies(patient_ids=patient_group_ids(patient.pk), scope=scope_for(request.user))
     audit_record(request=request, action=X, object_type="patient", object_id=patient.pk, patient_pks=[patient.pk],
                  detail={"format": "csv", "rows": len(studies)})
     return exports.csv_response(f"patient-{patient.pk}-exposure-history.csv", exports.HISTORY_HEADER,

@@ -267,7 +267,7 @@ def test_ruleset_versions_keep_alert_history(tmp_path, import_file):
 
 def test_alert_emails_follow_rso_site_assignments(tmp_path, import_file, rso_users, smtp_server):
     """Without a route, an alert goes to the RSOs whose sites include the study's site (as on their dashboard)."""
-    from dosereg.web.models import AssignedSite, SiteAssignment
+    from dosereg.access.models import AssignedSite, SiteAssignment
 
     rso1, rso2 = rso_users
     SiteAssignment.objects.create(user=rso1, all_sites=False).sites.create(institution="  riverside clinic ")

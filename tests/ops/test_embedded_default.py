@@ -1,5 +1,6 @@
 """The README's first command on the embedded default: no DATABASE_URL, no REDIS_URL (SQLite, tasks in-process).
-Every migration must apply there, and the demo must send its data through the real listener into the registry."""
+Every migration must apply there, and the demo must send its data through the real listener into the registry,
+print a short summary and the logins (no raw e-mails, no broker warning) and write its alert e-mails into files."""
 from __future__ import annotations
 
 import json
@@ -12,8 +13,11 @@ from tests.e2e.conftest import free_port
 
 
 def test_demo_runs_on_the_embedded_default(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_TASK_ALWAYS_EAGER")}
-    env.update(DOSEREG_VAR_DIR=str(tmp_path / "var"), DICOM_PORT=str(free_port()), LOG_LEVEL="WARNING")
+    # the embedded default (SQLite, no broker, no mail server), at the default log level
+    unset = ("DATABASE_URL", "REDIS_URL", "CELERY_TASK_ALWAYS_EAGER", "EMAIL_HOST", "EMAIL_BACKEND", "EMAIL_FILE_PATH",
+             "DEMO_DICOM_BIND_ADDRESS", "LOG_LEVEL")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env.update(DOSEREG_VAR_DIR=str(tmp_path / "var"), DICOM_PORT=str(free_port()))
     r = subprocess.run([sys.executable, "manage.py", "demo", "--no-web", "--patients", "4"], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -23,8 +27,24 @@ def test_demo_runs_on_the_embedded_default(tmp_path):
     n = int(sent.split()[2].split("/")[0])
     assert n > 0 and sent.split()[2] == f"{n}/{n}", sent
     assert "log in as rso" in r.stdout and "log in as patient" in r.stdout
-    # the demo's alert e-mails went to its RSOs (console backend without EMAIL_HOST)
-    assert "demo-rso@dosereg.example" in r.stdout + r.stderr
+    # the listener binds this machine only unless told otherwise (DEMO_DICOM_BIND_ADDRESS / --dicom-address)
+    assert f"DICOM listener DOSEREG on 127.0.0.1:{env['DICOM_PORT']}" in r.stdout, r.stdout
+    # a short summary, then the logins: nothing raw (no MIME e-mails, task logs or kombu's "No hostname" warning)
+    lines = r.stdout.splitlines()
+    assert len(lines) < 20, r.stdout
+    assert f"demo: ingested {n}/{n} objects" in lines, r.stdout
+    alerts = next(line for line in lines if line.startswith("demo: ") and " alerts raised for " in line)
+    assert int(alerts.split()[1]) > 0, alerts
+    mail_dir = tmp_path / "var" / "mail"
+    emails = next(line for line in lines if " alert e-mails written to " in line)
+    assert emails.endswith(f"written to {mail_dir}{os.sep}"), emails
+    assert lines.index(emails) < next(i for i, line in enumerate(lines) if "log in as" in line)
+    assert "Content-Type" not in r.stdout + r.stderr and "Subject:" not in r.stdout + r.stderr
+    assert r.stderr.strip() == "", r.stderr[-3000:]
+    # the demo's alert e-mails went to its RSOs, into files (no EMAIL_HOST): as many messages as the summary says
+    written = "".join(p.read_text() for p in mail_dir.glob("*.log"))
+    assert "To: demo-rso@dosereg.example" in written
+    assert written.count("\nTo: ") == int(emails.split()[1]) > 0
     stats = subprocess.run([sys.executable, "manage.py", "registry_stats", "--json"], cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=120)
     assert stats.returncode == 0, stats.stderr[-2000:]

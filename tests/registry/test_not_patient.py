@@ -25,6 +25,9 @@ pytestmark = pytest.mark.django_db
     ("12345", "Qadir^Ali", ""),        # a word, not a prefix
     ("A1", "Testa^Mario", ""),
     ("QAZ123", "Smith^John", ""),
+    ("PHANTOM01", "Test", "PHANTOM"),     # digits may touch the word
+    ("CT-QC2", "Weekly", "QC"),
+    ("12345", "Aqua^Maria", ""),
     ("", None, ""),
 ])
 def test_not_patient_pattern(patient_id, name, reason):

@@ -20,7 +20,8 @@ PASSWORD = "web-test-pass-1"
 
 def _state(d):
     from dosereg.exposure.models import Alert
-    from dosereg.web.models import DRLSet, PatientAccount, StandardName
+    from dosereg.protocols.models import DRLSet, StandardName
+    from dosereg.web.models import PatientAccount
 
     return {
         "alerts": sorted(Alert.objects.values_list("pk", "status")),

@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
 
-from dosereg.web import roles
+from dosereg.access import roles
 from tests.web import test_permissions as P
 
 

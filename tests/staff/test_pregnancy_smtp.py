@@ -92,7 +92,7 @@ def test_pregnant_worker_monthly_level_alert_arrives_over_smtp(people, smtp, eag
     preg = [r for r in received if "declared pregnant worker" in r[1] and "2025-06" in r[1]]
     assert {tuple(r[0]) for r in preg} == {("rita@hospital.test",), ("rso@hospital.test",)}
     body = preg[0][2]
-    assert "Rita Okafor" in body and "0.600 mSv" in body and "threshold: 0.5 mSv" in body and "Regulatory Guide 8.13" in body
+    assert "Rita Okafor" in body and "0.6 mSv" in body and "threshold: 0.5 mSv" in body and "Regulatory Guide 8.13" in body
 
     # re-importing or re-evaluating never sends again
     n = len(smtp.messages)

@@ -221,9 +221,8 @@ T0 = datetime(2025, 6, 10, 9, 0, tzinfo=UTC)
 def test_every_sample_goes_to_at_most_one_window_and_only_one_containing_it(spans, offsets, margin):
     windows = []
     for i, (start, length) in enumerate(spans):
-        w = Window(i, T0 + timedelta(seconds=start), T0 + timedelta(seconds=start + length), "events")
-        w.lo, w.hi = w.start - timedelta(seconds=margin), w.end + timedelta(seconds=margin)
-        windows.append(w)
+        begin, end = T0 + timedelta(seconds=start), T0 + timedelta(seconds=start + length)
+        windows.append(Window(i, begin, end, "events", begin - timedelta(seconds=margin), end + timedelta(seconds=margin)))
     samples = [(T0 + timedelta(seconds=o), 1.0) for o in offsets]
     per, unattributed = assign_samples(samples, windows)
     assert sum(len(v) for v in per.values()) + len(unattributed) == len(samples)  # nothing lost, nothing doubled

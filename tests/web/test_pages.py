@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from dosereg.registry.models import DoseObject, Study
 from dosereg.web import selectors, services
-from dosereg.web.models import DRLValue, ProtocolMapping, StandardName
+from dosereg.protocols.models import DRLValue, ProtocolMapping, StandardName
 
 from .data import build_registry
 

@@ -8,6 +8,7 @@ from datetime import date, timedelta
 from django.urls import reverse
 from django.utils import timezone
 
+from dosereg import formatting as fmt
 from dosereg.web import explain
 from dosereg.web.models import PatientAccount
 from dosereg.web.services import patient_invitation_issue
@@ -74,7 +75,7 @@ def test_portal_shows_units_explanations_caveats_and_mr(web_data, client):
         assert text in html, text
     # Ka,r is shown to patients in mGy
     s = web_data.studies["a_angio"]
-    assert explain.patient_value("dose_rp_max_plane_gy", s.dose_rp_max_plane_gy) in html
+    assert fmt.value("dose_rp_max_plane_gy", s.dose_rp_max_plane_gy, "mGy") in html
 
 
 def test_effective_dose_only_with_background_comparison(web_data, client, settings):
@@ -83,11 +84,17 @@ def test_effective_dose_only_with_background_comparison(web_data, client, settin
     assert explain.background_phrase(0.1) == "about 10 days of natural background radiation"
     assert explain.background_phrase(1.0).startswith("about 3 months")
     assert explain.background_phrase(10.0).startswith("about 2.7 years")
-    # k x DLP only for known adult regions; unknown region or a child -> no estimate
-    ev = [{"dlp_mgy_cm": 400, "target_region": "Chest", "target_region_code": "", "ctdiw_phantom": "body_32cm"}]
-    assert abs(explain.ct_effective_dose_msv(ev, age_years=40) - 5.8) < 1e-9
-    assert explain.ct_effective_dose_msv(ev, age_years=8) is None
-    assert explain.ct_effective_dose_msv([{**ev[0], "target_region": "Abdomen and Pelvis"}], age_years=40) is None
+    # the portal's effective dose is the exposure app's (one factor table): shown only where it is complete
+    from dosereg.exposure.models import StudyExposure
+
+    own = [st for st in web_data.studies.values() if st.patient_id == web_data.patients["a"].pk]
+    stored = dict(StudyExposure.objects.filter(study__in=own, effective_dose_msv__isnull=False)
+                  .values_list("study_id", "effective_dose_msv"))
+    client.force_login(web_data.users["patient"])
+    html_a = client.get(reverse("web:portal")).content.decode()
+    assert web_data.studies["a_ct"].pk in stored  # adult CT chest: E = k × DLP
+    for e in stored.values():
+        assert f'{fmt.value("effective_dose_msv", e)} <span class="unit">mSv</span>' in html_a
     client.force_login(web_data.users["patient2"])
     html = client.get(reverse("web:portal")).content.decode()
     # radiography/fluoroscopy of patient B: no verified E/KAP factor -> no effective dose, no background line
@@ -112,7 +119,7 @@ def test_demo_users_create_links_a_patient(web_data):
 
     from dosereg.web.services import demo_users_create
 
-    from dosereg.web.scope import EVERY_SITE, scope_for
+    from dosereg.access.scope import EVERY_SITE, scope_for
     from dosereg.web.services import DEMO_RSO_SITE
 
     users = demo_users_create()
@@ -160,11 +167,11 @@ def test_portal_pdf_is_own_list_with_units_and_caveats(web_data, client):
     assert "Ann Alpha" in text and "My imaging examinations" in text
     # dose quantities with their units, as on the printable page (Ka,r in mGy for patients)
     angio = d.studies["a_angio"]
-    assert f"KAP {explain.patient_value('dap_total_gy_cm2', angio.dap_total_gy_cm2)} Gy·cm²" in text
-    assert f"Ka,r {explain.patient_value('dose_rp_max_plane_gy', angio.dose_rp_max_plane_gy)} mGy" in text
+    assert f"KAP {fmt.value('dap_total_gy_cm2', angio.dap_total_gy_cm2)} Gy·cm²" in text
+    assert f"Ka,r {fmt.value('dose_rp_max_plane_gy', angio.dose_rp_max_plane_gy, 'mGy')} mGy" in text
     ct = d.studies["a_ct"]
-    assert f"DLP {explain.patient_value('dlp_total_mgy_cm', ct.dlp_total_mgy_cm)} mGy·cm" in text
-    assert f"CTDIvol {explain.patient_value('ctdivol_max_mgy', ct.ctdivol_max_mgy)} mGy" in text
+    assert f"DLP {fmt.value('dlp_total_mgy_cm', ct.dlp_total_mgy_cm)} mGy·cm" in text
+    assert f"CTDIvol {fmt.value('ctdivol_max_mgy', ct.ctdivol_max_mgy)} mGy" in text
     assert "SAR 1.4 W/kg" in text and "MRI scanner (no ionising radiation)" in text
     # the plain-language caveats
     for phrase in ("they are not the dose to your organs", "not a measure of your personal risk",

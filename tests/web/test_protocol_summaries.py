@@ -21,7 +21,7 @@ from dosereg.protocols.models import SUMMARY_QUANTITIES, SummaryBucket, SummaryM
 from dosereg.registry.models import Device, Study
 from dosereg.registry.services import StudyChanges
 from dosereg.web import selectors, services
-from dosereg.web.models import ProtocolMapping, StandardName
+from dosereg.protocols.models import ProtocolMapping, StandardName
 
 TOL = H.MAX_RELATIVE_ERROR + 1e-12
 

@@ -1,4 +1,4 @@
-"""RSO site scoping (dosereg.web.scope): who gets which sites, what "at a site" means for studies, patients and
+"""RSO site scoping (dosereg.access.scope): who gets which sites, what "at a site" means for studies, patients and
 alerts, and that every selector behind the RSO's pages keeps to the sites with a fixed number of queries.
 The URL x site matrix is in tests/security/test_site_scope_matrix.py."""
 from __future__ import annotations
@@ -11,9 +11,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from dosereg.access.scope import EVERY_SITE, NO_SITE, SiteScope, normalise, scope_for
 from dosereg.registry.models import Patient, Study
 from dosereg.web import integrations, selectors, services
-from dosereg.web.scope import EVERY_SITE, NO_SITE, SiteScope, normalise, scope_for
 
 from .site_data import SITE_A, SITE_B
 
@@ -59,7 +59,7 @@ def test_scope_for_each_kind_of_user(site_data, web_data, settings, django_asser
     assert scope_for(_fresh(w.users["physicist"])) is EVERY_SITE
     # one query for an RSO (after the roles), cached on the user for the rest of the request
     user = _fresh(d.users["rso_a"])
-    from dosereg.web.roles import user_roles
+    from dosereg.access.roles import user_roles
 
     user_roles(user)
     with django_assert_num_queries(1):
@@ -262,7 +262,7 @@ def test_scoped_query_counts_are_bounded(site_data, web_data, client, tmp_path):
 def test_site_assignment_in_the_admin(site_data, web_data, client):
     w = web_data
     client.force_login(w.users["admin"])
-    add = reverse("admin:web_siteassignment_add")
+    add = reverse("admin:access_siteassignment_add")
     html = client.get(add).content.decode()
     assert "Known sites" in html and SITE_A in html and SITE_B in html  # the devices' institution names as hints
     form = {"user": w.users["rso"].pk, "note": "night cover", "sites-TOTAL_FORMS": "2", "sites-INITIAL_FORMS": "0",
@@ -271,7 +271,7 @@ def test_site_assignment_in_the_admin(site_data, web_data, client):
     r = client.post(add, form)
     assert r.status_code == 302, r.content.decode()[:2000]
     assert scope_for(_fresh(w.users["rso"])).names == (SITE_B,)
-    changelist = client.get(reverse("admin:web_siteassignment_changelist")).content.decode()
+    changelist = client.get(reverse("admin:access_siteassignment_changelist")).content.decode()
     assert SITE_B in changelist and "t-rso-a" in changelist
     # only admins reach it
     client.force_login(w.users["rso"])

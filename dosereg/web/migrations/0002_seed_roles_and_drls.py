@@ -4,7 +4,7 @@ from django.db import migrations
 def forwards(apps, schema_editor):
     from dosereg.web.seeds import seed_all
 
-    seed_all(apps)
+    seed_all(apps, drl_app="web")  # the models were in the web app when this migration was written
 
 
 class Migration(migrations.Migration):

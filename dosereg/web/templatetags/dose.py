@@ -5,35 +5,34 @@ from django import template
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
+from dosereg import formatting as fmt
+from dosereg.access import roles as R
 from dosereg.web import explain
 
 register = template.Library()
 
 
 @register.filter
-def num(value, digits: int = 3):
-    """Significant figures; blank for None (never 0 for 'not reported')."""
-    if value is None or value == "":
-        return "—"
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return value
-    if v == 0:
-        return "0"
-    if abs(v) >= 10 ** (int(digits) - 1):
-        return f"{v:,.0f}"
-    return f"{v:.{int(digits)}g}"
+def num(value, digits: int = fmt.SIG_FIGS):
+    """Significant figures (``dosereg.formatting.number``); "—" for None (never 0 for 'not reported')."""
+    return fmt.number(value, int(digits))
 
 
 @register.filter
 def mgy(value_gy):
-    return "—" if value_gy is None else num(value_gy * 1000)
+    """A value stored in Gy (Ka,r) in a column headed mGy."""
+    return fmt.value("kar_gy", value_gy, "mGy")
 
 
 @register.filter
 def minsec(seconds):
-    return "—" if seconds is None else explain.fmt_seconds(seconds)
+    return fmt.minsec(seconds)
+
+
+@register.filter
+def dose_value(value, field: str):
+    """The number of a dose field in its display unit (``{{ w.effective_dose_msv|dose_value:"effective_dose_msv" }}``)."""
+    return fmt.value(field, value, fmt.quantity_of(field).unit)
 
 
 @register.filter
@@ -79,8 +78,8 @@ def boxplot(q: dict, width: int = 220, height: int = 26):
     for c in q.get("drls", []):
         cls = "bp-drl bp-drl-above" if c["above"] else "bp-drl"
         parts.append(f'<line x1="{x(c["drl"].value):.1f}" y1="1" x2="{x(c["drl"].value):.1f}" y2="{height - 1}" class="{cls}">'
-                     f'<title>{escape(c["drl"].drl_set.name)}: {c["drl"].value:g}</title></line>')
-    title = f"min {vals[0]:.3g}, Q1 {vals[1]:.3g}, median {vals[2]:.3g}, Q3 {vals[3]:.3g}, max {vals[4]:.3g}"
+                     f'<title>{escape(c["drl"].drl_set.name)}: {fmt.number(c["drl"].value)}</title></line>')
+    title = ", ".join(f"{name} {fmt.number(v, grouping=False)}" for name, v in zip(("min", "Q1", "median", "Q3", "max"), vals))
     return mark_safe(
         f'<svg class="boxplot" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="{title}"><title>{title}</title>{"".join(parts)}</svg>'
@@ -112,8 +111,6 @@ _SECTIONS = {
 
 @register.simple_tag
 def nav_for(request):
-    from dosereg.web import roles as R
-
     user = getattr(request, "user", None)
     rs = R.user_roles(user)
     match = getattr(request, "resolver_match", None)

@@ -5,8 +5,15 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from dosereg import formatting as fmt
 from dosereg.exposure.selectors import patient_exposure_report
 from dosereg.registry.models import Patient
+
+
+def _doses(row: dict, kar_field: str) -> str:
+    """"KAP 45.6 Gy·cm²  Ka,r 1.23 Gy  Fluoro time 3:05 min:s  DLP —" (dosereg.formatting)."""
+    fields = ("kap_gy_cm2", kar_field, "fluoro_time_s", "dlp_mgy_cm")
+    return "  ".join(fmt.dose(f, row.get(f), missing="—") for f in fields)
 
 
 class Command(BaseCommand):
@@ -26,20 +33,20 @@ class Command(BaseCommand):
             patient_exposure_recompute(patient_id=patient.pk)
         report = patient_exposure_report(patient=patient)
         if opts["json"]:
-            self.stdout.write(json.dumps(report, indent=2, ensure_ascii=False, default=str))
+            self.stdout.write(json.dumps(fmt.machine_tree(report), indent=2, ensure_ascii=False, default=str))
             return
         p = report["patient"]
         self.stdout.write(f"Patient {p['patient_id']} (record {p['id']}){' merged: ' + str(p['merged_records']) if p['merged_records'] else ''}")
         self.stdout.write(f"Studies ({len(report['studies'])}):")
         for s in report["studies"]:
-            self.stdout.write(f"  {s['datetime'] or 'undated':32} {s['modality']:3} KAP {s['kap_gy_cm2']} Gy·cm²  Ka,r {s['kar_max_plane_gy']} Gy  "
-                              f"fluoro {s['fluoro_time_s']} s  DLP {s['dlp_mgy_cm']} mGy·cm  E≈{s['effective_dose_msv']} mSv")
+            self.stdout.write(f"  {s['datetime'] or 'undated':32} {s['modality']:3} {_doses(s, 'kar_max_plane_gy')}  "
+                              f"E≈{fmt.with_unit('effective_dose_msv', s['effective_dose_msv'])}")
         self.stdout.write(f"Windows ({report['window_definition']}), ending now:")
         for w in report["windows"]:
             if w["anchor"] == "now":
-                self.stdout.write(f"  {w['window_days']:4} d: {w['procedure_count']} procedures, KAP {w['kap_gy_cm2']} Gy·cm², "
-                                  f"Ka,r max {w['kar_max_gy']} Gy, fluoro {w['fluoro_time_s']} s, DLP {w['dlp_mgy_cm']} mGy·cm, "
-                                  f"E≈{w['effective_dose_msv']} mSv ({w['effective_dose_label']})")
+                self.stdout.write(f"  {w['window_days']:4} d: {w['procedure_count']} procedures, {_doses(w, 'kar_max_gy')} "
+                                  f"(Ka,r: largest reference point and plane), "
+                                  f"E≈{fmt.with_unit('effective_dose_msv', w['effective_dose_msv'])} ({w['effective_dose_label']})")
         for state in ("open", "closed"):
             self.stdout.write(f"Alerts {state} ({len(report['alerts'][state])}):")
             for a in report["alerts"][state]:
