@@ -25,6 +25,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from django.conf import settings
@@ -134,8 +135,8 @@ def follow_up(changes: StudyChanges, *, inline: bool) -> FollowUp:
     for patient_id in exposure_selectors.patients_to_recompute(
             study_ids=changes.study_ids, patient_ids=changes.patient_ids, new_study_ids=changes.new_study_ids):
         _step(done, EXPOSURE, (patient_id,), inline=inline,
-              run=lambda pk=patient_id: exposure.patient_exposure_recompute(patient_id=pk),
-              queue=lambda pk=patient_id: exposure.enqueue_recompute(pk))
+              run=partial(exposure.patient_exposure_recompute, patient_id=patient_id),
+              queue=partial(exposure.enqueue_recompute, patient_id))
     # 2 staff participation: link the report's named people to staff, recompute their doses and staff alerts
     study_ids = staff.studies_to_sync(study_ids=changes.study_ids, new_study_ids=changes.new_study_ids,
                                       named_study_ids=changes.named_study_ids)
