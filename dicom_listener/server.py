@@ -226,12 +226,13 @@ def start_listener(*, port: int | None = None, address: str | None = None, spool
              if ssl_context else "",
              ",".join(settings.DICOM_ALLOWED_CALLING_AES if allowed is None else allowed) or "any")
     server = ae.start_server(addr, block=block, evt_handlers=handlers, ssl_context=ssl_context)
-    server.ingest_worker = worker
-    if worker is not None:
-        stop_server = server.shutdown
+    if server is not None:  # (None once a blocking server returned)
+        setattr(server, "ingest_worker", worker)
+        if worker is not None:
+            stop_server, in_process = server.shutdown, worker
 
-        def shutdown() -> None:  # stop receiving, then finish ingesting what was received
-            stop_server()
-            worker.stop()
-        server.shutdown = shutdown
+            def shutdown() -> None:  # stop receiving, then finish ingesting what was received
+                stop_server()
+                in_process.stop()
+            setattr(server, "shutdown", shutdown)
     return server, stats

@@ -27,10 +27,11 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 
 from dosereg.exposure import identity
 from dosereg.exposure import selectors as exposure_selectors
@@ -70,11 +71,15 @@ def ingest_object(dose_object_id: int, *, count_delivery: bool = False, force: b
     delivered again after the worker died between the ingest's commit and the follow-up) gets its follow-up
     again: every step is idempotent."""
     if count_delivery:
-        obj = registry.dose_object_delivery_start(dose_object_id=dose_object_id,
-                                                  max_deliveries=settings.INGEST_MAX_DELIVERIES)
-        if obj.status == DoseObject.STATUS_QUARANTINED:
-            return obj
-    obj = registry.dose_object_ingest(dose_object_id=dose_object_id, force=force)
+        if not registry.dose_object_delivery_start(dose_object_id=dose_object_id,
+                                                   max_deliveries=settings.INGEST_MAX_DELIVERIES):
+            return DoseObject.objects.get(pk=dose_object_id)  # quarantined: delivered too often without finishing
+    try:
+        obj = registry.dose_object_ingest(dose_object_id=dose_object_id, force=force)
+    except (OperationalError, InterfaceError):  # the task retries these: the worker was not lost
+        if count_delivery:
+            registry.dose_object_delivery_uncount(dose_object_id=dose_object_id)
+        raise
     if obj.status != DoseObject.STATUS_INGESTED:
         return obj
     changes = getattr(obj, "changes", None) or registry.study_changes_of(obj)
@@ -135,8 +140,8 @@ def follow_up(changes: StudyChanges, *, inline: bool) -> FollowUp:
     for patient_id in exposure_selectors.patients_to_recompute(
             study_ids=changes.study_ids, patient_ids=changes.patient_ids, new_study_ids=changes.new_study_ids):
         _step(done, EXPOSURE, (patient_id,), inline=inline,
-              run=lambda pk=patient_id: exposure.patient_exposure_recompute(patient_id=pk),
-              queue=lambda pk=patient_id: exposure.enqueue_recompute(pk))
+              run=partial(exposure.patient_exposure_recompute, patient_id=patient_id),
+              queue=partial(exposure.enqueue_recompute, patient_id))
     # 2 staff participation: link the report's named people to staff, recompute their doses and staff alerts
     study_ids = staff.studies_to_sync(study_ids=changes.study_ids, new_study_ids=changes.new_study_ids,
                                       named_study_ids=changes.named_study_ids)

@@ -153,6 +153,9 @@ class DoseObject(models.Model):
     # a later cumulative RDSR that holds all of this one's events supersedes it
     superseded_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="supersedes")
 
+    # not a column: what the ingest that returned this object changed (services.StudyChanges), for the pipeline
+    changes: object | None = None
+
     class Meta:
         indexes = [models.Index(fields=["status", "received_at"])]
         constraints = [models.UniqueConstraint(fields=["sop_instance_uid", "sha256"], name="uniq_object_content")]

@@ -15,8 +15,8 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Count, Max, Sum
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import Count, F, Max, Sum
 from django.utils import timezone
 
 from dosereg.rdsr import ExtractionError, extract_file
@@ -656,24 +656,36 @@ def dose_objects_reprocess(*, queryset=None) -> int:
     return len(ids)
 
 
-def dose_object_delivery_start(*, dose_object_id: int, max_deliveries: int) -> DoseObject:
-    """Count one delivery of an object's ingest task, at its start. An object still not ingested after
-    ``max_deliveries`` deliveries is quarantined instead of being ingested again: every delivery ended without
-    finishing (the worker was lost: killed, or out of memory), and the broker would deliver it forever."""
+def dose_object_delivery_start(*, dose_object_id: int, max_deliveries: int) -> bool:
+    """Count one delivery of an object's ingest task, at its start (one UPDATE, committed before the parse). An
+    object still not ingested after ``max_deliveries`` deliveries (0: no limit) is quarantined instead of being
+    ingested again: every delivery ended without finishing (the worker was lost: killed, or out of memory), and
+    the broker would deliver it forever. Returns False when it was quarantined for that."""
+    pending = DoseObject.objects.filter(pk=dose_object_id, status=DoseObject.STATUS_RECEIVED)
+    if max_deliveries:
+        pending = pending.filter(deliveries__lt=max_deliveries)
+    if pending.update(deliveries=F("deliveries") + 1):
+        return True
     with transaction.atomic():
-        obj = DoseObject.objects.select_for_update().get(pk=dose_object_id)
-        if obj.status != DoseObject.STATUS_RECEIVED:
-            return obj
-        if max_deliveries and obj.deliveries >= max_deliveries:
-            reason = (f"not ingested after {obj.deliveries} deliveries of its ingest task: each ended without finishing "
-                      f"(worker lost: killed or out of memory); not delivered again (INGEST_MAX_DELIVERIES={max_deliveries})")
-            obj.status, obj.quarantine_reason = DoseObject.STATUS_QUARANTINED, reason
-            obj.save(update_fields=["status", "quarantine_reason"])
-            log.error("quarantined %s: %s", obj.sop_instance_uid, reason)
-            return obj
-        obj.deliveries += 1
-        obj.save(update_fields=["deliveries"])
-    return obj
+        obj = DoseObject.objects.select_for_update().filter(pk=dose_object_id).first()
+        if obj is None or obj.status != DoseObject.STATUS_RECEIVED or not max_deliveries or obj.deliveries < max_deliveries:
+            return True  # ingested meanwhile, or already ingested: nothing to count
+        reason = (f"not ingested after {obj.deliveries} deliveries of its ingest task: each ended without finishing "
+                  f"(worker lost: killed or out of memory); not delivered again (INGEST_MAX_DELIVERIES={max_deliveries})")
+        obj.status, obj.quarantine_reason = DoseObject.STATUS_QUARANTINED, reason
+        obj.save(update_fields=["status", "quarantine_reason"])
+    log.error("quarantined %s: %s", obj.sop_instance_uid, reason)
+    return False
+
+
+def dose_object_delivery_uncount(*, dose_object_id: int) -> None:
+    """A delivery that ended in a named transient error (its task is retried) did not lose its worker: take it
+    back, best effort (the database may be the thing that is down)."""
+    try:
+        DoseObject.objects.filter(pk=dose_object_id, status=DoseObject.STATUS_RECEIVED, deliveries__gt=0) \
+            .update(deliveries=F("deliveries") - 1)
+    except DatabaseError:
+        pass
 
 
 def dose_objects_sweep(*, spool=None, stale_after_s: int | None = None, orphan_window_s: int = 7 * 86400) -> dict:
