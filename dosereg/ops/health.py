@@ -62,6 +62,28 @@ def check_spool() -> dict:
             "total_bytes": usage.total}
 
 
+# A spooled object without a row this long after it was stored is lost unless someone acts: the listener
+# records it at once, the sweeper (every SWEEP_INTERVAL_S) registers what the listener could not.
+SPOOL_RECONCILE_GRACE_S = 600
+
+
+def check_spool_reconciliation(grace_s: float = SPOOL_RECONCILE_GRACE_S) -> dict:
+    """Every object in the spool is in the registry (received, ingested or quarantined).
+
+    Scans the whole spool: part of ``manage.py healthcheck`` (listener, all), not of the /health/ endpoint."""
+    from dicom_listener.reconcile import spool_reconcile
+    from dicom_listener.spool import Spool
+
+    try:
+        report = spool_reconcile(spool=Spool(settings.SPOOL_DIR), grace_s=grace_s, max_listed=10)
+    except Exception as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    if not report["ok"]:
+        report["error"] = (f"{report['unregistered']} spooled object(s) in neither registry nor quarantine; "
+                           "run `manage.py reconcile_spool --register`")
+    return report
+
+
 def pending_objects() -> dict:
     from django.db.models import Count, Min
 

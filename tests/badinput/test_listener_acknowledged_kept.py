@@ -86,8 +86,12 @@ def _write(tmp_path, name, data):
     return path
 
 
-def test_object_stored_while_the_database_is_unreachable_is_registered_by_the_sweeper(listener, tmp_path, monkeypatch):
+def test_object_stored_while_the_database_is_unreachable_is_registered_by_the_sweeper(listener, tmp_path, monkeypatch,
+                                                                                       settings):
+    from dosereg.ops.health import check_spool_reconciliation
     from dosereg.registry import services
+
+    settings.SPOOL_DIR = listener.spool
 
     def unreachable(**kwargs):
         raise OperationalError("could not connect to server: Connection refused")
@@ -102,6 +106,9 @@ def test_object_stored_while_the_database_is_unreachable_is_registered_by_the_sw
     assert report["unregistered"] == 1 and not report["ok"]
     side = json.loads(next((listener.spool / "objects").rglob("*.json")).read_text())
     assert side["sop_instance_uid"] == r.sop_uid and side["calling_ae"] == "BADSCU"
+    health = check_spool_reconciliation(grace_s=0)  # the listener health check's item
+    assert not health["ok"] and health["unregistered"] == 1 and "reconcile_spool" in health["error"]
+    assert check_spool_reconciliation()["ok"]  # within the grace period the sweeper may still register it
     monkeypatch.setattr(services, "dose_object_register", real)
 
     out = services.dose_objects_sweep(spool=Spool(listener.spool))
@@ -109,7 +116,7 @@ def test_object_stored_while_the_database_is_unreachable_is_registered_by_the_sw
     obj = DoseObject.objects.get(sop_instance_uid=r.sop_uid)
     assert obj.calling_ae == "BADSCU" and obj.sop_class_uid == O.RDSR_CLASS
     assert obj.status == DoseObject.STATUS_INGESTED  # eager: enqueued and ingested
-    assert spool_reconcile(spool=Spool(listener.spool))["ok"]
+    assert spool_reconcile(spool=Spool(listener.spool))["ok"] and check_spool_reconciliation(grace_s=0)["ok"]
     assert services.dose_objects_sweep(spool=Spool(listener.spool))["registered"] == 0
 
 
