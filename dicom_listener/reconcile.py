@@ -122,13 +122,15 @@ def register_unknown(paths: list[Path]) -> int:
     return n
 
 
-def spool_reconcile(*, spool: Spool, grace_s: float = 0.0, register: bool = False, max_listed: int = 100) -> dict:
+def spool_reconcile(*, spool: Spool, grace_s: float = 0.0, register: bool = False, max_listed: int = 100,
+                    window_s: float | None = None) -> dict:
     """Compare the spool with the registry.
 
     Every ``.dcm`` under ``objects/`` must have a DoseObject row (received, ingested or quarantined).
     Files younger than ``grace_s`` without a row are counted as ``pending`` (the listener or the sweeper
     may be registering them); older ones are ``unregistered``: acknowledged objects in neither registry
-    nor quarantine. With ``register`` they are registered (as the sweeper does) and reported as such."""
+    nor quarantine. With ``register`` they are registered (as the sweeper does) and reported as such.
+    ``window_s``: only files modified that recently (a cheaper check for frequent health probes)."""
     from dosereg.registry.models import DoseObject
 
     now = time.time()
@@ -158,7 +160,7 @@ def spool_reconcile(*, spool: Spool, grace_s: float = 0.0, register: bool = Fals
                 listed.append(str(path))
         batch.clear()
 
-    for _name, path in spool.iter_files():
+    for _name, path in spool.iter_files(newer_than=now - window_s if window_s else 0.0):
         files += 1
         batch.append(path)
         if len(batch) >= BATCH:
