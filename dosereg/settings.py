@@ -217,10 +217,30 @@ DICOM_BIND_ADDRESS = env("DICOM_BIND_ADDRESS", "0.0.0.0")
 # `manage.py demo` listens on this machine only unless told otherwise (or --dicom-address)
 DEMO_DICOM_BIND_ADDRESS = env("DEMO_DICOM_BIND_ADDRESS", "127.0.0.1")
 DICOM_PORT = env_int("DICOM_PORT", 11112)
-# Calling AE titles allowed to associate. "*" allows any caller (not recommended).
-DICOM_ALLOWED_CALLING_AES = env_list("DICOM_ALLOWED_CALLING_AES", "STORESCU,DOSEREG_DEMO,BACKFILL")
-DICOM_MAX_PDU = env_int("DICOM_MAX_PDU", 0)
+# Calling AE titles allowed to associate. "*" allows any caller (not recommended). No generic title
+# (DCMTK's STORESCU, ANY-SCU ...) by default: configure your modalities' own titles.
+DICOM_ALLOWED_CALLING_AES = env_list("DICOM_ALLOWED_CALLING_AES", "DOSEREG_DEMO,BACKFILL")
+# Associations whose called AE title is not DICOM_AE_TITLE are rejected (PS3.8 reason 7) unless this is off.
+DICOM_REQUIRE_CALLED_AE = env_bool("DICOM_REQUIRE_CALLED_AE", True)
+# Maximum P-DATA PDU we accept (advertised to callers; a larger PDU ends the connection). 0 = unlimited.
+DICOM_MAX_PDU = env_int("DICOM_MAX_PDU", 256 * 1024)
+# Largest object accepted; checked while it is received (streamed to the spool, never held in memory).
 DICOM_MAX_OBJECT_BYTES = env_int("DICOM_MAX_OBJECT_BYTES", 512 * 1024 * 1024)
+# Bytes of partly received objects over all associations; beyond it C-STORE answers Out of Resources (0xA700).
+DICOM_MAX_INFLIGHT_BYTES = env_int("DICOM_MAX_INFLIGHT_BYTES", 4 * 1024 * 1024 * 1024)
+# Concurrent associations (connections) in all, and from one peer address (more are closed at once).
+DICOM_MAX_ASSOCIATIONS = env_int("DICOM_MAX_ASSOCIATIONS", 32)
+DICOM_MAX_CONNECTIONS_PER_PEER = env_int("DICOM_MAX_CONNECTIONS_PER_PEER", 8)
+# A connection that has not sent its association request (TLS handshake included) within this is closed.
+DICOM_ASSOCIATION_TIMEOUT_S = env_int("DICOM_ASSOCIATION_TIMEOUT_S", 5)
+# An established association that sends nothing for this long is aborted.
+DICOM_IDLE_TIMEOUT_S = env_int("DICOM_IDLE_TIMEOUT_S", 60)
+for _name in ("DICOM_MAX_OBJECT_BYTES", "DICOM_MAX_INFLIGHT_BYTES", "DICOM_MAX_ASSOCIATIONS",
+              "DICOM_MAX_CONNECTIONS_PER_PEER", "DICOM_ASSOCIATION_TIMEOUT_S", "DICOM_IDLE_TIMEOUT_S"):
+    if globals()[_name] <= 0:
+        raise ImproperlyConfigured(f"{_name} must be positive")
+if DICOM_MAX_PDU < 0:
+    raise ImproperlyConfigured("DICOM_MAX_PDU must be 0 (unlimited) or positive")
 # Optional DICOM TLS (PS3.15 B.1): with a PEM certificate and key the listener accepts TLS only.
 # With DICOM_TLS_CA (PEM CA bundle) callers must also present a certificate signed by it.
 DICOM_TLS_CERT = env("DICOM_TLS_CERT", "")
