@@ -6,7 +6,7 @@
 For each size, a builder-made TID 10001 RDSR with N events is ingested by the worker's ingest service
 (``dose_file_import``: spool, register, extract, write on PostgreSQL) in a fresh process, once with the
 configured ``INGEST_MAX_EVENTS`` (default 10,000) and once without a limit. Prints the peak RSS of that
-process (ru_maxrss) and the outcome. Target: < 300 MB for a 20,000-event report, or the report quarantined
+process (VmHWM) and the outcome. Target: < 300 MB for a 20,000-event report, or the report quarantined
 with the reason.
 
 Needs PostgreSQL (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/dosereg_bench_memory).
@@ -39,6 +39,14 @@ def build(n_events: int, out: Path) -> Path:
     return out
 
 
+def _hwm_mb() -> float:
+    """Peak RSS of this process image (VmHWM; ru_maxrss would include the parent's at fork time)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(path: str) -> None:
     """One ingest in this (fresh) process; prints a JSON line."""
     os.environ["DATABASE_URL"] = PG
@@ -52,12 +60,12 @@ def child(path: str) -> None:
     from dicom_listener.spool import Spool
     from dosereg.registry.services import dose_file_import
 
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base = _hwm_mb()
     spool = Spool(Path(tempfile.mkdtemp(prefix="bench-mem-")))
     t = time.perf_counter()
     obj, _ = dose_file_import(path=Path(path), spool=spool)
     seconds = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _hwm_mb()
     print(json.dumps({"status": obj.status, "reason": obj.quarantine_reason[:120], "seconds": round(seconds, 2),
                       "rss_before_mb": round(base, 1), "peak_rss_mb": round(peak, 1),
                       "limit": settings.INGEST_MAX_EVENTS}))

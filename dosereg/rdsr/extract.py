@@ -653,7 +653,7 @@ def _extract(parsed: Parsed) -> DoseDocument:
     _common_header(ctx, h)
 
     if kind == "sr":
-        root = build_content_tree(parsed, dec, C.canon)
+        root = build_content_tree(parsed, dec, C.canon, consume=True)
         _extract_sr(ctx, h, root, sop_class)
     elif kind == "image":
         _extract_image(ctx, h, IMAGE_CLASSES[sop_class])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Max, Sum
+from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
 from dosereg.rdsr import ExtractionError, extract_file
@@ -411,15 +411,13 @@ def _refiled_elsewhere(obj: DoseObject, doc: R.DoseDocument, study: Study, new_u
     - one that holds all of this report's events and more: this one adds nothing (returned as superseding);
     - a partial overlap: the overlapping events are not counted again here (returned as the set of UIDs).
     Each case is flagged on the object and study."""
-    candidates: dict[int, set[str]] = {}
-    for pk in _active_objects().filter(sop_instance_uid=obj.sop_instance_uid, study__isnull=False).exclude(
-            pk=obj.pk).exclude(study=study).values_list("pk", flat=True):
-        candidates[pk] = set()
-    if new_uids:
+    same = Q(sop_instance_uid=obj.sop_instance_uid, study__isnull=False)
+    if new_uids:  # one query: the same report, or the owners of these events, in another study
         owners = IrradiationEvent.objects.filter(irradiation_event_uid__in=list(new_uids)).exclude(study=study)
-        owners = set(owners.values_list("dose_object_id", flat=True).distinct())
-        for pk in _active_objects().filter(pk__in=owners).exclude(pk=obj.pk).values_list("pk", flat=True):
-            candidates.setdefault(pk, set())
+        same |= Q(pk__in=owners.values("dose_object_id"))
+    candidates: dict[int, set[str]] = {
+        pk: set() for pk in _active_objects().filter(same).exclude(pk=obj.pk).exclude(study=study).values_list("pk", flat=True)
+    }
     if not candidates:
         return set(), None
     for owner_id, uid in IrradiationEvent.objects.filter(dose_object_id__in=list(candidates)).values_list(

@@ -213,7 +213,8 @@ def test_doses_sent_as_nan_inf_or_text_flag_the_study(ingest, rso, client):
 # ---------------------------------------------------------------------------------------------------------
 # 2. identity keys are never truncated
 # ---------------------------------------------------------------------------------------------------------
-def test_over_length_patient_ids_are_quarantined_and_names_are_compared(tmp_path, settings, django_capture_on_commit_callbacks):
+@pytest.mark.django_db(transaction=True)  # the listener's threads write through their own connections
+def test_over_length_patient_ids_are_quarantined_and_names_are_compared(tmp_path, settings):
     """Two 139-character Patient IDs differing in the last character were one patient: beyond the 64
     characters of LO they are quarantined with the reason (through the real listener); a 64-character ID is
     kept whole; a different name under the same ID is flagged, an equivalent spelling is not."""
