@@ -10,6 +10,7 @@ safe to run concurrently with ingest and with itself:
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from datetime import date, datetime, timezone as dt_timezone
 
@@ -67,7 +68,7 @@ def summarise_studies(rows: Iterable[tuple]) -> dict[tuple[str, str], GroupAccum
             g = groups[(row[2], row[3])] = GroupAccumulator()
         g.n += 1
         for q, v in zip(SUMMARY_QUANTITIES, row[4:]):
-            if v is not None:
+            if v is not None and math.isfinite(v):  # NaN / infinity (an imported or legacy row) is not a dose
                 s = g.quantities.get(q)
                 if s is None:
                     s = g.quantities[q] = Summary()

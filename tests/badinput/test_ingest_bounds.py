@@ -353,3 +353,20 @@ def test_more_events_than_the_limit_are_quarantined_with_the_reason(ingest, sett
     assert ok.status == DoseObject.STATUS_INGESTED
     assert IrradiationEvent.objects.filter(dose_object=ok).count() == 40
     assert len(extract_bytes(big).events) == 41  # the parser itself has no limit unless asked
+
+
+def test_a_non_finite_dose_in_a_stored_row_does_not_stop_the_protocol_summaries(ingest):
+    """PostgreSQL stores NaN and infinity (e.g. from an import file written by an older version): such a value is
+    not a dose and is left out of the summaries; the refresh neither fails nor freezes the other buckets."""
+    from dosereg.protocols.models import ProtocolSummary, SummaryBucket
+    from dosereg.protocols.services import summaries_refresh
+
+    a = ingest(to_bytes(fgi("SUMNAN-1", kar_gy=0.3, manufacturer="NaNCo", station_name="NAN1")))
+    b = ingest(to_bytes(fgi("SUMNAN-2", kar_gy=0.3, manufacturer="OkCo", station_name="OK1")))
+    Study.objects.filter(pk=a.study_id).update(dap_total_gy_cm2=float("nan"), dose_rp_max_plane_gy=float("inf"))
+    res = summaries_refresh()
+    assert res["failed"] == 0 and res["dirty_left"] == 0, res
+    for obj in (a, b):
+        study = Study.objects.get(pk=obj.study_id)
+        assert SummaryBucket.objects.get(device_key=study.device_id).n_studies == 1
+    assert ProtocolSummary.objects.filter(bucket__device_key=Study.objects.get(pk=b.study_id).device_id).exists()
