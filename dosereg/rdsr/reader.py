@@ -269,6 +269,7 @@ def _parse_iter(buf, pos, explicit, stop_at_pixels=True):
     long_vrs = _LONG_VRS
     all_vrs = _ALL_VRS
     sqt = SQ_TAGS
+    small: dict[bytes, bytes] = {}
     root: dict = {}
     # frame: [is_seq, container, limit, undefined, explicit]
     stack: list = []
@@ -401,6 +402,11 @@ def _parse_iter(buf, pos, explicit, stop_at_pixels=True):
                 cur[tag] = _parse_sequence(buf, pos, end, False, False, len(stack) // 2 + 1)[0]
             except ReaderError:
                 cur[tag] = buf[pos:end]
+        elif length <= 16:
+            # short values (VRs, value types, relationships, code values and schemes, units) repeat in every
+            # content item: one bytes object per distinct value instead of one per element
+            v = buf[pos:end]
+            cur[tag] = small.setdefault(v, v)
         else:
             cur[tag] = buf[pos:end]
         pos = end
