@@ -3,10 +3,10 @@
 
     python bench/bench_ingest_memory.py [N_EVENTS ...]      # default: 20000 10000
 
-For each size, a builder-made TID 10001 RDSR with N events is ingested by the worker's ingest service
-(``dose_file_import``: spool, register, extract, write on PostgreSQL) in a fresh process, once with the
-configured ``INGEST_MAX_EVENTS`` (default 10,000) and once without a limit. Prints the peak RSS of that
-process (VmHWM) and the outcome. Target: < 300 MB for a 20,000-event report, or the report quarantined
+For each size, a builder-made TID 10001 RDSR with N events is stored and registered (as the listener does)
+and then ingested by the worker's service (``dose_object_ingest``: extract, write on PostgreSQL) in a fresh
+process, once with the configured ``INGEST_MAX_EVENTS`` and once without a limit. Prints the peak RSS of
+that process during the ingest (VmHWM, reset before the ingest) and the outcome. Target: < 300 MB for a 20,000-event report, or the report quarantined
 with the reason.
 
 Needs PostgreSQL (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/dosereg_bench_memory).
@@ -47,27 +47,49 @@ def _hwm_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _reset_hwm() -> bool:
+    """Reset this process's peak RSS (Linux: write 5 to /proc/self/clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
 def child(path: str) -> None:
-    """One ingest in this (fresh) process; prints a JSON line."""
+    """One object through the worker's path in this (fresh) process: stored and registered as the listener
+    does, then ``dose_object_ingest`` as the worker runs it. Prints a JSON line."""
     os.environ["DATABASE_URL"] = PG
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dosereg.settings")
     os.environ.setdefault("LOG_LEVEL", "ERROR")
+    import gc
+    import hashlib
+
     import django
 
     django.setup()
     from django.conf import settings
 
     from dicom_listener.spool import Spool
-    from dosereg.registry.services import dose_file_import
+    from dosereg.registry.services import dose_object_ingest, dose_object_register
 
-    base = _hwm_mb()
     spool = Spool(Path(tempfile.mkdtemp(prefix="bench-mem-")))
+    uid = f"2.25.{time.time_ns()}"
+    data = Path(path).read_bytes()
+    stored = spool.store(uid, data)
+    obj, _ = dose_object_register(sop_instance_uid=uid, sop_class_uid="", path=stored.path, sha256=hashlib.sha256(data).hexdigest(),
+                                  size_bytes=len(data), enqueue=False)
+    del data, stored
+    gc.collect()
+    base = _hwm_mb()
+    reset = _reset_hwm()
+    base_now = _hwm_mb() if reset else base
     t = time.perf_counter()
-    obj, _ = dose_file_import(path=Path(path), spool=spool)
+    obj = dose_object_ingest(dose_object_id=obj.pk)
     seconds = time.perf_counter() - t
     peak = _hwm_mb()
     print(json.dumps({"status": obj.status, "reason": obj.quarantine_reason[:120], "seconds": round(seconds, 2),
-                      "rss_before_mb": round(base, 1), "peak_rss_mb": round(peak, 1),
+                      "rss_before_mb": round(base_now, 1), "peak_rss_mb": round(peak, 1), "hwm_reset": reset,
                       "limit": settings.INGEST_MAX_EVENTS}))
 
 
@@ -85,7 +107,7 @@ def main(sizes: list[int]) -> None:
     _ensure_db(PG)
     call_command("migrate", verbosity=0)
     tmp = Path(tempfile.mkdtemp(prefix="bench-mem-"))
-    print("== ingest memory: one builder-made RDSR through dose_file_import in a fresh process (peak RSS)")
+    print("== worker ingest memory: one builder-made RDSR, dose_object_ingest in a fresh process (peak RSS)")
     results = {}
     for n in sizes:
         for limit in (os.environ.get("INGEST_MAX_EVENTS", "10000"), "0"):

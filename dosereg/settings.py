@@ -175,9 +175,10 @@ CELERY_TASK_DEFAULT_QUEUE = "dosereg"
 # The ingest worker does the follow-up work of an object (exposure recompute and alerts, staff sync)
 # itself right after the ingest commits, instead of queueing further tasks (falls back to queueing on error).
 INGEST_DERIVED_INLINE = env_bool("INGEST_DERIVED_INLINE", True)
-# A report with more irradiation events than this is quarantined with the reason (a worker's memory grows
-# with the events: a 20,000-event report needs ~0.5 GB). The largest clinical reports hold a few thousand.
-INGEST_MAX_EVENTS = env_int("INGEST_MAX_EVENTS", 10000)
+# A report with more irradiation events than this is quarantined with the reason, before it is parsed (a
+# worker's memory grows with the events: measured peak RSS of one ingest, bench/bench_ingest_memory.py,
+# ~260 MB at 10,000 events, ~460 MB at 20,000). The largest clinical reports hold a few thousand.
+INGEST_MAX_EVENTS = env_int("INGEST_MAX_EVENTS", 10000)  # 0: no limit
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1_000_000)
 CELERY_BEAT_SCHEDULE = {
     "sweep-spool": {"task": "dosereg.sweep_spool", "schedule": timedelta(seconds=env_int("SWEEP_INTERVAL_S", 60))},

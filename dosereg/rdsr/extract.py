@@ -1492,6 +1492,14 @@ def _extract_image(ctx: _Ctx, h: Header, modality_hint: str) -> None:
             h.ascii(T_CONTENT_DATE), h.ascii(T_CONTENT_TIME))
     ev.protocol = h.text(T_PROTOCOL) or h.text(T_SERIES_DESC)
     ev.plane = "single"
+    for tag, label in ((T_DAP, "Image and Fluoroscopy Area Dose Product (0018,115E)"),
+                       (T_ACQ_IMAGE_AREA_DAP, "Acquired Image Area Dose Product (0018,9473)"),
+                       (T_ENTRANCE_DOSE_MGY, "Entrance Dose in mGy (0040,8302)"),
+                       (T_ENTRANCE_DOSE_DGY, "Entrance Dose (0040,0302)"), (T_CTDIVOL, "CTDIvol (0018,9345)")):
+        raw = h._bytes(tag)
+        if raw and raw.strip(b" \x00") and h.number(tag) is None:  # NaN, infinity or text where a dose was sent
+            shown = raw.strip(b" \x00")[:40].decode("latin-1") if tag not in _BINARY else "non-finite number"
+            ctx.flag(f"unreadable dose value: {label} {shown!r}; stored as null, the study's dose is incomplete")
 
     dap = h.number(T_DAP)
     if dap is not None:

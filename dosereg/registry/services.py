@@ -892,6 +892,7 @@ def dose_file_import(*, path: Path, spool, inline: bool = True) -> tuple[DoseObj
     if not valid_uid(sop_class):
         sop_class = ""
     stored = spool.store(sop_uid, data)
+    del data  # not held while the object is parsed (a large report costs several times its size)
     obj, outcome = dose_object_register(
         sop_instance_uid=sop_uid, sop_class_uid=sop_class, path=stored.path, sha256=stored.sha256,
         size_bytes=stored.size_bytes, calling_ae="import", enqueue=not inline,

@@ -370,3 +370,17 @@ def test_a_non_finite_dose_in_a_stored_row_does_not_stop_the_protocol_summaries(
         study = Study.objects.get(pk=obj.study_id)
         assert SummaryBucket.objects.get(device_key=study.device_id).n_studies == 1
     assert ProtocolSummary.objects.filter(bucket__device_key=Study.objects.get(pk=b.study_id).device_id).exists()
+
+
+@pytest.mark.parametrize("sent", ["NaN", "inf", "lots"])
+def test_image_header_dose_sent_as_nan_inf_or_text_flags_the_study(ingest, sent):
+    from pydicom.dataelem import RawDataElement
+
+    ds = B.build_dx_image(B.DXImageSpec(dap_dgy_cm2=8.5, patient_id=f"HDRNAN-{sent}"))
+    raw = sent.encode() + b" " * (len(sent) & 1)
+    ds[0x0018115E] = RawDataElement(0x0018115E, "DS", len(raw), raw, 0, False, True)
+    obj = ingest(B.to_bytes(ds))
+    assert obj.status == DoseObject.STATUS_INGESTED
+    flag = f"unreadable dose value: Image and Fluoroscopy Area Dose Product (0018,115E) {sent!r}"
+    assert any(f.startswith(flag) for f in Study.objects.get(pk=obj.study_id).flags)
+    assert IrradiationEvent.objects.get(dose_object=obj).dap_gy_cm2 is None
