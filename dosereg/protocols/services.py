@@ -200,7 +200,7 @@ def summaries_refresh(*, max_buckets: int = 500, max_new_studies: int = 200000) 
             failed += 1
             step_failure_record("protocol summary bucket rebuild", pk, exc)
     left = SummaryBucket.objects.filter(dirty=True).count()
-    return {"new_studies": taken, "rebuilt": rebuilt, "dirty_left": left, "failed": failed}
+    return {"new_studies": taken, "rebuilt": rebuilt, "dirty_left": left, **({"failed": failed} if failed else {})}
 
 
 def summaries_rebuild_all(*, chunk_size: int = 20000) -> dict:

@@ -132,7 +132,9 @@ def dose_object_ingest(*, dose_object_id: int, force: bool = False, resend_chang
                 if obj.status != DoseObject.STATUS_RECEIVED and not force:
                     return obj
                 old_study_id = obj.study_id
-                study = _write_document(obj, doc, affected, corrections)
+                # a corrected report is a new object; a re-ingest of this one (reprocess, unmerge) that links its
+                # study to another patient follows a decision taken in dosereg, not a correction: no notice
+                study = _write_document(obj, doc, affected, corrections if obj.ingested_at is None else None)
                 # receivers skip lookups that cannot find anything for a study this ingest created / that names nobody
                 new_ids = [study.pk] if study.created_by_this_ingest else []
                 named_ids = [study.pk] if doc.participants else []
@@ -384,7 +386,10 @@ def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int],
 
 
 def _active_objects():
-    return DoseObject.objects.filter(status=DoseObject.STATUS_INGESTED, superseded_by__isnull=True)
+    """Objects whose rows count in the registry: ingested (or pending a reprocess after an ingest: their rows
+    are still there) and not superseded."""
+    return DoseObject.objects.filter(superseded_by__isnull=True, study__isnull=False).exclude(
+        status=DoseObject.STATUS_QUARANTINED)
 
 
 def _refiled_study(obj: DoseObject, doc: R.DoseDocument) -> int | None:
@@ -529,18 +534,16 @@ def _study_upsert(doc: R.DoseDocument, patient: Patient | None, device: Device |
     """The object's study, locked. A new study is inserted once, with ``totals`` (computed from this, its
     only report); an existing one is updated and its totals recomputed after the events are written.
     ``rename_from``: the study this report was filed under before (same SOP Instance UID, the study's only
-    report): when no study has the new UID yet, that study takes the new UID (one procedure, not two)."""
+    report): when no study has the new UID yet, the report stays in that study (one procedure, not two)."""
     uid = doc.study_instance_uid or f"nostudy-{doc.sop_instance_uid}"
     # the row lock serialises concurrent ingests of one study (e.g. cumulative CT RDSRs)
     study = Study.objects.select_for_update().filter(study_instance_uid=uid).first()
     if study is None and rename_from is not None:
         study = Study.objects.select_for_update().filter(pk=rename_from).first()
-        if study is not None:
-            msg = (f"re-filed: this report was filed before under Study Instance UID {study.study_instance_uid}; "
-                   f"that study now has the new UID {uid} (one procedure, counted once)")
-            doc.flags.append(msg)
-            doc.warnings.append(msg)
-            study.study_instance_uid = uid
+        if study is not None:  # the study keeps its UID (alerts and links refer to it); the new one is noted
+            _flag(doc, f"re-filed: this report (same SOP Instance UID) was sent again under Study Instance UID {uid}; "
+                       f"it stays with the study it was first filed under, {study.study_instance_uid} "
+                       "(one procedure, counted once)")
     if study is None:
         study = Study(study_instance_uid=uid)
         _study_fields(study, doc, patient, device)
