@@ -108,8 +108,11 @@ def dose_object_ingest(*, dose_object_id: int, force: bool = False, resend_chang
             _announce(obj.study_id)
         return obj
     path = _resolve_path(obj)
-    if obj.ingested_at is not None and obj.study_id and not path.is_file():
-        return _keep_last_extraction(obj.pk, f"original missing at reprocess ({obj.path}); the last good extraction is kept")
+    if obj.ingested_at is not None and obj.study_id:  # a re-ingest (reprocess) of a counted object
+        problem = _original_problem(path)
+        if problem:
+            return _keep_last_extraction(obj.pk, f"original missing at reprocess ({obj.path}: {problem}); "
+                                                 "the last good extraction is kept")
     try:
         doc = extract_file(path, max_events=_max_events())
     except ExtractionError as exc:
@@ -177,6 +180,15 @@ def _refusal(doc: R.DoseDocument) -> str:
         return (f"Issuer of Patient ID (0010,0021) has {len(issuer)} characters, more than the "
                 f"{PATIENT_KEY_MAX_CHARS} of its VR (LO): not a usable identity key")
     return ""
+
+
+def _original_problem(path: Path) -> str:
+    """Why the stored original cannot be read, or ""."""
+    try:
+        with open(path, "rb"):
+            return ""
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
 
 
 def _keep_last_extraction(dose_object_id: int, note: str) -> DoseObject:
