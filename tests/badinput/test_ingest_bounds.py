@@ -20,7 +20,8 @@ from dicom_listener.spool import Spool
 from dosereg.rdsr import builder as B
 from dosereg.rdsr.extract import extract_bytes
 from dosereg.registry.models import DoseObject, IrradiationEvent, Patient, Study
-from dosereg.registry.services import dose_file_import, dose_objects_reprocess
+from dosereg.pipeline.flow import file_import as dose_file_import
+from dosereg.pipeline.flow import objects_reprocess as dose_objects_reprocess
 
 from . import objects as O
 from .conftest import association
