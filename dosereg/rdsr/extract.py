@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import codes as C
+from . import mammo as M
+from . import nm as NM
 from . import units as U
 from .reader import MAX_DEPTH, Code, Node, Parsed, ReaderError, TextDecoder, build_content_tree, read
 from .records import (
@@ -56,7 +58,7 @@ from .records import (
     PlaneTotals,
 )
 
-__all__ = ["ExtractionError", "extract_bytes", "extract_file", "SOP_CLASSES"]
+__all__ = ["ExtractionError", "NotADoseObject", "extract_bytes", "extract_file", "SOP_CLASSES"]
 
 
 class ExtractionError(ValueError):
@@ -65,6 +67,11 @@ class ExtractionError(ValueError):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class NotADoseObject(ExtractionError):
+    """A well-formed object of a class the listener accepts (Enhanced / Comprehensive SR) that carries no dose
+    content: stored with status "not a dose object", not quarantined."""
 
 
 # ---------------------------------------------------------------------------
@@ -83,10 +90,7 @@ GENERIC_SR_CLASSES = {
     _SR + "34": "Comprehensive 3D SR",
     _SR + "35": "Extensible SR",
 }
-UNSUPPORTED_DOSE_SR = {
-    _SR + "68": "Radiopharmaceutical Radiation Dose SR (not supported)",
-    _SR + "73": "Patient Radiation Dose SR (not supported)",
-}
+NM_SR_CLASSES = {NM.RRDSR_CLASS: "rrdsr", NM.PATIENT_DOSE_SR_CLASS: "prdsr"}  # see dosereg.rdsr.nm
 _IMG = "1.2.840.10008.5.1.4.1.1."
 IMAGE_CLASSES = {
     _IMG + "1": "CR",
@@ -102,7 +106,7 @@ IMAGE_CLASSES = {
 }
 MR_CLASSES = {_IMG + "4", _IMG + "4.1", _IMG + "4.4"}
 SOP_CLASSES = {
-    "dose_sr": DOSE_SR_CLASSES,
+    "dose_sr": DOSE_SR_CLASSES | set(NM_SR_CLASSES),
     "generic_sr": set(GENERIC_SR_CLASSES),
     "image": set(IMAGE_CLASSES),
     "mr": MR_CLASSES,
@@ -586,9 +590,9 @@ def _extract(parsed: Parsed) -> DoseDocument:
     if not _LOOSE_UID_RE.match(sop_instance):
         raise ExtractionError(f"invalid SOP Instance UID (0008,0018) {sop_instance[:80]!r}")
 
-    if sop_class in UNSUPPORTED_DOSE_SR:
-        raise ExtractionError(f"unsupported SOP class {sop_class} ({UNSUPPORTED_DOSE_SR[sop_class]})")
-    if sop_class in DOSE_SR_CLASSES or sop_class in GENERIC_SR_CLASSES:
+    if sop_class in NM_SR_CLASSES:
+        kind = NM_SR_CLASSES[sop_class]
+    elif sop_class in DOSE_SR_CLASSES or sop_class in GENERIC_SR_CLASSES:
         kind = "sr"
     elif sop_class in IMAGE_CLASSES:
         kind = "image"
@@ -610,6 +614,10 @@ def _extract(parsed: Parsed) -> DoseDocument:
     if kind == "sr":
         root = build_content_tree(parsed, dec, C.canon)
         _extract_sr(ctx, h, root, sop_class)
+    elif kind == "rrdsr":
+        NM.extract_rrdsr(ctx, build_content_tree(parsed, dec, C.canon))
+    elif kind == "prdsr":
+        NM.extract_patient_dose_sr(ctx, build_content_tree(parsed, dec, C.canon))
     elif kind == "image":
         _extract_image(ctx, h, IMAGE_CLASSES[sop_class])
     else:
@@ -812,6 +820,12 @@ def _extract_sr(ctx: _Ctx, h: Header, root: Node, sop_class: str) -> None:
         rc = root.concept
         desc = f"({rc.value}, {rc.scheme}, {rc.meaning!r})" if rc is not None else "none"
         name = GENERIC_SR_CLASSES.get(sop_class, "X-Ray Radiation Dose SR")
+        if sop_class in GENERIC_SR_CLASSES and root.children:
+            # a well-formed report of a generic SR class (e.g. a radiology report): not a dose object
+            raise NotADoseObject(
+                f"not a dose object: {name} without radiation dose content: root concept {desc}, template "
+                f"{template or 'none'}; no TID 10001/10011 content found"
+            )
         raise ExtractionError(
             f"{name} without radiation dose content: root concept {desc}, template "
             f"{template or 'none'}; no TID 10001/10011 content found"
@@ -894,7 +908,7 @@ def _projection_modality(ctx: _Ctx, proc: Code | None) -> None:
         (p.fluoro_time_total_s or 0) > 0 or (p.fluoro_dap_total_gy_cm2 or 0) > 0 for p in doc.planes)
     if fluoro:
         doc.procedure_modality = "RF"
-    elif any(e.extra.get("average_glandular_dose_mgy") is not None for e in doc.events):
+    elif any(e.agd_mgy is not None for e in doc.events) or doc.breasts:
         doc.procedure_modality = "MG"
     else:
         doc.procedure_modality = "DX"
@@ -941,11 +955,9 @@ _EVENT_EXTRA_NUM = {
     C.TABLE_LONGITUDINAL: ("table_longitudinal_position_mm", "length_mm"),
     C.TABLE_LATERAL: ("table_lateral_position_mm", "length_mm"),
     C.TABLE_HEIGHT: ("table_height_position_mm", "length_mm"),
-    C.AVERAGE_GLANDULAR_DOSE: ("average_glandular_dose_mgy", "dose_mgy"),
 }
 _EVENT_EXTRA_CODE = {
     C.XRAY_GRID: "grid",
-    C.ANODE_TARGET_MATERIAL: "anode_target_material",
     C.PATIENT_ORIENTATION: "patient_orientation",
     C.PATIENT_TABLE_RELATIONSHIP: "patient_table_relationship",
 }
@@ -1040,6 +1052,8 @@ def _fill_plane(ctx: _Ctx, pt: PlaneTotals, node: Node, depth: int) -> None:
             pt.total_frames = int(round(v)) if v is not None else None
         elif k == C.REFERENCE_POINT_DEFINITION:
             pt.reference_point_definition, pt.reference_point_code = _rp_definition(ch)
+        elif k == M.ACCUMULATED_AGD:
+            M.accumulated_item(ctx, ch)  # TID 10005, per breast
         elif ch.vt == "CONTAINER" and k not in (C.CALIBRATION,) and depth < 3:
             # TID 10004/10005/10007 are normally inlined, but tolerate wrapping containers
             _fill_plane(ctx, pt, ch, depth + 1)
@@ -1079,6 +1093,8 @@ def _projection_event(ctx: _Ctx, node: Node) -> IrradiationEvent:
     for ch in node.children:
         k = ch.key
         if k is None:
+            continue
+        if k in M.EVENT_CODES and M.event_item(ctx, ev, ch):  # mammography rows (TID 10010)
             continue
         spec = _EVENT_NUM.get(k)
         if spec is not None:
@@ -1545,6 +1561,11 @@ def _extract_image(ctx: _Ctx, h: Header, modality_hint: str) -> None:
             ev.event_type = "stationary"
     elif mod in ("DX", "CR", "MG", "PX", "IO"):
         ev.event_type = "stationary"
+        # mammography / radiography header items, and one event per exposure (For Presentation and For
+        # Processing copies share it): see dosereg.rdsr.mammo
+        M.image_header(ctx, h, ev, doc.procedure_modality or mod)
+        ev.irradiation_event_uid = M.exposure_event_uid(doc, ev, hdr_uid)
+        extra["image_sop_instance_uid"] = doc.sop_instance_uid
     tft = h.number(T_TOTAL_FLUORO_TIME)
     if tft is not None:
         extra["total_time_of_fluoroscopy_s"] = tft
@@ -1554,8 +1575,8 @@ def _extract_image(ctx: _Ctx, h: Header, modality_hint: str) -> None:
                                       fluoro_time_total_s=tft, derived=True))
         ctx.warn("plane totals derived from a single image header (one event per image; do not sum images "
                  "of the same irradiation event)")
-    if dap is None and ev.ctdivol_mgy is None and ev.entrance_exposure_at_rp_mgy is None:
-        ctx.warn("image header carries no dose attribute (no DAP (0018,115E), Entrance Dose or CTDIvol)")
+    if dap is None and ev.ctdivol_mgy is None and ev.entrance_exposure_at_rp_mgy is None and ev.agd_mgy is None:
+        ctx.warn("image header carries no dose attribute (no DAP (0018,115E), Entrance Dose, Organ Dose or CTDIvol)")
 
 
 # ---------------------------------------------------------------------------
