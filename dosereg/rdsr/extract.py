@@ -1144,6 +1144,9 @@ def _projection_event(ctx: _Ctx, node: Node) -> IrradiationEvent:
                 ev.fluoro_mode = C.FLUORO_MODES.get(ch.value.key)
         elif k == C.TARGET_REGION:
             _target_region(ev, ch)
+            for mod in ch.children:  # Laterality is a concept modifier of the Target Region (mammography)
+                if mod.key == M.LATERALITY:
+                    M.event_item(ctx, ev, mod)
         elif k == C.COMMENT:
             ev.comment = _text_value(ch)
             if ev.comment and "<NumOfFrames" in ev.comment and ev.number_of_frames is None:
