@@ -90,9 +90,9 @@ def event_item(ctx: _Ctx, ev: IrradiationEvent, node: Node) -> bool:
     elif k == COMPRESSION_FORCE:
         ev.compression_force_n = _num(ctx, node, "force_n")
     elif k == HALF_VALUE_LAYER:
-        v = _num(ctx, node, "length_mm")
-        if v is not None:
-            ev.extra["half_value_layer_mm"] = v
+        hvl = _num(ctx, node, "length_mm")
+        if hvl is not None:
+            ev.extra["half_value_layer_mm"] = hvl
     elif k == ANODE_TARGET_MATERIAL and isinstance(node.value, Code):
         ev.anode_target_material = ANODES.get(node.value.key) or node.value.meaning or node.value.value
     elif k == LATERALITY and isinstance(node.value, Code):
@@ -100,9 +100,9 @@ def event_item(ctx: _Ctx, ev: IrradiationEvent, node: Node) -> bool:
         if ev.laterality is None:
             ctx.warn(f"unknown Laterality {node.value.scheme}:{node.value.value} ({node.value.meaning!r})")
     elif k == IMAGE_VIEW and isinstance(node.value, Code):
-        v = node.value
-        ev.view = VIEWS.get(v.key) or v.meaning or v.value
-        ev.view_code = f"{v.key[1]}:{v.key[0]}"
+        code = node.value
+        ev.view = VIEWS.get(code.key) or code.meaning or code.value
+        ev.view_code = f"{code.key[1]}:{code.key[0]}"
         mods = [_meaning(m.value) for m in node.children if m.key == IMAGE_VIEW_MODIFIER and isinstance(m.value, Code)]
         if mods:
             ev.extra["view_modifiers"] = mods

@@ -50,7 +50,7 @@ def extract_rrdsr(ctx: _Ctx, root: Node) -> None:
     doc.source_kind = RRDSR
     doc.template_id = "10021"
     doc.procedure_modality = "NM"
-    if root.key is not None and root.key != RRDSR_ROOT:
+    if root.concept is not None and root.key != RRDSR_ROOT:
         ctx.warn(f"unexpected root concept {root.concept.value}/{root.concept.scheme} for a Radiopharmaceutical "
                  "Radiation Dose SR; extracted anyway")
     _doc_level(ctx, root)
@@ -80,7 +80,7 @@ def extract_patient_dose_sr(ctx: _Ctx, root: Node) -> None:
     doc.source_kind = PATIENT_DOSE_SR
     doc.template_id = "10030"
     _doc_level(ctx, root)
-    if root.key is not None and root.key != PATIENT_DOSE_ROOT:
+    if root.concept is not None and root.key != PATIENT_DOSE_ROOT:
         ctx.warn(f"unexpected root concept {root.concept.value}/{root.concept.scheme} for a Patient Radiation "
                  "Dose SR")
     ctx.warn("Patient Radiation Dose SR (TID 10030) recorded; its dose estimates are not used by dosereg "
