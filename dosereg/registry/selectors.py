@@ -11,11 +11,13 @@ def registry_stats() -> dict[str, int]:
         received=Count("id"),
         ingested=Count("id", filter=Q(status=DoseObject.STATUS_INGESTED)),
         quarantined=Count("id", filter=Q(status=DoseObject.STATUS_QUARANTINED)),
+        not_dose=Count("id", filter=Q(status=DoseObject.STATUS_NOT_DOSE)),
     )
     return {
         "objects_received": objs["received"],
         "objects_ingested": objs["ingested"],
         "objects_quarantined": objs["quarantined"],
+        "objects_not_dose": objs["not_dose"],
         "patients": Patient.objects.filter(merged_into__isnull=True).count(),
         "studies": Study.objects.count(),
         "irradiation_events": IrradiationEvent.objects.count(),
@@ -45,7 +47,7 @@ def study_breast_agd(study_id: int) -> dict[str, dict]:
     return dict(sorted(out.items()))
 
 
-def study_nm_administrations(study_id: int) -> list[dict]:
+def study_nm_administrations(study_id: int, *, age_years: float | None | bool = False) -> list[dict]:
     """The study's radiopharmaceutical administrations (NM/PET part; never added to its CT part), each with its
     population-average effective-dose estimate from the versioned coefficient table (setting
     NM_EFFECTIVE_DOSE_COEFFICIENTS) or the reason there is none."""
@@ -57,7 +59,8 @@ def study_nm_administrations(study_id: int) -> list[dict]:
     from .models import RadiopharmaceuticalAdministration
 
     table = settings.NM_EFFECTIVE_DOSE_COEFFICIENTS
-    age = Study.objects.filter(pk=study_id).values_list("patient_age_years", flat=True).first()
+    age = (Study.objects.filter(pk=study_id).values_list("patient_age_years", flat=True).first()
+           if age_years is False else age_years)  # the caller may pass the study's age (one query less)
     out = []
     for a in RadiopharmaceuticalAdministration.objects.filter(study_id=study_id).order_by("start_datetime", "pk"):
         e_msv, detail = nm.effective_dose(
