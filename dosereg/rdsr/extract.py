@@ -18,10 +18,17 @@ What is read
 * Enhanced / Comprehensive SR carrying dose content: Siemens Arcadis private
   "Radiation Summary Report" (99SMS_RADSUM) -> ``dose_summary``; CT dose reports
   (GE Optima CT660) -> TID 10011, ``rdsr``.
-* CT / DX / CR / MG / XA / RF image objects -> ``image_header``: **one event per
-  image, whose ``irradiation_event_uid`` is the image's SOP Instance UID** (the
-  header Irradiation Event UID (0008,3010), when present, is kept in
-  ``extra["header_irradiation_event_uid"]``).
+* CT / XA / RF image objects -> ``image_header``: **one event per image, whose
+  ``irradiation_event_uid`` is the image's SOP Instance UID** (the header Irradiation
+  Event UID (0008,3010), when present, is kept in ``extra["header_irradiation_event_uid"]``).
+* DX / CR / MG image objects -> ``image_header``: **one event per exposure**: its key is
+  the header Irradiation Event UID, else derived from the exposure (see
+  :func:`dosereg.rdsr.mammo.exposure_event_uid`), so the For Presentation and For
+  Processing copies of one exposure are one event; the image's SOP Instance UID is in
+  ``extra["image_sop_instance_uid"]``. Mammography header and TID 10010 items: :mod:`.mammo`.
+* Radiopharmaceutical Radiation Dose SR (TID 10021) -> ``rrdsr``; Patient Radiation Dose
+  SR (TID 10030) -> ``patient_dose_sr`` (recorded only): :mod:`.nm`.
+* Enhanced / Comprehensive SR without dose content -> :class:`NotADoseObject`.
 * MR image objects -> ``mr_header`` with :class:`MRInfo`, no events.
 
 Units are normalised by unit code (see :mod:`dosereg.rdsr.units`); unknown units give

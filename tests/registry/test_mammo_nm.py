@@ -247,3 +247,20 @@ def test_listener_mg_pair_rrdsr_and_patient_dose_sr(running):
     nm_study_row = Study.objects.get(study_instance_uid=nm_study)
     (a,) = RadiopharmaceuticalAdministration.objects.filter(study=nm_study_row)
     assert a.administered_activity_mbq == approx(251.3)
+
+
+def test_inspect_dose_shows_mammography_and_administrations(tmp_path, capsys):
+    import json
+
+    from django.core.management import call_command
+
+    rr = B.write(_rrdsr(B.deterministic_uid("inspect-nm")), tmp_path / "rr.dcm")
+    mg = B.write(B.build_mammo_rdsr(B.MammoRDSRSpec(events=[B.MammoEventSpec(laterality="R", agd_mgy=1.4)])),
+                 tmp_path / "mg.dcm")
+    call_command("inspect_dose", str(rr), str(mg))
+    out = json.loads(capsys.readouterr().out)
+    (a,) = out[0]["radiopharmaceuticals"]
+    assert a["administered_activity_mbq"] == approx(251.3) and a["effective_dose_msv"] is None
+    assert a["effective_dose_detail"]["table_version"] == "dosereg-icrp128-2026.12-1"
+    assert out[1]["breasts"] == [{"laterality": "R", "accumulated_agd_mgy": approx(1.4)}]
+    assert out[1]["events"][0]["agd_mgy"] == approx(1.4) and out[1]["events"][0]["laterality"] == "R"
