@@ -2129,9 +2129,12 @@ _ACTIVITY_FROM_MBQ = {"MBq": 1.0, "Bq": 1e6, "kBq": 1e3, "GBq": 1e-3, "mCi": 1 /
 
 
 def build_rrdsr(spec: RRDSRSpec) -> Dataset:
-    """A Radiopharmaceutical Radiation Dose SR (SOP 1.2.840.10008.5.1.4.1.1.88.68, TID 10021, root 113500)."""
-    study_uid, series_uid, sop_uid, observer_uid = _resolve_uids(spec)
-    items = _observer_context(spec, observer_uid)
+    """A Radiopharmaceutical Radiation Dose SR (SOP 1.2.840.10008.5.1.4.1.1.88.68, TID 10021, root 113500).
+
+    No HAS OBS CONTEXT items under the root container: PS3.3 Table A.35.14-2 (as DCMTK's checker implements it)
+    does not allow them from a CONTAINER in this IOD; the device is identified by the header."""
+    study_uid, series_uid, sop_uid, _ = _resolve_uids(spec)
+    items: list[bytes] = []
     for i, a in enumerate(spec.administrations):
         start = a.start or spec.study_datetime - dt.timedelta(minutes=60 - i)
         sub = [_code(CONTAINS, C_AGENT, a.agent), _code(CONTAINS, C_RADIONUCLIDE, a.radionuclide)]

@@ -1574,7 +1574,8 @@ def _extract_image(ctx: _Ctx, h: Header, modality_hint: str) -> None:
         # mammography / radiography header items, and one event per exposure (For Presentation and For
         # Processing copies share it): see dosereg.rdsr.mammo
         M.image_header(ctx, h, ev, doc.procedure_modality or mod)
-        ev.irradiation_event_uid = M.exposure_event_uid(doc, ev, hdr_uid)
+        ev.irradiation_event_uid = M.exposure_event_uid(
+            doc, ev, hdr_uid, acquisition_time_known=bool(h.ascii(T_ACQ_DATETIME) or h.ascii(T_ACQ_TIME)))
         extra["image_sop_instance_uid"] = doc.sop_instance_uid
     tft = h.number(T_TOTAL_FLUORO_TIME)
     if tft is not None:

@@ -162,17 +162,19 @@ def image_header(ctx: _Ctx, h: Header, ev: IrradiationEvent, modality: str) -> N
             ev.extra["organ_exposed"] = organ or None
 
 
-def exposure_event_uid(doc: DoseDocument, ev: IrradiationEvent, header_event_uid: str | None) -> str:
+def exposure_event_uid(doc: DoseDocument, ev: IrradiationEvent, header_event_uid: str | None, *,
+                       acquisition_time_known: bool = True) -> str:
     """The key of the exposure a DX / CR / MG image shows, so that its For Presentation and For Processing copies
     (and any other image of the same exposure) are one irradiation event.
 
     The header Irradiation Event UID (0008,3010) when sent; else, when the acquisition date-time is known, a key
     derived from what both copies of one exposure share: study, device, acquisition date-time, laterality,
     view and the exposure factors (kVp, µAs, exposure time). Without an acquisition date-time an exposure
-    cannot be recognised: the image's SOP Instance UID (one event per image)."""
+    cannot be recognised (a content date-time differs between the copies): the image's SOP Instance UID (one
+    event per image)."""
     if header_event_uid:
         return header_event_uid
-    if ev.datetime is None:
+    if ev.datetime is None or not acquisition_time_known:
         return doc.sop_instance_uid
     d = doc.device
 

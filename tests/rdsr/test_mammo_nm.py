@@ -180,3 +180,28 @@ def test_effective_dose_from_a_site_verified_row():
     assert e == approx(5.0) and detail["table_version"] == "site-2026-1" and detail["source"] == "site physicist, ICRP 128"
     e, detail = nm.effective_dose(adm, table, age_years=9)
     assert e is None and "paediatric" in detail["reason"]
+
+
+def test_without_acquisition_time_each_image_is_its_own_event():
+    """A content date-time differs between the copies: no exposure key is derived from it."""
+    ds = B.build_mg_image()
+    for kw in ("AcquisitionDateTime", "AcquisitionDate", "AcquisitionTime"):
+        delattr(ds, kw)
+    d = extract_bytes(B.to_bytes(ds))
+    assert d.events[0].irradiation_event_uid == d.sop_instance_uid
+
+
+def test_dcmtk_reads_the_new_fixtures(tmp_path):
+    """dsrdump (DCMTK) parses the builder's mammography RDSR, RRDSR and Patient Radiation Dose SR without an error
+    (its IOD relationship checks included); dcmdump reads the MG images."""
+    from tests.rdsr.test_builder import dcmdump, dsrdump
+
+    out = dsrdump(B.write(B.build_mammo_rdsr(_mammo_spec()), tmp_path / "mg-rdsr.dcm"))
+    assert "Accumulated Average Glandular Dose" in out and "Compression Force" in out and '"1.21" (mGy' in out
+    out = dsrdump(B.write(B.build_rrdsr(B.RRDSRSpec(report_weight_kg=70.0)), tmp_path / "rrdsr.dcm"))
+    assert "Radiopharmaceutical Radiation Dose SR" in out and '"Administered activity")="250" (MBq' in out
+    out = dsrdump(B.write(B.build_patient_dose_sr(), tmp_path / "prdsr.dcm"))
+    assert "Patient Radiation Dose Report" in out
+    for intent in ("FOR PRESENTATION", "FOR PROCESSING"):
+        out = dcmdump(B.write(B.build_mg_image(presentation_intent=intent), tmp_path / "mg.dcm"))
+        assert "(0040,0316) DS [0.0125]" in out and f"[{intent}]" in out
