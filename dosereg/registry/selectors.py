@@ -35,9 +35,16 @@ def study_breast_agd(study_id: int) -> dict[str, dict]:
     from .models import BreastDose
 
     out: dict[str, dict] = {}
-    for row in (IrradiationEvent.objects.filter(study_id=study_id, agd_mgy__isnull=False).exclude(laterality="")
-                .values("laterality").annotate(agd=Sum("agd_mgy"), n=Count("id"))):
-        out[row["laterality"]] = {"agd_mgy": row["agd"], "events": row["n"], "source": "events"}
+    rows = list(IrradiationEvent.objects.filter(study_id=study_id, agd_mgy__isnull=False).exclude(laterality="")
+                .values("laterality", "dose_object__source_kind").annotate(agd=Sum("agd_mgy"), n=Count("id")))
+    # a unit that sends both an RDSR and images whose headers do not carry the RDSR's Irradiation Event UID: the
+    # same exposures twice under different keys. The RDSR's events win; image headers count only without one.
+    if any(r["dose_object__source_kind"] == "rdsr" for r in rows):
+        rows = [r for r in rows if r["dose_object__source_kind"] == "rdsr"]
+    for row in rows:
+        acc = out.setdefault(row["laterality"], {"agd_mgy": 0.0, "events": 0, "source": "events"})
+        acc["agd_mgy"] += row["agd"]
+        acc["events"] += row["n"]
     reported = (BreastDose.objects.filter(study_id=study_id, accumulated_agd_mgy__isnull=False,
                                           dose_object__status=DoseObject.STATUS_INGESTED,
                                           dose_object__superseded_by__isnull=True)

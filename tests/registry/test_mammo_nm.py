@@ -264,3 +264,15 @@ def test_inspect_dose_shows_mammography_and_administrations(tmp_path, capsys):
     assert a["effective_dose_detail"]["table_version"] == "dosereg-icrp128-2026.12-1"
     assert out[1]["breasts"] == [{"laterality": "R", "accumulated_agd_mgy": approx(1.4)}]
     assert out[1]["events"][0]["agd_mgy"] == approx(1.4) and out[1]["events"][0]["laterality"] == "R"
+
+
+@pytest.mark.django_db
+def test_rdsr_and_images_of_the_same_exposures_count_agd_once(spool, tmp_path):
+    """A unit sends an RDSR and its images, whose headers lack the RDSR's Irradiation Event UID: the per-breast AGD
+    comes from the RDSR's events, not from both."""
+    study_uid = B.deterministic_uid("mg-rdsr-and-images")
+    _import(spool, tmp_path, B.build_mammo_rdsr(B.MammoRDSRSpec(study_instance_uid=study_uid, events=[
+        B.MammoEventSpec(laterality="L", agd_mgy=1.25, datetime=WHEN)])))
+    _import(spool, tmp_path, B.build_mg_image(study_instance_uid=study_uid, acquisition_datetime=WHEN))
+    agd = study_breast_agd(Study.objects.get(study_instance_uid=study_uid).pk)
+    assert agd == {"L": {"agd_mgy": approx(1.25), "events": 1, "source": "events"}}
