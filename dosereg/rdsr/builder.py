@@ -66,6 +66,8 @@ __all__ = [
     "build_mg_image",
     "build_rrdsr",
     "build_patient_dose_sr",
+    "NMImageSpec",
+    "build_nm_image",
     "to_bytes",
     "write",
     "random_projection_spec",
@@ -2182,4 +2184,68 @@ def build_patient_dose_sr(spec: _CommonSpec | None = None, **overrides: Any) -> 
     ds.SOPClassUID = PATIENT_RADIATION_DOSE_SR
     ds.ConceptNameCodeSequence = Sequence([_code_ds(C_PRDSR_ROOT)])
     ds.SeriesDescription = "Patient Radiation Dose"
+    return ds
+
+
+PET_IMAGE = "1.2.840.10008.5.1.4.1.1.128"
+NM_IMAGE = "1.2.840.10008.5.1.4.1.1.20"
+
+
+@dataclass(kw_only=True)
+class NMImageSpec(_CommonSpec):
+    """A tiny PET (or NM) image whose Radiopharmaceutical Information Sequence (0054,0016) carries the
+    administration (units without RRDSR). ``total_dose_bq``: Radionuclide Total Dose (0018,1074), in Bq."""
+
+    modality: str = "PT"                           # 'PT' | 'NM' (SOP class follows)
+    model: str = "Synth PET"
+    agent: Code | None = ("35321007", "SCT", "Fluorodeoxyglucose F^18^")
+    agent_text: str | None = "FDG"                 # (0018,0031)
+    radionuclide: Code | None = ("77004003", "SCT", "^18^Fluorine")
+    total_dose_bq: float | None = 251.3e6
+    half_life_s: float | None = 6586.2
+    start: dt.datetime | None = None                # default study_datetime - 60 min, as (0018,1078)
+    start_as_time_only: bool = False                # (0018,1072) TM instead of (0018,1078) DT
+    route: str | None = "Intravenous route"
+    instance_number: int = 1
+
+
+def build_nm_image(spec: NMImageSpec | None = None, **overrides: Any) -> Dataset:
+    s: NMImageSpec = _coerce(NMImageSpec, spec, overrides)
+    study_uid, series_uid, sop_uid, _ = _resolve_uids(s)
+    start = s.start or s.study_datetime - dt.timedelta(minutes=60)
+    ds = Dataset()
+    _patient_study_equipment(ds, s, study_uid, series_uid, sop_uid, s.study_datetime)
+    ds.SOPClassUID = PET_IMAGE if s.modality == "PT" else NM_IMAGE
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.Modality = s.modality
+    ds.AcquisitionDate = s.study_datetime.strftime("%Y%m%d")
+    ds.AcquisitionTime = s.study_datetime.strftime("%H%M%S")
+    item = Dataset()
+    if s.agent_text:
+        item.Radiopharmaceutical = s.agent_text
+    if s.route:
+        item.RadiopharmaceuticalRoute = s.route
+    if s.start_as_time_only:
+        item.RadiopharmaceuticalStartTime = start.strftime("%H%M%S")
+    else:
+        item.RadiopharmaceuticalStartDateTime = _fmt_dt(start)
+    if s.total_dose_bq is not None:
+        item.RadionuclideTotalDose = _fmt_num(s.total_dose_bq)
+    if s.half_life_s is not None:
+        item.RadionuclideHalfLife = _fmt_num(s.half_life_s)
+    if s.radionuclide is not None:
+        item.RadionuclideCodeSequence = Sequence([_code_ds(s.radionuclide)])
+    if s.agent is not None:
+        item.RadiopharmaceuticalCodeSequence = Sequence([_code_ds(s.agent)])
+    ds.RadiopharmaceuticalInformationSequence = Sequence([item])
+    ds.SeriesType = ["STATIC", "IMAGE"]
+    ds.Units = "BQML"
+    ds.DecayCorrection = "START"
+    ds.CorrectedImage = ["DECY", "ATTN"]
+    ds.FrameOfReferenceUID = deterministic_uid("for", study_uid)
+    ds.ImagePositionPatient = ["0", "0", str(s.instance_number)]
+    ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
+    ds.PixelSpacing = ["4", "4"]
+    ds.SliceThickness = "3"
+    _pixels(ds, len(sop_uid))
     return ds

@@ -117,6 +117,7 @@ SOP_CLASSES = {
     "generic_sr": set(GENERIC_SR_CLASSES),
     "image": set(IMAGE_CLASSES),
     "mr": MR_CLASSES,
+    "nm_image": set(NM.NM_IMAGE_CLASSES),
 }
 
 # ---------------------------------------------------------------------------
@@ -605,6 +606,8 @@ def _extract(parsed: Parsed) -> DoseDocument:
         kind = "image"
     elif sop_class in MR_CLASSES:
         kind = "mr"
+    elif sop_class in NM.NM_IMAGE_CLASSES:
+        kind = "nm_image"
     else:
         raise ExtractionError(
             f"unsupported SOP class {sop_class} ({_sop_class_name(sop_class)}): "
@@ -625,6 +628,8 @@ def _extract(parsed: Parsed) -> DoseDocument:
         NM.extract_rrdsr(ctx, build_content_tree(parsed, dec, C.canon))
     elif kind == "prdsr":
         NM.extract_patient_dose_sr(ctx, build_content_tree(parsed, dec, C.canon))
+    elif kind == "nm_image":
+        NM.extract_nm_header(ctx, h, NM.NM_IMAGE_CLASSES[sop_class])
     elif kind == "image":
         _extract_image(ctx, h, IMAGE_CLASSES[sop_class])
     else:

@@ -11,14 +11,15 @@ CT estimate.
 """
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 from . import codes as C
 from .reader import Code, Node
-from .records import PATIENT_DOSE_SR, RRDSR, RadiopharmaceuticalAdministration
+from .records import NM_HEADER, PATIENT_DOSE_SR, RRDSR, RadiopharmaceuticalAdministration
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .extract import _Ctx
+    from .extract import Header, _Ctx
 
 RRDSR_CLASS = "1.2.840.10008.5.1.4.1.1.88.68"
 PATIENT_DOSE_SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.73"
@@ -86,6 +87,66 @@ def extract_patient_dose_sr(ctx: _Ctx, root: Node) -> None:
     ctx.warn("Patient Radiation Dose SR (TID 10030) recorded; its dose estimates are not used by dosereg "
              "(no events, no totals)")
     _device_fallbacks(ctx)
+
+
+# --- NM / PET image headers (no RRDSR) ------------------------------------------------------
+NM_IMAGE_CLASSES = {"1.2.840.10008.5.1.4.1.1.20": "NM",      # Nuclear Medicine Image
+                    "1.2.840.10008.5.1.4.1.1.128": "PT",     # Positron Emission Tomography Image
+                    "1.2.840.10008.5.1.4.1.1.130": "PT"}     # Enhanced PET Image
+T_RP_INFO_SEQ = 0x00540016        # Radiopharmaceutical Information Sequence
+T_RADIOPHARMACEUTICAL = 0x00180031
+T_RP_ROUTE = 0x00181070
+T_RP_VOLUME = 0x00181071          # ml
+T_RP_START_TIME = 0x00181072
+T_RN_TOTAL_DOSE = 0x00181074      # Bq (PS3.3 C.8.9.1.1.3 / C.8.22.4: "in Bq")
+T_RN_HALF_LIFE = 0x00181075       # s
+T_RP_START_DT = 0x00181078
+T_RP_STOP_DT = 0x00181079
+T_RN_CODE_SEQ = 0x00540300
+T_ROUTE_CODE_SEQ = 0x00540302
+T_RP_CODE_SEQ = 0x00540304
+T_SERIES_DATE, T_ACQ_DATE, T_STUDY_DATE = 0x00080021, 0x00080022, 0x00080020
+
+
+def extract_nm_header(ctx: _Ctx, h: Header, modality: str) -> None:
+    """An NM / PET image: one administration per Radiopharmaceutical Information Sequence item. Every image of
+    a series repeats it: the administration's key (``event_uid``) is derived from the study, agent, start and
+    total dose, so the registry keeps one."""
+    doc = ctx.doc
+    doc.source_kind = NM_HEADER
+    doc.procedure_modality = modality
+    for it in h.seq(T_RP_INFO_SEQ):
+        a = RadiopharmaceuticalAdministration()
+        code = it.code(T_RP_CODE_SEQ)
+        a.radiopharmaceutical = (code[2] if code else None) or it.text(T_RADIOPHARMACEUTICAL)
+        a.radiopharmaceutical_code = C.canon_str(code[0], code[1]) if code and code[0] else None
+        code = it.code(T_RN_CODE_SEQ)
+        if code:
+            a.radionuclide, a.radionuclide_code = code[2] or code[0], (C.canon_str(code[0], code[1]) if code[0] else None)
+        code = it.code(T_ROUTE_CODE_SEQ)
+        a.route = (code[2] if code else None) or it.text(T_RP_ROUTE)
+        a.route_code = C.canon_str(code[0], code[1]) if code and code[0] else None
+        bq = it.number(T_RN_TOTAL_DOSE)
+        if bq is not None and bq < 0:
+            ctx.warn(f"Radionuclide Total Dose (0018,1074) {bq:g} Bq is negative; stored as null")
+            bq = None
+        a.administered_activity_mbq = bq / 1e6 if bq is not None else None
+        a.radionuclide_half_life_s = it.number(T_RN_HALF_LIFE)
+        a.volume_ml = it.number(T_RP_VOLUME)
+        start = it.ascii(T_RP_START_DT)
+        a.start_datetime = ctx.dt(start, "Radiopharmaceutical Start DateTime") if start else ctx.da_tm(
+            h.ascii(T_SERIES_DATE) or h.ascii(T_ACQ_DATE) or h.ascii(T_STUDY_DATE), it.ascii(T_RP_START_TIME))
+        stop = it.ascii(T_RP_STOP_DT)
+        a.stop_datetime = ctx.dt(stop, "Radiopharmaceutical Stop DateTime") if stop else None
+        key = "|".join([doc.study_instance_uid or "", a.radiopharmaceutical_code or a.radiopharmaceutical or "",
+                        a.start_datetime.isoformat() if a.start_datetime else "",
+                        "" if a.administered_activity_mbq is None else f"{a.administered_activity_mbq:.6g}"])
+        a.event_uid = "nm-header-" + hashlib.sha1(key.encode("utf-8", "replace")).hexdigest()
+        doc.radiopharmaceuticals.append(a)
+    if not doc.radiopharmaceuticals:
+        ctx.warn("NM/PET image without Radiopharmaceutical Information Sequence (0054,0016): no administration")
+    elif all(a.administered_activity_mbq is None for a in doc.radiopharmaceuticals):
+        ctx.warn("NM/PET image header without Radionuclide Total Dose (0018,1074)")
 
 
 def _administration(ctx: _Ctx, node: Node) -> RadiopharmaceuticalAdministration:

@@ -17,6 +17,7 @@ MR_HEADER = "mr_header"
 DOSE_SUMMARY = "dose_summary"
 RRDSR = "rrdsr"                        # Radiopharmaceutical Radiation Dose SR (TID 10021)
 PATIENT_DOSE_SR = "patient_dose_sr"    # Patient Radiation Dose SR (TID 10030): recorded, estimates not used
+NM_HEADER = "nm_header"                # NM / PET image: Radiopharmaceutical Information Sequence (0054,0016)
 
 # Pregnancy status (0010,21C0) enumerated values, normalised
 PREGNANCY_NOT = "not_pregnant"          # 0001

@@ -69,7 +69,12 @@ def study_nm_administrations(study_id: int, *, age_years: float | None | bool = 
     age = (Study.objects.filter(pk=study_id).values_list("patient_age_years", flat=True).first()
            if age_years is False else age_years)  # the caller may pass the study's age (one query less)
     out = []
-    for a in RadiopharmaceuticalAdministration.objects.filter(study_id=study_id).order_by("start_datetime", "pk"):
+    rows = list(RadiopharmaceuticalAdministration.objects.filter(study_id=study_id).select_related("dose_object")
+                .order_by("start_datetime", "pk"))
+    # an RRDSR's administrations win over those read from NM/PET image headers (the same ones, other keys)
+    if any(a.dose_object.source_kind == "rrdsr" for a in rows):
+        rows = [a for a in rows if a.dose_object.source_kind == "rrdsr"]
+    for a in rows:
         e_msv, detail = nm.effective_dose(
             Adm(radiopharmaceutical_code=a.radiopharmaceutical_code or None,
                 administered_activity_mbq=a.administered_activity_mbq), table, age)
@@ -78,6 +83,6 @@ def study_nm_administrations(study_id: int, *, age_years: float | None | bool = 
             "radionuclide": a.radionuclide, "radionuclide_code": a.radionuclide_code,
             "administered_activity_mbq": a.administered_activity_mbq, "start_datetime": a.start_datetime,
             "route": a.route, "patient_weight_kg": a.patient_weight_kg, "patient_size_m": a.patient_size_m,
-            "effective_dose_msv": e_msv, "effective_dose_detail": detail,
+            "effective_dose_msv": e_msv, "effective_dose_detail": detail, "source": a.dose_object.source_kind,
         })
     return out

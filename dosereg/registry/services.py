@@ -165,7 +165,7 @@ def dose_object_ingest(*, dose_object_id: int, force: bool = False) -> DoseObjec
             if attempt == 2 or not _DEVICE_CACHE:
                 raise
             _DEVICE_CACHE.clear()
-    if doc.source_kind in (R.IMAGE_HEADER, R.MR_HEADER):
+    if doc.source_kind in (R.IMAGE_HEADER, R.MR_HEADER, R.NM_HEADER):
         _strip_pixels(obj)
     patient_ids = sorted(set(Study.objects.filter(pk__in=affected).values_list("patient_id", flat=True)) - {None}) \
         if len(affected) > 1 else ([obj.study.patient_id] if obj.study and obj.study.patient_id else [])

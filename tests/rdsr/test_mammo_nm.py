@@ -205,3 +205,22 @@ def test_dcmtk_reads_the_new_fixtures(tmp_path):
     for intent in ("FOR PRESENTATION", "FOR PROCESSING"):
         out = dcmdump(B.write(B.build_mg_image(presentation_intent=intent), tmp_path / "mg.dcm"))
         assert "(0040,0316) DS [0.0125]" in out and f"[{intent}]" in out
+
+
+@pytest.mark.parametrize("modality,time_only", [("PT", False), ("NM", True)])
+def test_nm_pet_image_header_administration(modality, time_only):
+    """Radiopharmaceutical Information Sequence (0054,0016): Radionuclide Total Dose (0018,1074) is in Bq."""
+    start = dt.datetime(2026, 3, 2, 8, 12, 30)
+    ds = B.build_nm_image(modality=modality, total_dose_bq=251.3e6, start=start, start_as_time_only=time_only,
+                          study_instance_uid="1.2.826.0.1.3680043.8.498.9")
+    d = extract_bytes(B.to_bytes(ds))
+    assert d.source_kind == "nm_header" and d.procedure_modality == modality and d.events == []
+    (a,) = d.radiopharmaceuticals
+    assert a.administered_activity_mbq == approx(251.3) and a.start_datetime == start
+    assert (a.radiopharmaceutical_code, a.radionuclide_code) == ("SCT:35321007", "SCT:77004003")
+    assert a.radionuclide_half_life_s == approx(6586.2) and a.route == "Intravenous route"
+    # every slice of the series carries it: one key
+    other = extract_bytes(B.to_bytes(B.build_nm_image(modality=modality, total_dose_bq=251.3e6, start=start,
+                                                      start_as_time_only=time_only, instance_number=2,
+                                                      study_instance_uid="1.2.826.0.1.3680043.8.498.9")))
+    assert other.radiopharmaceuticals[0].event_uid == a.event_uid

@@ -276,3 +276,22 @@ def test_rdsr_and_images_of_the_same_exposures_count_agd_once(spool, tmp_path):
     _import(spool, tmp_path, B.build_mg_image(study_instance_uid=study_uid, acquisition_datetime=WHEN))
     agd = study_breast_agd(Study.objects.get(study_instance_uid=study_uid).pk)
     assert agd == {"L": {"agd_mgy": approx(1.25), "events": 1, "source": "events"}}
+
+
+@pytest.mark.django_db
+def test_pet_headers_one_administration_and_rrdsr_wins(spool, tmp_path):
+    study_uid = B.deterministic_uid("pet-headers")
+    series = B.deterministic_uid("pet-series")
+    start = dt.datetime(2026, 3, 2, 8, 12, 30)
+    objs = [_import(spool, tmp_path, B.build_nm_image(study_instance_uid=study_uid, series_instance_uid=series,
+                                                      instance_number=i, start=start, total_dose_bq=248.0e6))
+            for i in range(1, 4)]
+    assert all(o.status == DoseObject.STATUS_INGESTED and o.source_kind == "nm_header" for o in objs)
+    study = Study.objects.get(study_instance_uid=study_uid)
+    assert study.procedure_modality == "PT" and study.has_ionising_dose
+    assert RadiopharmaceuticalAdministration.objects.filter(study=study).count() == 1
+    (row,) = study_nm_administrations(study.pk)
+    assert row["administered_activity_mbq"] == approx(248.0) and row["source"] == "nm_header"
+    _import(spool, tmp_path, _rrdsr(study_uid, activity=251.3))
+    (row,) = study_nm_administrations(study.pk)  # the RRDSR's measured activity, not the header's as well
+    assert row["administered_activity_mbq"] == approx(251.3) and row["source"] == "rrdsr"
