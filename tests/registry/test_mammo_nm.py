@@ -295,3 +295,24 @@ def test_pet_headers_one_administration_and_rrdsr_wins(spool, tmp_path):
     _import(spool, tmp_path, _rrdsr(study_uid, activity=251.3))
     (row,) = study_nm_administrations(study.pk)  # the RRDSR's measured activity, not the header's as well
     assert row["administered_activity_mbq"] == approx(251.3) and row["source"] == "rrdsr"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_export_import_keeps_breast_doses_and_administrations(spool, tmp_path):
+    from django.core.management import call_command
+
+    from dosereg.ops.transfer import registry_export, registry_import
+
+    mg = _import(spool, tmp_path, B.build_mammo_rdsr(B.MammoRDSRSpec(events=[
+        B.MammoEventSpec(laterality="R", agd_mgy=1.4, compression_thickness_mm=50)])))
+    nm_obj = _import(spool, tmp_path, _rrdsr(B.deterministic_uid("export-nm")))
+    mg_study, nm_study = mg.study.study_instance_uid, nm_obj.study.study_instance_uid
+    counts = registry_export(tmp_path / "registry.jsonl")
+    assert counts["breast"] == 1 and counts["administration"] == 1
+    call_command("flush", interactive=False, verbosity=0)
+    assert not Study.objects.exists()
+    registry_import(tmp_path / "registry.jsonl")
+    assert list(BreastDose.objects.values_list("laterality", "accumulated_agd_mgy")) == [("R", approx(1.4))]
+    assert IrradiationEvent.objects.get(study__study_instance_uid=mg_study).agd_mgy == approx(1.4)
+    (a,) = RadiopharmaceuticalAdministration.objects.all()
+    assert a.administered_activity_mbq == approx(251.3) and a.study.study_instance_uid == nm_study
