@@ -22,8 +22,8 @@ from django.utils import timezone
 from dosereg.rdsr import ExtractionError, NotADoseObject, extract_file
 from dosereg.rdsr import records as R
 
+from . import mammo_nm
 from .models import (
-    BreastDose,
     Device,
     DeviceIdentifier,
     DeviceSoftwareVersion,
@@ -33,7 +33,6 @@ from .models import (
     Participant,
     Patient,
     PlaneTotal,
-    RadiopharmaceuticalAdministration,
     Study,
 )
 log = logging.getLogger(__name__)
@@ -232,7 +231,7 @@ def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int]) ->
         DoseObject.objects.filter(pk__in=replaced).update(superseded_by=obj)
     # re-ingest of this object (or of the objects it replaces): remove what they wrote before
     if obj.attempts or replaced:
-        for model in (IrradiationEvent, PlaneTotal, Participant, MRExam, BreastDose, RadiopharmaceuticalAdministration):
+        for model in (IrradiationEvent, PlaneTotal, Participant, MRExam, *mammo_nm.CHILD_MODELS):
             model.objects.filter(dose_object_id__in=[obj.pk, *replaced]).delete()
 
     new_uids = {e.irradiation_event_uid for e in events if e.irradiation_event_uid}
@@ -260,7 +259,7 @@ def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int]) ->
         doc.warnings.append("events overlap another report of this study without being a superset; events were merged by Irradiation Event UID")
 
     if doc.source_kind == R.IMAGE_HEADER and (to_supersede or superseded_by_other):
-        _same_exposure(doc, study, obj, event_rows, to_supersede or [superseded_by_other])
+        mammo_nm.same_exposure(doc, study, obj, event_rows, to_supersede or [superseded_by_other])
     obj.superseded_by_id = superseded_by_other
     if to_supersede:
         DoseObject.objects.filter(pk__in=to_supersede).update(superseded_by=obj)
@@ -291,7 +290,7 @@ def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int]) ->
                         role_code=_s(p.role_code)[:64], person_id=_s(p.person_id)[:128], source=p.source)
         )
     Participant.objects.bulk_create(participants)
-    _write_mammo_nm(doc, study, obj)
+    mammo_nm.write_breasts_and_administrations(doc, study, obj)
     if doc.mr is not None:
         MRExam.objects.create(
             study=study, dose_object=obj, sar_w_kg=doc.mr.sar_w_kg, sar_definition=_s(doc.mr.sar_definition)[:32],
@@ -372,58 +371,6 @@ def _event_row(ev: R.IrradiationEvent, study: Study, obj: DoseObject, doc: R.Dos
         presentation_intent=_s(ev.presentation_intent)[:16],
         extra=_jsonable(ev.extra),
     )
-
-
-_MERGE_FIELDS = ("dap_gy_cm2", "entrance_exposure_at_rp_mgy", "agd_mgy", "compression_thickness_mm", "compression_force_n",
-                 "kvp", "tube_current_ma", "exposure_time_ms", "exposure_mas", "exposure_index", "deviation_index",
-                 "target_exposure_index", "distance_source_to_detector_mm")
-
-
-def _same_exposure(doc: R.DoseDocument, study: Study, obj: DoseObject, event_rows: list[IrradiationEvent],
-                   other_ids: list[int]) -> None:
-    """An image of an exposure already recorded from another image (its For Presentation / For Processing copy):
-    one event. The row keeps what either copy reported (a value only one copy carries is not lost)."""
-    uids = [r.irradiation_event_uid for r in event_rows]
-    existing = {e.irradiation_event_uid: e for e in IrradiationEvent.objects.filter(study=study, irradiation_event_uid__in=uids)}
-    for row in event_rows:
-        old = existing.get(row.irradiation_event_uid)
-        if old is None:
-            continue
-        for name in _MERGE_FIELDS:
-            if getattr(row, name) is None and getattr(old, name) is not None:
-                setattr(row, name, getattr(old, name))
-        kept = old.extra.get("image_sop_instance_uids") or [old.extra.get("image_sop_instance_uid")]
-        row.extra["image_sop_instance_uids"] = sorted({u for u in [*kept, obj.sop_instance_uid] if u})
-    sops = list(DoseObject.objects.filter(pk__in=other_ids).values_list("sop_instance_uid", flat=True))
-    intents = sorted({r.presentation_intent for r in event_rows if r.presentation_intent})
-    doc.warnings.append(f"same exposure as object(s) {', '.join(sops)} ({' / '.join(intents) or 'another copy'}); "
-                        "counted once")
-
-
-def _write_mammo_nm(doc: R.DoseDocument, study: Study, obj: DoseObject) -> None:
-    """Mammography accumulated AGD per breast (as reported) and radiopharmaceutical administrations."""
-    if doc.breasts:
-        BreastDose.objects.bulk_create([
-            BreastDose(study=study, dose_object=obj, laterality=b.laterality[:1], accumulated_agd_mgy=b.accumulated_agd_mgy)
-            for b in doc.breasts])
-    if doc.radiopharmaceuticals:
-        p = doc.patient
-        # idempotent on the Administration Event UID: a later report of the same administration replaces it
-        uids = [a.event_uid for a in doc.radiopharmaceuticals if a.event_uid]
-        if uids:
-            RadiopharmaceuticalAdministration.objects.filter(study=study, event_uid__in=uids).exclude(dose_object=obj).delete()
-        RadiopharmaceuticalAdministration.objects.bulk_create([
-            RadiopharmaceuticalAdministration(
-                study=study, dose_object=obj, event_uid=_s(a.event_uid)[:128],
-                radiopharmaceutical=_s(a.radiopharmaceutical)[:256], radiopharmaceutical_code=_s(a.radiopharmaceutical_code)[:64],
-                radionuclide=_s(a.radionuclide)[:128], radionuclide_code=_s(a.radionuclide_code)[:64],
-                radionuclide_half_life_s=a.radionuclide_half_life_s, administered_activity_mbq=a.administered_activity_mbq,
-                pre_administration_activity_mbq=a.pre_administration_activity_mbq,
-                post_administration_activity_mbq=a.post_administration_activity_mbq,
-                start_datetime=_aware(a.start_datetime), stop_datetime=_aware(a.stop_datetime),
-                route=_s(a.route)[:128], route_code=_s(a.route_code)[:64], volume_ml=a.volume_ml,
-                patient_weight_kg=p.weight_kg, patient_size_m=p.size_m, comment=_s(a.comment))
-            for a in doc.radiopharmaceuticals])
 
 
 def _float_extra(ev: R.IrradiationEvent, key: str) -> float | None:
