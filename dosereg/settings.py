@@ -291,6 +291,15 @@ NOTIFICATION_MAX_ATTEMPTS = env_int("NOTIFICATION_MAX_ATTEMPTS", 10)
 NOT_PATIENT_PATTERN = env("NOT_PATIENT_PATTERN", r"(?<![a-z])(phantom|qa|qc|calibration|constancy)(?![a-z])")
 PSEUDONYMISE_PATIENTS = env_bool("PSEUDONYMISE_PATIENTS", False)
 PSEUDONYM_SECRET = env("PSEUDONYM_SECRET", "")
+# NM/PET effective dose: ICRP Publication 128 coefficients (mSv per MBq), a versioned and cited table
+# (dosereg.rdsr.nm.ICRP128_TABLE; no coefficient is shipped until confirmed against the reference). A site adds
+# verified rows as a JSON file with the same shape, each row with its own "source" (issue 16).
+NM_EFFECTIVE_DOSE_COEFFICIENTS = __import__("dosereg.rdsr.nm", fromlist=["ICRP128_TABLE"]).ICRP128_TABLE
+if env("NM_EFFECTIVE_DOSE_COEFFICIENTS_FILE", ""):
+    import json as _json
+
+    with open(env("NM_EFFECTIVE_DOSE_COEFFICIENTS_FILE", ""), encoding="utf-8") as _f:
+        NM_EFFECTIVE_DOSE_COEFFICIENTS = _json.load(_f)
 if PSEUDONYMISE_PATIENTS and not PSEUDONYM_SECRET:
     raise ImproperlyConfigured("PSEUDONYMISE_PATIENTS requires PSEUDONYM_SECRET")
 

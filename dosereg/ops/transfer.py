@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from dosereg.ops.failures import step_failure_record
 from dosereg.registry.models import (
+    BreastDose,
     Device,
     DeviceIdentifier,
     DeviceSoftwareVersion,
@@ -37,8 +38,12 @@ from dosereg.registry.models import (
     Participant,
     Patient,
     PlaneTotal,
+    RadiopharmaceuticalAdministration,
     Study,
 )
+# child records of a dose object, by record type (mammography per-breast AGD and NM administrations: issue 16)
+CHILDREN = {"plane": PlaneTotal, "event": IrradiationEvent, "participant": Participant, "mr": MRExam,
+            "breast": BreastDose, "administration": RadiopharmaceuticalAdministration}
 
 FORMAT = "dosereg-registry"
 VERSION = 1
@@ -161,7 +166,7 @@ def registry_records(problems: list[tuple[str, str]] | None = None) -> Iterator[
     for o in _readable_rows(DoseObject, problems):
         yield {"t": "object", "k": object_key[o.pk], "f": _fields(o, of), "study": study_uid.get(o.study_id),
                "device": _device_ref(o.device_id, dev_keys), "superseded_by": object_key.get(o.superseded_by_id)}
-    for t, model in (("plane", PlaneTotal), ("event", IrradiationEvent), ("participant", Participant), ("mr", MRExam)):
+    for t, model in CHILDREN.items():
         fields = _plain_fields(model)
         for row in _readable_rows(model, problems):
             yield {"t": t, "f": _fields(row, fields), "study": study_uid[row.study_id],
@@ -331,7 +336,7 @@ class _Importer:
 
     def add(self, rec: dict) -> None:
         t = rec.get("t")
-        if t not in ("patient", "device", "study", "object", "plane", "event", "participant", "mr"):
+        if t not in ("patient", "device", "study", "object", *CHILDREN):
             raise TransferError(f"unknown record type {t!r}")
         buf = self.buffer.setdefault(t, [])
         buf.append(rec)
@@ -339,14 +344,13 @@ class _Importer:
             self.flush(t)
 
     def flush(self, t: str | None = None) -> None:
-        order = ["patient", "device", "study", "object", "plane", "event", "participant", "mr"]
+        order = ["patient", "device", "study", "object", *CHILDREN]
         for name in order if t is None else [t]:
             rows = self.buffer.pop(name, [])
             if not rows:
                 continue
-            if name in ("plane", "event", "participant", "mr"):
-                model = {"plane": PlaneTotal, "event": IrradiationEvent, "participant": Participant, "mr": MRExam}[name]
-                self._children(name, model, rows)
+            if name in CHILDREN:
+                self._children(name, CHILDREN[name], rows)
             else:
                 getattr(self, name)(rows)
 
