@@ -70,6 +70,10 @@ ACCEPTED_SOP_CLASSES: dict[str, str] = {
     "1.2.840.10008.5.1.4.1.1.13.1.1": "X-Ray 3D Angiographic Image",
     "1.2.840.10008.5.1.4.1.1.4": "MR Image",
     "1.2.840.10008.5.1.4.1.1.4.1": "Enhanced MR Image",
+    # nuclear medicine and PET images: their Radiopharmaceutical Information Sequence when no RRDSR comes
+    "1.2.840.10008.5.1.4.1.1.20": "Nuclear Medicine Image",
+    "1.2.840.10008.5.1.4.1.1.128": "Positron Emission Tomography Image",
+    "1.2.840.10008.5.1.4.1.1.130": "Enhanced PET Image",
 }
 
 

@@ -316,3 +316,18 @@ def test_export_import_keeps_breast_doses_and_administrations(spool, tmp_path):
     assert IrradiationEvent.objects.get(study__study_instance_uid=mg_study).agd_mgy == approx(1.4)
     (a,) = RadiopharmaceuticalAdministration.objects.all()
     assert a.administered_activity_mbq == approx(251.3) and a.study.study_instance_uid == nm_study
+
+
+@pytest.mark.django_db(transaction=True)
+def test_listener_accepts_pet_images_and_records_the_administration(running):
+    """PET/NM images are offered by the listener (a unit without RRDSR still records its administered activity); the
+    SCU sends Implicit VR, where only known sequence tags are parsed as sequences (the reader's SQ_TAGS)."""
+    study_uid = B.deterministic_uid("listener-pet")
+    pet = [B.build_nm_image(study_instance_uid=study_uid, series_instance_uid=B.deterministic_uid("listener-pet-s"),
+                            instance_number=i, start=dt.datetime(2026, 3, 2, 8, 12, 30), total_dose_bq=248.0e6)
+           for i in (1, 2)]
+    assert _send_all(running, pet) == [0x0000] * 2
+    objs = [_settled(ds.SOPInstanceUID) for ds in pet]
+    assert [o.status for o in objs] == [DoseObject.STATUS_INGESTED] * 2, [o.quarantine_reason for o in objs]
+    (row,) = study_nm_administrations(Study.objects.get(study_instance_uid=study_uid).pk)
+    assert row["administered_activity_mbq"] == approx(248.0)
