@@ -10,6 +10,7 @@ import os
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, overload
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -17,6 +18,10 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+@overload
+def env(name: str, default: str) -> str: ...
+@overload
+def env(name: str, default: str | None = None) -> str | None: ...
 def env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     return default if value in (None, "") else value
@@ -61,7 +66,7 @@ PLACEHOLDER_SECRET_KEYS = ("change-me", "changeme", "insecure-dev-key")
 SECRET_KEY = env("SECRET_KEY")
 if PRODUCTION and not SECRET_KEY:
     raise ImproperlyConfigured("SECRET_KEY must be set in production")
-if PRODUCTION and SECRET_KEY.strip().lower().startswith(PLACEHOLDER_SECRET_KEYS):
+if PRODUCTION and SECRET_KEY and SECRET_KEY.strip().lower().startswith(PLACEHOLDER_SECRET_KEYS):
     raise ImproperlyConfigured("SECRET_KEY is a placeholder: set a long random value in production")
 if not SECRET_KEY:
     SECRET_KEY = "insecure-dev-key-only-for-the-embedded-demo-" + "x" * 20
@@ -122,7 +127,7 @@ WSGI_APPLICATION = "dosereg.wsgi.application"
 # --- database -------------------------------------------------------------
 DATABASE_URL = env("DATABASE_URL")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+    DATABASES: dict[str, Any] = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
     if DATABASES["default"]["ENGINE"].endswith("postgresql"):
         # Safety nets for a network that drops connections: the server ends a session left idle inside a
         # transaction (its client vanished or hangs: its row locks would block every later ingest of that

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 from datetime import timezone as dt_timezone
 from pathlib import Path
+from typing import IO
 
 from django.db import connection, models, transaction
 from django.db.models import Case, F, Q, Value, When
@@ -54,10 +55,11 @@ class TransferError(Exception):
     pass
 
 
-def _open(path: Path | str, mode: str, gz: bool | None = None) -> io.TextIOBase:
+def _open(path: Path | str, mode: str, gz: bool | None = None) -> IO[str]:
     path = Path(path)
     if path.suffix == ".gz" if gz is None else gz:
-        return gzip.open(path, mode + "t", encoding="utf-8")
+        # what gzip.open(path, mode + "t", encoding="utf-8") does, with a type mypy can follow
+        return io.TextIOWrapper(gzip.GzipFile(path, mode + "b"), encoding="utf-8")
     return open(path, mode, encoding="utf-8")
 
 
@@ -369,7 +371,7 @@ def registry_import(path: Path | str) -> dict:
     """Load an export into this registry (existing records, by natural key, are kept as they are)."""
     imp = _Importer()
     with transaction.atomic():
-        types_seen: list[str] = []
+        types_seen: list[str | None] = []
         for rec in _records(path):
             t = rec.get("t")
             # records come in dependency order; flush earlier types before later ones refer to them
