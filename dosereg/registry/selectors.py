@@ -45,12 +45,12 @@ def study_breast_agd(study_id: int) -> dict[str, dict]:
         acc = out.setdefault(row["laterality"], {"agd_mgy": 0.0, "events": 0, "source": "events"})
         acc["agd_mgy"] += row["agd"]
         acc["events"] += row["n"]
-    reported = (BreastDose.objects.filter(study_id=study_id, accumulated_agd_mgy__isnull=False,
+    reported_rows = (BreastDose.objects.filter(study_id=study_id, accumulated_agd_mgy__isnull=False,
                                           dose_object__status=DoseObject.STATUS_INGESTED,
                                           dose_object__superseded_by__isnull=True)
                 .values("laterality").annotate(agd=Sum("accumulated_agd_mgy")))
-    for row in reported:
-        out.setdefault(row["laterality"], {"agd_mgy": row["agd"], "events": 0, "source": "reported"})
+    for reported in reported_rows:
+        out.setdefault(reported["laterality"], {"agd_mgy": reported["agd"], "events": 0, "source": "reported"})
     return dict(sorted(out.items()))
 
 
