@@ -3,10 +3,11 @@ parses it) is not delivered forever: after INGEST_MAX_DELIVERIES deliveries it i
 and the worker goes on with the next object. Real listener, real Celery worker, Redis and PostgreSQL."""
 from __future__ import annotations
 
+import os
 import random
 import signal
+from pathlib import Path
 
-import psutil
 import pytest
 
 from dosereg.registry.models import DoseObject
@@ -23,10 +24,26 @@ def _write(path, *, patient_id: str, n_events: int):
     return B.write(B.build_projection_rdsr(spec), path)
 
 
+def _children(pid: int) -> list[int]:
+    """Child processes of ``pid`` (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:  # field 4 of stat: the parent's pid
+            out.append(int(stat.parent.name))
+    return out
+
+
 def _kill_pool_processes(worker) -> int:
-    children = psutil.Process(worker.pid).children(recursive=True)
+    children = _children(worker.pid)
     for child in children:
-        child.send_signal(signal.SIGKILL)
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     return len(children)
 
 
