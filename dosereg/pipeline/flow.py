@@ -12,7 +12,9 @@
                 │                 → alerts → notifications.services.notification_enqueue_many
                 │                 → after its commit: notifications.tasks.send_notifications_task → SMTP
                 ├─ 2 staff:     staff.services.staff_studies_sync(study_ids)
-                └─ 3 protocols: protocols.services.studies_mark_dirty(study_ids)
+                ├─ 3 protocols: protocols.services.studies_mark_dirty(study_ids)
+                └─ 4 skin dose: skindose.tasks.skin_dose_studies_task(study_ids)  always queued, on the "skin" queue
+                                  → skindose.services.study_skin_dose_compute → PySkinDose → StudySkinDose
 
 Each step is idempotent and runs as a unit: inline (in the worker that ingested, after its commit) or queued as
 its own named task. A step that fails inline is queued as that task; the steps after it still run. Patient
@@ -39,12 +41,15 @@ from dosereg.protocols.tasks import mark_studies_dirty_task
 from dosereg.registry import services as registry
 from dosereg.registry.models import DoseObject
 from dosereg.registry.services import StudyChanges
+from dosereg.skindose import selectors as skindose_selectors
+from dosereg.skindose import services as skindose
+from dosereg.skindose.tasks import skin_dose_studies_task
 from dosereg.staff import services as staff
 from dosereg.staff.tasks import staff_sync_studies_task
 
 log = logging.getLogger(__name__)
 
-EXPOSURE, STAFF, PROTOCOLS = "exposure", "staff", "protocols"
+EXPOSURE, STAFF, PROTOCOLS, SKIN = "exposure", "staff", "protocols", "skin"
 
 
 @dataclass
@@ -150,6 +155,14 @@ def follow_up(changes: StudyChanges, *, inline: bool) -> FollowUp:
         _step(done, PROTOCOLS, (ids,), inline=inline,
               run=lambda: protocols.studies_mark_dirty(ids, new_study_ids=new),
               queue=lambda: _apply(mark_studies_dirty_task, ids, new))
+    # 4 peak skin dose of fluoroscopically guided studies: always its own task on the "skin" queue (seconds per
+    # procedure; never inline in the ingest worker)
+    if changes.study_ids and settings.SKINDOSE_ENABLED:
+        skin_ids = skindose_selectors.studies_with_kar(changes.study_ids)
+        if skin_ids:
+            _step(done, SKIN, (skin_ids,), inline=False,
+                  run=lambda: skindose.studies_skin_dose_compute(study_ids=skin_ids),
+                  queue=lambda: _apply(skin_dose_studies_task, skin_ids))
     return done
 
 

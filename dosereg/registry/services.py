@@ -71,12 +71,13 @@ def study_changes_of(obj: DoseObject) -> StudyChanges:
 # ---------------------------------------------------------------------------
 def dose_object_register(
     *, sop_instance_uid: str, sop_class_uid: str, path: Path | str, sha256: str, size_bytes: int, calling_ae: str = "",
-    enqueue: bool = True,
+    enqueue: bool = True, quarantine_reason: str = "",
 ) -> tuple[DoseObject, str]:
     """Record a durably stored object and enqueue its ingest after commit.
 
     Re-sending an identical object changes nothing. A different object under
     the same SOP Instance UID replaces the earlier one (re-ingested).
+    With ``quarantine_reason`` the object is kept but quarantined, not ingested (held for review).
     """
     now = timezone.now()
     try:  # the common case, a new object: one INSERT and the commit (this runs before the C-STORE answer)
@@ -84,8 +85,10 @@ def dose_object_register(
             obj = DoseObject.objects.create(
                 sop_instance_uid=sop_instance_uid, sha256=sha256, sop_class_uid=sop_class_uid, path=str(path),
                 size_bytes=size_bytes, calling_ae=calling_ae, enqueued_at=now,
+                **({"status": DoseObject.STATUS_QUARANTINED, "quarantine_reason": quarantine_reason[:2000]}
+                   if quarantine_reason else {}),
             )
-            if enqueue:
+            if enqueue and not quarantine_reason:
                 transaction.on_commit(lambda: enqueue_ingest(obj.pk))
         return obj, REGISTERED
     except IntegrityError:
@@ -703,27 +706,17 @@ def dose_objects_sweep(*, spool=None, stale_after_s: int | None = None, orphan_w
     if spool is not None:
         import time
 
-        batch: dict[str, Path] = {}
+        from dicom_listener.reconcile import register_unknown
 
-        def flush() -> int:
-            known = set(DoseObject.objects.filter(path__in=[str(p) for p in batch.values()]).values_list("path", flat=True))
-            n = 0
-            for name, path in batch.items():
-                if str(path) in known:
-                    continue
-                if name.startswith("x"):
-                    continue  # non-UID names are registered by the handler only
-                data = path.read_bytes()
-                dose_object_register(
-                    sop_instance_uid=name, sop_class_uid="", path=path,
-                    sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data), calling_ae="",
-                )
-                n += 1
+        batch: list[Path] = []
+
+        def flush() -> int:  # every file without a row, whatever its name (side-car, file, or a derived key)
+            n = register_unknown(batch)
             batch.clear()
             return n
 
-        for name, path in spool.iter_files(newer_than=time.time() - orphan_window_s):
-            batch[name] = path
+        for _name, path in spool.iter_files(newer_than=time.time() - orphan_window_s):
+            batch.append(path)
             if len(batch) >= 1000:
                 registered += flush()
         registered += flush()

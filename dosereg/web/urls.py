@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from . import api, views
+from . import api, views, views_skin
 from .params import IdConverter
 
 # <id:...>: a database id (1..2**63-1); an out-of-range id is a 404, never a database overflow
@@ -23,6 +23,9 @@ urlpatterns = [
     path("patients/<id:pk>/export.csv", views.patient_history_export, name="patient_history_export"),
     path("patients/<id:pk>/invite/", views.patient_invite, name="patient_invite"),
     path("studies/<id:pk>/", views.study_detail, name="study_detail"),
+    path("studies/<id:pk>/skin-map.png", views_skin.study_skin_map_png, name="study_skin_map_png"),
+    path("studies/<id:pk>/skin-map/", views_skin.study_skin_map_3d, name="study_skin_map_3d"),
+    path("vendor/plotly.min.js", views_skin.vendor_plotly, name="vendor_plotly"),
     # patient portal
     path("portal/", views.portal, name="portal"),
     path("portal/exams/<id:pk>/", views.portal_exam, name="portal_exam"),
