@@ -54,7 +54,7 @@ def test_an_object_that_kills_its_worker_is_quarantined_after_max_deliveries(sta
     big = _write(tmp_path / "big.dcm", patient_id="POISON-1", n_events=6000)
     r = stack.storescu([big])
     assert r.returncode == 0, r.stderr
-    obj = wait_until(lambda: DoseObject.objects.filter(calling_ae="STORESCU").first(), timeout=60)
+    obj = wait_until(lambda: DoseObject.objects.filter(calling_ae="MODALITY1").first(), timeout=60)
     assert obj is not None
     for delivery in (1, 2, 3):
         # the delivery is counted before the parse starts: the pool process dies while parsing (as under OOM)
