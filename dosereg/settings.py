@@ -195,6 +195,10 @@ SKINDOSE_ENABLED = env_bool("SKINDOSE_ENABLED", True)
 # alerts, staff sync, protocol summaries) itself right after the ingest commits, instead of queueing each as its
 # own task (a step that fails is queued).
 INGEST_DERIVED_INLINE = env_bool("INGEST_DERIVED_INLINE", True)
+# A report with more irradiation events than this is quarantined with the reason, before it is parsed (a
+# worker's memory grows with the events: measured peak RSS of one ingest, bench/bench_ingest_memory.py,
+# ~260 MB at 10,000 events, ~460 MB at 20,000). The largest clinical reports hold a few thousand.
+INGEST_MAX_EVENTS = env_int("INGEST_MAX_EVENTS", 10000)  # 0: no limit
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1_000_000)
 # an object whose ingest task was delivered this many times without finishing (worker killed, out of memory)
 # is quarantined with that reason instead of being delivered again

@@ -7,6 +7,7 @@
       └─ ingest_object(id)
            ├─ registry.services.dose_object_delivery_start   counts deliveries; quarantines past INGEST_MAX_DELIVERIES
            ├─ registry.services.dose_object_ingest           parse, then one transaction (study totals included)
+           ├─ patient_corrected_notices                       a corrected report moved a study: notices for its alerts
            └─ follow_up(changes, inline=INGEST_DERIVED_INLINE)
                 ├─ 1 exposure:  exposure.services.patient_exposure_recompute(patient_id)     per affected patient
                 │                 → alerts → notifications.services.notification_enqueue_many
@@ -83,8 +84,22 @@ def ingest_object(dose_object_id: int, *, count_delivery: bool = False, force: b
     if obj.status != DoseObject.STATUS_INGESTED:
         return obj
     changes = getattr(obj, "changes", None) or registry.study_changes_of(obj)
+    if changes.corrections:
+        patient_corrected_notices(obj.pk, changes.corrections)
     follow_up(changes, inline=settings.INGEST_DERIVED_INLINE)
     return obj
+
+
+def patient_corrected_notices(dose_object_id: int, corrections) -> None:
+    """A corrected report moved studies to another patient: a "patient corrected" notice for every alert of those
+    studies (their e-mails named the former patient), before the recompute moves or withdraws the alerts. The
+    correction is committed already: a failure here is logged, never raised."""
+    try:
+        for study_id, former, new in corrections:
+            exposure.alerts_notify_patient_corrected(study_id=study_id, former_patient_id=former,
+                                                     new_patient_id=new, dose_object_id=dose_object_id)
+    except Exception:
+        log.exception("could not send the patient-corrected notices of dose object %s", dose_object_id)
 
 
 def file_import(*, path: Path, spool, inline: bool = True) -> tuple[DoseObject, str]:
