@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "dosereg.audit",
     "dosereg.web",
     "dosereg.protocols",
+    "dosereg.cases",
     "dicom_listener",
     "dosereg.ops",
 ]
@@ -290,6 +291,10 @@ DOSEREG_PORTAL_PDF_FONT = env("PORTAL_PDF_FONT", "/usr/share/fonts/truetype/deja
 # RSO site scoping (dosereg.web.scope): an RSO without a site assignment sees every site when true
 # (existing installations, the demo), nothing when false. Assign sites in the admin (Web › Site assignments).
 DOSEREG_RSO_UNSCOPED_SEES_ALL = env_bool("RSO_UNSCOPED_SEES_ALL", True)
+# RSO cases (dosereg.cases): absolute base of the links in alert e-mails, and the age (days) beyond which a
+# procedure's case is opened without e-mail (back-fills, re-processing; 0 = no limit)
+SITE_URL = env("SITE_URL", "http://localhost:8000")
+ALERT_NOTIFY_MAX_AGE_DAYS = env_int("ALERT_NOTIFY_MAX_AGE_DAYS", 0) or None
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

@@ -79,7 +79,11 @@ def no_role(request):
 @role_required(*roles.DASHBOARD)
 def dashboard(request):
     ctx = selectors.dashboard(user=request.user, scope=scope_for(request.user))
+    from dosereg.cases import selectors as case_selectors  # the top of the RSO's worklist, and its counts
+
+    ctx["cases"] = case_selectors.dashboard(scope=scope_for(request.user))
     shown = {p["patient_id"] for p in ctx["top_patients"] if p.get("patient_id")}
+    shown |= case_selectors.patient_pks(ctx["cases"]["rows"])
     shown |= {s.patient_id for s in ctx["pregnancy"]}
     shown |= {a.get("patient_pk") for a in ctx["alerts"] if isinstance(a, dict)}
     audit_record(request=request, action=V, object_type="dashboard", patient_pks=shown)

@@ -71,6 +71,13 @@ EXPECT = {
     "web:api_alert_action": ("post", "api_alert", "", grid({"rso", "admin"}, anon=401)),
     "web:api_fhir_search": ("get", None, "?patient=PATIENT_A", API_CLINICAL_AND_PATIENT),
     "web:api_fhir_observation": ("get", "fhir", "", API_OWN_DETAIL),
+    # the RSO's worklist and cases (dosereg.cases): clinical roles read, RSOs and admins act
+    "cases:worklist": ("get", None, "", PAGES_CLINICAL),
+    "cases:export": ("get", None, "", PAGES_CLINICAL),
+    "cases:due": ("get", None, "", PAGES_CLINICAL),
+    "cases:detail": ("get", "case", "", PAGES_CLINICAL),
+    "cases:bulk_acknowledge": ("post", None, "", grid({"rso", "admin"}, ok="redirect")),
+    "cases:action": ("post", "case_action", "", grid({"rso", "admin"}, ok="redirect")),
     # the ops app's liveness/readiness probe: open to all, carries no patient data (503 = a component is down)
     "ops:health": ("get", None, "", grid(set(ROLES), ok=(200, 503), anon=(200, 503))),
 }
@@ -117,6 +124,11 @@ def _kwargs(key, d, alert_id):
         return {"alert_id": alert_id, "action": "follow_up"}
     if key == "api_alert":
         return {"pk": alert_id, "action": "follow_up"}
+    if key in ("case", "case_action"):
+        from dosereg.cases.models import CaseAlert
+
+        case_id = CaseAlert.objects.get(alert_id=alert_id).case_id
+        return {"case_id": case_id} if key == "case" else {"case_id": case_id, "action": "follow_up"}
     if key == "export":
         return {"kind": "studies", "fmt": "csv"}
     if key == "token":

@@ -1,0 +1,16 @@
+from django.urls import path
+
+import dosereg.web.urls  # noqa: F401  (registers the <id:> path converter)
+
+from . import views
+
+app_name = "cases"
+
+urlpatterns = [
+    path("", views.worklist, name="worklist"),
+    path("export.csv", views.export_csv, name="export"),
+    path("acknowledge/", views.bulk_acknowledge, name="bulk_acknowledge"),
+    path("due/", views.due, name="due"),
+    path("<id:case_id>/", views.detail, name="detail"),
+    path("<id:case_id>/<str:action>/", views.action, name="action"),
+]
