@@ -10,7 +10,7 @@ from collections import defaultdict
 
 from django.utils import timezone
 
-from .services import KIND_LABEL, SEV_RANK, case_identity, level_class, sort_rank
+from .services import KIND_LABEL, SEV_RANK, _case_title, case_identity, level_class, sort_rank, top_key
 
 ACTIVE = ("open", "acknowledged", "follow_up")
 
@@ -49,7 +49,7 @@ def backfill(Case, CaseAlert, CaseEvent, Alert, StaffAlert=None, *, batch: int =
                 continue
             alerts = groups[key]
             kind = kinds[key]
-            top = max(alerts, key=lambda a: (level_class(a), a.threshold or 0.0))
+            top = max(alerts, key=top_key)
             study = next((a.study for a in alerts if a.study_id), None)
             sev = max([a.severity for a in alerts] + (["high"] if kind == "pregnancy" else []), key=lambda s: SEV_RANK.get(s, 1))
             status = _status(alerts)
@@ -74,7 +74,7 @@ def backfill(Case, CaseAlert, CaseEvent, Alert, StaffAlert=None, *, batch: int =
                 exam_date=(study.study_datetime if study else None) or top.window_end or top.raised_at,
                 window_days=top.window_days, window_start=min((a.window_start for a in alerts if a.window_start), default=None),
                 window_end=max((a.window_end for a in alerts if a.window_end), default=None),
-                title=f"{KIND_LABEL[kind]}: {top.title}"[:255], top_rule_key=top.rule_key, top_level=top.level,
+                title=_case_title(kind, top), top_rule_key=top.rule_key, top_level=top.level,
                 top_class=level_class(top), rule_keys=("," + ",".join(sorted({a.rule_key for a in alerts})) + ",")[:1024],
                 level_count=len(alerts), notify_state=nstate, notify_note=nnote, notify_count=1 if nstate == "queued" else 0,
                 opened_at=alerts[0].raised_at or now,

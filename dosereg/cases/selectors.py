@@ -141,7 +141,7 @@ def options(scope: SiteScope) -> dict:
                                                                           "site").distinct().order_by("site", "device_id")[:500])
     devices = [(d, n or s or f"device {d}") for d, n, s, _ in pairs]
     sites = sorted({site for *_, site in pairs if site})
-    return {"kinds": KIND_CHOICES, "severities": SEVERITIES, "statuses": [("active", "Active (not closed)"), ("all", "All")] + STATUS_CHOICES,
+    return {"kinds": KIND_CHOICES, "severities": SEVERITIES, "statuses": [("active", "Active"), ("all", "All")] + STATUS_CHOICES,
             "devices": devices, "sites": sites, "modalities": ("CT", "XA", "RF", "DX", "CR", "MG", "NM", "PT")}
 
 
@@ -204,6 +204,8 @@ def case_detail(*, case_id: int, scope: SiteScope = EVERY_SITE, max_levels: int 
     """A case in context: 4 queries (case, levels, timeline, operators) plus the scope's own."""
     from dosereg.exposure.constants import conceptus_band
 
+    from .services import top_key
+
     case = case_get(case_id=case_id, scope=scope)
     if case is None:
         return None
@@ -225,7 +227,7 @@ def case_detail(*, case_id: int, scope: SiteScope = EVERY_SITE, max_levels: int 
                 "window_days": a.window_days, "at": a.raised_at, "status": a.status, "severity": a.severity,
                 "source": public_text(d.get("source") or (a.rule.source if a.rule_id else "")),
                 "verification": d.get("verification") or (a.rule.verification if a.rule_id else ""),
-                "rule_version": d.get("rule_version"), "alert_id": a.pk, "sort": (a.severity == "high", a.threshold or 0),
+                "rule_version": d.get("rule_version"), "alert_id": a.pk, "sort": (0, -top_key(a)[1], a.rule_key, a.threshold or 0),
                 "kar_planes": d.get("kar_per_reference_point_and_plane") or [],
             })
             if d.get("reason_for_proceeding"):
@@ -245,9 +247,10 @@ def case_detail(*, case_id: int, scope: SiteScope = EVERY_SITE, max_levels: int 
                 "threshold": f"{s.threshold_msv:g} mSv", "window_days": None, "at": s.created_at, "status": s.status,
                 "severity": "high" if s.level in ("II", "exceeded") else "normal",
                 "source": public_text((s.setting or {}).get("citation", "")), "verification": (s.setting or {}).get("verification", ""),
-                "rule_version": (s.setting or {}).get("version"), "alert_id": None, "sort": (s.level in ("II", "exceeded"), s.threshold_msv),
+                "rule_version": (s.setting or {}).get("version"), "alert_id": None, "sort": (1, 0, s.rule, s.threshold_msv),
                 "kar_planes": [], "period": s.period,
             })
+    levels.sort(key=lambda lv: lv["sort"])
     events = list(CaseEvent.objects.filter(case=case).select_related("actor").order_by("at", "id"))
     operators = []
     if case.study_id:

@@ -15,7 +15,6 @@ import re
 from datetime import date, datetime, timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from . import conf
@@ -78,6 +77,17 @@ def level_class(alert) -> int:
     return SEV_RANK.get(alert.severity, 1) * 10 + c
 
 
+# within one class, the level that names a procedure case: Ka,r (skin dose) first, fluoroscopy time last
+QUANTITY_PRIORITY = {"pregnancy": 9, "dose_check": 8, "kar_gy": 7, "kap_gy_cm2": 6, "ctdivol_mgy": 5, "dlp_mgy_cm": 4,
+                     "procedure_count": 3, "fluoro_time_s": 2}
+
+
+def top_key(alert) -> tuple:
+    """Order of the levels of a case: class, then quantity, then how far the value is above its level."""
+    ratio = (alert.value / alert.threshold) if alert.value is not None and alert.threshold else 0.0
+    return (level_class(alert), QUANTITY_PRIORITY.get(alert.quantity, 0), alert.threshold or 0.0, ratio)
+
+
 def case_identity(alert) -> tuple[str, str]:
     """(kind, key) of the case an exposure alert belongs to."""
     uid = alert.study_uid or alert.subject
@@ -97,7 +107,18 @@ def _site(institution: str | None) -> str:
 
 
 def _case_title(kind: str, top_alert) -> str:
-    return f"{KIND_LABEL[kind]}: {top_alert.title}"[:255]
+    """E.g. "Procedure: Ka,r substantial radiation dose level: 7.4 Gy ≥ 5 Gy" (values in the rule's unit)."""
+    from .formatting import fmt_value
+
+    if top_alert.value is None or top_alert.threshold is None or kind in (KIND_PREGNANCY, KIND_DOSE_CHECK):
+        return f"{KIND_LABEL[kind]}: {top_alert.title}"[:255]
+    unit = top_alert.rule.threshold_unit if top_alert.rule_id else ""
+    name = (top_alert.detail or {}).get("rule_title") or top_alert.rule_key
+    if top_alert.level.startswith("subsequent+"):
+        name += f" (+{top_alert.level.split('+', 1)[1]})"
+    win = f" in {top_alert.window_days} days" if top_alert.window_days else ""
+    return (f"{KIND_LABEL[kind]}: {name}: {fmt_value(top_alert.quantity, top_alert.value, unit)}{win} ≥ "
+            f"{fmt_value(top_alert.quantity, top_alert.threshold, unit)}")[:255]
 
 
 def _suggested_due(alert) -> date | None:
@@ -145,7 +166,7 @@ def cases_absorb(created: list, *, now: datetime, notify: bool = True, res=None)
     touched: list[Case] = []
     for key, items in groups.items():
         kind = kinds[key]
-        top_alert, top_e = max(items, key=lambda it: (level_class(it[0]), it[0].threshold or 0.0))
+        top_alert, top_e = max(items, key=lambda it: top_key(it[0]))
         new_class = level_class(top_alert)
         row = top_e.study.row if top_e is not None and top_e.study else {}
         case = cases.get(key)
@@ -155,7 +176,7 @@ def cases_absorb(created: list, *, now: datetime, notify: bool = True, res=None)
             if case.pk is None:  # lost a race: the other evaluation's case stands, join it
                 case = Case.objects.select_for_update().get(key=key)
                 opened = False
-        levels_note = "; ".join(a.title for a, _ in sorted(items, key=lambda it: level_class(it[0]), reverse=True)[:6])
+        levels_note = "; ".join(a.title for a, _ in sorted(items, key=lambda it: top_key(it[0]), reverse=True)[:6])
         if len(items) > 6:
             levels_note += f"; … {len(items) - 6} more"
         level_detail = {"levels": [{"alert": a.pk, "rule": a.rule_key, "level": a.level} for a, _ in items]}
@@ -295,8 +316,6 @@ def case_email_subject(case: Case, *, escalated: bool) -> str:
 
 
 def case_email_body(case: Case, new_alerts: list, row: dict, *, escalated: bool) -> str:
-    from dosereg.exposure.models import Alert
-
     lines = [("The case has reached a higher level." if escalated else "A new case was opened for the radiation safety officer."), ""]
     lines.append(f"Case: {KIND_LABEL[case.kind]} — {case.title.split(': ', 1)[-1]}")
     if row:
@@ -312,7 +331,7 @@ def case_email_body(case: Case, new_alerts: list, row: dict, *, escalated: bool)
     if case.kind == KIND_CUMULATIVE and case.window_start and case.window_end:
         lines.append(f"Window: {case.window_start:%Y-%m-%d} to {case.window_end:%Y-%m-%d} ({case.window_days} days)")
     lines += ["", "Levels reached:" if not escalated else "New levels reached:"]
-    shown = sorted(new_alerts, key=level_class, reverse=True)
+    shown = sorted(new_alerts, key=top_key, reverse=True)
     for a in shown[:12]:
         lines.append(f"  - {level_line(a)}")
     if len(shown) > 12:
@@ -338,7 +357,6 @@ def case_email_body(case: Case, new_alerts: list, row: dict, *, escalated: bool)
             lines.append(f"  {(a.detail or {}).get('rule_title') or a.rule_key}: {src}")
     lines += ["", f"Open the case: {case_url(case)}", "",
               "These levels are configurable triggers for review and follow-up, not limits on patient exposure."]
-    _ = Alert
     return "\n".join(lines)
 
 
@@ -557,4 +575,4 @@ def parse_due(text: str) -> date | None:
 
 
 __all__ = ["cases_absorb", "case_for_staff_alert", "case_acknowledge", "cases_bulk_acknowledge", "case_follow_up",
-           "case_close", "CaseError", "Q"]
+           "case_close", "CaseError"]
