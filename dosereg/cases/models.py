@@ -127,3 +127,69 @@ class CaseEvent(models.Model):
     class Meta:
         ordering = ["at", "id"]
         indexes = [models.Index(fields=["case", "at"], name="case_event_at")]
+
+
+# ---------------------------------------------------------------------------
+# incident register
+# ---------------------------------------------------------------------------
+INCIDENT_CATEGORIES = [
+    ("tissue_reaction", "Tissue reaction / high skin dose"), ("unintended", "Unintended or accidental exposure"),
+    ("repeat", "Repeat exposure"), ("wrong_patient_or_region", "Wrong patient or body region"),
+    ("pregnancy", "Unintended exposure of the embryo / fetus"), ("equipment", "Equipment fault"),
+    ("protocol_range", "Protocol's expected dose range exceeded"),
+]
+INCIDENT_STATUSES = [("declared", "Declared"), ("signed_off", "Signed off by physicist"), ("reported", "Reported to regulator"),
+                     ("closed", "Closed")]
+
+
+class ReportableRule(models.Model):
+    """A reportable-event (or internal investigation) rule: versioned, with jurisdiction and cited source. A numeric
+    rule (``threshold``) is checked against a case's peak skin dose where one is recorded, its Ka,r otherwise."""
+
+    key = models.SlugField(max_length=64)
+    version = models.PositiveIntegerField(default=1)
+    active = models.BooleanField(default=True)
+    title = models.CharField(max_length=200)
+    jurisdiction = models.CharField(max_length=128)
+    category = models.CharField(max_length=32, choices=INCIDENT_CATEGORIES)
+    quantity = models.CharField(max_length=16, blank=True, default="")  # "skin_gy" (PSD, else Ka,r) or "" (declared by judgement)
+    threshold = models.FloatField(null=True, blank=True)
+    unit = models.CharField(max_length=16, blank=True, default="")
+    window_days = models.IntegerField(null=True, blank=True)
+    source = models.TextField()
+    verification = models.CharField(max_length=2, blank=True, default="")
+    note = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["key", "version"], name="uniq_reportable_rule_version"),
+                       models.UniqueConstraint(fields=["key"], condition=Q(active=True), name="one_active_reportable_rule")]
+        ordering = ["key", "-version"]
+
+    def __str__(self) -> str:
+        return f"{self.key} v{self.version}"
+
+
+class Incident(models.Model):
+    case = models.OneToOneField(Case, on_delete=models.PROTECT, related_name="incident")
+    number = models.CharField(max_length=16, unique=True)  # "2026-0003"
+    year = models.IntegerField(db_index=True)
+    rule = models.ForeignKey(ReportableRule, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    rule_snapshot = models.JSONField(default=dict, blank=True)  # key, version, title, jurisdiction, threshold, source
+    category = models.CharField(max_length=32, choices=INCIDENT_CATEGORIES)
+    summary = models.TextField()
+    dose_basis = models.CharField(max_length=8, blank=True, default="")  # psd / kar / ""
+    dose_gy = models.FloatField(null=True, blank=True)
+    dose_note = models.CharField(max_length=255, blank=True, default="")
+    status = models.CharField(max_length=16, choices=INCIDENT_STATUSES, default="declared")
+    declared_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    declared_at = models.DateTimeField()
+    investigation_notes = models.TextField(blank=True, default="")
+    signed_off_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    signed_off_at = models.DateTimeField(null=True, blank=True)
+    sign_off_note = models.TextField(blank=True, default="")
+    regulator_reference = models.CharField(max_length=128, blank=True, default="")
+    reported_at = models.DateField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-declared_at", "-id"]

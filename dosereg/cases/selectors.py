@@ -201,7 +201,7 @@ def case_get(*, case_id: int, scope: SiteScope = EVERY_SITE) -> Case | None:
 
 
 def case_detail(*, case_id: int, scope: SiteScope = EVERY_SITE, max_levels: int = 200) -> dict | None:
-    """A case in context: 4 queries (case, levels, timeline, operators) plus the scope's own."""
+    """A case in context: 7 queries (case, levels, timeline, operators, incident, rules, Ka,r) plus the scope's own."""
     from dosereg.exposure.constants import conceptus_band
 
     from .services import top_key
@@ -259,7 +259,7 @@ def case_detail(*, case_id: int, scope: SiteScope = EVERY_SITE, max_levels: int 
         operators = [{"name": person_name(p.staff.name), "role": p.get_role_display(), "staff_pk": p.staff_id}
                      for p in Participation.objects.filter(study_id=case.study_id).select_related("staff").order_by("role", "id")[:20]]
     study = case.study
-    return {
+    return {**incident_context(case),
         "case": case, "row": row(case), "levels": levels, "events": events, "operators": operators, "study": study,
         "reason_for_proceeding": reason, "dose_checks": dose_checks, "pregnancy": pregnancy,
         "levels_truncated": len(members) >= max_levels, "today": timezone.localdate(),
@@ -293,3 +293,52 @@ def export_patient_pks(*, scope: SiteScope = EVERY_SITE, filters: Filters | None
 
 def patient_pks(rows: list[dict]) -> set[int]:
     return {r["patient_pk"] for r in rows if r.get("patient_pk")}
+
+
+# ---------------------------------------------------------------------------
+# incident register
+# ---------------------------------------------------------------------------
+def incident_context(case: Case) -> dict:
+    """The case's incident (or the rules its skin dose reaches, and the rules to choose from): 2-3 queries."""
+    from .incidents import rules_met
+    from .models import INCIDENT_CATEGORIES, Incident, ReportableRule
+
+    inc = Incident.objects.filter(case=case).select_related("declared_by", "signed_off_by").first()
+    rules = list(ReportableRule.objects.filter(active=True).order_by("key"))
+    return {"incident": inc, "rules": rules, "rules_met": [] if inc else rules_met(case, rules),
+            "categories": INCIDENT_CATEGORIES}
+
+
+def incidents(*, scope: SiteScope = EVERY_SITE, year: int | None = None, limit: int = 1000) -> list:
+    from .models import Incident
+
+    qs = Incident.objects.filter(case__in=scoped(scope).values("pk")).select_related("case__patient", "case__device", "declared_by",
+                                                                                    "signed_off_by")
+    if year:
+        qs = qs.filter(year=year)
+    return list(qs.order_by("-declared_at", "-id")[:limit])
+
+
+def incident_years(*, scope: SiteScope = EVERY_SITE) -> list[int]:
+    from .models import Incident
+
+    return list(Incident.objects.filter(case__in=scoped(scope).values("pk")).order_by("-year").values_list("year", flat=True).distinct())
+
+
+def incident_csv(rows) -> tuple[list[str], list[list]]:
+    header = ["incident", "year", "declared_at", "declared_by", "category", "rule", "rule_version", "jurisdiction", "case",
+              "exam_date", "patient_id", "device", "dose_basis", "dose_gy", "summary", "status", "physicist_sign_off",
+              "signed_off_at", "regulator_reference", "reported_at", "investigation_notes"]
+    out = []
+    for i in rows:
+        c = i.case
+        out.append([i.number, i.year, i.declared_at.isoformat(), i.declared_by.get_username() if i.declared_by else "",
+                    i.get_category_display(), i.rule_snapshot.get("key", ""), i.rule_snapshot.get("version", ""),
+                    i.rule_snapshot.get("jurisdiction", ""), c.pk, c.exam_date.isoformat() if c.exam_date else "",
+                    c.patient.patient_id if c.patient_id and c.patient else "",
+                    (c.device.display_name or c.device.station_name) if c.device_id and c.device else "",
+                    {"psd": "peak skin dose", "kar": "Ka,r (no PSD)"}.get(i.dose_basis, ""), "" if i.dose_gy is None else f"{i.dose_gy:.3g}",
+                    i.summary, i.get_status_display(), i.signed_off_by.get_username() if i.signed_off_by else "",
+                    i.signed_off_at.isoformat() if i.signed_off_at else "", i.regulator_reference,
+                    i.reported_at.isoformat() if i.reported_at else "", i.investigation_notes])
+    return header, out

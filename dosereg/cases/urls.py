@@ -11,6 +11,9 @@ urlpatterns = [
     path("export.csv", views.export_csv, name="export"),
     path("acknowledge/", views.bulk_acknowledge, name="bulk_acknowledge"),
     path("due/", views.due, name="due"),
+    path("incidents/", views.incident_register, name="incidents"),
+    path("incidents.csv", views.incident_export, name="incidents_export"),
     path("<id:case_id>/", views.detail, name="detail"),
+    path("<id:case_id>/incident/<str:action>/", views.incident_action, name="incident_action"),
     path("<id:case_id>/<str:action>/", views.action, name="action"),
 ]

@@ -4,7 +4,8 @@ from __future__ import annotations
 import csv
 
 from django.contrib import messages
-from django.http import Http404, JsonResponse, StreamingHttpResponse
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -98,6 +99,8 @@ def detail(request, case_id: int):
     ctx["skin_outcomes"], ctx["skin_grades"] = services.SKIN_OUTCOMES, services.SKIN_GRADES
     ctx["conceptus_methods"] = services.CONCEPTUS_METHODS
     ctx["skin_grade_source"] = services.SKIN_GRADE_SOURCE
+    ctx["can_note_incident"] = roles.has_role(request.user, INCIDENT_ACTIONS["note"])
+    ctx["can_sign_off"] = roles.has_role(request.user, INCIDENT_ACTIONS["sign_off"])
     return render(request, "cases/case.html", ctx)
 
 
@@ -131,3 +134,77 @@ def action(request, case_id: int, action: str):
     messages.success(request, {"acknowledge": "Case acknowledged", "follow_up": "Follow-up scheduled",
                                "close": "Case closed"}[action])
     return redirect(reverse("cases:detail", kwargs={"case_id": case.pk}))
+
+
+# ---------------------------------------------------------------------------
+# incident register
+# ---------------------------------------------------------------------------
+INCIDENT_ACTIONS = {  # action -> roles allowed
+    "declare": roles.ALERT_ACTIONS, "report": roles.ALERT_ACTIONS,
+    "note": (roles.RSO, roles.PHYSICIST, roles.ADMIN), "sign_off": (roles.PHYSICIST, roles.ADMIN),
+}
+
+
+@require_POST
+@role_required(*roles.DASHBOARD)
+def incident_action(request, case_id: int, action: str):
+    from . import incidents
+
+    if action not in INCIDENT_ACTIONS:
+        raise Http404
+    if not roles.has_role(request.user, INCIDENT_ACTIONS[action]):
+        raise PermissionDenied
+    case = selectors.case_get(case_id=case_id, scope=scope_for(request.user))
+    if case is None:
+        raise Http404
+    note = clean_text(request.POST.get("note"), max_length=4000)
+    try:
+        if action == "declare":
+            incidents.incident_declare(case_id=case.pk, user=request.user, rule_key=clean_text(request.POST.get("rule"), max_length=64),
+                                       category=clean_text(request.POST.get("category"), max_length=32), summary=note)
+        elif action == "note":
+            incidents.incident_note(case_id=case.pk, user=request.user, note=note)
+        elif action == "sign_off":
+            incidents.incident_sign_off(case_id=case.pk, user=request.user, note=note)
+        else:
+            incidents.incident_report(case_id=case.pk, user=request.user, reference=clean_text(request.POST.get("reference"), max_length=128),
+                                      reported_at=services.parse_due(request.POST.get("reported_at", "")))
+    except services.CaseError as exc:
+        if request.headers.get("X-Requested-With"):
+            return JsonResponse({"ok": False, "error": str(exc)}, status=409)
+        messages.error(request, f"Not recorded: {exc}")
+        return redirect(reverse("cases:detail", kwargs={"case_id": case.pk}) + "#incident")
+    audit_record(request=request, action=C, object_type="incident", object_id=case.pk, patient_pks=[case.patient_id],
+                 detail={"action": action})
+    if request.headers.get("X-Requested-With"):
+        return JsonResponse({"ok": True, "case": case.pk, "action": action})
+    messages.success(request, {"declare": "Incident declared", "note": "Note added", "sign_off": "Signed off",
+                               "report": "Regulator's reference recorded"}[action])
+    return redirect(reverse("cases:detail", kwargs={"case_id": case.pk}) + "#incident")
+
+
+def _year(request) -> int | None:
+    return QueryParams(request.GET, strict=False).int("year", min_value=1900, max_value=9998)
+
+
+@require_GET
+@role_required(*roles.DASHBOARD)
+def incident_register(request):
+    year = _year(request)
+    rows = selectors.incidents(scope=scope_for(request.user), year=year)
+    audit_record(request=request, action=V, object_type="incident_register", patient_pks=[i.case.patient_id for i in rows])
+    return render(request, "cases/incidents.html", {"rows": rows, "year": year, "years": selectors.incident_years(scope=scope_for(request.user))})
+
+
+@require_GET
+@role_required(*roles.DASHBOARD)
+def incident_export(request):
+    rows = selectors.incidents(scope=scope_for(request.user), year=_year(request), limit=100000)
+    header, data = selectors.incident_csv(rows)
+    audit_record(request=request, action=X, object_type="incident_csv", patient_pks=[i.case.patient_id for i in rows])
+    resp = HttpResponse(content_type="text/csv; charset=utf-8")
+    resp["Content-Disposition"] = 'attachment; filename="dosereg-incidents.csv"'
+    w = csv.writer(resp)
+    w.writerow(header)
+    w.writerows(data)
+    return resp

@@ -19,11 +19,11 @@ PERSONAL_READS = {
     "web:staff_me", "web:staff_overview",
     "web:api_studies", "web:api_study", "web:api_study_events", "web:api_events", "web:api_patients",
     "web:api_patient", "web:api_alerts", "web:api_fhir_search", "web:api_fhir_observation",
-    "cases:worklist", "cases:export", "cases:due", "cases:detail",
+    "cases:worklist", "cases:export", "cases:due", "cases:detail", "cases:incidents", "cases:incidents_export",
 }
 # writes: a change row
 CHANGES = {"web:alert_action", "web:api_alert_action", "web:patient_invite", "web:quarantine_reprocess",
-           "cases:bulk_acknowledge", "cases:action"}
+           "cases:bulk_acknowledge", "cases:action", "cases:incident_action"}
 # no patient-identifying data (aggregates per device/protocol, forms, sign-in, health; the audit trail itself
 # shows patient numbers only, to admins). Sign-ins are audited by tests/web/test_audit.py.
 NO_PATIENT_DATA = {
@@ -69,6 +69,8 @@ def test_reads_not_covered_by_the_web_suite_are_audited(web_data):
         "cases:export": ("rso", reverse("cases:export"), "worklist_csv"),
         "cases:due": ("rso", reverse("cases:due"), "worklist_due"),
         "cases:detail": ("physicist", reverse("cases:detail", kwargs={"case_id": _a_case(d)}), "case"),
+        "cases:incidents": ("rso", reverse("cases:incidents"), "incident_register"),
+        "cases:incidents_export": ("physicist", reverse("cases:incidents_export"), "incident_csv"),
     }
     missing = PERSONAL_READS - covered - set(cases)
     assert not missing, f"patient-data reads audited by no test: {missing}"
@@ -100,6 +102,8 @@ def test_changes_are_audited_with_the_patient(web_data):
         ("physicist", reverse("web:quarantine_reprocess"), {"ids": [str(quarantined)]}, "quarantine", None),
         ("rso", reverse("cases:action", kwargs={"case_id": case_a, "action": "follow_up"}), {"note": "n"}, "case", d.patients["a"].pk),
         ("admin", reverse("cases:bulk_acknowledge"), {"ids": [str(_a_case(d, status="open"))]}, "case", None),
+        ("rso", reverse("cases:incident_action", kwargs={"case_id": case_a, "action": "declare"}),
+         {"note": "wrong region", "category": "wrong_patient_or_region"}, "incident", d.patients["a"].pk),
     ]
     for role, url, data, object_type, patient_pk in cases:
         c = Client()

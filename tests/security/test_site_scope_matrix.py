@@ -43,12 +43,14 @@ OBJECT = {
     "web:api_alert_action": ("post", lambda o: {"pk": o["alert"].pk, "action": "close"}, "", 200),  # after the above
     "cases:detail": ("get", lambda o: {"case_id": o["alert"].case_link.case_id}, "", 200),
     "cases:action": ("post", lambda o: {"case_id": o["alert"].case_link.case_id, "action": "follow_up"}, "", 200),
+    # an empty note is refused (409) for the RSO's own case; another site's case is a 404 before anything is read
+    "cases:incident_action": ("post", lambda o: {"case_id": o["alert"].case_link.case_id, "action": "note"}, "", 409),
 }
 LISTS = {
     "web:dashboard", "web:patient_list", "web:quarantine_reprocess", "web:protocol_audit", "web:protocol_distribution",
     "web:protocol_names", "web:fluoro_technique", "web:protocol_export", "web:api_studies", "web:api_patients",
     "web:api_alerts", "web:api_fhir_search",  # (and web:api_events without ?study=, checked below)
-    "cases:worklist", "cases:export", "cases:due", "cases:bulk_acknowledge",
+    "cases:worklist", "cases:export", "cases:due", "cases:bulk_acknowledge", "cases:incidents", "cases:incidents_export",
 }
 NOT_CLINICAL = {
     "web:home": "a redirect", "web:login": "sign-in", "admin_login": "sign-in", "web:logout": "sign-out",
@@ -197,6 +199,14 @@ def test_lists_hold_only_the_rso_sites(site_data, web_data):
     c.post(reverse("cases:bulk_acknowledge"), {"ids": [cs["sb_rf"], cs["ab_b"], cs["ab_a"] if "ab_a" in cs else cs["sa_rf"]], "note": "x"})
     assert set(Case.objects.filter(pk__in=[cs["sb_rf"], cs["ab_b"]]).values_list("status", flat=True)) == {"open"}
     checked.add("cases:bulk_acknowledge")
+    from dosereg.cases.incidents import incident_declare
+
+    for label, user in (("sa_rf", d.users["rso_a"]), ("sb_rf", d.users["rso_b"])):
+        incident_declare(case_id=cs[label], user=user, category="pregnancy", summary=f"incident at {label}")
+    absent_present("cases:incidents", reverse("cases:incidents"), [f'/alerts/{cs["sb_rf"]}/'], [f'/alerts/{cs["sa_rf"]}/'])
+    flat = _html(c, reverse("cases:incidents_export"))
+    assert "PSB0001" not in flat and "PSA0001" in flat
+    checked.add("cases:incidents_export")
     assert checked == LISTS
 
 
