@@ -10,7 +10,7 @@ from collections import defaultdict
 
 from django.utils import timezone
 
-from .services import KIND_LABEL, SEV_RANK, _case_title, case_identity, level_class, sort_rank, top_key
+from .services import KIND_LABEL, SEV_RANK, _case_title, case_identity, level_class, sort_rank, staff_case_key, top_key
 
 ACTIVE = ("open", "acknowledged", "follow_up")
 
@@ -125,7 +125,7 @@ def _backfill_staff(Case, CaseAlert, CaseEvent, StaffAlert, now) -> int:
     groups: dict[str, list] = defaultdict(list)
     for s in StaffAlert.objects.select_related("staff__site").order_by("created_at", "id"):
         if s.pk not in linked:
-            groups[f"staff:{s.staff_id}:{s.rule}:{s.period}"[:255]].append(s)
+            groups[staff_case_key(s)].append(s)
     n = 0
     for key, alerts in groups.items():
         if Case.objects.filter(key=key).exists():

@@ -363,19 +363,31 @@ def case_email_body(case: Case, new_alerts: list, row: dict, *, escalated: bool)
 # ---------------------------------------------------------------------------
 # staff (occupational) alerts
 # ---------------------------------------------------------------------------
+STAFF_LEVEL_CLASS = {"I": 1, "approaching": 2, "level": 2, "II": 3, "exceeded": 4}
+
+
+def staff_case_key(alert) -> str:
+    """One case per person, quantity and year: the quarter's investigation levels and the year's limit of the same
+    dose are one matter for the RSO (periods "2026-Q1", "2026-03", "2026", "5y:2022-2026"; "study:<uid>" stays apart)."""
+    period = alert.period or ""
+    m = re.match(r"^(?:5y:\d{4}-)?(\d{4})", period)
+    year = m.group(1) if m else period
+    return f"staff:{alert.staff_id}:{alert.quantity or alert.rule}:{year}"[:255]
+
+
 def case_for_staff_alert(alert, *, now: datetime | None = None) -> Case:
     """Open (or escalate) the staff case of an occupational alert. E-mail stays with the staff module."""
     from dosereg.staff.alerts import HIGH_LEVELS, QUANTITY_LABEL, RULE_TITLE
 
     now = now or timezone.now()
     staff = alert.staff
-    key = f"staff:{staff.pk}:{alert.rule}:{alert.period}"[:255]
+    key = staff_case_key(alert)
     sev = "high" if alert.level in HIGH_LEVELS else "normal"
     family = alert.rule.split(".")[0]
     title = (f"{KIND_LABEL[KIND_STAFF]}: {RULE_TITLE.get(family, family)} ({alert.level}), "
              f"{QUANTITY_LABEL.get(alert.quantity, alert.quantity)} {alert.value_msv:.3g} mSv ≥ {alert.threshold_msv:g} mSv, "
              f"{alert.period}")[:255]
-    cls = SEV_RANK[sev] * 10 + (3 if alert.level in HIGH_LEVELS else 1)
+    cls = SEV_RANK[sev] * 10 + STAFF_LEVEL_CLASS.get(alert.level, 1)
     with transaction.atomic():
         case = Case.objects.select_for_update().filter(key=key).first()
         if case is None:

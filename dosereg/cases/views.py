@@ -208,3 +208,18 @@ def incident_export(request):
     w.writerow(header)
     w.writerows(data)
     return resp
+
+
+# ---------------------------------------------------------------------------
+# staff in the RSO's view
+# ---------------------------------------------------------------------------
+@require_GET
+@role_required(*roles.STAFF_OVERVIEW)
+def staff_person(request, staff_id: int):
+    from . import staff
+
+    ctx = staff.staff_person(staff_id=staff_id)
+    if ctx is None:
+        raise Http404
+    audit_record(request=request, action=V, object_type="staff_member", object_id=staff_id)
+    return render(request, "cases/staff_person.html", ctx)

@@ -473,7 +473,10 @@ def staff_me(request):
 @require_GET
 @role_required(*roles.STAFF_OVERVIEW)
 def staff_overview(request):
-    ctx = integrations.staff_overview()
+    from dosereg.cases.staff import staff_overview as rso_staff_overview  # doses against limits, names as names, links
+
+    p = params.QueryParams(request.GET, strict=False)
+    ctx = rso_staff_overview(page=p.int("page", max_value=100000) or 1, q=p.text("q")) if integrations.has_staff() else {"available": False}
     audit_record(request=request, action=V, object_type="staff_overview")
     return render(request, "web/staff_overview.html", ctx)
 

@@ -20,6 +20,7 @@ PERSONAL_READS = {
     "web:api_studies", "web:api_study", "web:api_study_events", "web:api_events", "web:api_patients",
     "web:api_patient", "web:api_alerts", "web:api_fhir_search", "web:api_fhir_observation",
     "cases:worklist", "cases:export", "cases:due", "cases:detail", "cases:incidents", "cases:incidents_export",
+    "cases:staff_person",
 }
 # writes: a change row
 CHANGES = {"web:alert_action", "web:api_alert_action", "web:patient_invite", "web:quarantine_reprocess",
@@ -48,6 +49,12 @@ def _a_case(d, status: str | None = None) -> int:
     return (qs.filter(status=status) if status else qs).values_list("pk", flat=True)[0]
 
 
+def _a_staff() -> int:
+    from dosereg.staff.models import StaffMember
+
+    return StaffMember.objects.order_by("pk").values_list("pk", flat=True)[0]
+
+
 def _new_rows(before: int):
     return list(AuditEvent.objects.filter(pk__gt=before).order_by("pk"))
 
@@ -70,6 +77,7 @@ def test_reads_not_covered_by_the_web_suite_are_audited(web_data):
         "cases:due": ("rso", reverse("cases:due"), "worklist_due"),
         "cases:detail": ("physicist", reverse("cases:detail", kwargs={"case_id": _a_case(d)}), "case"),
         "cases:incidents": ("rso", reverse("cases:incidents"), "incident_register"),
+        "cases:staff_person": ("rso", reverse("cases:staff_person", kwargs={"staff_id": _a_staff()}), "staff_member"),
         "cases:incidents_export": ("physicist", reverse("cases:incidents_export"), "incident_csv"),
     }
     missing = PERSONAL_READS - covered - set(cases)

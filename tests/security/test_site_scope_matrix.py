@@ -59,6 +59,7 @@ NOT_CLINICAL = {
     "web:portal_export": "ditto", "web:portal_print": "ditto", "web:portal_pdf": "ditto",
     "web:portal_invite": "the invitation token's own patient, for the patient",
     "web:staff_me": "the user's own occupational dose", "web:staff_overview": "staff members, not clinical data",
+    "cases:staff_person": "one staff member's occupational dose, as the staff overview",
     "web:audit_log": "admins only", "web:drl_sets": "published reference levels, no registry data",
 }
 

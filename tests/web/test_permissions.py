@@ -79,6 +79,7 @@ EXPECT = {
     "cases:bulk_acknowledge": ("post", None, "", grid({"rso", "admin"}, ok="redirect")),
     "cases:action": ("post", "case_action", "", grid({"rso", "admin"}, ok="redirect")),
     "cases:incidents": ("get", None, "", PAGES_CLINICAL),
+    "cases:staff_person": ("get", "staff_member", "", grid({"rso", "admin"})),  # as the staff overview
     "cases:incidents_export": ("get", None, "", PAGES_CLINICAL),
     "cases:incident_action": ("post", "incident_declare", "", grid({"rso", "admin"}, ok="redirect")),  # physicists: 403
     # the ops app's liveness/readiness probe: open to all, carries no patient data (503 = a component is down)
@@ -138,6 +139,10 @@ def _kwargs(key, d, alert_id):
         case_id = CaseAlert.objects.get(alert_id=alert_id).case_id
         return {"case_id": case_id, **{"case": {}, "case_action": {"action": "follow_up"}, "incident_declare": {"action": "declare"},
                                        "incident_sign_off": {"action": "sign_off"}}[key]}
+    if key == "staff_member":
+        from dosereg.staff.models import StaffMember
+
+        return {"staff_id": StaffMember.objects.order_by("pk").values_list("pk", flat=True)[0]}
     if key == "export":
         return {"kind": "studies", "fmt": "csv"}
     if key == "token":
