@@ -182,6 +182,7 @@ CELERY_BEAT_SCHEDULE = {
     "notification-digest": {"task": "dosereg.send_notification_digest", "schedule": timedelta(days=1)},
     "sweep-notifications": {"task": "dosereg.sweep_notifications", "schedule": timedelta(minutes=5)},
     "exposure-follow-up-reminders": {"task": "dosereg.exposure_follow_up_reminders", "schedule": timedelta(hours=1)},
+    "case-follow-up-reminders": {"task": "dosereg.case_follow_up_reminders", "schedule": timedelta(hours=1)},
     "exposure-refresh-now-windows": {"task": "dosereg.exposure_refresh_now_windows", "schedule": timedelta(days=1)},
     "refresh-protocol-summaries": {"task": "dosereg.refresh_protocol_summaries", "schedule": timedelta(minutes=1)},
 }

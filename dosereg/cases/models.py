@@ -78,6 +78,7 @@ class Case(models.Model):
     follow_up_suggested = models.DateField(null=True, blank=True)
     follow_up_due = models.DateField(null=True, blank=True)
     follow_up_note = models.TextField(blank=True, default="")
+    follow_up_reminded_for = models.DateField(null=True, blank=True)  # the due date a reminder was sent for
     closed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     closed_at = models.DateTimeField(null=True, blank=True)
     close_note = models.TextField(blank=True, default="")

@@ -15,6 +15,7 @@ import re
 from datetime import date, datetime, timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from . import conf
@@ -572,6 +573,35 @@ def case_close(*, case_id: int, user, data: dict | None = None, note: str = "") 
                                                 note=f"method: {outcome['conceptus_method']}")
         _sync_alerts(case, user=user, action="closed", note=note, to_status=STATUS_CLOSED, now=now)
     return case
+
+
+def case_follow_up_reminders_send(*, today: date | None = None) -> int:
+    """Remind once per due date: the RSO who scheduled the follow-up and the site's RSOs (as for a new case)."""
+    from dosereg.exposure.services import Router
+    from dosereg.notifications.services import notification_enqueue
+
+    today = today or timezone.localdate()
+    due = list(Case.objects.filter(status=STATUS_FOLLOW_UP, follow_up_due__lte=today)
+               .exclude(follow_up_reminded_for=F("follow_up_due")).select_related("acknowledged_by", "device")[:500])
+    router = Router()
+    n = 0
+    for case in due:
+        recipients = set(router.default_recipients(case.device.institution if case.device_id and case.device else None))
+        if case.acknowledged_by_id and case.acknowledged_by and case.acknowledged_by.email:
+            recipients.add(case.acknowledged_by.email)
+        with transaction.atomic():
+            notification_enqueue(
+                dedupe_key=f"case:{case.pk}:follow-up-due:{case.follow_up_due}", recipients=sorted(recipients),
+                subject=f"[dosereg] follow-up due {case.follow_up_due:%Y-%m-%d}: {case.title}"[:255],
+                body="\n".join([f"The follow-up of this case is due on {case.follow_up_due:%Y-%m-%d}.",
+                                 f"Note: {case.follow_up_note}" if case.follow_up_note else "",
+                                 f"Exam date: {case.exam_date:%Y-%m-%d}" if case.exam_date else "", "",
+                                 f"Open the case: {case_url(case)}"]),
+                severity="normal")
+            Case.objects.filter(pk=case.pk).update(follow_up_reminded_for=case.follow_up_due)
+            CaseEvent.objects.create(case=case, at=timezone.now(), action="follow_up_reminder", note=", ".join(sorted(recipients)))
+        n += 1
+    return n
 
 
 def parse_due(text: str) -> date | None:

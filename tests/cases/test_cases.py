@@ -263,3 +263,33 @@ def test_citations_and_values_read_as_plain_text():
     assert fmt_value("fluoro_time_s", 3670, "min") == "61.2 min" and fmt_value("fluoro_time_s", 3600, "min") == "60.0 min"
     assert fmt_value("kar_gy", 7.689, "Gy") == "7.69 Gy" and fmt_value("kap_gy_cm2", 520.4, "Gy·cm²") == "520 Gy·cm²"
     assert selectors.person_name("Fischer^Jonas") == "Jonas Fischer"
+
+
+def test_dose_check_case_shows_the_reason_for_proceeding(tmp_path, import_file, client, rso):
+    from dosereg.rdsr.builder import CTDoseCheckSpec
+    from tests.exposure.builders import ct_rdsr
+
+    dc = CTDoseCheckSpec(ctdivol_notification_value_mgy=50, ctdivol_forward_estimate_mgy=62,
+                         reason_for_proceeding="Large patient; protocol approved", authorizing_person="Dr Who")
+    import_file(ct_rdsr(tmp_path, when=recent(), ctdivol=62.0, dlp=2000.0, region="abdomen", protocol="Abdomen routine", dose_check=dc))
+    case = Case.objects.get(kind="dose_check")
+    assert Case.objects.filter(kind="procedure", study_uid=case.study_uid).exists()  # the CTDIvol level: the procedure's case
+    client.force_login(rso)
+    html = client.get(reverse("cases:detail", kwargs={"case_id": case.pk})).content.decode()
+    assert "Large patient; protocol approved" in html and 'name="dose_check_review"' in html
+    client.post(reverse("cases:action", kwargs={"case_id": case.pk, "action": "close"}), {"dose_check_review": "justified"})
+    case.refresh_from_db()
+    assert case.status == "closed" and case.outcome == {"dose_check_review": "justified"}
+
+
+def test_follow_up_reminder_once_per_due_date(tmp_path, import_file, rso, smtp_server):
+    import_file(rf_rdsr(tmp_path, when=recent(), kar=3.3, kap=10))
+    case = Case.objects.get()
+    services.case_follow_up(case_id=case.pk, user=rso, due=timezone.localdate() + dt.timedelta(days=3), note="skin check")
+    assert services.case_follow_up_reminders_send() == 0
+    later = timezone.localdate() + dt.timedelta(days=3)
+    assert services.case_follow_up_reminders_send(today=later) == 1
+    assert services.case_follow_up_reminders_send(today=later) == 0
+    n = Notification.objects.filter(dedupe_key__startswith=f"case:{case.pk}:follow-up-due:")
+    assert n.count() == 1 and n.get().recipient == "case-rso@hospital.test" and f"/alerts/{case.pk}/" in n.get().body
+    assert CaseEvent.objects.filter(case=case, action="follow_up_reminder").count() == 1

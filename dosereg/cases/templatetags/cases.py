@@ -6,6 +6,8 @@ ACTION_LABEL = {
     "raised": "Case opened", "escalated": "Escalated", "level_added": "Level added", "notified": "E-mailed",
     "not_notified": "Not e-mailed", "acknowledged": "Acknowledged", "follow_up": "Follow-up scheduled", "closed": "Closed",
     "reopened": "Reopened", "withdrawn": "Withdrawn", "backfilled": "Built from earlier alerts",
+    "follow_up_reminder": "Follow-up reminder e-mailed", "incident_declared": "Incident declared",
+    "incident_note": "Investigation note", "physicist_sign_off": "Physicist sign-off", "regulator_reference": "Reported to the regulator",
 }
 OUTCOME_LABEL = {
     "skin_reaction": "Skin reaction", "skin_grade": "Grade", "skin_grade_source": "Grading", "psd_gy": "Peak skin dose estimate (Gy)",
