@@ -71,7 +71,7 @@ def populate(n_cases: int) -> dict:
             "patient_id": f"1 + (g::bigint * 7919) % {n_patients}", "study_uid": "'2.25.5' || g",
             "device_id": f"1 + g % {N_DEVICES}", "site": "CASE WHEN (1 + g % 24) % 2 = 0 THEN 'northfield general' ELSE 'riverside clinic' END",
             "modality": "(ARRAY['RF','XA','CT'])[1 + (1 + g % 24) % 3]",
-            "exam_date": "now() - ((g * 104729) % (1460 * 24 * 60)) * interval '1 minute'",
+            "exam_date": "now() - ((g::bigint * 104729) % (1460 * 24 * 60)) * interval '1 minute'",
             "title": "'Procedure: Ka,r substantial radiation dose level: ' || (5 + g % 7) || ' Gy ≥ 5 Gy'",
             "top_rule_key": "'fgi-kar-srdl'", "top_level": "'srdl'", "top_class": "23", "rule_keys": "',fgi-kar-first,fgi-kar-subsequent,fgi-kar-srdl,'",
             "level_count": "3", "notify_state": "CASE WHEN g % 9 = 0 THEN 'historical' ELSE 'queued' END",

@@ -85,8 +85,16 @@ class Filters:
         if self.date_to:
             qs = qs.filter(exam_date__lt=datetime.combine(self.date_to + timedelta(days=1), time.min, tzinfo=tz))
         if self.q:
-            qs = qs.filter(Q(patient__patient_id__icontains=self.q) | Q(patient__name__icontains=self.q.replace(" ", "^"))
-                           | Q(patient__name__icontains=self.q) | Q(staff__name__icontains=self.q))
+            # the patients (and staff) matching first, then their cases through the case_patient index
+            from dosereg.registry.models import Patient
+            from dosereg.staff.models import StaffMember
+
+            words = self.q.replace(",", " ").split()
+            pn = "^".join(reversed(words)) if len(words) == 2 else self.q  # "Jonas Fischer" -> "Fischer^Jonas"
+            pats = Patient.objects.filter(Q(patient_id__iexact=self.q) | Q(patient_id__istartswith=self.q)
+                                          | Q(name__icontains=self.q) | Q(name__icontains=pn)).values("pk")
+            staff = StaffMember.objects.filter(Q(name__icontains=self.q) | Q(name__icontains=pn)).values("pk")
+            qs = qs.filter(Q(patient_id__in=pats) | Q(staff_id__in=staff))
         return qs
 
     def querystring(self, **override) -> str:
@@ -136,11 +144,14 @@ def worklist(*, scope: SiteScope = EVERY_SITE, filters: Filters | None = None, p
 
 
 def options(scope: SiteScope) -> dict:
-    """Filter choices: sites and devices of the scope's cases (one query), rule keys are typed."""
-    pairs = list(scoped(scope).filter(device__isnull=False).values_list("device_id", "device__display_name", "device__station_name",
-                                                                          "site").distinct().order_by("site", "device_id")[:500])
-    devices = [(d, n or s or f"device {d}") for d, n, s, _ in pairs]
-    sites = sorted({site for *_, site in pairs if site})
+    """Filter choices: the devices (and their sites) of the scope, one query over the device table."""
+    from dosereg.registry.models import Device
+    from dosereg.web.scope import normalise
+
+    rows = list(Device.objects.filter(scope.device_q("pk")).order_by("institution", "display_name", "pk")
+                .values_list("pk", "display_name", "station_name", "institution")[:500])
+    devices = [(d, n or s or f"device {d}") for d, n, s, _ in rows]
+    sites = sorted({normalise(i) for *_, i in rows if i and i.strip()})
     return {"kinds": KIND_CHOICES, "severities": SEVERITIES, "statuses": [("active", "Active"), ("all", "All")] + STATUS_CHOICES,
             "devices": devices, "sites": sites, "modalities": ("CT", "XA", "RF", "DX", "CR", "MG", "NM", "PT")}
 

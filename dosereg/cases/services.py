@@ -240,9 +240,7 @@ def cases_absorb(created: list, *, now: datetime, notify: bool = True, res=None)
                     alert_events.append(AlertEvent(alert=top_alert, action="notified", note=note))
                     case.notify_count += 1
             top_alert.notified = state
-            if state != "queued" or not case.notify_state or case.notify_state != "queued":
-                case.notify_state = state
-                case.notify_note = note[:255]
+            case.notify_state, case.notify_note = state, note[:255]
             events.append(CaseEvent(case=case, at=now, action="notified" if state == "queued" else "not_notified", note=note,
                                     detail={"state": state}))
         touched.append(case)
