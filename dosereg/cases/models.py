@@ -89,7 +89,10 @@ class Case(models.Model):
             # the worklist: active cases by severity, then exam date (newest first)
             models.Index(F("sort_rank").desc(), F("exam_date").desc(nulls_last=True), F("id").desc(),
                          condition=Q(status__in=list(ACTIVE_STATUSES)), name="case_worklist"),
-            models.Index(fields=["status", "follow_up_due"], name="case_due"),
+            models.Index(fields=["status", "follow_up_due", "id"], name="case_due"),
+            # the worklist's counts: an index-only scan of the active cases
+            models.Index(fields=["severity", "kind", "status", "notify_state", "follow_up_due"],
+                         condition=Q(status__in=list(ACTIVE_STATUSES)), name="case_active_counts"),
             models.Index(fields=["patient", "status"], name="case_patient"),
             models.Index(fields=["site", "status"], name="case_site"),
             models.Index(fields=["study_uid"], name="case_study_uid"),
