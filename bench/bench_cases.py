@@ -60,14 +60,14 @@ def populate(n_cases: int) -> dict:
             INSERT INTO registry_patient (patient_id, issuer, name, sex, birth_date, pseudonymised, created_at)
             SELECT 'CP' || lpad(g::text, 8, '0'), 'BENCH', 'Bench^Patient' || g, 'F', date '1950-01-01' + (g % 20000), false, now()
             FROM generate_series(1, {n_patients}) g""")
-        kind = ("CASE WHEN g % 20 = 0 THEN 'pregnancy' WHEN g % 10 = 1 THEN 'cumulative' WHEN g % 50 = 3 THEN 'dose_check' "
+        kind = ("CASE WHEN g % 20 = 5 THEN 'pregnancy' WHEN g % 10 = 1 THEN 'cumulative' WHEN g % 50 = 3 THEN 'dose_check' "
                 "ELSE 'procedure' END")
         sev = "(ARRAY['high','normal','low'])[1 + g % 3]"
         c.execute(insert_select(Case, {
             "key": f"{kind} || ':2.25.5' || g", "kind": kind,
             "status": "CASE WHEN g % 10 = 0 THEN 'closed' WHEN g % 10 = 1 THEN 'acknowledged' WHEN g % 10 = 2 THEN 'follow_up' ELSE 'open' END",
             "severity": sev,
-            "sort_rank": f"(CASE {sev} WHEN 'high' THEN 20 WHEN 'normal' THEN 10 ELSE 0 END) + CASE WHEN g % 20 = 0 THEN 5 ELSE 0 END",
+            "sort_rank": f"(CASE {sev} WHEN 'high' THEN 20 WHEN 'normal' THEN 10 ELSE 0 END) + CASE WHEN g % 20 = 5 THEN 5 ELSE 0 END",
             "patient_id": f"1 + (g::bigint * 7919) % {n_patients}", "study_uid": "'2.25.5' || g",
             "device_id": f"1 + g % {N_DEVICES}", "site": "CASE WHEN (1 + g % 24) % 2 = 0 THEN 'northfield general' ELSE 'riverside clinic' END",
             "modality": "(ARRAY['RF','XA','CT'])[1 + (1 + g % 24) % 3]",
@@ -112,7 +112,8 @@ def measure_pages(size: dict, repeat: int) -> dict:
     pages = {
         "worklist page 1": ["/alerts/"],
         "worklist page 40": ["/alerts/?page=40"],
-        "worklist filtered (kind, severity)": ["/alerts/?kind=pregnancy&severity=high", "/alerts/?kind=cumulative"],
+        "worklist filtered (kind, severity)": ["/alerts/?kind=pregnancy&severity=high", "/alerts/?kind=cumulative",
+                                               "/alerts/?kind=staff", "/alerts/?severity=low"],
         "worklist search patient": ["/alerts/?q=CP00000042", "/alerts/?q=bench^patient7"],
         "worklist site + date range": ["/alerts/?site=riverside%20clinic&from=2025-01-01&to=2025-06-30"],
         "case page": [f"/alerts/{i}/" for i in case_ids],

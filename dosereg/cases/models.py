@@ -89,6 +89,11 @@ class Case(models.Model):
             # the worklist: active cases by severity, then exam date (newest first)
             models.Index(F("sort_rank").desc(), F("exam_date").desc(nulls_last=True), F("id").desc(),
                          condition=Q(status__in=list(ACTIVE_STATUSES)), name="case_worklist"),
+            # the worklist filtered by kind or site: the same order within the kind / site
+            models.Index("kind", F("sort_rank").desc(), F("exam_date").desc(nulls_last=True), F("id").desc(),
+                         condition=Q(status__in=list(ACTIVE_STATUSES)), name="case_worklist_kind"),
+            models.Index("site", F("sort_rank").desc(), F("exam_date").desc(nulls_last=True), F("id").desc(),
+                         condition=Q(status__in=list(ACTIVE_STATUSES)), name="case_worklist_site"),
             models.Index(fields=["status", "follow_up_due", "id"], name="case_due"),
             # the worklist's counts: an index-only scan of the active cases
             models.Index(fields=["severity", "kind", "status", "notify_state", "follow_up_due"],

@@ -70,7 +70,9 @@ class Filters:
         if self.kind:
             qs = qs.filter(kind=self.kind)
         if self.severity:
-            qs = qs.filter(severity=self.severity)
+            # severity is the tens of sort_rank (services.sort_rank): the range keeps the worklist index in use
+            lo = {"high": 20, "normal": 10, "low": 0}[self.severity]
+            qs = qs.filter(severity=self.severity, sort_rank__gte=lo, sort_rank__lt=lo + 10)
         if self.site:
             qs = qs.filter(site=self.site.strip().lower())
         if self.device:
