@@ -281,22 +281,28 @@ def _case_open(kind: str, key: str, top_alert, row: dict, now: datetime) -> Case
 
 def cases_on_withdrawn(alert_ids: list[int], *, now: datetime) -> int:
     """Alerts withdrawn by a recompute (study replaced, deleted, unmerged): an active case none of whose alerts
-    still holds is withdrawn too, kept with its timeline."""
+    still holds is withdrawn too, kept with its timeline. Two statements (UPDATE ... RETURNING, one INSERT)."""
+    from django.db import connection
+
     from dosereg.exposure.models import Alert
 
     if not alert_ids:
         return 0
-    n = 0
-    hit = CaseAlert.objects.filter(alert_id__in=alert_ids).values("case_id")
-    for case in Case.objects.select_for_update().filter(pk__in=hit, status__in=ACTIVE_STATUSES):
-        if case.members.filter(alert__isnull=False).exclude(alert__status=Alert.STATUS_WITHDRAWN).exists():
-            continue
-        case.status = STATUS_WITHDRAWN
-        case.save(update_fields=["status", "updated_at"])
-        CaseEvent.objects.create(case=case, at=now, action="withdrawn",
-                                 note="every level of the case no longer holds (study replaced, deleted or re-assigned)")
-        n += 1
-    return n
+    ids = [int(i) for i in alert_ids]
+    active = list(ACTIVE_STATUSES)
+    sql = (f"UPDATE {Case._meta.db_table} SET status = %s, updated_at = %s "
+           f"WHERE status IN ({', '.join(['%s'] * len(active))}) "
+           f"AND id IN (SELECT case_id FROM {CaseAlert._meta.db_table} WHERE alert_id IN ({', '.join(['%s'] * len(ids))})) "
+           f"AND NOT EXISTS (SELECT 1 FROM {CaseAlert._meta.db_table} m JOIN {Alert._meta.db_table} a ON a.id = m.alert_id "
+           f"WHERE m.case_id = {Case._meta.db_table}.id AND a.status <> %s) RETURNING id")
+    with connection.cursor() as cur:
+        cur.execute(sql, [STATUS_WITHDRAWN, now, *active, *ids, Alert.STATUS_WITHDRAWN])
+        withdrawn = [row[0] for row in cur.fetchall()]
+    if withdrawn:
+        CaseEvent.objects.bulk_create([CaseEvent(case_id=pk, at=now, action="withdrawn",
+                                                 note="every level of the case no longer holds (study replaced, deleted or re-assigned)")
+                                       for pk in withdrawn])
+    return len(withdrawn)
 
 
 # ---------------------------------------------------------------------------

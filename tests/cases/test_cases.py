@@ -293,3 +293,20 @@ def test_follow_up_reminder_once_per_due_date(tmp_path, import_file, rso, smtp_s
     n = Notification.objects.filter(dedupe_key__startswith=f"case:{case.pk}:follow-up-due:")
     assert n.count() == 1 and n.get().recipient == "case-rso@hospital.test" and f"/alerts/{case.pk}/" in n.get().body
     assert CaseEvent.objects.filter(case=case, action="follow_up_reminder").count() == 1
+
+
+def test_a_case_whose_levels_all_no_longer_hold_is_withdrawn(tmp_path, import_file):
+    import_file(rf_rdsr(tmp_path, when=recent(), kar=3.4, kap=10, patient_id="WD-1"))
+    import_file(rf_rdsr(tmp_path, when=recent(), kar=4.4, kap=10, patient_id="WD-2"))
+    one, two = Case.objects.get(patient__patient_id="WD-1"), Case.objects.get(patient__patient_id="WD-2")
+    # as a recompute withdraws them (study replaced or deleted): every level of case one, one level of case two
+    gone = list(Alert.objects.filter(patient__patient_id="WD-1").values_list("pk", flat=True))
+    gone.append(Alert.objects.filter(patient__patient_id="WD-2", level="first").values_list("pk", flat=True)[0])
+    Alert.objects.filter(pk__in=gone).update(status="withdrawn")
+    with CaptureQueriesContext(connection) as q:
+        assert services.cases_on_withdrawn(gone, now=timezone.now()) == 1
+    assert len(q.captured_queries) == 2
+    one.refresh_from_db()
+    two.refresh_from_db()
+    assert one.status == "withdrawn" and two.status == "open"
+    assert CaseEvent.objects.filter(case=one, action="withdrawn").count() == 1
