@@ -206,7 +206,7 @@ def test_acknowledge_follow_up_close_with_timeline_and_audit(tmp_path, import_fi
     assert set(Alert.objects.values_list("status", flat=True)) == {"closed"}
     html = client.get(url).content.decode()
     for text in ("Case opened", "Acknowledged by", "operator informed", "Follow-up scheduled", f"due {due}",
-                 "skin check by dermatology", "Closed by", "faint erythema at 3 weeks", "Grade: 1"):
+                 "skin check by dermatology", "Closed by", "faint erythema at 3 weeks", "Skin reaction: observed; Grade: 1"):
         assert text in html, text
     changes = AuditEvent.objects.filter(action="change", object_type="case", object_id=str(case.pk))
     assert changes.count() == 3 and set(changes.values_list("username", flat=True)) == {"case-rso"}

@@ -27,4 +27,6 @@ def action_label(value):
 
 @register.filter
 def outcome_items(outcome):
-    return [(OUTCOME_LABEL.get(k, k), VALUE_LABEL.get(v, v) if isinstance(v, str) else v) for k, v in (outcome or {}).items()]
+    order = list(OUTCOME_LABEL)  # the form's order (a JSON column does not keep it)
+    items = sorted((outcome or {}).items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+    return [(OUTCOME_LABEL.get(k, k), VALUE_LABEL.get(v, v) if isinstance(v, str) else v) for k, v in items]
