@@ -332,7 +332,8 @@ def case_email_body(case: Case, new_alerts: list, row: dict, *, escalated: bool)
         lines.append(f"Device: {row.get('device__display_name') or 'unknown device'}"
                      + (f" ({row['device__institution']})" if row.get("device__institution") else ""))
     if case.patient_id:
-        lines.append(f"Patient: registry record {case.patient_id}")
+        p = case.patient  # the ID only where it is not a pseudonym (as the alert messages)
+        lines.append(f"Patient: registry record {case.patient_id}" + ("" if p is None or p.pseudonymised else f" (ID {p.patient_id})"))
     if case.kind == KIND_CUMULATIVE and case.window_start and case.window_end:
         lines.append(f"Window: {case.window_start:%Y-%m-%d} to {case.window_end:%Y-%m-%d} ({case.window_days} days)")
     lines += ["", "Levels reached:" if not escalated else "New levels reached:"]
