@@ -305,6 +305,21 @@ def cases_on_withdrawn(alert_ids: list[int], *, now: datetime) -> int:
     return len(withdrawn)
 
 
+def cases_on_reraised(alert_ids: list[int], *, now: datetime) -> int:
+    """Withdrawn alerts whose condition holds again (e.g. a merge undone twice): their withdrawn case is active
+    again, acknowledged if it had been. Not e-mailed again (the alerts were)."""
+    if not alert_ids:
+        return 0
+    cases = list(Case.objects.select_for_update().filter(
+        status=STATUS_WITHDRAWN, pk__in=CaseAlert.objects.filter(alert_id__in=alert_ids).values("case_id")))
+    for case in cases:
+        case.status = STATUS_ACKNOWLEDGED if case.acknowledged_at else STATUS_OPEN
+        case.save(update_fields=["status", "updated_at"])
+    CaseEvent.objects.bulk_create([CaseEvent(case=c, at=now, action="reopened",
+                                             note="a level holds again after a recompute; not e-mailed again") for c in cases])
+    return len(cases)
+
+
 # ---------------------------------------------------------------------------
 # the e-mail: plain text, absolute link, exam date, device, values in the rule's units
 # ---------------------------------------------------------------------------

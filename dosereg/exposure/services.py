@@ -698,6 +698,7 @@ def _evaluate_alerts(root_id, group, infos, windows, rules, now, notify, res: Re
             root_cache.append(Patient.objects.get(pk=root_id))
         return root_cache[0]
     matched: set[int] = set()
+    reraised: list[int] = []  # withdrawn alerts whose condition holds again
     created: list[tuple[Alert, Expected]] = []
     new_alerts: list[tuple[Alert, Expected]] = []
     for e in expected:
@@ -710,7 +711,10 @@ def _evaluate_alerts(root_id, group, infos, windows, rules, now, notify, res: Re
                     break
         if alert is not None:
             matched.add(alert.id)
+            was_withdrawn = alert.status == Alert.STATUS_WITHDRAWN
             _refresh_existing(alert, e, root_id, now)
+            if was_withdrawn and alert.status != Alert.STATUS_WITHDRAWN:
+                reraised.append(alert.id)
             continue
         alert = Alert(
             patient_id=root_id, rule=e.rule, rule_key=e.rule.key, level=e.level, subject=e.subject[:160],
@@ -753,12 +757,13 @@ def _evaluate_alerts(root_id, group, infos, windows, rules, now, notify, res: Re
         a.save(update_fields=["status", "withdrawn_at", "withdrawn_note"])
         AlertEvent.objects.create(alert=a, action="withdrawn", note=note)
         res.alerts_withdrawn.append(a.id)
-    if created or res.alerts_withdrawn:
+    if created or res.alerts_withdrawn or reraised:
         # the RSO's cases (dosereg.cases): alerts join the case of their procedure / window, one e-mail per escalation
-        from dosereg.cases.services import cases_absorb, cases_on_withdrawn
+        from dosereg.cases.services import cases_absorb, cases_on_reraised, cases_on_withdrawn
 
         cases_absorb(created, now=now, notify=notify, res=res)
         cases_on_withdrawn(res.alerts_withdrawn, now=now)
+        cases_on_reraised(reraised, now=now)
 
 
 def _alerts_insert(new_alerts: list[tuple[Alert, Expected]]) -> list[tuple[Alert, Expected]]:

@@ -310,3 +310,24 @@ def test_a_case_whose_levels_all_no_longer_hold_is_withdrawn(tmp_path, import_fi
     two.refresh_from_db()
     assert one.status == "withdrawn" and two.status == "open"
     assert CaseEvent.objects.filter(case=one, action="withdrawn").count() == 1
+
+
+def test_withdrawn_case_reopens_when_its_level_holds_again(tmp_path, import_file, rso_users, smtp_server):
+    from dosereg.exposure.services import patient_exposure_recompute
+
+    import_file(rf_rdsr(tmp_path, when=recent(), kar=3.4, kap=10, patient_id="RR-1"))
+    case = Case.objects.get()
+    alert = Alert.objects.get(rule_key="fgi-kar-first")
+    sent = len(smtp_server.messages)
+    Alert.objects.filter(pk=alert.pk).update(status="withdrawn")
+    services.cases_on_withdrawn([alert.pk], now=timezone.now())
+    case.refresh_from_db()
+    assert case.status == "withdrawn"
+    from dosereg.exposure.models import PatientExposureState
+
+    PatientExposureState.objects.all().delete()  # inputs unchanged: make the recompute evaluate again
+    patient_exposure_recompute(patient_id=alert.patient_id)
+    case.refresh_from_db()
+    alert.refresh_from_db()
+    assert alert.status == "open" and case.status == "open" and len(smtp_server.messages) == sent
+    assert CaseEvent.objects.filter(case=case, action="reopened").count() == 1
