@@ -16,14 +16,38 @@ from dosereg.web.scope import EVERY_SITE, SiteScope
 
 from . import conf
 from .formatting import fmt_value, level_name, public_text
-from .models import ACTIVE_STATUSES, KIND_CHOICES, STATUS_CHOICES, STATUS_FOLLOW_UP, Case, CaseAlert, CaseEvent
+from .models import ACTIVE_STATUSES, KIND_CHOICES, KIND_STAFF, STATUS_CHOICES, STATUS_FOLLOW_UP, Case, CaseAlert, CaseEvent
 
 SEVERITIES = ("high", "normal", "low")
 ORDER = (F("sort_rank").desc(), F("exam_date").desc(nulls_last=True), F("id").desc())
 
 
-def scoped(scope: SiteScope = EVERY_SITE):
+@dataclass(frozen=True)
+class CaseScope:
+    """What of the cases a user reads: the sites (``dosereg.web.scope``) and whether staff (occupational) cases,
+    which only the staff overview's roles (RSO, admin) see, like the staff overview itself."""
+
+    sites: SiteScope = EVERY_SITE
+    staff: bool = True
+
+
+def case_scope(user) -> CaseScope:
+    from dosereg.web import roles
+    from dosereg.web.scope import scope_for
+
+    return CaseScope(scope_for(user), roles.has_role(user, roles.STAFF_OVERVIEW))
+
+
+def _sites(scope) -> SiteScope:
+    return scope.sites if isinstance(scope, CaseScope) else scope
+
+
+def scoped(scope: SiteScope | CaseScope = EVERY_SITE):
     qs = Case.objects.all()
+    if isinstance(scope, CaseScope):
+        if not scope.staff:
+            qs = qs.exclude(kind=KIND_STAFF)
+        scope = scope.sites
     if scope.unrestricted:
         return qs
     if not scope.sites:
@@ -159,7 +183,7 @@ def options(scope: SiteScope) -> dict:
     from dosereg.registry.models import Device
     from dosereg.web.scope import normalise
 
-    rows = list(Device.objects.filter(scope.device_q("pk")).order_by("institution", "display_name", "pk")
+    rows = list(Device.objects.filter(_sites(scope).device_q("pk")).order_by("institution", "display_name", "pk")
                 .values_list("pk", "display_name", "station_name", "institution")[:500])
     devices = [(d, n or s or f"device {d}") for d, n, s, _ in rows]
     sites = sorted({normalise(i) for *_, i in rows if i and i.strip()})

@@ -27,10 +27,10 @@ ACTIONS = ("acknowledge", "follow_up", "close")
 @role_required(*roles.DASHBOARD)
 def worklist(request):
     f = selectors.Filters.from_query(request.GET)
-    ctx = selectors.worklist(scope=scope_for(request.user), filters=f)
+    ctx = selectors.worklist(scope=selectors.case_scope(request.user), filters=f)
     audit_record(request=request, action=V, object_type="worklist", patient_pks=selectors.patient_pks(ctx["rows"]))
     ctx["can_act"] = roles.has_role(request.user, roles.ALERT_ACTIONS)
-    ctx["scope"] = scope_for(request.user)
+    ctx["scope"] = scope_for(request.user)  # the sites, for the page head
     return render(request, "cases/worklist.html", ctx)
 
 
@@ -38,9 +38,9 @@ def worklist(request):
 @role_required(*roles.DASHBOARD)
 def export_csv(request):
     f = selectors.Filters.from_query(request.GET)
-    header, rows = selectors.csv_rows(scope=scope_for(request.user), filters=f)
+    header, rows = selectors.csv_rows(scope=selectors.case_scope(request.user), filters=f)
     audit_record(request=request, action=X, object_type="worklist_csv", patient_pks=selectors.export_patient_pks(
-        scope=scope_for(request.user), filters=f), detail={"query": request.GET.urlencode()[:500]})
+        scope=selectors.case_scope(request.user), filters=f), detail={"query": request.GET.urlencode()[:500]})
 
     class Echo:
         def write(self, value):
@@ -64,7 +64,7 @@ def bulk_acknowledge(request):
     p = QueryParams(request.POST, strict=False)
     ids = p.ints("ids")
     note = clean_text(request.POST.get("note"), max_length=2000)
-    allowed = list(selectors.scoped(scope_for(request.user)).filter(pk__in=ids).values_list("pk", "patient_id"))
+    allowed = list(selectors.scoped(selectors.case_scope(request.user)).filter(pk__in=ids).values_list("pk", "patient_id"))
     done = services.cases_bulk_acknowledge(case_ids=[pk for pk, _ in allowed], user=request.user, note=note) if allowed else []
     audit_record(request=request, action=C, object_type="case", object_id="bulk_acknowledge",
                  patient_pks=[pid for pk, pid in allowed if pk in set(done)], detail={"action": "acknowledge", "cases": done, "note": note})
@@ -81,7 +81,7 @@ def bulk_acknowledge(request):
 @require_GET
 @role_required(*roles.DASHBOARD)
 def due(request):
-    rows = selectors.due_list(scope=scope_for(request.user))
+    rows = selectors.due_list(scope=selectors.case_scope(request.user))
     audit_record(request=request, action=V, object_type="worklist_due", patient_pks=selectors.patient_pks(rows))
     return render(request, "cases/due.html", {"rows": rows})
 
@@ -89,7 +89,7 @@ def due(request):
 @require_GET
 @role_required(*roles.DASHBOARD)
 def detail(request, case_id: int):
-    ctx = selectors.case_detail(case_id=case_id, scope=scope_for(request.user))
+    ctx = selectors.case_detail(case_id=case_id, scope=selectors.case_scope(request.user))
     if ctx is None:
         raise Http404
     case = ctx["case"]
@@ -109,7 +109,7 @@ def detail(request, case_id: int):
 def action(request, case_id: int, action: str):
     if action not in ACTIONS:
         raise Http404
-    case = selectors.case_get(case_id=case_id, scope=scope_for(request.user))
+    case = selectors.case_get(case_id=case_id, scope=selectors.case_scope(request.user))
     if case is None:
         raise Http404
     note = clean_text(request.POST.get("note"), max_length=2000)
@@ -154,7 +154,7 @@ def incident_action(request, case_id: int, action: str):
         raise Http404
     if not roles.has_role(request.user, INCIDENT_ACTIONS[action]):
         raise PermissionDenied
-    case = selectors.case_get(case_id=case_id, scope=scope_for(request.user))
+    case = selectors.case_get(case_id=case_id, scope=selectors.case_scope(request.user))
     if case is None:
         raise Http404
     note = clean_text(request.POST.get("note"), max_length=4000)
@@ -191,15 +191,15 @@ def _year(request) -> int | None:
 @role_required(*roles.DASHBOARD)
 def incident_register(request):
     year = _year(request)
-    rows = selectors.incidents(scope=scope_for(request.user), year=year)
+    rows = selectors.incidents(scope=selectors.case_scope(request.user), year=year)
     audit_record(request=request, action=V, object_type="incident_register", patient_pks=[i.case.patient_id for i in rows])
-    return render(request, "cases/incidents.html", {"rows": rows, "year": year, "years": selectors.incident_years(scope=scope_for(request.user))})
+    return render(request, "cases/incidents.html", {"rows": rows, "year": year, "years": selectors.incident_years(scope=selectors.case_scope(request.user))})
 
 
 @require_GET
 @role_required(*roles.DASHBOARD)
 def incident_export(request):
-    rows = selectors.incidents(scope=scope_for(request.user), year=_year(request), limit=100000)
+    rows = selectors.incidents(scope=selectors.case_scope(request.user), year=_year(request), limit=100000)
     header, data = selectors.incident_csv(rows)
     audit_record(request=request, action=X, object_type="incident_csv", patient_pks=[i.case.patient_id for i in rows])
     resp = HttpResponse(content_type="text/csv; charset=utf-8")

@@ -81,7 +81,7 @@ def dashboard(request):
     ctx = selectors.dashboard(user=request.user, scope=scope_for(request.user))
     from dosereg.cases import selectors as case_selectors  # the top of the RSO's worklist, and its counts
 
-    ctx["cases"] = case_selectors.dashboard(scope=scope_for(request.user))
+    ctx["cases"] = case_selectors.dashboard(scope=case_selectors.case_scope(request.user))
     shown = {p["patient_id"] for p in ctx["top_patients"] if p.get("patient_id")}
     shown |= case_selectors.patient_pks(ctx["cases"]["rows"])
     shown |= {s.patient_id for s in ctx["pregnancy"]}

@@ -56,3 +56,13 @@ def test_staff_overview_shows_names_doses_against_limits_and_links(jonas, client
     assert "26.20 mSv" in html and "/ 20" in html and "131 %" in html  # eye lens: 26.2 of 20 mSv
     person = client.get(reverse("cases:staff_person", kwargs={"staff_id": jonas.pk})).content.decode()
     assert "Jonas Fischer" in person and "Eye lens" in person and "131 %" in person and "/alerts/" in person
+
+
+def test_physicists_do_not_see_staff_cases(jonas, client, physicist):
+    """Occupational doses are for the staff overview's roles (RSO, admin): not in a physicist's worklist."""
+    case = Case.objects.get(kind="staff", staff=jonas)
+    client.force_login(physicist)
+    html = client.get(reverse("cases:worklist") + "?status=all").content.decode()
+    assert f'data-case-row="{case.pk}"' not in html and "Jonas Fischer" not in html
+    assert client.get(reverse("cases:detail", kwargs={"case_id": case.pk})).status_code == 404
+    assert "Jonas Fischer" not in b"".join(client.get(reverse("cases:export") + "?status=all").streaming_content).decode()
