@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from dosereg.audit.admin import PatientAuditAdminMixin
+
 from .models import Case, CaseEvent, Incident, ReportableRule
 
 
@@ -31,7 +33,8 @@ class CaseEventInline(admin.TabularInline):
 
 
 @admin.register(Case)
-class CaseAdmin(admin.ModelAdmin):
+class CaseAdmin(PatientAuditAdminMixin, admin.ModelAdmin):
+    audit_patient_paths = ("patient",)
     list_display = ("pk", "kind", "severity", "status", "exam_date", "title")
     list_filter = ("kind", "severity", "status")
     readonly_fields = [f.name for f in Case._meta.fields]

@@ -163,7 +163,7 @@ INCIDENT_ACTIONS = {  # action -> roles allowed
 @require_POST
 @role_required(*roles.DASHBOARD)
 def incident_action(request, case_id: int, action: str):
-    from . import incidents
+    from dosereg.cases import incidents
 
     if action not in INCIDENT_ACTIONS:
         raise Http404
@@ -231,7 +231,7 @@ def incident_export(request):
 @require_GET
 @role_required(*roles.STAFF_OVERVIEW)
 def staff_person(request, staff_id: int):
-    from . import staff
+    from dosereg.cases import staff
 
     ctx = staff.staff_person(staff_id=staff_id)
     if ctx is None:

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, seria
 def arrived(live_server, tmp_path, settings):
     """A high-dose fluoroscopy procedure ingested through the registry's ingest service, with an RSO to tell."""
     from dicom_listener.spool import Spool
-    from dosereg.registry.services import dose_file_import
+    from dosereg.pipeline.flow import file_import as dose_file_import
     from dosereg.web.services import user_create
     from tests.exposure.builders import rf_rdsr
 

@@ -45,6 +45,10 @@ EXPECT = {
     "web:patient_history_export": ("get", "patient_a", "", PAGES_CLINICAL),
     "web:patient_invite": ("post", "patient_a", "", grid({"rso", "admin"}, ok="redirect")),
     "web:study_detail": ("get", "study_a", "", PAGES_CLINICAL),
+    # the skin-dose map of a study (study_a has none: 404 for those allowed, 403 for the rest)
+    "web:study_skin_map_png": ("get", "study_a", "", grid(CLINICAL, ok=404)),
+    "web:study_skin_map_3d": ("get", "study_a", "", grid(CLINICAL, ok=404)),
+    "web:vendor_plotly": ("get", None, "", grid(set(ROLES), anon=200)),  # plotly.js, served like a static file
     "web:portal": ("get", None, "", grid({"patient", "patient2"})),
     "web:portal_exam": ("get", "study_a", "", grid({"patient"}, patient2=404)),
     "web:portal_export": ("get", None, "", grid({"patient", "patient2"})),
