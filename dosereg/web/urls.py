@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from . import api, views
+from . import api, views, views_browse
 from .params import IdConverter
 
 # <id:...>: a database id (1..2**63-1); an out-of-range id is a 404, never a database overflow
@@ -22,6 +22,8 @@ urlpatterns = [
     path("patients/<id:pk>/", views.patient_history, name="patient_history"),
     path("patients/<id:pk>/export.csv", views.patient_history_export, name="patient_history_export"),
     path("patients/<id:pk>/invite/", views.patient_invite, name="patient_invite"),
+    path("studies/", views_browse.study_browser, name="study_browser"),
+    path("studies/export.<str:fmt>", views_browse.study_browser_export, name="study_browser_export"),
     path("studies/<id:pk>/", views.study_detail, name="study_detail"),
     # patient portal
     path("portal/", views.portal, name="portal"),

@@ -45,7 +45,7 @@ OBJECT = {
 LISTS = {
     "web:dashboard", "web:patient_list", "web:quarantine_reprocess", "web:protocol_audit", "web:protocol_distribution",
     "web:protocol_names", "web:fluoro_technique", "web:protocol_export", "web:api_studies", "web:api_patients",
-    "web:api_alerts", "web:api_fhir_search",  # (and web:api_events without ?study=, checked below)
+    "web:api_alerts", "web:api_fhir_search", "web:study_browser", "web:study_browser_export",  # (and web:api_events without ?study=, checked below)
 }
 NOT_CLINICAL = {
     "web:home": "a redirect", "web:login": "sign-in", "admin_login": "sign-in", "web:logout": "sign-out",
@@ -151,6 +151,13 @@ def test_lists_hold_only_the_rso_sites(site_data, web_data):
         assert len(rows) > 1 and "Site B" not in flat and dev_b not in flat, (kind, flat[:500])
         assert ("Site A barium swallow" if kind != "summary" else dev_a) in flat, kind
     checked.add("web:protocol_export")
+
+    absent_present("web:study_browser", reverse("web:study_browser"), ["Site B barium swallow", dev_b, *other_ids],
+                   ["Site A barium swallow", "Both-sites swallow at A", dev_a])
+    rows = list(csv.reader(io.StringIO(_html(c, reverse("web:study_browser_export", kwargs={"fmt": "csv"})))))
+    uid = rows[0].index("study_instance_uid")
+    assert {r[uid] for r in rows[1:]} == {d.studies[k].study_instance_uid for k in ("sa_rf", "ab_a")}
+    checked.add("web:study_browser_export")
 
     dist = reverse("web:protocol_distribution") + "?quantity=dap_total_gy_cm2"
     assert c.get(dist + f"&device_id={d.studies['sb_rf'].device_id}").json()["values"] == []

@@ -45,6 +45,8 @@ EXPECT = {
     "web:patient_history_export": ("get", "patient_a", "", PAGES_CLINICAL),
     "web:patient_invite": ("post", "patient_a", "", grid({"rso", "admin"}, ok="redirect")),
     "web:study_detail": ("get", "study_a", "", PAGES_CLINICAL),
+    "web:study_browser": ("get", None, "?modality=CT&sort=-dlp", PAGES_CLINICAL),
+    "web:study_browser_export": ("get", "browser_export", "", PAGES_CLINICAL),
     "web:portal": ("get", None, "", grid({"patient", "patient2"})),
     "web:portal_exam": ("get", "study_a", "", grid({"patient"}, patient2=404)),
     "web:portal_export": ("get", None, "", grid({"patient", "patient2"})),
@@ -119,6 +121,8 @@ def _kwargs(key, d, alert_id):
         return {"pk": alert_id, "action": "follow_up"}
     if key == "export":
         return {"kind": "studies", "fmt": "csv"}
+    if key == "browser_export":
+        return {"fmt": "csv"}
     if key == "token":
         return {"token": patient_invitation_issue(patient=d.patients["c"], issued_by=d.users["rso"])[1]}
     raise KeyError(key)
