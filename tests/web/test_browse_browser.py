@@ -105,5 +105,21 @@ def test_physicist_filters_sorts_and_exports_in_the_browser(site, browser):  # n
         return c ? [c.options.scales.x.type, c.options.scales.y.title.text] : null; })""")
     assert axes[0] == ["linear", "KAP (Gy·cm²)"] and axes[1][1] == "Ka,r (largest plane) (Gy)" and axes[2][1] == "DLP (mGy·cm)"
     pg.screenshot(path=str(SHOTS / "browse-desktop-patient.png"), full_page=True)
+    # the protocol audit's histogram: titled axes with the unit, the reference level drawn as a line
+    from dosereg.protocols.models import DRLValue, ProtocolMapping
+
+    drl = DRLValue.objects.select_related("standard_name").filter(quantity="dlp_total_mgy_cm",
+                                                                  standard_name__name="Chest (lung cancer)").first()
+    ProtocolMapping.objects.create(modality="CT", source_name="CT Chest", standard_name=drl.standard_name)
+    pg.goto(base + "/protocols/?modality=CT")
+    btn = pg.locator("[data-hist][data-quantity=dlp_total_mgy_cm][data-drls*='~']").first
+    btn.click()
+    pg.wait_for_function("() => Chart.getChart(document.getElementById('hist-chart'))")
+    hist = pg.evaluate("""(() => { const c = Chart.getChart(document.getElementById('hist-chart'));
+        return {x: c.options.scales.x.title.text, y: c.options.scales.y.title.text,
+                plugins: c.config.plugins.map(p => p.id)}; })()""")
+    assert hist == {"x": "DLP (mGy·cm)", "y": "procedures", "plugins": ["drlLines"]}, hist
+    assert "reference level" in pg.inner_text("[data-hist-note]")
+    pg.screenshot(path=str(SHOTS / "browse-desktop-histogram.png"))
     assert pg.errors == []
     ctx.close()

@@ -259,7 +259,7 @@
                 y: { beginAtZero: true, title: { display: true, text: "procedures" }, ticks: { precision: 0 } } } },
             plugins: [drlLines]
           });
-          dlg.querySelector("[data-hist-note]").textContent = v.length + " procedures" +
+          dlg.querySelector("[data-hist-note]").textContent = v.length + (v.length === 1 ? " procedure" : " procedures") +
             (drls.length ? " · dashed line: diagnostic reference level" : " · no reference level for this name");
         });
       });
