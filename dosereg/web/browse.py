@@ -390,3 +390,103 @@ def write_xlsx(sheets, out) -> dict[str, int]:
         written[name[:31]] = n
     wb.save(out)
     return written
+
+
+# ---------------------------------------------------------------------------
+# a home page per modality: counts and medians per room over time
+# ---------------------------------------------------------------------------
+MODALITY_QUANTITIES = {
+    "CT": ("dlp_total_mgy_cm", "ctdivol_max_mgy"),
+    "RF": ("dap_total_gy_cm2", "dose_rp_max_plane_gy", "fluoro_time_total_s"),
+    "XA": ("dap_total_gy_cm2", "dose_rp_max_plane_gy", "fluoro_time_total_s"),
+    "DX": ("dap_total_gy_cm2", "dose_rp_max_plane_gy"),
+    "CR": ("dap_total_gy_cm2", "dose_rp_max_plane_gy"),
+    "MG": ("dose_rp_max_plane_gy", "dap_total_gy_cm2"),
+}
+# field -> (label, unit): the stored unit, from the one formatting home
+def _quantity_meta(field_name: str) -> tuple[str, str]:
+    from dosereg import formatting as fmt
+
+    q = fmt.quantity_of(field_name)
+    return q.label, q.unit
+
+
+def month_starts(now: datetime, months: int) -> list[date]:
+    """The first days of the last ``months`` calendar months (this one included), oldest first."""
+    d = timezone.localtime(now).date().replace(day=1)
+    out = [d]
+    for _ in range(months - 1):
+        d = (d - timedelta(days=1)).replace(day=1)
+        out.append(d)
+    return out[::-1]
+
+
+def _month_end(first: date) -> date:
+    return ((first + timedelta(days=32)).replace(day=1)) - timedelta(days=1)
+
+
+def modality_overview(*, modality: str, scope: SiteScope = EVERY_SITE, now: datetime | None = None,
+                      months: int = 12) -> dict:
+    """Per room (device) and calendar month: procedures and the median of each of the modality's quantities
+    (patients only: phantom/QA studies left out, as in every statistic). 2 queries on PostgreSQL (medians by
+    ``percentile_cont`` in the database); elsewhere (the SQLite demo) the medians are taken in Python."""
+    import statistics
+
+    from django.db import connection
+    from django.db.models import Count
+    from django.db.models.functions import TruncMonth
+
+    from .selectors import Percentile
+
+    now = now or timezone.now()
+    firsts = month_starts(now, months)
+    since = datetime.combine(firsts[0], time.min, tzinfo=timezone.get_current_timezone())
+    fields = MODALITY_QUANTITIES.get(modality, ())
+    qs = (Study.objects.filter(scope.study_q(), procedure_modality=modality, study_datetime__gte=since,
+                               study_datetime__lte=now, not_patient_reason="", device__isnull=False)
+          .annotate(month=TruncMonth("study_datetime")))
+    cells: dict[tuple[int, date], dict] = {}
+    if not scope.unrestricted and not scope.sites:
+        rows = []
+    elif connection.vendor == "postgresql":
+        rows = list(qs.values("device_id", "month").annotate(
+            n=Count("id"), **{f"med_{f}": Percentile(f, 0.5) for f in fields}).order_by())
+    else:
+        acc: dict[tuple, dict] = {}
+        for r in qs.values("device_id", "month", *fields).iterator(chunk_size=CHUNK):
+            a = acc.setdefault((r["device_id"], r["month"]), {"device_id": r["device_id"], "month": r["month"], "n": 0,
+                                                             **{f"v_{f}": [] for f in fields}})
+            a["n"] += 1
+            for f in fields:
+                if r[f] is not None:
+                    a[f"v_{f}"].append(r[f])
+        rows = [{**{k: v for k, v in a.items() if not k.startswith("v_")},
+                 **{f"med_{f}": statistics.median(a[f"v_{f}"]) if a[f"v_{f}"] else None for f in fields}}
+                for a in acc.values()]
+    for r in rows:
+        m = r["month"]
+        m = timezone.localtime(m).date() if isinstance(m, datetime) else m
+        cells[(r["device_id"], m.replace(day=1))] = r
+    devices = {d.pk: d for d in Device.objects.filter(pk__in={k[0] for k in cells})} if cells else {}
+    rooms = []
+    for dev_id in sorted(devices, key=lambda i: str(devices[i]).lower()):
+        got = [cells.get((dev_id, m)) for m in firsts]
+        rooms.append({
+            "device": devices[dev_id], "name": str(devices[dev_id]), "site": devices[dev_id].institution,
+            "counts": [c["n"] if c else 0 for c in got], "total": sum(c["n"] for c in got if c),
+            "medians": {f: [c.get(f"med_{f}") if c else None for c in got] for f in fields},
+        })
+    present = [f for f in fields if any(v is not None for r in rooms for v in r["medians"][f])]
+    return {
+        "modality": modality, "months": firsts, "month_ends": [_month_end(m) for m in firsts], "rooms": rooms,
+        "quantities": [{"key": f, "label": _quantity_meta(f)[0], "unit": _quantity_meta(f)[1]} for f in present],
+        "total": sum(r["total"] for r in rooms),
+    }
+
+
+def modalities_in_scope(*, scope: SiteScope = EVERY_SITE) -> list[str]:
+    """The modalities of the studies at the user's sites (1 query)."""
+    if not scope.unrestricted and not scope.sites:
+        return []
+    return sorted(m for m in Study.objects.filter(scope.study_q()).exclude(procedure_modality="").order_by()
+                  .values_list("procedure_modality", flat=True).distinct())

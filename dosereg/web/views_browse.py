@@ -58,6 +58,7 @@ def study_browser(request):
              "max": request.GET.get(f"{stem}_max", "")} for stem, (_, label, unit) in browse.DOSE_RANGES.items()],
         "param_errors": [f"filter {n!r} ignored: {m}" for n, m in f.errors.items()], "scope": scope,
         "filtered": any(request.GET.get(k) for k in FILTER_KEYS),
+        "modality_links": [m for m in browse.modalities_in_scope(scope=scope) if m in browse.MODALITY_QUANTITIES],
     }
     return render(request, "web/studies.html", ctx)
 
@@ -85,3 +86,28 @@ def study_browser_export(request, fmt: str):
                         content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
     resp["Cache-Control"] = "no-store"
     return resp
+
+
+@require_GET
+@role_required(*roles.CLINICAL)
+def modality_home(request, modality: str):
+    modality = modality.upper()
+    if modality not in browse.MODALITIES:
+        raise Http404
+    scope = scope_for(request.user)
+    ov = browse.modality_overview(modality=modality, scope=scope)
+    audit_record(request=request, action=AuditEvent.ACTION_VIEW, object_type="modality_overview", object_id=modality)
+    table = []
+    for r in ov["rooms"]:
+        links = [f"modality={modality}&device={r['device'].pk}&since={a:%Y-%m-%d}&until={b:%Y-%m-%d}&not_patient=exclude"
+                 for a, b in zip(ov["months"], ov["month_ends"])]
+        table.append({**r, "cells": [
+            {"n": n, "link": link, "medians": [{"v": r["medians"][q["key"]][i], "fluoro": q["key"] == "fluoro_time_total_s"}
+                                               for q in ov["quantities"]]}
+            for i, (n, link) in enumerate(zip(r["counts"], links))]})
+    chart = {"months": [f"{m:%Y-%m}" for m in ov["months"]], "quantities": ov["quantities"],
+             "rooms": [{"name": r["name"], "counts": r["counts"], "medians": r["medians"]} for r in ov["rooms"]]}
+    return render(request, "web/modality_home.html", {
+        **ov, "table": table, "chart": chart, "scope": scope,
+        "modalities": browse.modalities_in_scope(scope=scope),
+    })

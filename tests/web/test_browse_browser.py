@@ -47,11 +47,11 @@ def test_phone_width_no_horizontal_overflow(site, browser):  # noqa: F811
     urls = {
         "dashboard": "/dashboard/", "studies": "/studies/", "studies-ct": "/studies/?modality=CT&sort=-dlp",
         "study-angio": f"/studies/{d.studies['a_angio'].pk}/", "study-ct": f"/studies/{d.studies['a_ct'].pk}/",
-        "patient": f"/patients/{d.patients['a'].pk}/", "patients": "/patients/",
+        "patient": f"/patients/{d.patients['a'].pk}/", "patients": "/patients/", "modality-rf": "/studies/modality/RF/",
     }
     for name, url in urls.items():
         _no_overflow(pg, base + url)
-        if name in ("dashboard", "studies", "study-angio", "study-ct"):
+        if name in ("dashboard", "studies", "study-angio", "study-ct", "modality-rf"):
             pg.screenshot(path=str(SHOTS / f"browse-phone-{name}.png"), full_page=True)
     assert pg.errors == []
     ctx.close()
@@ -105,6 +105,12 @@ def test_physicist_filters_sorts_and_exports_in_the_browser(site, browser):  # n
         return c ? [c.options.scales.x.type, c.options.scales.y.title.text] : null; })""")
     assert axes[0] == ["linear", "KAP (Gy·cm²)"] and axes[1][1] == "Ka,r (largest plane) (Gy)" and axes[2][1] == "DLP (mGy·cm)"
     pg.screenshot(path=str(SHOTS / "browse-desktop-patient.png"), full_page=True)
+    # the CT home page: one plot per quantity, a line per room, titled axes
+    pg.goto(base + "/studies/modality/CT/")
+    pg.wait_for_function("() => window.Chart && Chart.getChart(document.getElementById('modality-dlp_total_mgy_cm'))")
+    y = pg.evaluate("Chart.getChart(document.getElementById('modality-dlp_total_mgy_cm')).options.scales.y.title.text")
+    assert y == "median DLP (mGy·cm)"
+    pg.screenshot(path=str(SHOTS / "browse-desktop-modality-ct.png"), full_page=True)
     # the protocol audit's histogram: titled axes with the unit, the reference level drawn as a line
     from dosereg.protocols.models import DRLValue, ProtocolMapping
 

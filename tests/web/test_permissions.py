@@ -47,6 +47,7 @@ EXPECT = {
     "web:study_detail": ("get", "study_a", "", PAGES_CLINICAL),
     "web:study_browser": ("get", None, "?modality=CT&sort=-dlp", PAGES_CLINICAL),
     "web:study_browser_export": ("get", "browser_export", "", PAGES_CLINICAL),
+    "web:modality_home": ("get", "modality", "", PAGES_CLINICAL),
     "web:portal": ("get", None, "", grid({"patient", "patient2"})),
     "web:portal_exam": ("get", "study_a", "", grid({"patient"}, patient2=404)),
     "web:portal_export": ("get", None, "", grid({"patient", "patient2"})),
@@ -121,6 +122,8 @@ def _kwargs(key, d, alert_id):
         return {"pk": alert_id, "action": "follow_up"}
     if key == "export":
         return {"kind": "studies", "fmt": "csv"}
+    if key == "modality":
+        return {"modality": "CT"}
     if key == "browser_export":
         return {"fmt": "csv"}
     if key == "token":

@@ -210,3 +210,42 @@ def test_xlsx_export_sheets_header_frozen_filtered(web_data, login):
     wb = load_workbook(io.BytesIO(b"".join(resp.streaming_content)))
     assert wb.sheetnames == ["All studies", "CT studies", "CT series"]
     assert wb["All studies"].max_row - 1 == 3
+
+
+def test_modality_home_counts_and_medians_per_room(web_data, login, django_assert_max_num_queries):
+    import statistics
+
+    d = web_data
+    cts = [Study.objects.get(pk=d.studies[k].pk) for k in ("a_ct", "c_ct", "c_ct2")]
+    with django_assert_max_num_queries(2):
+        ov = browse.modality_overview(modality="CT")
+    assert len(ov["months"]) == 12 and ov["total"] == 3
+    assert [q["key"] for q in ov["quantities"]] == ["dlp_total_mgy_cm", "ctdivol_max_mgy"]
+    by_dev = {r["device"].pk: r for r in ov["rooms"]}
+    assert set(by_dev) == {s.device_id for s in cts}
+    for dev_id, room in by_dev.items():
+        mine = [s for s in cts if s.device_id == dev_id]
+        assert room["total"] == len(mine) and len(room["counts"]) == 12
+        for i, first in enumerate(ov["months"]):
+            inm = [s.dlp_total_mgy_cm for s in mine
+                   if timezone.localtime(s.study_datetime).date().replace(day=1) == first]
+            assert room["counts"][i] == len(inm)
+            assert room["medians"]["dlp_total_mgy_cm"][i] == (pytest.approx(statistics.median(inm)) if inm else None)
+    c = login(d.users["physicist"])
+    resp = c.get(reverse("web:modality_home", kwargs={"modality": "ct"}))
+    assert resp.status_code == 200
+    html = resp.content.decode()
+    assert "Median DLP per procedure" in html and 'data-chart="modality"' in html
+    # a cell drills down to exactly its studies
+    dev = cts[0].device_id
+    first = timezone.localtime(cts[0].study_datetime).date().replace(day=1)
+    i = list(ov["months"]).index(first)
+    cell = next(r for r in resp.context["table"] if r["device"].pk == dev)["cells"][i]
+    assert cell["link"].replace("&", "&amp;") in html.split(f'data-room="{dev}"')[1].split("</tr>")[0]
+    href = URL + "?" + cell["link"]
+    ids = _page_ids(c.get(href))
+    assert sorted(ids) == sorted(s.pk for s in cts if s.device_id == dev
+                                 and timezone.localtime(s.study_datetime).date().replace(day=1) == first)
+    assert cts[0].pk in ids
+    assert c.get("/studies/modality/XX/").status_code == 404
+    assert "CT overview" in c.get(URL).content.decode()

@@ -202,6 +202,26 @@
     });
   }
 
+  // ---- modality home: one plot per quantity, a line per room, every month of the window (0 procedures: a gap)
+  function modalityChart(canvas) {
+    var d = data(canvas.getAttribute("data-source"));
+    var q = canvas.getAttribute("data-q");
+    if (!d || !window.Chart) { return; }
+    var meta = d.quantities.filter(function (x) { return x.key === q; })[0];
+    var fluoro = q === "fluoro_time_total_s";
+    var axis = q === "n" ? "procedures per month" : "median " + meta.label + " (" + (fluoro ? "min" : meta.unit) + ")";
+    new Chart(canvas, {
+      type: "line",
+      data: { labels: d.months, datasets: d.rooms.map(function (r, i) {
+        return { label: r.name, borderColor: PALETTE[i % PALETTE.length], backgroundColor: PALETTE[i % PALETTE.length],
+          spanGaps: false, tension: 0, pointRadius: 3,
+          data: q === "n" ? r.counts : r.medians[q].map(function (v) { return v === null ? null : (fluoro ? v / 60 : v); }) }; }) },
+      options: { maintainAspectRatio: false, animation: false,
+        plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } } },
+        scales: { x: { title: { display: true, text: "month" } }, y: { beginAtZero: true, title: { display: true, text: axis }, ticks: q === "n" ? { precision: 0 } : {} } } }
+    });
+  }
+
   function staffChart(canvas) {
     var d = data(canvas.getAttribute("data-source"));
     if (!d || !window.Chart) { return; }
@@ -315,7 +335,7 @@
     bindMappings();
     bindHistograms();
     meters();
-    var charts = { trends: trendsChart, history: historyChart, events: eventsChart, staff: staffChart };
+    var charts = { trends: trendsChart, history: historyChart, events: eventsChart, staff: staffChart, modality: modalityChart };
     document.querySelectorAll("canvas[data-chart]").forEach(function (c) {
       var fn = charts[c.getAttribute("data-chart")];
       if (fn) { try { fn(c); } catch (e) { if (window.console) { console.error(e); } } }

@@ -103,7 +103,7 @@ def sparkbars(values, width: int = 168, height: int = 24):
 
 
 _SECTIONS = {
-    "dashboard": "dashboard", "patient_list": "patients", "patient_history": "patients", "study_detail": "studies", "study_browser": "studies",
+    "dashboard": "dashboard", "patient_list": "patients", "patient_history": "patients", "study_detail": "studies", "study_browser": "studies", "modality_home": "studies",
     "protocol_audit": "protocols", "protocol_names": "protocols", "drl_sets": "protocols", "fluoro_technique": "protocols",
     "staff_overview": "staff", "staff_me": "staff_me", "portal": "portal", "portal_exam": "portal", "audit_log": "audit",
 }
