@@ -29,7 +29,7 @@ def _no_overflow(pg, url: str) -> None:
     pg.wait_for_timeout(200)
     width = pg.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"], (url, width, pg.evaluate(
-        "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 376)"
+        "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 376 && !e.closest('.scroll-x'))"
         ".slice(0, 5).map(e => e.tagName + '.' + e.className)"))
     # every region that scrolls sideways can be reached and scrolled with the keyboard, and is named
     bad = pg.evaluate("""[...document.querySelectorAll('main *')].filter(e => {
@@ -48,6 +48,8 @@ def test_phone_width_no_horizontal_overflow(site, browser):  # noqa: F811
         "dashboard": "/dashboard/", "studies": "/studies/", "studies-ct": "/studies/?modality=CT&sort=-dlp",
         "study-angio": f"/studies/{d.studies['a_angio'].pk}/", "study-ct": f"/studies/{d.studies['a_ct'].pk}/",
         "patient": f"/patients/{d.patients['a'].pk}/", "patients": "/patients/", "modality-rf": "/studies/modality/RF/",
+        "protocols": "/protocols/", "protocol-names": "/protocols/names/", "drls": "/protocols/drls/",
+        "technique": "/protocols/technique/", "staff": "/staff/",
     }
     for name, url in urls.items():
         _no_overflow(pg, base + url)
