@@ -64,6 +64,13 @@ def test_physicist_filters_sorts_and_exports_in_the_browser(site, browser):  # n
     ctx, pg = _context(browser, DESKTOP)
     login(pg, base, d.users["physicist"].username)
     pg.goto(base + "/dashboard/")
+    # the device trend: every week of the window, a silent week is 0 procedures
+    pg.wait_for_function("() => window.Chart && Chart.getChart(document.getElementById('trend-chart'))")
+    trend = pg.evaluate("""(() => { const c = Chart.getChart(document.getElementById('trend-chart'));
+        return {weeks: c.data.labels.length, zeros: c.data.datasets.every(d => d.data.every(v => v !== null)),
+                y: c.options.scales.y.title.text}; })()""")
+    assert trend["weeks"] >= 13 and trend["zeros"] and trend["y"] == "procedures per week", trend
+    pg.screenshot(path=str(SHOTS / "browse-desktop-dashboard.png"), full_page=True)
     pg.click("nav.mainnav >> text=Studies")
     pg.wait_for_url("**/studies/")
     assert pg.locator("[data-study-row]").count() == len(d.studies)
