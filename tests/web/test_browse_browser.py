@@ -106,6 +106,15 @@ def test_physicist_filters_sorts_and_exports_in_the_browser(site, browser):  # n
     pg.goto(base + f"/studies/{d.studies['a_angio'].pk}/")
     pg.wait_for_function("() => window.Chart && Chart.getChart(document.getElementById('events-chart'))")
     pg.screenshot(path=str(SHOTS / "browse-desktop-study-angio.png"), full_page=True)
+    # the event list filtered by type reaches the collapsed rows too
+    from dosereg.registry.models import IrradiationEvent
+
+    n_fluoro = IrradiationEvent.objects.filter(study=d.studies["a_angio"], event_type="fluoroscopy").count()
+    n_all = IrradiationEvent.objects.filter(study=d.studies["a_angio"]).count()
+    pg.select_option("[data-event-filter=type]", "fluoroscopy")
+    assert pg.inner_text("[data-event-count]") == f"{n_fluoro} of {n_all} events shown"
+    assert pg.locator("#events tbody tr[data-type]:visible").count() == n_fluoro
+    assert pg.evaluate("document.querySelector('[data-more-events]').open")
     # the patient history: KAP, Ka,r and DLP each on its own plot, on a time axis
     pg.goto(base + f"/patients/{d.patients['a'].pk}/")
     pg.wait_for_function("() => window.Chart && Chart.getChart(document.getElementById('history-kap'))")

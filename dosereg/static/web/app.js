@@ -328,8 +328,30 @@
     document.addEventListener("toggle", update, true);  // a <details> opened
   }
 
+  // ---- study page: show only the events of one type and/or plane (the collapsed ones too)
+  function bindEventFilters() {
+    var bar = document.querySelector("[data-event-filters]");
+    if (!bar) { return; }
+    var section = bar.closest("section");
+    var out = bar.querySelector("[data-event-count]");
+    function apply() {
+      var want = {};
+      bar.querySelectorAll("[data-event-filter]").forEach(function (s) { want[s.getAttribute("data-event-filter")] = s.value; });
+      var rows = section.querySelectorAll("tbody tr[data-type]"), shown = 0, active = !!(want.type || want.plane);
+      rows.forEach(function (r) {
+        var ok = (!want.type || r.getAttribute("data-type") === want.type) && (!want.plane || r.getAttribute("data-plane") === want.plane);
+        r.hidden = !ok; if (ok) { shown += 1; }
+      });
+      var more = section.querySelector("[data-more-events]");
+      if (more && active) { more.open = true; }
+      out.textContent = active ? shown + " of " + rows.length + " events shown" : "";
+    }
+    bar.addEventListener("change", apply);
+  }
+
   ready(function () {
     scrollRegions();
+    bindEventFilters();
     bindAlertActions();
     bindReprocess();
     bindMappings();
