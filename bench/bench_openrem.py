@@ -39,6 +39,7 @@ OPENREM_DB = os.environ.get("OPENREM_BENCH_DB", "dosereg_bench_openrem")
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", "5432", "postgres"
 os.environ.setdefault("LOG_LEVEL", "ERROR")  # dosereg: no per-alert "no recipients" warnings
 os.environ.setdefault("BENCH_DATABASE_URL", f"postgres://{PG_USER}@{PG_HOST}:{PG_PORT}/dosereg_bench_vs_openrem")
+os.environ.setdefault("DOSEREG_PRODUCTION", "false")  # a benchmark on PostgreSQL is not a deployment (settings.PRODUCTION)
 
 DRIVER = textwrap.dedent(r'''
     import json, os, sys, time

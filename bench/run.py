@@ -5,6 +5,8 @@
     python bench/run.py parse316        # 316-event RDSR: parse + store on PostgreSQL vs DCMTK dsrdump
     python bench/run.py ingest [N]      # N objects via /usr/bin/storescu -> listener -> Redis -> Celery -> PostgreSQL
                                         # vs DCMTK storescp receiving the same files
+    python bench/run.py listener_memory [--size-mb 600] [--parallel 4]
+                                        # listener peak RSS receiving big objects in parallel (bench_listener_memory.py)
 
 Needs PostgreSQL (BENCH_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/dosereg_bench),
 Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379/14) and DCMTK. Prints figures and ratios.
@@ -27,6 +29,7 @@ sys.path.insert(0, str(REPO))
 CORPUS = Path(os.environ.get("DOSEREG_CORPUS") or REPO.parent / "shared" / "rdsr")
 PG = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/dosereg_bench")
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+os.environ.setdefault("DOSEREG_PRODUCTION", "false")  # a benchmark on PostgreSQL is not a deployment (settings.PRODUCTION)
 F316 = CORPUS / "philips_allura-xper_RF_316events_no-orientation-modifier.dcm"
 
 
@@ -179,7 +182,7 @@ def _make_objects(n: int, outdir: Path) -> list[Path]:
     return files
 
 
-def _storescu(port, files, aet="STORESCU"):
+def _storescu(port, files, aet="BENCHSCU"):
     env = dict(os.environ, TCP_NODELAY="1")
     t = time.perf_counter()
     # one association for all files, as a modality sending a batch would
@@ -282,7 +285,7 @@ def bench_ingest(n: int = 2000):
     assert r.returncode == 0, r.stderr[-2000:]
 
     env = dict(os.environ, DATABASE_URL=PG, REDIS_URL=REDIS, SPOOL_DIR=str(tmp / "spool"), LOG_LEVEL="WARNING",
-               DICOM_ALLOWED_CALLING_AES="STORESCU", SPOOL_MIN_FREE_BYTES="0",
+               DICOM_ALLOWED_CALLING_AES="BENCHSCU", SPOOL_MIN_FREE_BYTES="0",
                DOSEREG_LISTENER_STATS_FILE=str(tmp / "listener-stats.json"))
     port = free_port()
     listener = subprocess.Popen([sys.executable, "manage.py", "run_listener", "--port", str(port), "--address", "127.0.0.1"],

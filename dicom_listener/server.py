@@ -1,9 +1,15 @@
 """The DICOM listener: Storage SCP + Verification SCP with a calling-AE allow-list.
 
-The C-STORE handler parses nothing. It writes the encoded object durably,
-records it, hands its id to ``dispatch`` (the ingest queue), and answers Success.
-If the object cannot be stored durably it answers Out of Resources (0xA700)
-so that the modality keeps it and retries.
+The C-STORE handler parses nothing. Each object is streamed to the spool while it is received (pynetdicom's
+chunked receive: memory stays at one PDU whatever the object's size) and the size limit is enforced as the
+data arrive. The handler then validates the request's UIDs, makes the file durable (fsync, atomic rename),
+records it, enqueues its ingest after commit, and only then answers Success. If the object cannot be
+stored durably it answers Out of Resources (0xA700) so that the modality keeps it and retries; an object
+that can never be stored (non-conformant UID, over the size limit) is refused with a failure status.
+
+Connections are bounded too: a connection must send its association request within
+DICOM_ASSOCIATION_TIMEOUT_S, one peer address holds at most DICOM_MAX_CONNECTIONS_PER_PEER connections,
+and a PDU larger than DICOM_MAX_PDU ends the connection.
 
 ``dispatch`` is ``registry.services.enqueue_ingest`` (the Celery task
 ``dosereg.ingest_object``) with a broker; in the embedded default (no broker,
@@ -16,15 +22,20 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from django.conf import settings
 from django.db import close_old_connections, connection
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
+from pydicom.dataset import Dataset
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, dimse_messages, evt
 from pynetdicom.sop_class import Verification
+from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
-from .spool import Spool, SpoolError
+from .spool import NO_RESOURCES, TOO_LARGE, IncomingFile, InflightBudget, Spool, SpoolError, clean_stale_tmp, valid_uid
 
 log = logging.getLogger("dicom_listener")
 
@@ -32,6 +43,10 @@ log = logging.getLogger("dicom_listener")
 SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
 CANNOT_UNDERSTAND = 0xC000
+AFFECTED_SOP_INSTANCE_UID_TAG = 0x00001000
+AFFECTED_SOP_CLASS_UID_TAG = 0x00000002
+# Calling AE titles anyone can type: DCMTK's and common toolkits' defaults. Allowed only if configured.
+GENERIC_CALLING_AES = {"STORESCU", "ANY-SCU", "ANY-SCP", "ECHOSCU", "FINDSCU", "MOVESCU", "GETSCU", "PYNETDICOM"}
 
 ACCEPTED_SOP_CLASSES: dict[str, str] = {
     "1.2.840.10008.5.1.4.1.1.88.67": "X-Ray Radiation Dose SR",
@@ -102,7 +117,187 @@ def build_ssl_context(cert: str | None = None, key: str | None = None, ca: str |
     return ctx
 
 
+# ---------------------------------------------------------------------------
+# streaming receive
+# ---------------------------------------------------------------------------
+class Intake:
+    """Where and how an AE's incoming objects are streamed: spool, size limit, in-flight budget.
+
+    Attached to an AE as ``ae.dosereg_intake``; pynetdicom asks for a temporary file when a C-STORE's
+    data set starts (``dimse_messages.NamedTemporaryFile``), and ``_spooling_tempfile`` hands it an
+    ``IncomingFile`` in the spool instead. Files of an association that ends mid-transfer are removed.
+    """
+
+    def __init__(self, spool: Spool, *, max_object_bytes: int, max_inflight_bytes: int) -> None:
+        self.spool = spool
+        self.max_object_bytes = max_object_bytes
+        self.budget = InflightBudget(max_inflight_bytes)
+        self._open: dict[int, list[IncomingFile]] = {}
+        self._lock = threading.Lock()
+
+    def open(self, assoc) -> IncomingFile:
+        incoming = self.spool.open_incoming(max_bytes=self.max_object_bytes, budget=self.budget)
+        incoming.on_runaway = lambda inc: _abort_runaway(assoc, inc)
+        with self._lock:
+            files = [f for f in self._open.get(id(assoc), []) if not f.closed]
+            files.append(incoming)
+            self._open[id(assoc)] = files
+        return incoming
+
+    def release(self, assoc) -> None:
+        """The association ended: whatever it left half-received is deleted and its budget returned."""
+        with self._lock:
+            files = self._open.pop(id(assoc), [])
+        for f in files:
+            f.close()
+
+
+def _abort_runaway(assoc, incoming: IncomingFile) -> None:
+    log.warning("aborting the association from %s: it sent %d bytes for one object (limit %d)",
+                _peer(assoc), incoming.size + incoming.discarded, incoming.max_bytes)
+    try:
+        assoc.abort(block=False)  # we are in the association's own DUL thread: queue the A-ABORT
+    except Exception as exc:  # pragma: no cover - the connection is already gone
+        log.warning("abort failed: %s", exc)
+
+
+_ORIGINAL_TEMPFILE = dimse_messages.NamedTemporaryFile
+
+
+def _spooling_tempfile(*args, **kwargs):
+    """pynetdicom's chunked receive asks for its temporary file from the association's DUL thread."""
+    assoc = getattr(threading.current_thread(), "assoc", None)
+    intake = getattr(getattr(assoc, "ae", None), "dosereg_intake", None)
+    if intake is None:
+        return _ORIGINAL_TEMPFILE(*args, **kwargs)
+    return intake.open(assoc)
+
+
+def attach_intake(ae: AE, spool: Spool) -> Intake:
+    """Stream this AE's incoming C-STORE data sets into ``spool`` (the listener, and backfill's C-GET)."""
+    _config.STORE_RECV_CHUNKED_DATASET = True
+    dimse_messages.NamedTemporaryFile = _spooling_tempfile
+    ae.dosereg_intake = Intake(spool, max_object_bytes=settings.DICOM_MAX_OBJECT_BYTES,
+                               max_inflight_bytes=settings.DICOM_MAX_INFLIGHT_BYTES)
+    return ae.dosereg_intake
+
+
+def _incoming_for(event, spool: Spool) -> tuple[IncomingFile, bool]:
+    """(the received object as an IncomingFile, whether pynetdicom owns and closes it)."""
+    request = event.request
+    streamed = getattr(request, "_dataset_file", None)
+    if isinstance(streamed, IncomingFile):
+        return streamed, True
+    # not streamed by us (an AE without an intake): copy what pynetdicom holds, within the same limits
+    incoming = spool.open_incoming(max_bytes=settings.DICOM_MAX_OBJECT_BYTES)
+    path = getattr(request, "_dataset_path", None)
+    if path is not None and not isinstance(path, tuple):
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1024 * 1024):
+                incoming.write(chunk)
+    else:
+        incoming.write(event.encoded_dataset(include_meta=True))
+    return incoming, False
+
+
+# ---------------------------------------------------------------------------
+# connections
+# ---------------------------------------------------------------------------
+class _GuardedRequestHandler(RequestHandler):
+    def handle(self) -> None:
+        try:
+            super().handle()  # TLS handshake (EVT_CONN_OPEN), then the association thread starts
+        finally:
+            self.server.connection_started(self.client_address[0])
+
+
+class GuardedAssociationServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server with a cap on concurrent connections per peer address.
+
+    A connection over the cap is closed as soon as it is accepted, before any thread is started for it;
+    connections count until their association thread ends (TLS handshake included)."""
+
+    max_per_peer = 8
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._starting: Counter[str] = Counter()
+        self._count_lock = threading.Lock()
+        kwargs["request_handler"] = _GuardedRequestHandler
+        super().__init__(*args, **kwargs)
+
+    def connections_from(self, host: str) -> int:
+        live = 0
+        for assoc in self.active_associations:
+            try:
+                live += assoc.requestor.address == host
+            except ValueError:
+                pass
+        return live + self._starting[host]
+
+    def verify_request(self, request, client_address) -> bool:
+        host = client_address[0]
+        with self._count_lock:
+            if self.connections_from(host) >= self.max_per_peer:
+                log.warning("closed a connection from %s: it already holds %d connections (DICOM_MAX_CONNECTIONS_PER_PEER)",
+                            host, self.max_per_peer)
+                return False
+            self._starting[host] += 1
+        return True
+
+    def connection_started(self, host: str) -> None:
+        with self._count_lock:
+            self._starting[host] -= 1
+            if self._starting[host] <= 0:
+                del self._starting[host]
+
+
+def _peer(assoc) -> str:
+    try:
+        return str(assoc.requestor.address)
+    except Exception:
+        return "?"
+
+
+def _pdu_limit() -> int:
+    # an A-ASSOCIATE-RQ with many presentation contexts may exceed a small maximum PDU: allow 256 KiB
+    return max(settings.DICOM_MAX_PDU, 256 * 1024) + 16 if settings.DICOM_MAX_PDU else 1 << 32
+
+
+def _guard_socket(assoc, raw, deadline: float) -> None:
+    """Bound what a peer can make the reader hold and how long it may take to associate.
+
+    pynetdicom reads a whole PDU (the length the peer announces, up to 4 GiB) before decoding it, and
+    waits for a half-sent PDU without a deadline. Until the association is established every read has to
+    finish by ``deadline``; a PDU announcing more than the maximum we accept ends the connection."""
+    assoc_socket = assoc.dul.socket
+    limit = _pdu_limit()
+    original = assoc_socket.recv
+
+    def recv(nr_bytes: int) -> bytearray:
+        if nr_bytes > limit:
+            log.warning("closing the connection from %s: a PDU of %d bytes (maximum %d)", _peer(assoc), nr_bytes, limit)
+            raise OSError(f"PDU of {nr_bytes} bytes is over the limit")
+        if assoc.is_established:
+            return original(nr_bytes)
+        data = bytearray()
+        while len(data) < nr_bytes:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.warning("closing the connection from %s: no association request within %s s", _peer(assoc),
+                            settings.DICOM_ASSOCIATION_TIMEOUT_S)
+                raise TimeoutError("no association request in time")
+            raw.settimeout(remaining)
+            chunk = raw.recv(min(65536, nr_bytes - len(data)))
+            if not chunk:
+                break
+            data.extend(chunk)
+        return data
+
+    assoc_socket.recv = recv
+
+
 def _on_conn_open(event) -> None:
+    deadline = time.monotonic() + settings.DICOM_ASSOCIATION_TIMEOUT_S
     sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
     # Nagle + delayed ACK would add 40-100 ms to every small C-STORE response.
     try:
@@ -110,8 +305,7 @@ def _on_conn_open(event) -> None:
     except (AttributeError, OSError):  # pragma: no cover - platform without TCP_NODELAY
         pass
     if isinstance(sock, ssl.SSLSocket):
-        previous = sock.gettimeout()
-        sock.settimeout(TLS_HANDSHAKE_TIMEOUT_S)
+        sock.settimeout(max(0.1, min(TLS_HANDSHAKE_TIMEOUT_S, deadline - time.monotonic())))
         try:
             sock.do_handshake()
         except (OSError, ValueError) as exc:  # not TLS, bad or missing client certificate, timeout
@@ -121,11 +315,24 @@ def _on_conn_open(event) -> None:
             except OSError:
                 pass
             return
-        sock.settimeout(previous)
+    if sock is not None:
+        _guard_socket(event.assoc, sock, deadline)
+
+
+def _on_accepted(event) -> None:
+    # established: from now on a read may wait as long as the association may stay idle
+    sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
+    try:
+        sock.settimeout(settings.DICOM_IDLE_TIMEOUT_S)
+    except (AttributeError, OSError):
+        pass
 
 
 def _on_assoc_end(event) -> None:
     # runs in the association's thread: give back its database connection
+    intake = getattr(event.assoc.ae, "dosereg_intake", None)
+    if intake is not None:
+        intake.release(event.assoc)
     connection.close()
 
 
@@ -133,40 +340,84 @@ def handle_echo(event) -> int:
     return SUCCESS
 
 
-def handle_store(event, spool: Spool, stats: ListenerStats, dispatch=None) -> int:
+def _failure(status: int, comment: str, offending: int | None = None) -> Dataset:
+    ds = Dataset()
+    ds.Status = status
+    ds.ErrorComment = comment[:64]  # LO
+    if offending is not None:
+        ds.OffendingElement = [offending]
+    return ds
+
+
+def _request_uid(value) -> str:
+    # a UI value may carry one trailing NUL (or space) as padding; anything else is part of the value
+    text = str(value or "")
+    return text[:-1] if text.endswith(("\x00", " ")) else text
+
+
+def handle_store(event, spool: Spool, stats: ListenerStats, dispatch=None):
     from dosereg.registry.models import DoseObject
     from dosereg.registry.services import dose_object_register, enqueue_ingest
 
+    from .reconcile import replacement_conflict
+
     started = time.perf_counter()
     request = event.request
-    sop_uid = str(request.AffectedSOPInstanceUID or "").strip()
-    sop_class = str(request.AffectedSOPClassUID or "").strip()
-    calling_ae = event.assoc.requestor.ae_title.strip() if event.assoc else ""
-    if not sop_uid:
-        stats.refused += 1
-        return CANNOT_UNDERSTAND
+    sop_uid = _request_uid(request.AffectedSOPInstanceUID)
+    sop_class = _request_uid(request.AffectedSOPClassUID)
+    assoc = event.assoc
+    calling_ae = assoc.requestor.ae_title.strip() if assoc else ""
+    peer = _peer(assoc) if assoc else ""
     try:
-        data = event.encoded_dataset(include_meta=True)
-    except Exception as exc:
-        log.warning("could not encode object %s from %s: %s", sop_uid, calling_ae, exc)
-        stats.refused += 1
-        return CANNOT_UNDERSTAND
-    if len(data) > settings.DICOM_MAX_OBJECT_BYTES:
-        log.warning("refused %s from %s: %d bytes is over the limit", sop_uid, calling_ae, len(data))
-        stats.refused += 1
-        return CANNOT_UNDERSTAND
-    try:
-        stored = spool.store(sop_uid, data)
-    except SpoolError as exc:
-        log.error("Out of Resources for %s from %s: %s", sop_uid, calling_ae, exc)
+        incoming, owned_by_pynetdicom = _incoming_for(event, spool)
+    except (OSError, ValueError, AttributeError) as exc:
+        log.error("Out of Resources for %r from %s: %s", sop_uid, calling_ae, exc)
         stats.refused += 1
         return OUT_OF_RESOURCES
-    # The object is durable now. If the database is down the sweeper registers it later.
+
+    def refuse(status, comment: str, offending: int | None = None):
+        incoming.close()
+        stats.refused += 1
+        log.warning("refused %r from %s (%s): %s", sop_uid, calling_ae, peer, comment)
+        return _failure(status, comment, offending)
+
+    try:
+        # Acknowledged means kept: a UID the registry cannot key on (a NUL, letters, over 64 characters) is
+        # refused here, before anything is stored, never acknowledged and then lost.
+        if not valid_uid(sop_uid):
+            return refuse(CANNOT_UNDERSTAND, "Affected SOP Instance UID is not a valid DICOM UID",
+                          AFFECTED_SOP_INSTANCE_UID_TAG)
+        if not valid_uid(sop_class):
+            return refuse(CANNOT_UNDERSTAND, "Affected SOP Class UID is not a valid DICOM UID",
+                          AFFECTED_SOP_CLASS_UID_TAG)
+        if incoming.failure is not None:
+            kind, message = incoming.failure
+            if kind == TOO_LARGE:
+                return refuse(CANNOT_UNDERSTAND, f"object over the size limit ({incoming.max_bytes} bytes)")
+            log.error("Out of Resources for %s from %s: %s", sop_uid, calling_ae, message)
+            return refuse(OUT_OF_RESOURCES, message)
+        meta = {"sop_class_uid": sop_class, "calling_ae": calling_ae, "peer": peer,
+                "called_ae": assoc.acceptor.ae_title.strip() if assoc else "",
+                "received_at": datetime.now(timezone.utc).isoformat()}
+        try:
+            stored = spool.commit(incoming, sop_uid, meta)
+        except SpoolError as exc:
+            log.error("Out of Resources for %s from %s: %s", sop_uid, calling_ae, exc)
+            stats.refused += 1
+            return OUT_OF_RESOURCES
+    finally:
+        if not owned_by_pynetdicom:
+            incoming.close()
+    # The object is durable now (with its side-car). If the database is down the sweeper registers it later.
     try:
         close_old_connections()
+        reason = replacement_conflict(sop_instance_uid=sop_uid, sha256=stored.sha256, calling_ae=calling_ae)
+        if reason:
+            log.warning("flagged %s from %s: %s", sop_uid, calling_ae, reason)
         obj, _ = dose_object_register(
             sop_instance_uid=sop_uid, sop_class_uid=sop_class, path=stored.path,
-            sha256=stored.sha256, size_bytes=stored.size_bytes, calling_ae=calling_ae, enqueue=False,
+            sha256=stored.sha256, size_bytes=stored.size_bytes, calling_ae=calling_ae, quarantine_reason=reason,
+            enqueue=False,
         )
         if obj.status == DoseObject.STATUS_RECEIVED:  # (a duplicate of an ingested object needs nothing)
             (dispatch or enqueue_ingest)(obj.pk)
@@ -183,12 +434,17 @@ def handle_store(event, spool: Spool, stats: ListenerStats, dispatch=None) -> in
 def build_ae(*, ae_title: str | None = None, allowed: list[str] | None = None) -> AE:
     ae = AE(ae_title=ae_title or settings.DICOM_AE_TITLE)
     ae.maximum_pdu_size = settings.DICOM_MAX_PDU
-    ae.network_timeout = 30
-    ae.acse_timeout = 30
+    # A connection has DICOM_ASSOCIATION_TIMEOUT_S to associate (ARTIM); an established one may stay idle
+    # DICOM_IDLE_TIMEOUT_S. Idle connections count against maximum_associations: they must not last.
+    ae.network_timeout = settings.DICOM_IDLE_TIMEOUT_S
+    ae.acse_timeout = settings.DICOM_ASSOCIATION_TIMEOUT_S
     ae.dimse_timeout = 60
-    ae.maximum_associations = 32
+    ae.maximum_associations = settings.DICOM_MAX_ASSOCIATIONS
+    ae.require_called_aet = settings.DICOM_REQUIRE_CALLED_AE
     allowed = settings.DICOM_ALLOWED_CALLING_AES if allowed is None else allowed
-    if allowed and "*" not in allowed:
+    if not allowed:
+        raise ValueError("no calling AE title is allowed: set DICOM_ALLOWED_CALLING_AES (or * for any caller)")
+    if "*" not in allowed:
         ae.require_calling_aet = list(allowed)
     ae.add_supported_context(Verification)
     for uid in ACCEPTED_SOP_CLASSES:
@@ -205,6 +461,7 @@ def start_listener(*, port: int | None = None, address: str | None = None, spool
     from dosereg.registry.services import enqueue_ingest
 
     spool = Spool(spool_dir or settings.SPOOL_DIR, min_free_bytes=settings.SPOOL_MIN_FREE_BYTES)
+    clean_stale_tmp(spool)
     stats = ListenerStats()
     worker = None
     if settings.CELERY_TASK_ALWAYS_EAGER:
@@ -212,26 +469,43 @@ def start_listener(*, port: int | None = None, address: str | None = None, spool
 
         worker = InProcessWorker(spool=spool).start()
     ae = build_ae(ae_title=ae_title, allowed=allowed)
+    attach_intake(ae, spool)
     handlers = [
         (evt.EVT_CONN_OPEN, _on_conn_open),
+        (evt.EVT_ACCEPTED, _on_accepted),
         (evt.EVT_RELEASED, _on_assoc_end),
         (evt.EVT_ABORTED, _on_assoc_end),
+        (evt.EVT_CONN_CLOSE, _on_assoc_end),
         (evt.EVT_C_ECHO, handle_echo),
         (evt.EVT_C_STORE, handle_store, [spool, stats, worker.submit if worker else enqueue_ingest]),
     ]
     addr = (address or settings.DICOM_BIND_ADDRESS, settings.DICOM_PORT if port is None else port)
     ssl_context = build_ssl_context()
+    callers = settings.DICOM_ALLOWED_CALLING_AES if allowed is None else allowed
+    generic = sorted(GENERIC_CALLING_AES & {a.upper() for a in callers})
+    if generic or "*" in callers:
+        log.warning("the listener accepts %s: anyone on the network can send reports under it; give each modality "
+                    "its own AE title", ", ".join(generic) or "any calling AE title (*)")
     log.info("DICOM listener %s on %s:%s%s, allowed callers: %s", ae.ae_title, addr[0], addr[1],
              " (TLS" + (", client certificates required)" if ssl_context.verify_mode == ssl.CERT_REQUIRED else ")")
-             if ssl_context else "",
-             ",".join(settings.DICOM_ALLOWED_CALLING_AES if allowed is None else allowed) or "any")
-    server = ae.start_server(addr, block=block, evt_handlers=handlers, ssl_context=ssl_context)
-    server.ingest_worker = worker
+             if ssl_context else "", ",".join(callers))
+    server = ae.make_server(addr, ssl_context=ssl_context, evt_handlers=handlers, server_class=GuardedAssociationServer)
+    server.max_per_peer = settings.DICOM_MAX_CONNECTIONS_PER_PEER
+    ae._servers.append(server)  # as AE.start_server does (shutdown() removes it)
+    setattr(server, "ingest_worker", worker)
     if worker is not None:
-        stop_server = server.shutdown
+        stop_server, in_process = server.shutdown, worker
 
         def shutdown() -> None:  # stop receiving, then finish ingesting what was received
             stop_server()
-            worker.stop()
-        server.shutdown = shutdown
+            in_process.stop()
+        setattr(server, "shutdown", shutdown)
+    if block:
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            server.shutdown()
+        return None, stats
+    thread = threading.Thread(target=server.serve_forever, name="dosereg-listener-accept", daemon=True)
+    thread.start()
     return server, stats

@@ -7,6 +7,7 @@ DATABASE_URL / REDIS_URL / EMAIL_URL for the production path.
 from __future__ import annotations
 
 import os
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -49,10 +50,20 @@ def env_list(name: str, default: str = "") -> list[str]:
 VAR_DIR = Path(env("DOSEREG_VAR_DIR", str(BASE_DIR / "var")))  # type: ignore[arg-type]
 
 DEBUG = env_bool("DEBUG", False)
+# Production: a DATABASE_URL is set and DEBUG is off (the docker compose path and any hand-made deployment),
+# unless DOSEREG_PRODUCTION says otherwise (false: a developer's PostgreSQL; true: force it). The test runner
+# is not production (tests/conftest.py sets DOSEREG_PRODUCTION=false for the processes it starts).
+# Production refuses to start without a real SECRET_KEY and turns on the deploy checks (secure cookies,
+# HTTPS redirect, HSTS; see the end of this file).
+PRODUCTION = env_bool("DOSEREG_PRODUCTION", bool(env("DATABASE_URL")) and not DEBUG and "pytest" not in sys.modules)
+# the .env.example value and the embedded demo's key are placeholders, never a production key
+PLACEHOLDER_SECRET_KEYS = ("change-me", "changeme", "insecure-dev-key")
 SECRET_KEY = env("SECRET_KEY")
+if PRODUCTION and not SECRET_KEY:
+    raise ImproperlyConfigured("SECRET_KEY must be set in production")
+if PRODUCTION and SECRET_KEY.strip().lower().startswith(PLACEHOLDER_SECRET_KEYS):
+    raise ImproperlyConfigured("SECRET_KEY is a placeholder: set a long random value in production")
 if not SECRET_KEY:
-    if env_bool("DOSEREG_PRODUCTION", False):
-        raise ImproperlyConfigured("SECRET_KEY must be set in production")
     SECRET_KEY = "insecure-dev-key-only-for-the-embedded-demo-" + "x" * 20
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
@@ -173,6 +184,10 @@ INGEST_TASK_PRIORITY = env_int("INGEST_TASK_PRIORITY", 5)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_DEFAULT_QUEUE = "dosereg"
+# Skin dose runs on its own queue: a worker started with -Q skin (compose: skin-worker) takes it, so a long
+# procedure never holds up ingest or alert e-mails.
+CELERY_TASK_ROUTES = {"dosereg.skin_dose_studies": {"queue": "skin"}}
+SKINDOSE_ENABLED = env_bool("SKINDOSE_ENABLED", True)
 # Celery's Django fixup closes the database connection after every task unless told to reuse it;
 # reconnecting cost PostgreSQL ~25 ms of CPU per ingested object. Connections that broke or outlived
 # DB_CONN_MAX_AGE are still closed before each task (dosereg.ops.receivers.refresh_db_connections).
@@ -180,6 +195,10 @@ CELERY_TASK_DEFAULT_QUEUE = "dosereg"
 # alerts, staff sync, protocol summaries) itself right after the ingest commits, instead of queueing each as its
 # own task (a step that fails is queued).
 INGEST_DERIVED_INLINE = env_bool("INGEST_DERIVED_INLINE", True)
+# A report with more irradiation events than this is quarantined with the reason, before it is parsed (a
+# worker's memory grows with the events: measured peak RSS of one ingest, bench/bench_ingest_memory.py,
+# ~260 MB at 10,000 events, ~460 MB at 20,000). The largest clinical reports hold a few thousand.
+INGEST_MAX_EVENTS = env_int("INGEST_MAX_EVENTS", 10000)  # 0: no limit
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1_000_000)
 # an object whose ingest task was delivered this many times without finishing (worker killed, out of memory)
 # is quarantined with that reason instead of being delivered again
@@ -189,6 +208,8 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-spool": {"task": "dosereg.sweep_spool", "schedule": timedelta(seconds=SWEEP_INTERVAL_S)},
     "notification-digest": {"task": "dosereg.send_notification_digest", "schedule": timedelta(days=1)},
     "sweep-notifications": {"task": "dosereg.sweep_notifications", "schedule": timedelta(minutes=5)},
+    "requeue-notification-leases": {"task": "dosereg.requeue_notification_leases",
+                                    "schedule": timedelta(seconds=env_int("NOTIFICATION_LEASE_SWEEP_S", 30))},
     "exposure-follow-up-reminders": {"task": "dosereg.exposure_follow_up_reminders", "schedule": timedelta(hours=1)},
     "exposure-refresh-now-windows": {"task": "dosereg.exposure_refresh_now_windows", "schedule": timedelta(days=1)},
     "refresh-protocol-summaries": {"task": "dosereg.refresh_protocol_summaries", "schedule": timedelta(minutes=1)},
@@ -200,10 +221,30 @@ DICOM_BIND_ADDRESS = env("DICOM_BIND_ADDRESS", "0.0.0.0")
 # `manage.py demo` listens on this machine only unless told otherwise (or --dicom-address)
 DEMO_DICOM_BIND_ADDRESS = env("DEMO_DICOM_BIND_ADDRESS", "127.0.0.1")
 DICOM_PORT = env_int("DICOM_PORT", 11112)
-# Calling AE titles allowed to associate. "*" allows any caller (not recommended).
-DICOM_ALLOWED_CALLING_AES = env_list("DICOM_ALLOWED_CALLING_AES", "STORESCU,DOSEREG_DEMO,BACKFILL")
-DICOM_MAX_PDU = env_int("DICOM_MAX_PDU", 0)
+# Calling AE titles allowed to associate. "*" allows any caller (not recommended). No generic title
+# (DCMTK's STORESCU, ANY-SCU ...) by default: configure your modalities' own titles.
+DICOM_ALLOWED_CALLING_AES = env_list("DICOM_ALLOWED_CALLING_AES", "DOSEREG_DEMO,BACKFILL")
+# Associations whose called AE title is not DICOM_AE_TITLE are rejected (PS3.8 reason 7) unless this is off.
+DICOM_REQUIRE_CALLED_AE = env_bool("DICOM_REQUIRE_CALLED_AE", True)
+# Maximum P-DATA PDU we accept (advertised to callers; a larger PDU ends the connection). 0 = unlimited.
+DICOM_MAX_PDU = env_int("DICOM_MAX_PDU", 256 * 1024)
+# Largest object accepted; checked while it is received (streamed to the spool, never held in memory).
 DICOM_MAX_OBJECT_BYTES = env_int("DICOM_MAX_OBJECT_BYTES", 512 * 1024 * 1024)
+# Bytes of partly received objects over all associations; beyond it C-STORE answers Out of Resources (0xA700).
+DICOM_MAX_INFLIGHT_BYTES = env_int("DICOM_MAX_INFLIGHT_BYTES", 4 * 1024 * 1024 * 1024)
+# Concurrent associations (connections) in all, and from one peer address (more are closed at once).
+DICOM_MAX_ASSOCIATIONS = env_int("DICOM_MAX_ASSOCIATIONS", 32)
+DICOM_MAX_CONNECTIONS_PER_PEER = env_int("DICOM_MAX_CONNECTIONS_PER_PEER", 8)
+# A connection that has not sent its association request (TLS handshake included) within this is closed.
+DICOM_ASSOCIATION_TIMEOUT_S = env_int("DICOM_ASSOCIATION_TIMEOUT_S", 5)
+# An established association that sends nothing for this long is aborted.
+DICOM_IDLE_TIMEOUT_S = env_int("DICOM_IDLE_TIMEOUT_S", 60)
+for _name in ("DICOM_MAX_OBJECT_BYTES", "DICOM_MAX_INFLIGHT_BYTES", "DICOM_MAX_ASSOCIATIONS",
+              "DICOM_MAX_CONNECTIONS_PER_PEER", "DICOM_ASSOCIATION_TIMEOUT_S", "DICOM_IDLE_TIMEOUT_S"):
+    if globals()[_name] <= 0:
+        raise ImproperlyConfigured(f"{_name} must be positive")
+if DICOM_MAX_PDU < 0:
+    raise ImproperlyConfigured("DICOM_MAX_PDU must be 0 (unlimited) or positive")
 # Optional DICOM TLS (PS3.15 B.1): with a PEM certificate and key the listener accepts TLS only.
 # With DICOM_TLS_CA (PEM CA bundle) callers must also present a certificate signed by it.
 DICOM_TLS_CERT = env("DICOM_TLS_CERT", "")
@@ -235,6 +276,11 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "dosereg@localhost")
 # unless EMAIL_HOST or EMAIL_BACKEND is set; also used by EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend.
 EMAIL_FILE_PATH = Path(env("EMAIL_FILE_PATH", str(VAR_DIR / "mail")))  # type: ignore[arg-type]
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+# An e-mail whose delivery was claimed by a worker that died is sent again once this lease expires (checked
+# by beat every NOTIFICATION_LEASE_SWEEP_S, above): within a minute. A row is given up (failed) after
+# NOTIFICATION_MAX_ATTEMPTS claims.
+NOTIFICATION_LEASE_S = env_int("NOTIFICATION_LEASE_S", 20)
+NOTIFICATION_MAX_ATTEMPTS = env_int("NOTIFICATION_MAX_ATTEMPTS", 10)
 
 # --- patient identity ----------------------------------------------------------
 # When set, patient identifiers are stored as HMAC-SHA256 pseudonyms, never in clear.
@@ -274,7 +320,7 @@ LOGOUT_REDIRECT_URL = "web:login"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "dosereg.web.tokens.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -290,11 +336,19 @@ REST_FRAMEWORK = {
 }
 
 # Login lockout: failed logins are counted from the audit trail (shared by all processes).
-DOSEREG_LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5)             # per username
+# A user name is locked for LOGIN_LOCKOUT_S after LOGIN_MAX_FAILURES failures from one client address (other
+# addresses, other user names are unaffected: a correct password still signs in). LOGIN_MAX_FAILURES_PER_IP
+# failures from one address across user names are logged as a warning, never a lock.
+DOSEREG_LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5)             # per user name and address
 DOSEREG_LOGIN_MAX_FAILURES_PER_IP = env_int("LOGIN_MAX_FAILURES_PER_IP", 30)
 DOSEREG_LOGIN_LOCKOUT_S = env_int("LOGIN_LOCKOUT_S", 900)
-# Only behind a reverse proxy that overwrites X-Forwarded-For.
+# Only behind reverse proxies that append the address they received the connection from to X-Forwarded-For:
+# the client address is then the TRUSTED_PROXY_COUNT-th hop from the end (earlier hops are client-controlled).
 DOSEREG_TRUST_X_FORWARDED_FOR = env_bool("TRUST_X_FORWARDED_FOR", False)
+DOSEREG_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1)
+REST_FRAMEWORK["NUM_PROXIES"] = DOSEREG_TRUSTED_PROXY_COUNT if DOSEREG_TRUST_X_FORWARDED_FOR else 0  # DRF throttles
+# API tokens expire this long after they were issued (and die with a password change or a sign-out).
+DOSEREG_API_TOKEN_TTL_HOURS = env_int("API_TOKEN_TTL_HOURS", 24)
 # Patient portal: natural background used for "about N days of background" (dose-standards.md §7.3).
 DOSEREG_BACKGROUND_MSV_PER_YEAR = float(env("BACKGROUND_MSV_PER_YEAR", "3.1"))
 DOSEREG_BACKGROUND_SOURCE = env("BACKGROUND_SOURCE", "average natural background in the United States (NCRP Report 160)")
@@ -316,9 +370,9 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
-MIDDLEWARE += ["dosereg.web.middleware.ContentSecurityPolicyMiddleware"]
+MIDDLEWARE += ["dosereg.web.middleware.ContentSecurityPolicyMiddleware", "dosereg.web.middleware.NoStoreMiddleware"]
 
-if env_bool("DOSEREG_PRODUCTION", False):
+if PRODUCTION:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True

@@ -17,6 +17,9 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 # machine (two checkouts, a developer and CI) never drop each other's database or take each other's tasks.
 RUN_ID = os.environ.setdefault("DOSEREG_TEST_RUN_ID", uuid.uuid4().hex[:10])
 os.environ.setdefault("BROKER_KEY_PREFIX", f"dosereg-test-{RUN_ID}:")
+# The processes tests start (web, worker, listener against the test PostgreSQL) are not production
+# (dosereg.settings.PRODUCTION); the tests of the production mode set DOSEREG_PRODUCTION=true themselves.
+os.environ.setdefault("DOSEREG_PRODUCTION", "false")
 
 
 @pytest.fixture(scope="session")

@@ -35,8 +35,9 @@ def audit_event_search(
 
 
 def login_failures(*, username: str = "", ip: str | None = None, since: datetime) -> tuple[int, int]:
-    """Failed logins since ``since`` for this username and for this IP (the lockout counts)."""
+    """Failed logins since ``since`` for this user name from this address (the lockout key), and from this
+    address for any user name (reported, never a lock: behind a proxy or NAT it is many people)."""
     base = AuditEvent.objects.filter(action=AuditEvent.ACTION_LOGIN_FAILED, at__gte=since)
-    by_user = base.filter(username=username).count() if username else 0
-    by_ip = base.filter(ip=ip).count() if ip else 0
-    return by_user, by_ip
+    by_ip = base.filter(ip=ip) if ip else base.filter(ip__isnull=True)
+    by_pair = by_ip.filter(username=username).count() if username else 0
+    return by_pair, by_ip.count()

@@ -15,12 +15,16 @@ log = logging.getLogger(__name__)
 
 
 def client_ip(request) -> str | None:
-    """REMOTE_ADDR, or the first X-Forwarded-For hop when the proxy is trusted (settings)."""
+    """REMOTE_ADDR, or, behind trusted proxies (``TRUST_X_FORWARDED_FOR``), the address the outermost trusted
+    proxy saw: each proxy appends the address it received the connection from to X-Forwarded-For, so with
+    ``TRUSTED_PROXY_COUNT`` = N proxies the client is the N-th hop from the end. Earlier hops are whatever the
+    client sent and are never used."""
     ip = request.META.get("REMOTE_ADDR", "") if request is not None else ""
     if request is not None and getattr(settings, "DOSEREG_TRUST_X_FORWARDED_FOR", False):
-        fwd = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if fwd:
-            ip = fwd.split(",")[0].strip()
+        hops = [h.strip() for h in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if h.strip()]
+        if hops:
+            n = max(1, int(getattr(settings, "DOSEREG_TRUSTED_PROXY_COUNT", 1)))
+            ip = hops[-min(n, len(hops))]
     try:
         return str(ipaddress.ip_address(ip))
     except ValueError:

@@ -1,4 +1,9 @@
+import re
+
 from django.contrib import admin
+
+from dosereg.audit.admin import PatientAuditAdmin, PatientAuditAdminMixin
+from dosereg.notifications.admin import NotificationAdmin
 
 from .models import Alert, AlertEvent, AlertRoute, EffectiveDoseFactor, PatientExposureWindow, PatientMerge, Rule, RuleSet
 
@@ -29,7 +34,7 @@ class AlertEventInline(admin.TabularInline):
 
 
 @admin.register(Alert)
-class AlertAdmin(admin.ModelAdmin):
+class AlertAdmin(PatientAuditAdminMixin, admin.ModelAdmin):
     list_display = ("title", "patient", "rule_key", "level", "severity", "status", "notified", "raised_at")
     list_filter = ("status", "severity", "rule_key")
     search_fields = ("title", "study_uid", "subject")
@@ -49,5 +54,23 @@ class EffectiveDoseFactorAdmin(admin.ModelAdmin):
     list_filter = ("factor_set", "kind", "verification")
 
 
-admin.site.register(PatientExposureWindow)
-admin.site.register(PatientMerge)
+admin.site.register(PatientExposureWindow, PatientAuditAdmin)
+
+
+@admin.register(PatientMerge)
+class PatientMergeAdmin(PatientAuditAdmin):
+    audit_patient_paths = ("source", "target")
+
+
+ALERT_KEY = re.compile(r"^exposure-alert:(\d+)(?::|$)")
+
+
+def _alert_email_patients(keys: set[str]) -> set[int]:
+    """An alert e-mail's key (``exposure-alert:<alert id>...``) names the alert's patient."""
+    alert_ids = {int(m.group(1)) for m in (ALERT_KEY.match(k) for k in keys) if m}
+    if not alert_ids:
+        return set()
+    return set(Alert.objects.filter(pk__in=alert_ids).values_list("patient_id", flat=True))
+
+
+NotificationAdmin.patient_resolvers.append(_alert_email_patients)

@@ -151,10 +151,10 @@ def study_effective_doses(*, study_ids: list[int]) -> dict[int, float]:
     """The population-average effective dose per study (``dosereg.exposure.effective_dose``), where complete."""
     if not study_ids:
         return {}
-    out = {}
+    out: dict[int, float] = {}
     for sid, e, detail in StudyExposure.objects.filter(study_id__in=study_ids, effective_dose_msv__isnull=False) \
             .values_list("study_id", "effective_dose_msv", "effective_dose_detail"):
-        if not (detail or {}).get("partial"):
+        if e is not None and not (detail or {}).get("partial"):
             out[sid] = e
     return out
 

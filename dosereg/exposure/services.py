@@ -1003,3 +1003,50 @@ def enqueue_recompute(patient_id: int) -> bool:
         log.warning("could not enqueue exposure recompute for patient %s: %s", patient_id, exc)
         return False
 
+
+def alerts_notify_patient_corrected(*, study_id: int, former_patient_id: int | None, new_patient_id: int | None,
+                                    dose_object_id: int) -> int:
+    """A corrected report moved ``study_id`` from one patient to another: every alert of that study is moved (or
+    withdrawn) by the recompute that follows, and the e-mails already sent named the former patient. Send a
+    "patient corrected" notice for each alert, to those who received its e-mail and the RSOs of the study's
+    site, and note it on the alert. Returns how many alerts were noticed."""
+    from dosereg.notifications.models import Notification
+
+    alerts = list(Alert.objects.filter(study_id=study_id).order_by("pk"))
+    if not alerts:
+        return 0
+    names = dict(Patient.objects.filter(pk__in=[p for p in (former_patient_id, new_patient_id) if p])
+                 .values_list("pk", "patient_id"))
+    former = names.get(former_patient_id, "no patient") if former_patient_id else "no patient"
+    new = names.get(new_patient_id, "no patient") if new_patient_id else "no patient"
+    study = Study.objects.filter(pk=study_id).values("study_instance_uid", "device__institution").first() or {}
+    router = Router()
+    site_rso = router.default_recipients(study.get("device__institution"))
+    sent_to: dict[str, set[str]] = defaultdict(set)
+    for key, recipient in Notification.objects.filter(dedupe_key__in=[f"exposure-alert:{a.pk}" for a in alerts]).values_list(
+            "dedupe_key", "recipient"):
+        sent_to[key].add(recipient)
+    requests, events = [], []
+    for a in alerts:
+        note = (f"patient corrected: a corrected report (dose object {dose_object_id}) moved study "
+                f"{study.get('study_instance_uid', a.study_uid)} from patient {former} to patient {new}")
+        recipients = sorted(sent_to.get(f"exposure-alert:{a.pk}", set()) | set(site_rso))
+        events.append(AlertEvent(alert=a, action="patient_corrected", note=note + (f"; notice to {', '.join(recipients)}" if recipients else "")))
+        if not recipients:
+            continue
+        requests.append(dict(
+            dedupe_key=f"exposure-alert:{a.pk}:patient-corrected:{dose_object_id}:{new_patient_id or 0}",
+            recipients=recipients, subject=f"[dosereg] patient corrected: {a.title}"[:255],
+            body=(f"Patient corrected. Alert #{a.pk} ({a.title}) concerns study {study.get('study_instance_uid', a.study_uid)}, "
+                  f"which a corrected dose report has moved from patient {former} to patient {new}.\n"
+                  f"Earlier e-mails about this alert named patient {former}: that was wrong. The alert now follows "
+                  f"the corrected patient (it may be withdrawn or raised again for them).\n\n"
+                  f"Alert: {conf.alert_url_base()}{a.pk}/"),
+            severity="high" if a.severity == "high" else "normal",
+        ))
+    with transaction.atomic():
+        AlertEvent.objects.bulk_create(events)
+        if requests:
+            notification_enqueue_many(requests)
+    return len(alerts)
+

@@ -34,12 +34,15 @@ class Notification(models.Model):
     last_error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # A delivery in progress (claimed by a task, or waiting for its retry): that task runs or finishes before
+    # this time. A pending row past it was lost with its worker and is re-queued (notifications_requeue_expired).
+    lease_until = models.DateTimeField(null=True, blank=True)
     # the digest e-mail (itself a Notification) that carried this one
     digested_in = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="digest_items")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["dedupe_key", "recipient"], name="uniq_notification_key_recipient")]
-        indexes = [models.Index(fields=["digest", "status"])]
+        indexes = [models.Index(fields=["digest", "status"]), models.Index(fields=["status", "lease_until"])]
 
     def __str__(self) -> str:
         return f"{self.dedupe_key} → {self.recipient} ({self.status})"
@@ -49,7 +52,8 @@ class NotificationAttempt(models.Model):
     OUTCOME_SENT = "sent"
     OUTCOME_TRANSIENT = "transient_error"  # retried (or gave up when retries ran out)
     OUTCOME_PERMANENT = "permanent_error"  # never retried
-    OUTCOME_CHOICES = [(s, s) for s in (OUTCOME_SENT, OUTCOME_TRANSIENT, OUTCOME_PERMANENT)]
+    OUTCOME_INTERRUPTED = "interrupted"    # the delivery never finished (worker lost); re-queued
+    OUTCOME_CHOICES = [(s, s) for s in (OUTCOME_SENT, OUTCOME_TRANSIENT, OUTCOME_PERMANENT, OUTCOME_INTERRUPTED)]
 
     notification = models.ForeignKey(Notification, on_delete=models.CASCADE, related_name="attempts")
     recipient = models.CharField(max_length=254)

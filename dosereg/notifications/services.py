@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import socket
+import time
 from collections import defaultdict
 from datetime import timedelta
 
@@ -123,14 +124,37 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:2000]
 
 
-def notification_deliver(*, notification_id: int, final_attempt: bool = False, connection=None) -> str:
-    """One delivery attempt. The row is locked while sending, so two workers never both send.
-    ``connection``: an open mail connection to reuse (``notifications_deliver_batch``)."""
+def _lease_s() -> int:
+    return max(1, settings.NOTIFICATION_LEASE_S)
+
+
+def notification_claim(notification_id: int) -> Notification | None:
+    """Claim a pending row for one attempt (committed at once): the attempt is counted and the row leased for
+    NOTIFICATION_LEASE_S. A worker that dies before finishing leaves the lease to expire, and
+    ``notifications_requeue_expired`` (beat, every NOTIFICATION_LEASE_SWEEP_S) sends it again."""
+    with transaction.atomic():
+        n = Notification.objects.select_for_update().filter(pk=notification_id).first()
+        if n is None or n.status != Notification.STATUS_PENDING:
+            return None
+        n.attempt_count += 1
+        n.lease_until = timezone.now() + timedelta(seconds=_lease_s())
+        n.save(update_fields=["attempt_count", "lease_until"])
+    return n
+
+
+def notification_deliver(*, notification_id: int, final_attempt: bool = False, connection=None,
+                         retry_in_s: int = 0) -> str:
+    """One delivery attempt: claimed (``notification_claim``), then sent with the row locked, so two workers
+    never both send (the lease sweep skips locked rows). ``connection``: an open mail connection to reuse
+    (``notifications_deliver_batch``). ``retry_in_s``: when a transient error is retried (the lease covers the
+    wait, so a retry lost with its worker is re-queued too)."""
+    if notification_claim(notification_id) is None:
+        return SKIPPED
     with transaction.atomic():
         n = Notification.objects.select_for_update().get(pk=notification_id)
         if n.status != Notification.STATUS_PENDING:
             return SKIPPED
-        n.attempt_count += 1
+        final_attempt = final_attempt or n.attempt_count >= settings.NOTIFICATION_MAX_ATTEMPTS
         try:
             if connection is None:
                 connection = get_connection(fail_silently=False)  # send() opens and closes it
@@ -150,18 +174,21 @@ def notification_deliver(*, notification_id: int, final_attempt: bool = False, c
             )
             n.last_error = _describe(exc)
             if transient and not final_attempt:
-                n.save(update_fields=["attempt_count", "last_error"])
+                n.lease_until = timezone.now() + timedelta(seconds=retry_in_s + _lease_s())
+                n.save(update_fields=["last_error", "lease_until"])
                 log.info("notification %s: transient error, will retry: %s", n.pk, exc)
                 return RETRY
             n.status = Notification.STATUS_FAILED
-            n.save(update_fields=["attempt_count", "last_error", "status"])
+            n.lease_until = None
+            n.save(update_fields=["last_error", "status", "lease_until"])
             log.warning("notification %s to %s failed: %s", n.pk, n.recipient, exc)
             return FAILED
         NotificationAttempt.objects.create(notification=n, recipient=n.recipient, outcome=NotificationAttempt.OUTCOME_SENT)
         n.status = Notification.STATUS_SENT
         n.sent_at = timezone.now()
         n.last_error = ""
-        n.save(update_fields=["attempt_count", "status", "sent_at", "last_error"])
+        n.lease_until = None
+        n.save(update_fields=["status", "sent_at", "last_error", "lease_until"])
     return SENT
 
 
@@ -173,11 +200,18 @@ def notifications_deliver_batch(notification_ids: list[int]) -> dict[str, int]:
 
     outcomes: dict[str, int] = defaultdict(int)
     connection = None
+    # the whole batch is this task's: a worker lost before reaching a row leaves it to the lease sweep too;
+    # the lease of the rows still to send is renewed as the batch goes (a long, live batch is not re-queued)
+    renewed = 0.0
     try:
-        for pk in notification_ids:
+        for i, pk in enumerate(notification_ids):
+            if time.monotonic() - renewed > _lease_s() / 2:
+                renewed = time.monotonic()
+                Notification.objects.filter(pk__in=notification_ids[i:], status=Notification.STATUS_PENDING).update(
+                    lease_until=timezone.now() + timedelta(seconds=_lease_s()))
             if connection is None:
                 connection = get_connection(fail_silently=False)
-            outcome = notification_deliver(notification_id=pk, connection=connection)
+            outcome = notification_deliver(notification_id=pk, connection=connection, retry_in_s=FIRST_RETRY_COUNTDOWN_S)
             outcomes[outcome] += 1
             if outcome in (RETRY, FAILED):
                 _close_quietly(connection)  # the session may be broken: the next message opens a new one
@@ -226,8 +260,41 @@ def notifications_sweep(*, older_than_s: int = 300) -> int:
     """Re-queue pending notifications whose task was lost (broker down at enqueue time)."""
     cutoff = timezone.now() - timedelta(seconds=older_than_s)
     # never attempted: the enqueue was lost. Rows in a retry back-off already have a scheduled task.
-    ids = list(Notification.objects.filter(status=Notification.STATUS_PENDING, attempt_count=0, created_at__lt=cutoff)
+    # (a row with a lease belongs to a task, or to notifications_requeue_expired when its worker died)
+    ids = list(Notification.objects.filter(status=Notification.STATUS_PENDING, attempt_count=0, created_at__lt=cutoff,
+                                           lease_until=None)
                .values_list("pk", flat=True)[:1000])
     for start in range(0, len(ids), 100):
         _enqueue_batch(ids[start:start + 100])
     return len(ids)
+
+
+def notifications_requeue_expired(*, now=None, limit: int = 500) -> int:
+    """Re-queue pending notifications whose lease expired: their delivery was claimed (or its retry scheduled)
+    by a worker that died. Rows being sent right now are locked by their sender and skipped (SKIP LOCKED), so a
+    live but slow delivery is never doubled. Each re-queue is recorded as an "interrupted" attempt and renews the
+    lease (the next sweep does not queue it again); after NOTIFICATION_MAX_ATTEMPTS claims the row fails."""
+    now = now or timezone.now()
+    requeue: list[int] = []
+    with transaction.atomic():
+        rows = list(Notification.objects.select_for_update(skip_locked=True)
+                    .filter(status=Notification.STATUS_PENDING, lease_until__lt=now).order_by("lease_until")[:limit])
+        if not rows:
+            return 0
+        note = "the delivery did not finish within its lease (worker lost?)"
+        NotificationAttempt.objects.bulk_create([
+            NotificationAttempt(notification=n, recipient=n.recipient, outcome=NotificationAttempt.OUTCOME_INTERRUPTED,
+                                error=note) for n in rows])
+        for n in rows:
+            n.last_error = note
+            if n.attempt_count >= settings.NOTIFICATION_MAX_ATTEMPTS:
+                n.status, n.lease_until = Notification.STATUS_FAILED, None
+                log.warning("notification %s to %s failed: interrupted %s times", n.pk, n.recipient, n.attempt_count)
+            else:
+                n.lease_until = now + timedelta(seconds=_lease_s())
+                requeue.append(n.pk)
+        Notification.objects.bulk_update(rows, ["last_error", "status", "lease_until"])
+        if requeue:
+            log.warning("re-queueing %s interrupted notification(s): %s", len(requeue), requeue[:20])
+            transaction.on_commit(lambda: [_enqueue_batch(requeue[i:i + 100]) for i in range(0, len(requeue), 100)])
+    return len(requeue)

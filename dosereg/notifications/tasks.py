@@ -18,7 +18,8 @@ def send_notification_task(self, notification_id: int) -> str:
     from .services import RETRY, notification_deliver
 
     final = self.request.retries >= MAX_RETRIES
-    outcome = notification_deliver(notification_id=notification_id, final_attempt=final)
+    outcome = notification_deliver(notification_id=notification_id, final_attempt=final,
+                                   retry_in_s=_countdown(self.request.retries + 1))
     if outcome == RETRY:
         raise self.retry(countdown=_countdown(self.request.retries + 1))
     return outcome
@@ -45,3 +46,12 @@ def sweep_notifications_task() -> int:
     from .services import notifications_sweep
 
     return notifications_sweep()
+
+
+@shared_task(name="dosereg.requeue_notification_leases", autoretry_for=(OperationalError,), max_retries=3,
+             retry_backoff=2)
+def requeue_notification_leases_task() -> int:
+    """Beat, every NOTIFICATION_LEASE_SWEEP_S: deliveries lost with their worker are sent again within a minute."""
+    from .services import notifications_requeue_expired
+
+    return notifications_requeue_expired()

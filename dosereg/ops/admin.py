@@ -4,6 +4,8 @@ from django.contrib import admin
 from django.db.models import Count
 from django.utils import timezone
 
+from dosereg.audit.admin import PatientAuditAdminMixin
+
 from .models import BackfillRun, RetainedOriginal, TaskFailure
 
 
@@ -39,6 +41,8 @@ class BackfillRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(RetainedOriginal)
-class RetainedOriginalAdmin(admin.ModelAdmin):
+class RetainedOriginalAdmin(PatientAuditAdminMixin, admin.ModelAdmin):
+    audit_patient_paths = ("dose_object__study__patient",)
+
     list_display = ("dose_object", "path", "size_bytes", "deleted_at", "policy_days")
     readonly_fields = [f.name for f in RetainedOriginal._meta.fields]

@@ -62,6 +62,32 @@ def check_spool() -> dict:
             "total_bytes": usage.total}
 
 
+# A spooled object without a row this long after it was stored is lost unless someone acts: the listener
+# records it at once, the sweeper (every SWEEP_INTERVAL_S) registers what the listener could not.
+SPOOL_RECONCILE_GRACE_S = 600
+# Files stored in the last 8 days (the sweeper looks back 7): older ones were checked by earlier probes.
+SPOOL_RECONCILE_WINDOW_S = 8 * 86400
+
+
+def check_spool_reconciliation(grace_s: float = SPOOL_RECONCILE_GRACE_S) -> dict:
+    """Every recently stored object in the spool is in the registry (received, ingested or quarantined).
+
+    Scans the spool: part of ``manage.py healthcheck`` (listener, all), not of the /health/ endpoint;
+    ``manage.py reconcile_spool`` checks the whole spool."""
+    from dicom_listener.reconcile import spool_reconcile
+    from dicom_listener.spool import Spool
+
+    try:
+        report = spool_reconcile(spool=Spool(settings.SPOOL_DIR), grace_s=grace_s, max_listed=10,
+                                 window_s=SPOOL_RECONCILE_WINDOW_S)
+    except Exception as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    if not report["ok"]:
+        report["error"] = (f"{report['unregistered']} spooled object(s) in neither registry nor quarantine; "
+                           "run `manage.py reconcile_spool --register`")
+    return report
+
+
 def pending_objects() -> dict:
     from django.db.models import Count, Min
 

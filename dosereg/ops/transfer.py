@@ -19,11 +19,14 @@ import io
 import json
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime
+from datetime import timezone as dt_timezone
 from pathlib import Path
 
 from django.db import connection, models, transaction
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
+from dosereg.ops.failures import step_failure_record
 from dosereg.registry.models import (
     Device,
     DeviceIdentifier,
@@ -66,7 +69,35 @@ def _dump(value):
 
 
 def _fields(obj, fields: list[models.Field]) -> dict:
-    return {f.name: _dump(getattr(obj, f.attname)) for f in fields}
+    return {f.name: _dump(getattr(obj, "_readable_" + f.name, None) if f.name in getattr(obj, "_guarded", ())
+                          else getattr(obj, f.attname)) for f in fields}
+
+
+# PostgreSQL stores timestamps beyond year 9999 (e.g. 9999-12-31 23:00 at -14:00, written before the ingest
+# bounded dates) that Python cannot read: one such value made the whole export fail.
+_MAX_READABLE = datetime(9999, 12, 30, tzinfo=dt_timezone.utc)
+
+
+def _readable_rows(model, problems: list[tuple[str, str]]) -> Iterator:
+    """``model``'s rows in pk order. Rows with a datetime Python cannot read are exported with that value null
+    and listed in ``problems`` (recorded as failures by the caller); every other row as it is."""
+    qs = model.objects.order_by("pk")
+    names = [f.name for f in _plain_fields(model) if isinstance(f, models.DateTimeField)]
+    bad = Q()
+    for name in names:
+        bad |= Q(**{f"{name}__gt": _MAX_READABLE})
+    bad_pks = list(model.objects.filter(bad).values_list("pk", flat=True)[:10000]) if names else []
+    if not bad_pks:
+        yield from qs.iterator(chunk_size=CHUNK)
+        return
+    problems += [(f"{model._meta.label} {pk}", "a datetime beyond year 9999 (unreadable); exported as null")
+                 for pk in bad_pks]
+    guarded = qs.defer(*names).annotate(**{
+        f"_readable_{n}": Case(When(**{f"{n}__lte": _MAX_READABLE}, then=F(n)), default=Value(None),
+                               output_field=models.DateTimeField()) for n in names})
+    for obj in guarded.iterator(chunk_size=CHUNK):
+        obj._guarded = names
+        yield obj
 
 
 def _load_fields(model, data: dict) -> dict:
@@ -101,15 +132,17 @@ def _device_ref(device_id: int | None, keys: dict) -> list | None:
     return keys.get(device_id, [["export-device", str(device_id)]])[0]
 
 
-def registry_records() -> Iterator[dict]:
-    """Every registry record as a JSON-able dict, in dependency order."""
+def registry_records(problems: list[tuple[str, str]] | None = None) -> Iterator[dict]:
+    """Every registry record as a JSON-able dict, in dependency order. ``problems`` collects the rows that
+    could not be exported as stored (see ``_readable_rows``)."""
+    problems = [] if problems is None else problems
     dev_keys = _device_keys()
     patient_key = {pk: [issuer, pid] for pk, issuer, pid in Patient.objects.values_list("pk", "issuer", "patient_id")}
     study_uid = dict(Study.objects.values_list("pk", "study_instance_uid"))
     object_key = {pk: [sop, sha] for pk, sop, sha in DoseObject.objects.values_list("pk", "sop_instance_uid", "sha256")}
 
     pf = _plain_fields(Patient)
-    for p in Patient.objects.order_by("pk").iterator(chunk_size=CHUNK):
+    for p in _readable_rows(Patient, problems):
         yield {"t": "patient", "k": patient_key[p.pk], "f": _fields(p, pf),
                "merged_into": patient_key.get(p.merged_into_id)}
     df = _plain_fields(Device)
@@ -117,20 +150,20 @@ def registry_records() -> Iterator[dict]:
     for dev_id, version, first in DeviceSoftwareVersion.objects.order_by("pk").values_list(
             "device_id", "software_versions", "first_seen"):
         sw.setdefault(dev_id, []).append([version, _dump(first)])
-    for d in Device.objects.order_by("pk").iterator(chunk_size=CHUNK):
+    for d in _readable_rows(Device, problems):
         yield {"t": "device", "k": dev_keys.get(d.pk, [["export-device", str(d.pk)]]), "f": _fields(d, df),
                "software": sw.get(d.pk, [])}
     sf = _plain_fields(Study)
-    for s in Study.objects.order_by("pk").iterator(chunk_size=CHUNK):
+    for s in _readable_rows(Study, problems):
         yield {"t": "study", "k": s.study_instance_uid, "f": _fields(s, sf),
                "patient": patient_key.get(s.patient_id), "device": _device_ref(s.device_id, dev_keys)}
     of = _plain_fields(DoseObject)
-    for o in DoseObject.objects.order_by("pk").iterator(chunk_size=CHUNK):
+    for o in _readable_rows(DoseObject, problems):
         yield {"t": "object", "k": object_key[o.pk], "f": _fields(o, of), "study": study_uid.get(o.study_id),
                "device": _device_ref(o.device_id, dev_keys), "superseded_by": object_key.get(o.superseded_by_id)}
     for t, model in (("plane", PlaneTotal), ("event", IrradiationEvent), ("participant", Participant), ("mr", MRExam)):
         fields = _plain_fields(model)
-        for row in model.objects.order_by("pk").iterator(chunk_size=CHUNK):
+        for row in _readable_rows(model, problems):
             yield {"t": t, "f": _fields(row, fields), "study": study_uid[row.study_id],
                    "object": object_key[row.dose_object_id]}
 
@@ -138,6 +171,7 @@ def registry_records() -> Iterator[dict]:
 def registry_export(out: Path | str) -> dict[str, int]:
     """Write the registry to ``out`` (.jsonl or .jsonl.gz); returns record counts per type."""
     counts: dict[str, int] = {}
+    problems: list[tuple[str, str]] = []
     out = Path(out)
     tmp = out.with_name(out.name + ".part")
     snapshot = connection.vendor == "postgresql" and not connection.in_atomic_block
@@ -147,10 +181,19 @@ def registry_export(out: Path | str) -> dict[str, int]:
                 cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         with _open(tmp, "w", gz=out.suffix == ".gz") as fh:
             fh.write(json.dumps({"format": FORMAT, "version": VERSION, "exported_at": timezone.now().isoformat()}) + "\n")
-            for rec in registry_records():
+            for rec in registry_records(problems):
+                try:
+                    line = json.dumps(rec, separators=(",", ":"), default=str)
+                except (TypeError, ValueError) as exc:  # one record must not stop the export: recorded, skipped
+                    problems.append((f"{rec.get('t')} {rec.get('k')}", f"not exported: {exc}"))
+                    continue
                 counts[rec["t"]] = counts.get(rec["t"], 0) + 1
-                fh.write(json.dumps(rec, separators=(",", ":"), default=str) + "\n")
+                fh.write(line + "\n")
     tmp.replace(out)
+    for key, what in problems:  # after the read-only snapshot: recorded in ops (TaskFailure) and logged
+        step_failure_record("registry export", key, ValueError(what))
+    if problems:
+        counts["problems"] = len(problems)
     return counts
 
 

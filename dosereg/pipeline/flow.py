@@ -7,12 +7,15 @@
       └─ ingest_object(id)
            ├─ registry.services.dose_object_delivery_start   counts deliveries; quarantines past INGEST_MAX_DELIVERIES
            ├─ registry.services.dose_object_ingest           parse, then one transaction (study totals included)
+           ├─ patient_corrected_notices                       a corrected report moved a study: notices for its alerts
            └─ follow_up(changes, inline=INGEST_DERIVED_INLINE)
                 ├─ 1 exposure:  exposure.services.patient_exposure_recompute(patient_id)     per affected patient
                 │                 → alerts → notifications.services.notification_enqueue_many
                 │                 → after its commit: notifications.tasks.send_notifications_task → SMTP
                 ├─ 2 staff:     staff.services.staff_studies_sync(study_ids)
-                └─ 3 protocols: protocols.services.studies_mark_dirty(study_ids)
+                ├─ 3 protocols: protocols.services.studies_mark_dirty(study_ids)
+                └─ 4 skin dose: skindose.tasks.skin_dose_studies_task(study_ids)  always queued, on the "skin" queue
+                                  → skindose.services.study_skin_dose_compute → PySkinDose → StudySkinDose
 
 Each step is idempotent and runs as a unit: inline (in the worker that ingested, after its commit) or queued as
 its own named task. A step that fails inline is queued as that task; the steps after it still run. Patient
@@ -25,10 +28,11 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 
 from dosereg.exposure import identity
 from dosereg.exposure import selectors as exposure_selectors
@@ -38,12 +42,15 @@ from dosereg.protocols.tasks import mark_studies_dirty_task
 from dosereg.registry import services as registry
 from dosereg.registry.models import DoseObject
 from dosereg.registry.services import StudyChanges
+from dosereg.skindose import selectors as skindose_selectors
+from dosereg.skindose import services as skindose
+from dosereg.skindose.tasks import skin_dose_studies_task
 from dosereg.staff import services as staff
 from dosereg.staff.tasks import staff_sync_studies_task
 
 log = logging.getLogger(__name__)
 
-EXPOSURE, STAFF, PROTOCOLS = "exposure", "staff", "protocols"
+EXPOSURE, STAFF, PROTOCOLS, SKIN = "exposure", "staff", "protocols", "skin"
 
 
 @dataclass
@@ -65,16 +72,34 @@ def ingest_object(dose_object_id: int, *, count_delivery: bool = False, force: b
     delivered again after the worker died between the ingest's commit and the follow-up) gets its follow-up
     again: every step is idempotent."""
     if count_delivery:
-        obj = registry.dose_object_delivery_start(dose_object_id=dose_object_id,
-                                                  max_deliveries=settings.INGEST_MAX_DELIVERIES)
-        if obj.status == DoseObject.STATUS_QUARANTINED:
-            return obj
-    obj = registry.dose_object_ingest(dose_object_id=dose_object_id, force=force)
+        if not registry.dose_object_delivery_start(dose_object_id=dose_object_id,
+                                                   max_deliveries=settings.INGEST_MAX_DELIVERIES):
+            return DoseObject.objects.get(pk=dose_object_id)  # quarantined: delivered too often without finishing
+    try:
+        obj = registry.dose_object_ingest(dose_object_id=dose_object_id, force=force)
+    except (OperationalError, InterfaceError):  # the task retries these: the worker was not lost
+        if count_delivery:
+            registry.dose_object_delivery_uncount(dose_object_id=dose_object_id)
+        raise
     if obj.status != DoseObject.STATUS_INGESTED:
         return obj
     changes = getattr(obj, "changes", None) or registry.study_changes_of(obj)
+    if changes.corrections:
+        patient_corrected_notices(obj.pk, changes.corrections)
     follow_up(changes, inline=settings.INGEST_DERIVED_INLINE)
     return obj
+
+
+def patient_corrected_notices(dose_object_id: int, corrections) -> None:
+    """A corrected report moved studies to another patient: a "patient corrected" notice for every alert of those
+    studies (their e-mails named the former patient), before the recompute moves or withdraws the alerts. The
+    correction is committed already: a failure here is logged, never raised."""
+    try:
+        for study_id, former, new in corrections:
+            exposure.alerts_notify_patient_corrected(study_id=study_id, former_patient_id=former,
+                                                     new_patient_id=new, dose_object_id=dose_object_id)
+    except Exception:
+        log.exception("could not send the patient-corrected notices of dose object %s", dose_object_id)
 
 
 def file_import(*, path: Path, spool, inline: bool = True) -> tuple[DoseObject, str]:
@@ -130,8 +155,8 @@ def follow_up(changes: StudyChanges, *, inline: bool) -> FollowUp:
     for patient_id in exposure_selectors.patients_to_recompute(
             study_ids=changes.study_ids, patient_ids=changes.patient_ids, new_study_ids=changes.new_study_ids):
         _step(done, EXPOSURE, (patient_id,), inline=inline,
-              run=lambda pk=patient_id: exposure.patient_exposure_recompute(patient_id=pk),
-              queue=lambda pk=patient_id: exposure.enqueue_recompute(pk))
+              run=partial(exposure.patient_exposure_recompute, patient_id=patient_id),
+              queue=partial(exposure.enqueue_recompute, patient_id))
     # 2 staff participation: link the report's named people to staff, recompute their doses and staff alerts
     study_ids = staff.studies_to_sync(study_ids=changes.study_ids, new_study_ids=changes.new_study_ids,
                                       named_study_ids=changes.named_study_ids)
@@ -145,6 +170,14 @@ def follow_up(changes: StudyChanges, *, inline: bool) -> FollowUp:
         _step(done, PROTOCOLS, (ids,), inline=inline,
               run=lambda: protocols.studies_mark_dirty(ids, new_study_ids=new),
               queue=lambda: _apply(mark_studies_dirty_task, ids, new))
+    # 4 peak skin dose of fluoroscopically guided studies: always its own task on the "skin" queue (seconds per
+    # procedure; never inline in the ingest worker)
+    if changes.study_ids and settings.SKINDOSE_ENABLED:
+        skin_ids = skindose_selectors.studies_with_kar(changes.study_ids)
+        if skin_ids:
+            _step(done, SKIN, (skin_ids,), inline=False,
+                  run=lambda: skindose.studies_skin_dose_compute(study_ids=skin_ids),
+                  queue=lambda: _apply(skin_dose_studies_task, skin_ids))
     return done
 
 

@@ -10,13 +10,15 @@ safe to run concurrently with ingest and with itself:
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from datetime import date, datetime, timezone as dt_timezone
 
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from dosereg.ops.failures import step_failure_record
 from dosereg.registry.models import Study
 
 from .histogram import Summary
@@ -66,7 +68,7 @@ def summarise_studies(rows: Iterable[tuple]) -> dict[tuple[str, str], GroupAccum
             g = groups[(row[2], row[3])] = GroupAccumulator()
         g.n += 1
         for q, v in zip(SUMMARY_QUANTITIES, row[4:]):
-            if v is not None:
+            if v is not None and math.isfinite(v):  # NaN / infinity (an imported or legacy row) is not a dose
                 s = g.quantities.get(q)
                 if s is None:
                     s = g.quantities[q] = Summary()
@@ -188,9 +190,17 @@ def summaries_refresh(*, max_buckets: int = 500, max_new_studies: int = 200000) 
         if n < 50000:
             break
     ids = list(SummaryBucket.objects.filter(dirty=True).order_by("marked_at", "pk").values_list("pk", flat=True)[:max_buckets])
-    rebuilt = sum(1 for pk in ids if bucket_rebuild(pk))
+    rebuilt = failed = 0
+    for pk in ids:
+        try:
+            rebuilt += bucket_rebuild(pk)
+        except (OperationalError, InterfaceError):
+            raise  # the database is away: the task retries
+        except Exception as exc:  # noqa: BLE001 - one unreadable row must not freeze every device's audit
+            failed += 1
+            step_failure_record("protocol summary bucket rebuild", pk, exc)
     left = SummaryBucket.objects.filter(dirty=True).count()
-    return {"new_studies": taken, "rebuilt": rebuilt, "dirty_left": left}
+    return {"new_studies": taken, "rebuilt": rebuilt, "dirty_left": left, **({"failed": failed} if failed else {})}
 
 
 def summaries_rebuild_all(*, chunk_size: int = 20000) -> dict:

@@ -30,6 +30,7 @@ a warning and ``None``.  Empty measured values are ``None`` (never 0).
 from __future__ import annotations
 
 import gc
+import math
 import re
 from collections import Counter
 from datetime import date, datetime, time, timedelta, timezone
@@ -220,7 +221,7 @@ DOSE_LIMITS: dict[str, tuple[float, str]] = {
 # technique factors that cannot be negative: a negative value is dropped with a warning
 NON_NEGATIVE = frozenset({"time_s", "time_ms", "kv", "ma", "charge_uas", "rate_per_s", "area_m2"})
 FUTURE_SLACK = timedelta(days=1)   # modality clocks and time zones
-EARLIEST_PLAUSIBLE = datetime(1895, 11, 8)  # Roentgen
+EARLIEST_PLAUSIBLE = datetime(1895, 1, 1)  # the year X-rays were discovered
 
 
 def check_dose(value: float | None, quantity: str, what: str, sent: str | None = None) -> float | None:
@@ -407,13 +408,19 @@ class _Ctx:
             self._seen.add(msg)
             self.doc.warnings.append(msg)
 
+    def flag(self, msg: str) -> None:
+        """A warning that makes the stored result doubtful: also listed in ``doc.flags``."""
+        if msg not in self.doc.flags:
+            self.doc.flags.append(msg)
+        self.warn(msg)
+
     def dt(self, s: str | None, what: str = "datetime") -> datetime | None:
         """Naive unless (0008,0201) is present; then aware."""
         if not s:
             return None
         dt, off = parse_dt(s)
         if dt is None:
-            self.warn(f"{what}: unparseable DT {s!r}; stored as null")
+            self.flag(f"{what}: unparseable DT {s.strip()[:40]!r}; stored as null")
             return None
         if self.tz is not None:
             return dt.replace(tzinfo=off or self.tz)
@@ -422,11 +429,17 @@ class _Ctx:
                       "offsets ignored, datetimes kept naive as sent")
         return dt
 
-    def da_tm(self, d: str | None, t: str | None) -> datetime | None:
+    def da_tm(self, d: str | None, t: str | None, what: str = "Date") -> datetime | None:
         dd = parse_date(d)
         if dd is None:
+            if d and d.strip():
+                self.flag(f"invalid {what} {d.strip()[:40]!r} (not a valid YYYYMMDD date); stored as null")
             return None
-        tt = parse_time(t) or time(0, 0)
+        tt = parse_time(t)
+        if tt is None:
+            if t and t.strip():
+                self.warn(f"invalid time {t.strip()[:40]!r} for {what} {d.strip()}; midnight assumed")
+            tt = time(0, 0)
         dt = datetime.combine(dd, tt)
         if self.tz is not None:
             dt = dt.replace(tzinfo=self.tz)
@@ -438,6 +451,14 @@ class _Ctx:
         unit = node.unit.value if node.unit is not None else None
         what = (node.concept.meaning if node.concept is not None else "value") or "value"
         v = U.convert(node.value, unit, quantity, self.warn, what=what)
+        if quantity in DOSE_LIMITS:
+            if v is not None and not math.isfinite(v):
+                v = None
+            if v is None and str(node.value).strip() and U.factor(unit, quantity) is not None:
+                # NaN, inf or text where a dose was sent: not "no dose" -- the report's dose is unknown
+                self.flag(f"unreadable dose value: {what} {str(node.value).strip()[:40]!r} {unit or ''}".rstrip()
+                          + "; stored as null, the study's dose is incomplete")
+                return None
         if v is None:
             return None
         if quantity in DOSE_LIMITS:
@@ -512,17 +533,38 @@ def _person(ctx: _Ctx, node: Node, source: str = "rdsr") -> None:
 # ---------------------------------------------------------------------------
 # Entry points
 # ---------------------------------------------------------------------------
-def extract_file(path: str | Path, backend: str = "auto") -> DoseDocument:
+def extract_file(path: str | Path, backend: str = "auto", max_events: int | None = None) -> DoseDocument:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise ExtractionError(f"cannot read file {str(path)!r}: {exc.strerror or exc}") from None
-    return extract_bytes(data, backend=backend)
+    return extract_bytes(data, backend=backend, max_events=max_events)
 
 
-def extract_bytes(data: bytes, backend: str = "auto") -> DoseDocument:
+# An Irradiation Event UID content item: Code Value (0008,0100) "113769" (DCM), Explicit and Implicit VR LE.
+_EVENT_UID_CODE = (b"\x08\x00\x00\x01SH\x06\x00113769", b"\x08\x00\x00\x01\x06\x00\x00\x00113769")
+
+
+def count_event_uid_items(data: bytes) -> int:
+    """How many Irradiation Event UID content items the encoded object holds (one per event), by a scan of
+    the bytes (milliseconds), before parsing: parsing an object costs about ten times its size in memory."""
+    return max(data.count(code) for code in _EVENT_UID_CODE)
+
+
+def _too_many_events(n: int, max_events: int) -> ExtractionError:
+    return ExtractionError(f"too many irradiation events: {n} in one object, more than the limit of {max_events} "
+                           "(INGEST_MAX_EVENTS); not parsed, to bound the worker's memory")
+
+
+def extract_bytes(data: bytes, backend: str = "auto", max_events: int | None = None) -> DoseDocument:
+    """``max_events``: an object with more irradiation events raises ExtractionError (checked on the bytes
+    before parsing, and on the result)."""
     if data is None or len(data) == 0:
         raise ExtractionError("empty input: 0 bytes, not a DICOM file")
+    if max_events is not None:
+        n = count_event_uid_items(data)
+        if n > max_events:
+            raise _too_many_events(n, max_events)
     # Parsing allocates ~100k small objects; the cyclic GC would repeatedly scan them for
     # nothing (the tree is acyclic).  Pausing it makes large RDSRs ~30% faster.
     gc_was_enabled = gc.isenabled()
@@ -530,7 +572,10 @@ def extract_bytes(data: bytes, backend: str = "auto") -> DoseDocument:
         gc.disable()
     try:
         parsed = read(data, backend)
-        return _extract(parsed)
+        doc = _extract(parsed)
+        if max_events is not None and len(doc.events) > max_events:  # e.g. deflated: not seen by the scan
+            raise _too_many_events(len(doc.events), max_events)
+        return doc
     except ExtractionError:
         raise
     except ReaderError as exc:
@@ -608,7 +653,7 @@ def _extract(parsed: Parsed) -> DoseDocument:
     _common_header(ctx, h)
 
     if kind == "sr":
-        root = build_content_tree(parsed, dec, C.canon)
+        root = build_content_tree(parsed, dec, C.canon, consume=True)
         _extract_sr(ctx, h, root, sop_class)
     elif kind == "image":
         _extract_image(ctx, h, IMAGE_CLASSES[sop_class])
@@ -617,7 +662,7 @@ def _extract(parsed: Parsed) -> DoseDocument:
 
     # study datetime fallbacks
     if doc.study_datetime is None:
-        doc.study_datetime = ctx.da_tm(h.ascii(T_CONTENT_DATE), h.ascii(T_CONTENT_TIME))
+        doc.study_datetime = ctx.da_tm(h.ascii(T_CONTENT_DATE), h.ascii(T_CONTENT_TIME), "Content Date")
         if doc.study_datetime is None:
             doc.study_datetime = doc.start_of_irradiation
         if doc.study_datetime is not None:
@@ -668,33 +713,53 @@ def _strip_nuls(obj: Any) -> bool:
 
 
 def _implausible_when(value: datetime | date | None, now_naive: datetime, now_aware: datetime) -> str | None:
+    """Why ``value`` is outside [1895-01-01, now + 1 day] (after its time zone), or None. An aware value is
+    compared in UTC: 9999-12-31 23:00 at -14:00 is year 10000 in UTC (which PostgreSQL stores and Python
+    cannot read back)."""
     if value is None:
         return None
     if not isinstance(value, datetime):
         value = datetime.combine(value, time(0, 0))
-    now = now_aware if value.tzinfo is not None else now_naive
-    if value > now + FUTURE_SLACK:
+    try:
+        if value.tzinfo is not None:
+            utc = value.astimezone(timezone.utc)
+            if utc > now_aware + FUTURE_SLACK:
+                return "in the future"
+            if utc.replace(tzinfo=None) < EARLIEST_PLAUSIBLE:
+                return "before 1895"
+            return None
+    except OverflowError:  # beyond year 9999 (or before year 1) in UTC
+        return "out of range"
+    if value > now_naive + FUTURE_SLACK:
         return "in the future"
-    if value.replace(tzinfo=None) < EARLIEST_PLAUSIBLE:
+    if value < EARLIEST_PLAUSIBLE:
         return "before 1895"
     return None
 
 
 def _check_dates(ctx: _Ctx) -> None:
-    """Dates in the future (or before X-rays existed) are kept as sent, with a warning: a device clock is wrong."""
+    """Dates in the future (beyond a day of clock/time-zone slack) or before X-rays existed are not dates
+    of an examination (a wrong device clock, or a placeholder such as 99991231): stored as null, flagged."""
     doc = ctx.doc
     now_naive, now_aware = datetime.now(), datetime.now(timezone.utc)
-    for what, value in (("Study Date/Time", doc.study_datetime), ("Start of X-Ray Irradiation", doc.start_of_irradiation),
-                        ("End of X-Ray Irradiation", doc.end_of_irradiation), ("Patient's Birth Date", doc.patient.birth_date)):
+    for what, attr, holder in (("Study Date/Time", "study_datetime", doc),
+                               ("Start of X-Ray Irradiation", "start_of_irradiation", doc),
+                               ("End of X-Ray Irradiation", "end_of_irradiation", doc),
+                               ("Patient's Birth Date", "birth_date", doc.patient)):
+        value = getattr(holder, attr)
         why = _implausible_when(value, now_naive, now_aware)
         if why:
-            ctx.warn(f"implausible date: {what} {value.isoformat()} is {why} (device clock?); kept as sent")
-    bad = [(e.datetime, why) for e in doc.events
+            ctx.flag(f"implausible date: {what} {value.isoformat()} is {why} (device clock or placeholder?); "
+                     "stored as null")
+            setattr(holder, attr, None)
+    bad = [(e, why) for e in doc.events
            for why in (_implausible_when(e.datetime, now_naive, now_aware),) if why]
     if bad:
         first, why = bad[0]
-        ctx.warn(f"implausible date: {len(bad)} of {len(doc.events)} irradiation event datetimes are {why} "
-                 f"(first {first.isoformat()}; device clock?); kept as sent")
+        ctx.flag(f"implausible date: {len(bad)} of {len(doc.events)} irradiation event datetimes are {why} "
+                 f"(first {first.datetime.isoformat()}; device clock or placeholder?); stored as null")
+        for e, _ in bad:
+            e.datetime = None
 
 
 def _common_header(ctx: _Ctx, h: Header) -> None:
@@ -704,7 +769,7 @@ def _common_header(ctx: _Ctx, h: Header) -> None:
     doc.modality = h.ascii(T_MODALITY)
     doc.accession_number = h.text(T_ACCESSION)
     doc.study_description = h.text(T_STUDY_DESC)
-    doc.study_datetime = ctx.da_tm(h.ascii(T_STUDY_DATE), h.ascii(T_STUDY_TIME))
+    doc.study_datetime = ctx.da_tm(h.ascii(T_STUDY_DATE), h.ascii(T_STUDY_TIME), "Study Date")
 
     p = doc.patient
     p.id = h.text(T_PATIENT_ID)
@@ -1047,7 +1112,7 @@ def _fill_plane(ctx: _Ctx, pt: PlaneTotals, node: Node, depth: int) -> None:
 
 def _not_num(ctx: _Ctx, node: Node) -> None:
     what = (node.concept.meaning or node.concept.value) if node.concept is not None else "value"
-    ctx.warn(f"{what}: value type {node.vt or 'missing'} where NUM is expected; ignored")
+    ctx.flag(f"{what}: value type {node.vt or 'missing'} where NUM is expected; ignored")
 
 
 def _flatten_private(ctx: _Ctx, node: Node, out: dict, prefix: str, depth: int) -> None:
@@ -1466,10 +1531,18 @@ def _extract_image(ctx: _Ctx, h: Header, modality_hint: str) -> None:
         extra["header_irradiation_event_uid"] = hdr_uid
     ev.datetime = ctx.dt(h.ascii(T_ACQ_DATETIME), "Acquisition DateTime") if h.ascii(T_ACQ_DATETIME) else None
     if ev.datetime is None:
-        ev.datetime = ctx.da_tm(h.ascii(T_ACQ_DATE), h.ascii(T_ACQ_TIME)) or ctx.da_tm(
+        ev.datetime = ctx.da_tm(h.ascii(T_ACQ_DATE), h.ascii(T_ACQ_TIME), "Acquisition Date") or ctx.da_tm(
             h.ascii(T_CONTENT_DATE), h.ascii(T_CONTENT_TIME))
     ev.protocol = h.text(T_PROTOCOL) or h.text(T_SERIES_DESC)
     ev.plane = "single"
+    for tag, label in ((T_DAP, "Image and Fluoroscopy Area Dose Product (0018,115E)"),
+                       (T_ACQ_IMAGE_AREA_DAP, "Acquired Image Area Dose Product (0018,9473)"),
+                       (T_ENTRANCE_DOSE_MGY, "Entrance Dose in mGy (0040,8302)"),
+                       (T_ENTRANCE_DOSE_DGY, "Entrance Dose (0040,0302)"), (T_CTDIVOL, "CTDIvol (0018,9345)")):
+        raw = h._bytes(tag)
+        if raw and raw.strip(b" \x00") and h.number(tag) is None:  # NaN, infinity or text where a dose was sent
+            shown = raw.strip(b" \x00")[:40].decode("latin-1") if tag not in _BINARY else "non-finite number"
+            ctx.flag(f"unreadable dose value: {label} {shown!r}; stored as null, the study's dose is incomplete")
 
     dap = h.number(T_DAP)
     if dap is not None:

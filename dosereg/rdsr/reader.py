@@ -269,6 +269,7 @@ def _parse_iter(buf, pos, explicit, stop_at_pixels=True):
     long_vrs = _LONG_VRS
     all_vrs = _ALL_VRS
     sqt = SQ_TAGS
+    small: dict[bytes, bytes] = {}
     root: dict = {}
     # frame: [is_seq, container, limit, undefined, explicit]
     stack: list = []
@@ -401,6 +402,11 @@ def _parse_iter(buf, pos, explicit, stop_at_pixels=True):
                 cur[tag] = _parse_sequence(buf, pos, end, False, False, len(stack) // 2 + 1)[0]
             except ReaderError:
                 cur[tag] = buf[pos:end]
+        elif length <= 16:
+            # short values (VRs, value types, relationships, code values and schemes, units) repeat in every
+            # content item: one bytes object per distinct value instead of one per element
+            v = buf[pos:end]
+            cur[tag] = small.setdefault(v, v)
         else:
             cur[tag] = buf[pos:end]
         pos = end
@@ -746,6 +752,7 @@ class TreeBuilder:
         self.little = little_endian
         self.code_cache: dict[tuple, Code] = {}
         self.str_cache: dict[bytes, str] = {}
+        self.consume = False
 
     def code_from_items(self, items: Any) -> Code | None:
         if not isinstance(items, list) or not items:
@@ -839,11 +846,29 @@ class TreeBuilder:
         if isinstance(cs, list) and cs:
             d1 = depth + 1
             node = self.node
-            n.children = [node(ci, d1) for ci in cs if isinstance(ci, dict)]
+            if self.consume:
+                # each raw item is released as soon as its node is built: the raw data set and the tree
+                # are never both whole in memory (a large report's peak is the raw data set alone)
+                children = []
+                for i, ci in enumerate(cs):
+                    if isinstance(ci, dict):
+                        children.append(node(ci, d1))
+                        ci.clear()
+                    cs[i] = None
+                n.children = children
+            else:
+                n.children = [node(ci, d1) for ci in cs if isinstance(ci, dict)]
         return n
 
 
-def build_content_tree(parsed: Parsed, decoder: TextDecoder, canon: Any) -> Node:
-    """The document root as a :class:`Node` (root concept + ContentSequence)."""
+def build_content_tree(parsed: Parsed, decoder: TextDecoder, canon: Any, consume: bool = False) -> Node:
+    """The document root as a :class:`Node` (root concept + ContentSequence).
+
+    ``consume``: release the raw content items of ``parsed`` while building (they are emptied; the rest of
+    the data set, e.g. the header attributes, is kept). Saves memory when the raw items are not needed again."""
     tb = TreeBuilder(decoder, canon, parsed.little_endian)
-    return tb.node(parsed.ds, 0)
+    tb.consume = consume
+    root = tb.node(parsed.ds, 0)
+    if consume and isinstance(parsed.ds.get(0x0040A730), list):
+        parsed.ds[0x0040A730] = []
+    return root

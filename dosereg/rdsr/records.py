@@ -185,6 +185,9 @@ class DoseDocument:
     participants: list[Participant] = field(default_factory=list)
     mr: MRInfo | None = None
     warnings: list[str] = field(default_factory=list)
+    # the subset of ``warnings`` that makes the stored result doubtful (a dose value that could not be read,
+    # a date out of range or invalid, stored as null): shown as a flag on the study, not only in the log
+    flags: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

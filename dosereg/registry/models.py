@@ -101,6 +101,10 @@ class Study(models.Model):
     # not a patient: a phantom, QA or test exposure (NOT_PATIENT_PATTERN matched the patient ID or name; the
     # matched text is kept). Stored and alerted like any study, but left out of protocol and device statistics.
     not_patient_reason = models.CharField(max_length=64, blank=True, default="")
+    # data-quality flags of its active reports (a dose value that could not be read, a date out of range or
+    # invalid and stored as null, a patient name that differs from the registered patient's, a re-filed
+    # report): the study's stored values are doubtful; shown on the study page and the dashboard
+    flags = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -150,8 +154,12 @@ class DoseObject(models.Model):
     scope_of_accumulation = models.CharField(max_length=32, blank=True, default="")
     dlp_total_mgy_cm = models.FloatField(null=True)
     warnings = models.JSONField(default=list, blank=True)
+    flags = models.JSONField(default=list, blank=True)  # the warnings that make its values doubtful (Study.flags)
     # a later cumulative RDSR that holds all of this one's events supersedes it
     superseded_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="supersedes")
+
+    # not a column: what the ingest that returned this object changed (services.StudyChanges), for the pipeline
+    changes: object | None = None
 
     class Meta:
         indexes = [models.Index(fields=["status", "received_at"])]
@@ -225,6 +233,8 @@ class IrradiationEvent(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["study", "irradiation_event_uid"], name="uniq_event_per_study")]
+        # the same events filed under another study (a re-filed report) are found by UID alone
+        indexes = [models.Index(fields=["irradiation_event_uid"], name="event_uid")]
 
 
 class Participant(models.Model):

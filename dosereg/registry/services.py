@@ -12,11 +12,12 @@ import logging
 import re
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
+from datetime import timezone as dt_timezone
 from pathlib import Path
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Count, Max, Sum
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import Count, F, Max, Q, Sum
 from django.utils import timezone
 
 from dosereg.rdsr import ExtractionError, extract_file
@@ -56,6 +57,8 @@ class StudyChanges:
     patient_ids: tuple[int, ...]
     new_study_ids: tuple[int, ...] = ()
     named_study_ids: tuple[int, ...] | None = None
+    # a corrected report moved these studies to another patient: (study, former patient, new patient)
+    corrections: tuple[tuple[int, int | None, int | None], ...] = ()
 
 
 def study_changes_of(obj: DoseObject) -> StudyChanges:
@@ -71,12 +74,13 @@ def study_changes_of(obj: DoseObject) -> StudyChanges:
 # ---------------------------------------------------------------------------
 def dose_object_register(
     *, sop_instance_uid: str, sop_class_uid: str, path: Path | str, sha256: str, size_bytes: int, calling_ae: str = "",
-    enqueue: bool = True,
+    enqueue: bool = True, quarantine_reason: str = "",
 ) -> tuple[DoseObject, str]:
     """Record a durably stored object and enqueue its ingest after commit.
 
     Re-sending an identical object changes nothing. A different object under
     the same SOP Instance UID replaces the earlier one (re-ingested).
+    With ``quarantine_reason`` the object is kept but quarantined, not ingested (held for review).
     """
     now = timezone.now()
     try:  # the common case, a new object: one INSERT and the commit (this runs before the C-STORE answer)
@@ -84,8 +88,10 @@ def dose_object_register(
             obj = DoseObject.objects.create(
                 sop_instance_uid=sop_instance_uid, sha256=sha256, sop_class_uid=sop_class_uid, path=str(path),
                 size_bytes=size_bytes, calling_ae=calling_ae, enqueued_at=now,
+                **({"status": DoseObject.STATUS_QUARANTINED, "quarantine_reason": quarantine_reason[:2000]}
+                   if quarantine_reason else {}),
             )
-            if enqueue:
+            if enqueue and not quarantine_reason:
                 transaction.on_commit(lambda: enqueue_ingest(obj.pk))
         return obj, REGISTERED
     except IntegrityError:
@@ -129,18 +135,28 @@ def dose_object_ingest(*, dose_object_id: int, force: bool = False) -> DoseObjec
     obj.changes = None
     if obj.status != DoseObject.STATUS_RECEIVED and not force:
         return obj
+    path = _resolve_path(obj)
+    if obj.ingested_at is not None and obj.study_id:  # a re-ingest (reprocess) of a counted object
+        problem = _original_problem(path)
+        if problem:
+            return _keep_last_extraction(obj.pk, f"original missing at reprocess ({obj.path}: {problem}); "
+                                                 "the last good extraction is kept")
     try:
-        doc = extract_file(_resolve_path(obj))
+        doc = extract_file(path, max_events=_max_events())
     except ExtractionError as exc:
         return _quarantine(obj.pk, str(exc))
     except OSError as exc:
         return _quarantine(obj.pk, f"stored original unreadable: {exc}")
+    refusal = _refusal(doc)
+    if refusal:
+        return _quarantine(obj.pk, refusal)
     if doc.sop_instance_uid != obj.sop_instance_uid:
         doc.warnings.append(
             f"SOP Instance UID in the object ({doc.sop_instance_uid}) differs from the C-STORE request ({obj.sop_instance_uid})"
         )
     for attempt in (1, 2):
         affected: set[int] = set()
+        corrections: list[tuple[int, int | None, int | None]] = []  # (study, former patient, new patient)
         try:
             with transaction.atomic():
                 obj = DoseObject.objects.select_for_update().get(pk=dose_object_id)
@@ -148,7 +164,9 @@ def dose_object_ingest(*, dose_object_id: int, force: bool = False) -> DoseObjec
                     obj.changes = None
                     return obj
                 old_study_id = obj.study_id
-                study = _write_document(obj, doc, affected)
+                # a corrected report is a new object; a re-ingest of this one (reprocess, unmerge) that links its
+                # study to another patient follows a decision taken in dosereg, not a correction: no notice
+                study = _write_document(obj, doc, affected, corrections if obj.ingested_at is None else None)
                 # the follow-up skips lookups that cannot find anything for a study this ingest created / that names nobody
                 new_ids = [study.pk] if study.created_by_this_ingest else []
                 named_ids = [study.pk] if doc.participants else []
@@ -165,7 +183,50 @@ def dose_object_ingest(*, dose_object_id: int, force: bool = False) -> DoseObjec
         _strip_pixels(obj)
     patient_ids = sorted(set(Study.objects.filter(pk__in=affected).values_list("patient_id", flat=True)) - {None}) \
         if len(affected) > 1 else ([obj.study.patient_id] if obj.study and obj.study.patient_id else [])
-    obj.changes = StudyChanges(tuple(sorted(affected)), tuple(patient_ids), tuple(new_ids), tuple(named_ids))
+    obj.changes = StudyChanges(tuple(sorted(affected)), tuple(patient_ids), tuple(new_ids), tuple(named_ids),
+                               tuple(corrections))
+    return obj
+
+
+def _max_events() -> int | None:
+    return getattr(settings, "INGEST_MAX_EVENTS", None) or None
+
+
+# Patient ID (0010,0020) and Issuer of Patient ID (0010,0021) are LO: at most 64 characters. A longer value is
+# not a conformant identity key; cutting it would make two people one patient (matched on a prefix).
+PATIENT_KEY_MAX_CHARS = 64
+
+
+def _refusal(doc: R.DoseDocument) -> str:
+    """Why the object must be quarantined before anything is written, or ""."""
+    pid, issuer = (doc.patient.id or "").strip(), (doc.patient.issuer or "").strip()
+    if len(pid) > PATIENT_KEY_MAX_CHARS:
+        return (f"Patient ID (0010,0020) has {len(pid)} characters, more than the {PATIENT_KEY_MAX_CHARS} of its "
+                f"VR (LO): not a usable identity key (it would be matched on a prefix and could join two patients)")
+    if len(issuer) > PATIENT_KEY_MAX_CHARS:
+        return (f"Issuer of Patient ID (0010,0021) has {len(issuer)} characters, more than the "
+                f"{PATIENT_KEY_MAX_CHARS} of its VR (LO): not a usable identity key")
+    return ""
+
+
+def _original_problem(path: Path) -> str:
+    """Why the stored original cannot be read, or ""."""
+    try:
+        with open(path, "rb"):
+            return ""
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+
+
+def _keep_last_extraction(dose_object_id: int, note: str) -> DoseObject:
+    """Reprocessing found no original: the object stays ingested with what it wrote before (its study, events
+    and totals stay counted, consistently with its state), with a warning; nothing is announced (nothing changed)."""
+    with transaction.atomic():
+        obj = DoseObject.objects.select_for_update().get(pk=dose_object_id)
+        obj.status = DoseObject.STATUS_INGESTED
+        obj.warnings = [w for w in (obj.warnings or []) if not w.startswith("original missing at reprocess")] + [note]
+        obj.save(update_fields=["status", "warnings"])
+    log.warning("dose object %s: %s", obj.sop_instance_uid, note)
     return obj
 
 
@@ -202,20 +263,49 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
+EARLIEST_DATETIME = datetime(1895, 1, 1, tzinfo=dt_timezone.utc)
+FUTURE_SLACK = timedelta(days=1)
+
+
+def _bounded(value: datetime | None, doc: R.DoseDocument, what: str) -> datetime | None:
+    """``value`` made aware, or None (flagged on ``doc``) when it is outside [1895-01-01, now + 1 day] in UTC.
+
+    The extractor already nulls such values; this is the registry's own bound: a naive 9999-12-31 23:00 on a
+    server west of UTC is year 10000 in UTC, which PostgreSQL stores and Python cannot read back."""
+    if value is None:
+        return None
+    try:
+        aware = _aware(value)
+        utc = aware.astimezone(dt_timezone.utc)
+    except (OverflowError, ValueError):
+        utc = None
+    if utc is not None and EARLIEST_DATETIME <= utc <= timezone.now() + FUTURE_SLACK:
+        return aware
+    msg = f"implausible date: {what} {value.isoformat()} is out of range after time-zone handling; stored as null"
+    if msg not in doc.flags:
+        doc.flags.append(msg)
+        doc.warnings.append(msg)
+    return None
+
+
 def _s(value) -> str:
     return "" if value is None else str(value)
 
 
-def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int]) -> Study:
+def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int],
+                    corrections: list[tuple[int, int | None, int | None]] | None = None) -> Study:
     device = device_resolve(doc.device, modality=doc.procedure_modality or doc.modality or "")
-    patient = patient_resolve(doc.patient, warnings=doc.warnings)
+    patient = patient_resolve(doc.patient, warnings=doc.warnings, flags=doc.flags)
     events = doc.events
     if doc.source_kind == R.IMAGE_HEADER:
         for ev in events:  # one event per image: key it by the image's SOP Instance UID
             ev.irradiation_event_uid = ev.irradiation_event_uid or doc.sop_instance_uid
+    refiled_study = _refiled_study(obj, doc)
     event_rows = [_event_row(ev, None, obj, doc) for ev in events]
-    study = _study_upsert(doc, patient, device, _totals_from_document(doc, event_rows))
+    study = _study_upsert(doc, patient, device, _totals_from_document(doc, event_rows), rename_from=refiled_study)
     affected.add(study.pk)
+    if corrections is not None and not study.created_by_this_ingest and study.former_patient_id != study.patient_id:
+        corrections.append((study.pk, study.former_patient_id, study.patient_id))
 
     others = list(
         DoseObject.objects.filter(study=study, status=DoseObject.STATUS_INGESTED, superseded_by__isnull=True)
@@ -232,6 +322,8 @@ def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int]) ->
             model.objects.filter(dose_object_id__in=[obj.pk, *replaced]).delete()
 
     new_uids = {e.irradiation_event_uid for e in events if e.irradiation_event_uid}
+    # the same report (or its events) filed before under another Study Instance UID: one procedure
+    counted_elsewhere, superseded_elsewhere = _refiled_elsewhere(obj, doc, study, new_uids, affected)
 
     # cumulative RDSRs (a later one holds all events of an earlier one): supersede, never double count
     owners: dict[int, set[str]] = {}
@@ -255,13 +347,14 @@ def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int]) ->
     if overlap and not superseded_by_other:
         doc.warnings.append("events overlap another report of this study without being a superset; events were merged by Irradiation Event UID")
 
+    superseded_by_other = superseded_by_other or superseded_elsewhere
     obj.superseded_by_id = superseded_by_other
     if to_supersede:
         DoseObject.objects.filter(pk__in=to_supersede).update(superseded_by=obj)
         DoseObject.objects.filter(superseded_by_id__in=to_supersede).update(superseded_by=obj)
 
     if not superseded_by_other and events:
-        rows = event_rows
+        rows = [r for r in event_rows if r.irradiation_event_uid not in counted_elsewhere] if counted_elsewhere else event_rows
         for row in rows:
             row.study = study
         update_fields = [f.name for f in IrradiationEvent._meta.concrete_fields if f.name not in ("id", "study", "irradiation_event_uid")]
@@ -272,7 +365,8 @@ def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int]) ->
             unique_fields=["study", "irradiation_event_uid"],
             update_fields=update_fields,
         )
-    PlaneTotal.objects.bulk_create([_plane_row(p, study, obj) for p in doc.planes])
+    if not superseded_elsewhere:  # a late partial copy of a report counted in another study adds nothing
+        PlaneTotal.objects.bulk_create([_plane_row(p, study, obj) for p in doc.planes])
     seen: set[tuple[str, str]] = set()
     participants = []
     for p in doc.participants:
@@ -299,14 +393,102 @@ def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int]) ->
     obj.scope_of_accumulation = _s(doc.scope_of_accumulation)
     obj.dlp_total_mgy_cm = doc.dlp_total_mgy_cm
     obj.warnings = list(doc.warnings)
+    obj.flags = list(doc.flags)
     obj.status = DoseObject.STATUS_INGESTED
     obj.quarantine_reason = ""
     obj.ingested_at = timezone.now()
     obj.attempts += 1
     obj.save()
-    if not study.created_by_this_ingest:  # a new study was inserted with this report's totals
-        study_recompute_totals(study_id=study.pk)
+    if not study.created_by_this_ingest or counted_elsewhere or superseded_elsewhere:
+        study_recompute_totals(study_id=study.pk)  # (a new study was inserted with this report's totals)
+    elif study.flags != obj.flags:  # flags raised after the insert (e.g. a re-filed report)
+        Study.objects.filter(pk=study.pk).update(flags=obj.flags)
     return study
+
+
+def _active_objects():
+    """Objects whose rows count in the registry: ingested (or pending a reprocess after an ingest: their rows
+    are still there) and not superseded."""
+    return DoseObject.objects.filter(superseded_by__isnull=True, study__isnull=False).exclude(
+        status=DoseObject.STATUS_QUARANTINED)
+
+
+def _refiled_study(obj: DoseObject, doc: R.DoseDocument) -> int | None:
+    """The study this report (same SOP Instance UID) was counted under with another Study Instance UID, when
+    it is that study's only active report (the study can take the new UID); else None."""
+    uid = doc.study_instance_uid or f"nostudy-{doc.sop_instance_uid}"
+    found = list(_active_objects().filter(sop_instance_uid=obj.sop_instance_uid, study__isnull=False)
+                 .exclude(pk=obj.pk).exclude(study__study_instance_uid=uid).values_list("study_id", flat=True)[:2])
+    if len(set(found)) != 1:
+        return None
+    study_id = found[0]
+    if _active_objects().filter(study_id=study_id).exclude(sop_instance_uid=obj.sop_instance_uid).exists():
+        return None
+    return study_id
+
+
+def _refiled_elsewhere(obj: DoseObject, doc: R.DoseDocument, study: Study, new_uids: set[str],
+                       affected: set[int]) -> tuple[set[str], int | None]:
+    """Reports counted under another study that are this report (same SOP Instance UID) or hold its events
+    (same Irradiation Event UIDs): never count one procedure twice.
+
+    - the same report, or one whose events are all in this one: replaced (superseded by this object, its rows
+      removed from the other study, which is deleted when no report is left in it);
+    - one that holds all of this report's events and more: this one adds nothing (returned as superseding);
+    - a partial overlap: the overlapping events are not counted again here (returned as the set of UIDs).
+    Each case is flagged on the object and study."""
+    same = Q(sop_instance_uid=obj.sop_instance_uid, study__isnull=False)
+    if new_uids:  # one query: the same report, or the owners of these events, in another study
+        owners = IrradiationEvent.objects.filter(irradiation_event_uid__in=list(new_uids)).exclude(study=study)
+        same |= Q(pk__in=owners.values("dose_object_id"))
+    candidates: dict[int, set[str]] = {
+        pk: set() for pk in _active_objects().filter(same).exclude(pk=obj.pk).exclude(study=study).values_list("pk", flat=True)
+    }
+    if not candidates:
+        return set(), None
+    for owner_id, uid in IrradiationEvent.objects.filter(dose_object_id__in=list(candidates)).values_list(
+            "dose_object_id", "irradiation_event_uid"):
+        candidates[owner_id].add(uid)
+    counted: set[str] = set()
+    superseding = None
+    emptied: set[int] = set()
+    for other in DoseObject.objects.filter(pk__in=list(candidates)).select_related("study").order_by("pk"):
+        other_uids = candidates[other.pk]
+        where = other.study.study_instance_uid if other.study else "?"
+        if other.sop_instance_uid == obj.sop_instance_uid or (other_uids and other_uids <= new_uids):
+            why = "same SOP Instance UID" if other.sop_instance_uid == obj.sop_instance_uid else "all its events are in this one"
+            _flag(doc, f"re-filed: replaces report {other.sop_instance_uid} counted under Study Instance UID {where} "
+                       f"({why}); one procedure, counted once")
+            for model in (IrradiationEvent, PlaneTotal, Participant, MRExam):
+                model.objects.filter(dose_object_id=other.pk).delete()
+            old_study_id = other.study_id
+            DoseObject.objects.filter(pk=other.pk).update(superseded_by=obj, study=study)
+            DoseObject.objects.filter(superseded_by_id=other.pk).update(superseded_by=obj)
+            if old_study_id:
+                emptied.add(old_study_id)
+        elif new_uids and new_uids < other_uids:
+            _flag(doc, f"re-filed: all events of this report are counted under Study Instance UID {where} "
+                       f"(report {other.sop_instance_uid}, which holds more); not counted again")
+            superseding = superseding or other.pk
+        else:
+            overlap = other_uids & new_uids
+            if overlap:
+                _flag(doc, f"re-filed: {len(overlap)} irradiation event(s) already counted under Study Instance UID "
+                           f"{where} (report {other.sop_instance_uid}); not counted again")
+                counted |= overlap
+    for old_study_id in sorted(emptied):
+        if not DoseObject.objects.filter(study_id=old_study_id).exists():
+            Study.objects.filter(pk=old_study_id).delete()  # nothing left in it (its patient is recomputed on delete)
+        else:
+            study_recompute_totals(study_id=old_study_id)
+            affected.add(old_study_id)
+    return counted, superseding
+
+
+def _flag(doc: R.DoseDocument, msg: str) -> None:
+    if msg not in doc.flags:
+        doc.flags.append(msg)
+        doc.warnings.append(msg)
 
 
 def _event_row(ev: R.IrradiationEvent, study: Study, obj: DoseObject, doc: R.DoseDocument) -> IrradiationEvent:
@@ -315,7 +497,7 @@ def _event_row(ev: R.IrradiationEvent, study: Study, obj: DoseObject, doc: R.Dos
         dose_object=obj,
         irradiation_event_uid=ev.irradiation_event_uid or f"{doc.sop_instance_uid}#{id(ev)}",
         event_type=_s(ev.event_type)[:32],
-        datetime=_aware(ev.datetime),
+        datetime=_bounded(ev.datetime, doc, "irradiation event DateTime Started"),
         plane=_s(ev.plane)[:8],
         protocol=_s(ev.protocol)[:256],
         dap_gy_cm2=ev.dap_gy_cm2,
@@ -387,12 +569,21 @@ def _plane_row(p: R.PlaneTotals, study: Study, obj: DoseObject) -> PlaneTotal:
     )
 
 
-def _study_upsert(doc: R.DoseDocument, patient: Patient | None, device: Device | None, totals: dict) -> Study:
+def _study_upsert(doc: R.DoseDocument, patient: Patient | None, device: Device | None, totals: dict,
+                  rename_from: int | None = None) -> Study:
     """The object's study, locked. A new study is inserted once, with ``totals`` (computed from this, its
-    only report); an existing one is updated and its totals recomputed after the events are written."""
+    only report); an existing one is updated and its totals recomputed after the events are written.
+    ``rename_from``: the study this report was filed under before (same SOP Instance UID, the study's only
+    report): when no study has the new UID yet, the report stays in that study (one procedure, not two)."""
     uid = doc.study_instance_uid or f"nostudy-{doc.sop_instance_uid}"
     # the row lock serialises concurrent ingests of one study (e.g. cumulative CT RDSRs)
     study = Study.objects.select_for_update().filter(study_instance_uid=uid).first()
+    if study is None and rename_from is not None:
+        study = Study.objects.select_for_update().filter(pk=rename_from).first()
+        if study is not None:  # the study keeps its UID (alerts and links refer to it); the new one is noted
+            _flag(doc, f"re-filed: this report (same SOP Instance UID) was sent again under Study Instance UID {uid}; "
+                       f"it stays with the study it was first filed under, {study.study_instance_uid} "
+                       "(one procedure, counted once)")
     if study is None:
         study = Study(study_instance_uid=uid)
         _study_fields(study, doc, patient, device)
@@ -405,6 +596,7 @@ def _study_upsert(doc: R.DoseDocument, patient: Patient | None, device: Device |
             return study
         except IntegrityError:  # another worker created it meanwhile
             study = Study.objects.select_for_update().get(study_instance_uid=uid)
+    study.former_patient_id = study.patient_id
     _study_fields(study, doc, patient, device)
     study.save()
     study.created_by_this_ingest = False
@@ -415,7 +607,7 @@ def _study_fields(study: Study, doc: R.DoseDocument, patient: Patient | None, de
     p = doc.patient
     study.patient = patient
     study.device = device or study.device
-    study.study_datetime = _aware(doc.study_datetime) or study.study_datetime
+    study.study_datetime = _bounded(doc.study_datetime, doc, "Study Date/Time") or study.study_datetime
     study.accession_number = _s(doc.accession_number)[:64] or study.accession_number
     study.study_description = _s(doc.study_description or doc.procedure_description)[:256] or study.study_description
     modality = doc.procedure_modality or doc.modality or ""
@@ -468,9 +660,12 @@ def study_recompute_totals(*, study_id: int) -> None:
         n=Count("id"), ctdi=Max("ctdivol_mgy"), dap=Sum("dap_gy_cm2"), dlp=Sum("dlp_mgy_cm")
     )
     dlp_reported = active.aggregate(d=Sum("dlp_total_mgy_cm"))["d"]
+    flags: list[str] = []
+    for object_flags in active.order_by("pk").values_list("flags", flat=True):
+        flags.extend(f for f in object_flags or [] if f not in flags)
     Study.objects.filter(pk=study_id).update(
         **_totals(planes, ev, dlp_reported, has_mr=lambda: MRExam.objects.filter(study_id=study_id).exists()),
-        updated_at=timezone.now(),
+        flags=flags, updated_at=timezone.now(),
     )
 
 
@@ -511,7 +706,7 @@ def _totals_from_document(doc: R.DoseDocument, event_rows: list[IrradiationEvent
     ev = {"n": len(rows), "ctdi": agg((r.ctdivol_mgy for r in rows), max), "dap": agg((r.dap_gy_cm2 for r in rows), sum),
           "dlp": agg((r.dlp_mgy_cm for r in rows), sum)}
     planes = [(p.plane, p.dap_total_gy_cm2, p.dose_rp_total_gy, p.fluoro_time_total_s) for p in doc.planes]
-    return _totals(planes, ev, doc.dlp_total_mgy_cm, has_mr=lambda: doc.mr is not None)
+    return dict(_totals(planes, ev, doc.dlp_total_mgy_cm, has_mr=lambda: doc.mr is not None), flags=list(doc.flags))
 
 
 # ---------------------------------------------------------------------------
@@ -521,15 +716,27 @@ def pseudonym(value: str) -> str:
     return hmac.new(settings.PSEUDONYM_SECRET.encode(), value.encode(), hashlib.sha256).hexdigest()
 
 
-def patient_resolve(info: R.PatientInfo, *, warnings: list[str]) -> Patient | None:
-    """Link by Patient ID + Issuer; birth date and sex are checks, not keys."""
+def _name_key(name: str | None) -> str:
+    """A Person Name for comparison: the alphabetic group, case, spacing and empty trailing components ignored."""
+    alphabetic = _s(name).split("=", 1)[0]
+    parts = [" ".join(p.split()).upper() for p in alphabetic.split("^")]
+    while parts and not parts[-1]:
+        parts.pop()
+    return "^".join(parts)
+
+
+def patient_resolve(info: R.PatientInfo, *, warnings: list[str], flags: list[str] | None = None) -> Patient | None:
+    """Link by Patient ID + Issuer (whole: an over-length ID is refused before, see ``_refusal``); name, birth
+    date and sex are checks, not keys. A different name under the same ID is flagged (``flags``), not merged silently."""
     pid = (info.id or "").strip()
     if not pid:
         warnings.append("no Patient ID: the study is not linked to a patient and has no cumulative exposure")
         return None
     issuer = (info.issuer or "").strip()
+    if len(pid) > 128 or len(issuer) > 128:  # the columns' width: never match on a prefix
+        raise ValueError("Patient ID or Issuer longer than 128 characters")
     pseudo = settings.PSEUDONYMISE_PATIENTS
-    key_id = pseudonym(f"{issuer}|{pid}") if pseudo else pid[:128]
+    key_id = pseudonym(f"{issuer}|{pid}") if pseudo else pid
     birth = info.birth_date
     if pseudo and birth:
         birth = date(birth.year, 1, 1)
@@ -545,6 +752,12 @@ def patient_resolve(info: R.PatientInfo, *, warnings: list[str]) -> Patient | No
         },
     )
     if not created:
+        if not pseudo and patient.name and info.name and _name_key(patient.name) != _name_key(info.name):
+            msg = (f"patient identity check: Patient's Name differs from the registered patient with this Patient ID "
+                   f"({info.name!r} sent, {patient.name!r} registered); linked by ID — verify it is the same person")
+            warnings.append(msg)
+            if flags is not None:
+                flags.append(msg)
         if patient.birth_date and birth and patient.birth_date != birth:
             warnings.append("patient identity check: birth date differs from the registered patient")
         if patient.sex and info.sex and patient.sex != info.sex:
@@ -554,8 +767,10 @@ def patient_resolve(info: R.PatientInfo, *, warnings: list[str]) -> Patient | No
             patient.birth_date, changed = birth, True
         if not patient.sex and info.sex:
             patient.sex, changed = info.sex[:4], True
+        if not pseudo and not patient.name and info.name:
+            patient.name, changed = _s(info.name)[:256], True
         if changed:
-            patient.save(update_fields=["birth_date", "sex"])
+            patient.save(update_fields=["birth_date", "sex", "name"])
     while patient.merged_into_id:
         patient = patient.merged_into
     return patient
@@ -656,24 +871,36 @@ def dose_objects_reprocess(*, queryset=None) -> int:
     return len(ids)
 
 
-def dose_object_delivery_start(*, dose_object_id: int, max_deliveries: int) -> DoseObject:
-    """Count one delivery of an object's ingest task, at its start. An object still not ingested after
-    ``max_deliveries`` deliveries is quarantined instead of being ingested again: every delivery ended without
-    finishing (the worker was lost: killed, or out of memory), and the broker would deliver it forever."""
+def dose_object_delivery_start(*, dose_object_id: int, max_deliveries: int) -> bool:
+    """Count one delivery of an object's ingest task, at its start (one UPDATE, committed before the parse). An
+    object still not ingested after ``max_deliveries`` deliveries (0: no limit) is quarantined instead of being
+    ingested again: every delivery ended without finishing (the worker was lost: killed, or out of memory), and
+    the broker would deliver it forever. Returns False when it was quarantined for that."""
+    pending = DoseObject.objects.filter(pk=dose_object_id, status=DoseObject.STATUS_RECEIVED)
+    if max_deliveries:
+        pending = pending.filter(deliveries__lt=max_deliveries)
+    if pending.update(deliveries=F("deliveries") + 1):
+        return True
     with transaction.atomic():
-        obj = DoseObject.objects.select_for_update().get(pk=dose_object_id)
-        if obj.status != DoseObject.STATUS_RECEIVED:
-            return obj
-        if max_deliveries and obj.deliveries >= max_deliveries:
-            reason = (f"not ingested after {obj.deliveries} deliveries of its ingest task: each ended without finishing "
-                      f"(worker lost: killed or out of memory); not delivered again (INGEST_MAX_DELIVERIES={max_deliveries})")
-            obj.status, obj.quarantine_reason = DoseObject.STATUS_QUARANTINED, reason
-            obj.save(update_fields=["status", "quarantine_reason"])
-            log.error("quarantined %s: %s", obj.sop_instance_uid, reason)
-            return obj
-        obj.deliveries += 1
-        obj.save(update_fields=["deliveries"])
-    return obj
+        obj = DoseObject.objects.select_for_update().filter(pk=dose_object_id).first()
+        if obj is None or obj.status != DoseObject.STATUS_RECEIVED or not max_deliveries or obj.deliveries < max_deliveries:
+            return True  # ingested meanwhile, or already ingested: nothing to count
+        reason = (f"not ingested after {obj.deliveries} deliveries of its ingest task: each ended without finishing "
+                  f"(worker lost: killed or out of memory); not delivered again (INGEST_MAX_DELIVERIES={max_deliveries})")
+        obj.status, obj.quarantine_reason = DoseObject.STATUS_QUARANTINED, reason
+        obj.save(update_fields=["status", "quarantine_reason"])
+    log.error("quarantined %s: %s", obj.sop_instance_uid, reason)
+    return False
+
+
+def dose_object_delivery_uncount(*, dose_object_id: int) -> None:
+    """A delivery that ended in a named transient error (its task is retried) did not lose its worker: take it
+    back, best effort (the database may be the thing that is down)."""
+    try:
+        DoseObject.objects.filter(pk=dose_object_id, status=DoseObject.STATUS_RECEIVED, deliveries__gt=0) \
+            .update(deliveries=F("deliveries") - 1)
+    except DatabaseError:
+        pass
 
 
 def dose_objects_sweep(*, spool=None, stale_after_s: int | None = None, orphan_window_s: int = 7 * 86400) -> dict:
@@ -691,27 +918,17 @@ def dose_objects_sweep(*, spool=None, stale_after_s: int | None = None, orphan_w
     if spool is not None:
         import time
 
-        batch: dict[str, Path] = {}
+        from dicom_listener.reconcile import register_unknown
 
-        def flush() -> int:
-            known = set(DoseObject.objects.filter(path__in=[str(p) for p in batch.values()]).values_list("path", flat=True))
-            n = 0
-            for name, path in batch.items():
-                if str(path) in known:
-                    continue
-                if name.startswith("x"):
-                    continue  # non-UID names are registered by the handler only
-                data = path.read_bytes()
-                dose_object_register(
-                    sop_instance_uid=name, sop_class_uid="", path=path,
-                    sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data), calling_ae="",
-                )
-                n += 1
+        batch: list[Path] = []
+
+        def flush() -> int:  # every file without a row, whatever its name (side-car, file, or a derived key)
+            n = register_unknown(batch)
             batch.clear()
             return n
 
-        for name, path in spool.iter_files(newer_than=time.time() - orphan_window_s):
-            batch[name] = path
+        for _name, path in spool.iter_files(newer_than=time.time() - orphan_window_s):
+            batch.append(path)
             if len(batch) >= 1000:
                 registered += flush()
         registered += flush()
@@ -745,6 +962,7 @@ def dose_file_register(*, path: Path, spool, enqueue: bool = True) -> tuple[Dose
     if not valid_uid(sop_class):
         sop_class = ""
     stored = spool.store(sop_uid, data)
+    del data  # not held while the object is parsed (a large report costs several times its size)
     obj, outcome = dose_object_register(
         sop_instance_uid=sop_uid, sop_class_uid=sop_class, path=stored.path, sha256=stored.sha256,
         size_bytes=stored.size_bytes, calling_ae="import", enqueue=enqueue,

@@ -266,14 +266,44 @@ def _k_isq(source, cells, dref):
     return np.square(dref / np.linalg.norm(cells - source, axis=1))
 
 
+_K_MED_TABLES: dict[str, Any] = {}
+
+
+def _k_med(data_norm, field_area, event, corrections_db):
+    """PySkinDose's ``calculate_k_med`` (medium correction, Benmakhlouf et al. table 2), the same lookup, with the
+    correction table read once per process instead of once per irradiation event (most of its run time)."""
+    import numpy as np
+    import pandas as pd
+    from pyskindose.db_connect import db_connect
+
+    df = _K_MED_TABLES.get(corrections_db)
+    if df is None:
+        conn = db_connect(db_name=corrections_db)[0]
+        df = pd.read_sql_query("SELECT kvp_kv, hvl_mmal, field_side_length_cm, mu_en_quotient "
+                               "FROM correction_medium_and_backscatter", conn)
+        conn.close()
+        _K_MED_TABLES[corrections_db] = df
+    kvp, hvl = data_norm.kVp[event], data_norm.HVL[event]
+    fsl_mean = np.mean(np.sqrt(field_area))
+    fsl = min([5, 10, 20, 25, 35], key=lambda x: abs(x - fsl_mean))
+    kvp_round = min(df.loc[df["field_side_length_cm"] == fsl, "kvp_kv"], key=lambda x: abs(x - kvp))
+    hvl_round = min(df.loc[(df["field_side_length_cm"] == fsl) & (df["kvp_kv"] == kvp_round), "hvl_mmal"],
+                    key=lambda x: abs(x - hvl))
+    return float(df.loc[(df["hvl_mmal"] == hvl_round) & (df["kvp_kv"] == kvp_round)
+                        & (df["field_side_length_cm"] == fsl), "mu_en_quotient"].iloc[0])
+
+
 def _patch_pyskindose() -> None:
-    """Replace the one defective function (see ``_k_isq``) where PySkinDose calls it."""
+    """Replace, where PySkinDose calls them, the one defective function (``_k_isq``) and the one whose run time
+    dominated (``_k_med``: same lookup, table cached). tests/skindose checks parity with PySkinDose's own run."""
     global _PATCHED
     if _PATCHED:
         return
+    from pyskindose.calculate_dose import add_correction_and_event_dose_to_output as a
     from pyskindose.calculate_dose import perform_calculations_for_new_geometries as m
 
     m.calculate_k_isq = _k_isq
+    a.calculate_k_med = _k_med
     _PATCHED = True
 
 
@@ -283,13 +313,18 @@ def _corrections_db() -> str:
     return str(path)
 
 
-def _hvl_available(conn: sqlite3.Connection, kvp: float, inherent_mm_al: float, cu_mm: float, al_mm: float) -> bool:
-    row = conn.execute(
-        "SELECT 1 FROM hvl_combined WHERE ROUND(kvp_kv) = ? AND ROUND(filtration_inherent_mmal, 1) = ? "
-        "AND filtration_added_mmcu = ? AND filtration_added_mmal = ? LIMIT 1",
-        (round(kvp), round(inherent_mm_al, 1), cu_mm, round(al_mm)),
-    ).fetchone()
-    return row is not None
+_HVL_KEYS: dict[str, set[tuple]] = {}
+
+
+def _hvl_available(conn: sqlite3.Connection, db_path: str, kvp: float, inherent_mm_al: float, cu_mm: float,
+                   al_mm: float) -> bool:
+    """Whether PySkinDose's HVL table has this beam quality (its lookup: kV and Al rounded, Cu exact)."""
+    keys = _HVL_KEYS.get(db_path)
+    if keys is None:
+        keys = {(round(k), round(i, 1), c, a) for k, i, c, a in conn.execute(
+            "SELECT kvp_kv, filtration_inherent_mmal, filtration_added_mmcu, filtration_added_mmal FROM hvl_combined")}
+        _HVL_KEYS[db_path] = keys
+    return (round(kvp), round(inherent_mm_al, 1), cu_mm, round(al_mm)) in keys
 
 
 def compute(events: Sequence[SkinEvent], *, manufacturer: str | None, model: str | None,
@@ -310,10 +345,21 @@ def compute(events: Sequence[SkinEvent], *, manufacturer: str | None, model: str
         result.events_skipped = [{"uid": e.uid, "reason": "device geometry convention unknown"} for e in events]
         return result
 
+    candidates = []
+    for e in events:
+        reason = _skip_reason(e)
+        if reason:
+            result.events_skipped.append({"uid": e.uid, "reason": reason})
+        else:
+            candidates.append(e)
+    if not candidates:  # decided without loading PySkinDose (pandas, scipy)
+        result.not_computable_reason = ("no event carries the geometry needed (angles, distances, table position, "
+                                        "field size, kVp and Ka,r)" if events else "no irradiation events")
+        return result
+
     import pandas as pd
     from importlib.metadata import version as _dist_version
 
-    psd_version = _dist_version("pyskindose")
     from pyskindose.calculate_dose.calculate_dose import calculate_dose
     from pyskindose.constants import PHANTOM_MODEL_PAD, PHANTOM_MODEL_TABLE
     from pyskindose.db_connect import db_connect
@@ -321,29 +367,31 @@ def compute(events: Sequence[SkinEvent], *, manufacturer: str | None, model: str
     from pyskindose.phantom_class import Phantom
     from pyskindose.settings import initialize_settings
 
+    psd_version = _dist_version("pyskindose")
     _patch_pyskindose()
     db_path = _corrections_db()
     with contextlib.redirect_stdout(io.StringIO()):
         conn = db_connect(db_name=db_path)[0]
     used: list[SkinEvent] = []
-    for e in events:
-        reason = _skip_reason(e)
-        if reason is None:
-            cu, al = _filter_mm(e, "copper"), _filter_mm(e, "alumin")
-            if not _hvl_available(conn, float(e.kvp or 0), room.inherent_filtration_mm_al, cu, al):
-                reason = (f"no half-value layer in the correction tables for {e.kvp:g} kV, {cu:g} mm Cu, "
-                          f"{al:g} mm Al added filtration")
-        if reason:
-            result.events_skipped.append({"uid": e.uid, "reason": reason})
-        else:
+    for e in candidates:
+        cu, al = _filter_mm(e, "copper"), _filter_mm(e, "alumin")
+        if _hvl_available(conn, db_path, float(e.kvp or 0), room.inherent_filtration_mm_al, cu, al):
             used.append(e)
+        else:
+            result.events_skipped.append({"uid": e.uid, "reason": (
+                f"no half-value layer in the correction tables for {e.kvp:g} kV, {cu:g} mm Cu, "
+                f"{al:g} mm Al added filtration")})
     conn.close()
     if not used:
-        result.not_computable_reason = ("no event carries the geometry needed (angles, distances, table position, "
-                                        "field size, kVp and Ka,r)" if events else "no irradiation events")
+        result.not_computable_reason = "no event's beam quality is in the correction tables (kV and filtration)"
         return result
 
     off, tdir, rdir = convention.translation_offset_cm, convention.translation_direction, convention.rotation_direction
+    # PySkinDose recomputes beam, hits and field sizes only when an event's geometry differs from the previous
+    # event's: events in geometry order (the dose map is a sum, so the order does not change it) reuse them
+    used.sort(key=lambda e: tuple(-1e9 if v is None else v for v in (
+        e.table_longitudinal_position_mm, e.table_lateral_position_mm, e.table_height_position_mm,
+        e.positioner_primary_angle_deg, e.positioner_secondary_angle_deg, e.field_size_lat_cm, e.field_size_long_cm)))
     rows = []
     for e in used:
         dsd, dsi = (e.distance_source_to_detector_mm or 0) / 10.0, (e.distance_source_to_isocenter_mm or 0) / 10.0

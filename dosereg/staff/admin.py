@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from dosereg.audit.admin import PatientAuditAdminMixin
+
 from . import models as m
 
 
@@ -43,7 +45,9 @@ class UnmatchedNameAdmin(admin.ModelAdmin):
 
 
 @admin.register(m.StaffAlert)
-class StaffAlertAdmin(admin.ModelAdmin):
+class StaffAlertAdmin(PatientAuditAdminMixin, admin.ModelAdmin):
+    audit_patient_paths = ("study__patient",)  # the procedure that raised it
+
     list_display = ("staff", "rule", "period", "level", "value_msv", "threshold_msv", "status", "created_at")
     list_filter = ("rule", "level", "status")
     search_fields = ("staff__name", "staff__employee_id", "period")

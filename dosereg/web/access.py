@@ -6,6 +6,7 @@ from functools import wraps
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from dosereg.access import roles
 from dosereg.access.roles import has_role
@@ -45,4 +46,14 @@ def ensure_in(obj, allowed_ids) -> None:
         raise Http404
 
 
-__all__ = ["role_required", "portal_patient", "ensure_in", "roles"]
+def safe_next(request, default: str) -> str:
+    """The ``next`` of the request (POST, else GET) when it is a path on this site, else ``default``:
+    never an off-site redirect (``//evil.example``, ``https://evil.example``, ``javascript:``)."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                                  require_https=request.is_secure()):
+        return target
+    return default
+
+
+__all__ = ["role_required", "portal_patient", "ensure_in", "safe_next", "roles"]

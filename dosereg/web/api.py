@@ -7,6 +7,8 @@ naming the parameter (``{"until": "'2025-02-30' is not a valid date or time"}``)
 """
 from __future__ import annotations
 
+import hashlib
+
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.db import models
@@ -14,7 +16,6 @@ from django.db.models import Prefetch
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from rest_framework import generics, permissions, serializers, status
-from rest_framework.authtoken.models import Token
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
@@ -25,11 +26,11 @@ from dosereg.access import roles
 from dosereg.access.roles import has_role, user_roles
 from dosereg.access.scope import EVERY_SITE, SiteScope, scope_for
 from dosereg.audit.models import AuditEvent
-from dosereg.audit.services import audit_record
+from dosereg.audit.services import audit_record, client_ip
 from dosereg.registry.merge_group import patient_group_ids
 from dosereg.registry.models import DoseObject, IrradiationEvent, Participant, Patient, PlaneTotal, Study
 
-from . import fhir, integrations
+from . import fhir, integrations, tokens
 from .params import InvalidParameter, QueryParams, parse_datetime, parse_int
 from .selectors import patient_for_user
 
@@ -381,7 +382,15 @@ class FhirObservationSearch(BadParamsAre400, PatientScoped, APIView):
 
 
 class LoginThrottle(AnonRateThrottle):
+    """20 tries a minute per user name and client address (the trusted proxy hop, ``client_ip``): a flood
+    for one name or from one address never throttles another user signing in behind the same proxy."""
+
     rate = "20/min"
+
+    def get_cache_key(self, request, view):
+        name = str(request.data.get("username", ""))[:150] if hasattr(request.data, "get") else ""
+        ident = hashlib.sha256(f"{client_ip(request) or '-'}\0{name}".encode("utf-8", "replace")).hexdigest()
+        return self.cache_format % {"scope": self.scope, "ident": ident}
 
 
 class ObtainToken(APIView):
@@ -405,6 +414,6 @@ class ObtainToken(APIView):
         user = authenticate(request._request, username=username, password=password)
         if user is None or not user.is_active:
             return Response({"detail": "invalid credentials"}, status=status.HTTP_400_BAD_REQUEST)
-        token, _ = Token.objects.get_or_create(user=user)
+        token, expires = tokens.token_issue(user)
         audit_record(request=request, action=AuditEvent.ACTION_LOGIN, object_type="api_token", object_id=user.pk, user=user)
-        return Response({"token": token.key, "roles": sorted(user_roles(user))})
+        return Response({"token": token.key, "roles": sorted(user_roles(user)), "expires": expires.isoformat()})

@@ -8,6 +8,7 @@ named by the column, rounded to 9 significant figures (``dosereg.formatting.mach
 from __future__ import annotations
 
 import csv
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -30,11 +31,19 @@ class _Echo:
         return value
 
 
+# control characters other than tab, line feed and carriage return: XML 1.0 (XLSX) cannot hold them (openpyxl
+# raises IllegalCharacterError) and no spreadsheet shows them; they are removed from every exported text
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def _safe(value):
     if isinstance(value, float):  # numbers stay numbers (unit in the column name), float noise removed
         return fmt.machine(value)
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
+    if isinstance(value, str):
+        value = CONTROL_CHARS.sub("", value)
+        if value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+            return "'" + value
+        return value
     if isinstance(value, datetime):
         return value.isoformat()
     return "" if value is None else value
@@ -44,7 +53,7 @@ def csv_response(filename: str, header: list[str], rows: Iterable[Iterable]) -> 
     writer = csv.writer(_Echo())
 
     def stream() -> Iterator[str]:
-        yield "\ufeff" + writer.writerow(header)  # BOM: Excel opens UTF-8 (µ, ·, ²) correctly
+        yield "\ufeff" + writer.writerow([_safe(h) for h in header])  # BOM: Excel opens UTF-8 (µ, ·, ²) correctly
         for row in rows:
             yield writer.writerow([_safe(v) for v in row])
 
@@ -58,8 +67,8 @@ def xlsx_response(filename: str, header: list[str], rows: Iterable[Iterable], sh
     from openpyxl import Workbook
 
     wb = Workbook(write_only=True)
-    ws = wb.create_sheet(sheet[:31])
-    ws.append(header)
+    ws = wb.create_sheet(CONTROL_CHARS.sub("", sheet)[:31] or "data")
+    ws.append([_safe(h) for h in header])
     for row in rows:
         out = []
         for v in row:
@@ -84,6 +93,16 @@ STUDY_HEADER = [
 ]
 
 
+def _protocol_studies(*, since, until, modality: str = "", device_id: int | None = None, scope: SiteScope = EVERY_SITE):
+    return audit_studies(since=since, until=until, modality=modality, device_id=device_id).filter(scope.study_q())
+
+
+def protocol_study_patient_ids(**filters) -> list[int]:
+    """The patients whose studies ``protocol_study_rows(**filters)`` exports (for the audit trail)."""
+    return list(_protocol_studies(**filters).exclude(patient_id=None).values_list("patient_id", flat=True)
+                .order_by().distinct())
+
+
 def protocol_study_rows(*, since, until, modality: str = "", device_id: int | None = None,
                         scope: SiteScope = EVERY_SITE) -> Iterator[tuple]:
     std = Subquery(
@@ -91,8 +110,7 @@ def protocol_study_rows(*, since, until, modality: str = "", device_id: int | No
         .values("standard_name__name")[:1]
     )
     qs = (
-        audit_studies(since=since, until=until, modality=modality, device_id=device_id)
-        .filter(scope.study_q())
+        _protocol_studies(since=since, until=until, modality=modality, device_id=device_id, scope=scope)
         .annotate(std_name=std, device_name=F("device__display_name"))
         .order_by("study_datetime", "pk")
         .values_list("study_datetime", "device_name", "procedure_modality", "study_description", "std_name",
@@ -109,12 +127,23 @@ EVENT_HEADER = [
 ]
 
 
-def technique_event_rows(*, since, until, device_id: int | None = None, scope: SiteScope = EVERY_SITE) -> Iterator[tuple]:
+def _technique_events(*, since, until, device_id: int | None = None, scope: SiteScope = EVERY_SITE):
     qs = IrradiationEvent.objects.filter(
         study__study_datetime__gte=since, study__study_datetime__lt=until, study__procedure_modality__in=("RF", "XA")
     ).filter(scope.study_q("study__"))
     if device_id:
         qs = qs.filter(study__device_id=device_id)
+    return qs
+
+
+def technique_event_patient_ids(**filters) -> list[int]:
+    """The patients whose events ``technique_event_rows(**filters)`` exports (for the audit trail)."""
+    return list(_technique_events(**filters).exclude(study__patient_id=None).values_list("study__patient_id", flat=True)
+                .order_by().distinct())
+
+
+def technique_event_rows(*, since, until, device_id: int | None = None, scope: SiteScope = EVERY_SITE) -> Iterator[tuple]:
+    qs = _technique_events(since=since, until=until, device_id=device_id, scope=scope)
     qs = qs.order_by("study_id", "pk").values_list(
         "study__study_datetime", "study__device__display_name", "study__study_description", "datetime", "event_type",
         "plane", "protocol", "fluoro_mode", "pulse_rate_per_s", "number_of_frames", "irradiation_duration_s",

@@ -134,6 +134,8 @@ def _window_label(days: int) -> str:
 def top_cumulative(*, limit: int = 10, window_days: int = 84, scope=None) -> list[dict]:
     """Highest cumulative windows; with ``scope``, of the patients at its sites (their totals over every site)."""
     wd, rows = exposure.top_now_windows(limit=limit, window_days=window_days, scope=scope)
+    if wd is None:
+        return []
     return [{
         "patient_id": w.patient_id, "patient__patient_id": w.patient.patient_id, "patient__name": w.patient.name,
         "n": w.procedure_count, "kap": w.kap_gy_cm2, "kar": w.kar_max_gy, "dlp": w.dlp_mgy_cm, "ft": w.fluoro_time_s,

@@ -122,7 +122,7 @@ def patient_history(*, patient: Patient, now: datetime | None = None, scope: Sit
             "t": s.study_datetime.isoformat() if s.study_datetime else None,
             "label": f"{s.study_datetime:%Y-%m-%d}" if s.study_datetime else "undated",
             "desc": s.study_description, "modality": s.procedure_modality,
-            "kap": s.dap_total_gy_cm2, "kar": s.dose_rp_max_plane_gy, "dlp": s.dlp_total_mgy_cm,
+            "kap": fmt.machine(s.dap_total_gy_cm2), "kar": fmt.machine(s.dose_rp_max_plane_gy), "dlp": fmt.machine(s.dlp_total_mgy_cm),
         }
         for s in studies
     ]
@@ -234,8 +234,8 @@ def device_trends(*, now: datetime, weeks: int = 12, scope: SiteScope = EVERY_SI
     series: dict[int, list[dict]] = {}
     for r in rows:
         wk = r["week"].date() if hasattr(r["week"], "date") else r["week"]
-        series.setdefault(r["device_id"], []).append({"week": wk.isoformat(), "n": r["n"], "kap": r["kap"], "kar": r["kar"],
-                                                      "ft": r["ft"], "dlp": r["dlp"]})
+        series.setdefault(r["device_id"], []).append({"week": wk.isoformat(), "n": r["n"], **{
+            k: fmt.machine(r[k]) for k in ("kap", "kar", "ft", "dlp")}})
     for dev_id, pts in series.items():
         have = {p["week"] for p in pts}
         pts.extend({"week": w.isoformat(), "n": 0, "kap": None, "kar": None, "ft": None, "dlp": None}

@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from . import api, views, views_browse
+from . import api, views, views_browse, views_skin
 from .params import IdConverter
 
 # <id:...>: a database id (1..2**63-1); an out-of-range id is a 404, never a database overflow
@@ -26,6 +26,9 @@ urlpatterns = [
     path("studies/modality/<str:modality>/", views_browse.modality_home, name="modality_home"),
     path("studies/export.<str:fmt>", views_browse.study_browser_export, name="study_browser_export"),
     path("studies/<id:pk>/", views.study_detail, name="study_detail"),
+    path("studies/<id:pk>/skin-map.png", views_skin.study_skin_map_png, name="study_skin_map_png"),
+    path("studies/<id:pk>/skin-map/", views_skin.study_skin_map_3d, name="study_skin_map_3d"),
+    path("vendor/plotly.min.js", views_skin.vendor_plotly, name="vendor_plotly"),
     # patient portal
     path("portal/", views.portal, name="portal"),
     path("portal/exams/<id:pk>/", views.portal_exam, name="portal_exam"),

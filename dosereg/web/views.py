@@ -7,6 +7,7 @@ exports, which have no page to show a notice on, answer 400 instead.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, time, timedelta
 
 from django.conf import settings
@@ -28,12 +29,14 @@ from dosereg.audit.services import audit_record, client_ip
 from dosereg.protocols.models import DRLSet, DRLValue, StandardName
 from dosereg.registry.merge_group import patient_group_ids
 from dosereg.registry.models import Device, Patient
+from dosereg.skindose import selectors as skin_selectors
 
 from . import exports, integrations, params, pdf, selectors, services
-from .access import portal_patient, role_required
+from .access import portal_patient, role_required, safe_next
 from .forms import AuditRangeForm, DRLSetForm, DRLValueForm, InvitationAcceptForm, LoginForm, MappingForm
 from .models import PatientAccount
 
+log = logging.getLogger(__name__)
 V = AuditEvent.ACTION_VIEW
 X = AuditEvent.ACTION_EXPORT
 
@@ -42,9 +45,16 @@ X = AuditEvent.ACTION_EXPORT
 # login / home
 # ---------------------------------------------------------------------------
 def login_locked(request, username: str) -> bool:
+    """Locked: this user name failed LOGIN_MAX_FAILURES times from this address within LOGIN_LOCKOUT_S.
+    Failures for other user names, or from other addresses, never lock a user out (so a correct password
+    still signs in); many failures from one address across user names are logged, not locked."""
     since = timezone.now() - timedelta(seconds=settings.DOSEREG_LOGIN_LOCKOUT_S)
-    by_user, by_ip = login_failures(username=username, ip=client_ip(request), since=since)
-    return by_user >= settings.DOSEREG_LOGIN_MAX_FAILURES or by_ip >= settings.DOSEREG_LOGIN_MAX_FAILURES_PER_IP
+    ip = client_ip(request)
+    by_pair, by_ip = login_failures(username=username, ip=ip, since=since)
+    if by_ip >= settings.DOSEREG_LOGIN_MAX_FAILURES_PER_IP:
+        log.warning("login: %s failed logins from %s within %s s (password spraying?)", by_ip, ip,
+                    settings.DOSEREG_LOGIN_LOCKOUT_S)
+    return by_pair >= settings.DOSEREG_LOGIN_MAX_FAILURES
 
 
 class LoginView(auth_views.LoginView):
@@ -112,7 +122,7 @@ def alert_action(request, alert_id: int, action: str):
     if request.headers.get("Accept", "").startswith("application/json") or request.headers.get("X-Requested-With"):
         return JsonResponse({"ok": True, "alert": result})
     messages.success(request, f"Alert {alert_id}: {action.replace('_', ' ')} recorded")
-    return redirect(request.POST.get("next") or reverse("web:dashboard"))
+    return redirect(safe_next(request, reverse("web:dashboard")))
 
 
 @require_POST
@@ -207,6 +217,7 @@ def study_detail(request, pk: int):
     ctx["is_ct"] = s.procedure_modality == "CT" or any(e.event_type.startswith("ct_") for e in ctx["events"][:1])
     ctx["event_types"] = sorted({(e.event_type, fmt.event_type(e.event_type)) for e in ctx["events"]}, key=lambda t: t[1])
     ctx["event_planes"] = sorted({e.plane for e in ctx["events"]})
+    ctx["skin"] = skin_selectors.study_skin_dose(s.pk)
     ctx["chart"] = [
         {"t": e.datetime.isoformat() if e.datetime else None, "kap": e.dap_gy_cm2, "kar": e.dose_rp_gy,
          "dlp": e.dlp_mgy_cm, "ctdi": e.ctdivol_mgy, "type": e.event_type, "plane": e.plane,
@@ -445,16 +456,17 @@ def protocol_export(request, kind: str, fmt: str):
     except params.InvalidParameter as exc:
         return _bad_param(exc)
     scope = scope_for(request.user)
+    shown: list[int] = []  # the patients whose studies or events the file holds (audited); the summary has none
     if kind == "studies":
-        header, rows = exports.STUDY_HEADER, exports.protocol_study_rows(since=since, until=until, modality=modality,
-                                                                         device_id=device, scope=scope)
+        f = dict(since=since, until=until, modality=modality, device_id=device, scope=scope)
+        header, rows, shown = exports.STUDY_HEADER, exports.protocol_study_rows(**f), exports.protocol_study_patient_ids(**f)
     elif kind == "events":
-        header, rows = exports.EVENT_HEADER, exports.technique_event_rows(since=since, until=until, device_id=device,
-                                                                          scope=scope)
+        f = dict(since=since, until=until, device_id=device, scope=scope)
+        header, rows, shown = exports.EVENT_HEADER, exports.technique_event_rows(**f), exports.technique_event_patient_ids(**f)
     else:
         audit = _audit_in_scope(selectors.protocol_audit(since=since, until=until, modality=modality, device_id=device), scope)
         header, rows = exports.SUMMARY_HEADER, exports.protocol_summary_rows(audit)
-    audit_record(request=request, action=X, object_type="protocol_export", object_id=kind,
+    audit_record(request=request, action=X, object_type="protocol_export", object_id=kind, patient_pks=shown,
                  detail={"format": fmt, "since": since.isoformat(), "until": until.isoformat(), "modality": modality,
                          "device": device})
     name = f"dosereg-{kind}-{since:%Y%m%d}-{until:%Y%m%d}.{fmt}"

@@ -69,19 +69,25 @@ def test_image_header_doses_are_checked_too():
     assert "Entrance Dose in mGy (0040,8302)" in reason(B.to_bytes(ds))
 
 
-def test_future_and_prehistoric_dates_only_warn():
+def test_future_and_prehistoric_dates_are_stored_null_and_flagged():
+    """Issue 18: a date out of [1895, now + 1 day] is not an examination date (a wrong clock or a placeholder):
+    null, with the reason as a warning and a flag (it used to be kept as sent)."""
     year = dt.date.today().year + 3
     data, warning = O.future_dates()
     doc = extract_bytes(data)
-    assert doc.study_datetime.year == dt.date.today().year + 5  # kept as sent
-    assert any(warning in w for w in doc.warnings)
-    assert any("irradiation event datetimes are in the future" in w for w in doc.warnings)
+    assert doc.study_datetime is None
+    assert any(warning in w and w.endswith("stored as null") for w in doc.warnings)
+    assert any(warning in f for f in doc.flags)
+    assert any("irradiation event datetimes are in the future" in w for w in doc.flags)
+    assert all(e.datetime is None for e in doc.events)
     ds = O.projection(birth_date=dt.date(year, 1, 1))
     doc = extract_bytes(B.to_bytes(ds))
     assert any(w.startswith(f"implausible date: Patient's Birth Date {year}-01-01 is in the future") for w in doc.warnings)
+    assert doc.patient.birth_date is None
     ds = O.projection(study_datetime=dt.datetime(1890, 1, 1))
     doc = extract_bytes(B.to_bytes(ds))
     assert any("Study Date/Time 1890-01-01T00:00:00 is before 1895" in w for w in doc.warnings)
+    assert doc.study_datetime is None
 
 
 def test_today_is_not_the_future():

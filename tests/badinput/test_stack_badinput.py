@@ -73,7 +73,7 @@ def test_bad_input_through_listener_redis_worker_postgresql(stack, tmp_path):
     files.insert(4, big)
     started = time.perf_counter()
     # --no-halt: a modality's queue goes on after one refused object
-    res = stack.storescu(files, calling_ae="STORESCU", extra=["-v", "--no-halt"], timeout=120)
+    res = stack.storescu(files, calling_ae="MODALITY2", extra=["-v", "--no-halt"], timeout=120)
     out = res.stdout + res.stderr
     assert time.perf_counter() - started < 60, out
     assert out.count("Received Store Response (Error: CannotUnderstand)") == 1, out
@@ -101,7 +101,7 @@ def test_bad_input_through_listener_redis_worker_postgresql(stack, tmp_path):
 
     # both processes survived and answer
     assert stack.listener.poll() is None and all(w.poll() is None for w in stack.workers), stack.logs()
-    e = subprocess.run([ECHOSCU, "-aet", "STORESCU", "-aec", "DOSEREG", "127.0.0.1", str(stack.port)],
+    e = subprocess.run([ECHOSCU, "-aet", "MODALITY2", "-aec", "DOSEREG", "127.0.0.1", str(stack.port)],
                        capture_output=True, text=True, timeout=30)
     assert e.returncode == 0, e.stderr
     assert echo(stack.port, calling="MODALITY1") == SUCCESS

@@ -107,7 +107,7 @@ class Stack:
         self.workers.append(w)
         return w
 
-    def storescu(self, files, calling_ae: str = "STORESCU", extra: list[str] | None = None, timeout: float = 300):
+    def storescu(self, files, calling_ae: str = "MODALITY1", extra: list[str] | None = None, timeout: float = 300):
         env = dict(os.environ, TCP_NODELAY="1")
         args = [STORESCU, "-aet", calling_ae, "-aec", "DOSEREG", *(extra or []), "127.0.0.1", str(self.port),
                 *[str(f) for f in files]]
@@ -139,7 +139,7 @@ def stack(pg_url, redis_url, dcmtk, tmp_path, request):
         "REDIS_URL": redis_url,
         "SPOOL_DIR": str(spool),
         "DOSEREG_VAR_DIR": str(tmp_path / "var"),
-        "DICOM_ALLOWED_CALLING_AES": "STORESCU,MODALITY1",
+        "DICOM_ALLOWED_CALLING_AES": "MODALITY1,MODALITY2",
         "SPOOL_MIN_FREE_BYTES": "0",
         "DB_CONN_MAX_AGE": "0",
     })

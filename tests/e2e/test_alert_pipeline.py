@@ -158,8 +158,13 @@ def test_possibly_pregnant_patient_raises_pregnancy_email(alerting, smtp):
     assert "HIGH PRIORITY" in str(mails[0]["Subject"]) and "abdomen/pelvis" in body
 
 
-def test_artis_zee_earlier_study_arriving_last_updates_both_windows(alerting, corpus_dir):
-    later_file, earlier_file = corpus_dir / ZEE, corpus_dir / ZEE_EARLIER
+def test_artis_zee_earlier_study_arriving_last_updates_both_windows(alerting, corpus_dir, tmp_path):
+    from dosereg.rdsr.builder import rewrite_uids
+
+    # the corpus's adjusted copy keeps the SOP Instance and Irradiation Event UIDs (as sent: the same procedure
+    # re-filed, counted once, issue 18); with fresh UIDs it is another procedure two days earlier
+    later_file, earlier_file = corpus_dir / ZEE, tmp_path / "zee-earlier-procedure.dcm"
+    earlier_file.write_bytes(rewrite_uids((corpus_dir / ZEE_EARLIER).read_bytes()))
 
     def windows_for(n_studies: int):
         def check():
@@ -181,7 +186,7 @@ def test_artis_zee_earlier_study_arriving_last_updates_both_windows(alerting, co
     (only,), ws = first
     assert ws[only.pk].procedure_count == 1
 
-    res = alerting.storescu([earlier_file])  # same SOP Instance UID, other study, two days earlier
+    res = alerting.storescu([earlier_file])  # another procedure of the same patient, two days earlier
     assert res.returncode == 0, res.stderr + alerting.logs()
     both = wait_until(windows_for(2), timeout=90, interval=0.3)
     assert both, alerting.logs()

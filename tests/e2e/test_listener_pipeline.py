@@ -97,7 +97,7 @@ def test_unknown_caller_rejected_and_garbage_quarantined_while_listener_keeps_se
     assert garbage.quarantine_reason  # a specific reason, not empty
     assert DoseObject.objects.get(sop_instance_uid=sop_uid(one)).status == DoseObject.STATUS_INGESTED
 
-    echo = subprocess.run([ECHOSCU, "-aet", "STORESCU", "-aec", "DOSEREG", "127.0.0.1", str(stack.port)],
+    echo = subprocess.run([ECHOSCU, "-aet", "MODALITY1", "-aec", "DOSEREG", "127.0.0.1", str(stack.port)],
                           capture_output=True, text=True, timeout=30)
     assert echo.returncode == 0, echo.stderr
     assert stack.listener.poll() is None

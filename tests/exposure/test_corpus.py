@@ -24,10 +24,22 @@ def win(study, days=84):
     return PatientExposureWindow.objects.get(anchor_study=study, window_days=days)
 
 
+def earlier_procedure(corpus_dir, tmp_path):
+    """The corpus's "adjusted" Zee copy (study date -2 days, new Study UID) keeps the SOP Instance and
+    Irradiation Event UIDs: as sent, that is the same procedure re-filed, counted once (issue 18). With fresh
+    SOP and event UIDs it is another procedure of the same patient, two days earlier."""
+    from dosereg.rdsr.builder import rewrite_uids
+
+    path = tmp_path / "zee-earlier-procedure.dcm"
+    path.write_bytes(rewrite_uids((corpus_dir / ZEE_EARLIER).read_bytes()))
+    return path
+
+
 @pytest.mark.parametrize("order", [(ZEE, ZEE_EARLIER), (ZEE_EARLIER, ZEE)], ids=["later-first", "earlier-first"])
-def test_artis_zee_cumulative_in_either_order(corpus_dir, import_file, order):
+def test_artis_zee_cumulative_in_either_order(corpus_dir, import_file, order, tmp_path):
     for name in order:
-        assert import_file(corpus_dir / name).status == DoseObject.STATUS_INGESTED
+        path = earlier_procedure(corpus_dir, tmp_path) if name == ZEE_EARLIER else corpus_dir / name
+        assert import_file(path).status == DoseObject.STATUS_INGESTED
     later, earlier = Study.objects.order_by("-study_datetime")
     assert later.patient_id == earlier.patient_id
     assert later.study_datetime - earlier.study_datetime == __import__("datetime").timedelta(days=2)

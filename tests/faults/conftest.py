@@ -115,7 +115,7 @@ class Sender:
 
     port: int
     datasets: list
-    calling_ae: str = "STORESCU"
+    calling_ae: str = "FAULTSCU"
     statuses: dict[str, list[int]] = field(default_factory=dict)
     acked: list[str] = field(default_factory=list)
     pause_s: float = 0.02
@@ -192,7 +192,7 @@ def fault_stack(pg_url, dcmtk, tmp_path, request):
     env = dict(os.environ)
     env.update({
         "DATABASE_URL": db_url, "REDIS_URL": redis.url, "SPOOL_DIR": str(spool),
-        "DOSEREG_VAR_DIR": str(tmp_path / "var"), "DICOM_ALLOWED_CALLING_AES": "STORESCU",
+        "DOSEREG_VAR_DIR": str(tmp_path / "var"), "DICOM_ALLOWED_CALLING_AES": "FAULTSCU",
         "SPOOL_MIN_FREE_BYTES": "0", "DB_CONN_MAX_AGE": "0", "SWEEP_INTERVAL_S": "2", "SWEEP_STALE_AFTER_S": "5",
         "EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(smtp_port),
         "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",

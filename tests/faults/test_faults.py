@@ -1,7 +1,8 @@
 """Fault suite: kill -9 the worker, stop Redis for 30 s, stop PostgreSQL for 30 s, kill the listener
 mid-association, fill the spool's filesystem. After recovery every SOP Instance UID that the sender saw
 acknowledged with Success is in the registry exactly once, cumulative totals equal a from-scratch
-recomputation, and no alert e-mail was sent twice. Refusals were failure statuses, never a silent loss."""
+recomputation, no alert e-mail was sent twice, and the spool reconciles with the registry (no stored object in
+neither registry nor quarantine). Refusals were failure statuses, never a silent loss."""
 from __future__ import annotations
 
 import random
@@ -45,7 +46,7 @@ def rso(transactional_db):
     return user
 
 
-def check_invariants(sender: Sender, datasets, smtp=None, timeout: float = 180.0) -> None:
+def check_invariants(sender: Sender, datasets, smtp=None, timeout: float = 180.0, *, spool_dir) -> None:
     expected = {str(d.SOPInstanceUID) for d in datasets}
     assert set(sender.acked) == expected, f"sender gave up on {len(expected - set(sender.acked))} objects"
     assert len(sender.acked) == len(set(sender.acked)), "an object was acknowledged twice"
@@ -64,10 +65,21 @@ def check_invariants(sender: Sender, datasets, smtp=None, timeout: float = 180.0
         n_events = len(extract_bytes(to_bytes(ds)).events)
         assert IrradiationEvent.objects.filter(dose_object__sop_instance_uid=str(ds.SOPInstanceUID)).count() == n_events
     _check_cumulative_totals()
+    _check_reconciliation(spool_dir)
     if smtp is not None:
         time.sleep(3)
         seen = Counter((m["To"], m["Subject"]) for m in smtp.messages)
         assert {k: v for k, v in seen.items() if v > 1} == {}, "an alert e-mail was sent twice"
+
+
+def _check_reconciliation(spool_dir) -> None:
+    """Acknowledged means kept: every object in the spool is in the registry (or its quarantine)."""
+    from dicom_listener.reconcile import spool_reconcile
+    from dicom_listener.spool import Spool
+
+    report = spool_reconcile(spool=Spool(spool_dir), grace_s=0)
+    assert report["unregistered"] == 0 and report["ok"], report
+    assert report["files"] >= 1
 
 
 def _check_cumulative_totals() -> None:
@@ -105,7 +117,7 @@ def test_worker_killed_mid_burst(fault_stack, rso):
     kill9_group(fault_stack.workers[0])
     t.join(240)
     start_worker_with_beat(fault_stack)
-    check_invariants(sender, datasets, smtp=fault_stack.smtp)
+    check_invariants(sender, datasets, smtp=fault_stack.smtp, spool_dir=fault_stack.env["SPOOL_DIR"])
 
 
 def test_redis_stopped_for_30s(fault_stack, rso):
@@ -119,7 +131,7 @@ def test_redis_stopped_for_30s(fault_stack, rso):
     time.sleep(OUTAGE_S)
     fault_stack.redis.start()
     t.join(240)
-    check_invariants(sender, datasets, smtp=fault_stack.smtp)
+    check_invariants(sender, datasets, smtp=fault_stack.smtp, spool_dir=fault_stack.env["SPOOL_DIR"])
 
 
 def test_postgresql_stopped_for_30s(fault_stack, rso):
@@ -133,7 +145,7 @@ def test_postgresql_stopped_for_30s(fault_stack, rso):
     time.sleep(OUTAGE_S)
     fault_stack.proxy.up()
     t.join(240)
-    check_invariants(sender, datasets, smtp=fault_stack.smtp)
+    check_invariants(sender, datasets, smtp=fault_stack.smtp, spool_dir=fault_stack.env["SPOOL_DIR"])
 
 
 def test_listener_killed_mid_association(fault_stack, rso):
@@ -148,7 +160,7 @@ def test_listener_killed_mid_association(fault_stack, rso):
     time.sleep(2)
     fault_stack.start_listener()
     t.join(240)
-    check_invariants(sender, datasets, smtp=fault_stack.smtp)
+    check_invariants(sender, datasets, smtp=fault_stack.smtp, spool_dir=fault_stack.env["SPOOL_DIR"])
 
 
 def test_spool_filesystem_full(fault_stack, rso, tmp_path):
@@ -170,7 +182,7 @@ def test_spool_filesystem_full(fault_stack, rso, tmp_path):
         subprocess.run(["mount", "-o", "remount,size=64m", str(mnt)], check=True)
         t.join(240)
         assert sender.refused()[0xA700] >= 1
-        check_invariants(sender, datasets, smtp=fault_stack.smtp)
+        check_invariants(sender, datasets, smtp=fault_stack.smtp, spool_dir=fault_stack.env["SPOOL_DIR"])
     finally:
         fault_stack.stop()
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

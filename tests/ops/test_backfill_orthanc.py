@@ -127,7 +127,7 @@ def test_backfill_date_and_modality_filters(orthanc_for_get, corpus_files):
 
 
 def test_backfill_by_c_move_to_the_real_listener_and_worker(stack, tmp_path, corpus_files):
-    stack.env["DICOM_ALLOWED_CALLING_AES"] = "ORTHANC,STORESCU"
+    stack.env["DICOM_ALLOWED_CALLING_AES"] = "ORTHANC,MODALITY1"
     stack.start_worker()
     stack.start_listener()
     o = start_orthanc(tmp_path, corpus_files, {

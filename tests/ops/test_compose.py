@@ -17,7 +17,7 @@ from django.core.management import get_commands, load_command_class
 
 from tests.conftest import REPO
 
-APP_SERVICES = {"migrate", "web", "worker", "beat", "listener"}
+APP_SERVICES = {"migrate", "web", "worker", "skin-worker", "beat", "listener"}
 VAR = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
 
 
@@ -63,7 +63,8 @@ def check_command(argv: list[str]) -> str:
             from django.conf import settings
 
             queues = argv[argv.index("-Q") + 1].split(",")
-            assert settings.CELERY_TASK_DEFAULT_QUEUE in queues, "the worker does not consume the queue tasks go to"
+            routed = {settings.CELERY_TASK_DEFAULT_QUEUE} | {r["queue"] for r in settings.CELERY_TASK_ROUTES.values()}
+            assert set(queues) <= routed and queues, "the worker consumes a queue no task goes to"
         return f"celery -A {app_path} {sub}"
     if prog == "gunicorn":
         target = next(a for a in argv[1:] if ":" in a and not a.startswith("-") and "." in a.split(":")[0])
@@ -99,7 +100,7 @@ def test_every_service_has_a_health_check_that_exists(compose):
         if name in APP_SERVICES:
             assert test[0] == "CMD"
             assert check_command(test[1:]) == "python manage.py healthcheck"
-            assert test[-1] == name  # --component <service>
+            assert test[-1] == name.split("-")[-1]  # --component <service> (skin-worker: a worker)
             assert hc["interval"] and hc["retries"]
     for name in APP_SERVICES - {"migrate"}:
         deps = services[name]["depends_on"]
@@ -107,11 +108,24 @@ def test_every_service_has_a_health_check_that_exists(compose):
         assert deps["migrate"]["condition"] == "service_completed_successfully"
 
 
+def test_every_queue_a_task_goes_to_has_a_worker(compose):
+    from django.conf import settings
+
+    consumed = set()
+    for svc in compose["services"].values():
+        cmd = svc.get("command") or []
+        if "worker" in cmd and "-Q" in cmd:
+            consumed |= set(cmd[cmd.index("-Q") + 1].split(","))
+    routed = {settings.CELERY_TASK_DEFAULT_QUEUE} | {r["queue"] for r in settings.CELERY_TASK_ROUTES.values()}
+    assert routed <= consumed, f"no worker consumes {routed - consumed}"
+    assert "skin" not in compose["services"]["worker"]["command"][compose["services"]["worker"]["command"].index("-Q") + 1]
+
+
 def test_volumes_and_configuration(compose):
     services = compose["services"]
     assert {"pgdata", "spool"} <= set(compose["volumes"])
     assert "pgdata:/var/lib/postgresql/data" in services["db"]["volumes"]
-    for name in ("worker", "listener", "web"):  # the worker reads the originals the listener stored
+    for name in ("worker", "skin-worker", "listener", "web"):  # the worker reads the originals the listener stored
         env = services[name]["environment"]
         assert f"spool:{env['SPOOL_DIR']}" in services[name]["volumes"]
         assert env["REDIS_URL"].startswith("redis://redis:") and "@db:5432/" in env["DATABASE_URL"]

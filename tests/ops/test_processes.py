@@ -45,7 +45,7 @@ def test_compose_services_run_as_processes_and_are_healthy(pg_url, redis_url, dc
     env.update({
         "DATABASE_URL": pg_url, "REDIS_URL": redis_url, "SPOOL_DIR": str(tmp_path / "spool"),
         "DOSEREG_VAR_DIR": str(tmp_path / "var"), "DICOM_PORT": str(dicom_port), "WEB_PORT": str(web_port),
-        "DICOM_ALLOWED_CALLING_AES": env["DICOM_ALLOWED_CALLING_AES"] + ",STORESCU",
+        "DICOM_ALLOWED_CALLING_AES": env["DICOM_ALLOWED_CALLING_AES"] + ",OPSSCU",
         "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend",
         "SECRET_KEY": "test-" + "k" * 50, "SPOOL_MIN_FREE_BYTES": "0", "DB_CONN_MAX_AGE": "0",
     })
@@ -88,7 +88,7 @@ def test_compose_services_run_as_processes_and_are_healthy(pg_url, redis_url, dc
             assert report["healthy"] is True and report["component"] == name
 
         f = next(p for p in corpus_files if p.name == "canon_cxdi_DX.dcm")
-        res = subprocess.run([STORESCU, "-aet", "STORESCU", "-aec", env["DICOM_AE_TITLE"], "127.0.0.1",
+        res = subprocess.run([STORESCU, "-aet", "OPSSCU", "-aec", env["DICOM_AE_TITLE"], "127.0.0.1",
                               str(dicom_port), str(f)], capture_output=True, text=True, timeout=60)
         assert res.returncode == 0, res.stderr + dump()
         assert wait_until(lambda: DoseObject.objects.filter(status=DoseObject.STATUS_INGESTED).exists(), 60), dump()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from dicom_listener.spool import Spool
+from dosereg.pipeline.flow import file_import
 from dosereg.registry.models import IrradiationEvent
-from dosereg.registry.services import dose_file_import
 from tests.conftest import require
 
 
@@ -14,7 +14,7 @@ from tests.conftest import require
 def test_corpus_event_keeps_distances_table_positions_pulses_and_filters(corpus_dir, tmp_path):
     path = corpus_dir / "siemens_axiom-artis-zee_RF.dcm"
     require(path.exists(), str(path))
-    obj, _ = dose_file_import(path=path, spool=Spool(tmp_path / "spool"))
+    obj, _ = file_import(path=path, spool=Spool(tmp_path / "spool"))
     assert obj.status == obj.STATUS_INGESTED, obj.quarantine_reason
     ev = IrradiationEvent.objects.filter(dose_rp_gy__isnull=False).order_by("datetime").first()
     assert ev is not None

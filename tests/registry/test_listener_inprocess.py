@@ -60,10 +60,10 @@ def test_store_echo_and_allow_list(running, corpus_files):
 def test_out_of_resources_when_spool_cannot_store(running, corpus_files, monkeypatch):
     port, stats, _ = running
 
-    def full(self, uid, data):
+    def full(self, incoming, uid, meta=None):
         raise SpoolError("disk full")
 
-    monkeypatch.setattr(Spool, "store", full)
+    monkeypatch.setattr(Spool, "commit", full)
     ds = pydicom.dcmread(next(f for f in corpus_files if "canon_cxdi_DX.dcm" in f.name))
     assert send(port, ds) == 0xA700
     assert not DoseObject.objects.exists()

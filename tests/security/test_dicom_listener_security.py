@@ -36,6 +36,16 @@ def _uid(path) -> str:
     return str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
 
 
+def _finished(uid: str, timeout_s: float = 60.0) -> DoseObject:
+    """The listener answers before its in-process worker ingests: the object once it left "received"."""
+    deadline = time.monotonic() + timeout_s
+    obj = DoseObject.objects.get(sop_instance_uid=uid)
+    while obj.status == DoseObject.STATUS_RECEIVED and time.monotonic() < deadline:
+        time.sleep(0.05)
+        obj.refresh_from_db()
+    return obj
+
+
 @pytest.fixture
 def pki(tmp_path):
     ca = tlscerts.CA(tmp_path / "pki")
@@ -46,7 +56,7 @@ def pki(tmp_path):
 
 @pytest.fixture
 def start(tmp_path, settings):
-    """start(tls=...) -> port: the real listener, in-process, tasks eager, allow-list STORESCU only."""
+    """start(tls=...) -> port: the real listener, in-process, tasks eager, allow-list SECSCU only."""
     require(os.path.exists(STORESCU), "DCMTK storescu (/usr/bin/storescu)")
     from dicom_listener.server import start_listener
     from dosereg.celery import app
@@ -61,7 +71,7 @@ def start(tmp_path, settings):
         settings.DICOM_TLS_KEY = str(key or "")
         settings.DICOM_TLS_CA = str(ca or "")
         port = free_port()
-        server, _ = start_listener(port=port, address="127.0.0.1", spool_dir=tmp_path / "spool", allowed=["STORESCU"])
+        server, _ = start_listener(port=port, address="127.0.0.1", spool_dir=tmp_path / "spool", allowed=["SECSCU"])
         servers.append(server)
         return port
 
@@ -71,7 +81,7 @@ def start(tmp_path, settings):
     app.conf.task_always_eager = eager
 
 
-def storescu(port, files, *, aet="STORESCU", tls=None, timeout=60):
+def storescu(port, files, *, aet="SECSCU", tls=None, timeout=60):
     args = [STORESCU, "-aet", aet, "-aec", "DOSEREG", "-to", "10", "-ts", "15", "-ta", "10", "-td", "10", *(tls or []),
             "127.0.0.1", str(port), *map(str, files)]
     r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
@@ -87,14 +97,14 @@ def tls_args(client: tlscerts.Issued | None, ca: tlscerts.CA | None):
 
 def test_unknown_calling_ae_titles_are_rejected(start, rdsr_file):
     port = start()
-    for intruder in ("INTRUDER", "storescu", "STORESCU2", "ANY-SCP"):
+    for intruder in ("INTRUDER", "STORESCU", "storescu", "SECSCU2", "ANY-SCP"):
         code, out = storescu(port, [rdsr_file], aet=intruder)
         assert code != 0 and "Association Rejected" in out, (intruder, out)
         assert "Calling AE Title Not Recognized" in out or "calling-ae-title-not-recognized" in out.lower(), out
     assert not DoseObject.objects.exists()
     code, out = storescu(port, [rdsr_file])
     assert code == 0, out
-    assert DoseObject.objects.get(sop_instance_uid=_uid(rdsr_file)).status == DoseObject.STATUS_INGESTED
+    assert _finished(_uid(rdsr_file)).status == DoseObject.STATUS_INGESTED
 
 
 def test_listener_requires_the_configured_calling_aes(settings):
@@ -109,7 +119,7 @@ def test_tls_listener_stores_what_a_tls_client_sends_and_refuses_plain_tcp(start
     port = start(cert=pki["server"].cert, key=pki["server"].key)
     code, out = storescu(port, [rdsr_file], tls=tls_args(pki["client"], pki["ca"]))
     assert code == 0, out
-    obj = DoseObject.objects.get(sop_instance_uid=_uid(rdsr_file))
+    obj = _finished(_uid(rdsr_file))
     assert obj.status == DoseObject.STATUS_INGESTED
     # plain DICOM to the TLS port: no association, nothing stored
     DoseObject.objects.all().delete()
@@ -133,7 +143,7 @@ def test_tls_with_client_certificates_required(start, pki, rdsr_file):
     assert not DoseObject.objects.exists()
     code, out = storescu(port, [rdsr_file], tls=tls_args(pki["client"], pki["ca"]))
     assert code == 0, out
-    assert DoseObject.objects.get(sop_instance_uid=_uid(rdsr_file)).status == DoseObject.STATUS_INGESTED
+    assert _finished(_uid(rdsr_file)).status == DoseObject.STATUS_INGESTED
 
 
 def test_a_silent_connection_does_not_stall_the_tls_listener(start, pki, rdsr_file):
@@ -156,7 +166,7 @@ def test_tls_settings_from_the_environment_reach_run_listener(pki, rdsr_file, tm
     port = free_port()
     env = dict(os.environ, DICOM_TLS_CERT=str(pki["server"].cert), DICOM_TLS_KEY=str(pki["server"].key),
                DICOM_TLS_CA=str(pki["ca"].pem), SPOOL_DIR=str(tmp_path / "spool"), SPOOL_MIN_FREE_BYTES="0",
-               DOSEREG_VAR_DIR=str(tmp_path / "var"), DICOM_ALLOWED_CALLING_AES="STORESCU")
+               DOSEREG_VAR_DIR=str(tmp_path / "var"), DICOM_ALLOWED_CALLING_AES="SECSCU")
     env.pop("DATABASE_URL", None)  # the object is stored durably before any database work; none needed here
     env.pop("REDIS_URL", None)
     log = open(tmp_path / "listener.log", "wb")
@@ -190,10 +200,10 @@ def test_health_check_speaks_tls_to_a_tls_listener(start, pki):
 
     port = start(cert=pki["server"].cert, key=pki["server"].key)
     # plain DICOM gets no association from a TLS-only listener
-    assert not check_dicom("127.0.0.1", port, "DOSEREG", "STORESCU", timeout=5)["ok"]
+    assert not check_dicom("127.0.0.1", port, "DOSEREG", "SECSCU", timeout=5)["ok"]
     tls = dicom_tls_client_context()
     assert tls is not None
-    res = check_dicom("127.0.0.1", port, "DOSEREG", "STORESCU", timeout=5, tls=tls)
+    res = check_dicom("127.0.0.1", port, "DOSEREG", "SECSCU", timeout=5, tls=tls)
     assert res == {"ok": True, "echo_status": 0}  # a real C-ECHO over TLS
     res = check_dicom("127.0.0.1", port, "DOSEREG", "HEALTHCHECK", timeout=5, tls=tls)
     assert res["ok"] and "rejected" in res["note"]  # not on the allow-list, but answering
@@ -205,11 +215,11 @@ def test_health_check_with_client_certificates_required(start, pki, settings):
     port = start(cert=pki["server"].cert, key=pki["server"].key, ca=pki["ca"].pem)
     # a client certificate issued by the CA the listener trusts: a real C-ECHO over mutual TLS
     settings.DICOM_TLS_HEALTH_CERT, settings.DICOM_TLS_HEALTH_KEY = str(pki["client"].cert), str(pki["client"].key)
-    assert check_dicom("127.0.0.1", port, "DOSEREG", "STORESCU", timeout=5, tls=dicom_tls_client_context()) == \
+    assert check_dicom("127.0.0.1", port, "DOSEREG", "SECSCU", timeout=5, tls=dicom_tls_client_context()) == \
         {"ok": True, "echo_status": 0}
     # one it does not trust (another CA): refused, which still proves the listener is answering
     settings.DICOM_TLS_HEALTH_CERT, settings.DICOM_TLS_HEALTH_KEY = str(pki["rogue_client"].cert), str(pki["rogue_client"].key)
-    res = check_dicom("127.0.0.1", port, "DOSEREG", "STORESCU", timeout=5, tls=dicom_tls_client_context())
+    res = check_dicom("127.0.0.1", port, "DOSEREG", "SECSCU", timeout=5, tls=dicom_tls_client_context())
     assert res["ok"] and res["tls"] and "refused" in res["note"], res
     # nothing listening: not healthy
-    assert not check_dicom("127.0.0.1", free_port(), "DOSEREG", "STORESCU", timeout=2, tls=dicom_tls_client_context())["ok"]
+    assert not check_dicom("127.0.0.1", free_port(), "DOSEREG", "SECSCU", timeout=2, tls=dicom_tls_client_context())["ok"]

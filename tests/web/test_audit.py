@@ -79,8 +79,8 @@ def test_failed_logins_are_audited_and_lock_the_account(web_data, client, settin
     r = client.post(url, {"username": "t-rso", "password": PASSWORD}, REMOTE_ADDR="10.9.9.9")
     assert r.status_code == 429 and b"Too many failed" in r.content
     assert "_auth_user_id" not in client.session
-    # the API token endpoint shares the lockout
-    r = client.post(reverse("web:api_token"), {"username": "t-rso", "password": PASSWORD})
+    # the API token endpoint shares the lockout (per user name and address)
+    r = client.post(reverse("web:api_token"), {"username": "t-rso", "password": PASSWORD}, REMOTE_ADDR="10.9.9.9")
     assert r.status_code == 429
     # after the lockout window the account works again
     AuditEvent.objects.filter(action="login_failed").update(at=timezone.now() - timedelta(hours=1))

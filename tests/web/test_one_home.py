@@ -96,13 +96,13 @@ def test_cumulative_kar_is_never_added_across_planes_or_reference_points(web_dat
     per-plane sum (B: 1.7 Gy), not the sum of each study's largest plane (1.0 + 0.8 = 1.8 Gy) nor of all planes."""
     from dicom_listener.spool import Spool
     from dosereg.registry.models import Patient
-    from dosereg.registry.services import dose_file_import
+    from dosereg.pipeline.flow import file_import
 
     now = timezone.now()
     spool = Spool(tmp_path / "spool")
     with django_capture_on_commit_callbacks(execute=True):
         for n, (days, kar_a, kar_b) in enumerate(((20, 1.0, 0.9), (10, 0.2, 0.8))):
-            obj, _ = dose_file_import(path=_biplane(tmp_path, now - timedelta(days=days), kar_a, kar_b, n), spool=spool)
+            obj, _ = file_import(path=_biplane(tmp_path, now - timedelta(days=days), kar_a, kar_b, n), spool=spool)
             assert obj.status == "ingested", obj.quarantine_reason
     p = Patient.objects.get(patient_id="BIPLANE-1")
     per_study_max = sorted(Study.objects.filter(patient=p).values_list("dose_rp_max_plane_gy", flat=True))

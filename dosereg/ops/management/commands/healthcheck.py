@@ -2,7 +2,8 @@
 
     python manage.py healthcheck --component web        # GET /health/ on the local web server
     python manage.py healthcheck --component worker     # broker, database, and this host's worker answers ping
-    python manage.py healthcheck --component listener   # database, spool space, DICOM association on DICOM_PORT
+    python manage.py healthcheck --component listener   # database, spool space and reconciliation with the registry,
+                                                        # DICOM association on DICOM_PORT
     python manage.py healthcheck --component beat       # broker and database
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dosereg.ops.health import (
     check_database,
     check_dicom,
     check_spool,
+    check_spool_reconciliation,
     dicom_tls_client_context,
     health_report,
 )
@@ -79,6 +81,8 @@ class Command(BaseCommand):
         elif component == "all":
             _, report = health_report()
             checks = report["checks"]
+            if checks["database"]["ok"]:
+                checks["spool_reconciliation"] = check_spool_reconciliation()
         else:
             checks["database"] = check_database()
             broker = check_broker(timeout)
@@ -88,6 +92,8 @@ class Command(BaseCommand):
                 checks["worker"] = check_worker(node, timeout)
             if component == "listener":
                 checks["spool"] = check_spool()
+                if checks["database"]["ok"]:
+                    checks["spool_reconciliation"] = check_spool_reconciliation()
                 checks["dicom"] = check_dicom("127.0.0.1", port or settings.DICOM_PORT, settings.DICOM_AE_TITLE,
                                               "HEALTHCHECK", timeout, tls=dicom_tls_client_context())
         healthy = all(c.get("ok") for c in checks.values())

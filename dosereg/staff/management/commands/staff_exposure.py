@@ -3,6 +3,7 @@ from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError
 
+from dosereg import formatting as fmt
 from dosereg.staff.selectors import staff_exposure, staff_lookup
 
 
@@ -29,15 +30,15 @@ class Command(BaseCommand):
         s = data["staff"]
         self.stdout.write(f"{s['name']} ({s['employee_id']}), {s['role']}, regime {data['limit_regime']}, as of {data['as_of']}")
         for label, block in (("year to date", data["totals"]["year_to_date"]), ("rolling 5 years", data["totals"]["rolling_5y"])):
-            parts = ", ".join(f"{q} {v['msv']:.3f} mSv" + (f" ({v['censored_readings']} M)" if v["censored_readings"] else "")
+            parts = ", ".join(f"{q} {fmt.number(v['msv'])} mSv" + (f" ({v['censored_readings']} M)" if v["censored_readings"] else "")
                               for q, v in block.items())
             self.stdout.write(f"  {label}: {parts or 'no readings'}")
         for q, block in data["periods"]["quarter"].items():
-            rec = ", ".join(f"{k} {v['msv']:.3f}" for k, v in block["dose_of_record"].items())
-            self.stdout.write(f"  {q}: {rec or '-'}" + (f"; real-time Hp(10) {block['realtime_hp10_msv']:.3f}" if block["realtime_hp10_msv"] else ""))
+            rec = ", ".join(f"{k} {fmt.number(v['msv'])}" for k, v in block["dose_of_record"].items())
+            self.stdout.write(f"  {q}: {rec or '-'}" + (f"; real-time Hp(10) {fmt.number(block['realtime_hp10_msv'])}" if block["realtime_hp10_msv"] else ""))
         self.stdout.write(f"  procedures: {len(data['procedures'])}")
         for p in data["procedures"][-20:]:
-            doses = "; ".join(f"{d['kind']} {d['quantity']} {d['dose_usv']:.1f} µSv" for d in p["doses"])
+            doses = "; ".join(f"{d['kind']} {d['quantity']} {fmt.number(d['dose_usv'])} µSv" for d in p["doses"])
             self.stdout.write(f"    {p['study_datetime']} {p['accession_number'] or p['study_instance_uid']} {p['role']}: {doses or '-'}")
         for a in data["alerts"]:
-            self.stdout.write(f"  ALERT {a['rule']} {a['level']} {a['period']}: {a['value_msv']:.3f} mSv (threshold {a['threshold_msv']}) [{a['status']}]")
+            self.stdout.write(f"  ALERT {a['rule']} {a['level']} {a['period']}: {fmt.number(a['value_msv'])} mSv (threshold {fmt.number(a['threshold_msv'])} mSv) [{a['status']}]")

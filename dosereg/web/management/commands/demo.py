@@ -187,7 +187,7 @@ class Command(BaseCommand):
             chatty = o["verbosity"] > 1
             procs.append(subprocess.Popen([sys.executable, "-m", "celery", "-A", "dosereg", *([] if chatty else ["--quiet"]),
                                            "worker", "-B", "-s", str(Path(settings.VAR_DIR) / "celerybeat-schedule"),
-                                           "-Q", "dosereg", "-c", "2", "-l", "INFO" if chatty else "WARNING"],
+                                           "-Q", "dosereg,skin", "-c", "2", "-l", "INFO" if chatty else "WARNING"],
                                           env=env))
             self.say("started a Celery worker (with beat)")
         else:

@@ -1,0 +1,29 @@
+"""Reading skin-dose results (for the pipeline, the web and the API)."""
+from __future__ import annotations
+
+from dosereg.registry.models import IrradiationEvent
+
+from .models import StudySkinDose
+
+
+def studies_with_kar(study_ids) -> list[int]:
+    """The studies among these with a reference air kerma (fluoroscopically guided): one query."""
+    ids = list(study_ids)
+    if not ids:
+        return []
+    return sorted(set(IrradiationEvent.objects.filter(study_id__in=ids, dose_rp_gy__isnull=False)
+                      .values_list("study_id", flat=True)))
+
+
+def study_skin_dose(study_id: int) -> StudySkinDose | None:
+    """The study's result without the PNG bytes and the map cells (loaded by their own views)."""
+    return StudySkinDose.objects.filter(study_id=study_id).defer("map_png", "map_cells").first()
+
+
+def study_skin_map_png(study_id: int) -> bytes | None:
+    row = StudySkinDose.objects.filter(study_id=study_id).values_list("map_png", flat=True).first()
+    return bytes(row) if row else None
+
+
+def study_skin_map_cells(study_id: int) -> dict | None:
+    return StudySkinDose.objects.filter(study_id=study_id).values_list("map_cells", flat=True).first()
