@@ -39,7 +39,7 @@ AGE_BANDS = {
 AGE_BAND_LABELS = {"0-1": "under 1 y", "1-5": "1 to under 5 y", "5-10": "5 to under 10 y", "10-15": "10 to under 15 y",
                    "15-18": "15 to under 18 y", "18+": "adult (18 y and over)", "child": "any child (under 18 y)"}
 NOT_PATIENT = {"all": "all studies", "exclude": "patients only", "only": "not a patient only"}
-PAGE_SIZES = (25, 50, 100, 200)
+PAGE_SIZES = (10, 25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
 
 # dose range filters: parameter stem -> (study field, label, unit); the unit is in the name
@@ -283,13 +283,18 @@ def _phantom_subquery():
                     .order_by("pk").values("ctdiw_phantom")[:1])
 
 
-def study_rows(f: StudyFilters, *, scope: SiteScope = EVERY_SITE, modality: str | None = None) -> Iterator[tuple]:
-    """Every filtered study in the page's order, streamed (server-side cursor)."""
+def study_rows(f: StudyFilters, *, scope: SiteScope = EVERY_SITE, modality: str | None = None,
+               only_page: bool = False) -> Iterator[tuple]:
+    """Every filtered study in the page's order, streamed (server-side cursor); ``only_page``: the rows of the
+    page ``f.page`` (of ``f.page_size``) only, as shown."""
     qs = filtered_studies(f, scope=scope)
     if modality is not None:
         qs = qs.filter(procedure_modality=modality)
     keys = [k for _, k in STUDY_COLUMNS]
     qs = ordered(qs, f).annotate(ctdi_phantom=_phantom_subquery()).values_list(*keys)
+    if only_page:
+        start = (max(1, f.page) - 1) * f.page_size
+        qs = qs[start:start + f.page_size]
     for row in qs.iterator(chunk_size=CHUNK):
         yield tuple(clean_cell(v) for v in row)
 

@@ -50,7 +50,8 @@ def study_browser(request):
                         "num": key in COLUMN_UNITS or key == "events"})
     ctx = {
         "f": f, "page": page, "columns": columns, "base_query": base,
-        "page_query": _query_without(request, "page"), "export_query": _query_without(request, "page", "per_page"),
+        "page_query": _query_without(request, "page"), "export_query": _query_without(request, "page", "per_page", "only"),
+        "page_export_query": _query_without(request, "only", "page"),
         "options": browse.filter_options(scope=scope), "modalities": browse.MODALITIES, "sexes": browse.SEXES,
         "age_bands": browse.AGE_BAND_LABELS, "not_patient_choices": browse.NOT_PATIENT,
         "page_sizes": browse.PAGE_SIZES, "dose_ranges": [
@@ -75,10 +76,12 @@ def study_browser_export(request, fmt: str):
     scope = scope_for(request.user)
     audit_record(request=request, action=AuditEvent.ACTION_EXPORT, object_type="study_list", object_id=fmt,
                  detail={"filters": {k: request.GET.get(k) for k in FILTER_KEYS if request.GET.get(k)},
-                         "sort": f.sort})
+                         "sort": f.sort, "only_page": request.GET.get("only") == "page", "page": f.page,
+                         "per_page": f.page_size})
     name = f"dosereg-studies-{timezone.localtime():%Y%m%d-%H%M}.{fmt}"
-    if fmt == "csv":
-        return exports.csv_response(name, browse.STUDY_HEADER, browse.study_rows(f, scope=scope))
+    if fmt == "csv":  # only=page: the rows of the page as shown (e.g. the ten highest DLP); else the whole set
+        return exports.csv_response(name, browse.STUDY_HEADER,
+                                    browse.study_rows(f, scope=scope, only_page=request.GET.get("only") == "page"))
     tmp = tempfile.TemporaryFile(suffix=".xlsx")
     browse.write_xlsx(browse.export_sheets(f, scope=scope), tmp)
     tmp.seek(0)

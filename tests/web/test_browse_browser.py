@@ -91,6 +91,11 @@ def test_physicist_filters_sorts_and_exports_in_the_browser(site, browser):  # n
     text = open(dl.value.path(), encoding="utf-8-sig").read()
     assert all(s.study_instance_uid in text for s in cts) and d.studies["a_angio"].study_instance_uid not in text
     pg.screenshot(path=str(SHOTS / "browse-desktop-studies.png"), full_page=True)
+    # the top 2 by DLP as a page of their own, exported as shown
+    pg.goto(base + "/studies/?modality=CT&sort=-dlp&per_page=10")
+    with pg.expect_download() as dl:
+        pg.click("[data-export=page-csv]")
+    assert open(dl.value.path(), encoding="utf-8-sig").read().count("\n") == 1 + len(cts)
     # the row links to the study page, whose event chart has titled axes with units and a legend
     with pg.expect_navigation():
         pg.click(f"[data-study-row='{cts[0].pk}'] a")

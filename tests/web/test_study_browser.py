@@ -249,3 +249,16 @@ def test_modality_home_counts_and_medians_per_room(web_data, login, django_asser
     assert cts[0].pk in ids
     assert c.get("/studies/modality/XX/").status_code == 404
     assert "CT overview" in c.get(URL).content.decode()
+
+
+def test_csv_export_of_the_page_as_shown(web_data, login):
+    d = web_data
+    _more_studies(d, 30)
+    c = login(d.users["physicist"])
+    q = "?modality=CT&sort=-dlp&per_page=10"
+    shown = [s.pk for s in c.get(URL + q + "&page=2").context["page"].rows]
+    rows = _csv(c.get(reverse("web:study_browser_export", kwargs={"fmt": "csv"}) + q + "&page=2&only=page"))
+    uids = dict(Study.objects.filter(pk__in=shown).values_list("study_instance_uid", "pk"))
+    got = [r[rows[0].index("study_instance_uid")] for r in rows[1:]]
+    assert len(got) == 10 and [uids[u] for u in got] == shown
+    assert len(_csv(c.get(reverse("web:study_browser_export", kwargs={"fmt": "csv"}) + q))) - 1 == 33
