@@ -408,8 +408,10 @@ MODALITY_QUANTITIES = {
     "CR": ("dap_total_gy_cm2", "dose_rp_max_plane_gy"),
     "MG": ("dose_rp_max_plane_gy", "dap_total_gy_cm2"),
 }
-# field -> (label, unit): the stored unit, from the one formatting home
+
+
 def _quantity_meta(field_name: str) -> tuple[str, str]:
+    """A study field's label and stored unit, from the one formatting home."""
     from dosereg import formatting as fmt
 
     q = fmt.quantity_of(field_name)
