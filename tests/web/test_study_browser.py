@@ -262,3 +262,15 @@ def test_csv_export_of_the_page_as_shown(web_data, login):
     got = [r[rows[0].index("study_instance_uid")] for r in rows[1:]]
     assert len(got) == 10 and [uids[u] for u in got] == shown
     assert len(_csv(c.get(reverse("web:study_browser_export", kwargs={"fmt": "csv"}) + q))) - 1 == 33
+
+
+def test_rso_without_a_site_sees_no_study_when_unscoped_access_is_off(web_data, login, settings):
+    settings.DOSEREG_RSO_UNSCOPED_SEES_ALL = False
+    c = login(web_data.users["rso"])
+    resp = c.get(URL)
+    assert resp.context["page"].count == 0 and resp.context["options"]["devices"] == []
+    assert len(_csv(c.get(reverse("web:study_browser_export", kwargs={"fmt": "csv"})))) == 1  # the header only
+    assert "No CT procedures" in c.get(reverse("web:modality_home", kwargs={"modality": "CT"})).content.decode()
+    settings.DOSEREG_RSO_UNSCOPED_SEES_ALL = True
+    c = login(web_data.users["rso"])  # a fresh request user: the scope is cached per user object
+    assert c.get(URL).context["page"].count == len(web_data.studies)
