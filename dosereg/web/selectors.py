@@ -322,6 +322,13 @@ def dashboard(*, now: datetime | None = None, user=None, scope: SiteScope | None
         scope = scope_for(user) if user is not None else EVERY_SITE
     names = device_names()
     trends = device_trends(now=now, scope=scope)
+    ingest = ingest_health(now=now, scope=scope)
+    # a device at the sites that sent no procedure in the whole window is drawn too, as a line at 0 (no query more:
+    # the ingest rows hold the devices at the sites)
+    for row in ingest["rows"]:
+        if row["device"].pk not in trends["series"]:
+            trends["series"][row["device"].pk] = [{"week": w, "n": 0, "kap": None, "kar": None, "ft": None, "dlp": None}
+                                                  for w in trends["weeks"]]
     return {
         "now": now,
         "scope": scope,
@@ -333,7 +340,7 @@ def dashboard(*, now: datetime | None = None, user=None, scope: SiteScope | None
             {"id": dev_id, "name": names.get(dev_id, f"device {dev_id}"), "points": pts}
             for dev_id, pts in trends["series"].items()
         ]},
-        "ingest": ingest_health(now=now, scope=scope),
+        "ingest": ingest,
         "quarantine": quarantine(scope=scope),
         "has_exposure": integrations.has_exposure(),
     }

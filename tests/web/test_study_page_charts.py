@@ -81,3 +81,12 @@ def test_history_chart_points_carry_their_dates(web_data, login):
     for q in ("kap", "kar", "dlp"):
         assert f'data-chart="history" data-q="{q}"' in html
     assert all(p["t"] for p in resp.context["chart"] if p["label"] != "undated")
+
+
+def test_a_device_silent_for_the_whole_window_is_drawn_at_zero(web_data):
+    from dosereg.registry.models import Device
+
+    quiet = Device.objects.create(display_name="Quiet room", institution="Northfield General Hospital", modality="RF")
+    ctx = selectors.dashboard(now=timezone.now())
+    line = next(dv for dv in ctx["trends"]["devices"] if dv["id"] == quiet.pk)
+    assert line["name"] == "Quiet room" and [p["n"] for p in line["points"]] == [0] * len(ctx["trends"]["weeks"])
