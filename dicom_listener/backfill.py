@@ -28,7 +28,8 @@ from django.utils import timezone
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, build_role, evt
-from pynetdicom.sop_class import (
+# pynetdicom creates its SOP class names at import time; its stub module does not declare them
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
@@ -256,7 +257,8 @@ class Backfill:
                 if chunk in run.chunks_done:
                     continue
                 studies: dict[str, Dataset] = {}
-                for modality in self.modalities or [None]:
+                modalities: list[str | None] = list(self.modalities) or [None]  # None: any modality
+                for modality in modalities:
                     q = Dataset()
                     q.QueryRetrieveLevel = "STUDY"
                     q.StudyDate = chunk if start != end else f"{start:%Y%m%d}"

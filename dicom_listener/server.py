@@ -32,7 +32,9 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, dimse_messages, evt
-from pynetdicom.sop_class import Verification
+from pynetdicom.events import EventHandlerType
+# pynetdicom creates its SOP class names at import time; its stub module does not declare them
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 from .spool import NO_RESOURCES, TOO_LARGE, IncomingFile, InflightBudget, Spool, SpoolError, clean_stale_tmp, valid_uid
@@ -70,6 +72,10 @@ ACCEPTED_SOP_CLASSES: dict[str, str] = {
     "1.2.840.10008.5.1.4.1.1.13.1.1": "X-Ray 3D Angiographic Image",
     "1.2.840.10008.5.1.4.1.1.4": "MR Image",
     "1.2.840.10008.5.1.4.1.1.4.1": "Enhanced MR Image",
+    # nuclear medicine and PET images: their Radiopharmaceutical Information Sequence when no RRDSR comes
+    "1.2.840.10008.5.1.4.1.1.20": "Nuclear Medicine Image",
+    "1.2.840.10008.5.1.4.1.1.128": "Positron Emission Tomography Image",
+    "1.2.840.10008.5.1.4.1.1.130": "Enhanced PET Image",
 }
 
 
@@ -177,9 +183,10 @@ def attach_intake(ae: AE, spool: Spool) -> Intake:
     """Stream this AE's incoming C-STORE data sets into ``spool`` (the listener, and backfill's C-GET)."""
     _config.STORE_RECV_CHUNKED_DATASET = True
     dimse_messages.NamedTemporaryFile = _spooling_tempfile
-    ae.dosereg_intake = Intake(spool, max_object_bytes=settings.DICOM_MAX_OBJECT_BYTES,
-                               max_inflight_bytes=settings.DICOM_MAX_INFLIGHT_BYTES)
-    return ae.dosereg_intake
+    intake = Intake(spool, max_object_bytes=settings.DICOM_MAX_OBJECT_BYTES,
+                    max_inflight_bytes=settings.DICOM_MAX_INFLIGHT_BYTES)
+    setattr(ae, "dosereg_intake", intake)  # our own attribute on pynetdicom's AE, read by _spooling_tempfile
+    return intake
 
 
 def _incoming_for(event, spool: Spool) -> tuple[IncomingFile, bool]:
@@ -204,6 +211,8 @@ def _incoming_for(event, spool: Spool) -> tuple[IncomingFile, bool]:
 # connections
 # ---------------------------------------------------------------------------
 class _GuardedRequestHandler(RequestHandler):
+    server: GuardedAssociationServer  # the only server class that uses this handler
+
     def handle(self) -> None:
         try:
             super().handle()  # TLS handshake (EVT_CONN_OPEN), then the association thread starts
@@ -300,10 +309,11 @@ def _on_conn_open(event) -> None:
     deadline = time.monotonic() + settings.DICOM_ASSOCIATION_TIMEOUT_S
     sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
     # Nagle + delayed ACK would add 40-100 ms to every small C-STORE response.
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (AttributeError, OSError):  # pragma: no cover - platform without TCP_NODELAY
-        pass
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (AttributeError, OSError):  # pragma: no cover - platform without TCP_NODELAY
+            pass
     if isinstance(sock, ssl.SSLSocket):
         sock.settimeout(max(0.1, min(TLS_HANDSHAKE_TIMEOUT_S, deadline - time.monotonic())))
         try:
@@ -322,6 +332,8 @@ def _on_conn_open(event) -> None:
 def _on_accepted(event) -> None:
     # established: from now on a read may wait as long as the association may stay idle
     sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
+    if sock is None:
+        return
     try:
         sock.settimeout(settings.DICOM_IDLE_TIMEOUT_S)
     except (AttributeError, OSError):
@@ -470,7 +482,7 @@ def start_listener(*, port: int | None = None, address: str | None = None, spool
         worker = InProcessWorker(spool=spool).start()
     ae = build_ae(ae_title=ae_title, allowed=allowed)
     attach_intake(ae, spool)
-    handlers = [
+    handlers: list[EventHandlerType] = [
         (evt.EVT_CONN_OPEN, _on_conn_open),
         (evt.EVT_ACCEPTED, _on_accepted),
         (evt.EVT_RELEASED, _on_assoc_end),
@@ -490,6 +502,7 @@ def start_listener(*, port: int | None = None, address: str | None = None, spool
              " (TLS" + (", client certificates required)" if ssl_context.verify_mode == ssl.CERT_REQUIRED else ")")
              if ssl_context else "", ",".join(callers))
     server = ae.make_server(addr, ssl_context=ssl_context, evt_handlers=handlers, server_class=GuardedAssociationServer)
+    assert isinstance(server, GuardedAssociationServer)  # make_server builds the server_class given
     server.max_per_peer = settings.DICOM_MAX_CONNECTIONS_PER_PEER
     ae._servers.append(server)  # as AE.start_server does (shutdown() removes it)
     setattr(server, "ingest_worker", worker)

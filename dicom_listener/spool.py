@@ -12,6 +12,7 @@ import re
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,7 +201,7 @@ class IncomingFile:
         self.discarded = 0
         self.failure: tuple[str, str] | None = None
         self.committed = False
-        self.on_runaway = None
+        self.on_runaway: Callable[[IncomingFile], None] | None = None
         self._held = 0  # bytes taken from the budget
         self._hash = hashlib.sha256()
         self._since_check = 0
@@ -239,6 +240,7 @@ class IncomingFile:
                 self.discarded += n
                 return
             self._held += n
+        assert self._fd is not None  # write() checked it under the same lock
         try:
             view = memoryview(data)
             while view:

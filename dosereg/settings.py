@@ -10,6 +10,7 @@ import os
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, overload
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -17,6 +18,10 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+@overload
+def env(name: str, default: str) -> str: ...
+@overload
+def env(name: str, default: str | None = None) -> str | None: ...
 def env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     return default if value in (None, "") else value
@@ -61,7 +66,7 @@ PLACEHOLDER_SECRET_KEYS = ("change-me", "changeme", "insecure-dev-key")
 SECRET_KEY = env("SECRET_KEY")
 if PRODUCTION and not SECRET_KEY:
     raise ImproperlyConfigured("SECRET_KEY must be set in production")
-if PRODUCTION and SECRET_KEY.strip().lower().startswith(PLACEHOLDER_SECRET_KEYS):
+if PRODUCTION and SECRET_KEY and SECRET_KEY.strip().lower().startswith(PLACEHOLDER_SECRET_KEYS):
     raise ImproperlyConfigured("SECRET_KEY is a placeholder: set a long random value in production")
 if not SECRET_KEY:
     SECRET_KEY = "insecure-dev-key-only-for-the-embedded-demo-" + "x" * 20
@@ -122,7 +127,7 @@ WSGI_APPLICATION = "dosereg.wsgi.application"
 # --- database -------------------------------------------------------------
 DATABASE_URL = env("DATABASE_URL")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+    DATABASES: dict[str, Any] = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
     if DATABASES["default"]["ENGINE"].endswith("postgresql"):
         # Safety nets for a network that drops connections: the server ends a session left idle inside a
         # transaction (its client vanished or hangs: its row locks would block every later ingest of that
@@ -291,6 +296,15 @@ NOTIFICATION_MAX_ATTEMPTS = env_int("NOTIFICATION_MAX_ATTEMPTS", 10)
 NOT_PATIENT_PATTERN = env("NOT_PATIENT_PATTERN", r"(?<![a-z])(phantom|qa|qc|calibration|constancy)(?![a-z])")
 PSEUDONYMISE_PATIENTS = env_bool("PSEUDONYMISE_PATIENTS", False)
 PSEUDONYM_SECRET = env("PSEUDONYM_SECRET", "")
+# NM/PET effective dose: ICRP Publication 128 coefficients (mSv per MBq), a versioned and cited table
+# (dosereg.rdsr.nm.ICRP128_TABLE; no coefficient is shipped until confirmed against the reference). A site adds
+# verified rows as a JSON file with the same shape, each row with its own "source" (issue 16).
+NM_EFFECTIVE_DOSE_COEFFICIENTS = __import__("dosereg.rdsr.nm", fromlist=["ICRP128_TABLE"]).ICRP128_TABLE
+if env("NM_EFFECTIVE_DOSE_COEFFICIENTS_FILE", ""):
+    import json as _json
+
+    with open(env("NM_EFFECTIVE_DOSE_COEFFICIENTS_FILE", ""), encoding="utf-8") as _f:
+        NM_EFFECTIVE_DOSE_COEFFICIENTS = _json.load(_f)
 if PSEUDONYMISE_PATIENTS and not PSEUDONYM_SECRET:
     raise ImproperlyConfigured("PSEUDONYMISE_PATIENTS requires PSEUDONYM_SECRET")
 

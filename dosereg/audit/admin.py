@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import ValidationError
+from django.db.models import Model
 
 from .models import AuditEvent
 from .services import audit_record
@@ -35,6 +36,7 @@ class PatientAuditAdminMixin:
     admin of a model linked to a patient or a study."""
 
     audit_patient_paths: tuple[str, ...] = ("patient",)
+    model: type[Model]  # provided by the ModelAdmin this is mixed into
 
     def audit_patient_pks(self, objs) -> set[int]:
         pks = [o.pk for o in objs]

@@ -39,7 +39,7 @@ def alert_dict(a: Alert) -> dict:
         "window_days": a.window_days, "window_start": _iso(a.window_start), "window_end": _iso(a.window_end),
         "severity": a.severity, "status": a.status, "title": a.title, "source": a.detail.get("source"),
         "verification": a.detail.get("verification"), "notified": a.notified, "raised_at": _iso(a.raised_at),
-        "acknowledged_by": a.acknowledged_by.get_username() if a.acknowledged_by_id else None,
+        "acknowledged_by": a.acknowledged_by.get_username() if a.acknowledged_by is not None else None,
         "acknowledged_at": _iso(a.acknowledged_at), "acknowledge_note": a.acknowledge_note,
         "follow_up_due": _iso(a.follow_up_due), "closed_at": _iso(a.closed_at), "close_note": a.close_note,
         "withdrawn_at": _iso(a.withdrawn_at), "withdrawn_note": a.withdrawn_note,

@@ -79,6 +79,7 @@ _MOD = 1 << 128
 
 
 def _point_hash(p: StudyPoint) -> int:
+    assert p.at is not None  # only dated points are hashed
     key = (p.study_id, _instant(p.at), p.ionising, p.modality, p.kap_gy_cm2, p.fluoro_time_s, p.dlp_mgy_cm,
            p.ctdivol_max_mgy, p.effective_dose_msv, sorted(p.kar.items()))
     return int.from_bytes(hashlib.md5(repr(key).encode(), usedforsecurity=False).digest(), "big")
@@ -91,7 +92,8 @@ def compute_windows(points: list[StudyPoint], windows_days: tuple[int, ...] | li
     CTDIvol maximum, and a prefix sum of per-study hashes for each window's digest."""
     dated = sorted((p for p in points if p.at is not None), key=lambda p: (p.at, p.study_id))
     n = len(dated)
-    times = [_instant(p.at) for p in dated]
+    ats = [p.at for p in dated if p.at is not None]  # == every point of `dated`, typed as datetime
+    times = [_instant(at) for at in ats]
     # prefix sums (value, reported-count) per additive quantity
     pre: dict[str, tuple[list[float], list[int]]] = {}
     for f in SUM_FIELDS:
@@ -132,6 +134,8 @@ def compute_windows(points: list[StudyPoint], windows_days: tuple[int, ...] | li
         hash_pre.append((hash_pre[-1] + _point_hash(p)) % _MOD)
     ids = [p.study_id for p in dated]
     ctdi = [p.ctdivol_max_mgy for p in dated]
+    # the deque only ever holds indices of reported CTDIvol values; this float view types those comparisons
+    ctdi_f = [v if v is not None else 0.0 for v in ctdi]
     e_vals, e_cnt = pre["effective_dose_msv"]
     sums = [(f, pre[f][0], pre[f][1]) for f in SUM_FIELDS]
 
@@ -140,7 +144,7 @@ def compute_windows(points: list[StudyPoint], windows_days: tuple[int, ...] | li
         span = timedelta(days=w)
         dq: deque[int] = deque()  # sliding max of CTDIvol over [lo, hi): indices with decreasing values
         lo = hi = 0
-        anchors: list[tuple[int | None, datetime, int]] = [(p.study_id, p.at, t) for p, t in zip(dated, times)]
+        anchors: list[tuple[int | None, datetime, int]] = [(p.study_id, at, t) for p, at, t in zip(dated, ats, times)]
         if include_now:
             anchors.append((None, now, _instant(now)))
         for anchor_id, anchor_at, t_end in anchors:
@@ -155,7 +159,7 @@ def compute_windows(points: list[StudyPoint], windows_days: tuple[int, ...] | li
                 while hi < n and times[hi] <= t_end:
                     v = ctdi[hi]
                     if v is not None:
-                        while dq and ctdi[dq[-1]] <= v:
+                        while dq and ctdi_f[dq[-1]] <= v:
                             dq.pop()
                         dq.append(hi)
                     hi += 1
@@ -170,7 +174,7 @@ def compute_windows(points: list[StudyPoint], windows_days: tuple[int, ...] | li
                     for i in range(lo, hi):
                         v = ctdi[i]
                         if v is not None:
-                            while dq and ctdi[dq[-1]] <= v:
+                            while dq and ctdi_f[dq[-1]] <= v:
                                 dq.pop()
                             dq.append(i)
                 while dq and dq[0] < lo:

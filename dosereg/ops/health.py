@@ -5,6 +5,7 @@ import shutil
 import socket
 import ssl
 import time
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -124,7 +125,7 @@ def health_report() -> tuple[bool, dict]:
     if checks["database"]["ok"]:
         checks["pending_objects"] = pending_objects()
     healthy = all(c.get("ok") for c in checks.values())
-    report = {"status": "ok" if healthy else "fail", "checks": checks, "time": timezone.now().isoformat()}
+    report: dict[str, Any] = {"status": "ok" if healthy else "fail", "checks": checks, "time": timezone.now().isoformat()}
     if checks["database"]["ok"]:
         report["task_failures_24h"] = task_failures_24h()
     return healthy, report
@@ -151,7 +152,8 @@ def check_dicom(host: str, port: int, called_ae: str, calling_ae: str, timeout: 
     """The listener answers an association: C-ECHO if our calling AE is allowed; a rejection also proves it is alive.
     ``tls``: the listener speaks DICOM over TLS; a handshake it refuses (our certificate) also proves it is alive."""
     from pynetdicom import AE
-    from pynetdicom.sop_class import Verification
+    # pynetdicom creates its SOP class names at import time; its stub module does not declare them
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
     try:
         with socket.create_connection((host, port), timeout=timeout) as raw:
@@ -172,7 +174,9 @@ def check_dicom(host: str, port: int, called_ae: str, calling_ae: str, timeout: 
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.network_timeout = ae.dimse_timeout = timeout
     ae.add_requested_context(Verification)
-    assoc = ae.associate(host, port, ae_title=called_ae, tls_args=(tls, None) if tls is not None else None)
+    # pynetdicom annotates the server hostname as str; None (no hostname check: our own port) is what ssl accepts
+    assoc = ae.associate(host, port, ae_title=called_ae,
+                         tls_args=(tls, None) if tls is not None else None)  # type: ignore[arg-type]
     if assoc.is_established:
         status = assoc.send_c_echo()
         assoc.release()

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 from datetime import timezone as dt_timezone
 from pathlib import Path
+from typing import IO
 
 from django.db import connection, models, transaction
 from django.db.models import Case, F, Q, Value, When
@@ -28,6 +29,7 @@ from django.utils import timezone
 
 from dosereg.ops.failures import step_failure_record
 from dosereg.registry.models import (
+    BreastDose,
     Device,
     DeviceIdentifier,
     DeviceSoftwareVersion,
@@ -37,8 +39,12 @@ from dosereg.registry.models import (
     Participant,
     Patient,
     PlaneTotal,
+    RadiopharmaceuticalAdministration,
     Study,
 )
+# child records of a dose object, by record type (mammography per-breast AGD and NM administrations: issue 16)
+CHILDREN = {"plane": PlaneTotal, "event": IrradiationEvent, "participant": Participant, "mr": MRExam,
+            "breast": BreastDose, "administration": RadiopharmaceuticalAdministration}
 
 FORMAT = "dosereg-registry"
 VERSION = 1
@@ -49,10 +55,11 @@ class TransferError(Exception):
     pass
 
 
-def _open(path: Path | str, mode: str, gz: bool | None = None) -> io.TextIOBase:
+def _open(path: Path | str, mode: str, gz: bool | None = None) -> IO[str]:
     path = Path(path)
     if path.suffix == ".gz" if gz is None else gz:
-        return gzip.open(path, mode + "t", encoding="utf-8")
+        # what gzip.open(path, mode + "t", encoding="utf-8") does, with a type mypy can follow
+        return io.TextIOWrapper(gzip.GzipFile(path, mode + "b"), encoding="utf-8")
     return open(path, mode, encoding="utf-8")
 
 
@@ -161,7 +168,7 @@ def registry_records(problems: list[tuple[str, str]] | None = None) -> Iterator[
     for o in _readable_rows(DoseObject, problems):
         yield {"t": "object", "k": object_key[o.pk], "f": _fields(o, of), "study": study_uid.get(o.study_id),
                "device": _device_ref(o.device_id, dev_keys), "superseded_by": object_key.get(o.superseded_by_id)}
-    for t, model in (("plane", PlaneTotal), ("event", IrradiationEvent), ("participant", Participant), ("mr", MRExam)):
+    for t, model in CHILDREN.items():
         fields = _plain_fields(model)
         for row in _readable_rows(model, problems):
             yield {"t": t, "f": _fields(row, fields), "study": study_uid[row.study_id],
@@ -331,7 +338,7 @@ class _Importer:
 
     def add(self, rec: dict) -> None:
         t = rec.get("t")
-        if t not in ("patient", "device", "study", "object", "plane", "event", "participant", "mr"):
+        if t not in ("patient", "device", "study", "object", *CHILDREN):
             raise TransferError(f"unknown record type {t!r}")
         buf = self.buffer.setdefault(t, [])
         buf.append(rec)
@@ -339,14 +346,13 @@ class _Importer:
             self.flush(t)
 
     def flush(self, t: str | None = None) -> None:
-        order = ["patient", "device", "study", "object", "plane", "event", "participant", "mr"]
+        order = ["patient", "device", "study", "object", *CHILDREN]
         for name in order if t is None else [t]:
             rows = self.buffer.pop(name, [])
             if not rows:
                 continue
-            if name in ("plane", "event", "participant", "mr"):
-                model = {"plane": PlaneTotal, "event": IrradiationEvent, "participant": Participant, "mr": MRExam}[name]
-                self._children(name, model, rows)
+            if name in CHILDREN:
+                self._children(name, CHILDREN[name], rows)
             else:
                 getattr(self, name)(rows)
 
@@ -365,7 +371,7 @@ def registry_import(path: Path | str) -> dict:
     """Load an export into this registry (existing records, by natural key, are kept as they are)."""
     imp = _Importer()
     with transaction.atomic():
-        types_seen: list[str] = []
+        types_seen: list[str | None] = []
         for rec in _records(path):
             t = rec.get("t")
             # records come in dependency order; flush earlier types before later ones refer to them

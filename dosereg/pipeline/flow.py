@@ -148,8 +148,9 @@ def patient_unmerge(*, patient_id: int, user=None, reingest: bool = True):
 # the follow-up steps
 # ---------------------------------------------------------------------------
 def follow_up(changes: StudyChanges, *, inline: bool) -> FollowUp:
-    """Steps 1-3 for what an ingest (or a merge) changed, in this order. ``inline``: run each here and queue only
-    a step that fails; else queue each as its own task (the setting INGEST_DERIVED_INLINE chooses for ingests)."""
+    """Steps 1-4 for what an ingest (or a merge) changed, in this order. ``inline``: run each here and queue only
+    a step that fails; else queue each as its own task (the setting INGEST_DERIVED_INLINE chooses for ingests).
+    The skin-dose step is always queued (its own queue: seconds of computation per procedure)."""
     done = FollowUp()
     # 1 cumulative exposure and alerts (their e-mails are queued when the recompute commits): first, the most urgent
     for patient_id in exposure_selectors.patients_to_recompute(

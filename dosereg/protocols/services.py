@@ -230,7 +230,8 @@ def summaries_rebuild_all(*, chunk_size: int = 20000) -> dict:
                                              dirty=False, built_at=now, n_studies=len(rows),
                                              first_study_at=rows[0][1], last_study_at=rows[-1][1]))
             SummaryBucket.objects.bulk_create(buckets)  # sets the pks (RETURNING)
-            summaries, members = [], []
+            summaries: list[ProtocolSummary] = []
+            members: list[SummaryMember] = []
             for bucket, (_, rows) in zip(buckets, pending):
                 summaries.extend(summary_rows(bucket.pk, summarise_studies(rows)))
                 members.extend(SummaryMember(study_id=r[0], bucket_id=bucket.pk) for r in rows)
@@ -239,11 +240,14 @@ def summaries_rebuild_all(*, chunk_size: int = 20000) -> dict:
             totals["buckets"] += len(buckets)
             pending.clear()
 
-        key, rows, held = None, [], 0
+        key: tuple[int, date] | None = None
+        rows: list[tuple] = []
+        held = 0
         for row in qs.iterator(chunk_size=chunk_size):
             k = bucket_key(row[0], row[2])
             if k != key:
                 if rows:
+                    assert key is not None  # the query excludes undated studies (the only None key)
                     pending.append((key, rows))
                     held += len(rows)
                     if held >= chunk_size:
@@ -253,6 +257,7 @@ def summaries_rebuild_all(*, chunk_size: int = 20000) -> dict:
             rows.append(row[1:])
             totals["studies"] += 1
         if rows:
+            assert key is not None  # the query excludes undated studies (the only None key)
             pending.append((key, rows))
         if pending:
             flush()

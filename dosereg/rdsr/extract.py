@@ -18,10 +18,17 @@ What is read
 * Enhanced / Comprehensive SR carrying dose content: Siemens Arcadis private
   "Radiation Summary Report" (99SMS_RADSUM) -> ``dose_summary``; CT dose reports
   (GE Optima CT660) -> TID 10011, ``rdsr``.
-* CT / DX / CR / MG / XA / RF image objects -> ``image_header``: **one event per
-  image, whose ``irradiation_event_uid`` is the image's SOP Instance UID** (the
-  header Irradiation Event UID (0008,3010), when present, is kept in
-  ``extra["header_irradiation_event_uid"]``).
+* CT / XA / RF image objects -> ``image_header``: **one event per image, whose
+  ``irradiation_event_uid`` is the image's SOP Instance UID** (the header Irradiation
+  Event UID (0008,3010), when present, is kept in ``extra["header_irradiation_event_uid"]``).
+* DX / CR / MG image objects -> ``image_header``: **one event per exposure**: its key is
+  the header Irradiation Event UID, else derived from the exposure (see
+  :func:`dosereg.rdsr.mammo.exposure_event_uid`), so the For Presentation and For
+  Processing copies of one exposure are one event; the image's SOP Instance UID is in
+  ``extra["image_sop_instance_uid"]``. Mammography header and TID 10010 items: :mod:`.mammo`.
+* Radiopharmaceutical Radiation Dose SR (TID 10021) -> ``rrdsr``; Patient Radiation Dose
+  SR (TID 10030) -> ``patient_dose_sr`` (recorded only): :mod:`.nm`.
+* Enhanced / Comprehensive SR without dose content -> :class:`NotADoseObject`.
 * MR image objects -> ``mr_header`` with :class:`MRInfo`, no events.
 
 Units are normalised by unit code (see :mod:`dosereg.rdsr.units`); unknown units give
@@ -38,6 +45,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import codes as C
+from . import mammo as M
+from . import nm as NM
 from . import units as U
 from .reader import MAX_DEPTH, Code, Node, Parsed, ReaderError, TextDecoder, build_content_tree, read
 from .records import (
@@ -57,7 +66,7 @@ from .records import (
     PlaneTotals,
 )
 
-__all__ = ["ExtractionError", "extract_bytes", "extract_file", "SOP_CLASSES"]
+__all__ = ["ExtractionError", "NotADoseObject", "extract_bytes", "extract_file", "SOP_CLASSES"]
 
 
 class ExtractionError(ValueError):
@@ -66,6 +75,11 @@ class ExtractionError(ValueError):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class NotADoseObject(ExtractionError):
+    """A well-formed object of a class the listener accepts (Enhanced / Comprehensive SR) that carries no dose
+    content: stored with status "not a dose object", not quarantined."""
 
 
 # ---------------------------------------------------------------------------
@@ -84,10 +98,7 @@ GENERIC_SR_CLASSES = {
     _SR + "34": "Comprehensive 3D SR",
     _SR + "35": "Extensible SR",
 }
-UNSUPPORTED_DOSE_SR = {
-    _SR + "68": "Radiopharmaceutical Radiation Dose SR (not supported)",
-    _SR + "73": "Patient Radiation Dose SR (not supported)",
-}
+NM_SR_CLASSES = {NM.RRDSR_CLASS: "rrdsr", NM.PATIENT_DOSE_SR_CLASS: "prdsr"}  # see dosereg.rdsr.nm
 _IMG = "1.2.840.10008.5.1.4.1.1."
 IMAGE_CLASSES = {
     _IMG + "1": "CR",
@@ -103,10 +114,11 @@ IMAGE_CLASSES = {
 }
 MR_CLASSES = {_IMG + "4", _IMG + "4.1", _IMG + "4.4"}
 SOP_CLASSES = {
-    "dose_sr": DOSE_SR_CLASSES,
+    "dose_sr": DOSE_SR_CLASSES | set(NM_SR_CLASSES),
     "generic_sr": set(GENERIC_SR_CLASSES),
     "image": set(IMAGE_CLASSES),
     "mr": MR_CLASSES,
+    "nm_image": set(NM.NM_IMAGE_CLASSES),
 }
 
 # ---------------------------------------------------------------------------
@@ -631,14 +643,16 @@ def _extract(parsed: Parsed) -> DoseDocument:
     if not _LOOSE_UID_RE.match(sop_instance):
         raise ExtractionError(f"invalid SOP Instance UID (0008,0018) {sop_instance[:80]!r}")
 
-    if sop_class in UNSUPPORTED_DOSE_SR:
-        raise ExtractionError(f"unsupported SOP class {sop_class} ({UNSUPPORTED_DOSE_SR[sop_class]})")
-    if sop_class in DOSE_SR_CLASSES or sop_class in GENERIC_SR_CLASSES:
+    if sop_class in NM_SR_CLASSES:
+        kind = NM_SR_CLASSES[sop_class]
+    elif sop_class in DOSE_SR_CLASSES or sop_class in GENERIC_SR_CLASSES:
         kind = "sr"
     elif sop_class in IMAGE_CLASSES:
         kind = "image"
     elif sop_class in MR_CLASSES:
         kind = "mr"
+    elif sop_class in NM.NM_IMAGE_CLASSES:
+        kind = "nm_image"
     else:
         raise ExtractionError(
             f"unsupported SOP class {sop_class} ({_sop_class_name(sop_class)}): "
@@ -655,6 +669,12 @@ def _extract(parsed: Parsed) -> DoseDocument:
     if kind == "sr":
         root = build_content_tree(parsed, dec, C.canon, consume=True)
         _extract_sr(ctx, h, root, sop_class)
+    elif kind == "rrdsr":
+        NM.extract_rrdsr(ctx, build_content_tree(parsed, dec, C.canon))
+    elif kind == "prdsr":
+        NM.extract_patient_dose_sr(ctx, build_content_tree(parsed, dec, C.canon))
+    elif kind == "nm_image":
+        NM.extract_nm_header(ctx, h, NM.NM_IMAGE_CLASSES[sop_class])
     elif kind == "image":
         _extract_image(ctx, h, IMAGE_CLASSES[sop_class])
     else:
@@ -877,6 +897,12 @@ def _extract_sr(ctx: _Ctx, h: Header, root: Node, sop_class: str) -> None:
         rc = root.concept
         desc = f"({rc.value}, {rc.scheme}, {rc.meaning!r})" if rc is not None else "none"
         name = GENERIC_SR_CLASSES.get(sop_class, "X-Ray Radiation Dose SR")
+        if sop_class in GENERIC_SR_CLASSES and root.children:
+            # a well-formed report of a generic SR class (e.g. a radiology report): not a dose object
+            raise NotADoseObject(
+                f"not a dose object: {name} without radiation dose content: root concept {desc}, template "
+                f"{template or 'none'}; no TID 10001/10011 content found"
+            )
         raise ExtractionError(
             f"{name} without radiation dose content: root concept {desc}, template "
             f"{template or 'none'}; no TID 10001/10011 content found"
@@ -959,7 +985,7 @@ def _projection_modality(ctx: _Ctx, proc: Code | None) -> None:
         (p.fluoro_time_total_s or 0) > 0 or (p.fluoro_dap_total_gy_cm2 or 0) > 0 for p in doc.planes)
     if fluoro:
         doc.procedure_modality = "RF"
-    elif any(e.extra.get("average_glandular_dose_mgy") is not None for e in doc.events):
+    elif any(e.agd_mgy is not None for e in doc.events) or doc.breasts:
         doc.procedure_modality = "MG"
     else:
         doc.procedure_modality = "DX"
@@ -1006,11 +1032,9 @@ _EVENT_EXTRA_NUM = {
     C.TABLE_LONGITUDINAL: ("table_longitudinal_position_mm", "length_mm"),
     C.TABLE_LATERAL: ("table_lateral_position_mm", "length_mm"),
     C.TABLE_HEIGHT: ("table_height_position_mm", "length_mm"),
-    C.AVERAGE_GLANDULAR_DOSE: ("average_glandular_dose_mgy", "dose_mgy"),
 }
 _EVENT_EXTRA_CODE = {
     C.XRAY_GRID: "grid",
-    C.ANODE_TARGET_MATERIAL: "anode_target_material",
     C.PATIENT_ORIENTATION: "patient_orientation",
     C.PATIENT_TABLE_RELATIONSHIP: "patient_table_relationship",
 }
@@ -1105,6 +1129,8 @@ def _fill_plane(ctx: _Ctx, pt: PlaneTotals, node: Node, depth: int) -> None:
             pt.total_frames = int(round(v)) if v is not None else None
         elif k == C.REFERENCE_POINT_DEFINITION:
             pt.reference_point_definition, pt.reference_point_code = _rp_definition(ch)
+        elif k == M.ACCUMULATED_AGD:
+            M.accumulated_item(ctx, ch)  # TID 10005, per breast
         elif ch.vt == "CONTAINER" and k not in (C.CALIBRATION,) and depth < 3:
             # TID 10004/10005/10007 are normally inlined, but tolerate wrapping containers
             _fill_plane(ctx, pt, ch, depth + 1)
@@ -1144,6 +1170,8 @@ def _projection_event(ctx: _Ctx, node: Node) -> IrradiationEvent:
     for ch in node.children:
         k = ch.key
         if k is None:
+            continue
+        if k in M.EVENT_CODES and M.event_item(ctx, ev, ch):  # mammography rows (TID 10010)
             continue
         spec = _EVENT_NUM.get(k)
         if spec is not None:
@@ -1193,6 +1221,9 @@ def _projection_event(ctx: _Ctx, node: Node) -> IrradiationEvent:
                 ev.fluoro_mode = C.FLUORO_MODES.get(ch.value.key)
         elif k == C.TARGET_REGION:
             _target_region(ev, ch)
+            for mod in ch.children:  # Laterality is a concept modifier of the Target Region (mammography)
+                if mod.key == M.LATERALITY:
+                    M.event_item(ctx, ev, mod)
         elif k == C.COMMENT:
             ev.comment = _text_value(ch)
             if ev.comment and "<NumOfFrames" in ev.comment and ev.number_of_frames is None:
@@ -1618,6 +1649,12 @@ def _extract_image(ctx: _Ctx, h: Header, modality_hint: str) -> None:
             ev.event_type = "stationary"
     elif mod in ("DX", "CR", "MG", "PX", "IO"):
         ev.event_type = "stationary"
+        # mammography / radiography header items, and one event per exposure (For Presentation and For
+        # Processing copies share it): see dosereg.rdsr.mammo
+        M.image_header(ctx, h, ev, doc.procedure_modality or mod)
+        ev.irradiation_event_uid = M.exposure_event_uid(
+            doc, ev, hdr_uid, acquisition_time_known=bool(h.ascii(T_ACQ_DATETIME) or h.ascii(T_ACQ_TIME)))
+        extra["image_sop_instance_uid"] = doc.sop_instance_uid
     tft = h.number(T_TOTAL_FLUORO_TIME)
     if tft is not None:
         extra["total_time_of_fluoroscopy_s"] = tft
@@ -1627,8 +1664,8 @@ def _extract_image(ctx: _Ctx, h: Header, modality_hint: str) -> None:
                                       fluoro_time_total_s=tft, derived=True))
         ctx.warn("plane totals derived from a single image header (one event per image; do not sum images "
                  "of the same irradiation event)")
-    if dap is None and ev.ctdivol_mgy is None and ev.entrance_exposure_at_rp_mgy is None:
-        ctx.warn("image header carries no dose attribute (no DAP (0018,115E), Entrance Dose or CTDIvol)")
+    if dap is None and ev.ctdivol_mgy is None and ev.entrance_exposure_at_rp_mgy is None and ev.agd_mgy is None:
+        ctx.warn("image header carries no dose attribute (no DAP (0018,115E), Entrance Dose, Organ Dose or CTDIvol)")
 
 
 # ---------------------------------------------------------------------------

@@ -58,6 +58,11 @@ def inspect_dict(doc: DoseDocument) -> dict[str, Any]:
             else None
         ),
         "warnings": list(doc.warnings),
+        "template_id": doc.template_id,
+        "procedure_modality": doc.procedure_modality,
+        # mammography: accumulated AGD per breast as reported (TID 10005); NM/PET administrations (TID 10022)
+        "breasts": [{"laterality": b.laterality, "accumulated_agd_mgy": b.accumulated_agd_mgy} for b in doc.breasts],
+        "radiopharmaceuticals": [_jsonable(asdict(a)) for a in doc.radiopharmaceuticals],
     }
 
 

@@ -113,6 +113,8 @@ SQ_TAGS = frozenset((
     # image / MR headers
     0x00082218, 0x00189346, 0x00189239, 0x00189176, 0x52009229, 0x52009230, 0x00189112,
     0x00081032, 0x00400260, 0x0040030E, 0x00189321, 0x00189301, 0x00080220, 0x00102202,
+    # NM / PET headers (Radiopharmaceutical Information and its code sequences), mammography view codes
+    0x00540016, 0x00540300, 0x00540302, 0x00540304, 0x00540220, 0x00540222,
 ))
 
 

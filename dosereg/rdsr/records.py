@@ -15,6 +15,9 @@ RDSR = "rdsr"
 IMAGE_HEADER = "image_header"
 MR_HEADER = "mr_header"
 DOSE_SUMMARY = "dose_summary"
+RRDSR = "rrdsr"                        # Radiopharmaceutical Radiation Dose SR (TID 10021)
+PATIENT_DOSE_SR = "patient_dose_sr"    # Patient Radiation Dose SR (TID 10030): recorded, estimates not used
+NM_HEADER = "nm_header"                # NM / PET image: Radiopharmaceutical Information Sequence (0054,0016)
 
 # Pregnancy status (0010,21C0) enumerated values, normalised
 PREGNANCY_NOT = "not_pregnant"          # 0001
@@ -131,6 +134,15 @@ class IrradiationEvent:
     ct_exposure_time_s: float | None = None
     ssde_mgy: float | None = None
     dose_check: DoseCheck | None = None
+    # mammography (TID 10003 items of TID 10010; MG image headers), see dosereg.rdsr.mammo
+    agd_mgy: float | None = None                   # Average Glandular Dose (111631) / Organ Dose (0040,0316)
+    compression_thickness_mm: float | None = None  # (111633) / Body Part Thickness (0018,11A0)
+    compression_force_n: float | None = None       # (111647) / Compression Force (0018,11A2)
+    laterality: str | None = None                  # "L" | "R" | "B" (breast or image laterality)
+    view: str | None = None                        # e.g. "CC", "MLO" (code meaning or View Position as sent)
+    view_code: str | None = None                   # "SCT:399162004" when coded
+    anode_target_material: str | None = None
+    presentation_intent: str | None = None         # "FOR PRESENTATION" | "FOR PROCESSING" (image headers)
     # both
     target_region: str | None = None       # meaning as sent (display only)
     target_region_code: str | None = None  # "SCHEME:VALUE" normalised to SCT where a mapping is known
@@ -159,6 +171,33 @@ class MRInfo:
 
 
 @dataclass
+class BreastDose:
+    """Accumulated Average Glandular Dose (111637) of one breast, as the report states it (TID 10005)."""
+    laterality: str                      # "L" | "R" | "B"
+    accumulated_agd_mgy: float | None = None
+
+
+@dataclass
+class RadiopharmaceuticalAdministration:
+    """One administration of TID 10022 (Radiopharmaceutical Radiation Dose SR), or of a PET/NM image header."""
+    event_uid: str | None = None               # Radiopharmaceutical Administration Event UID (113503)
+    radiopharmaceutical: str | None = None     # meaning as sent (display only)
+    radiopharmaceutical_code: str | None = None  # "SCT:35321007"
+    radionuclide: str | None = None
+    radionuclide_code: str | None = None       # "SCT:77004003"
+    radionuclide_half_life_s: float | None = None
+    administered_activity_mbq: float | None = None
+    pre_administration_activity_mbq: float | None = None
+    post_administration_activity_mbq: float | None = None
+    start_datetime: datetime | None = None
+    stop_datetime: datetime | None = None
+    route: str | None = None
+    route_code: str | None = None
+    volume_ml: float | None = None
+    comment: str | None = None
+
+
+@dataclass
 class DoseDocument:
     sop_instance_uid: str
     sop_class_uid: str
@@ -166,8 +205,8 @@ class DoseDocument:
     study_instance_uid: str | None = None
     series_instance_uid: str | None = None
     modality: str | None = None           # DICOM (0008,0060) of the object
-    procedure_modality: str | None = None  # "CT" | "RF" | "DX" | "MG" | "XA" | "MR" (what was done)
-    template_id: str | None = None        # "10001" | "10011" | None
+    procedure_modality: str | None = None  # "CT" | "RF" | "DX" | "MG" | "XA" | "MR" | "NM" (what was done)
+    template_id: str | None = None        # "10001" | "10011" | "10021" | "10030" | None
     procedure_reported: str | None = None  # "SCHEME:VALUE"
     study_datetime: datetime | None = None
     accession_number: str | None = None
@@ -184,6 +223,8 @@ class DoseDocument:
     events: list[IrradiationEvent] = field(default_factory=list)
     participants: list[Participant] = field(default_factory=list)
     mr: MRInfo | None = None
+    breasts: list[BreastDose] = field(default_factory=list)  # mammography: accumulated AGD per breast
+    radiopharmaceuticals: list[RadiopharmaceuticalAdministration] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     # the subset of ``warnings`` that makes the stored result doubtful (a dose value that could not be read,
     # a date out of range or invalid, stored as null): shown as a flag on the study, not only in the log

@@ -26,6 +26,10 @@ Quantities (target unit in the name):
 ``sar_w_kg``    W/kg, mW/g
 ``db_dt_t_s``   T/s
 ``percent``     %
+``activity_mbq`` MBq, Bq, kBq, GBq, mCi, uCi (1 mCi = 37 MBq exactly)
+``mass_kg``     kg, g
+``force_n``     N, daN, kN
+``volume_ml``   ml, cm3, l
 =============  =====================================================
 """
 from __future__ import annotations
@@ -93,6 +97,10 @@ _RATE = {"{pulse}/s": 1.0, "/s": 1.0, "1/s": 1.0, "hz": 1.0, "pulse/s": 1.0, "{p
 _SAR = {"w/kg": 1.0, "mw/g": 1.0, "w.kg-1": 1.0}
 _DBDT = {"t/s": 1.0, "t.s-1": 1.0}
 _PERCENT = {"%": 1.0, "percent": 1.0}
+_ACTIVITY = {"mbq": 1.0, "bq": 1e-6, "kbq": 1e-3, "gbq": 1e3, "mci": 37.0, "uci": 0.037, "ci": 37000.0}
+_MASS = {"kg": 1.0, "g": 1e-3}
+_FORCE = {"n": 1.0, "dan": 10.0, "kn": 1e3}
+_VOLUME = {"ml": 1.0, "cm3": 1.0, "l": 1e3, "ul": 1e-3}
 
 TABLES: dict[str, dict[str, float]] = {
     "dap_gy_cm2": _DAP,
@@ -112,6 +120,10 @@ TABLES: dict[str, dict[str, float]] = {
     "sar_w_kg": _SAR,
     "db_dt_t_s": _DBDT,
     "percent": _PERCENT,
+    "activity_mbq": _ACTIVITY,
+    "mass_kg": _MASS,
+    "force_n": _FORCE,
+    "volume_ml": _VOLUME,
 }
 
 # quantities for which a missing unit is acceptable (dimensionless)

@@ -127,7 +127,10 @@ class DoseObject(models.Model):
     STATUS_RECEIVED = "received"
     STATUS_INGESTED = "ingested"
     STATUS_QUARANTINED = "quarantined"
-    STATUS_CHOICES = [(s, s) for s in (STATUS_RECEIVED, STATUS_INGESTED, STATUS_QUARANTINED)]
+    # a well-formed object of an accepted class that carries no dose (e.g. a Comprehensive SR radiology report):
+    # kept with its reason, never quarantined (issue 16)
+    STATUS_NOT_DOSE = "not_dose_object"
+    STATUS_CHOICES = [(s, s) for s in (STATUS_RECEIVED, STATUS_INGESTED, STATUS_QUARANTINED, STATUS_NOT_DOSE)]
 
     # Identity is (SOP Instance UID, content hash): the same object re-sent is a duplicate; a different
     # object under a re-used SOP Instance UID is kept too (a correction replaces the earlier one only
@@ -229,6 +232,16 @@ class IrradiationEvent(models.Model):
     target_region = models.CharField(max_length=128, blank=True, default="")
     target_region_code = models.CharField(max_length=64, blank=True, default="")
     dose_check = models.JSONField(null=True, blank=True)
+    # mammography (TID 10010 / MG image headers)
+    agd_mgy = models.FloatField(null=True)                   # Average Glandular Dose
+    compression_thickness_mm = models.FloatField(null=True)
+    compression_force_n = models.FloatField(null=True)
+    laterality = models.CharField(max_length=1, blank=True, default="")  # L, R, B
+    view = models.CharField(max_length=64, blank=True, default="")       # CC, MLO, ... as sent
+    view_code = models.CharField(max_length=64, blank=True, default="")
+    anode_target_material = models.CharField(max_length=64, blank=True, default="")
+    exposure_mas = models.FloatField(null=True)
+    presentation_intent = models.CharField(max_length=16, blank=True, default="")
     extra = models.JSONField(default=dict, blank=True)
 
     class Meta:
@@ -259,3 +272,38 @@ class MRExam(models.Model):
     b1rms_ut = models.FloatField(null=True)
     operating_mode = models.CharField(max_length=32, blank=True, default="")
     protocol = models.CharField(max_length=256, blank=True, default="")
+
+
+class BreastDose(models.Model):
+    """Accumulated Average Glandular Dose per breast as one mammography report states it (TID 10005, 111637).
+    The study's cumulative AGD per breast: ``registry.selectors.study_breast_agd``."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="breast_doses")
+    dose_object = models.ForeignKey(DoseObject, on_delete=models.CASCADE, related_name="breast_doses")
+    laterality = models.CharField(max_length=1)  # L, R, B
+    accumulated_agd_mgy = models.FloatField(null=True)
+
+
+class RadiopharmaceuticalAdministration(models.Model):
+    """One radiopharmaceutical administration (Radiopharmaceutical Radiation Dose SR, TID 10022). The NM/PET part
+    of a study: never added to its CT or projection quantities."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="radiopharmaceutical_administrations")
+    dose_object = models.ForeignKey(DoseObject, on_delete=models.CASCADE, related_name="radiopharmaceutical_administrations")
+    event_uid = models.CharField(max_length=128, blank=True, default="")
+    radiopharmaceutical = models.CharField(max_length=256, blank=True, default="")
+    radiopharmaceutical_code = models.CharField(max_length=64, blank=True, default="")
+    radionuclide = models.CharField(max_length=128, blank=True, default="")
+    radionuclide_code = models.CharField(max_length=64, blank=True, default="")
+    radionuclide_half_life_s = models.FloatField(null=True)
+    administered_activity_mbq = models.FloatField(null=True)
+    pre_administration_activity_mbq = models.FloatField(null=True)
+    post_administration_activity_mbq = models.FloatField(null=True)
+    start_datetime = models.DateTimeField(null=True)
+    stop_datetime = models.DateTimeField(null=True)
+    route = models.CharField(max_length=128, blank=True, default="")
+    route_code = models.CharField(max_length=64, blank=True, default="")
+    volume_ml = models.FloatField(null=True)
+    patient_weight_kg = models.FloatField(null=True)
+    patient_size_m = models.FloatField(null=True)
+    comment = models.TextField(blank=True, default="")

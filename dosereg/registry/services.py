@@ -20,9 +20,10 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Count, F, Max, Q, Sum
 from django.utils import timezone
 
-from dosereg.rdsr import ExtractionError, extract_file
+from dosereg.rdsr import ExtractionError, NotADoseObject, extract_file
 from dosereg.rdsr import records as R
 
+from . import mammo_nm
 from .models import (
     Device,
     DeviceIdentifier,
@@ -143,6 +144,8 @@ def dose_object_ingest(*, dose_object_id: int, force: bool = False) -> DoseObjec
                                                  "the last good extraction is kept")
     try:
         doc = extract_file(path, max_events=_max_events())
+    except NotADoseObject as exc:  # an accepted class without dose content: kept, not quarantined
+        return _quarantine(obj.pk, str(exc), status=DoseObject.STATUS_NOT_DOSE)
     except ExtractionError as exc:
         return _quarantine(obj.pk, str(exc))
     except OSError as exc:
@@ -179,7 +182,7 @@ def dose_object_ingest(*, dose_object_id: int, force: bool = False) -> DoseObjec
             if attempt == 2 or not _DEVICE_CACHE:
                 raise
             _DEVICE_CACHE.clear()
-    if doc.source_kind in (R.IMAGE_HEADER, R.MR_HEADER):
+    if doc.source_kind in (R.IMAGE_HEADER, R.MR_HEADER, R.NM_HEADER):
         _strip_pixels(obj)
     patient_ids = sorted(set(Study.objects.filter(pk__in=affected).values_list("patient_id", flat=True)) - {None}) \
         if len(affected) > 1 else ([obj.study.patient_id] if obj.study and obj.study.patient_id else [])
@@ -244,14 +247,14 @@ def _resolve_path(obj: DoseObject) -> Path:
     return Path(obj.path)
 
 
-def _quarantine(dose_object_id: int, reason: str) -> DoseObject:
+def _quarantine(dose_object_id: int, reason: str, status: str = DoseObject.STATUS_QUARANTINED) -> DoseObject:
     with transaction.atomic():
         obj = DoseObject.objects.select_for_update().get(pk=dose_object_id)
-        obj.status = DoseObject.STATUS_QUARANTINED
+        obj.status = status
         obj.quarantine_reason = reason[:2000]
         obj.attempts += 1
         obj.save(update_fields=["status", "quarantine_reason", "attempts"])
-    log.warning("quarantined %s: %s", obj.sop_instance_uid, reason)
+    log.warning("%s %s: %s", status, obj.sop_instance_uid, reason)
     return obj
 
 
@@ -318,7 +321,7 @@ def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int],
         DoseObject.objects.filter(pk__in=replaced).update(superseded_by=obj)
     # re-ingest of this object (or of the objects it replaces): remove what they wrote before
     if obj.attempts or replaced:
-        for model in (IrradiationEvent, PlaneTotal, Participant, MRExam):
+        for model in (IrradiationEvent, PlaneTotal, Participant, MRExam, *mammo_nm.CHILD_MODELS):
             model.objects.filter(dose_object_id__in=[obj.pk, *replaced]).delete()
 
     new_uids = {e.irradiation_event_uid for e in events if e.irradiation_event_uid}
@@ -347,6 +350,8 @@ def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int],
     if overlap and not superseded_by_other:
         doc.warnings.append("events overlap another report of this study without being a superset; events were merged by Irradiation Event UID")
 
+    if doc.source_kind == R.IMAGE_HEADER and (to_supersede or superseded_by_other):
+        mammo_nm.same_exposure(doc, study, obj, event_rows, to_supersede or [superseded_by_other])
     superseded_by_other = superseded_by_other or superseded_elsewhere
     obj.superseded_by_id = superseded_by_other
     if to_supersede:
@@ -379,6 +384,7 @@ def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int],
                         role_code=_s(p.role_code)[:64], person_id=_s(p.person_id)[:128], source=p.source)
         )
     Participant.objects.bulk_create(participants)
+    mammo_nm.write_breasts_and_administrations(doc, study, obj)
     if doc.mr is not None:
         MRExam.objects.create(
             study=study, dose_object=obj, sar_w_kg=doc.mr.sar_w_kg, sar_definition=_s(doc.mr.sar_definition)[:32],
@@ -536,6 +542,15 @@ def _event_row(ev: R.IrradiationEvent, study: Study, obj: DoseObject, doc: R.Dos
         target_region=_s(ev.target_region)[:128],
         target_region_code=_s(ev.target_region_code)[:64],
         dose_check=asdict(ev.dose_check) if ev.dose_check else None,
+        agd_mgy=ev.agd_mgy,
+        compression_thickness_mm=ev.compression_thickness_mm,
+        compression_force_n=ev.compression_force_n,
+        laterality=_s(ev.laterality)[:1],
+        view=_s(ev.view)[:64],
+        view_code=_s(ev.view_code)[:64],
+        anode_target_material=_s(ev.anode_target_material)[:64],
+        exposure_mas=(_float_extra(ev, "exposure_uas") / 1000.0) if _float_extra(ev, "exposure_uas") is not None else None,
+        presentation_intent=_s(ev.presentation_intent)[:16],
         extra=_jsonable(ev.extra),
     )
 
@@ -611,6 +626,8 @@ def _study_fields(study: Study, doc: R.DoseDocument, patient: Patient | None, de
     study.accession_number = _s(doc.accession_number)[:64] or study.accession_number
     study.study_description = _s(doc.study_description or doc.procedure_description)[:256] or study.study_description
     modality = doc.procedure_modality or doc.modality or ""
+    if modality == "SR":  # a report that names no procedure (Patient Radiation Dose SR): not a modality
+        modality = ""
     if modality and (not study.procedure_modality or doc.source_kind in (R.RDSR, R.DOSE_SUMMARY)):
         study.procedure_modality = modality[:8]
     if p.pregnancy_status:

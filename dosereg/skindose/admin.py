@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from dosereg.audit.admin import PatientAuditAdmin
+
 from .models import SkinRoomSetting, StudySkinDose
 
 
@@ -16,7 +18,8 @@ class SkinRoomSettingAdmin(admin.ModelAdmin):
 
 
 @admin.register(StudySkinDose)
-class StudySkinDoseAdmin(admin.ModelAdmin):
+class StudySkinDoseAdmin(PatientAuditAdmin):
+    audit_patient_paths = ("study__patient",)
     list_display = ("study", "computable", "psd_gy", "phantom", "computed_at")
     list_filter = ("computable", "phantom")
     exclude = ("map_png", "map_cells")

@@ -302,6 +302,8 @@ def _patch_pyskindose() -> None:
     from pyskindose.calculate_dose import add_correction_and_event_dose_to_output as a
     from pyskindose.calculate_dose import perform_calculations_for_new_geometries as m
 
+    logging.getLogger("pyskindose").setLevel(logging.WARNING)  # its per-run INFO lines are not for our logs
+
     m.calculate_k_isq = _k_isq
     a.calculate_k_med = _k_med
     _PATCHED = True
@@ -337,14 +339,6 @@ def compute(events: Sequence[SkinEvent], *, manufacturer: str | None, model: str
     kars = [e.dose_rp_gy for e in events if e.dose_rp_gy is not None]
     result = SkinDoseResult(computable=False, kar_total_gy=sum(kars) if kars else None, phantom=room.phantom,
                             patient_orientation=room.patient_orientation)
-    convention = room.convention or convention_for(manufacturer, model)
-    if convention is None:
-        result.not_computable_reason = (
-            f"no table and angle convention known for {manufacturer or 'unknown manufacturer'} "
-            f"{model or 'unknown model'}: a physicist must set this room's geometry convention")
-        result.events_skipped = [{"uid": e.uid, "reason": "device geometry convention unknown"} for e in events]
-        return result
-
     candidates = []
     for e in events:
         reason = _skip_reason(e)
@@ -353,8 +347,17 @@ def compute(events: Sequence[SkinEvent], *, manufacturer: str | None, model: str
         else:
             candidates.append(e)
     if not candidates:  # decided without loading PySkinDose (pandas, scipy)
-        result.not_computable_reason = ("no event carries the geometry needed (angles, distances, table position, "
-                                        "field size, kVp and Ka,r)" if events else "no irradiation events")
+        result.not_computable_reason = ("the report carries no usable beam geometry (C-arm angles, source "
+                                        "distances, table position, field size, kVp and Ka,r per event); mobile "
+                                        "C-arms usually report none" if events else "no irradiation events")
+        return result
+
+    convention = room.convention or convention_for(manufacturer, model)
+    if convention is None:
+        result.not_computable_reason = (
+            f"no table and angle convention known for {manufacturer or 'unknown manufacturer'} "
+            f"{model or 'unknown model'}: a physicist must set this room's geometry convention")
+        result.events_skipped += [{"uid": e.uid, "reason": "device geometry convention unknown"} for e in candidates]
         return result
 
     import pandas as pd

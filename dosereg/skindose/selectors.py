@@ -6,13 +6,18 @@ from dosereg.registry.models import IrradiationEvent
 from .models import StudySkinDose
 
 
+FLUORO_GUIDED = ("RF", "XA")
+
+
 def studies_with_kar(study_ids) -> list[int]:
-    """The studies among these with a reference air kerma (fluoroscopically guided): one query."""
+    """The fluoroscopically guided studies among these (RF/XA procedures) with a reference air kerma: one query.
+    Radiography (DX) and CT have no skin-dose estimate."""
     ids = list(study_ids)
     if not ids:
         return []
-    return sorted(set(IrradiationEvent.objects.filter(study_id__in=ids, dose_rp_gy__isnull=False)
-                      .values_list("study_id", flat=True)))
+    return sorted(set(IrradiationEvent.objects.filter(
+        study_id__in=ids, dose_rp_gy__isnull=False, study__procedure_modality__in=FLUORO_GUIDED,
+    ).values_list("study_id", flat=True)))
 
 
 def study_skin_dose(study_id: int) -> StudySkinDose | None:

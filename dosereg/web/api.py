@@ -185,6 +185,11 @@ class StudyDetail(BadParamsAre400, PatientScoped, generics.RetrieveAPIView):
 
     def retrieve(self, request, *args, **kwargs):
         resp = super().retrieve(request, *args, **kwargs)
+        # mammography AGD per breast and the NM/PET part (administrations; never added to the CT part), issue 16
+        from dosereg.registry.selectors import study_breast_agd, study_nm_administrations
+
+        resp.data["agd_per_breast_mgy"] = study_breast_agd(resp.data["id"])
+        resp.data["radiopharmaceutical_administrations"] = study_nm_administrations(resp.data["id"])
         _audit_page(request, "study", [resp.data["patient"]])
         return resp
 

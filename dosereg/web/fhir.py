@@ -5,6 +5,8 @@ code LOINC 73569-6; components coded with DICOM (DCM) codes and UCUM units
 """
 from __future__ import annotations
 
+from typing import Any
+
 from dosereg import formatting as fmt
 from dosereg.registry.models import PlaneTotal, Study
 
@@ -36,7 +38,7 @@ def _qty(code: str, display: str, value: float, unit: str) -> dict:
 def observation(study: Study, *, planes: list[PlaneTotal] | None = None, sop_uids: list[str] | None = None,
                 authorizing: str = "", base_url: str = "") -> dict:
     """One RadiationDoseSummary Observation. ``planes``: active plane totals (for fluoro/acquisition split)."""
-    comps = []
+    comps: list[dict[str, Any]] = []
     mod = (study.procedure_modality or "").upper()
     system, code, display = PROCEDURE_REPORTED.get(mod, PROJECTION)
     comps.append({

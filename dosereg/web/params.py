@@ -19,6 +19,7 @@ The rule, the same everywhere:
 """
 from __future__ import annotations
 
+import builtins
 import ipaddress
 import re
 from datetime import date, datetime, time
@@ -171,7 +172,7 @@ class QueryParams:
     def choice(self, name: str, choices) -> str | None:
         return self._read(parse_choice, name, choices)
 
-    def ints(self, name: str) -> list[int]:
+    def ints(self, name: str) -> list[builtins.int]:  # `int` here is the method above
         """Every value of a repeated parameter (``?ids=1&ids=2``); invalid ones follow the rule."""
         out = []
         for raw in self.query.getlist(name):

@@ -5,9 +5,28 @@ the protocol audit pages; the data migration calls ``seed_all`` once.
 """
 from __future__ import annotations
 
+from typing import TypedDict
+
+
+class DRLSetSpec(TypedDict):
+    name: str
+    country: str
+    year: int
+    citation: str
+    url: str
+
+
+class CTDRLSpec(DRLSetSpec):
+    rows: list[tuple[str, float | None, float]]  # exam, CTDIvol mGy (None: not set), DLP mGy·cm
+
+
+class FluoroDRLSpec(DRLSetSpec):
+    rows: list[tuple[str, float, str]]  # standard name, KAP Gy·cm², label as published
+
+
 ROLE_GROUPS = ("rso", "physicist", "staff", "patient", "admin")
 
-UK_CT = {
+UK_CT: CTDRLSpec = {
     "name": "UK NDRLs, adult CT (2022)",
     "country": "UK",
     "year": 2022,
@@ -34,7 +53,7 @@ UK_CT = {
     ],
 }
 
-SWISS_FLUORO = {
+SWISS_FLUORO: FluoroDRLSpec = {
     "name": "Swiss national fluoroscopy RLs (Aroua 2007)",
     "country": "CH",
     "year": 2007,
@@ -51,7 +70,7 @@ SWISS_FLUORO = {
     ],
 }
 
-ESR_FLUORO = {
+ESR_FLUORO: FluoroDRLSpec = {
     "name": "ESR white paper interventional RLs",
     "country": "EU",
     "year": 2011,
@@ -83,7 +102,7 @@ def seed_all(apps, drl_app: str = "protocols") -> None:
     def std(name: str, modality: str):
         return StandardName.objects.get_or_create(name=name, modality=modality)[0]
 
-    def drl_set(spec: dict):
+    def drl_set(spec: DRLSetSpec):
         obj, _ = DRLSet.objects.get_or_create(
             name=spec["name"],
             defaults={k: spec[k] for k in ("country", "year", "citation", "url")},

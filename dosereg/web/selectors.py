@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from dosereg import formatting as fmt
 from dosereg.registry.merge_group import patient_group_ids
+from dosereg.registry import selectors as registry_selectors
 from dosereg.access.scope import EVERY_SITE, SiteScope, scope_for
 from dosereg.protocols.models import DRLSet, DRLValue, ProtocolMapping, StandardName
 from dosereg.protocols.selectors import audit_groups
@@ -160,6 +161,10 @@ def study_detail(*, study_pk: int, patient_ids: list[int] | None = None, event_l
             "superseded_by_id", "quarantine_reason", "calling_ae")),
         "mr_exams": list(MRExam.objects.filter(study=study)),
         "alerts": integrations.study_alerts(study=study),
+        # issue 16: mammography AGD per breast; NM/PET administrations (kept apart from the CT part)
+        "breast_agd": registry_selectors.study_breast_agd(study.pk) if study.procedure_modality == "MG" else {},
+        "nm_administrations": registry_selectors.study_nm_administrations(study.pk, age_years=study.patient_age_years)
+        if study.procedure_modality in ("NM", "PT", "CT") else [],
     }
 
 

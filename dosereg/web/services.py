@@ -173,8 +173,10 @@ def patient_account_revoke(*, account: PatientAccount) -> None:
     account.revoked = True
     account.save(update_fields=["revoked"])
     if account.user_id:
-        account.user.is_active = False
-        account.user.save(update_fields=["is_active"])
+        user = account.user
+        assert user is not None  # user_id is set
+        user.is_active = False
+        user.save(update_fields=["is_active"])
 
 
 # ---------------------------------------------------------------------------

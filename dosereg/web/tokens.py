@@ -6,7 +6,7 @@ admin, ``changepassword``, ``set_password`` + ``save``) and when they sign out o
 """
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
@@ -23,7 +23,7 @@ def token_expired(token: Token, *, now=None) -> bool:
     return token.created <= (now or timezone.now()) - token_ttl()
 
 
-def token_issue(user) -> tuple[Token, timezone.datetime]:
+def token_issue(user) -> tuple[Token, datetime]:
     """The user's valid token (a new one when there is none or it expired) and when it expires."""
     token = Token.objects.filter(user=user).first()
     if token is not None and token_expired(token):

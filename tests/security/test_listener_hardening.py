@@ -60,7 +60,15 @@ def storescu(port, files, *, aet="CT_OR1", aec="DOSEREG", timeout=30):
     args = [STORESCU, "-aet", aet, "-aec", aec, "-to", "10", "-ta", "10", "-td", "10", "127.0.0.1", str(port),
             *map(str, files)]
     r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    _wait_ingested()
     return r.returncode, r.stdout + r.stderr
+
+
+def _wait_ingested(timeout_s: float = 60.0) -> None:
+    """The listener answers before its in-process worker ingests: wait until nothing is left "received"."""
+    deadline = time.monotonic() + timeout_s
+    while DoseObject.objects.filter(status=DoseObject.STATUS_RECEIVED).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def idle_sockets(port, n, source="127.0.0.1"):

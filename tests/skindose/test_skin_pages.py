@@ -20,7 +20,7 @@ from ..web.test_browser import ARGS, CHROMIUM, SHOTS
 
 
 def _geometry_event(**kw) -> b.ProjectionEventSpec:
-    base = dict(dose_rp_gy=0.5, dap_gy_cm2=40.0, kvp=80.0, event_type="stationary", positioner_primary_angle_deg=0.0,
+    base = dict(dose_rp_gy=0.5, dap_gy_cm2=40.0, kvp=80.0, event_type="fluoroscopy", positioner_primary_angle_deg=0.0,
                 positioner_secondary_angle_deg=0.0, distance_source_to_detector_mm=1200.0,
                 distance_source_to_isocenter_mm=800.0, table_longitudinal_position_mm=0.0,
                 table_lateral_position_mm=500.0, table_height_position_mm=0.0, collimated_field_area_m2=0.01,
@@ -109,3 +109,14 @@ def test_rso_sees_the_psd_the_map_and_the_3d_view(live_server, tmp_path, setting
         page.screenshot(path=str(SHOTS / "skin_dose_3d.png"))
         assert errors == []
         browser.close()
+
+
+@pytest.mark.django_db
+def test_only_fluoroscopically_guided_studies_get_a_skin_dose_task(tmp_path):
+    from dosereg.skindose.selectors import studies_with_kar
+
+    spool = Spool(tmp_path / "spool")
+    fluoro = high_dose_study(tmp_path, spool, patient_id="SKIN-RF", n=2)
+    radiograph = high_dose_study(tmp_path, spool, patient_id="SKIN-DX", n=1, event_type="stationary")
+    assert radiograph.study.procedure_modality not in ("RF", "XA")
+    assert studies_with_kar([fluoro.study_id, radiograph.study_id]) == [fluoro.study_id]

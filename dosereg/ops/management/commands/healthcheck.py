@@ -60,6 +60,7 @@ def check_worker(node: str | None, timeout: float) -> dict:
         replies = app.control.ping(destination=[node], timeout=timeout)
     except Exception as exc:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    assert replies is not None  # None only with reply=False; the default (reply=True) returns the list
     ok = any(node in r for r in replies)
     return {"ok": ok, "node": node, **({} if ok else {"error": "the worker did not answer ping"})}
 

@@ -1,9 +1,10 @@
 import json
 import sys
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from dosereg.rdsr import ExtractionError, extract_file
+from dosereg.rdsr import ExtractionError, extract_file, nm
 from dosereg.rdsr.inspect import inspect_dict
 
 
@@ -17,7 +18,14 @@ class Command(BaseCommand):
         out, failed = [], False
         for f in files:
             try:
-                out.append(inspect_dict(extract_file(f)))
+                doc = extract_file(f)
+                info = inspect_dict(doc)
+                # NM/PET: the population-average effective-dose estimate of each administration (versioned table,
+                # setting NM_EFFECTIVE_DOSE_COEFFICIENTS), or why there is none
+                for a, row in zip(doc.radiopharmaceuticals, info["radiopharmaceuticals"]):
+                    e_msv, detail = nm.effective_dose(a, settings.NM_EFFECTIVE_DOSE_COEFFICIENTS, doc.patient.age_years)
+                    row["effective_dose_msv"], row["effective_dose_detail"] = e_msv, detail
+                out.append(info)
             except ExtractionError as exc:
                 out.append({"file": f, "error": str(exc)})
                 failed = True
