@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
+from typing import Any
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
@@ -52,7 +53,7 @@ DOSE_RANGES = {
 }
 
 # sortable columns: key -> (order expression, heading); every ordering ends with pk (stable pages)
-SORTS = {
+SORTS: dict[str, tuple[Any, str]] = {
     "date": (F("study_datetime"), "Date"),
     "modality": (F("procedure_modality"), "Modality"),
     "site": (Lower("device__institution"), "Site"),
@@ -453,13 +454,14 @@ def modality_overview(*, modality: str, scope: SiteScope = EVERY_SITE, now: date
                                study_datetime__lte=now, not_patient_reason="", device__isnull=False)
           .annotate(month=TruncMonth("study_datetime")))
     cells: dict[tuple[int, date], dict] = {}
+    rows: list[dict[str, Any]]
     if not scope.unrestricted and not scope.sites:
         rows = []
     elif connection.vendor == "postgresql":
-        rows = list(qs.values("device_id", "month").annotate(
-            n=Count("id"), **{f"med_{f}": Percentile(f, 0.5) for f in fields}).order_by())
+        medians: dict[str, Any] = {f"med_{f}": Percentile(f, 0.5) for f in fields}
+        rows = [dict(r) for r in qs.values("device_id", "month").annotate(n=Count("id"), **medians).order_by()]
     else:
-        acc: dict[tuple, dict] = {}
+        acc: dict[tuple, dict[str, Any]] = {}
         for r in qs.values("device_id", "month", *fields).iterator(chunk_size=CHUNK):
             a = acc.setdefault((r["device_id"], r["month"]), {"device_id": r["device_id"], "month": r["month"], "n": 0,
                                                              **{f"v_{f}": [] for f in fields}})
