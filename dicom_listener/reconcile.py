@@ -28,8 +28,19 @@ def replacement_conflict(*, sop_instance_uid: str, sha256: str, calling_ae: str)
     already registered from another calling AE (a report replaced by another device or caller).
 
     Quarantined objects and objects of unknown origin (no calling AE) are not compared."""
+    from django.db import connection
+
     from dosereg.registry.models import DoseObject
 
+    # the common case, nothing to compare with: one indexed probe without the ORM (it runs before every
+    # C-STORE answer; the queryset below costs about ten times its CPU)
+    table = connection.ops.quote_name(DoseObject._meta.db_table)
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT 1 FROM {table} WHERE sop_instance_uid = %s AND sha256 <> %s AND status <> %s "
+                    "AND calling_ae <> '' AND calling_ae <> %s LIMIT 1",
+                    [sop_instance_uid, sha256, DoseObject.STATUS_QUARANTINED, calling_ae])
+        if cur.fetchone() is None:
+            return ""
     others = set(
         DoseObject.objects.filter(sop_instance_uid=sop_instance_uid)
         .exclude(sha256=sha256).exclude(status=DoseObject.STATUS_QUARANTINED).exclude(calling_ae="")

@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "dosereg.protocols",
     "dosereg.skindose",
     "dosereg.pipeline",
+    "dosereg.cases",
     "dicom_listener",
     "dosereg.ops",
 ]
@@ -216,6 +217,7 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-notification-leases": {"task": "dosereg.requeue_notification_leases",
                                     "schedule": timedelta(seconds=env_int("NOTIFICATION_LEASE_SWEEP_S", 30))},
     "exposure-follow-up-reminders": {"task": "dosereg.exposure_follow_up_reminders", "schedule": timedelta(hours=1)},
+    "case-follow-up-reminders": {"task": "dosereg.case_follow_up_reminders", "schedule": timedelta(hours=1)},
     "exposure-refresh-now-windows": {"task": "dosereg.exposure_refresh_now_windows", "schedule": timedelta(days=1)},
     "refresh-protocol-summaries": {"task": "dosereg.refresh_protocol_summaries", "schedule": timedelta(minutes=1)},
 }
@@ -373,6 +375,10 @@ DOSEREG_PORTAL_PDF_FONT = env("PORTAL_PDF_FONT", "/usr/share/fonts/truetype/deja
 # RSO site scoping (dosereg.access.scope): an RSO without a site assignment sees every site when true
 # (existing installations, the demo), nothing when false. Assign sites in the admin (Web › Site assignments).
 DOSEREG_RSO_UNSCOPED_SEES_ALL = env_bool("RSO_UNSCOPED_SEES_ALL", True)
+# RSO cases (dosereg.cases): absolute base of the links in alert e-mails, and the age (days) beyond which a
+# procedure's case is opened without e-mail (back-fills, re-processing; 0 = no limit)
+SITE_URL = env("SITE_URL", "http://localhost:8000")
+ALERT_NOTIFY_MAX_AGE_DAYS = env_int("ALERT_NOTIFY_MAX_AGE_DAYS", 0) or None
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

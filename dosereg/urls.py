@@ -8,5 +8,6 @@ urlpatterns = [
     path("admin/login/", LoginView.as_view(), name="admin_login"),
     path("admin/", admin.site.urls),
     path("", include("dosereg.web.urls")),
+    path("alerts/", include("dosereg.web.cases_urls")),  # the RSO's worklist and cases (after web: its <id:> converter)
     path("", include("dosereg.ops.urls")),
 ]

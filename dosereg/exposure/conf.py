@@ -17,12 +17,3 @@ def windows_days() -> tuple[int, ...]:
 def ct_factor_set() -> str:
     """Adult CT k-factor set: "ICRP103" (Deak et al. 2010) or "AAPM96" (ICRP 60 era)."""
     return getattr(settings, "EXPOSURE_CT_FACTOR_SET", "ICRP103")
-
-
-def notify_max_age_days() -> int | None:
-    """Alerts for procedures older than this are recorded but not e-mailed (bulk back-fills). None: no limit."""
-    return getattr(settings, "EXPOSURE_NOTIFY_MAX_AGE_DAYS", None)
-
-
-def alert_url_base() -> str:
-    return getattr(settings, "EXPOSURE_ALERT_URL_BASE", "/exposure/alerts/")

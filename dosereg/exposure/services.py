@@ -24,7 +24,7 @@ from django.utils import timezone
 from dosereg import formatting as fmt
 from dosereg.access.scope import normalise, scope_for
 from dosereg.notifications.models import SEVERITY_RANK
-from dosereg.notifications.services import notification_enqueue, notification_enqueue_many
+from dosereg.notifications.services import notification_enqueue
 from dosereg.rdsr import records as R
 from dosereg.registry.merge_group import patient_group_ids, patient_root_id
 from dosereg.registry.models import PREGNANT_STATUSES, DoseObject, IrradiationEvent, Patient, PlaneTotal, Study
@@ -654,6 +654,7 @@ def _evaluate_alerts(root_id, group, infos, windows, rules, now, notify, res: Re
             root_cache.append(Patient.objects.get(pk=root_id))
         return root_cache[0]
     matched: set[int] = set()
+    reraised: list[int] = []  # withdrawn alerts whose condition holds again
     created: list[tuple[Alert, Expected]] = []
     new_alerts: list[tuple[Alert, Expected]] = []
     for e in expected:
@@ -666,7 +667,10 @@ def _evaluate_alerts(root_id, group, infos, windows, rules, now, notify, res: Re
                     break
         if alert is not None:
             matched.add(alert.id)
+            was_withdrawn = alert.status == Alert.STATUS_WITHDRAWN
             _refresh_existing(alert, e, root_id, now)
+            if was_withdrawn and alert.status != Alert.STATUS_WITHDRAWN:
+                reraised.append(alert.id)
             continue
         alert = Alert(
             patient_id=root_id, rule=e.rule, rule_key=e.rule.key, level=e.level, subject=e.subject[:160],
@@ -709,8 +713,13 @@ def _evaluate_alerts(root_id, group, infos, windows, rules, now, notify, res: Re
         a.save(update_fields=["status", "withdrawn_at", "withdrawn_note"])
         AlertEvent.objects.create(alert=a, action="withdrawn", note=note)
         res.alerts_withdrawn.append(a.id)
-    if created:
-        _notify_created(created, now, notify, res)
+    if created or res.alerts_withdrawn or reraised:
+        # the RSO's cases (dosereg.cases): alerts join the case of their procedure / window, one e-mail per escalation
+        from dosereg.cases.services import cases_absorb, cases_on_reraised, cases_on_withdrawn
+
+        cases_absorb(created, now=now, notify=notify, res=res)
+        cases_on_withdrawn(res.alerts_withdrawn, now=now)
+        cases_on_reraised(reraised, now=now)
 
 
 def _alerts_insert(new_alerts: list[tuple[Alert, Expected]]) -> list[tuple[Alert, Expected]]:
@@ -778,49 +787,6 @@ def _jsonable(value):
 # ---------------------------------------------------------------------------
 # routing and notification
 # ---------------------------------------------------------------------------
-def _notify_created(created: list[tuple[Alert, Expected]], now: datetime, notify: bool, res: RecomputeResult) -> None:
-    """Route and queue the e-mails of the alerts raised by one evaluation: one SELECT and one INSERT for
-    all notifications, one task that sends them over one SMTP connection, bulk AlertEvents and updates."""
-    # several levels of one rule crossed at once (e.g. 3, 4, …, 7 Gy): one e-mail, for the highest level
-    best: dict[tuple[str, str], tuple[Alert, Expected]] = {}
-    for alert, e in created:
-        k = (alert.rule_key, alert.study_uid if not alert.subject.startswith("episode:") else alert.subject)
-        if k not in best or e.rank > best[k][1].rank:
-            best[k] = (alert, e)
-    chosen = {a.id for a, _ in best.values()}
-    max_age = conf.notify_max_age_days()
-    router = Router()
-    requests: list[dict] = []
-    events: list[AlertEvent] = []
-    for alert, e in created:
-        if not notify:
-            state = "suppressed"
-        elif alert.id not in chosen:
-            state = "collapsed"
-        elif max_age is not None and e.study and e.study.at and e.study.at < now - timedelta(days=max_age):
-            state = "historical"
-        else:
-            recipients = router.recipients(alert, e)
-            if not recipients:
-                state = "no_recipients"
-                log.warning("alert %s: no recipients (no route and no active user with e-mail in group %r)", alert.pk, RSO_GROUP)
-            else:
-                requests.append(dict(
-                    dedupe_key=f"exposure-alert:{alert.pk}", recipients=recipients, subject=f"[dosereg] {alert.title}"[:255],
-                    body=alert.message + f"\n\nAlert: {conf.alert_url_base()}{alert.pk}/",
-                    severity=alert.severity if alert.severity in SEVERITY_RANK else "normal",
-                    digest=e.rule.digest and alert.severity == "low",
-                ))
-                state = "queued"
-                events.append(AlertEvent(alert=alert, action="notified", note=", ".join(recipients)))
-        alert.notified = state
-    if requests:
-        res.notifications += len(notification_enqueue_many(requests))
-    if events:
-        AlertEvent.objects.bulk_create(events)
-    Alert.objects.bulk_update([a for a, _ in created], ["notified"])
-
-
 class Router:
     """Resolves recipients from AlertRoute rows (loaded once per evaluation)."""
 

@@ -9,6 +9,7 @@ import functools
 import hashlib
 import hmac
 import logging
+import math
 import re
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
@@ -270,6 +271,20 @@ EARLIEST_DATETIME = datetime(1895, 1, 1, tzinfo=dt_timezone.utc)
 FUTURE_SLACK = timedelta(days=1)
 
 
+_SAFE_EARLIEST = datetime(1895, 1, 2)  # a wall-clock time in range at any UTC offset (at most 14 h)
+_SAFE_LATEST: list = [0.0, datetime.min]
+
+
+def _safe_latest() -> datetime:
+    """A naive wall-clock time before which every value is in range at any UTC offset: now in UTC (an offset
+    adds at most 14 h, under the day of slack). Read once a minute: older is only more cautious."""
+    import time as _time
+
+    if _time.monotonic() > _SAFE_LATEST[0]:
+        _SAFE_LATEST[:] = [_time.monotonic() + 60.0, timezone.now().replace(tzinfo=None)]
+    return _SAFE_LATEST[1]
+
+
 def _bounded(value: datetime | None, doc: R.DoseDocument, what: str) -> datetime | None:
     """``value`` made aware, or None (flagged on ``doc``) when it is outside [1895-01-01, now + 1 day] in UTC.
 
@@ -277,6 +292,9 @@ def _bounded(value: datetime | None, doc: R.DoseDocument, what: str) -> datetime
     server west of UTC is year 10000 in UTC, which PostgreSQL stores and Python cannot read back."""
     if value is None:
         return None
+    wall = value.replace(tzinfo=None) if value.tzinfo is not None else value
+    if _SAFE_EARLIEST <= wall < _safe_latest():  # in range whatever its time zone (the common case): no arithmetic
+        return _aware(value)
     try:
         aware = _aware(value)
         utc = aware.astimezone(dt_timezone.utc)
@@ -303,9 +321,8 @@ def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int],
     if doc.source_kind == R.IMAGE_HEADER:
         for ev in events:  # one event per image: key it by the image's SOP Instance UID
             ev.irradiation_event_uid = ev.irradiation_event_uid or doc.sop_instance_uid
-    refiled_study = _refiled_study(obj, doc)
     event_rows = [_event_row(ev, None, obj, doc) for ev in events]
-    study = _study_upsert(doc, patient, device, _totals_from_document(doc, event_rows), rename_from=refiled_study)
+    study = _study_upsert(doc, patient, device, _totals_from_document(doc, event_rows), refiled_from=obj)
     affected.add(study.pk)
     if corrections is not None and not study.created_by_this_ingest and study.former_patient_id != study.patient_id:
         corrections.append((study.pk, study.former_patient_id, study.patient_id))
@@ -541,7 +558,7 @@ def _event_row(ev: R.IrradiationEvent, study: Study, obj: DoseObject, doc: R.Dos
         ssde_mgy=ev.ssde_mgy,
         target_region=_s(ev.target_region)[:128],
         target_region_code=_s(ev.target_region_code)[:64],
-        dose_check=asdict(ev.dose_check) if ev.dose_check else None,
+        dose_check=_jsonable(asdict(ev.dose_check)) if ev.dose_check else None,
         agd_mgy=ev.agd_mgy,
         compression_thickness_mm=ev.compression_thickness_mm,
         compression_force_n=ev.compression_force_n,
@@ -560,15 +577,27 @@ def _float_extra(ev: R.IrradiationEvent, key: str) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
+_JSON_PLAIN = frozenset({str, int, bool, type(None)})
+
+
 def _jsonable(value):
+    """``value`` as JSON PostgreSQL accepts: NaN and infinity (invalid JSON) become text. Plain values are
+    passed through without a call (an event's private items are many small values)."""
+    t = type(value)
+    if t in _JSON_PLAIN:
+        return value
+    if t is float:
+        return value if math.isfinite(value) else str(value)
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {k if type(k) is str else str(k): v if type(v) in _JSON_PLAIN else _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [v if type(v) in _JSON_PLAIN else _jsonable(v) for v in value]
     if isinstance(value, (datetime, date)):
         return value.isoformat()
-    if value is None or isinstance(value, (str, int, float, bool)):
+    if isinstance(value, (str, int)):  # subclasses (bool is an int)
         return value
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else str(value)
     return str(value)
 
 
@@ -585,15 +614,17 @@ def _plane_row(p: R.PlaneTotals, study: Study, obj: DoseObject) -> PlaneTotal:
 
 
 def _study_upsert(doc: R.DoseDocument, patient: Patient | None, device: Device | None, totals: dict,
-                  rename_from: int | None = None) -> Study:
+                  refiled_from: DoseObject | None = None) -> Study:
     """The object's study, locked. A new study is inserted once, with ``totals`` (computed from this, its
     only report); an existing one is updated and its totals recomputed after the events are written.
-    ``rename_from``: the study this report was filed under before (same SOP Instance UID, the study's only
-    report): when no study has the new UID yet, the report stays in that study (one procedure, not two)."""
+    ``refiled_from``: the object being ingested; when no study has its Study Instance UID yet but the same report
+    (SOP Instance UID) is counted under another study as its only report, it stays in that study (one procedure,
+    not two)."""
     uid = doc.study_instance_uid or f"nostudy-{doc.sop_instance_uid}"
     # the row lock serialises concurrent ingests of one study (e.g. cumulative CT RDSRs)
     study = Study.objects.select_for_update().filter(study_instance_uid=uid).first()
-    if study is None and rename_from is not None:
+    rename_from = _refiled_study(refiled_from, doc) if study is None and refiled_from is not None else None
+    if rename_from is not None:
         study = Study.objects.select_for_update().filter(pk=rename_from).first()
         if study is not None:  # the study keeps its UID (alerts and links refer to it); the new one is noted
             _flag(doc, f"re-filed: this report (same SOP Instance UID) was sent again under Study Instance UID {uid}; "

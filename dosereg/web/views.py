@@ -93,9 +93,12 @@ def no_role(request):
 @role_required(*roles.DASHBOARD)
 def dashboard(request):
     ctx = selectors.dashboard(user=request.user, scope=scope_for(request.user))
+    from dosereg.cases import selectors as case_selectors  # the top of the RSO's worklist, and its counts
+
+    ctx["cases"] = case_selectors.dashboard(scope=case_selectors.case_scope(request.user))
     shown = {p["patient_id"] for p in ctx["top_patients"] if p.get("patient_id")}
+    shown |= case_selectors.patient_pks(ctx["cases"]["rows"])
     shown |= {s.patient_id for s in ctx["pregnancy"]}
-    shown |= {a.get("patient_pk") for a in ctx["alerts"] if isinstance(a, dict)}
     audit_record(request=request, action=V, object_type="dashboard", patient_pks=shown)
     ctx["can_act"] = roles.has_role(request.user, roles.ALERT_ACTIONS)
     ctx["all_actions"] = integrations.ALERT_ACTIONS
@@ -489,7 +492,10 @@ def staff_me(request):
 @require_GET
 @role_required(*roles.STAFF_OVERVIEW)
 def staff_overview(request):
-    ctx = integrations.staff_overview()
+    from dosereg.cases.staff import staff_overview as rso_staff_overview  # doses against limits, names as names, links
+
+    p = params.QueryParams(request.GET, strict=False)
+    ctx = rso_staff_overview(page=p.int("page", max_value=100000) or 1, q=p.text("q")) if integrations.has_staff() else {"available": False}
     audit_record(request=request, action=V, object_type="staff_overview")
     return render(request, "web/staff_overview.html", ctx)
 

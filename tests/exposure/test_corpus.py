@@ -60,7 +60,7 @@ def test_artis_zee_cumulative_in_either_order(corpus_dir, import_file, order, tm
     assert list(Alert.objects.values_list("rule_key", flat=True)) == ["fgi-repeat-60d"]
 
 
-def test_allura_316_srdl_alerts_and_one_email_per_rule_and_recipient(
+def test_allura_316_srdl_alerts_one_case_and_one_email_per_recipient(
     corpus_dir, import_file, rso_users, smtp_server, django_capture_on_commit_callbacks
 ):
     obj = import_file(corpus_dir / ALLURA_316)
@@ -80,16 +80,20 @@ def test_allura_316_srdl_alerts_and_one_email_per_rule_and_recipient(
     subs = sorted(l for k, l in alerts if k == "fgi-kar-subsequent")
     assert subs == ["subsequent+1", "subsequent+2", "subsequent+3", "subsequent+4"]
 
+    # one RSO case for the procedure holds every level; one e-mail per recipient, not one per rule or step
+    from dosereg.cases.models import Case
+
     recipients = sorted(u.email for u in rso_users)
-    rule_of_subject = {f"[dosereg] {a.title}": a.rule_key for a in alerts.values()}
-    per_rule_recipient = Counter()
-    for msg, (_, rcpts) in zip(smtp_server.messages, smtp_server.envelopes):
-        for r in rcpts:
-            per_rule_recipient[(rule_of_subject[" ".join(msg["Subject"].split())], r)] += 1
+    case = Case.objects.get()
+    assert case.kind == "procedure" and case.top_rule_key == "fgi-kar-srdl" and case.level_count == len(alerts)
+    assert sorted(r for _, rcpts in smtp_server.envelopes for r in rcpts) == recipients
+    body = smtp_server.to(recipients[0])[0].get_payload(decode=True).decode()
+    assert "substantial radiation dose level" in body and "does not imply that an injury will occur" in body
+    assert f"/alerts/{case.pk}/" in body and "://" in body and "Exam date: 2017-11-14" in body
+    assert "dose-standards" not in body and "§" not in body
     notified_rules = {a.rule_key for a in alerts.values() if a.notified == "queued"}
-    assert {"fgi-kar-srdl", "fgi-kar-first", "fgi-kar-subsequent", "fgi-kap-first"} <= notified_rules
-    assert per_rule_recipient == Counter({(k, r): 1 for k in notified_rules for r in recipients})
-    assert any("fgi-kar-srdl" in m.get_payload(decode=True).decode() for m in smtp_server.to(recipients[0]))
+    assert notified_rules == {"fgi-kar-srdl"}
+    assert {a.notified for a in alerts.values() if a.rule_key != "fgi-kar-srdl"} == {"collapsed"}
     sent_before, alerts_before = len(smtp_server.messages), Alert.objects.count()
 
     # import again, re-ingest from the stored original, recompute, run the task: nothing new

@@ -19,9 +19,12 @@ PERSONAL_READS = {
     "web:staff_me", "web:staff_overview", "web:study_browser", "web:study_browser_export",
     "web:api_studies", "web:api_study", "web:api_study_events", "web:api_events", "web:api_patients",
     "web:api_patient", "web:api_alerts", "web:api_fhir_search", "web:api_fhir_observation",
+    "cases:worklist", "cases:export", "cases:due", "cases:detail", "cases:incidents", "cases:incidents_export",
+    "cases:staff_person",
 }
 # writes: a change row
-CHANGES = {"web:alert_action", "web:api_alert_action", "web:patient_invite", "web:quarantine_reprocess"}
+CHANGES = {"web:alert_action", "web:api_alert_action", "web:patient_invite", "web:quarantine_reprocess",
+           "cases:bulk_acknowledge", "cases:action", "cases:incident_action"}
 # no patient-identifying data (aggregates per device/protocol, forms, sign-in, health; the audit trail itself
 # shows patient numbers only, to admins). Sign-ins are audited by tests/web/test_audit.py.
 NO_PATIENT_DATA = {
@@ -37,6 +40,19 @@ def test_every_url_is_classified_for_auditing():
         f"unclassified: {names - PERSONAL_READS - CHANGES - NO_PATIENT_DATA}; "
         f"gone: {(PERSONAL_READS | CHANGES | NO_PATIENT_DATA) - names}")
     assert not (PERSONAL_READS & CHANGES) and not (PERSONAL_READS & NO_PATIENT_DATA) and not (CHANGES & NO_PATIENT_DATA)
+
+
+def _a_case(d, status: str | None = None) -> int:
+    from dosereg.cases.models import Case
+
+    qs = Case.objects.filter(patient__isnull=False).order_by("pk")
+    return (qs.filter(status=status) if status else qs).values_list("pk", flat=True)[0]
+
+
+def _a_staff() -> int:
+    from dosereg.staff.models import StaffMember
+
+    return StaffMember.objects.order_by("pk").values_list("pk", flat=True)[0]
 
 
 def _new_rows(before: int):
@@ -58,6 +74,13 @@ def test_reads_not_covered_by_the_web_suite_are_audited(web_data):
         "web:api_patient": ("physicist", reverse("web:api_patient", kwargs={"pk": d.patients["b"].pk}), "patient"),
         "web:study_browser": ("rso", reverse("web:study_browser") + "?modality=CT", "study_list"),
         "web:study_browser_export": ("physicist", reverse("web:study_browser_export", kwargs={"fmt": "csv"}), "study_list"),
+        "cases:worklist": ("physicist", reverse("cases:worklist"), "worklist"),
+        "cases:export": ("rso", reverse("cases:export"), "worklist_csv"),
+        "cases:due": ("rso", reverse("cases:due"), "worklist_due"),
+        "cases:detail": ("physicist", reverse("cases:detail", kwargs={"case_id": _a_case(d)}), "case"),
+        "cases:incidents": ("rso", reverse("cases:incidents"), "incident_register"),
+        "cases:staff_person": ("rso", reverse("cases:staff_person", kwargs={"staff_id": _a_staff()}), "staff_member"),
+        "cases:incidents_export": ("physicist", reverse("cases:incidents_export"), "incident_csv"),
     }
     missing = PERSONAL_READS - covered - set(cases)
     assert not missing, f"patient-data reads audited by no test: {missing}"
@@ -81,11 +104,16 @@ def test_changes_are_audited_with_the_patient(web_data):
     d = web_data
     alert = Alert.objects.filter(patient=d.patients["a"]).first()
     quarantined = d.quarantined[0].pk
+    case_a = alert.case_link.case_id
     cases = [
         ("rso", reverse("web:alert_action", kwargs={"alert_id": alert.pk, "action": "acknowledge"}), {}, "alert", d.patients["a"].pk),
         ("admin", reverse("web:api_alert_action", kwargs={"pk": alert.pk, "action": "follow_up"}), {"note": "n"}, "alert", d.patients["a"].pk),
         ("rso", reverse("web:patient_invite", kwargs={"pk": d.patients["c"].pk}), {}, "patient_account", d.patients["c"].pk),
         ("physicist", reverse("web:quarantine_reprocess"), {"ids": [str(quarantined)]}, "quarantine", None),
+        ("rso", reverse("cases:action", kwargs={"case_id": case_a, "action": "follow_up"}), {"note": "n"}, "case", d.patients["a"].pk),
+        ("admin", reverse("cases:bulk_acknowledge"), {"ids": [str(_a_case(d, status="open"))]}, "case", None),
+        ("rso", reverse("cases:incident_action", kwargs={"case_id": case_a, "action": "declare"}),
+         {"note": "wrong region", "category": "wrong_patient_or_region"}, "incident", d.patients["a"].pk),
     ]
     for role, url, data, object_type, patient_pk in cases:
         c = Client()

@@ -41,12 +41,17 @@ OBJECT = {
     "web:api_patient": ("get", lambda o: {"pk": o["patient"].pk}, "", 200),
     "web:api_fhir_observation": ("get", lambda o: {"obs_id": f"dose-summary-{o['study'].pk}"}, "", 200),
     "web:api_alert_action": ("post", lambda o: {"pk": o["alert"].pk, "action": "close"}, "", 200),  # after the above
+    "cases:detail": ("get", lambda o: {"case_id": o["alert"].case_link.case_id}, "", 200),
+    "cases:action": ("post", lambda o: {"case_id": o["alert"].case_link.case_id, "action": "follow_up"}, "", 200),
+    # an empty note is refused (409) for the RSO's own case; another site's case is a 404 before anything is read
+    "cases:incident_action": ("post", lambda o: {"case_id": o["alert"].case_link.case_id, "action": "note"}, "", 409),
 }
 LISTS = {
     "web:dashboard", "web:patient_list", "web:quarantine_reprocess", "web:protocol_audit", "web:protocol_distribution",
     "web:protocol_names", "web:fluoro_technique", "web:protocol_export", "web:api_studies", "web:api_patients",
     "web:api_alerts", "web:api_fhir_search", "web:study_browser", "web:study_browser_export",
     "web:modality_home",  # (and web:api_events without ?study=, checked below)
+    "cases:worklist", "cases:export", "cases:due", "cases:bulk_acknowledge", "cases:incidents", "cases:incidents_export",
 }
 NOT_CLINICAL = {
     "web:home": "a redirect", "web:login": "sign-in", "admin_login": "sign-in", "web:logout": "sign-out",
@@ -55,6 +60,7 @@ NOT_CLINICAL = {
     "web:portal_export": "ditto", "web:portal_print": "ditto", "web:portal_pdf": "ditto",
     "web:portal_invite": "the invitation token's own patient, for the patient",
     "web:staff_me": "the user's own occupational dose", "web:staff_overview": "staff members, not clinical data",
+    "cases:staff_person": "one staff member's occupational dose, as the staff overview",
     "web:audit_log": "admins only", "web:drl_sets": "published reference levels, no registry data",
 }
 
@@ -122,6 +128,7 @@ def test_lists_hold_only_the_rso_sites(site_data, web_data):
     dev_a, dev_b = str(d.studies["sa_rf"].device), str(d.studies["sb_rf"].device)
     assert dev_a != dev_b
     al = {k: v.pk for k, v in d.alerts.items()}
+    cs = {k: v.case_link.case_id for k, v in d.alerts.items()}  # the RSO case each alert joined
     a_studies = {d.studies["sa_rf"].pk, d.studies["ab_a"].pk}
     checked = set()
 
@@ -135,9 +142,9 @@ def test_lists_hold_only_the_rso_sites(site_data, web_data):
 
     other_ids = [p.patient_id for p in w.patients.values()]  # the web tests' patients, at two other sites
     absent_present("web:dashboard", reverse("web:dashboard"),
-                   [f'data-alert-row="{al["sb_rf"]}"', f'data-alert-row="{al["ab_b"]}"', "PSB0001", "Site B barium swallow",
+                   [f'data-case-row="{cs["sb_rf"]}"', f'data-case-row="{cs["ab_b"]}"', "PSB0001", "Site B barium swallow",
                     dev_b, *other_ids, "not a DICOM file"],
-                   [f'data-alert-row="{al["sa_rf"]}"', "PSA0001", "Site A barium swallow", dev_a])
+                   [f'data-case-row="{cs["sa_rf"]}"', "PSA0001", "Site A barium swallow", dev_a])
     absent_present("web:patient_list", reverse("web:patient_list") + "?q=PS", ["PSB0001"], ["PSA0001", "PSAB001"])
     text = _html(c, reverse("web:patient_list"))
     assert "PSB0001" not in text and not any(x in text for x in other_ids) and "PSA0001" in text
@@ -187,6 +194,31 @@ def test_lists_hold_only_the_rso_sites(site_data, web_data):
     both = c.get(fhir + f"?patient={d.patients['ab'].pk}").json()
     assert [e["resource"]["id"] for e in both["entry"]] == [f"dose-summary-{d.studies['ab_a'].pk}"]
     checked |= {"web:api_studies", "web:api_patients", "web:api_alerts", "web:api_fhir_search"}
+    # the RSO's worklist, its CSV, the due list and the bulk acknowledgement keep to the RSO's sites
+    absent_present("cases:worklist", reverse("cases:worklist") + "?status=all",
+                   [f'data-case-row="{cs["sb_rf"]}"', f'data-case-row="{cs["ab_b"]}"', "PSB0001", *other_ids],
+                   [f'data-case-row="{cs["sa_rf"]}"', "PSA0001"])
+    flat = _html(c, reverse("cases:export") + "?status=all")
+    assert "PSB0001" not in flat and not any(x in flat for x in other_ids) and "PSA0001" in flat
+    checked.add("cases:export")
+    from dosereg.cases.models import Case
+    from dosereg.cases.services import case_follow_up
+
+    for label in ("sa_rf", "sb_rf"):
+        case_follow_up(case_id=cs[label], user=d.users["rso_b"] if label == "sb_rf" else d.users["rso_a"], note="due list")
+    absent_present("cases:due", reverse("cases:due"), [f'/alerts/{cs["sb_rf"]}/'], [f'/alerts/{cs["sa_rf"]}/'])
+    Case.objects.filter(pk__in=[cs["sb_rf"], cs["ab_b"]]).update(status="open")
+    c.post(reverse("cases:bulk_acknowledge"), {"ids": [cs["sb_rf"], cs["ab_b"], cs["ab_a"] if "ab_a" in cs else cs["sa_rf"]], "note": "x"})
+    assert set(Case.objects.filter(pk__in=[cs["sb_rf"], cs["ab_b"]]).values_list("status", flat=True)) == {"open"}
+    checked.add("cases:bulk_acknowledge")
+    from dosereg.cases.incidents import incident_declare
+
+    for label, user in (("sa_rf", d.users["rso_a"]), ("sb_rf", d.users["rso_b"])):
+        incident_declare(case_id=cs[label], user=user, category="pregnancy", summary=f"incident at {label}")
+    absent_present("cases:incidents", reverse("cases:incidents"), [f'/alerts/{cs["sb_rf"]}/'], [f'/alerts/{cs["sa_rf"]}/'])
+    flat = _html(c, reverse("cases:incidents_export"))
+    assert "PSB0001" not in flat and "PSA0001" in flat
+    checked.add("cases:incidents_export")
     assert checked == LISTS
 
 
@@ -203,7 +235,8 @@ def test_unscoped_and_all_sites_users_see_both_sites(site_data, web_data):
             assert c.get(reverse("web:study_detail", kwargs={"pk": o["study"].pk})).status_code == 200, user
             assert c.get(reverse("web:api_patient", kwargs={"pk": o["patient"].pk})).status_code == 200, user
         html = c.get(reverse("web:dashboard")).content.decode()
-        assert f'data-alert-row="{d.alerts["sb_rf"].pk}"' in html and f'data-alert-row="{d.alerts["sa_rf"].pk}"' in html
+        assert f'data-case-row="{d.alerts["sb_rf"].case_link.case_id}"' in html
+        assert f'data-case-row="{d.alerts["sa_rf"].case_link.case_id}"' in html
 
 
 def test_rso_without_site_sees_nothing_when_unscoped_access_is_off(site_data, web_data, settings):
@@ -219,4 +252,4 @@ def test_rso_without_site_sees_nothing_when_unscoped_access_is_off(site_data, we
     assert c.get(reverse("web:api_studies")).json()["results"] == []
     assert c.get(reverse("web:api_alerts") + "?status=all").json()["results"] == []
     html = c.get(reverse("web:dashboard")).content.decode()
-    assert "data-alert-row" not in html and "not assigned to any site" in html
+    assert "data-case-row" not in html and "not assigned to any site" in html

@@ -98,11 +98,11 @@ def test_dashboard_sections_and_acknowledge_without_reload(web_data, client):
 
     client.force_login(web_data.users["rso"])
     html = client.get(reverse("web:dashboard")).content.decode()
-    for text in ("Open alerts", "Pregnancy flags", "Highest cumulative exposure", "Trends per device", "Ingest health",
+    for text in ("Worklist", "Pregnancy flags", "Highest cumulative exposure", "Trends per device", "Ingest health",
                  "Quarantine", "not a DICOM file", "Barium swallow"):
         assert text in html, text
-    alert = Alert.objects.filter(status="open").first()
-    assert f'data-alert-row="{alert.pk}"' in html
+    alert = Alert.objects.filter(status="open").order_by("-severity", "pk").first()
+    assert f'data-case-row="{alert.case_link.case_id}"' in html  # the top of the worklist: the alert's case
     r = client.post(reverse("web:alert_action", kwargs={"alert_id": alert.pk, "action": "acknowledge"}),
                     HTTP_X_REQUESTED_WITH="fetch")
     assert r.status_code == 200 and r.json()["alert"]["status"] == "acknowledged"

@@ -74,6 +74,17 @@ EXPECT = {
     "web:api_alert_action": ("post", "api_alert", "", grid({"rso", "admin"}, anon=401)),
     "web:api_fhir_search": ("get", None, "?patient=PATIENT_A", API_CLINICAL_AND_PATIENT),
     "web:api_fhir_observation": ("get", "fhir", "", API_OWN_DETAIL),
+    # the RSO's worklist and cases (dosereg.cases): clinical roles read, RSOs and admins act
+    "cases:worklist": ("get", None, "", PAGES_CLINICAL),
+    "cases:export": ("get", None, "", PAGES_CLINICAL),
+    "cases:due": ("get", None, "", PAGES_CLINICAL),
+    "cases:detail": ("get", "case", "", PAGES_CLINICAL),
+    "cases:bulk_acknowledge": ("post", None, "", grid({"rso", "admin"}, ok="redirect")),
+    "cases:action": ("post", "case_action", "", grid({"rso", "admin"}, ok="redirect")),
+    "cases:incidents": ("get", None, "", PAGES_CLINICAL),
+    "cases:staff_person": ("get", "staff_member", "", grid({"rso", "admin"})),  # as the staff overview
+    "cases:incidents_export": ("get", None, "", PAGES_CLINICAL),
+    "cases:incident_action": ("post", "incident_declare", "", grid({"rso", "admin"}, ok="redirect")),  # physicists: 403
     # the ops app's liveness/readiness probe: open to all, carries no patient data (503 = a component is down)
     "ops:health": ("get", None, "", grid(set(ROLES), ok=(200, 503), anon=(200, 503))),
 }
@@ -85,6 +96,11 @@ EXTRA = [
      grid({"physicist", "admin"}, ok="redirect")),
     ("DRL sets: edit", "web:drl_sets", "post", None,
      {"set-name": "Local test set {role}", "set-citation": "local decision, test"},
+     grid({"physicist", "admin"}, ok="redirect")),
+    # the incident register: RSOs declare, physicists (and admins) sign off
+    ("incident: declare", "cases:incident_action", "post", "incident_declare", {"note": "declared by {role}", "category": "unintended"},
+     grid({"rso", "admin"}, ok="redirect")),
+    ("incident: physicist sign-off", "cases:incident_action", "post", "incident_sign_off", {"note": "signed by {role}"},
      grid({"physicist", "admin"}, ok="redirect")),
 ]
 
@@ -120,6 +136,16 @@ def _kwargs(key, d, alert_id):
         return {"alert_id": alert_id, "action": "follow_up"}
     if key == "api_alert":
         return {"pk": alert_id, "action": "follow_up"}
+    if key in ("case", "case_action", "incident_declare", "incident_sign_off"):
+        from dosereg.cases.models import CaseAlert
+
+        case_id = CaseAlert.objects.get(alert_id=alert_id).case_id
+        return {"case_id": case_id, **{"case": {}, "case_action": {"action": "follow_up"}, "incident_declare": {"action": "declare"},
+                                       "incident_sign_off": {"action": "sign_off"}}[key]}
+    if key == "staff_member":
+        from dosereg.staff.models import StaffMember
+
+        return {"staff_id": StaffMember.objects.order_by("pk").values_list("pk", flat=True)[0]}
     if key == "export":
         return {"kind": "studies", "fmt": "csv"}
     if key == "modality":

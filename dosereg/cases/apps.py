@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class CasesConfig(AppConfig):
+    name = "dosereg.cases"
+    label = "cases"
+    verbose_name = "RSO cases (worklist)"

@@ -1,0 +1,333 @@
+"""RSO cases: one case per procedure with all its levels, one e-mail per escalation, back-fills without e-mail,
+the worklist's true counts and order, the actions and their timeline — through the real ingest pipeline."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from dosereg.audit.models import AuditEvent
+from dosereg.cases import selectors, services
+from dosereg.cases.formatting import fmt_value, public_text
+from dosereg.cases.models import Case, CaseAlert, CaseEvent
+from dosereg.exposure.models import Alert
+from dosereg.notifications.models import Notification
+from tests.exposure.builders import rf_rdsr
+
+pytestmark = pytest.mark.django_db
+UTC = dt.timezone.utc
+
+
+def recent(days: int = 2) -> dt.datetime:
+    return (timezone.now() - dt.timedelta(days=days)).replace(microsecond=0)
+
+
+def test_high_dose_procedure_is_one_case_with_every_level_and_one_email(tmp_path, import_file, rso_users, smtp_server, settings):
+    settings.SITE_URL = "https://dosereg.hospital.test"
+    when = recent()
+    import_file(rf_rdsr(tmp_path, when=when, kar=7.4, kap=520, fluoro_s=3700, station="CATHLAB1"))
+    alerts = list(Alert.objects.all())
+    assert len(alerts) >= 7  # Ka,r first, subsequent +1..+4, SRDL; KAP first and SRDL; fluoroscopy time
+    case = Case.objects.get()
+    assert case.kind == "procedure" and case.severity == "high" and case.top_level == "srdl" and case.status == "open"
+    assert CaseAlert.objects.filter(case=case).count() == len(alerts) == case.level_count
+    assert case.exam_date == when and case.device.station_name == "CATHLAB1" and case.modality == "RF"
+    assert set(filter(None, case.rule_keys.split(","))) == {a.rule_key for a in alerts}
+    # one e-mail per RSO for the whole procedure
+    assert len(smtp_server.messages) == 2
+    assert Notification.objects.count() == 2 and {a.notified for a in alerts} == {"queued", "collapsed"}
+    body = smtp_server.messages[0].get_payload(decode=True).decode()
+    assert f"https://dosereg.hospital.test/alerts/{case.pk}/" in body
+    assert f"Exam date: {timezone.localtime(when):%Y-%m-%d %H:%M}" in body and "Device: " in body
+    assert "dose-standards" not in body and "§" not in body and "✔" not in body and "◐" not in body
+    assert "Gy" in body and "e+0" not in body  # values in the rule's units, no scientific notation
+    assert re.search(r"fluoroscopy time|Fluoroscopy time", body)
+    assert "HIGH" in str(smtp_server.messages[0]["Subject"]) and "exam " in str(smtp_server.messages[0]["Subject"])
+    events = [e.action for e in CaseEvent.objects.filter(case=case)]
+    assert events == ["raised", "notified"]
+
+
+def test_new_levels_join_the_open_case_and_email_only_when_the_class_rises(tmp_path, import_file, rso_users, smtp_server):
+    when = recent()
+    uid = "2.25.777000111"
+    imp = lambda n, kar: import_file(rf_rdsr(tmp_path, when=when + dt.timedelta(minutes=20 * n), kar=kar, kap=5,  # noqa: E731
+                                             study_uid=uid, sop_uid=f"{uid}.{n}"))
+    imp(1, 4.2)  # first + subsequent +1: one case, one e-mail per RSO
+    case = Case.objects.get()
+    assert case.top_level == "subsequent+1" and len(smtp_server.messages) == 2
+    imp(2, 0.9)  # 5.1 Gy in the procedure: +2 and the SRDL (a higher class): one escalation e-mail, not one per level
+    case.refresh_from_db()
+    assert Case.objects.count() == 1 and case.top_level == "srdl" and case.escalated_at is not None
+    assert len(smtp_server.messages) == 4 and "escalated" in str(smtp_server.messages[-1]["Subject"])
+    imp(3, 1.0)  # 6.1 Gy: +3, a lower class than the SRDL: joins the case, no e-mail
+    case.refresh_from_db()
+    assert Case.objects.count() == 1 and len(smtp_server.messages) == 4
+    assert [e.action for e in CaseEvent.objects.filter(case=case)] == ["raised", "notified", "escalated", "notified", "level_added"]
+    assert case.level_count == CaseAlert.objects.filter(case=case).count() == Alert.objects.count()
+
+
+def test_backfilled_old_study_opens_a_case_without_email_and_the_worklist_says_why(tmp_path, import_file, rso_users,
+                                                                                     smtp_server, settings, client, rso):
+    settings.ALERT_NOTIFY_MAX_AGE_DAYS = 30
+    import_file(rf_rdsr(tmp_path, when=dt.datetime(2016, 4, 5, 10, 0, tzinfo=UTC), kar=6.0, kap=100))
+    case = Case.objects.get()
+    assert case.notify_state == "historical" and "older than 30 days" in case.notify_note
+    assert smtp_server.messages == [] and Notification.objects.count() == 0
+    assert set(Alert.objects.values_list("notified", flat=True)) <= {"historical", "collapsed"}
+    client.force_login(rso)
+    html = client.get(reverse("cases:worklist")).content.decode()
+    assert f'data-case-row="{case.pk}"' in html and "ALERT_NOTIFY_MAX_AGE_DAYS" in html and "2016-04-05" in html
+    # a recent study still e-mails
+    import_file(rf_rdsr(tmp_path, when=recent(), kar=3.3, kap=10, patient_id="NEW-1"))
+    assert len(smtp_server.messages) == 3  # the two RSOs of the fixture and this test's RSO
+
+
+def _bulk_cases(n: int, *, start: dt.datetime) -> list[Case]:
+    rows = [Case(key=f"procedure:2.25.9{i:06d}", kind="procedure", severity="high", sort_rank=services.sort_rank("procedure", "high"),
+                 title=f"Procedure: Ka,r substantial radiation dose level {i}", exam_date=start + dt.timedelta(hours=i),
+                 opened_at=timezone.now(), top_level="srdl", top_rule_key="fgi-kar-srdl", rule_keys=",fgi-kar-srdl,",
+                 site="northfield general hospital", modality="RF") for i in range(n)]
+    return Case.objects.bulk_create(rows)
+
+
+def test_200_open_cases_none_hidden_and_pregnancy_on_top(tmp_path, import_file, client, rso):
+    # an older pregnancy exam (normal priority: chest, no dose level) ...
+    import_file(rf_rdsr(tmp_path, when=recent(30), kar=0.05, kap=2, pregnancy=2, region="chest", patient_id="PREG-1"))
+    preg = Case.objects.get(kind="pregnancy")
+    # ... and 199 newer high-severity cases
+    _bulk_cases(199, start=recent(20))
+    active = Case.objects.filter(status__in=["open", "acknowledged", "follow_up"]).count()
+    assert active == 200
+    client.force_login(rso)
+    html = client.get(reverse("web:dashboard")).content.decode()
+    assert re.search(r'data-kpi="alerts">200<', html)
+    first_row = re.search(r'data-case-row="(\d+)"', html).group(1)
+    assert int(first_row) == preg.pk  # at the top of the dashboard's list
+    seen = []
+    for page in range(1, 5):
+        page_html = client.get(reverse("cases:worklist") + f"?page={page}").content.decode()
+        ids = [int(x) for x in re.findall(r'data-case-row="(\d+)"', page_html)]
+        seen += ids
+        assert re.search(r"<span class=\"n\">200</span> active", page_html)
+    assert seen[0] == preg.pk and len(seen) == len(set(seen)) == 200
+    # severity, then exam date (newest first) after the pregnancy case
+    order = list(Case.objects.filter(pk__in=seen[1:]).order_by("-exam_date").values_list("pk", flat=True))
+    assert seen[1:] == order
+    counts = selectors.counts()
+    assert counts["total"] == 200 and counts["pregnancy"] == 1 and counts["high"] == 200
+
+
+def test_worklist_and_case_page_read_a_fixed_number_of_queries(tmp_path, import_file, rso):
+    import_file(rf_rdsr(tmp_path, when=recent(), kar=7.4, kap=520, fluoro_s=3700))
+    case = Case.objects.get()
+
+    def count(fn):
+        with CaptureQueriesContext(connection) as q:
+            fn()
+        return len(q.captured_queries)
+    wl = lambda: selectors.worklist(filters=selectors.Filters())  # noqa: E731
+    cd = lambda: selectors.case_detail(case_id=case.pk)  # noqa: E731
+    dash = lambda: selectors.dashboard()  # noqa: E731
+    few = (count(wl), count(cd), count(dash))
+    _bulk_cases(120, start=recent(10))
+    many = (count(wl), count(cd), count(dash))
+    assert few == many and many[0] <= 4 and many[1] <= 7 and many[2] <= 3, (few, many)
+
+
+def test_filters_search_paging_and_csv(tmp_path, import_file, client, rso):
+    import_file(rf_rdsr(tmp_path, when=recent(3), kar=3.3, kap=10, patient_id="FILTER-A", station="ROOM-A"))
+    import_file(rf_rdsr(tmp_path, when=recent(40), kar=0.05, kap=2, pregnancy=2, patient_id="FILTER-B", station="ROOM-B"))
+    client.force_login(rso)
+
+    def ids(query):
+        html = client.get(reverse("cases:worklist") + query).content.decode()
+        return {int(x) for x in re.findall(r'data-case-row="(\d+)"', html)}
+    proc, preg = Case.objects.get(kind="procedure"), Case.objects.get(kind="pregnancy")
+    assert ids("") == {proc.pk, preg.pk}
+    assert ids("?kind=pregnancy") == {preg.pk}
+    assert ids("?q=filter-a") == {proc.pk}
+    assert ids(f"?device={proc.device_id}") == {proc.pk}
+    assert ids("?rule=fgi-kar-first") == {proc.pk}
+    assert ids("?from=" + (timezone.localdate() - dt.timedelta(days=10)).isoformat()) == {proc.pk}
+    assert ids("?modality=CT") == set()
+    assert ids("?severity=low") == set()
+    assert ids("?kind=bogus") == {proc.pk, preg.pk}  # a malformed filter is ignored and named
+    text = b"".join(client.get(reverse("cases:export")).streaming_content).decode()
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0][0] == "case" and {r[5] for r in rows[1:]} == {"FILTER-A", "FILTER-B"}
+
+
+def test_acknowledge_follow_up_close_with_timeline_and_audit(tmp_path, import_file, client, rso, physicist):
+    import_file(rf_rdsr(tmp_path, when=recent(40), kar=5.6, kap=100))
+    case = Case.objects.get()
+    url = reverse("cases:detail", kwargs={"case_id": case.pk})
+    act = lambda a, **data: client.post(reverse("cases:action", kwargs={"case_id": case.pk, "action": a}), data)  # noqa: E731
+    # physicists read, never act
+    client.force_login(physicist)
+    assert client.get(url).status_code == 200
+    assert 'id="acknowledge"' not in client.get(url).content.decode()
+    assert act("acknowledge", note="x").status_code == 403
+    client.force_login(rso)
+    html = client.get(url).content.decode()
+    assert "Ka,r" in html and "5.6 Gy" in html and "5 Gy" in html and "substantial radiation dose level" in html
+    assert 'id="acknowledge"' in html and 'id="follow-up"' in html and 'id="close"' in html
+    # the rule's suggested date (exam + 28 d) has passed: the form defaults relative to today
+    default = services.follow_up_default(case)
+    assert default == timezone.localdate() + dt.timedelta(days=14)
+    assert f'value="{default.isoformat()}"' in html
+    assert act("acknowledge", note="operator informed").status_code == 302
+    case.refresh_from_db()
+    assert case.status == "acknowledged" and case.acknowledged_by == rso and case.acknowledge_note == "operator informed"
+    assert set(Alert.objects.values_list("status", flat=True)) == {"acknowledged"}
+    assert act("acknowledge").status_code == 302  # twice: refused, named on the page, nothing changed
+    past = (timezone.localdate() - dt.timedelta(days=1)).isoformat()
+    act("follow_up", due=past, note="x")
+    case.refresh_from_db()
+    assert case.status == "acknowledged"
+    due = (timezone.localdate() + dt.timedelta(days=21)).isoformat()
+    act("follow_up", due=due, note="skin check by dermatology")
+    case.refresh_from_db()
+    assert case.status == "follow_up" and case.follow_up_due.isoformat() == due
+    assert case.pk in {r["id"] for r in selectors.due_list()}
+    # closing a procedure case needs the skin outcome, and a grade when a reaction was observed
+    act("close", skin_reaction="observed")
+    case.refresh_from_db()
+    assert case.status == "follow_up"
+    act("close", skin_reaction="observed", skin_grade="1", note="faint erythema at 3 weeks")
+    case.refresh_from_db()
+    assert case.status == "closed" and case.outcome["skin_grade"] == "1" and "CTCAE" in case.outcome["skin_grade_source"]
+    assert set(Alert.objects.values_list("status", flat=True)) == {"closed"}
+    html = client.get(url).content.decode()
+    for text in ("Case opened", "Acknowledged by", "operator informed", "Follow-up scheduled", f"due {due}",
+                 "skin check by dermatology", "Closed by", "faint erythema at 3 weeks", "Skin reaction: observed; Grade: 1"):
+        assert text in html, text
+    changes = AuditEvent.objects.filter(action="change", object_type="case", object_id=str(case.pk))
+    assert changes.count() == 3 and set(changes.values_list("username", flat=True)) == {"case-rso"}
+    assert AuditEvent.objects.filter(action="view", object_type="case", object_id=str(case.pk), username="case-phys").exists()
+
+
+def test_pregnancy_case_closes_with_a_conceptus_estimate(tmp_path, import_file, client, rso):
+    import_file(rf_rdsr(tmp_path, when=recent(), kar=0.2, kap=20, pregnancy=2, region="abdomen", patient_id="PREG-2"))
+    case = Case.objects.get(kind="pregnancy")
+    assert case.severity == "high" and case.sort_rank > services.sort_rank("procedure", "high")
+    client.force_login(rso)
+    assert "conceptus-dose estimate is requested" in client.get(reverse("cases:detail", kwargs={"case_id": case.pk})).content.decode()
+    url = reverse("cases:action", kwargs={"case_id": case.pk, "action": "close"})
+    client.post(url, {"conceptus_dose_mgy": "3.5"})  # no method: refused
+    case.refresh_from_db()
+    assert case.status == "open"
+    client.post(url, {"conceptus_dose_mgy": "3.5", "conceptus_method": "physicist_calculation", "note": "fetus outside field"})
+    case.refresh_from_db()
+    assert case.status == "closed" and case.outcome["conceptus_dose_mgy"] == 3.5 and case.outcome["conceptus_band"].startswith("< 50 mGy")
+    alert = Alert.objects.get(quantity="pregnancy")
+    assert alert.conceptus_dose_estimate_mgy == 3.5
+
+
+def test_bulk_acknowledge_with_note(tmp_path, import_file, client, rso):
+    import_file(rf_rdsr(tmp_path, when=recent(), kar=3.3, kap=10, patient_id="BULK-1"))
+    import_file(rf_rdsr(tmp_path, when=recent(), kar=3.4, kap=10, patient_id="BULK-2"))
+    ids = list(Case.objects.values_list("pk", flat=True))
+    client.force_login(rso)
+    r = client.post(reverse("cases:bulk_acknowledge"), {"ids": ids, "note": "reviewed at the Monday meeting"})
+    assert r.status_code == 302
+    assert set(Case.objects.values_list("status", "acknowledge_note")) == {("acknowledged", "reviewed at the Monday meeting")}
+
+
+def test_backfill_builds_cases_from_existing_alerts(tmp_path, import_file):
+    from dosereg.cases.backfill import backfill
+    from dosereg.staff.models import StaffAlert
+
+    import_file(rf_rdsr(tmp_path, when=recent(), kar=7.4, kap=520))
+    import_file(rf_rdsr(tmp_path, when=recent(), kar=0.1, kap=5, pregnancy=2, region="abdomen", patient_id="BF-2"))
+    n_alerts = Alert.objects.count()
+    keys = set(Case.objects.values_list("key", "kind", "level_count"))
+    Alert.objects.update(status="acknowledged", acknowledged_at=timezone.now())
+    Case.objects.all().delete()
+    assert backfill(Case, CaseAlert, CaseEvent, Alert, StaffAlert) == len(keys)
+    assert set(Case.objects.values_list("key", "kind", "level_count")) == keys
+    assert CaseAlert.objects.count() == n_alerts and set(Case.objects.values_list("status", flat=True)) == {"acknowledged"}
+    assert backfill(Case, CaseAlert, CaseEvent, Alert, StaffAlert) == 0  # again: nothing new
+
+
+def test_citations_and_values_read_as_plain_text():
+    assert public_text("AAPM Dose Check Guidelines v1.0; NEMA XR 25 — dose-standards.md §4.3") == "AAPM Dose Check Guidelines v1.0; NEMA XR 25"
+    assert public_text("NCRP Report 168 (2010) ✔; (dose-standards §4.1)") == "NCRP Report 168 (2010);"
+    assert "(unverified)" in public_text("AAPM 1000 mGy ⚠")
+    assert fmt_value("fluoro_time_s", 3670, "min") == "61.2 min" and fmt_value("fluoro_time_s", 3600, "min") == "60.0 min"
+    assert fmt_value("kar_gy", 7.689, "Gy") == "7.69 Gy" and fmt_value("kap_gy_cm2", 520.4, "Gy·cm²") == "520 Gy·cm²"
+    assert selectors.person_name("Fischer^Jonas") == "Jonas Fischer"
+
+
+def test_dose_check_case_shows_the_reason_for_proceeding(tmp_path, import_file, client, rso):
+    from dosereg.rdsr.builder import CTDoseCheckSpec
+    from tests.exposure.builders import ct_rdsr
+
+    dc = CTDoseCheckSpec(ctdivol_notification_value_mgy=50, ctdivol_forward_estimate_mgy=62,
+                         reason_for_proceeding="Large patient; protocol approved", authorizing_person="Dr Who")
+    import_file(ct_rdsr(tmp_path, when=recent(), ctdivol=62.0, dlp=2000.0, region="abdomen", protocol="Abdomen routine", dose_check=dc))
+    case = Case.objects.get(kind="dose_check")
+    assert Case.objects.filter(kind="procedure", study_uid=case.study_uid).exists()  # the CTDIvol level: the procedure's case
+    client.force_login(rso)
+    html = client.get(reverse("cases:detail", kwargs={"case_id": case.pk})).content.decode()
+    assert "Large patient; protocol approved" in html and 'name="dose_check_review"' in html
+    client.post(reverse("cases:action", kwargs={"case_id": case.pk, "action": "close"}), {"dose_check_review": "justified"})
+    case.refresh_from_db()
+    assert case.status == "closed" and case.outcome == {"dose_check_review": "justified"}
+
+
+def test_follow_up_reminder_once_per_due_date(tmp_path, import_file, rso, smtp_server):
+    import_file(rf_rdsr(tmp_path, when=recent(), kar=3.3, kap=10))
+    case = Case.objects.get()
+    services.case_follow_up(case_id=case.pk, user=rso, due=timezone.localdate() + dt.timedelta(days=3), note="skin check")
+    assert services.case_follow_up_reminders_send() == 0
+    later = timezone.localdate() + dt.timedelta(days=3)
+    assert services.case_follow_up_reminders_send(today=later) == 1
+    assert services.case_follow_up_reminders_send(today=later) == 0
+    n = Notification.objects.filter(dedupe_key__startswith=f"case:{case.pk}:follow-up-due:")
+    assert n.count() == 1 and n.get().recipient == "case-rso@hospital.test" and f"/alerts/{case.pk}/" in n.get().body
+    assert CaseEvent.objects.filter(case=case, action="follow_up_reminder").count() == 1
+
+
+def test_a_case_whose_levels_all_no_longer_hold_is_withdrawn(tmp_path, import_file):
+    import_file(rf_rdsr(tmp_path, when=recent(), kar=3.4, kap=10, patient_id="WD-1"))
+    import_file(rf_rdsr(tmp_path, when=recent(), kar=4.4, kap=10, patient_id="WD-2"))
+    one, two = Case.objects.get(patient__patient_id="WD-1"), Case.objects.get(patient__patient_id="WD-2")
+    # as a recompute withdraws them (study replaced or deleted): every level of case one, one level of case two
+    gone = list(Alert.objects.filter(patient__patient_id="WD-1").values_list("pk", flat=True))
+    gone.append(Alert.objects.filter(patient__patient_id="WD-2", level="first").values_list("pk", flat=True)[0])
+    Alert.objects.filter(pk__in=gone).update(status="withdrawn")
+    with CaptureQueriesContext(connection) as q:
+        assert services.cases_on_withdrawn(gone, now=timezone.now()) == 1
+    assert len(q.captured_queries) == 2
+    one.refresh_from_db()
+    two.refresh_from_db()
+    assert one.status == "withdrawn" and two.status == "open"
+    assert CaseEvent.objects.filter(case=one, action="withdrawn").count() == 1
+
+
+def test_withdrawn_case_reopens_when_its_level_holds_again(tmp_path, import_file, rso_users, smtp_server):
+    from dosereg.exposure.services import patient_exposure_recompute
+
+    import_file(rf_rdsr(tmp_path, when=recent(), kar=3.4, kap=10, patient_id="RR-1"))
+    case = Case.objects.get()
+    alert = Alert.objects.get(rule_key="fgi-kar-first")
+    sent = len(smtp_server.messages)
+    Alert.objects.filter(pk=alert.pk).update(status="withdrawn")
+    services.cases_on_withdrawn([alert.pk], now=timezone.now())
+    case.refresh_from_db()
+    assert case.status == "withdrawn"
+    from dosereg.exposure.models import PatientExposureState
+
+    PatientExposureState.objects.all().delete()  # inputs unchanged: make the recompute evaluate again
+    patient_exposure_recompute(patient_id=alert.patient_id)
+    case.refresh_from_db()
+    alert.refresh_from_db()
+    assert alert.status == "open" and case.status == "open" and len(smtp_server.messages) == sent
+    assert CaseEvent.objects.filter(case=case, action="reopened").count() == 1
