@@ -182,3 +182,56 @@ def machine_tree(obj):
     if isinstance(obj, (list, tuple)):
         return [machine_tree(v) for v in obj]
     return obj
+
+
+# ---------------------------------------------------------------------------
+# text read from DICOM, for people (event types, descriptions, person names)
+# ---------------------------------------------------------------------------
+EVENT_TYPE_WORDS = {
+    "fluoroscopy": "Fluoroscopy", "stationary": "Stationary acquisition", "stepping": "Stepping acquisition",
+    "rotational": "Rotational acquisition", "ct_sequenced": "CT sequenced (axial)", "ct_spiral": "CT spiral",
+    "ct_constant_angle": "CT constant angle (localizer)", "ct_stationary": "CT stationary", "ct_free": "CT free",
+    "acquisition": "Acquisition",
+}
+
+
+def event_type(code: str | None, missing: str = MISSING) -> str:
+    """An irradiation event type code (``ct_spiral``) in words (``CT spiral``)."""
+    if not code:
+        return missing
+    return EVENT_TYPE_WORDS.get(code) or code.replace("_", " ").capitalize()
+
+
+def description(text: str | None) -> str:
+    """A DICOM description without component carets (``CT^Chest^^`` -> ``CT Chest``)."""
+    if not text:
+        return ""
+    return " ".join(text.replace("^", " ").split())
+
+
+def _pn_group(group: str, *, family_first: bool) -> str:
+    parts = [p.strip() for p in group.split("^")] + [""] * 5
+    family, given, middle, prefix, suffix = parts[:5]
+    if family_first:  # ideographic and phonetic groups: family name first, as written in those scripts
+        out = " ".join(x for x in (family, given, middle) if x)
+    else:
+        out = " ".join(x for x in (prefix, given, middle, family) if x)
+    return f"{out}, {suffix}" if suffix and out else (out or suffix)
+
+
+def person_name(value: str | None) -> str:
+    """A DICOM PN (PS3.5 §6.2.1) for reading: the alphabetic component group as ``Prefix Given Middle Family,
+    Suffix``, followed by the ideographic group in brackets when there is one (``Yamada^Tarou=山田^太郎=やまだ^たろう``
+    -> ``Tarou Yamada (山田 太郎)``); with no alphabetic group, the ideographic (else phonetic) one, family first."""
+    if not value:
+        return ""
+    groups = (value.split("=") + ["", "", ""])[:3]
+    alpha, ideo, phon = (g.strip() for g in groups)
+    if alpha.replace("^", ""):
+        shown = _pn_group(alpha, family_first=False)
+        extra = _pn_group(ideo, family_first=True) if ideo.replace("^", "") else ""
+        return f"{shown} ({extra})" if extra else shown
+    for g in (ideo, phon):
+        if g.replace("^", ""):
+            return _pn_group(g, family_first=True)
+    return ""

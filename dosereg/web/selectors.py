@@ -230,14 +230,23 @@ def device_trends(*, now: datetime, weeks: int = 12, scope: SiteScope = EVERY_SI
                   ft=Avg("fluoro_time_total_s"), dlp=Avg("dlp_total_mgy_cm"))
         .order_by("device_id", "week")
     )
+    # every week of the window (Mondays, as TruncWeek in the current time zone), not only weeks with data: a week
+    # in which a device sent nothing is a 0 procedures (and no mean), so a device that fell silent shows
+    first = timezone.localtime(since).date()
+    first -= timedelta(days=first.weekday())
+    last = timezone.localtime(now).date()
+    all_weeks = [first + timedelta(weeks=i) for i in range((last - first).days // 7 + 1)]
     series: dict[int, list[dict]] = {}
-    weeks_seen: set = set()
     for r in rows:
         wk = r["week"].date() if hasattr(r["week"], "date") else r["week"]
-        weeks_seen.add(wk)
         series.setdefault(r["device_id"], []).append({"week": wk.isoformat(), "n": r["n"], **{
             k: fmt.machine(r[k]) for k in ("kap", "kar", "ft", "dlp")}})
-    return {"weeks": sorted(w.isoformat() for w in weeks_seen), "series": series}
+    for dev_id, pts in series.items():
+        have = {p["week"] for p in pts}
+        pts.extend({"week": w.isoformat(), "n": 0, "kap": None, "kar": None, "ft": None, "dlp": None}
+                   for w in all_weeks if w.isoformat() not in have)
+        pts.sort(key=lambda p: p["week"])
+    return {"weeks": [w.isoformat() for w in all_weeks], "series": series}
 
 
 def ingest_health(*, now: datetime, days: int = 14, baseline_days: int = 28, scope: SiteScope = EVERY_SITE) -> dict:
@@ -318,6 +327,13 @@ def dashboard(*, now: datetime | None = None, user=None, scope: SiteScope | None
         scope = scope_for(user) if user is not None else EVERY_SITE
     names = device_names()
     trends = device_trends(now=now, scope=scope)
+    ingest = ingest_health(now=now, scope=scope)
+    # a device at the sites that sent no procedure in the whole window is drawn too, as a line at 0 (no query more:
+    # the ingest rows hold the devices at the sites)
+    for row in ingest["rows"]:
+        if row["device"].pk not in trends["series"]:
+            trends["series"][row["device"].pk] = [{"week": w, "n": 0, "kap": None, "kar": None, "ft": None, "dlp": None}
+                                                  for w in trends["weeks"]]
     return {
         "now": now,
         "scope": scope,
@@ -329,7 +345,7 @@ def dashboard(*, now: datetime | None = None, user=None, scope: SiteScope | None
             {"id": dev_id, "name": names.get(dev_id, f"device {dev_id}"), "points": pts}
             for dev_id, pts in trends["series"].items()
         ]},
-        "ingest": ingest_health(now=now, scope=scope),
+        "ingest": ingest,
         "quarantine": quarantine(scope=scope),
         "has_exposure": integrations.has_exposure(),
     }

@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from . import api, views, views_skin
+from . import api, views, views_browse, views_skin
 from .params import IdConverter
 
 # <id:...>: a database id (1..2**63-1); an out-of-range id is a 404, never a database overflow
@@ -22,6 +22,9 @@ urlpatterns = [
     path("patients/<id:pk>/", views.patient_history, name="patient_history"),
     path("patients/<id:pk>/export.csv", views.patient_history_export, name="patient_history_export"),
     path("patients/<id:pk>/invite/", views.patient_invite, name="patient_invite"),
+    path("studies/", views_browse.study_browser, name="study_browser"),
+    path("studies/modality/<str:modality>/", views_browse.modality_home, name="modality_home"),
+    path("studies/export.<str:fmt>", views_browse.study_browser_export, name="study_browser_export"),
     path("studies/<id:pk>/", views.study_detail, name="study_detail"),
     path("studies/<id:pk>/skin-map.png", views_skin.study_skin_map_png, name="study_skin_map_png"),
     path("studies/<id:pk>/skin-map/", views_skin.study_skin_map_3d, name="study_skin_map_3d"),

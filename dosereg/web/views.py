@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from dosereg import formatting as fmt
 from dosereg.access import roles
 from dosereg.access.scope import scope_for
 from dosereg.audit.models import AuditEvent
@@ -216,10 +217,14 @@ def study_detail(request, pk: int):
     s = ctx["study"]
     audit_record(request=request, action=V, object_type="study", object_id=s.pk, patient_pks=[s.patient_id])
     ctx["fhir_id"] = f"dose-summary-{s.pk}"
+    ctx["is_ct"] = s.procedure_modality == "CT" or any(e.event_type.startswith("ct_") for e in ctx["events"][:1])
+    ctx["event_types"] = sorted({(e.event_type, fmt.event_type(e.event_type)) for e in ctx["events"]}, key=lambda t: t[1])
+    ctx["event_planes"] = sorted({e.plane for e in ctx["events"]})
     ctx["skin"] = skin_selectors.study_skin_dose(s.pk)
     ctx["chart"] = [
         {"t": e.datetime.isoformat() if e.datetime else None, "kap": e.dap_gy_cm2, "kar": e.dose_rp_gy,
-         "dlp": e.dlp_mgy_cm, "ctdi": e.ctdivol_mgy, "type": e.event_type, "plane": e.plane}
+         "dlp": e.dlp_mgy_cm, "ctdi": e.ctdivol_mgy, "type": e.event_type, "plane": e.plane,
+         "type_label": fmt.event_type(e.event_type, missing="event")}
         for e in ctx["events"]
     ]
     return render(request, "web/study_detail.html", ctx)

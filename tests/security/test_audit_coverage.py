@@ -16,7 +16,7 @@ from .conftest import web_data  # noqa: F401
 PERSONAL_READS = {
     "web:dashboard", "web:patient_list", "web:patient_history", "web:patient_history_export", "web:study_detail",
     "web:portal", "web:portal_exam", "web:portal_export", "web:portal_print", "web:portal_pdf", "web:protocol_export",
-    "web:staff_me", "web:staff_overview",
+    "web:staff_me", "web:staff_overview", "web:study_browser", "web:study_browser_export",
     "web:api_studies", "web:api_study", "web:api_study_events", "web:api_events", "web:api_patients",
     "web:api_patient", "web:api_alerts", "web:api_fhir_search", "web:api_fhir_observation",
     "cases:worklist", "cases:export", "cases:due", "cases:detail", "cases:incidents", "cases:incidents_export",
@@ -30,7 +30,7 @@ CHANGES = {"web:alert_action", "web:api_alert_action", "web:patient_invite", "we
 NO_PATIENT_DATA = {
     "web:home", "web:login", "admin_login", "web:logout", "web:no_role", "web:portal_invite", "web:protocol_audit",
     "web:protocol_distribution", "web:protocol_names", "web:drl_sets", "web:fluoro_technique", "web:audit_log",
-    "web:api_token", "ops:health",
+    "web:api_token", "ops:health", "web:modality_home",
 }
 
 
@@ -72,6 +72,8 @@ def test_reads_not_covered_by_the_web_suite_are_audited(web_data):
         "web:staff_overview": ("rso", reverse("web:staff_overview"), "staff_overview"),
         "web:patient_history_export": ("rso", reverse("web:patient_history_export", kwargs={"pk": d.patients["b"].pk}), "patient"),
         "web:api_patient": ("physicist", reverse("web:api_patient", kwargs={"pk": d.patients["b"].pk}), "patient"),
+        "web:study_browser": ("rso", reverse("web:study_browser") + "?modality=CT", "study_list"),
+        "web:study_browser_export": ("physicist", reverse("web:study_browser_export", kwargs={"fmt": "csv"}), "study_list"),
         "cases:worklist": ("physicist", reverse("cases:worklist"), "worklist"),
         "cases:export": ("rso", reverse("cases:export"), "worklist_csv"),
         "cases:due": ("rso", reverse("cases:due"), "worklist_due"),

@@ -49,7 +49,8 @@ OBJECT = {
 LISTS = {
     "web:dashboard", "web:patient_list", "web:quarantine_reprocess", "web:protocol_audit", "web:protocol_distribution",
     "web:protocol_names", "web:fluoro_technique", "web:protocol_export", "web:api_studies", "web:api_patients",
-    "web:api_alerts", "web:api_fhir_search",  # (and web:api_events without ?study=, checked below)
+    "web:api_alerts", "web:api_fhir_search", "web:study_browser", "web:study_browser_export",
+    "web:modality_home",  # (and web:api_events without ?study=, checked below)
     "cases:worklist", "cases:export", "cases:due", "cases:bulk_acknowledge", "cases:incidents", "cases:incidents_export",
 }
 NOT_CLINICAL = {
@@ -158,6 +159,16 @@ def test_lists_hold_only_the_rso_sites(site_data, web_data):
         assert len(rows) > 1 and "Site B" not in flat and dev_b not in flat, (kind, flat[:500])
         assert ("Site A barium swallow" if kind != "summary" else dev_a) in flat, kind
     checked.add("web:protocol_export")
+
+    absent_present("web:study_browser", reverse("web:study_browser"), ["Site B barium swallow", dev_b, *other_ids],
+                   ["Site A barium swallow", "Both-sites swallow at A", dev_a])
+    rows = list(csv.reader(io.StringIO(_html(c, reverse("web:study_browser_export", kwargs={"fmt": "csv"})))))
+    uid = rows[0].index("study_instance_uid")
+    assert {r[uid] for r in rows[1:]} == {d.studies[k].study_instance_uid for k in ("sa_rf", "ab_a")}
+    checked.add("web:study_browser_export")
+    absent_present("web:modality_home", reverse("web:modality_home", kwargs={"modality": "RF"}),
+                   [dev_b, str(w.studies["a_rf_preg"].device), *other_ids],
+                   [dev_a])
 
     dist = reverse("web:protocol_distribution") + "?quantity=dap_total_gy_cm2"
     assert c.get(dist + f"&device_id={d.studies['sb_rf'].device_id}").json()["values"] == []

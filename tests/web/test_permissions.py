@@ -49,6 +49,9 @@ EXPECT = {
     "web:study_skin_map_png": ("get", "study_a", "", grid(CLINICAL, ok=404)),
     "web:study_skin_map_3d": ("get", "study_a", "", grid(CLINICAL, ok=404)),
     "web:vendor_plotly": ("get", None, "", grid(set(ROLES), anon=200)),  # plotly.js, served like a static file
+    "web:study_browser": ("get", None, "?modality=CT&sort=-dlp", PAGES_CLINICAL),
+    "web:study_browser_export": ("get", "browser_export", "", PAGES_CLINICAL),
+    "web:modality_home": ("get", "modality", "", PAGES_CLINICAL),
     "web:portal": ("get", None, "", grid({"patient", "patient2"})),
     "web:portal_exam": ("get", "study_a", "", grid({"patient"}, patient2=404)),
     "web:portal_export": ("get", None, "", grid({"patient", "patient2"})),
@@ -149,6 +152,10 @@ def _kwargs(key, d, alert_id):
         return {"staff_id": StaffMember.objects.order_by("pk").values_list("pk", flat=True)[0]}
     if key == "export":
         return {"kind": "studies", "fmt": "csv"}
+    if key == "modality":
+        return {"modality": "CT"}
+    if key == "browser_export":
+        return {"fmt": "csv"}
     if key == "token":
         return {"token": patient_invitation_issue(patient=d.patients["c"], issued_by=d.users["rso"])[1]}
     raise KeyError(key)

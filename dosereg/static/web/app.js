@@ -107,6 +107,8 @@
   function data(id) { var el = document.getElementById(id); return el ? JSON.parse(el.textContent) : null; }
   function fmtDay(iso) { return iso ? iso.slice(0, 10) : ""; }
 
+  var TREND_AXIS = { n: "procedures per week", kap: "mean KAP (Gy·cm²)", kar: "mean Ka,r (Gy)", ft: "mean fluoro time (s)",
+    dlp: "mean DLP (mGy·cm)" };
   var TREND_LABEL = { n: "Procedures per week", kap: "Mean KAP per procedure (Gy·cm²)", kar: "Mean Ka,r per procedure (Gy)",
     ft: "Mean fluoroscopy time per procedure (s)", dlp: "Mean DLP per procedure (mGy·cm)" };
 
@@ -117,15 +119,17 @@
       return d.devices.map(function (dev, i) {
         var byWeek = {}; dev.points.forEach(function (p) { byWeek[p.week] = p; });
         return { label: dev.name, borderColor: PALETTE[i % PALETTE.length], backgroundColor: PALETTE[i % PALETTE.length],
-          tension: 0, spanGaps: true, pointRadius: 2,
+          tension: 0, spanGaps: false, pointRadius: 2,
           data: d.weeks.map(function (w) { var p = byWeek[w]; return p ? (q === "n" ? p.n : p[q]) : (q === "n" ? 0 : null); }) };
       });
     }
     var chart = new Chart(canvas, {
       type: "line", data: { labels: d.weeks.map(function (w) { return "w/c " + w; }), datasets: datasets("n") },
       options: { maintainAspectRatio: false, animation: false, interaction: { mode: "nearest", intersect: false },
-        plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } }, title: { display: true, text: TREND_LABEL.n } },
-        scales: { y: { beginAtZero: true } } }
+        plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } }, title: { display: true, text: TREND_LABEL.n },
+          subtitle: { display: true, text: "a week without procedures is 0 (no mean: a gap in the line)" } },
+        scales: { x: { title: { display: true, text: "week commencing (Monday)" } },
+          y: { beginAtZero: true, title: { display: true, text: TREND_AXIS.n } } } }
     });
     var sw = document.querySelector("[data-trend-switch]");
     if (sw) {
@@ -135,27 +139,36 @@
         var q = b.getAttribute("data-q");
         chart.data.datasets = datasets(q);
         chart.options.plugins.title.text = TREND_LABEL[q];
+        chart.options.scales.y.title.text = TREND_AXIS[q];
         chart.update();
       });
     }
   }
 
+  // dates on a numeric axis (ms since 1970): exams are spaced by the time between them, no date adapter needed
+  function dayLabel(ms) { var d = new Date(ms); return d.toISOString().slice(0, 10); }
+  var HISTORY_Q = { kap: ["KAP", "Gy·cm²", "#0b5cad"], kar: ["Ka,r (largest plane)", "Gy", "#c92a2a"], dlp: ["DLP", "mGy·cm", "#e8590c"] };
+
   function historyChart(canvas) {
     var d = data(canvas.getAttribute("data-source"));
-    if (!d || !window.Chart) { return; }
-    var labels = d.map(function (p) { return p.label; });
+    var q = canvas.getAttribute("data-q");
+    if (!d || !window.Chart || !HISTORY_Q[q]) { return; }
+    var pts = d.filter(function (p) { return p.t && p[q] !== null && p[q] !== undefined; });
+    var box = canvas.closest(".chart-box");
+    if (!pts.length) { if (box) { box.hidden = true; } return; }
+    var spec = HISTORY_Q[q];
+    var times = d.filter(function (p) { return p.t; }).map(function (p) { return Date.parse(p.t); });
+    var lo = Math.min.apply(null, times), hi = Math.max.apply(null, times), pad = Math.max(86400000, (hi - lo) * 0.04);
     new Chart(canvas, {
-      data: { labels: labels, datasets: [
-        { type: "bar", label: "KAP (Gy·cm²)", data: d.map(function (p) { return p.kap; }), backgroundColor: "#5b9bd5", yAxisID: "y" },
-        { type: "bar", label: "DLP (mGy·cm)", data: d.map(function (p) { return p.dlp; }), backgroundColor: "#f59f00", yAxisID: "y2" },
-        { type: "line", label: "Ka,r (Gy)", data: d.map(function (p) { return p.kar; }), borderColor: "#c92a2a", backgroundColor: "#c92a2a", yAxisID: "y3", showLine: false, pointRadius: 4 }
-      ] },
+      type: "scatter",
+      data: { datasets: [{ label: spec[0] + " per exam (" + spec[1] + ")", borderColor: spec[2], backgroundColor: spec[2], pointRadius: 4,
+        data: pts.map(function (p) { return { x: Date.parse(p.t), y: p[q], p: p }; }) }] },
       options: { maintainAspectRatio: false, animation: false,
         plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } },
-          tooltip: { callbacks: { title: function (items) { var p = d[items[0].dataIndex]; return p.label + " · " + p.modality + " " + (p.desc || ""); } } } },
-        scales: { y: { position: "left", beginAtZero: true, title: { display: true, text: "KAP Gy·cm²" } },
-          y2: { position: "right", beginAtZero: true, grid: { drawOnChartArea: false }, title: { display: true, text: "DLP mGy·cm" } },
-          y3: { display: false, beginAtZero: true } } }
+          tooltip: { callbacks: { label: function (item) { var p = item.raw.p; return p.label + " · " + p.modality + " " + (p.desc || "") + ": " + item.raw.y + " " + spec[1]; } } } },
+        scales: { x: { type: "linear", min: lo - pad, max: hi + pad, title: { display: true, text: "exam date" },
+            ticks: { maxTicksLimit: 6, callback: function (v) { return dayLabel(v); } } },
+          y: { beginAtZero: true, title: { display: true, text: spec[0] + " (" + spec[1] + ")" } } } }
     });
   }
 
@@ -163,18 +176,49 @@
     var d = data(canvas.getAttribute("data-source"));
     if (!d || !window.Chart) { return; }
     var isCT = d.some(function (e) { return e.dlp !== null; });
+    var unit = isCT ? "mGy·cm" : "Gy·cm²", qname = isCT ? "DLP" : "KAP";
     var cum = 0;
     var labels = d.map(function (e, i) { return e.t ? e.t.slice(11, 19) : String(i + 1); });
     var per = d.map(function (e) { return isCT ? e.dlp : e.kap; });
     var cumul = per.map(function (v) { cum += (v || 0); return cum; });
+    var groups = [], byName = {};
+    d.forEach(function (e) {
+      var name = (e.type_label || "event") + (e.plane === "B" ? " (plane B)" : "");
+      if (!(name in byName)) { byName[name] = groups.length; groups.push(name); }
+    });
+    var datasets = groups.map(function (name, gi) {
+      return { type: "bar", label: name + " — " + qname + " per event (" + unit + ")", yAxisID: "y", skipNull: true,
+        backgroundColor: PALETTE[gi % PALETTE.length],
+        data: d.map(function (e, i) { var n = (e.type_label || "event") + (e.plane === "B" ? " (plane B)" : ""); return n === name ? per[i] : null; }) };
+    });
+    datasets.push({ type: "line", label: "cumulative " + qname + " (" + unit + ", right axis)", data: cumul, borderColor: "#495057",
+      backgroundColor: "#495057", pointRadius: 0, yAxisID: "y2", tension: 0.1 });
     new Chart(canvas, {
-      data: { labels: labels, datasets: [
-        { type: "bar", label: isCT ? "DLP per event (mGy·cm)" : "KAP per event (Gy·cm²)", data: per,
-          backgroundColor: d.map(function (e) { return e.type === "fluoroscopy" ? "#9ec5ea" : (e.plane === "B" ? "#f59f00" : "#0b5cad"); }), yAxisID: "y" },
-        { type: "line", label: "cumulative", data: cumul, borderColor: "#c92a2a", pointRadius: 0, yAxisID: "y2", tension: .1 }
-      ] },
+      data: { labels: labels, datasets: datasets },
       options: { maintainAspectRatio: false, animation: false, plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } } },
-        scales: { y: { beginAtZero: true }, y2: { position: "right", beginAtZero: true, grid: { drawOnChartArea: false } } } }
+        scales: { x: { stacked: true, title: { display: true, text: d.some(function (e) { return e.t; }) ? "event start time (hh:mm:ss)" : "event number" } },
+          y: { beginAtZero: true, stacked: true, title: { display: true, text: qname + " per event (" + unit + ")" } },
+          y2: { position: "right", beginAtZero: true, grid: { drawOnChartArea: false }, title: { display: true, text: "cumulative " + qname + " (" + unit + ")" } } } }
+    });
+  }
+
+  // ---- modality home: one plot per quantity, a line per room, every month of the window (0 procedures: a gap)
+  function modalityChart(canvas) {
+    var d = data(canvas.getAttribute("data-source"));
+    var q = canvas.getAttribute("data-q");
+    if (!d || !window.Chart) { return; }
+    var meta = d.quantities.filter(function (x) { return x.key === q; })[0];
+    var fluoro = q === "fluoro_time_total_s";
+    var axis = q === "n" ? "procedures per month" : "median " + meta.label + " (" + (fluoro ? "min" : meta.unit) + ")";
+    new Chart(canvas, {
+      type: "line",
+      data: { labels: d.months, datasets: d.rooms.map(function (r, i) {
+        return { label: r.name, borderColor: PALETTE[i % PALETTE.length], backgroundColor: PALETTE[i % PALETTE.length],
+          spanGaps: false, tension: 0, pointRadius: 3,
+          data: q === "n" ? r.counts : r.medians[q].map(function (v) { return v === null ? null : (fluoro ? v / 60 : v); }) }; }) },
+      options: { maintainAspectRatio: false, animation: false,
+        plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } } },
+        scales: { x: { title: { display: true, text: "month" } }, y: { beginAtZero: true, title: { display: true, text: axis }, ticks: q === "n" ? { precision: 0 } : {} } } }
     });
   }
 
@@ -202,17 +246,41 @@
           var v = res.values.slice().sort(function (a, b) { return a - b; });
           dlg.querySelector("[data-hist-title]").textContent = btn.dataset.title;
           dlg.querySelector("[data-hist-note]").textContent = v.length + " procedures";
+          var drls = (btn.dataset.drls || "").split("|").filter(Boolean).map(function (x) {
+            var i = x.indexOf("~"); return { value: parseFloat(x.slice(0, i)), name: x.slice(i + 1) }; })
+            .filter(function (x) { return isFinite(x.value); });
           var bins = Math.max(5, Math.min(40, Math.ceil(Math.sqrt(v.length))));
-          var lo = v[0] || 0, hi = v[v.length - 1] || 1, w = (hi - lo) / bins || 1;
+          var lo = Math.min(v[0] || 0, 0), hi = Math.max(v[v.length - 1] || 1, 0);
+          drls.forEach(function (x) { hi = Math.max(hi, x.value * 1.05); });
+          var w = (hi - lo) / bins || 1;
           var counts = new Array(bins).fill(0);
           v.forEach(function (x) { counts[Math.min(bins - 1, Math.floor((x - lo) / w))] += 1; });
           var labels = counts.map(function (_, i) { return (lo + i * w).toPrecision(3) + "–" + (lo + (i + 1) * w).toPrecision(3); });
+          var unit = btn.dataset.unit || "", label = btn.dataset.label || "value";
           if (histChart) { histChart.destroy(); }
           dlg.showModal();
+          // the reference levels as vertical lines at their value (the bins span lo..hi evenly)
+          var drlLines = { id: "drlLines", afterDatasetsDraw: function (chart) {
+            var area = chart.chartArea, ctx = chart.ctx;
+            drls.forEach(function (x) {
+              var px = area.left + (area.right - area.left) * (x.value - lo) / (hi - lo);
+              ctx.save(); ctx.strokeStyle = "#1b7f3b"; ctx.lineWidth = 2; ctx.setLineDash([6, 4]);
+              ctx.beginPath(); ctx.moveTo(px, area.top); ctx.lineTo(px, area.bottom); ctx.stroke();
+              ctx.setLineDash([]); ctx.fillStyle = "#1b7f3b"; ctx.font = "12px system-ui, sans-serif";
+              ctx.textAlign = px > (area.left + area.right) / 2 ? "right" : "left";
+              ctx.fillText("DRL " + x.name + ": " + x.value + " " + unit, px + (ctx.textAlign === "right" ? -4 : 4), area.top + 12);
+              ctx.restore();
+            });
+          } };
           histChart = new Chart(document.getElementById("hist-chart"), {
             type: "bar", data: { labels: labels, datasets: [{ label: "procedures", data: counts, backgroundColor: "#5b9bd5", barPercentage: 1, categoryPercentage: 1 }] },
-            options: { maintainAspectRatio: false, animation: false, plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true } } }
+            options: { maintainAspectRatio: false, animation: false, plugins: { legend: { display: false } },
+              scales: { x: { title: { display: true, text: label + " (" + unit + ")" } },
+                y: { beginAtZero: true, title: { display: true, text: "procedures" }, ticks: { precision: 0 } } } },
+            plugins: [drlLines]
           });
+          dlg.querySelector("[data-hist-note]").textContent = v.length + (v.length === 1 ? " procedure" : " procedures") +
+            (drls.length ? " · dashed line: diagnostic reference level" : " · no reference level for this name");
         });
       });
     });
@@ -226,13 +294,70 @@
     });
   }
 
+  // ---- wide tables: each inside a horizontally scrolling region, reachable by keyboard when it scrolls
+  function heading(el) {
+    var card = el.closest("section, .card, details");
+    var h = card ? card.querySelector("h2, h3, summary") : null;
+    return (h ? h.textContent.trim().replace(/\s+/g, " ") : "Table") + " (scrolls sideways)";
+  }
+  function scrollRegions() {
+    document.querySelectorAll("main table").forEach(function (t) {
+      if (t.closest(".scroll-x")) { return; }
+      var box = document.createElement("div");
+      box.className = "scroll-x";
+      t.parentNode.insertBefore(box, t);
+      box.appendChild(t);
+    });
+    function update() {
+      document.querySelectorAll("main .scroll-x").forEach(function (box) {
+        if (box.hasAttribute("data-static-region")) { return; }
+        var scrolls = box.scrollWidth > box.clientWidth + 1;
+        if (scrolls && !box.hasAttribute("tabindex")) {
+          box.setAttribute("tabindex", "0"); box.setAttribute("role", "region");
+          if (!box.hasAttribute("aria-label")) { box.setAttribute("aria-label", heading(box)); }
+          box.setAttribute("data-js-region", "");
+        } else if (!scrolls && box.hasAttribute("data-js-region")) {
+          box.removeAttribute("tabindex"); box.removeAttribute("role"); box.removeAttribute("data-js-region");
+        }
+      });
+    }
+    document.querySelectorAll("main .scroll-x[tabindex]").forEach(function (b) { b.setAttribute("data-static-region", ""); });
+    update();
+    var timer = null;
+    window.addEventListener("resize", function () { clearTimeout(timer); timer = setTimeout(update, 150); });
+    document.addEventListener("toggle", update, true);  // a <details> opened
+  }
+
+  // ---- study page: show only the events of one type and/or plane (the collapsed ones too)
+  function bindEventFilters() {
+    var bar = document.querySelector("[data-event-filters]");
+    if (!bar) { return; }
+    var section = bar.closest("section");
+    var out = bar.querySelector("[data-event-count]");
+    function apply() {
+      var want = {};
+      bar.querySelectorAll("[data-event-filter]").forEach(function (s) { want[s.getAttribute("data-event-filter")] = s.value; });
+      var rows = section.querySelectorAll("tbody tr[data-type]"), shown = 0, active = !!(want.type || want.plane);
+      rows.forEach(function (r) {
+        var ok = (!want.type || r.getAttribute("data-type") === want.type) && (!want.plane || r.getAttribute("data-plane") === want.plane);
+        r.hidden = !ok; if (ok) { shown += 1; }
+      });
+      var more = section.querySelector("[data-more-events]");
+      if (more && active) { more.open = true; }
+      out.textContent = active ? shown + " of " + rows.length + " events shown" : "";
+    }
+    bar.addEventListener("change", apply);
+  }
+
   ready(function () {
+    scrollRegions();
+    bindEventFilters();
     bindAlertActions();
     bindReprocess();
     bindMappings();
     bindHistograms();
     meters();
-    var charts = { trends: trendsChart, history: historyChart, events: eventsChart, staff: staffChart };
+    var charts = { trends: trendsChart, history: historyChart, events: eventsChart, staff: staffChart, modality: modalityChart };
     document.querySelectorAll("canvas[data-chart]").forEach(function (c) {
       var fn = charts[c.getAttribute("data-chart")];
       if (fn) { try { fn(c); } catch (e) { if (window.console) { console.error(e); } } }

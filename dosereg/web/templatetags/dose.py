@@ -103,7 +103,7 @@ def sparkbars(values, width: int = 168, height: int = 24):
 
 
 _SECTIONS = {
-    "dashboard": "dashboard", "patient_list": "patients", "patient_history": "patients", "study_detail": "patients",
+    "dashboard": "dashboard", "patient_list": "patients", "patient_history": "patients", "study_detail": "studies", "study_browser": "studies", "modality_home": "studies",
     "protocol_audit": "protocols", "protocol_names": "protocols", "drl_sets": "protocols", "fluoro_technique": "protocols",
     "staff_overview": "staff", "staff_me": "staff_me", "portal": "portal", "portal_exam": "portal", "audit_log": "audit",
 }
@@ -136,12 +136,20 @@ def mul10k(value):
 
 @register.filter
 def pn(value):
-    """DICOM person name 'Family^Given^Middle' -> 'Given Middle Family'."""
-    if not value or "^" not in value:
-        return value or ""
-    parts = [p.strip() for p in value.split("^")]
-    family, rest = parts[0], [p for p in parts[1:3] if p]
-    return " ".join([*rest, family]).strip()
+    """A DICOM person name for reading (``dosereg.formatting.person_name``: PS3.5 component groups)."""
+    return fmt.person_name(value)
+
+
+@register.filter
+def event_type(code):
+    """An irradiation event type code in words (``ct_spiral`` -> ``CT spiral``)."""
+    return fmt.event_type(code)
+
+
+@register.filter
+def caret_free(text):
+    """A DICOM description without carets."""
+    return fmt.description(text)
 
 
 @register.filter

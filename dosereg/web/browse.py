@@ -1,0 +1,501 @@
+"""The study browser (``/studies/``): filters read from the query string, one sorted and paged queryset, and the
+export rows of exactly the filtered set (issue 17 part 1).
+
+Query count (asserted in the tests), whatever the page size or the number of studies:
+
+* ``study_page``: 2 (the true count, the page rows with their device, patient and standard name);
+* ``filter_options``: 2 (the devices at the user's sites, which also give the site names; the standard names).
+
+Site scope is the one of every clinical page (``SiteScope.study_q``, a subquery, no query of its own). Numbers
+stay in their stored unit (the unit is in the parameter and column names); pages format them through
+``dosereg.formatting`` (template filters), the exports through ``formatting.machine``.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from typing import Any
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+
+from django.db.models import Exists, F, OuterRef, Q, Subquery
+from django.db.models.functions import Lower, Trim
+from django.utils import timezone
+
+from dosereg.access.scope import EVERY_SITE, SiteScope, normalise
+from dosereg.protocols.models import ProtocolMapping, StandardName
+from dosereg.registry.models import Device, IrradiationEvent, Study
+
+from .params import InvalidParameter, QueryParams, clean_text
+
+MODALITIES = ("CT", "RF", "XA", "DX", "CR", "MG", "NM", "PT", "MR", "OT")
+PROJECTION_MODALITIES = ("RF", "XA", "DX", "CR", "MG")
+SEXES = {"F": "female", "M": "male", "O": "other", "U": "not recorded"}
+# paediatric bands of the European DRL guidance (RP 185) plus adults; upper bounds exclusive
+AGE_BANDS = {
+    "0-1": (0, 1), "1-5": (1, 5), "5-10": (5, 10), "10-15": (10, 15), "15-18": (15, 18), "18+": (18, None),
+    "child": (0, 18),
+}
+AGE_BAND_LABELS = {"0-1": "under 1 y", "1-5": "1 to under 5 y", "5-10": "5 to under 10 y", "10-15": "10 to under 15 y",
+                   "15-18": "15 to under 18 y", "18+": "adult (18 y and over)", "child": "any child (under 18 y)"}
+NOT_PATIENT = {"all": "all studies", "exclude": "patients only", "only": "not a patient only"}
+PAGE_SIZES = (10, 25, 50, 100, 200)
+DEFAULT_PAGE_SIZE = 50
+
+# dose range filters: parameter stem -> (study field, label, unit); the unit is in the name
+DOSE_RANGES = {
+    "kap_gy_cm2": ("dap_total_gy_cm2", "KAP", "Gy·cm²"),
+    "kar_gy": ("dose_rp_max_plane_gy", "Ka,r", "Gy"),
+    "dlp_mgy_cm": ("dlp_total_mgy_cm", "DLP", "mGy·cm"),
+    "ctdivol_mgy": ("ctdivol_max_mgy", "CTDIvol", "mGy"),
+    "fluoro_time_s": ("fluoro_time_total_s", "Fluoro time", "s"),
+}
+
+# sortable columns: key -> (order expression, heading); every ordering ends with pk (stable pages)
+SORTS: dict[str, tuple[Any, str]] = {
+    "date": (F("study_datetime"), "Date"),
+    "modality": (F("procedure_modality"), "Modality"),
+    "site": (Lower("device__institution"), "Site"),
+    "device": (Lower("device__display_name"), "Device"),
+    "description": (Lower("study_description"), "Study description"),
+    "standard": (Lower("standard_name"), "Standard name"),
+    "age": (F("patient_age_years"), "Age"),
+    "sex": (F("patient__sex"), "Sex"),
+    "kap": (F("dap_total_gy_cm2"), "KAP"),
+    "kar": (F("dose_rp_max_plane_gy"), "Ka,r"),
+    "fluoro": (F("fluoro_time_total_s"), "Fluoro time"),
+    "ctdivol": (F("ctdivol_max_mgy"), "CTDIvol"),
+    "dlp": (F("dlp_total_mgy_cm"), "DLP"),
+    "events": (F("event_count"), "Events"),
+}
+DEFAULT_SORT = "-date"
+
+
+def parse_number(value: str | None, name: str) -> float | None:
+    """A finite, non-negative decimal number (a dose bound); ``,`` accepted as the decimal mark."""
+    value = clean_text(value, max_length=40).replace(",", ".")
+    if not value:
+        return None
+    if not re.fullmatch(r"[0-9]{0,15}(\.[0-9]{0,15})?", value) or value == ".":
+        raise InvalidParameter(name, f"{value[:20]!r} is not a non-negative number")
+    n = float(value)
+    if not math.isfinite(n):
+        raise InvalidParameter(name, f"{value[:20]!r} is not a finite number")
+    return n
+
+
+@dataclass
+class StudyFilters:
+    modality: str = ""
+    site: str = ""              # an institution name (compared trimmed, case-insensitively)
+    device: int | None = None
+    since: date | None = None   # inclusive day
+    until: date | None = None   # inclusive day
+    protocol: str = ""          # text in the study description or an event's protocol name
+    standard: int | None = None  # StandardName pk; 0: unmapped
+    age_band: str = ""
+    sex: str = ""
+    not_patient: str = "all"
+    ranges: dict = field(default_factory=dict)  # stem -> (min, max), either may be None
+    sort: str = DEFAULT_SORT
+    page: int = 1
+    page_size: int = DEFAULT_PAGE_SIZE
+    errors: dict = field(default_factory=dict)
+
+    @property
+    def sort_key(self) -> str:
+        return self.sort.lstrip("-")
+
+    @property
+    def descending(self) -> bool:
+        return self.sort.startswith("-")
+
+
+def read_filters(query, *, strict: bool = False) -> StudyFilters:
+    """The browser's filters from a query string (pages: an invalid one is ignored and named in ``errors``;
+    ``strict`` (exports): ``InvalidParameter``)."""
+    p = QueryParams(query, strict=strict)
+    f = StudyFilters()
+    f.modality = p.choice("modality", set(MODALITIES)) or ""
+    f.site = p.text("site", max_length=256)
+    f.device = p.int("device")
+    f.since, f.until = p.date("since"), p.date("until")
+    f.protocol = p.text("protocol", max_length=256)
+    f.standard = p.int("standard", min_value=0)
+    f.age_band = p.choice("age", set(AGE_BANDS)) or ""
+    f.sex = p.choice("sex", set(SEXES)) or ""
+    f.not_patient = p.choice("not_patient", set(NOT_PATIENT)) or "all"
+    for stem in DOSE_RANGES:
+        lo, hi = p._read(parse_number, f"{stem}_min"), p._read(parse_number, f"{stem}_max")
+        if lo is not None or hi is not None:
+            f.ranges[stem] = (lo, hi)
+    sort = p.text("sort", max_length=32)
+    if sort:
+        if sort.lstrip("-") in SORTS:
+            f.sort = sort
+        elif strict:
+            raise InvalidParameter("sort", f"{sort[:20]!r} is not a column")
+        else:
+            p.errors["sort"] = f"{sort[:20]!r} is not a column"
+    f.page = p.int("page", max_value=10**9) or 1
+    size = p.int("per_page", max_value=10**6)
+    if size is not None:
+        if size in PAGE_SIZES:
+            f.page_size = size
+        else:
+            p.errors["per_page"] = f"{size} is not one of {', '.join(map(str, PAGE_SIZES))}"
+    f.errors = p.errors
+    return f
+
+
+def _standard_name_subquery(field_name: str = "standard_name__name"):
+    return Subquery(
+        ProtocolMapping.objects.filter(source_name=OuterRef("study_description"), modality=OuterRef("procedure_modality"))
+        .values(field_name)[:1]
+    )
+
+
+def filtered_studies(f: StudyFilters, *, scope: SiteScope = EVERY_SITE):
+    """The studies of ``f`` at the sites of ``scope`` (a lazy queryset, unordered)."""
+    qs = Study.objects.filter(scope.study_q())
+    if not scope.unrestricted and not scope.sites:
+        return qs.none()
+    if f.modality:
+        qs = qs.filter(procedure_modality=f.modality)
+    if f.site:
+        qs = qs.alias(_site=Lower(Trim("device__institution"))).filter(_site=normalise(f.site))
+    if f.device:
+        qs = qs.filter(device_id=f.device)
+    tz = timezone.get_current_timezone()
+    if f.since:
+        qs = qs.filter(study_datetime__gte=datetime.combine(f.since, time.min, tzinfo=tz))
+    if f.until:
+        qs = qs.filter(study_datetime__lt=datetime.combine(f.until, time.min, tzinfo=tz) + timedelta(days=1))
+    if f.protocol:
+        qs = qs.filter(Q(study_description__icontains=f.protocol)
+                       | Exists(IrradiationEvent.objects.filter(study_id=OuterRef("pk"), protocol__icontains=f.protocol)))
+    if f.standard is not None:
+        mapped = ProtocolMapping.objects.filter(source_name=OuterRef("study_description"),
+                                                modality=OuterRef("procedure_modality"))
+        if f.standard == 0:
+            qs = qs.filter(~Exists(mapped))
+        else:
+            qs = qs.filter(Exists(mapped.filter(standard_name_id=f.standard)))
+    if f.age_band:
+        lo, hi = AGE_BANDS[f.age_band]
+        qs = qs.filter(patient_age_years__gte=lo)
+        if hi is not None:
+            qs = qs.filter(patient_age_years__lt=hi)
+    if f.sex:
+        qs = qs.filter(Q(patient__sex="") | Q(patient__isnull=True)) if f.sex == "U" else qs.filter(patient__sex=f.sex)
+    if f.not_patient == "exclude":
+        qs = qs.filter(not_patient_reason="")
+    elif f.not_patient == "only":
+        qs = qs.exclude(not_patient_reason="")
+    for stem, (lo, hi) in f.ranges.items():
+        col = DOSE_RANGES[stem][0]
+        if lo is not None:
+            qs = qs.filter(**{f"{col}__gte": lo})
+        if hi is not None:
+            qs = qs.filter(**{f"{col}__lte": hi})
+    return qs
+
+
+def ordered(qs, f: StudyFilters):
+    expr, _ = SORTS[f.sort_key]
+    order = expr.desc(nulls_last=True) if f.descending else expr.asc(nulls_last=True)
+    return qs.annotate(standard_name=_standard_name_subquery()).order_by(order, "-pk" if f.descending else "pk")
+
+
+@dataclass
+class StudyPage:
+    rows: list
+    count: int
+    page: int
+    pages: int
+    page_size: int
+
+    @property
+    def first_index(self) -> int:
+        return (self.page - 1) * self.page_size + 1 if self.count else 0
+
+    @property
+    def last_index(self) -> int:
+        return min(self.count, self.page * self.page_size)
+
+
+def study_page(f: StudyFilters, *, scope: SiteScope = EVERY_SITE) -> StudyPage:
+    """One page of the filtered, sorted studies and the true count (2 queries)."""
+    qs = filtered_studies(f, scope=scope)
+    count = qs.count()
+    pages = max(1, math.ceil(count / f.page_size))
+    page = min(max(1, f.page), pages)
+    start = (page - 1) * f.page_size
+    rows = list(ordered(qs, f).select_related("device", "patient").only(
+        "pk", "study_datetime", "procedure_modality", "study_description", "accession_number", "patient_age_years",
+        "dap_total_gy_cm2", "dose_rp_max_plane_gy", "fluoro_time_total_s", "ctdivol_max_mgy", "dlp_total_mgy_cm",
+        "event_count", "not_patient_reason", "has_ionising_dose", "patient_id", "device_id",
+        "device__display_name", "device__manufacturer", "device__model", "device__station_name", "device__institution",
+        "patient__patient_id", "patient__sex",
+    )[start:start + f.page_size]) if count else []
+    return StudyPage(rows=rows, count=count, page=page, pages=pages, page_size=f.page_size)
+
+
+def filter_options(*, scope: SiteScope = EVERY_SITE) -> dict:
+    """Devices and sites at the user's sites, standard names (2 queries)."""
+    devices = list(Device.objects.filter(scope.device_q("pk")).order_by(Lower("display_name"), "pk")
+                   .only("pk", "display_name", "manufacturer", "model", "station_name", "institution", "modality"))
+    sites = sorted({d.institution.strip() for d in devices if d.institution.strip()}, key=str.lower)
+    standards = list(StandardName.objects.order_by("modality", "name").only("pk", "name", "modality"))
+    return {"devices": devices, "sites": sites, "standards": standards}
+
+
+# ---------------------------------------------------------------------------
+# exports of exactly the filtered set
+# ---------------------------------------------------------------------------
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clean_cell(value):
+    """Text without control characters (a spreadsheet refuses them; a CSV reader mis-splits on them)."""
+    if isinstance(value, str):
+        return _CONTROL.sub("", value).replace("\r", " ").replace("\n", " ")
+    return value
+
+
+STUDY_COLUMNS = [
+    # header (unit in the name), value key
+    ("study_datetime", "study_datetime"), ("study_instance_uid", "study_instance_uid"),
+    ("accession_number", "accession_number"), ("modality", "procedure_modality"), ("site", "device__institution"),
+    ("device", "device__display_name"), ("study_description", "study_description"), ("standard_name", "standard_name"),
+    ("patient_id", "patient__patient_id"), ("patient_sex", "patient__sex"), ("patient_age_years", "patient_age_years"),
+    ("patient_weight_kg", "patient_weight_kg"), ("not_a_patient", "not_patient_reason"),
+    ("kap_total_gy_cm2", "dap_total_gy_cm2"), ("ka_r_max_plane_gy", "dose_rp_max_plane_gy"),
+    ("fluoro_time_total_s", "fluoro_time_total_s"), ("ctdivol_max_mgy", "ctdivol_max_mgy"),
+    ("dlp_total_mgy_cm", "dlp_total_mgy_cm"), ("ctdi_phantom", "ctdi_phantom"), ("events", "event_count"),
+]
+STUDY_HEADER = [h for h, _ in STUDY_COLUMNS]
+CHUNK = 2000
+
+
+def _phantom_subquery():
+    return Subquery(IrradiationEvent.objects.filter(study_id=OuterRef("pk")).exclude(ctdiw_phantom="")
+                    .order_by("pk").values("ctdiw_phantom")[:1])
+
+
+def study_rows(f: StudyFilters, *, scope: SiteScope = EVERY_SITE, modality: str | None = None,
+               only_page: bool = False) -> Iterator[tuple]:
+    """Every filtered study in the page's order, streamed (server-side cursor); ``only_page``: the rows of the
+    page ``f.page`` (of ``f.page_size``) only, as shown."""
+    qs = filtered_studies(f, scope=scope)
+    if modality is not None:
+        qs = qs.filter(procedure_modality=modality)
+    keys = [k for _, k in STUDY_COLUMNS]
+    qs = ordered(qs, f).annotate(ctdi_phantom=_phantom_subquery()).values_list(*keys)
+    if only_page:
+        start = (max(1, f.page) - 1) * f.page_size
+        qs = qs[start:start + f.page_size]
+    for row in qs.iterator(chunk_size=CHUNK):
+        yield tuple(clean_cell(v) for v in row)
+
+
+CT_EVENT_COLUMNS = [
+    ("study_datetime", "study__study_datetime"), ("study_instance_uid", "study__study_instance_uid"),
+    ("device", "study__device__display_name"), ("study_description", "study__study_description"),
+    ("event_datetime", "datetime"), ("irradiation_event_uid", "irradiation_event_uid"), ("event_type", "event_type"),
+    ("protocol", "protocol"), ("target_region", "target_region"), ("ctdivol_mgy", "ctdivol_mgy"),
+    ("dlp_mgy_cm", "dlp_mgy_cm"), ("ctdi_phantom", "ctdiw_phantom"), ("scanning_length_mm", "ct_scanning_length_mm"),
+    ("pitch_factor", "ct_pitch_factor"), ("exposure_time_s", "ct_exposure_time_s"), ("kvp_kv", "kvp"),
+    ("tube_current_ma", "tube_current_ma"), ("ssde_mgy", "ssde_mgy"),
+]
+PROJECTION_EVENT_COLUMNS = [
+    ("study_datetime", "study__study_datetime"), ("study_instance_uid", "study__study_instance_uid"),
+    ("modality", "study__procedure_modality"), ("device", "study__device__display_name"),
+    ("study_description", "study__study_description"), ("event_datetime", "datetime"),
+    ("irradiation_event_uid", "irradiation_event_uid"), ("event_type", "event_type"), ("plane", "plane"),
+    ("protocol", "protocol"), ("target_region", "target_region"), ("kap_gy_cm2", "dap_gy_cm2"),
+    ("ka_r_gy", "dose_rp_gy"), ("kvp_kv", "kvp"), ("tube_current_ma", "tube_current_ma"),
+    ("exposure_time_ms", "exposure_time_ms"), ("pulse_rate_per_s", "pulse_rate_per_s"),
+    ("number_of_frames", "number_of_frames"), ("irradiation_duration_s", "irradiation_duration_s"),
+    ("fluoro_mode", "fluoro_mode"), ("dose_mode", "dose_mode"), ("filter_material", "filter_material"),
+    ("primary_angle_deg", "positioner_primary_angle_deg"), ("secondary_angle_deg", "positioner_secondary_angle_deg"),
+    ("collimated_field_area_m2", "collimated_field_area_m2"), ("source_to_detector_mm", "distance_source_to_detector_mm"),
+    ("exposure_index", "exposure_index"), ("deviation_index", "deviation_index"),
+]
+
+
+def event_rows(f: StudyFilters, *, scope: SiteScope = EVERY_SITE, ct: bool) -> Iterator[tuple]:
+    """The irradiation events of the filtered studies: CT (one row per series/acquisition) or projection."""
+    studies = filtered_studies(f, scope=scope).filter(
+        procedure_modality__in=("CT",) if ct else PROJECTION_MODALITIES).values("pk")
+    cols = CT_EVENT_COLUMNS if ct else PROJECTION_EVENT_COLUMNS
+    qs = (IrradiationEvent.objects.filter(study_id__in=studies)
+          .order_by("study__study_datetime", "study_id", F("datetime").asc(nulls_last=True), "pk")
+          .values_list(*[k for _, k in cols]))
+    for row in qs.iterator(chunk_size=CHUNK):
+        yield tuple(clean_cell(v) for v in row)
+
+
+def modalities_present(f: StudyFilters, *, scope: SiteScope = EVERY_SITE) -> list[str]:
+    return sorted(m for m in filtered_studies(f, scope=scope).order_by().values_list("procedure_modality", flat=True)
+                  .distinct() if m is not None)
+
+
+def export_sheets(f: StudyFilters, *, scope: SiteScope = EVERY_SITE) -> Iterator[tuple[str, list[str], Iterator]]:
+    """The XLSX sheets: all studies, the studies of each modality, CT events (per series), projection events."""
+    yield "All studies", STUDY_HEADER, study_rows(f, scope=scope)
+    present = modalities_present(f, scope=scope)
+    for m in present:
+        yield f"{m or 'no modality'} studies", STUDY_HEADER, study_rows(f, scope=scope, modality=m)
+    if "CT" in present:
+        yield "CT series", [h for h, _ in CT_EVENT_COLUMNS], event_rows(f, scope=scope, ct=True)
+    if set(present) & set(PROJECTION_MODALITIES):
+        yield "Projection events", [h for h, _ in PROJECTION_EVENT_COLUMNS], event_rows(f, scope=scope, ct=False)
+
+
+def _xlsx_value(value):
+    from dosereg import formatting as fmt
+
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.get_current_timezone()).replace(tzinfo=None) if value.tzinfo else value
+    if isinstance(value, float):
+        return fmt.machine(value)
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value  # never run as a formula
+    return value
+
+
+def write_xlsx(sheets, out) -> dict[str, int]:
+    """Write ``(name, header, rows)`` sheets to the file ``out`` in constant memory (openpyxl write-only): bold
+    header row, frozen below it, with an autofilter over the data. Returns the rows written per sheet."""
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font, PatternFill
+    from openpyxl.utils import get_column_letter
+
+    wb = Workbook(write_only=True)
+    written = {}
+    bold, fill = Font(bold=True), PatternFill("solid", fgColor="DCE6F1")
+    for name, header, rows in sheets:
+        ws = wb.create_sheet(name[:31])
+        ws.freeze_panes = "A2"  # before the first row: the sheet view is written first
+        for i, h in enumerate(header, start=1):
+            ws.column_dimensions[get_column_letter(i)].width = max(10, min(40, len(h) + 2))
+        cells = []
+        for h in header:
+            c = WriteOnlyCell(ws, value=h)
+            c.font, c.fill = bold, fill
+            cells.append(c)
+        ws.append(cells)
+        n = 0
+        for row in rows:
+            ws.append([_xlsx_value(v) for v in row])
+            n += 1
+        ws.auto_filter.ref = f"A1:{get_column_letter(len(header))}{n + 1}"  # written when the sheet closes
+        written[name[:31]] = n
+    wb.save(out)
+    return written
+
+
+# ---------------------------------------------------------------------------
+# a home page per modality: counts and medians per room over time
+# ---------------------------------------------------------------------------
+MODALITY_QUANTITIES = {
+    "CT": ("dlp_total_mgy_cm", "ctdivol_max_mgy"),
+    "RF": ("dap_total_gy_cm2", "dose_rp_max_plane_gy", "fluoro_time_total_s"),
+    "XA": ("dap_total_gy_cm2", "dose_rp_max_plane_gy", "fluoro_time_total_s"),
+    "DX": ("dap_total_gy_cm2", "dose_rp_max_plane_gy"),
+    "CR": ("dap_total_gy_cm2", "dose_rp_max_plane_gy"),
+    "MG": ("dose_rp_max_plane_gy", "dap_total_gy_cm2"),
+}
+
+
+def _quantity_meta(field_name: str) -> tuple[str, str]:
+    """A study field's label and stored unit, from the one formatting home."""
+    from dosereg import formatting as fmt
+
+    q = fmt.quantity_of(field_name)
+    return q.label, q.unit
+
+
+def month_starts(now: datetime, months: int) -> list[date]:
+    """The first days of the last ``months`` calendar months (this one included), oldest first."""
+    d = timezone.localtime(now).date().replace(day=1)
+    out = [d]
+    for _ in range(months - 1):
+        d = (d - timedelta(days=1)).replace(day=1)
+        out.append(d)
+    return out[::-1]
+
+
+def _month_end(first: date) -> date:
+    return ((first + timedelta(days=32)).replace(day=1)) - timedelta(days=1)
+
+
+def modality_overview(*, modality: str, scope: SiteScope = EVERY_SITE, now: datetime | None = None,
+                      months: int = 12) -> dict:
+    """Per room (device) and calendar month: procedures and the median of each of the modality's quantities
+    (patients only: phantom/QA studies left out, as in every statistic). 2 queries on PostgreSQL (medians by
+    ``percentile_cont`` in the database); elsewhere (the SQLite demo) the medians are taken in Python."""
+    import statistics
+
+    from django.db import connection
+    from django.db.models import Count
+    from django.db.models.functions import TruncMonth
+
+    from .selectors import Percentile
+
+    now = now or timezone.now()
+    firsts = month_starts(now, months)
+    since = datetime.combine(firsts[0], time.min, tzinfo=timezone.get_current_timezone())
+    fields = MODALITY_QUANTITIES.get(modality, ())
+    qs = (Study.objects.filter(scope.study_q(), procedure_modality=modality, study_datetime__gte=since,
+                               study_datetime__lte=now, not_patient_reason="", device__isnull=False)
+          .annotate(month=TruncMonth("study_datetime")))
+    cells: dict[tuple[int, date], dict] = {}
+    rows: list[dict[str, Any]]
+    if not scope.unrestricted and not scope.sites:
+        rows = []
+    elif connection.vendor == "postgresql":
+        medians: dict[str, Any] = {f"med_{f}": Percentile(f, 0.5) for f in fields}
+        rows = [dict(r) for r in qs.values("device_id", "month").annotate(n=Count("id"), **medians).order_by()]
+    else:
+        acc: dict[tuple, dict[str, Any]] = {}
+        for r in qs.values("device_id", "month", *fields).iterator(chunk_size=CHUNK):
+            a = acc.setdefault((r["device_id"], r["month"]), {"device_id": r["device_id"], "month": r["month"], "n": 0,
+                                                             **{f"v_{f}": [] for f in fields}})
+            a["n"] += 1
+            for f in fields:
+                if r[f] is not None:
+                    a[f"v_{f}"].append(r[f])
+        rows = [{**{k: v for k, v in a.items() if not k.startswith("v_")},
+                 **{f"med_{f}": statistics.median(a[f"v_{f}"]) if a[f"v_{f}"] else None for f in fields}}
+                for a in acc.values()]
+    for r in rows:
+        m = r["month"]
+        m = timezone.localtime(m).date() if isinstance(m, datetime) else m
+        cells[(r["device_id"], m.replace(day=1))] = r
+    devices = {d.pk: d for d in Device.objects.filter(pk__in={k[0] for k in cells})} if cells else {}
+    rooms = []
+    for dev_id in sorted(devices, key=lambda i: str(devices[i]).lower()):
+        got = [cells.get((dev_id, m)) for m in firsts]
+        rooms.append({
+            "device": devices[dev_id], "name": str(devices[dev_id]), "site": devices[dev_id].institution,
+            "counts": [c["n"] if c else 0 for c in got], "total": sum(c["n"] for c in got if c),
+            "medians": {f: [c.get(f"med_{f}") if c else None for c in got] for f in fields},
+        })
+    present = [f for f in fields if any(v is not None for r in rooms for v in r["medians"][f])]
+    return {
+        "modality": modality, "months": firsts, "month_ends": [_month_end(m) for m in firsts], "rooms": rooms,
+        "quantities": [{"key": f, "label": _quantity_meta(f)[0], "unit": _quantity_meta(f)[1]} for f in present],
+        "total": sum(r["total"] for r in rooms),
+    }
+
+
+def modalities_in_scope(*, scope: SiteScope = EVERY_SITE) -> list[str]:
+    """The modalities of the studies at the user's sites (1 query)."""
+    if not scope.unrestricted and not scope.sites:
+        return []
+    return sorted(m for m in Study.objects.filter(scope.study_q()).exclude(procedure_modality="").order_by()
+                  .values_list("procedure_modality", flat=True).distinct())
