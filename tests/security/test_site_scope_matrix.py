@@ -34,6 +34,8 @@ OBJECT = {
     "web:patient_history_export": ("get", lambda o: {"pk": o["patient"].pk}, "", 200),
     "web:patient_invite": ("post", lambda o: {"pk": o["patient"].pk}, "", "redirect"),
     "web:study_detail": ("get", lambda o: {"pk": o["study"].pk}, "", 200),
+    "web:study_skin_map_png": ("get", lambda o: {"pk": o["study"].pk}, "", 200),
+    "web:study_skin_map_3d": ("get", lambda o: {"pk": o["study"].pk}, "", 200),
     "web:alert_action": ("post", lambda o: {"alert_id": o["alert"].pk, "action": "acknowledge"}, "", 200),
     "web:api_study": ("get", lambda o: {"pk": o["study"].pk}, "", 200),
     "web:api_study_events": ("get", lambda o: {"pk": o["study"].pk}, "", 200),
@@ -62,7 +64,21 @@ NOT_CLINICAL = {
     "web:staff_me": "the user's own occupational dose", "web:staff_overview": "staff members, not clinical data",
     "cases:staff_person": "one staff member's occupational dose, as the staff overview",
     "web:audit_log": "admins only", "web:drl_sets": "published reference levels, no registry data",
+    "web:vendor_plotly": "the plotly.js library file, no data",
 }
+
+
+def _skin_results(*studies) -> None:
+    """A stored skin-dose result (map and cells) for each study, so that its map pages answer 200 when allowed."""
+    from dosereg.skindose.models import StudySkinDose
+    from dosereg.skindose.render import skin_map_png
+
+    cells = {"x_cm": [0.0, 1.0], "y_cm": [0.0, 0.0], "z_cm": [0.0, 0.0], "dose_gy": [1.0, 0.5]}
+    for study in studies:
+        StudySkinDose.objects.update_or_create(study=study, defaults={
+            "computable": True, "psd_gy": 1.0, "phantom": "plane", "map_cells": cells, "kar_total_gy": 1.5,
+            "map_png": skin_map_png(cells, phantom="plane", psd_gy=1.0),
+            "psd_location": {"description": "back"}})
 
 
 def test_every_url_is_classified_for_site_scoping():
@@ -83,6 +99,7 @@ def _request(c: Client, name: str, site_objects: dict):
 def test_object_urls_of_another_site_are_404(site_data, web_data):
     d = site_data
     a, b = _objects(d, "a"), _objects(d, "b")
+    _skin_results(a["study"], b["study"])
     failures = []
     for user, objs, want_ok in ((d.users["rso_a"], b, False), (d.users["rso_a"], a, True), (d.users["rso_b"], b, True)):
         c = Client()
