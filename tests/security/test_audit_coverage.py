@@ -20,7 +20,7 @@ PERSONAL_READS = {
     "web:api_studies", "web:api_study", "web:api_study_events", "web:api_events", "web:api_patients",
     "web:api_patient", "web:api_alerts", "web:api_fhir_search", "web:api_fhir_observation",
     "cases:worklist", "cases:export", "cases:due", "cases:detail", "cases:incidents", "cases:incidents_export",
-    "cases:staff_person",
+    "cases:staff_person", "web:study_skin_map_png", "web:study_skin_map_3d",
 }
 # writes: a change row
 CHANGES = {"web:alert_action", "web:api_alert_action", "web:patient_invite", "web:quarantine_reprocess",
@@ -30,7 +30,7 @@ CHANGES = {"web:alert_action", "web:api_alert_action", "web:patient_invite", "we
 NO_PATIENT_DATA = {
     "web:home", "web:login", "admin_login", "web:logout", "web:no_role", "web:portal_invite", "web:protocol_audit",
     "web:protocol_distribution", "web:protocol_names", "web:drl_sets", "web:fluoro_technique", "web:audit_log",
-    "web:api_token", "ops:health", "web:modality_home",
+    "web:api_token", "ops:health", "web:modality_home", "web:vendor_plotly",
 }
 
 
@@ -67,7 +67,13 @@ def _last_pk() -> int:
 def test_reads_not_covered_by_the_web_suite_are_audited(web_data):
     d = web_data
     covered = {resolve(url.split("?")[0]).view_name for _r, url, *_ in web_audit._cases(d)}
+    from tests.security.test_site_scope_matrix import _skin_results
+
+    skin_study = next(iter(d.studies.values()))
+    _skin_results(skin_study)
     cases = {
+        "web:study_skin_map_png": ("rso", reverse("web:study_skin_map_png", kwargs={"pk": skin_study.pk}), "skin_map"),
+        "web:study_skin_map_3d": ("physicist", reverse("web:study_skin_map_3d", kwargs={"pk": skin_study.pk}), "skin_map"),
         "web:staff_me": ("staff", reverse("web:staff_me"), "staff_dose"),
         "web:staff_overview": ("rso", reverse("web:staff_overview"), "staff_overview"),
         "web:patient_history_export": ("rso", reverse("web:patient_history_export", kwargs={"pk": d.patients["b"].pk}), "patient"),
