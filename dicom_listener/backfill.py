@@ -141,15 +141,18 @@ def date_chunks(start: date, end: date, days: int | None) -> list[tuple[date, da
 
 
 def in_registry(sop_instance_uid: str, study_instance_uid: str) -> bool:
-    """Already here: the same SOP Instance UID in the same study, or not yet ingested (study unknown).
+    """Already here: the same SOP Instance UID in the same study, or not yet ingested (study unknown), or the same
+    report re-filed under this Study Instance UID and kept with the study it was first filed under (its flag
+    names this Study Instance UID: one procedure, counted once).
 
     The same SOP Instance UID re-used in another study is a different object (see the registry's identity rules).
     """
     from dosereg.registry.models import DoseObject
 
     rows = list(DoseObject.objects.filter(sop_instance_uid=sop_instance_uid)
-                .values_list("study__study_instance_uid", flat=True))
-    return any(s is None or s == study_instance_uid or s.startswith("nostudy-") for s in rows)
+                .values_list("study__study_instance_uid", "flags"))
+    return any(s is None or s == study_instance_uid or s.startswith("nostudy-")
+               or any(study_instance_uid in str(f) for f in (flags or [])) for s, flags in rows)
 
 
 def _s(ds: Dataset, keyword: str) -> str:

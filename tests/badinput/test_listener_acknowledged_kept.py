@@ -71,6 +71,9 @@ def test_non_conformant_uids_are_refused_before_anything_is_stored(listener, tmp
         r = s.send("good", good)
         assert r.status == SUCCESS
     assert list(DoseObject.objects.values_list("sop_instance_uid", flat=True)) == [r.sop_uid]
+    deadline = time.monotonic() + 60  # the embedded listener ingests in its worker thread, after answering
+    while DoseObject.objects.get().status == DoseObject.STATUS_RECEIVED and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert DoseObject.objects.get().status == DoseObject.STATUS_INGESTED
     assert len(_spooled(listener.spool)) == 1
     assert not list((listener.spool / "tmp").iterdir())  # no partial file left behind
