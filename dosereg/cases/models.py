@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Q
 
 KIND_PROCEDURE = "procedure"
 KIND_CUMULATIVE = "cumulative"
@@ -85,15 +85,9 @@ class Case(models.Model):
     outcome = models.JSONField(default=dict, blank=True)  # skin reaction + grade / conceptus estimate + method / ...
 
     class Meta:
+        # the worklist's ordered partial indexes (case_worklist, case_worklist_kind, case_worklist_site: active cases
+        # by severity, then exam date newest first, NULLS LAST) are PostgreSQL's: created by migrations 0001/0005
         indexes = [
-            # the worklist: active cases by severity, then exam date (newest first)
-            models.Index(F("sort_rank").desc(), F("exam_date").desc(nulls_last=True), F("id").desc(),
-                         condition=Q(status__in=list(ACTIVE_STATUSES)), name="case_worklist"),
-            # the worklist filtered by kind or site: the same order within the kind / site
-            models.Index("kind", F("sort_rank").desc(), F("exam_date").desc(nulls_last=True), F("id").desc(),
-                         condition=Q(status__in=list(ACTIVE_STATUSES)), name="case_worklist_kind"),
-            models.Index("site", F("sort_rank").desc(), F("exam_date").desc(nulls_last=True), F("id").desc(),
-                         condition=Q(status__in=list(ACTIVE_STATUSES)), name="case_worklist_site"),
             models.Index(fields=["status", "follow_up_due", "id"], name="case_due"),
             # the worklist's counts: an index-only scan of the active cases
             models.Index(fields=["severity", "kind", "status", "notify_state", "follow_up_due"],

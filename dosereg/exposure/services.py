@@ -992,6 +992,21 @@ def alerts_notify_patient_corrected(*, study_id: int, former_patient_id: int | N
     for key, recipient in Notification.objects.filter(dedupe_key__in=[f"exposure-alert:{a.pk}" for a in alerts]).values_list(
             "dedupe_key", "recipient"):
         sent_to[key].add(recipient)
+    # the e-mails of the alerts' RSO cases (one per case level) named the former patient too
+    from dosereg.cases.models import CaseAlert
+
+    from dosereg.cases.models import Case
+    from dosereg.cases.services import case_url
+    from dosereg.notifications.services import notification_enqueue_many
+
+    case_of = dict(CaseAlert.objects.filter(alert__in=alerts).values_list("alert_id", "case_id"))
+    cases = Case.objects.in_bulk(set(case_of.values()))
+    links = {alert_id: case_url(cases[case_id]) for alert_id, case_id in case_of.items() if case_id in cases}
+    for case_id in set(case_of.values()):
+        for recipient in Notification.objects.filter(dedupe_key__startswith=f"case:{case_id}:").values_list(
+                "recipient", flat=True):
+            for alert_id in [a for a, c in case_of.items() if c == case_id]:
+                sent_to[f"exposure-alert:{alert_id}"].add(recipient)
     requests, events = [], []
     for a in alerts:
         note = (f"patient corrected: a corrected report (dose object {dose_object_id}) moved study "
@@ -1007,7 +1022,7 @@ def alerts_notify_patient_corrected(*, study_id: int, former_patient_id: int | N
                   f"which a corrected dose report has moved from patient {former} to patient {new}.\n"
                   f"Earlier e-mails about this alert named patient {former}: that was wrong. The alert now follows "
                   f"the corrected patient (it may be withdrawn or raised again for them).\n\n"
-                  f"Alert: {conf.alert_url_base()}{a.pk}/"),
+                  + (f"Case: {links[a.pk]}" if a.pk in links else "")),
             severity="high" if a.severity == "high" else "normal",
         ))
     with transaction.atomic():

@@ -4,6 +4,24 @@ from django.conf import settings
 from django.db import migrations, models
 
 
+# The worklist's ordered indexes use NULLS LAST, which only PostgreSQL can put in an index: created there only,
+# outside the models' state (SQLite, the embedded default, cannot create them).
+_ACTIVE = "status IN ('open', 'acknowledged', 'follow_up')"
+
+
+def _index_sql(name: str, lead: str = "") -> str:
+    return (f"CREATE INDEX IF NOT EXISTS {name} ON cases_case ({lead}sort_rank DESC, exam_date DESC NULLS LAST, "
+            f"id DESC) WHERE {_ACTIVE}")
+
+
+def _postgres_only(*statements):
+    def run(apps, schema_editor):
+        if schema_editor.connection.vendor == "postgresql":
+            for sql in statements:
+                schema_editor.execute(sql)
+    return run
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -23,14 +41,10 @@ class Migration(migrations.Migration):
             name='follow_up_reminded_for',
             field=models.DateField(blank=True, null=True),
         ),
-        migrations.AddIndex(
-            model_name='case',
-            index=models.Index(models.F('kind'), models.OrderBy(models.F('sort_rank'), descending=True), models.OrderBy(models.F('exam_date'), descending=True, nulls_last=True), models.OrderBy(models.F('id'), descending=True), condition=models.Q(('status__in', ['open', 'acknowledged', 'follow_up'])), name='case_worklist_kind'),
-        ),
-        migrations.AddIndex(
-            model_name='case',
-            index=models.Index(models.F('site'), models.OrderBy(models.F('sort_rank'), descending=True), models.OrderBy(models.F('exam_date'), descending=True, nulls_last=True), models.OrderBy(models.F('id'), descending=True), condition=models.Q(('status__in', ['open', 'acknowledged', 'follow_up'])), name='case_worklist_site'),
-        ),
+        migrations.RunPython(_postgres_only(_index_sql("case_worklist_kind", "kind, ")),
+                             _postgres_only("DROP INDEX IF EXISTS case_worklist_kind")),
+        migrations.RunPython(_postgres_only(_index_sql("case_worklist_site", "site, ")),
+                             _postgres_only("DROP INDEX IF EXISTS case_worklist_site")),
         migrations.AddIndex(
             model_name='case',
             index=models.Index(fields=['status', 'follow_up_due', 'id'], name='case_due'),
