@@ -84,13 +84,13 @@ def event_item(ctx: _Ctx, ev: IrradiationEvent, node: Node) -> bool:
     if k not in EVENT_CODES:
         return False
     if k == AVERAGE_GLANDULAR_DOSE:
-        ev.agd_mgy = _num(ctx, node, "dose_mgy")
+        ev.agd_mgy = num_item(ctx, node, "dose_mgy")
     elif k == COMPRESSION_THICKNESS:
-        ev.compression_thickness_mm = _num(ctx, node, "length_mm")
+        ev.compression_thickness_mm = num_item(ctx, node, "length_mm")
     elif k == COMPRESSION_FORCE:
-        ev.compression_force_n = _num(ctx, node, "force_n")
+        ev.compression_force_n = num_item(ctx, node, "force_n")
     elif k == HALF_VALUE_LAYER:
-        hvl = _num(ctx, node, "length_mm")
+        hvl = num_item(ctx, node, "length_mm")
         if hvl is not None:
             ev.extra["half_value_layer_mm"] = hvl
     elif k == ANODE_TARGET_MATERIAL and isinstance(node.value, Code):
@@ -113,7 +113,7 @@ def accumulated_item(ctx: _Ctx, node: Node) -> bool:
     """Accumulated Average Glandular Dose (111637) with its Laterality (TID 10005); False for other items."""
     if node.key != ACCUMULATED_AGD:
         return False
-    value = _num(ctx, node, "dose_mgy")
+    value = num_item(ctx, node, "dose_mgy")
     lat = None
     for ch in node.children:
         if ch.key == LATERALITY and isinstance(ch.value, Code):
@@ -188,7 +188,8 @@ def exposure_event_uid(doc: DoseDocument, ev: IrradiationEvent, header_event_uid
     return f"exposure-{digest}"
 
 
-def _num(ctx: _Ctx, node: Node, quantity: str) -> float | None:
+def num_item(ctx: _Ctx, node: Node, quantity: str) -> float | None:
+    """A NUM content item's value in ``quantity``'s unit; any other value type is warned about and ignored."""
     if node.vt != "NUM":
         what = (node.concept.meaning or node.concept.value) if node.concept is not None else "value"
         ctx.warn(f"{what}: value type {node.vt or 'missing'} where NUM is expected; ignored")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import codes as C
 from .reader import Code, Node
+from .mammo import num_item
 from .records import NM_HEADER, PATIENT_DOSE_SR, RRDSR, RadiopharmaceuticalAdministration
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -162,15 +163,15 @@ def _administration(ctx: _Ctx, node: Node) -> RadiopharmaceuticalAdministration:
         elif k == ROUTE and isinstance(ch.value, Code):
             a.route, a.route_code = _code(ch.value)
         elif k == HALF_LIFE:
-            a.radionuclide_half_life_s = _num(ctx, ch, "time_s")
+            a.radionuclide_half_life_s = num_item(ctx, ch, "time_s")
         elif k == ADMINISTERED_ACTIVITY:
-            a.administered_activity_mbq = _num(ctx, ch, "activity_mbq")
+            a.administered_activity_mbq = num_item(ctx, ch, "activity_mbq")
         elif k == PRE_ACTIVITY:
-            a.pre_administration_activity_mbq = _num(ctx, ch, "activity_mbq")
+            a.pre_administration_activity_mbq = num_item(ctx, ch, "activity_mbq")
         elif k == POST_ACTIVITY:
-            a.post_administration_activity_mbq = _num(ctx, ch, "activity_mbq")
+            a.post_administration_activity_mbq = num_item(ctx, ch, "activity_mbq")
         elif k == VOLUME:
-            a.volume_ml = _num(ctx, ch, "volume_ml")
+            a.volume_ml = num_item(ctx, ch, "volume_ml")
         elif k == EVENT_UID:
             a.event_uid = _text_value(ch)
         elif k == START:
@@ -209,21 +210,13 @@ def _patient_characteristics(ctx: _Ctx, node: Node, depth: int) -> None:
 def _patient_item(ctx: _Ctx, node: Node) -> None:
     p = ctx.doc.patient
     if node.key == PATIENT_WEIGHT:
-        v = _num(ctx, node, "mass_kg")
+        v = num_item(ctx, node, "mass_kg")
         if v is not None and v > 0 and p.weight_kg is None:
             p.weight_kg = v
     else:
-        v = _num(ctx, node, "length_mm")
+        v = num_item(ctx, node, "length_mm")
         if v is not None and v > 0 and p.size_m is None:
             p.size_m = v / 1000.0
-
-
-def _num(ctx: _Ctx, node: Node, quantity: str) -> float | None:
-    if node.vt != "NUM":
-        what = (node.concept.meaning or node.concept.value) if node.concept is not None else "value"
-        ctx.warn(f"{what}: value type {node.vt or 'missing'} where NUM is expected; ignored")
-        return None
-    return ctx.num(node, quantity)
 
 
 def _code(code: Code) -> tuple[str, str]:
