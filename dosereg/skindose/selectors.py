@@ -32,3 +32,22 @@ def study_skin_map_png(study_id: int) -> bytes | None:
 
 def study_skin_map_cells(study_id: int) -> dict | None:
     return StudySkinDose.objects.filter(study_id=study_id).values_list("map_cells", flat=True).first()
+
+
+def study_skin_dose_summary(study_id: int) -> dict | None:
+    """The study's skin-dose result for the API: the estimate with its method, uncertainty and labels, or why it
+    could not be computed and the labelled Ka,r-based estimate. None: no result (not fluoroscopically guided)."""
+    row = study_skin_dose(study_id)
+    if row is None:
+        return None
+    out = {
+        "computable": row.computable, "psd_gy": row.psd_gy,
+        "psd_location": (row.psd_location or {}).get("description") if row.computable else None,
+        "phantom": row.phantom or None, "method": row.method or None, "uncertainty": row.uncertainty or None,
+        "events_used": len(row.events_used or []), "events_not_used": len(row.events_skipped or []),
+        "not_computable_reason": row.not_computable_reason or None, "kar_total_gy": row.kar_total_gy,
+        "kar_total_label": ("sum of the reference-point air kerma of all events: an upper-bound surrogate, "
+                            "not a skin dose"),
+        "computed_at": row.computed_at.isoformat() if row.computed_at else None,
+    }
+    return out

@@ -190,6 +190,10 @@ class StudyDetail(BadParamsAre400, PatientScoped, generics.RetrieveAPIView):
 
         resp.data["agd_per_breast_mgy"] = study_breast_agd(resp.data["id"])
         resp.data["radiopharmaceutical_administrations"] = study_nm_administrations(resp.data["id"])
+        # the peak skin dose estimate of a fluoroscopically guided study (issue 15), with its method and caveats
+        from dosereg.skindose.selectors import study_skin_dose_summary
+
+        resp.data["skin_dose"] = study_skin_dose_summary(resp.data["id"])
         _audit_page(request, "study", [resp.data["patient"]])
         return resp
 

@@ -120,3 +120,25 @@ def test_only_fluoroscopically_guided_studies_get_a_skin_dose_task(tmp_path):
     radiograph = high_dose_study(tmp_path, spool, patient_id="SKIN-DX", n=1, event_type="stationary")
     assert radiograph.study.procedure_modality not in ("RF", "XA")
     assert studies_with_kar([fluoro.study_id, radiograph.study_id]) == [fluoro.study_id]
+
+
+@pytest.mark.django_db
+def test_the_api_carries_the_psd_with_its_caveats(tmp_path):
+    from rest_framework.test import APIClient
+
+    from dosereg.web.services import user_create
+    from tests.web.data import ensure_seed_data
+
+    ensure_seed_data()
+    rso = user_create(username="skin-api-rso", password="x-Long-Pass-123", role="rso")
+    obj = high_dose_study(tmp_path, Spool(tmp_path / "spool"), patient_id="SKIN-API", n=4)
+    row = study_skin_dose_compute(study_id=obj.study_id)
+    client = APIClient()
+    client.force_authenticate(rso)
+    data = client.get(f"/api/v1/studies/{obj.study_id}/").json()
+    skin = data["skin_dose"]
+    assert skin["computable"] and skin["psd_gy"] == pytest.approx(row.psd_gy)
+    assert skin["events_used"] == 4 and "not a skin dose" in skin["kar_total_label"]
+    assert skin["uncertainty"] and skin["method"].startswith("PySkinDose")
+    ct = high_dose_study(tmp_path, Spool(tmp_path / "spool2"), patient_id="SKIN-API-2", n=1, event_type="stationary")
+    assert client.get(f"/api/v1/studies/{ct.study_id}/").json()["skin_dose"] is None  # no result for a radiograph
