@@ -4,23 +4,9 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
-
-# The worklist's ordered indexes use NULLS LAST, which only PostgreSQL can put in an index: created there only,
-# outside the models' state (SQLite, the embedded default, cannot create them).
-_ACTIVE = "status IN ('open', 'acknowledged', 'follow_up')"
-
-
-def _index_sql(name: str, lead: str = "") -> str:
-    return (f"CREATE INDEX IF NOT EXISTS {name} ON cases_case ({lead}sort_rank DESC, exam_date DESC NULLS LAST, "
-            f"id DESC) WHERE {_ACTIVE}")
-
-
-def _postgres_only(*statements):
-    def run(apps, schema_editor):
-        if schema_editor.connection.vendor == "postgresql":
-            for sql in statements:
-                schema_editor.execute(sql)
-    return run
+# NULLS LAST indexes: PostgreSQL only (dosereg/cases/worklist_indexes.py)
+from dosereg.cases.worklist_indexes import index_sql as _index_sql  # noqa: E402
+from dosereg.cases.worklist_indexes import postgres_only as _postgres_only  # noqa: E402
 
 
 class Migration(migrations.Migration):
