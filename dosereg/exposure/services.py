@@ -1002,11 +1002,10 @@ def alerts_notify_patient_corrected(*, study_id: int, former_patient_id: int | N
     case_of = dict(CaseAlert.objects.filter(alert__in=alerts).values_list("alert_id", "case_id"))
     cases = Case.objects.in_bulk(set(case_of.values()))
     links = {alert_id: case_url(cases[case_id]) for alert_id, case_id in case_of.items() if case_id in cases}
-    for case_id in set(case_of.values()):
-        for recipient in Notification.objects.filter(dedupe_key__startswith=f"case:{case_id}:").values_list(
-                "recipient", flat=True):
-            for alert_id in [a for a, c in case_of.items() if c == case_id]:
-                sent_to[f"exposure-alert:{alert_id}"].add(recipient)
+    case_recipients = {case_id: set(Notification.objects.filter(dedupe_key__startswith=f"case:{case_id}:")
+                                    .values_list("recipient", flat=True)) for case_id in set(case_of.values())}
+    for alert_id, case_id in case_of.items():
+        sent_to[f"exposure-alert:{alert_id}"] |= case_recipients[case_id]
     requests, events = [], []
     for a in alerts:
         note = (f"patient corrected: a corrected report (dose object {dose_object_id}) moved study "
