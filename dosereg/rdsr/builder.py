@@ -25,6 +25,7 @@ import io
 import random
 import struct
 from collections.abc import Iterable
+from collections.abc import Sequence as AbcSequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -314,6 +315,12 @@ FILTER_MATERIALS: dict[str, Code] = {"copper": ("C-127A00", "SRT", "Copper or Co
                                      "aluminum": ("C-120F9", "SRT", "Aluminum or Aluminum compound")}
 
 UNITS_DIALECTS = ("ucum", "canon", "siemens")
+
+
+def _as_code(c: AbcSequence[str]) -> Code:
+    """A (value, scheme, meaning) triple from any 3-item sequence (specs may hold lists)."""
+    value, scheme, meaning = c
+    return (value, scheme, meaning)
 
 
 def _legacy(code: Code, legacy: bool) -> Code:
@@ -1029,7 +1036,7 @@ def _projection_event(spec: ProjectionRDSRSpec, e: ProjectionEventSpec, when: dt
     if e.protocol:
         items.append(_text(CONTAINS, C_ACQ_PROTOCOL, e.protocol))
     if e.target_region is not None:
-        items.append(_code(CONTAINS, C_TARGET_REGION, _legacy(tuple(e.target_region), legacy)))
+        items.append(_code(CONTAINS, C_TARGET_REGION, _legacy(_as_code(e.target_region), legacy)))
     if rp is not None:
         items.append(rp)
     items.append(_uidref(CONTAINS, C_EVENT_UID, uid))
@@ -1210,7 +1217,7 @@ def _ct_event(spec: CTRDSRSpec, e: CTEventSpec, when: dt.datetime, uid: str, dlp
     if e.protocol:
         items.append(_text(CONTAINS, C_ACQ_PROTOCOL, e.protocol))
     if e.target_region is not None:
-        items.append(_code(CONTAINS, C_TARGET_REGION, _legacy(tuple(e.target_region), legacy)))
+        items.append(_code(CONTAINS, C_TARGET_REGION, _legacy(_as_code(e.target_region), legacy)))
     items.append(_code(CONTAINS, C_CT_ACQ_TYPE, _legacy(CT_ACQ_TYPES[e.acquisition_type], legacy)))
     items.append(_uidref(CONTAINS, C_EVENT_UID, uid))
     items.append(_datetime(CONTAINS, C_DATETIME_STARTED, when))
@@ -1474,8 +1481,8 @@ def rewrite_uids(obj: Dataset | bytes, *, study_instance_uid: str | None = None,
     Bytes in, bytes out (same transfer syntax); Dataset in, new Dataset out.
     Pass ``rng`` for reproducible UIDs.
     """
-    as_bytes = isinstance(obj, (bytes, bytearray, memoryview))
-    ds = dcmread(io.BytesIO(bytes(obj)), force=True) if as_bytes else copy.deepcopy(obj)
+    as_bytes = not isinstance(obj, Dataset)
+    ds: Dataset = copy.deepcopy(obj) if isinstance(obj, Dataset) else dcmread(io.BytesIO(bytes(obj)), force=True)
     new = (lambda: _rng_uid(rng)) if rng is not None else (lambda: str(generate_uid()))
 
     mapping: dict[str, str] = {}
@@ -1836,7 +1843,7 @@ def random_ct_spec(rng: random.Random, *, n_events: int | None = None,
             exceeded = rng.random() < 0.03
             ev.dose_check = CTDoseCheckSpec(
                 ctdivol_alert_value_mgy=1000.0,
-                ctdivol_notification_value_mgy=(ev.ctdivol_mgy * 0.9 if exceeded else None),
+                ctdivol_notification_value_mgy=(ev.ctdivol_mgy * 0.9 if exceeded and ev.ctdivol_mgy is not None else None),
                 ctdivol_forward_estimate_mgy=(ev.ctdivol_mgy if exceeded else None),
                 reason_for_proceeding="Clinically justified" if exceeded else None,
                 authorizing_person=rng.choice(_STAFF[:3])[0] if exceeded else None)

@@ -644,7 +644,7 @@ class TextDecoder:
                 self.encodings = None
                 self.iso2022 = False
 
-    def text(self, b: bytes, pn: bool = False) -> str:
+    def text(self, b: bytes | bytearray, pn: bool = False) -> str:
         """Decode and strip trailing padding (spaces / NULs)."""
         if self.iso2022 and b"\x1b" in b:
             try:
@@ -672,7 +672,7 @@ class TextDecoder:
                 s = b.decode("latin_1")
         return s.rstrip(" \x00")
 
-    def ascii(self, b: bytes) -> str:
+    def ascii(self, b: bytes | bytearray) -> str:
         """Decode an ASCII-only VR value (CS, UI, DS, IS, DA, TM, DT, AS), strip both sides."""
         return b.decode("latin_1").strip(" \x00")
 
@@ -781,7 +781,9 @@ class TreeBuilder:
         return c
 
     def _str(self, b: Any) -> str:
-        if not isinstance(b, (bytes, bytearray)):
+        if isinstance(b, bytearray):
+            b = bytes(b)  # unhashable as a cache key
+        elif not isinstance(b, bytes):
             return ""
         s = self.str_cache.get(b)
         if s is None:
