@@ -688,7 +688,8 @@ def _extract(parsed: Parsed) -> DoseDocument:
         if doc.study_datetime is not None:
             ctx.warn("Study Date/Time absent; study datetime taken from content date/time or start of irradiation")
     _check_dates(ctx)
-    if _strip_nuls(doc):
+    # every text of the record was decoded by ``dec``: walk the record only when one of them kept a NUL
+    if dec.nul_seen and _strip_nuls(doc):
         ctx.warn("text values contained NUL (0x00) characters (invalid in DICOM text); removed")
     return doc
 
