@@ -139,6 +139,11 @@ if DATABASE_URL:
         _pg_options.update({"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3})
         if _idle_tx_ms > 0:
             _pg_options["options"] = (_pg_options.get("options", "") + f" -c idle_in_transaction_session_timeout={_idle_tx_ms}").strip()
+        # PostgreSQL's JIT compiler pays off for long analytic queries; dosereg's are short, but a planner estimate
+        # above jit_above_cost (an OR with a sub-select, say) made one study-browser page spend 1.7 s compiling
+        # for 0.3 s of work. Off by default for dosereg's sessions; DB_JIT=true gives the server's setting back.
+        if not env_bool("DB_JIT", False):
+            _pg_options["options"] = (_pg_options.get("options", "") + " -c jit=off").strip()
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
