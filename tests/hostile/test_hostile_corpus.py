@@ -20,7 +20,7 @@ from .run import send_corpus, summary, verify, wait_settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore::UserWarning")]
 
-SAMPLE = int(os.environ.get("HOSTILE_SAMPLE", "300"))  # every family many times; about 2 min on 2 busy cores
+SAMPLE = int(os.environ.get("HOSTILE_SAMPLE", "260"))  # every family many times; about 2 min on 2 busy cores
 
 
 def test_hostile_corpus_sample_through_the_real_listener(stack, tmp_path):
