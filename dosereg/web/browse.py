@@ -41,7 +41,7 @@ AGE_BAND_LABELS = {"0-1": "under 1 y", "1-5": "1 to under 5 y", "5-10": "5 to un
                    "15-18": "15 to under 18 y", "18+": "adult (18 y and over)", "child": "any child (under 18 y)"}
 NOT_PATIENT = {"all": "all studies", "exclude": "patients only", "only": "not a patient only"}
 # data-quality flags set at ingest (Study.flags: the warnings that make a study's stored values doubtful)
-FLAGGED = {"": "all studies", "dose": "dose values could not be read", "any": "any data-quality flag"}
+FLAGGED = {"": "all studies", "dose": "dose unreadable", "any": "any flag"}
 # how the ingest words a dose value it could not read (dosereg.rdsr.extract: ``ctx.flag``)
 DOSE_UNREADABLE_MARKERS = ("unreadable dose value", "where NUM is expected")
 

@@ -66,7 +66,7 @@ def test_dashboard_counts_flagged_studies_with_reason_and_link(flagged, client):
     assert {int(x) for x in re.findall(r'data-flagged-row="(\d+)"', card)} == {studies["nan"].pk, studies["text"].pk}
     assert "unreadable dose value: Dose Area Product &#x27;NaN&#x27;" in card or "unreadable dose value: Dose Area Product" in card
     assert f'{reverse("web:study_browser")}?flagged=dose' in card
-    assert "3 studies carry a data-quality flag" in card
+    assert "3 studies carry a data-quality flag" in card  # (1: "1 study carries")
     # the linked list: exactly the studies with unreadable doses; "any" adds the invalid date
     page = client.get(reverse("web:study_browser") + "?flagged=dose").content.decode()
     assert _rows(page) == {studies["nan"].pk, studies["text"].pk}
