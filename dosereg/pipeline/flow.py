@@ -37,6 +37,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from dosereg.exposure import identity
 from dosereg.exposure import selectors as exposure_selectors
 from dosereg.exposure import services as exposure
+from dosereg.ops.failures import step_failure_record
 from dosereg.protocols import services as protocols
 from dosereg.protocols.tasks import mark_studies_dirty_task
 from dosereg.registry import services as registry
@@ -191,8 +192,11 @@ def _step(done: FollowUp, name: str, args: tuple, *, inline: bool, run: Callable
                 run()
             done.ran.append((name, args))
             return
-        except Exception:
+        except Exception as exc:
+            # one patient's (or study's) failure is recorded (ops failures) and must not stop the others: the
+            # loop goes on, and the step is queued as its own task (retried there)
             log.exception("pipeline step %s %s failed; queued as its own task", name, args)
+            step_failure_record(f"pipeline {name}", args[0] if len(args) == 1 else args, exc)
     transaction.on_commit(queue)  # a worker must see what the caller's transaction wrote
     done.queued.append((name, args))
 

@@ -178,6 +178,8 @@ def dose_object_ingest(*, dose_object_id: int, force: bool = False) -> DoseObjec
                     study_recompute_totals(study_id=old_study_id)
                     affected.add(old_study_id)
             break
+        except StudyUidCollision as exc:
+            return _quarantine(dose_object_id, str(exc))
         except IntegrityError:
             # a device remembered by this process was deleted or merged meanwhile: forget and resolve again
             if attempt == 2 or not _DEVICE_CACHE:
@@ -642,11 +644,30 @@ def _study_upsert(doc: R.DoseDocument, patient: Patient | None, device: Device |
             return study
         except IntegrityError:  # another worker created it meanwhile
             study = Study.objects.select_for_update().get(study_instance_uid=uid)
+    if patient is not None and study.patient_id is not None and study.patient_id != patient.pk:
+        _refuse_study_collision(study, doc, patient)
     study.former_patient_id = study.patient_id
     _study_fields(study, doc, patient, device)
     study.save()
     study.created_by_this_ingest = False
     return study
+
+
+class StudyUidCollision(Exception):
+    """The Study Instance UID of a report already names another patient's study that holds other reports."""
+
+
+def _refuse_study_collision(study: Study, doc: R.DoseDocument, patient: Patient) -> None:
+    """A report of another patient under a Study Instance UID that is in use: a correction of one of the study's
+    own reports (same SOP Instance UID) moves the study to the corrected patient; a different report would move
+    the other patient's reports with it (two people joined under one procedure): refused, for review."""
+    others = (DoseObject.objects.filter(study=study, status=DoseObject.STATUS_INGESTED, superseded_by__isnull=True)
+              .exclude(sop_instance_uid=doc.sop_instance_uid))
+    if others.exists():
+        raise StudyUidCollision(
+            f"Study Instance UID {study.study_instance_uid} is already the study of another patient (record "
+            f"{study.patient_id}) with other reports; this report names Patient ID {patient.patient_id!r}: not filed "
+            "under it (a UID collision or a placeholder UID would join two patients) - review and reprocess")
 
 
 def _study_fields(study: Study, doc: R.DoseDocument, patient: Patient | None, device: Device | None) -> None:

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import connection
-from django.db.models import Aggregate, Avg, Count, F, FloatField, Max, Min, OuterRef, Prefetch, Q, Subquery, Sum
-from django.db.models.functions import TruncDate, TruncWeek
+from django.db.models import Aggregate, Avg, Count, F, FloatField, Max, Min, OuterRef, Prefetch, Q, Subquery, Sum, TextField
+from django.db.models.functions import Cast, TruncDate, TruncWeek
 from django.utils import timezone
 
 from dosereg import formatting as fmt
@@ -309,6 +309,33 @@ def quarantine(*, limit: int = 50, scope: SiteScope = EVERY_SITE) -> dict:
     }
 
 
+def flagged_studies(*, limit: int = 10, scope: SiteScope = EVERY_SITE) -> dict:
+    """Studies flagged at ingest (``Study.flags``) at the scope's sites: how many have dose values that could not be
+    read, how many have any data-quality flag, and the newest of the former with their reasons (one query: the
+    counts are window aggregates over the flagged studies, whose dose-unreadable ones come first)."""
+    from django.db.models import Case, IntegerField, Value, When, Window
+
+    from . import browse
+
+    flagged = browse.flagged_studies(Study.objects.filter(scope.study_q()), "any")
+    dose_q = Q()
+    for marker in browse.DOSE_UNREADABLE_MARKERS:
+        dose_q |= Q(_flags_text__icontains=marker)
+    qs = (flagged.alias(_flags_text=Cast("flags", TextField()))
+          .annotate(dose_unreadable=Case(When(dose_q, then=Value(1)), default=Value(0), output_field=IntegerField()))
+          .annotate(n_any=Window(Count("pk")), n_dose=Window(Sum("dose_unreadable")))
+          .select_related("patient", "device").only(
+              "pk", "study_datetime", "procedure_modality", "study_description", "flags", "patient_id",
+              "patient__patient_id", "device_id", "device__display_name", "device__manufacturer", "device__model",
+              "device__station_name", "device__institution")
+          .order_by("-dose_unreadable", F("study_datetime").desc(nulls_last=True), "-pk"))
+    got = list(qs[:limit])
+    rows = [s for s in got if s.dose_unreadable]
+    for s in rows:
+        s.dose_reasons = browse.dose_flags(s.flags)
+    return {"dose_count": int(got[0].n_dose or 0) if got else 0, "any_count": got[0].n_any if got else 0, "rows": rows}
+
+
 def pregnancy_studies(*, now: datetime, days: int = 90, limit: int = 25, scope: SiteScope = EVERY_SITE) -> list[Study]:
     since = now - timedelta(days=days)
     flt = PREGNANT_Q  # the condition of the partial index study_pregnant_recent
@@ -347,6 +374,7 @@ def dashboard(*, now: datetime | None = None, user=None, scope: SiteScope | None
         ]},
         "ingest": ingest,
         "quarantine": quarantine(scope=scope),
+        "flagged": flagged_studies(scope=scope),
         "has_exposure": integrations.has_exposure(),
     }
 

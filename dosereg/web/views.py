@@ -99,6 +99,7 @@ def dashboard(request):
     shown = {p["patient_id"] for p in ctx["top_patients"] if p.get("patient_id")}
     shown |= case_selectors.patient_pks(ctx["cases"]["rows"])
     shown |= {s.patient_id for s in ctx["pregnancy"]}
+    shown |= {s.patient_id for s in ctx["flagged"]["rows"] if s.patient_id}
     audit_record(request=request, action=V, object_type="dashboard", patient_pks=shown)
     ctx["can_act"] = roles.has_role(request.user, roles.ALERT_ACTIONS)
     ctx["all_actions"] = integrations.ALERT_ACTIONS

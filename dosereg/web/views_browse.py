@@ -16,7 +16,7 @@ from dosereg.audit.services import audit_record
 from . import browse, exports, params
 from .access import role_required
 
-FILTER_KEYS = ("modality", "site", "device", "since", "until", "protocol", "standard", "age", "sex", "not_patient",
+FILTER_KEYS = ("modality", "site", "device", "since", "until", "protocol", "standard", "age", "sex", "not_patient", "flagged",
                *[f"{stem}_{end}" for stem in browse.DOSE_RANGES for end in ("min", "max")])
 
 
@@ -54,6 +54,7 @@ def study_browser(request):
         "page_export_query": _query_without(request, "only", "page"),
         "options": browse.filter_options(scope=scope), "modalities": browse.MODALITIES, "sexes": browse.SEXES,
         "age_bands": browse.AGE_BAND_LABELS, "not_patient_choices": browse.NOT_PATIENT,
+        "flagged_choices": browse.FLAGGED,
         "page_sizes": browse.PAGE_SIZES, "dose_ranges": [
             {"stem": stem, "label": label, "unit": unit, "min": request.GET.get(f"{stem}_min", ""),
              "max": request.GET.get(f"{stem}_max", "")} for stem, (_, label, unit) in browse.DOSE_RANGES.items()],
