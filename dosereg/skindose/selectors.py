@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dosereg.registry.models import IrradiationEvent
 
+from . import summing
 from .models import StudySkinDose
 
 
@@ -51,3 +52,54 @@ def study_skin_dose_summary(study_id: int) -> dict | None:
         "computed_at": row.computed_at.isoformat() if row.computed_at else None,
     }
     return out
+
+
+# ---------------------------------------------------------------------------
+# a patient's procedures and their skin dose over a period (summed maps where the geometry allows)
+# ---------------------------------------------------------------------------
+SUM_WINDOWS_DAYS = (60, 365)  # repeat procedures on the same skin (about 60 days, NCRP 168/SIR ◐); 6–12 months (TJC ◐)
+
+
+def procedures_skin_dose(study_ids, *, with_cells: bool = True) -> list[summing.ProcedureSkinDose]:
+    """The stored skin-dose results of these studies (one query; the map cells only when asked)."""
+    ids = list(study_ids)
+    if not ids:
+        return []
+    fields = ["study_id", "study__study_datetime", "psd_gy", "computable", "phantom", "patient_orientation",
+              "kar_total_gy"] + (["map_cells"] if with_cells else [])
+    out = []
+    for row in StudySkinDose.objects.filter(study_id__in=ids).order_by("study__study_datetime", "study_id").values(*fields):
+        out.append(summing.ProcedureSkinDose(
+            study_id=row["study_id"], at=row["study__study_datetime"],
+            psd_gy=row["psd_gy"] if row["computable"] else None, phantom=row["phantom"],
+            orientation=row["patient_orientation"], cells=row.get("map_cells"), kar_total_gy=row["kar_total_gy"]))
+    return out
+
+
+def studies_skin_dose_sum(study_ids, *, window_days: int = 0, start=None, end=None) -> summing.SkinDoseSum:
+    """These procedures' skin dose together: summed maps, or the conservative sum of their PSDs (labelled)."""
+    return summing.sum_procedures(procedures_skin_dose(study_ids), window_days=window_days, start=start, end=end)
+
+
+def patient_skin_dose_history(patient_ids, *, with_cells: bool = False) -> dict:
+    """For the patient history: each fluoroscopically guided procedure's PSD (or why not), the cumulative
+    conservative sum over all of them, and per period (60 days, 12 months) the worst period's summed skin dose.
+    Two queries whatever the number of procedures."""
+    from dosereg.registry.models import Study
+
+    study_ids = list(Study.objects.filter(patient_id__in=list(patient_ids)).values_list("pk", flat=True))
+    procs = procedures_skin_dose(study_ids, with_cells=True)
+    psds = [p.psd_gy for p in procs if p.psd_gy is not None]
+    periods = []
+    for days in SUM_WINDOWS_DAYS:
+        w = summing.worst_window(procs, days, with_cells=with_cells)
+        if w is not None:
+            periods.append(w)
+    return {
+        "procedures": {p.study_id: p for p in procs},
+        "cumulative_psd_sum_gy": round(sum(psds), 6) if psds else None,
+        "cumulative_count": len(psds),
+        "cumulative_label": summing.PSD_SUM_LABEL,
+        "not_computable": [p.study_id for p in procs if p.psd_gy is None],
+        "periods": periods,
+    }
