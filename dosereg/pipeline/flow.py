@@ -190,13 +190,17 @@ def skin_dose_studies(study_ids: list[int]) -> int:
     """Step 4, run by the skin task on its own queue: compute and store each study's peak skin dose, then run step 1
     (cumulative exposure and alerts) again for their patients, which evaluates the PSD rules beside the Ka,r rules:
     a PSD level opens or escalates the procedure's RSO case (the same case as its Ka,r levels). Idempotent: a PSD
-    computed again (reprocessing) changes nothing when equal, and alerts and case e-mails are never duplicated
+    computed again (reprocessing) re-evaluates nothing when equal, and alerts and case e-mails are never duplicated
     (one alert per patient, rule, level and procedure; one e-mail per case and level class)."""
     ids = sorted(set(study_ids))
+    before = skindose_selectors.studies_psd(ids)
     n = skindose.studies_skin_dose_compute(study_ids=ids)
-    patients = set(Study.objects.filter(pk__in=ids, patient_id__isnull=False).values_list("patient_id", flat=True))
+    after = skindose_selectors.studies_psd(ids)
+    changed = [sid for sid in ids if before.get(sid) != after.get(sid)]  # an equal PSD has nothing to re-evaluate
+    patients = set(Study.objects.filter(pk__in=changed, patient_id__isnull=False).values_list("patient_id", flat=True))
     done = FollowUp()
-    for patient_id in exposure_selectors.patients_to_recompute(study_ids=ids, patient_ids=patients, new_study_ids=()):
+    for patient_id in exposure_selectors.patients_to_recompute(study_ids=changed, patient_ids=patients,
+                                                               new_study_ids=()) if changed else ():
         _step(done, EXPOSURE, (patient_id,), inline=True,
               run=partial(exposure.patient_exposure_recompute, patient_id=patient_id),
               queue=partial(exposure.enqueue_recompute, patient_id))

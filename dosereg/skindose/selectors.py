@@ -21,6 +21,11 @@ def studies_with_kar(study_ids) -> list[int]:
     ).values_list("study_id", flat=True)))
 
 
+def studies_psd(study_ids) -> dict[int, float | None]:
+    """The stored PSD of each of these studies that has a result (None: not computable): one query."""
+    return dict(StudySkinDose.objects.filter(study_id__in=list(study_ids)).values_list("study_id", "psd_gy"))
+
+
 def study_skin_dose(study_id: int) -> StudySkinDose | None:
     """The study's result without the PNG bytes and the map cells (loaded by their own views)."""
     return StudySkinDose.objects.filter(study_id=study_id).defer("map_png", "map_cells").first()

@@ -21,6 +21,7 @@ from dosereg.registry import selectors as registry_selectors
 from dosereg.access.scope import EVERY_SITE, SiteScope, scope_for
 from dosereg.protocols.models import DRLSet, DRLValue, ProtocolMapping, StandardName
 from dosereg.protocols.selectors import audit_groups
+from dosereg.skindose import selectors as skin_selectors
 from dosereg.registry.models import (
     Device,
     DeviceSoftwareVersion,
@@ -129,7 +130,13 @@ def patient_history(*, patient: Patient, now: datetime | None = None, scope: Sit
     ]
     accounts = list(PatientAccount.objects.filter(patient=patient).order_by("-invited_at").values(
         "pk", "invited_at", "expires_at", "verified_at", "revoked", "user__username")[:5])
+    # peak skin dose per fluoroscopically guided procedure, cumulative (conservative sum) and per period (summed
+    # maps where the geometry allows): over every site, as the cumulative windows
+    skin = skin_selectors.patient_skin_dose_history(ids)
+    for s in studies:
+        s.skin = skin["procedures"].get(s.pk)  # type: ignore[attr-defined]
     return {
+        "skin": skin,
         "patient": patient, "studies": studies, "windows": windows, "windows_computed_at": max((w["computed_at"] for w in windows), default=None),
         "chart": chart, "alerts": integrations.patient_alerts(patient=patient, scope=scope), "accounts": accounts,
         "scope": scope, "other_site_studies": other_site_studies,
