@@ -40,13 +40,8 @@ def study_skin_map_cells(study_id: int) -> dict | None:
     return StudySkinDose.objects.filter(study_id=study_id).values_list("map_cells", flat=True).first()
 
 
-def study_skin_dose_summary(study_id: int) -> dict | None:
-    """The study's skin-dose result for the API: the estimate with its method, uncertainty and labels, or why it
-    could not be computed and the labelled Ka,r-based estimate. None: no result (not fluoroscopically guided)."""
-    row = study_skin_dose(study_id)
-    if row is None:
-        return None
-    out = {
+def _summary(row: StudySkinDose) -> dict:
+    return {
         "computable": row.computable, "psd_gy": row.psd_gy,
         "psd_location": (row.psd_location or {}).get("description") if row.computable else None,
         "phantom": row.phantom or None, "method": row.method or None, "uncertainty": row.uncertainty or None,
@@ -56,7 +51,19 @@ def study_skin_dose_summary(study_id: int) -> dict | None:
                             "not a skin dose"),
         "computed_at": row.computed_at.isoformat() if row.computed_at else None,
     }
-    return out
+
+
+def study_skin_dose_summary(study_id: int) -> dict | None:
+    """The study's skin-dose result for the API: the estimate with its method, uncertainty and labels, or why it
+    could not be computed and the labelled Ka,r-based estimate. None: no result (not fluoroscopically guided)."""
+    row = study_skin_dose(study_id)
+    return _summary(row) if row is not None else None
+
+
+def studies_skin_dose_summaries(study_ids) -> dict[int, dict]:
+    """``study_skin_dose_summary`` of several studies in one query (FHIR search pages)."""
+    rows = StudySkinDose.objects.filter(study_id__in=list(study_ids)).defer("map_png", "map_cells")
+    return {row.study_id: _summary(row) for row in rows}
 
 
 # ---------------------------------------------------------------------------
@@ -71,13 +78,14 @@ def procedures_skin_dose(study_ids, *, with_cells: bool = True) -> list[summing.
     if not ids:
         return []
     fields = ["study_id", "study__study_datetime", "psd_gy", "computable", "phantom", "patient_orientation",
-              "kar_total_gy"] + (["map_cells"] if with_cells else [])
+              "kar_total_gy", "psd_location"] + (["map_cells"] if with_cells else [])
     out = []
     for row in StudySkinDose.objects.filter(study_id__in=ids).order_by("study__study_datetime", "study_id").values(*fields):
         out.append(summing.ProcedureSkinDose(
             study_id=row["study_id"], at=row["study__study_datetime"],
             psd_gy=row["psd_gy"] if row["computable"] else None, phantom=row["phantom"],
-            orientation=row["patient_orientation"], cells=row.get("map_cells"), kar_total_gy=row["kar_total_gy"]))
+            orientation=row["patient_orientation"], cells=row.get("map_cells"), kar_total_gy=row["kar_total_gy"],
+            location=str((row["psd_location"] or {}).get("description") or "") if row["computable"] else ""))
     return out
 
 

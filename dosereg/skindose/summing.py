@@ -31,6 +31,7 @@ class ProcedureSkinDose:
     orientation: str = ""
     cells: dict[str, list[float]] | None = None  # x_cm, y_cm, z_cm, dose_gy
     kar_total_gy: float | None = None
+    location: str = ""  # where the peak is, in words
 
 
 @dataclass

@@ -30,6 +30,8 @@ from dosereg.audit.services import audit_record, client_ip
 from dosereg.registry.merge_group import patient_group_ids
 from dosereg.registry.models import DoseObject, IrradiationEvent, Participant, Patient, PlaneTotal, Study
 
+from dosereg.skindose import selectors as skin_selectors
+
 from . import fhir, integrations, tokens
 from .params import InvalidParameter, QueryParams, parse_datetime, parse_int
 from .selectors import patient_for_user
@@ -326,8 +328,9 @@ def _fhir_for(studies: list[Study], request) -> list[dict]:
     auth: dict[int, str] = {}
     for sid, name in Participant.objects.filter(study_id__in=ids, role="irradiation_authorizing").values_list("study_id", "name"):
         auth.setdefault(sid, name)
-    return [fhir.observation(s, planes=planes.get(s.pk), sop_uids=sops.get(s.pk), authorizing=auth.get(s.pk, ""))
-            for s in studies]
+    skin = skin_selectors.studies_skin_dose_summaries(ids)
+    return [fhir.observation(s, planes=planes.get(s.pk), sop_uids=sops.get(s.pk), authorizing=auth.get(s.pk, ""),
+                             skin=skin.get(s.pk)) for s in studies]
 
 
 class FhirObservation(BadParamsAre400, PatientScoped, APIView):

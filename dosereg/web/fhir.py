@@ -16,6 +16,11 @@ SCT = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 IDTYPE = "http://hl7.org/fhir/uv/radiation-dose-summary/CodeSystem/dicom-identifier-type"
+# The Radiation Dose Summary IG's component value set has no peak skin dose, and no DICOM code for a computed PSD
+# estimate was verified: dosereg's own code system, with the display and the text saying what it is
+DOSEREG_CS = "urn:dosereg:fhir:skin-dose"
+PSD_CODE = "peak-skin-dose-estimate"
+PSD_DISPLAY = "Peak skin dose (estimate)"
 
 PROCEDURE_REPORTED = {
     "CT": (SCT, "77477000", "Computed Tomography X-Ray"),
@@ -35,9 +40,25 @@ def _qty(code: str, display: str, value: float, unit: str) -> dict:
     }
 
 
+def _skin_component(skin: dict) -> dict:
+    """The peak skin dose estimate (dosereg.skindose), or why it could not be computed (dataAbsentReason)."""
+    code = {"coding": [_coding(DOSEREG_CS, PSD_CODE, PSD_DISPLAY)], "text": PSD_DISPLAY}
+    if skin.get("computable") and skin.get("psd_gy") is not None:
+        where = f" at the {skin['psd_location']}" if skin.get("psd_location") else ""
+        code["text"] = (f"{PSD_DISPLAY}{where}; {skin.get('phantom') or ''} phantom; {skin.get('method') or ''}; "
+                        f"{skin.get('uncertainty') or ''}").strip("; ")
+        return {"code": code, "valueQuantity": {"value": fmt.machine(skin["psd_gy"]), "unit": "Gy", "system": UCUM,
+                                                "code": "Gy"}}
+    code["text"] = f"{PSD_DISPLAY}: not computable — {skin.get('not_computable_reason') or 'no geometry'}"
+    return {"code": code, "dataAbsentReason": {"coding": [_coding(
+        "http://terminology.hl7.org/CodeSystem/data-absent-reason", "not-performed", "Not Performed")],
+        "text": skin.get("not_computable_reason") or ""}}
+
+
 def observation(study: Study, *, planes: list[PlaneTotal] | None = None, sop_uids: list[str] | None = None,
-                authorizing: str = "", base_url: str = "") -> dict:
-    """One RadiationDoseSummary Observation. ``planes``: active plane totals (for fluoro/acquisition split)."""
+                authorizing: str = "", base_url: str = "", skin: dict | None = None) -> dict:
+    """One RadiationDoseSummary Observation. ``planes``: active plane totals (for fluoro/acquisition split);
+    ``skin``: the study's peak skin dose result (``skindose.selectors.study_skin_dose_summary``), if any."""
     comps: list[dict[str, Any]] = []
     mod = (study.procedure_modality or "").upper()
     system, code, display = PROCEDURE_REPORTED.get(mod, PROJECTION)
@@ -63,6 +84,8 @@ def observation(study: Study, *, planes: list[PlaneTotal] | None = None, sop_uid
         comps.append(_qty("113731", "Total Number of Radiographic Frames", sum(frames), "{frames}"))
     if study.dlp_total_mgy_cm is not None:
         comps.append(_qty("113813", "CT Dose Length Product Total", study.dlp_total_mgy_cm, "mGy.cm"))
+    if skin is not None:
+        comps.append(_skin_component(skin))
 
     summary = ", ".join(
         f"{c['code']['coding'][0]['display']} {fmt.number(c['valueQuantity']['value'], grouping=False)} {c['valueQuantity']['unit']}"

@@ -218,3 +218,8 @@ def staff_overview() -> dict:
     return {"available": True, "members": [
         {"name": m.name, "role": m.get_role_display(), "department": m.department, "hp10_ytd": None, "hp3_ytd": None,
          "open_alerts": m.open_alerts} for m in members]}
+
+
+def psd_first_level_gy() -> float:
+    """The first peak skin dose level of the active rules (Gy): above it the portal explains skin reactions."""
+    return exposure.psd_first_level_gy()

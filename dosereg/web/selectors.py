@@ -185,6 +185,7 @@ class PortalExam:
     quantities: list[dict] = field(default_factory=list)
     effective_dose_msv: float | None = None
     background: str = ""
+    skin: dict | None = None  # a fluoroscopically guided procedure's PSD above the first level: what to look for
 
 
 def portal_exams(*, patient: Patient) -> list[PortalExam]:
@@ -197,6 +198,9 @@ def portal_exams(*, patient: Patient) -> list[PortalExam]:
     ids = patient_group_ids(patient.pk)
     studies = patient_studies(patient_ids=ids)
     from_exposure = integrations.study_effective_doses(study_ids=[s.pk for s in studies if s.has_ionising_dose])
+    skin = {p.study_id: p for p in skin_selectors.procedures_skin_dose(
+        [s.pk for s in studies if s.procedure_modality in skin_selectors.FLUORO_GUIDED], with_cells=False)}
+    first_level = integrations.psd_first_level_gy() if any(p.psd_gy is not None for p in skin.values()) else None
     out = []
     for s in reversed(studies):  # newest first for the patient
         exam = PortalExam(study=s, device_type=explain.device_type(s.procedure_modality))
@@ -210,6 +214,11 @@ def portal_exams(*, patient: Patient) -> list[PortalExam]:
             if e is not None:
                 exam.effective_dose_msv = e
                 exam.background = explain.background_phrase(e)
+            p = skin.get(s.pk)
+            if p is not None and p.psd_gy is not None and first_level is not None and p.psd_gy >= first_level:
+                exam.skin = explain.skin_reaction(
+                    psd_gy=p.psd_gy, where=p.location, institution=s.device.institution if s.device else "",
+                    procedure_date=s.study_datetime)
         for mr in s.mr_exams.all():
             if mr.sar_w_kg is not None:
                 exam.quantities.append({"q": explain.QUANTITIES["sar_w_kg"], "value": mr.sar_w_kg,
