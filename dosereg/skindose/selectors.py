@@ -107,6 +107,7 @@ def patient_skin_dose_history(patient_ids, *, with_cells: bool = False) -> dict:
     for days in SUM_WINDOWS_DAYS:
         w = summing.worst_window(procs, days, with_cells=with_cells)
         if w is not None:
+            w.same_as_days = next((p.window_days for p in periods if p.study_ids == w.study_ids), None)
             periods.append(w)
     return {
         "procedures": {p.study_id: p for p in procs},

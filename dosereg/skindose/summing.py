@@ -47,6 +47,7 @@ class SkinDoseSum:
     cells: dict[str, list[float]] | None = None        # the summed map (summed_map only)
     phantom: str = ""
     not_computable: list[int] = field(default_factory=list)  # studies in the period without a PSD
+    same_as_days: int | None = None  # a shorter period holding the same procedures (its map is the same)
 
 
 def _grid_key(p: ProcedureSkinDose) -> str | None:

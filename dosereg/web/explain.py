@@ -139,26 +139,24 @@ def skin_reaction(*, psd_gy: float, where: str = "", institution: str = "", proc
     what skin reactions look like, when they appear, whom to call. The number always comes with its meaning."""
     side = where.split(",", 1)[0].split("(", 1)[0].strip() if where else ""
     place = f"on your {side}" if side in ("back", "front", "left side", "right side") else "where the X-ray beam entered"
-    contact = settings.DOSEREG_PORTAL_SKIN_CONTACT
-    if institution:
-        contact = f"{contact} ({institution})"
-    when = f" on {procedure_date:%d %B %Y}" if procedure_date else ""
+    at = f" at {institution}" if institution else ""
+    on = f" on {procedure_date.day} {procedure_date:%B %Y}" if procedure_date else ""
     return {
         "title": "About your skin after this procedure",
         "intro": ("This procedure used X-rays for long enough that the skin where the beam entered the body received "
-                  f"a higher dose than in most examinations. We estimate the highest skin dose at about {fmt.number(psd_gy, 2)} Gy "
-                  f"(gray), {place}. This is an estimate from the machine's records, not a measurement: the real dose "
-                  "may be somewhat lower or higher."),
+                  f"a higher dose than in most examinations. We estimate the highest skin dose at about "
+                  f"{fmt.number(psd_gy, 2)} Gy (gray, the unit of radiation dose absorbed by the body), {place}. This "
+                  "is an estimate from the machine's records, not a measurement: the real dose may be somewhat lower "
+                  "or higher."),
         "band": skin_band(psd_gy),
-        "looks_like": ("What to look for: reddening of the skin (like sunburn), itching, a rash, or hair falling out in "
-                       "one patch of skin. It is usually on the back or the side that faced the X-ray tube, not where "
-                       "the camera was. Less often, and later: peeling, blisters, darker or thinner skin, or a sore "
-                       "that does not heal."),
-        "when": ("When: skin changes do not appear straight away. Reddening can start within days to about 2 weeks; "
-                 "hair loss after 2 to 8 weeks; peeling or a sore from several weeks to months later. Check the "
-                 "area, or ask someone to look at it, for the next few months."),
-        "who": (f"Whom to call: if you notice any change in your skin, contact {contact}, and say that you had a "
-                f"procedure with X-rays{when}. Your care team may also ask to see you 2 to 4 weeks after the "
-                "procedure to check your skin."),
+        "looks_like": ("Reddening of the skin (like sunburn), itching, a rash, or hair falling out in one patch of skin, "
+                       "usually on the side of the body that faced the X-ray tube. Less often, and later: peeling, "
+                       "blisters, darker or thinner skin, or a sore that does not heal."),
+        "when": ("Skin changes do not appear straight away. Reddening can start within days to about 2 weeks; hair "
+                 "loss after 2 to 8 weeks; peeling or a sore from several weeks to months later. Look at the area, or "
+                 "ask someone to look at it, for the next few months."),
+        "who": (f"If you notice any change in your skin, contact {settings.DOSEREG_PORTAL_SKIN_CONTACT}. Tell them "
+                f"that you had a procedure using X-rays{at}{on}. Your care team may also ask to see you 2 to 4 weeks "
+                "after the procedure to check your skin."),
         "source": SKIN_BANDS_SOURCE,
     }

@@ -223,3 +223,11 @@ def staff_overview() -> dict:
 def psd_first_level_gy() -> float:
     """The first peak skin dose level of the active rules (Gy): above it the portal explains skin reactions."""
     return exposure.psd_first_level_gy()
+
+
+def procedure_case(*, study_uid: str) -> dict | None:
+    """The RSO case of a procedure (its Ka,r and peak skin dose levels), for a link from the study page: one query."""
+    from dosereg.cases.models import KIND_PROCEDURE, Case
+
+    return (Case.objects.filter(kind=KIND_PROCEDURE, study_uid=study_uid)
+            .values("pk", "title", "status", "severity", "follow_up_suggested", "follow_up_due", "rule_keys").first())
