@@ -143,3 +143,45 @@ def test_the_15_gy_review_level_escalates_the_case_and_emails_again(tmp_path, rs
     assert len(keys) == 2  # opened (Ka,r SRDL at ingest), escalated (PSD review level after the skin task)
     assert review.detail["follow_up_suggested_due"] == (obj.study.study_datetime.date() + dt.timedelta(days=14)).isoformat()
     assert case.follow_up_suggested == obj.study.study_datetime.date() + dt.timedelta(days=14)
+
+
+def test_the_12_month_review_level_reads_the_summed_maps_not_the_psd_sum(tmp_path, django_capture_on_commit_callbacks):
+    """Two procedures 30 days apart on different skin (table moved 15 cm): their maps add to the larger PSD, not to
+    the sum. A review level between the two is reached only by the conservative sum, so it is not raised; below the
+    larger PSD it is raised with the summed-map value and the conservative sum beside it."""
+    from dosereg.exposure.services import patient_exposure_recompute, ruleset_activate, ruleset_new_version
+    from dosereg.rdsr import builder as b
+    from dosereg.skindose.services import study_skin_dose_compute
+
+    from .test_skin_pages import _geometry_event
+
+    studies = []
+    for day, shift in ((0, 0.0), (30, 150.0)):
+        spec = b.ProjectionRDSRSpec(study_datetime=dt.datetime(2026, 6, 1, 9) + dt.timedelta(days=day),
+                                    manufacturer="Siemens", model="AXIOM-Artis", patient_id="PSD-CUM",
+                                    events=[_geometry_event(table_longitudinal_position_mm=shift) for _ in range(4)])
+        path = b.write(b.build_projection_rdsr(spec), tmp_path / f"cum-{day}.dcm")
+        from dosereg.pipeline.flow import file_import
+
+        with django_capture_on_commit_callbacks(execute=True):
+            obj, _ = file_import(path=path, spool=Spool(tmp_path / "spool"))
+        studies.append(obj.study)
+    psd = [study_skin_dose_compute(study_id=s.pk).psd_gy for s in studies]
+    total = sum(psd)
+    patient_id = studies[0].patient_id
+
+    def review_level(gy):
+        rs = ruleset_new_version(note=f"12-month review level {gy} Gy (test)")
+        Rule.objects.filter(ruleset=rs, key="cum-psd-12m-review-15gy").update(threshold_value=gy)
+        ruleset_activate(ruleset_id=rs.pk)
+        with django_capture_on_commit_callbacks(execute=True):
+            patient_exposure_recompute(patient_id=patient_id)
+        return Alert.objects.filter(rule_key="cum-psd-12m-review-15gy").exclude(status="withdrawn")
+
+    assert not review_level(max(psd) + 0.4 * (total - max(psd))).exists()  # only the PSD sum would reach it
+    alerts = list(review_level(0.9 * max(psd)))
+    assert len(alerts) == 1
+    a = alerts[0]
+    assert a.detail["psd_method"] == "summed_map" and a.value == pytest.approx(max(psd), rel=1e-3)
+    assert a.detail["psd_conservative_sum_gy"] == pytest.approx(total)
+    assert a.subject.startswith("episode:") and a.window_days == 365
