@@ -213,9 +213,12 @@ def psd_first_level_gy(default: float = 2.0) -> float:
     levels: list[float] = []
     for value, unit in Rule.objects.filter(ruleset__active=True, enabled=True, quantity=Q_PSD, window_days__isnull=True,
                                            threshold_value__isnull=False).values_list("threshold_value", "threshold_unit"):
+        converted: float | None = value
         try:
-            converted = fmt.convert(value, unit or "Gy", "Gy") if (unit or "Gy") in fmt.UNITS else value
+            if (unit or "Gy") in fmt.UNITS:
+                converted = fmt.convert(value, unit or "Gy", "Gy")
         except ValueError:  # a unit of another dimension: read as Gy, as the rule evaluation does
             converted = value
-        levels.append(float(value if converted is None else converted))
+        if converted is not None:
+            levels.append(float(converted))
     return min(levels) if levels else default

@@ -1,6 +1,8 @@
 """Reading skin-dose results (for the pipeline, the web and the API)."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 from dosereg.registry.models import IrradiationEvent
 
 from . import summing
@@ -97,13 +99,21 @@ def studies_skin_dose_sum(study_ids, *, window_days: int = 0, start=None, end=No
 def patient_skin_dose_history(patient_ids, *, with_cells: bool = False) -> dict:
     """For the patient history: each fluoroscopically guided procedure's PSD (or why not), the cumulative
     conservative sum over all of them, and per period (60 days, 12 months) the worst period's summed skin dose.
-    Two queries whatever the number of procedures."""
+    At most three queries whatever the number of procedures; the map cells are read only for the procedures that
+    share a period with another procedure that has a PSD (the only maps that are ever added)."""
     from dosereg.registry.models import Study
 
     study_ids = list(Study.objects.filter(patient_id__in=list(patient_ids)).values_list("pk", flat=True))
-    procs = procedures_skin_dose(study_ids, with_cells=True)
+    procs = procedures_skin_dose(study_ids, with_cells=False)
+    span = timedelta(days=max(SUM_WINDOWS_DAYS))
+    dated = [p for p in procs if p.at is not None and p.psd_gy is not None]
+    paired = {p.study_id for p in dated for q in dated if q is not p and abs(p.at - q.at) <= span}  # type: ignore[operator]
+    if paired:
+        cells = dict(StudySkinDose.objects.filter(study_id__in=paired).values_list("study_id", "map_cells"))
+        for p in procs:
+            p.cells = cells.get(p.study_id)
     psds = [p.psd_gy for p in procs if p.psd_gy is not None]
-    periods = []
+    periods: list[summing.SkinDoseSum] = []
     for days in SUM_WINDOWS_DAYS:
         w = summing.worst_window(procs, days, with_cells=with_cells)
         if w is not None:

@@ -229,5 +229,6 @@ def procedure_case(*, study_uid: str) -> dict | None:
     """The RSO case of a procedure (its Ka,r and peak skin dose levels), for a link from the study page: one query."""
     from dosereg.cases.models import KIND_PROCEDURE, Case
 
-    return (Case.objects.filter(kind=KIND_PROCEDURE, study_uid=study_uid)
-            .values("pk", "title", "status", "severity", "follow_up_suggested", "follow_up_due", "rule_keys").first())
+    row = (Case.objects.filter(kind=KIND_PROCEDURE, study_uid=study_uid)
+           .values("pk", "title", "status", "severity", "follow_up_suggested", "follow_up_due", "rule_keys").first())
+    return dict(row) if row is not None else None

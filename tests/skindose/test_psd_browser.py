@@ -10,9 +10,9 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
+from tests.conftest import require
 from tests.web.data import PASSWORD, ensure_seed_data
-from tests.web.test_browser import SHOTS
-from tests.web.test_browser import browser  # noqa: F401  (fixture)
+from tests.web.test_browser import ARGS, CHROMIUM, SHOTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -41,7 +41,23 @@ def login(page, base, username):
         page.click("button[type=submit]")
 
 
-def test_rso_sees_the_psd_the_map_and_the_case_raised_by_the_psd_rule(live_server, tmp_path, settings, browser):  # noqa: F811
+@pytest.fixture
+def chromium():
+    """Debian's chromium through Playwright (never a downloaded browser)."""
+    import os
+
+    require(os.path.exists(CHROMIUM), f"Debian chromium ({CHROMIUM})")
+    from playwright.sync_api import sync_playwright
+
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # the ORM is used from the test thread next to Playwright's loop
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+def test_rso_sees_the_psd_the_map_and_the_case_raised_by_the_psd_rule(live_server, tmp_path, settings, chromium):
     from dosereg.cases.models import Case
     from dosereg.exposure.models import Alert
     from dosereg.skindose.models import StudySkinDose
@@ -60,7 +76,7 @@ def test_rso_sees_the_psd_the_map_and_the_case_raised_by_the_psd_rule(live_serve
     srdl = Alert.objects.get(rule_key="fgi-psd-srdl", study=study)
     case = Case.objects.get(members__alert=srdl)
 
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page = chromium.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     login(page, live_server.url, "psd-walk-rso")
@@ -98,7 +114,7 @@ def test_rso_sees_the_psd_the_map_and_the_case_raised_by_the_psd_rule(live_serve
     patient_user = user_create(username="psd-walk-patient", password=PASSWORD, role="patient")
     PatientAccount.objects.create(patient_id=study.patient_id, user=patient_user, token_sha256="w" * 64,
                                   expires_at=timezone.now() + dt.timedelta(days=1), verified_at=timezone.now())
-    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page = chromium.new_page(viewport={"width": 390, "height": 844})
     login(page, live_server.url, "psd-walk-patient")
     page.goto(f"{live_server.url}/portal/exams/{study.pk}/")
     note = page.locator("#skin-reactions").inner_text()

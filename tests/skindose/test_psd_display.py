@@ -155,23 +155,32 @@ def test_the_portal_explains_skin_reactions_above_the_first_level_only(tmp_path,
 
 @pytest.mark.django_db
 def test_fhir_carries_the_psd_or_why_it_is_missing(two_procedures, client):
+    """The PSD is its own Observation, derived from the study's RadiationDoseSummary (whose components stay the IG's
+    DICOM-coded dose indices), and included in searches."""
     from dosereg.web.services import user_create
     from tests.web.data import ensure_seed_data
 
     s1, _, s3 = two_procedures
     ensure_seed_data()
     client.force_login(user_create(username="fhir-rso", password="x-Long-Pass-123", role="rso"))
-    obs = client.get(f"/api/v1/fhir/Observation/dose-summary-{s1.pk}").json()
-    comp = [c for c in obs["component"] if c["code"]["coding"][0]["code"] == "peak-skin-dose-estimate"]
-    assert len(comp) == 1
-    psd = StudySkinDose.objects.get(study=s1).psd_gy
-    assert comp[0]["valueQuantity"]["unit"] == "Gy" and comp[0]["valueQuantity"]["code"] == "Gy"
-    assert comp[0]["valueQuantity"]["value"] == pytest.approx(psd, rel=1e-3)
-    assert "PySkinDose" in comp[0]["code"]["text"] and "Peak skin dose (estimate)" in obs["valueString"]
-    missing = client.get(f"/api/v1/fhir/Observation/dose-summary-{s3.pk}").json()
-    comp3 = [c for c in missing["component"] if c["code"]["coding"][0]["code"] == "peak-skin-dose-estimate"][0]
-    assert "valueQuantity" not in comp3 and comp3["dataAbsentReason"]["coding"][0]["code"] == "not-performed"
-    assert "not computable" in comp3["code"]["text"]
+    summary = client.get(f"/api/v1/fhir/Observation/dose-summary-{s1.pk}").json()
+    assert all(c["code"]["coding"][0]["system"] == "http://dicom.nema.org/resources/ontology/DCM"
+               for c in summary["component"])
+    r = client.get(f"/api/v1/fhir/Observation/peak-skin-dose-{s1.pk}")
+    assert r.status_code == 200 and r["Content-Type"].startswith("application/fhir+json")
+    obs = r.json()
+    row = StudySkinDose.objects.get(study=s1)
+    assert obs["resourceType"] == "Observation" and obs["code"]["coding"][0]["code"] == "peak-skin-dose-estimate"
+    assert obs["valueQuantity"]["unit"] == "Gy" and obs["valueQuantity"]["system"] == "http://unitsofmeasure.org"
+    assert obs["valueQuantity"]["value"] == pytest.approx(row.psd_gy, rel=1e-3)
+    assert obs["derivedFrom"] == [{"reference": f"Observation/dose-summary-{s1.pk}"}]
+    assert obs["subject"] == {"reference": f"Patient/{s1.patient_id}"}
+    assert obs["method"]["text"].startswith("PySkinDose") and obs["bodySite"]["text"] == row.psd_location["description"]
+    assert obs["note"][0]["text"] == row.uncertainty
+    missing = client.get(f"/api/v1/fhir/Observation/peak-skin-dose-{s3.pk}").json()
+    assert "valueQuantity" not in missing and missing["dataAbsentReason"]["coding"][0]["code"] == "not-performed"
+    assert "not computable" in missing["dataAbsentReason"]["text"] and "not a skin dose" in missing["note"][0]["text"]
     bundle = client.get(f"/api/v1/fhir/Observation?code=73569-6&patient=Patient/{s1.patient_id}").json()
-    assert sum(1 for e in bundle["entry"] for c in e["resource"]["component"]
-               if c["code"]["coding"][0]["code"] == "peak-skin-dose-estimate") == 3
+    assert bundle["total"] == 3
+    included = [e for e in bundle["entry"] if e["search"]["mode"] == "include"]
+    assert sorted(e["resource"]["id"] for e in included) == sorted(f"peak-skin-dose-{s.pk}" for s in two_procedures)
