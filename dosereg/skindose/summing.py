@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
+
 METHOD_SUMMED_MAP = "summed_map"
 METHOD_PSD_SUM = "psd_sum"
 METHOD_SINGLE = "single"
@@ -87,15 +89,12 @@ def sum_procedures(procs: list[ProcedureSkinDose], *, window_days: int = 0, star
         return SkinDoseSum(window_days, start, end, ids, round(sum(p.psd_gy or 0.0 for p in counted), 6),
                            METHOD_PSD_SUM, PSD_SUM_LABEL, reasons=reasons, phantom=first.phantom, not_computable=missing)
     assert first.cells is not None
-    total = [0.0] * len(first.cells["dose_gy"])
-    for p in counted:
-        assert p.cells is not None
-        for i, d in enumerate(p.cells["dose_gy"]):
-            total[i] += d
-    peak = max(total)
+    total = np.sum([np.asarray(p.cells["dose_gy"], dtype=float) for p in counted if p.cells is not None], axis=0)
+    peak = float(total.max())
     cells: dict[str, Any] | None = None
     if with_cells:
-        cells = {axis: first.cells[axis] for axis in ("x_cm", "y_cm", "z_cm")} | {"dose_gy": [round(v, 6) for v in total]}
+        cells = {axis: first.cells[axis] for axis in ("x_cm", "y_cm", "z_cm")} | {
+            "dose_gy": [round(float(v), 6) for v in total]}
     return SkinDoseSum(window_days, start, end, ids, round(peak, 6), METHOD_SUMMED_MAP, SUMMED_MAP_LABEL,
                        cells=cells, phantom=first.phantom, not_computable=missing)
 
