@@ -34,6 +34,25 @@ class ProcedureSkinDose:
     cells: dict[str, list[float]] | None = None  # x_cm, y_cm, z_cm, dose_gy
     kar_total_gy: float | None = None
     location: str = ""  # where the peak is, in words
+    _grid: str | None = field(default=None, init=False, repr=False, compare=False)
+    _dose: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def grid_key(self) -> str | None:
+        """A digest of the map's cell positions (computed once): equal digests, the same points of skin."""
+        c = self.cells
+        if not c or not c.get("dose_gy"):
+            return None
+        if self._grid is None:
+            h = hashlib.md5(usedforsecurity=False)
+            for axis in ("x_cm", "y_cm", "z_cm"):
+                h.update(np.asarray(c.get(axis) or [], dtype=float).tobytes())
+            self._grid = h.hexdigest()
+        return self._grid
+
+    def dose_array(self) -> Any:
+        if self._dose is None:
+            self._dose = np.asarray((self.cells or {}).get("dose_gy") or [], dtype=float)
+        return self._dose
 
 
 @dataclass
@@ -50,16 +69,6 @@ class SkinDoseSum:
     phantom: str = ""
     not_computable: list[int] = field(default_factory=list)  # studies in the period without a PSD
     same_as_days: int | None = None  # a shorter period holding the same procedures (its map is the same)
-
-
-def _grid_key(p: ProcedureSkinDose) -> str | None:
-    c = p.cells
-    if not c or not c.get("dose_gy"):
-        return None
-    h = hashlib.md5(usedforsecurity=False)
-    for axis in ("x_cm", "y_cm", "z_cm"):
-        h.update(repr(c.get(axis) or []).encode())
-    return h.hexdigest()
 
 
 def sum_procedures(procs: list[ProcedureSkinDose], *, window_days: int = 0, start: datetime | None = None,
@@ -83,13 +92,13 @@ def sum_procedures(procs: list[ProcedureSkinDose], *, window_days: int = 0, star
         reasons.append("different phantoms: " + ", ".join(sorted({p.phantom or "?" for p in counted})))
     if len({p.orientation for p in counted}) > 1:
         reasons.append("different patient orientations: " + ", ".join(sorted({p.orientation or "?" for p in counted})))
-    if not reasons and len({_grid_key(p) for p in counted}) > 1:
+    if not reasons and len({p.grid_key() for p in counted}) > 1:
         reasons.append("different skin cell grids (phantom size or room settings changed)")
     if reasons:
         return SkinDoseSum(window_days, start, end, ids, round(sum(p.psd_gy or 0.0 for p in counted), 6),
                            METHOD_PSD_SUM, PSD_SUM_LABEL, reasons=reasons, phantom=first.phantom, not_computable=missing)
     assert first.cells is not None
-    total = np.sum([np.asarray(p.cells["dose_gy"], dtype=float) for p in counted if p.cells is not None], axis=0)
+    total = np.sum([p.dose_array() for p in counted], axis=0)
     peak = float(total.max())
     cells: dict[str, Any] | None = None
     if with_cells:
