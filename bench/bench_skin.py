@@ -4,6 +4,9 @@ a Siemens AXIOM-Artis reports: angles, distances, table positions, field area, f
 and the skin-dose engine, on each phantom. Prints wall time and the process's peak memory.
 
     python bench/bench_skin.py [N_EVENTS]
+
+Then the patient history's summing (dosereg.skindose.summing): 24 procedures over a year with that map, the worst
+60-day and 12-month periods found and their maps added (what the patient history does on each view).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ sys.path.insert(0, str(REPO))
 
 from dosereg.rdsr import builder as b  # noqa: E402
 from dosereg.rdsr.extract import extract_bytes  # noqa: E402
+from dosereg.skindose import summing  # noqa: E402
 from dosereg.skindose.engine import RoomSettings, compute, events_from_document  # noqa: E402
 
 
@@ -55,6 +59,7 @@ def main() -> None:
     doc = extract_bytes(data)
     parse_s = time.perf_counter() - t0
     print(f"skin dose benchmark: {n} events, {len(data) / 1e6:.1f} MB RDSR, parsed in {parse_s * 1000:.0f} ms")
+    maps = {}
     for phantom in ("plane", "cylinder", "human"):
         t0 = time.perf_counter()
         res = compute(events_from_document(doc), manufacturer=doc.device.manufacturer, model=doc.device.model,
@@ -64,6 +69,18 @@ def main() -> None:
         psd = f"{res.psd_gy:.3g} Gy" if res.computable else f"not computable ({res.not_computable_reason})"
         print(f"  {phantom:8s} PSD {psd}; {len(res.events_used)} events used; {wall:.2f} s "
               f"(target <= 10 s: {wall / 10.0:.2f}x); peak RSS so far {rss_mb:.0f} MB (target < 1024 MB)")
+        if res.computable and res.dose_map:
+            maps[phantom] = (res.psd_gy, res.dose_map)
+    for phantom, (psd_gy, cells) in maps.items():
+        procs = [summing.ProcedureSkinDose(study_id=i, at=dt.datetime(2026, 1, 5, tzinfo=dt.timezone.utc) + dt.timedelta(days=15 * i),
+                                           psd_gy=psd_gy, phantom=phantom, orientation="head_first_supine", cells=cells)
+                 for i in range(24)]
+        t0 = time.perf_counter()
+        periods = [summing.worst_window(procs, days, with_cells=True) for days in (60, 365)]
+        wall = time.perf_counter() - t0
+        print(f"  summing {phantom:8s} {len(cells['dose_gy'])} skin cells x 24 procedures: worst 60-day and 12-month "
+              f"periods " + ", ".join(f"{p.peak_gy:.3g} Gy ({len(p.study_ids)} procedures, {p.method})" for p in periods if p)
+              + f" in {wall * 1000:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -374,6 +374,9 @@ DOSEREG_API_TOKEN_TTL_HOURS = env_int("API_TOKEN_TTL_HOURS", 24)
 DOSEREG_BACKGROUND_MSV_PER_YEAR = float(env("BACKGROUND_MSV_PER_YEAR", "3.1"))
 DOSEREG_BACKGROUND_SOURCE = env("BACKGROUND_SOURCE", "average natural background in the United States (NCRP Report 160)")
 DOSEREG_PORTAL_INVITE_DAYS = env_int("PORTAL_INVITE_DAYS", 14)
+# Patient portal, after a fluoroscopically guided procedure with a peak skin dose above the first PSD level: whom the
+# patient calls about a skin change (the site's phone number or service; the exam's institution is named beside it).
+DOSEREG_PORTAL_SKIN_CONTACT = env("PORTAL_SKIN_CONTACT", "the department that performed your procedure, or your own doctor")
 # Patient portal PDF: a TrueType font with the characters of names and units (Ø, ł, Greek, Gy·cm²);
 # when it cannot be loaded the PDF falls back to a core font with transliteration.
 DOSEREG_PORTAL_PDF_FONT = env("PORTAL_PDF_FONT", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")

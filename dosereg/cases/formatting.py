@@ -8,10 +8,10 @@ from __future__ import annotations
 import re
 
 CANONICAL_UNIT = {"kar_gy": "Gy", "kap_gy_cm2": "Gy·cm²", "fluoro_time_s": "s", "dlp_mgy_cm": "mGy·cm",
-                  "ctdivol_mgy": "mGy", "procedure_count": "procedures"}
-UNIT_FACTORS = {"kar_gy": {"Gy": 1.0, "mGy": 1e-3}, "kap_gy_cm2": {"Gy·cm²": 1.0, "cGy·cm²": 1e-2, "mGy·cm²": 1e-3, "dGy·cm²": 1e-1},
+                  "ctdivol_mgy": "mGy", "procedure_count": "procedures", "psd_gy": "Gy"}
+UNIT_FACTORS = {"kar_gy": {"Gy": 1.0, "mGy": 1e-3}, "psd_gy": {"Gy": 1.0, "mGy": 1e-3}, "kap_gy_cm2": {"Gy·cm²": 1.0, "cGy·cm²": 1e-2, "mGy·cm²": 1e-3, "dGy·cm²": 1e-1},
                 "fluoro_time_s": {"s": 1.0, "min": 60.0}}
-QUANTITY_LABEL = {"kar_gy": "Ka,r (reference air kerma)", "kap_gy_cm2": "KAP (kerma-area product)",
+QUANTITY_LABEL = {"kar_gy": "Ka,r (reference air kerma)", "psd_gy": "peak skin dose (estimate)", "kap_gy_cm2": "KAP (kerma-area product)",
                   "fluoro_time_s": "fluoroscopy time", "dlp_mgy_cm": "DLP", "ctdivol_mgy": "CTDIvol",
                   "procedure_count": "procedures", "pregnancy": "pregnancy", "dose_check": "CT Dose Check"}
 
@@ -63,7 +63,8 @@ def level_name(level: str) -> str:
         return f"subsequent level +{level.split('+', 1)[1]}"
     return {"srdl": "substantial radiation dose level (SRDL)", "first": "first notification level",
             "notification": "notification value", "alert": "alert value", "pregnancy": "pregnancy",
-            "dose_check": "Dose Check", "repeat": "repeat procedures"}.get(level, level)
+            "dose_check": "Dose Check", "repeat": "repeat procedures",
+            "review": "institutional review level"}.get(level, level)
 
 
 def level_line(alert) -> str:

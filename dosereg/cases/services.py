@@ -69,7 +69,9 @@ def level_class(alert) -> int:
     """Escalation class of an exposure alert: severity × 10 + (1 first / notification, 2 subsequent / Dose Check
     alert, 3 SRDL). A case is e-mailed again only when a level of a higher class is reached."""
     lvl = alert.level or ""
-    if lvl == "srdl":
+    if lvl == "review":  # an institutional review level above the SRDL (15 Gy peak skin dose)
+        c = 4
+    elif lvl == "srdl":
         c = 3
     elif lvl.startswith("subsequent") or lvl == "alert" or (alert.detail or {}).get("dose_check_kind") == "alert":
         c = 2
@@ -78,8 +80,8 @@ def level_class(alert) -> int:
     return SEV_RANK.get(alert.severity, 1) * 10 + c
 
 
-# within one class, the level that names a procedure case: Ka,r (skin dose) first, fluoroscopy time last
-QUANTITY_PRIORITY = {"pregnancy": 9, "dose_check": 8, "kar_gy": 7, "kap_gy_cm2": 6, "ctdivol_mgy": 5, "dlp_mgy_cm": 4,
+# within one class, the level that names a procedure case: peak skin dose, then Ka,r (its surrogate) first, fluoroscopy time last
+QUANTITY_PRIORITY = {"pregnancy": 9, "dose_check": 8, "psd_gy": 7.5, "kar_gy": 7, "kap_gy_cm2": 6, "ctdivol_mgy": 5, "dlp_mgy_cm": 4,
                      "procedure_count": 3, "fluoro_time_s": 2}
 
 

@@ -18,8 +18,10 @@ Q_CTDIVOL = "ctdivol_mgy"         # CT CTDIvol (max), mGy
 Q_COUNT = "procedure_count"       # ionising procedures
 Q_PREGNANCY = "pregnancy"         # ionising exposure of a (possibly) pregnant patient
 Q_DOSE_CHECK = "dose_check"       # modality TID 10015 Dose Check notification/alert
-QUANTITY_CHOICES = [(q, q) for q in (Q_KAR, Q_KAP, Q_FLUORO_TIME, Q_DLP, Q_CTDIVOL, Q_COUNT, Q_PREGNANCY, Q_DOSE_CHECK)]
-CANONICAL_UNIT = {Q_KAR: "Gy", Q_KAP: "Gy·cm²", Q_FLUORO_TIME: "s", Q_DLP: "mGy·cm", Q_CTDIVOL: "mGy", Q_COUNT: "procedures"}
+Q_PSD = "psd_gy"                  # peak skin dose estimate, Gy (dosereg.skindose; per study, or a labelled window sum)
+QUANTITY_CHOICES = [(q, q) for q in (Q_KAR, Q_KAP, Q_FLUORO_TIME, Q_DLP, Q_CTDIVOL, Q_COUNT, Q_PREGNANCY, Q_DOSE_CHECK, Q_PSD)]
+CANONICAL_UNIT = {Q_KAR: "Gy", Q_KAP: "Gy·cm²", Q_FLUORO_TIME: "s", Q_DLP: "mGy·cm", Q_CTDIVOL: "mGy", Q_COUNT: "procedures",
+                  Q_PSD: "Gy"}
 # a rule's level may be entered in another unit of the same dimension (e.g. mGy, cGy·cm², min): converted by
 # dosereg.formatting.convert, the one unit table
 
@@ -32,7 +34,9 @@ L_ALERT = "alert"
 L_PREGNANCY = "pregnancy"
 L_DOSE_CHECK = "dose_check"
 L_REPEAT = "repeat"
-LEVEL_KIND_CHOICES = [(k, k) for k in (L_FIRST, L_SUBSEQUENT, L_SRDL, L_NOTIFICATION, L_ALERT, L_PREGNANCY, L_DOSE_CHECK, L_REPEAT)]
+L_REVIEW = "review"          # an institutional review level above the SRDL (e.g. 15 Gy peak skin dose)
+LEVEL_KIND_CHOICES = [(k, k) for k in (L_FIRST, L_SUBSEQUENT, L_SRDL, L_NOTIFICATION, L_ALERT, L_PREGNANCY, L_DOSE_CHECK, L_REPEAT,
+                                       L_REVIEW)]
 
 EFFECTIVE_DOSE_LABEL = "population-average estimate (not an individual risk measure; ICRP 103)"
 
@@ -52,6 +56,11 @@ PHYSICIST_REQUEST = (
     "A qualified medical physicist's conceptus-dose estimate is requested (ACR–SPR). Record it on the alert; "
     "the band above is then selected from the estimate."
 )
+
+
+# a window's PSD is the sum of its procedures' peak skin doses: the peaks may lie on different skin areas
+PSD_SUM_LABEL = ("conservative sum of the procedures' peak skin doses: an upper bound, as the peaks may lie on "
+                 "different areas of skin")
 
 
 def conceptus_band(mgy: float | None) -> str:

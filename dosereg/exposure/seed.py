@@ -102,3 +102,27 @@ DEFAULT_FACTORS = (
         "dose-standards.md §7.2", "✔")]
 )
 # Other E/KAP regions are ⚠ (no primary table could be re-read): deliberately not seeded (dose-standards.md §7.2).
+
+# Peak skin dose (issue 15): evaluated once the skin-dose task has stored a study's PSD (dosereg.skindose), beside the
+# Ka,r rules above. Added by migration 0006 (a new rule-set version where alerts were already raised by the active one).
+PSD_NCRP168 = ("NCRP Report 168 (2010), peak skin dose: first notification 2 Gy, subsequent every 0.5 Gy (◐ not re-read "
+               "in NCRP 168/Stecker 2009; a physicist should sign them off), substantial radiation dose level 3 Gy (✔ AAPM "
+               "MPPG 12.a) — dose-standards.md §4.1")
+PSD_TJC = ("Institutional review level, where a hospital adopts it: The Joint Commission reviewable sentinel event (2005), "
+           "prolonged fluoroscopy with cumulative dose > 1500 rad (15 Gy) to a single field over 6 to 12 months (✔ JAOCR; "
+           "AAPM comment letter to JCAHO, 8 Jan 2006). TJC has since replaced the numeric trigger (year not verified ◐); many "
+           "hospitals keep 15 Gy peak skin dose as an internal investigation level — dose-standards.md §4.1, §4.2 (band D)")
+PSD_RULES = [
+    r("fgi-psd-first", "Peak skin dose first notification", "psd_gy", "first", 2, "Gy", modalities=FGI, source=PSD_NCRP168),
+    r("fgi-psd-subsequent", "Peak skin dose subsequent notification", "psd_gy", "subsequent", 2, "Gy", step=0.5,
+      modalities=FGI, source=PSD_NCRP168),
+    r("fgi-psd-srdl", "Peak skin dose substantial radiation dose level", "psd_gy", "srdl", 3, "Gy", modalities=FGI,
+      severity="high", verification="✔", follow_up=28,
+      source=PSD_NCRP168 + "; clinical skin check 2–4 weeks after the procedure (◐)"),
+    r("fgi-psd-review-15gy", "Peak skin dose institutional review level (15 Gy)", "psd_gy", "review", 15, "Gy",
+      modalities=FGI, severity="high", follow_up=14, source=PSD_TJC),
+    r("cum-psd-12m-review-15gy", "Cumulative peak skin dose (12 months) institutional review level (15 Gy)", "psd_gy",
+      "review", 15, "Gy", window=365, modalities=FGI, severity="high", follow_up=14,
+      source=PSD_TJC + ". Window value: the largest cell of the summed skin-dose maps where every procedure has a map "
+                       "on the same phantom and orientation, else the conservative sum of the procedures' PSDs."),
+]

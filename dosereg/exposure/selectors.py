@@ -200,3 +200,25 @@ def patients_to_recompute(*, study_ids, patient_ids, new_study_ids=()) -> list[i
                        .values_list("patient_id", flat=True).distinct())
         targets |= set(Alert.objects.filter(study_id__in=study_ids).values_list("patient_id", flat=True).distinct())
     return sorted(targets)
+
+
+def psd_first_level_gy(default: float = 2.0) -> float:
+    """The lowest level of the active per-procedure peak skin dose rules (Gy): the first notification level (NCRP 168,
+    2 Gy by default). The patient portal explains skin reactions above it."""
+    from dosereg import formatting as fmt
+
+    from .constants import Q_PSD
+    from .models import Rule
+
+    levels: list[float] = []
+    for value, unit in Rule.objects.filter(ruleset__active=True, enabled=True, quantity=Q_PSD, window_days__isnull=True,
+                                           threshold_value__isnull=False).values_list("threshold_value", "threshold_unit"):
+        converted: float | None = value
+        try:
+            if (unit or "Gy") in fmt.UNITS:
+                converted = fmt.convert(value, unit or "Gy", "Gy")
+        except ValueError:  # a unit of another dimension: read as Gy, as the rule evaluation does
+            converted = value
+        if converted is not None:
+            levels.append(float(converted))
+    return min(levels) if levels else default

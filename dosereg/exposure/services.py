@@ -33,7 +33,7 @@ from . import conf, effective_dose as ED, regions as RG
 from .constants import (
     CANONICAL_UNIT, CONCEPTUS_BANDS_TEXT, L_ALERT, L_DOSE_CHECK, L_FIRST, L_NOTIFICATION,
     L_PREGNANCY, L_REPEAT, L_SRDL, L_SUBSEQUENT, PHYSICIST_REQUEST, Q_COUNT, Q_CTDIVOL, Q_DLP, Q_DOSE_CHECK,
-    Q_FLUORO_TIME, Q_KAP, Q_KAR, Q_PREGNANCY, RSO_GROUP, SRDL_WORDING, conceptus_band,
+    PSD_SUM_LABEL, Q_FLUORO_TIME, Q_KAP, Q_KAR, Q_PREGNANCY, Q_PSD, RSO_GROUP, SRDL_WORDING, conceptus_band,
 )
 from .models import Alert, AlertEvent, AlertRoute, PatientExposureWindow, Rule, StudyExposure
 from .windows import StudyPoint, WindowTotals, compute_windows
@@ -49,6 +49,7 @@ STUDY_FIELDS = (
     "pregnancy_status", "pregnancy_status_override", "patient_age_years", "dap_total_gy_cm2", "dose_rp_max_plane_gy",
     "fluoro_time_total_s", "dlp_total_mgy_cm", "ctdivol_max_mgy", "event_count", "has_ionising_dose",
     "exposure__source_updated_at",
+    "skin_dose__psd_gy",  # the stored peak skin dose estimate (dosereg.skindose): in the digest, so a new PSD re-evaluates
 )
 # the derived per-study facts, read only when a recompute has work to do
 EXPOSURE_FIELDS = ("study_id", "kar", "regions", "ct_classes", "dose_checks", "effective_dose_msv")
@@ -455,6 +456,8 @@ def _study_value(rule: Rule, s: StudyInfo) -> float | None:
         return r["fluoro_time_total_s"]
     if rule.quantity == Q_DLP:
         return r["dlp_total_mgy_cm"]
+    if rule.quantity == Q_PSD:
+        return r["skin_dose__psd_gy"]
     if rule.quantity == Q_CTDIVOL:
         if rule.protocol_class:
             vals = [v for c, ph, v in s.ct_classes if c == rule.protocol_class and (not rule.phantom or ph == rule.phantom)]
@@ -475,6 +478,27 @@ def _window_value(rule: Rule, wt: WindowTotals) -> float | None:
     if rule.quantity == Q_COUNT:
         return float(_window_count(rule, wt))
     return None
+
+
+def _window_psd(wt: WindowTotals, by_id: dict[int, StudyInfo], thr: float | None) -> tuple[float | None, dict]:
+    """A window's peak skin dose: the conservative sum of its procedures' PSDs; when that reaches the level, the
+    largest cell of their maps added cell by cell where every procedure has a map on the same phantom, orientation
+    and skin cells (dosereg.skindose.summing), else the sum stands, labelled."""
+    psds = [(sid, by_id[sid].row["skin_dose__psd_gy"]) for sid in wt.study_ids if sid in by_id]
+    known = [(sid, v) for sid, v in psds if v is not None]
+    if not known:
+        return None, {}
+    total = round(sum(v for _, v in known), 9)
+    detail = {"psd_method": "psd_sum", "psd_label": PSD_SUM_LABEL, "psd_study_ids": [sid for sid, _ in known]}
+    if thr is None or total < thr - 1e-12 or len(known) < 2:
+        return total, detail
+    from dosereg.skindose.selectors import studies_skin_dose_sum  # maps read only for a window at its level
+
+    summed = studies_skin_dose_sum([sid for sid, _ in known])
+    if summed.method == "summed_map" and summed.peak_gy is not None:
+        return summed.peak_gy, detail | {"psd_method": "summed_map", "psd_label": summed.label,
+                                         "psd_conservative_sum_gy": total}
+    return total, detail | {"psd_sum_reasons": summed.reasons}
 
 
 def _window_count(rule: Rule, wt: WindowTotals) -> int:
@@ -542,7 +566,10 @@ def _expected_alerts(infos: list[StudyInfo], windows: list[WindowTotals], rules:
                 count = sum(c for m, c in wt.procedure_count_by_modality.items() if m.upper() in mods) if mods else wt.procedure_count
                 if count < min_procs:
                     continue
-                value = float(count) if rule.quantity == Q_COUNT else _window_value(rule, wt)
+                if rule.quantity == Q_PSD:
+                    value, psd_detail = _window_psd(wt, by_id, thr)
+                else:
+                    value = float(count) if rule.quantity == Q_COUNT else _window_value(rule, wt)
                 if value is None or value < thr - 1e-12:
                     continue  # below the (first) threshold: no level, the common case decided without _levels
                 for level, lthr, rank in _levels(rule, value):
@@ -564,6 +591,8 @@ def _expected_alerts(infos: list[StudyInfo], windows: list[WindowTotals], rules:
                                               "episode_last_anchor": ep[-1][0].end.isoformat()}
                     if rule.quantity == Q_KAR:
                         d["kar_per_reference_point_and_plane"] = [{"reference_point": k[0], "plane": k[1], "gy": v} for k, v in sorted(best[0].kar.items())]
+                    if rule.quantity == Q_PSD:
+                        d |= _window_psd(best[0], by_id, thr)[1]
                     out.append(Expected(rule, level, "episode:" + by_id[first.anchor_study_id].row["study_instance_uid"], s,
                                         best[1], best[2], rule.severity, d, window=best[0], episode=(first.end, ep[-1][0].end),
                                         rank=best[2]))

@@ -14,8 +14,11 @@
                 │                 → after its commit: notifications.tasks.send_notifications_task → SMTP
                 ├─ 2 staff:     staff.services.staff_studies_sync(study_ids)
                 ├─ 3 protocols: protocols.services.studies_mark_dirty(study_ids)
-                └─ 4 skin dose: skindose.tasks.skin_dose_studies_task(study_ids)  always queued, on the "skin" queue
-                                  → skindose.services.study_skin_dose_compute → PySkinDose → StudySkinDose
+                └─ 4 skin dose: pipeline.tasks.skin_dose_studies_task(study_ids)  always queued, on the "skin" queue
+                                  └─ skin_dose_studies(study_ids)
+                                       ├─ skindose.services.studies_skin_dose_compute → PySkinDose → StudySkinDose
+                                       └─ exposure.services.patient_exposure_recompute(patient_id)  the PSD rules
+                                            (the stored PSD is one of its inputs) → the procedure's RSO case
 
 Each step is idempotent and runs as a unit: inline (in the worker that ingested, after its commit) or queued as
 its own named task. A step that fails inline is queued as that task; the steps after it still run. Patient
@@ -41,13 +44,14 @@ from dosereg.ops.failures import step_failure_record
 from dosereg.protocols import services as protocols
 from dosereg.protocols.tasks import mark_studies_dirty_task
 from dosereg.registry import services as registry
-from dosereg.registry.models import DoseObject
+from dosereg.registry.models import DoseObject, Study
 from dosereg.registry.services import StudyChanges
 from dosereg.skindose import selectors as skindose_selectors
 from dosereg.skindose import services as skindose
-from dosereg.skindose.tasks import skin_dose_studies_task
 from dosereg.staff import services as staff
 from dosereg.staff.tasks import staff_sync_studies_task
+
+from .tasks import skin_dose_studies_task
 
 log = logging.getLogger(__name__)
 
@@ -178,9 +182,30 @@ def follow_up(changes: StudyChanges, *, inline: bool) -> FollowUp:
         skin_ids = skindose_selectors.studies_with_kar(changes.study_ids)
         if skin_ids:
             _step(done, SKIN, (skin_ids,), inline=False,
-                  run=lambda: skindose.studies_skin_dose_compute(study_ids=skin_ids),
+                  run=lambda: skin_dose_studies(skin_ids),
                   queue=lambda: _apply(skin_dose_studies_task, skin_ids))
     return done
+
+
+def skin_dose_studies(study_ids: list[int]) -> int:
+    """Step 4, run by the skin task on its own queue: compute and store each study's peak skin dose, then run step 1
+    (cumulative exposure and alerts) again for their patients, which evaluates the PSD rules beside the Ka,r rules:
+    a PSD level opens or escalates the procedure's RSO case (the same case as its Ka,r levels). Idempotent: a PSD
+    computed again (reprocessing) re-evaluates nothing when equal, and alerts and case e-mails are never duplicated
+    (one alert per patient, rule, level and procedure; one e-mail per case and level class)."""
+    ids = sorted(set(study_ids))
+    before = skindose_selectors.studies_psd(ids)
+    n = skindose.studies_skin_dose_compute(study_ids=ids)
+    after = skindose_selectors.studies_psd(ids)
+    changed = [sid for sid in ids if before.get(sid) != after.get(sid)]  # an equal PSD has nothing to re-evaluate
+    patients = set(Study.objects.filter(pk__in=changed, patient_id__isnull=False).values_list("patient_id", flat=True))
+    done = FollowUp()
+    for patient_id in exposure_selectors.patients_to_recompute(study_ids=changed, patient_ids=patients,
+                                                               new_study_ids=()) if changed else ():
+        _step(done, EXPOSURE, (patient_id,), inline=True,
+              run=partial(exposure.patient_exposure_recompute, patient_id=patient_id),
+              queue=partial(exposure.enqueue_recompute, patient_id))
+    return n
 
 
 def _step(done: FollowUp, name: str, args: tuple, *, inline: bool, run: Callable[[], object],

@@ -1,4 +1,7 @@
-"""The pipeline's Celery entry point: thin, named, retrying only named transient errors.
+"""The pipeline's Celery entry points: thin, named, retrying only named transient errors.
+
+``dosereg.ingest_object`` (the ingest and its follow-up) and ``dosereg.skin_dose_studies`` (step 4, on its own
+queue "skin": the peak skin dose, then the PSD rules through the same exposure step).
 
 The follow-up steps queue their own tasks where their apps define them: ``dosereg.recompute_patient_exposure``
 (exposure), ``dosereg.staff_sync_studies`` (staff), ``dosereg.protocols_mark_studies_dirty`` (protocols)."""
@@ -22,3 +25,14 @@ def ingest_object_task(dose_object_id: int) -> str:
     from . import flow
 
     return flow.ingest_object(dose_object_id, count_delivery=True).status
+
+
+SKIN_TASK = "dosereg.skin_dose_studies"  # routed to the "skin" queue (settings.CELERY_TASK_ROUTES)
+
+
+@shared_task(name=SKIN_TASK, autoretry_for=(OperationalError, InterfaceError), retry_backoff=True, max_retries=5,
+             acks_late=True)
+def skin_dose_studies_task(study_ids: list[int]) -> int:
+    from . import flow
+
+    return flow.skin_dose_studies(study_ids)

@@ -1,8 +1,11 @@
 """Reading skin-dose results (for the pipeline, the web and the API)."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 from dosereg.registry.models import IrradiationEvent
 
+from . import summing
 from .models import StudySkinDose
 
 
@@ -20,6 +23,11 @@ def studies_with_kar(study_ids) -> list[int]:
     ).values_list("study_id", flat=True)))
 
 
+def studies_psd(study_ids) -> dict[int, float | None]:
+    """The stored PSD of each of these studies that has a result (None: not computable): one query."""
+    return dict(StudySkinDose.objects.filter(study_id__in=list(study_ids)).values_list("study_id", "psd_gy"))
+
+
 def study_skin_dose(study_id: int) -> StudySkinDose | None:
     """The study's result without the PNG bytes and the map cells (loaded by their own views)."""
     return StudySkinDose.objects.filter(study_id=study_id).defer("map_png", "map_cells").first()
@@ -34,13 +42,8 @@ def study_skin_map_cells(study_id: int) -> dict | None:
     return StudySkinDose.objects.filter(study_id=study_id).values_list("map_cells", flat=True).first()
 
 
-def study_skin_dose_summary(study_id: int) -> dict | None:
-    """The study's skin-dose result for the API: the estimate with its method, uncertainty and labels, or why it
-    could not be computed and the labelled Ka,r-based estimate. None: no result (not fluoroscopically guided)."""
-    row = study_skin_dose(study_id)
-    if row is None:
-        return None
-    out = {
+def _summary(row: StudySkinDose) -> dict:
+    return {
         "computable": row.computable, "psd_gy": row.psd_gy,
         "psd_location": (row.psd_location or {}).get("description") if row.computable else None,
         "phantom": row.phantom or None, "method": row.method or None, "uncertainty": row.uncertainty or None,
@@ -50,4 +53,77 @@ def study_skin_dose_summary(study_id: int) -> dict | None:
                             "not a skin dose"),
         "computed_at": row.computed_at.isoformat() if row.computed_at else None,
     }
+
+
+def study_skin_dose_summary(study_id: int) -> dict | None:
+    """The study's skin-dose result for the API: the estimate with its method, uncertainty and labels, or why it
+    could not be computed and the labelled Ka,r-based estimate. None: no result (not fluoroscopically guided)."""
+    row = study_skin_dose(study_id)
+    return _summary(row) if row is not None else None
+
+
+def studies_skin_dose_summaries(study_ids) -> dict[int, dict]:
+    """``study_skin_dose_summary`` of several studies in one query (FHIR search pages)."""
+    rows = StudySkinDose.objects.filter(study_id__in=list(study_ids)).defer("map_png", "map_cells")
+    return {row.study_id: _summary(row) for row in rows}
+
+
+# ---------------------------------------------------------------------------
+# a patient's procedures and their skin dose over a period (summed maps where the geometry allows)
+# ---------------------------------------------------------------------------
+SUM_WINDOWS_DAYS = (60, 365)  # repeat procedures on the same skin (about 60 days, NCRP 168/SIR ◐); 6–12 months (TJC ◐)
+
+
+def procedures_skin_dose(study_ids, *, with_cells: bool = True) -> list[summing.ProcedureSkinDose]:
+    """The stored skin-dose results of these studies (one query; the map cells only when asked)."""
+    ids = list(study_ids)
+    if not ids:
+        return []
+    fields = ["study_id", "study__study_datetime", "psd_gy", "computable", "phantom", "patient_orientation",
+              "kar_total_gy", "psd_location"] + (["map_cells"] if with_cells else [])
+    out = []
+    for row in StudySkinDose.objects.filter(study_id__in=ids).order_by("study__study_datetime", "study_id").values(*fields):
+        out.append(summing.ProcedureSkinDose(
+            study_id=row["study_id"], at=row["study__study_datetime"],
+            psd_gy=row["psd_gy"] if row["computable"] else None, phantom=row["phantom"],
+            orientation=row["patient_orientation"], cells=row.get("map_cells"), kar_total_gy=row["kar_total_gy"],
+            location=str((row["psd_location"] or {}).get("description") or "") if row["computable"] else ""))
     return out
+
+
+def studies_skin_dose_sum(study_ids, *, window_days: int = 0, start=None, end=None) -> summing.SkinDoseSum:
+    """These procedures' skin dose together: summed maps, or the conservative sum of their PSDs (labelled)."""
+    return summing.sum_procedures(procedures_skin_dose(study_ids), window_days=window_days, start=start, end=end)
+
+
+def patient_skin_dose_history(patient_ids, *, with_cells: bool = False) -> dict:
+    """For the patient history: each fluoroscopically guided procedure's PSD (or why not), the cumulative
+    conservative sum over all of them, and per period (60 days, 12 months) the worst period's summed skin dose.
+    At most three queries whatever the number of procedures; the map cells are read only for the procedures that
+    share a period with another procedure that has a PSD (the only maps that are ever added)."""
+    from dosereg.registry.models import Study
+
+    study_ids = list(Study.objects.filter(patient_id__in=list(patient_ids)).values_list("pk", flat=True))
+    procs = procedures_skin_dose(study_ids, with_cells=False)
+    span = timedelta(days=max(SUM_WINDOWS_DAYS))
+    dated = [p for p in procs if p.at is not None and p.psd_gy is not None]
+    paired = {p.study_id for p in dated for q in dated if q is not p and abs(p.at - q.at) <= span}  # type: ignore[operator]
+    if paired:
+        cells = dict(StudySkinDose.objects.filter(study_id__in=paired).values_list("study_id", "map_cells"))
+        for p in procs:
+            p.cells = cells.get(p.study_id)
+    psds = [p.psd_gy for p in procs if p.psd_gy is not None]
+    periods: list[summing.SkinDoseSum] = []
+    for days in SUM_WINDOWS_DAYS:
+        w = summing.worst_window(procs, days, with_cells=with_cells)
+        if w is not None:
+            w.same_as_days = next((p.window_days for p in periods if p.study_ids == w.study_ids), None)
+            periods.append(w)
+    return {
+        "procedures": {p.study_id: p for p in procs},
+        "cumulative_psd_sum_gy": round(sum(psds), 6) if psds else None,
+        "cumulative_count": len(psds),
+        "cumulative_label": summing.PSD_SUM_LABEL,
+        "not_computable": [p.study_id for p in procs if p.psd_gy is None],
+        "periods": periods,
+    }

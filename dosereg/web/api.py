@@ -29,6 +29,8 @@ from dosereg.audit.services import audit_record, client_ip
 from dosereg.registry.merge_group import patient_group_ids
 from dosereg.registry.models import DoseObject, IrradiationEvent, Participant, Patient, PlaneTotal, Study
 
+from dosereg.skindose import selectors as skin_selectors
+
 from . import fhir, integrations, tokens
 from .params import InvalidParameter, QueryParams, parse_datetime, parse_int
 from .selectors import patient_for_user
@@ -333,15 +335,23 @@ def _fhir_for(studies: list[Study], request) -> list[dict]:
             for s in studies]
 
 
+def _fhir_skin_for(studies: list[Study]) -> list[dict]:
+    """The peak skin dose Observations of these studies (those with a skin-dose result): one query."""
+    skin = skin_selectors.studies_skin_dose_summaries([s.pk for s in studies])
+    return [fhir.skin_observation(s, skin[s.pk]) for s in studies if s.pk in skin]
+
+
 class FhirObservation(BadParamsAre400, PatientScoped, APIView):
-    """GET fhir/Observation/dose-summary-<study pk>: one RadiationDoseSummary."""
+    """GET fhir/Observation/dose-summary-<study pk>: one RadiationDoseSummary;
+    fhir/Observation/peak-skin-dose-<study pk>: the study's peak skin dose estimate (or why there is none)."""
 
     allowed_roles = (*roles.CLINICAL, roles.PATIENT)
     permission_classes = [RolePermission]
 
     def get(self, request, obs_id: str):
+        prefix = next((p for p in ("dose-summary-", fhir.SKIN_ID_PREFIX) if obs_id.startswith(p)), "")
         try:
-            study_pk = parse_int(obs_id[13:], "id") if obs_id.startswith("dose-summary-") else None
+            study_pk = parse_int(obs_id[len(prefix):], "id") if prefix else None
         except InvalidParameter:
             study_pk = None
         if study_pk is None:  # not one of ours, or an id that cannot exist
@@ -352,6 +362,11 @@ class FhirObservation(BadParamsAre400, PatientScoped, APIView):
             qs = qs.filter(patient_id__in=ids)
         study = get_object_or_404(qs, pk=study_pk)
         _audit_page(request, "fhir_observation", [study.patient_id], {"study": study.pk})
+        if prefix == fhir.SKIN_ID_PREFIX:
+            found = _fhir_skin_for([study])
+            if not found:  # not fluoroscopically guided: no skin-dose result
+                raise Http404
+            return Response(found[0], content_type="application/fhir+json")
         return Response(_fhir_for([study], request)[0], content_type="application/fhir+json")
 
 
@@ -390,7 +405,8 @@ class FhirObservationSearch(BadParamsAre400, PatientScoped, APIView):
         studies = list(qs[:500])
         _audit_page(request, "fhir_observation", {s.patient_id for s in studies})
         base = request.build_absolute_uri("/api/v1/fhir/")
-        return Response(fhir.bundle(_fhir_for(studies, request), base_url=base), content_type="application/fhir+json")
+        return Response(fhir.bundle(_fhir_for(studies, request), base_url=base, included=_fhir_skin_for(studies)),
+                        content_type="application/fhir+json")
 
 
 class LoginThrottle(AnonRateThrottle):

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from dosereg import formatting as fmt
+
 
 @dataclass(frozen=True)
 class Quantity:
@@ -103,3 +105,58 @@ def background_phrase(effective_dose_msv: float) -> str:
     if days < 730:
         return f"about {round(days / 30.4)} months of natural background radiation"
     return f"about {days / 365:.1f} years of natural background radiation"
+
+
+# ---------------------------------------------------------------------------
+# skin reactions after a fluoroscopically guided procedure (patient portal)
+# ---------------------------------------------------------------------------
+# Bands of the peak skin dose: NCRP 168 / Balter et al., Radiology 2010 (single-site acute, ◐ dose-standards.md §4.2),
+# in plain words. Each band: (upper bound in Gy or None, what may happen).
+SKIN_BANDS: list[tuple[float | None, str]] = [
+    (2.0, "Skin changes are not expected at this level."),
+    (5.0, "Some people get a mild, temporary reddening of the skin, like a light sunburn, within about 2 weeks, and "
+          "some hair in that area may fall out for a while (from about 2 to 8 weeks after). These changes usually "
+          "go away on their own."),
+    (10.0, "Reddening of the skin and hair loss in that area are likely. The reddening can last longer than a "
+           "sunburn, and some of the hair may not grow back."),
+    (15.0, "The skin in that area may redden, itch and peel, hair loss may be permanent, and months later the skin "
+           "may become thinner or darker."),
+    (None, "The skin in that area may redden, blister or peel, and it may later break down into a sore that heals "
+           "slowly and may need treatment by a skin or wound specialist. Follow-up by your doctor is important."),
+]
+SKIN_BANDS_SOURCE = "NCRP Report 168 (2010) and Balter et al., Radiology 2010 (skin effects of fluoroscopically guided procedures)"
+
+
+def skin_band(psd_gy: float) -> str:
+    for upper, text in SKIN_BANDS:
+        if upper is None or psd_gy < upper:
+            return text
+    return SKIN_BANDS[-1][1]
+
+
+def skin_reaction(*, psd_gy: float, where: str = "", institution: str = "", procedure_date=None) -> dict:
+    """Plain-language text for a patient after a procedure whose estimated peak skin dose is above the first level:
+    what skin reactions look like, when they appear, whom to call. The number always comes with its meaning."""
+    side = where.split(",", 1)[0].split("(", 1)[0].strip() if where else ""
+    place = f"on your {side}" if side in ("back", "front", "left side", "right side") else "where the X-ray beam entered"
+    at = f" at {institution}" if institution else ""
+    on = f" on {procedure_date.day} {procedure_date:%B %Y}" if procedure_date else ""
+    return {
+        "title": "About your skin after this procedure",
+        "intro": ("This procedure used X-rays for long enough that the skin where the beam entered the body received "
+                  f"a higher dose than in most examinations. We estimate the highest skin dose at about "
+                  f"{fmt.number(psd_gy, 2)} Gy (gray, the unit of radiation dose absorbed by the body), {place}. This "
+                  "is an estimate from the machine's records, not a measurement: the real dose may be somewhat lower "
+                  "or higher."),
+        "band": skin_band(psd_gy),
+        "looks_like": ("Reddening of the skin (like sunburn), itching, a rash, or hair falling out in one patch of skin, "
+                       "usually on the side of the body that faced the X-ray tube. Less often, and later: peeling, "
+                       "blisters, darker or thinner skin, or a sore that does not heal."),
+        "when": ("Skin changes do not appear straight away. Reddening can start within days to about 2 weeks; hair "
+                 "loss after 2 to 8 weeks; peeling or a sore from several weeks to months later. Look at the area, or "
+                 "ask someone to look at it, for the next few months."),
+        "who": (f"If you notice any change in your skin, contact {settings.DOSEREG_PORTAL_SKIN_CONTACT}. Tell them "
+                f"that you had a procedure using X-rays{at}{on}. Your care team may also ask to see you 2 to 4 weeks "
+                "after the procedure to check your skin."),
+        "source": SKIN_BANDS_SOURCE,
+    }

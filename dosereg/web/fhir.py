@@ -16,6 +16,12 @@ SCT = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 IDTYPE = "http://hl7.org/fhir/uv/radiation-dose-summary/CodeSystem/dicom-identifier-type"
+# The Radiation Dose Summary IG's component value set has no peak skin dose, and no DICOM code for a computed PSD
+# estimate was verified: the PSD is its own Observation (derived from the summary), coded in dosereg's own system
+DOSEREG_CS = "urn:dosereg:fhir:skin-dose"
+SKIN_ID_PREFIX = "peak-skin-dose-"
+PSD_CODE = "peak-skin-dose-estimate"
+PSD_DISPLAY = "Peak skin dose (estimate)"
 
 PROCEDURE_REPORTED = {
     "CT": (SCT, "77477000", "Computed Tomography X-Ray"),
@@ -104,10 +110,53 @@ def observation(study: Study, *, planes: list[PlaneTotal] | None = None, sop_uid
     return obs
 
 
-def bundle(observations: list[dict], *, base_url: str = "") -> dict:
+def skin_observation(study: Study, skin: dict) -> dict:
+    """The study's peak skin dose estimate (dosereg.skindose) as its own Observation, derived from the study's
+    RadiationDoseSummary (whose components stay the IG's DICOM-coded dose indices): the PSD in Gy with where, the
+    phantom, the method and its uncertainty, or ``dataAbsentReason`` with why it could not be computed."""
+    obs: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": f"{SKIN_ID_PREFIX}{study.pk}",
+        "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                  "code": "imaging", "display": "Imaging"}]}],
+        "code": {"coding": [_coding(DOSEREG_CS, PSD_CODE, PSD_DISPLAY)], "text": PSD_DISPLAY},
+        "subject": {"reference": f"Patient/{study.patient_id}"} if study.patient_id else {"display": "unlinked patient"},
+        "derivedFrom": [{"reference": f"Observation/dose-summary-{study.pk}"}],
+        "partOf": [{"type": "ImagingStudy", "identifier": {
+            "type": {"coding": [_coding(IDTYPE, "study-instance-uid", "Study Instance UID")]},
+            "system": "urn:dicom:uid", "value": f"urn:oid:{study.study_instance_uid}"}}],
+    }
+    if study.study_datetime:
+        obs["effectiveDateTime"] = study.study_datetime.isoformat()
+    notes = []
+    if skin.get("computable") and skin.get("psd_gy") is not None:
+        obs["valueQuantity"] = {"value": fmt.machine(skin["psd_gy"]), "unit": "Gy", "system": UCUM, "code": "Gy"}
+        if skin.get("psd_location"):
+            obs["bodySite"] = {"text": skin["psd_location"]}
+        obs["method"] = {"text": f"{skin.get('method') or ''} ({skin.get('phantom') or 'unknown'} phantom)".strip()}
+        if skin.get("uncertainty"):
+            notes.append(skin["uncertainty"])
+    else:
+        obs["dataAbsentReason"] = {"coding": [_coding("http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                                                      "not-performed", "Not Performed")],
+                                   "text": f"not computable: {skin.get('not_computable_reason') or 'no geometry'}"}
+        if skin.get("kar_total_gy") is not None:
+            notes.append(f"Ka,r-based estimate {fmt.number(skin['kar_total_gy'], grouping=False)} Gy: "
+                         f"{skin.get('kar_total_label') or 'an upper-bound surrogate, not a skin dose'}")
+    if notes:
+        obs["note"] = [{"text": n} for n in notes]
+    return obs
+
+
+def bundle(observations: list[dict], *, base_url: str = "", included: list[dict] | None = None) -> dict:
+    """A searchset: the matching summaries, and ``included`` resources (their peak skin dose observations)."""
+    entries = [{"fullUrl": f"{base_url}Observation/{o['id']}", "resource": o, "search": {"mode": "match"}} for o in observations]
+    entries += [{"fullUrl": f"{base_url}Observation/{o['id']}", "resource": o, "search": {"mode": "include"}}
+                for o in included or []]
     return {
         "resourceType": "Bundle",
         "type": "searchset",
         "total": len(observations),
-        "entry": [{"fullUrl": f"{base_url}Observation/{o['id']}", "resource": o, "search": {"mode": "match"}} for o in observations],
+        "entry": entries,
     }

@@ -218,3 +218,17 @@ def staff_overview() -> dict:
     return {"available": True, "members": [
         {"name": m.name, "role": m.get_role_display(), "department": m.department, "hp10_ytd": None, "hp3_ytd": None,
          "open_alerts": m.open_alerts} for m in members]}
+
+
+def psd_first_level_gy() -> float:
+    """The first peak skin dose level of the active rules (Gy): above it the portal explains skin reactions."""
+    return exposure.psd_first_level_gy()
+
+
+def procedure_case(*, study_uid: str) -> dict | None:
+    """The RSO case of a procedure (its Ka,r and peak skin dose levels), for a link from the study page: one query."""
+    from dosereg.cases.models import KIND_PROCEDURE, Case
+
+    row = (Case.objects.filter(kind=KIND_PROCEDURE, study_uid=study_uid)
+           .values("pk", "title", "status", "severity", "follow_up_suggested", "follow_up_due", "rule_keys").first())
+    return dict(row) if row is not None else None

@@ -21,6 +21,7 @@ from dosereg.registry import selectors as registry_selectors
 from dosereg.access.scope import EVERY_SITE, SiteScope, scope_for
 from dosereg.protocols.models import DRLSet, DRLValue, ProtocolMapping, StandardName
 from dosereg.protocols.selectors import audit_groups
+from dosereg.skindose import selectors as skin_selectors
 from dosereg.registry.models import (
     Device,
     DeviceSoftwareVersion,
@@ -129,7 +130,13 @@ def patient_history(*, patient: Patient, now: datetime | None = None, scope: Sit
     ]
     accounts = list(PatientAccount.objects.filter(patient=patient).order_by("-invited_at").values(
         "pk", "invited_at", "expires_at", "verified_at", "revoked", "user__username")[:5])
+    # peak skin dose per fluoroscopically guided procedure, cumulative (conservative sum) and per period (summed
+    # maps where the geometry allows): over every site, as the cumulative windows
+    skin = skin_selectors.patient_skin_dose_history(ids)
+    for s in studies:
+        s.skin = skin["procedures"].get(s.pk)  # type: ignore[attr-defined]
     return {
+        "skin": skin,
         "patient": patient, "studies": studies, "windows": windows, "windows_computed_at": max((w["computed_at"] for w in windows), default=None),
         "chart": chart, "alerts": integrations.patient_alerts(patient=patient, scope=scope), "accounts": accounts,
         "scope": scope, "other_site_studies": other_site_studies,
@@ -178,6 +185,7 @@ class PortalExam:
     quantities: list[dict] = field(default_factory=list)
     effective_dose_msv: float | None = None
     background: str = ""
+    skin: dict | None = None  # a fluoroscopically guided procedure's PSD above the first level: what to look for
 
 
 def portal_exams(*, patient: Patient) -> list[PortalExam]:
@@ -190,6 +198,9 @@ def portal_exams(*, patient: Patient) -> list[PortalExam]:
     ids = patient_group_ids(patient.pk)
     studies = patient_studies(patient_ids=ids)
     from_exposure = integrations.study_effective_doses(study_ids=[s.pk for s in studies if s.has_ionising_dose])
+    skin = {p.study_id: p for p in skin_selectors.procedures_skin_dose(
+        [s.pk for s in studies if s.procedure_modality in skin_selectors.FLUORO_GUIDED], with_cells=False)}
+    first_level = integrations.psd_first_level_gy() if any(p.psd_gy is not None for p in skin.values()) else None
     out = []
     for s in reversed(studies):  # newest first for the patient
         exam = PortalExam(study=s, device_type=explain.device_type(s.procedure_modality))
@@ -203,6 +214,11 @@ def portal_exams(*, patient: Patient) -> list[PortalExam]:
             if e is not None:
                 exam.effective_dose_msv = e
                 exam.background = explain.background_phrase(e)
+            p = skin.get(s.pk)
+            if p is not None and p.psd_gy is not None and first_level is not None and p.psd_gy >= first_level:
+                exam.skin = explain.skin_reaction(
+                    psd_gy=p.psd_gy, where=p.location, institution=s.device.institution if s.device else "",
+                    procedure_date=s.study_datetime)
         for mr in s.mr_exams.all():
             if mr.sar_w_kg is not None:
                 exam.quantities.append({"q": explain.QUANTITIES["sar_w_kg"], "value": mr.sar_w_kg,

@@ -22,6 +22,7 @@ urlpatterns = [
     path("patients/<id:pk>/", views.patient_history, name="patient_history"),
     path("patients/<id:pk>/export.csv", views.patient_history_export, name="patient_history_export"),
     path("patients/<id:pk>/invite/", views.patient_invite, name="patient_invite"),
+    path("patients/<id:pk>/skin-map-<int:days>d.png", views_skin.patient_skin_map_sum_png, name="patient_skin_map_sum_png"),
     path("studies/", views_browse.study_browser, name="study_browser"),
     path("studies/modality/<str:modality>/", views_browse.modality_home, name="modality_home"),
     path("studies/export.<str:fmt>", views_browse.study_browser_export, name="study_browser_export"),

@@ -222,6 +222,8 @@ def study_detail(request, pk: int):
     ctx["event_types"] = sorted({(e.event_type, fmt.event_type(e.event_type)) for e in ctx["events"]}, key=lambda t: t[1])
     ctx["event_planes"] = sorted({e.plane for e in ctx["events"]})
     ctx["skin"] = skin_selectors.study_skin_dose(s.pk)
+    if ctx["skin"] is not None and roles.has_role(request.user, roles.DASHBOARD):
+        ctx["skin_case"] = integrations.procedure_case(study_uid=s.study_instance_uid)
     ctx["chart"] = [
         {"t": e.datetime.isoformat() if e.datetime else None, "kap": e.dap_gy_cm2, "kar": e.dose_rp_gy,
          "dlp": e.dlp_mgy_cm, "ctdi": e.ctdivol_mgy, "type": e.event_type, "plane": e.plane,

@@ -11,8 +11,11 @@ from dosereg.access import roles
 from dosereg.access.scope import scope_for
 from dosereg.audit.models import AuditEvent
 from dosereg.audit.services import audit_record
-from dosereg.registry.models import Study
+from dosereg.registry.merge_group import patient_group_ids
+from dosereg.registry.models import Patient, Study
 from dosereg.skindose import selectors as skin
+from dosereg.skindose import summing
+from dosereg.skindose.render import skin_map_png
 
 from .access import role_required
 from .middleware import CSP
@@ -51,6 +54,25 @@ def study_skin_map_3d(request, pk: int):
     # plotly.js writes its own <style> elements: this page allows inline styles (scripts stay 'self' only)
     response.headers["Content-Security-Policy"] = CSP.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
     return response
+
+
+@require_GET
+@role_required(*roles.CLINICAL)
+def patient_skin_map_sum_png(request, pk: int, days: int):
+    """The patient's summed skin-dose map over the period of ``days`` with the highest value (same phantom,
+    orientation and skin cells only); 404 when that period's maps cannot be added."""
+    patient = Patient.objects.filter(scope_for(request.user).patient_q(), pk=pk).first()
+    if patient is None or days not in skin.SUM_WINDOWS_DAYS:
+        raise Http404
+    procs = skin.procedures_skin_dose(Study.objects.filter(patient_id__in=patient_group_ids(patient.pk))
+                                      .values_list("pk", flat=True))
+    period = summing.worst_window(procs, days, with_cells=True)
+    if period is None or period.method != summing.METHOD_SUMMED_MAP or not period.cells or period.peak_gy is None:
+        raise Http404
+    audit_record(request=request, action=AuditEvent.ACTION_VIEW, object_type="skin_map_sum", object_id=patient.pk,
+                 patient_pks=[patient.pk], detail={"days": days, "studies": period.study_ids})
+    png = skin_map_png(period.cells, phantom=period.phantom, psd_gy=period.peak_gy)
+    return HttpResponse(png, content_type="image/png")
 
 
 @require_GET

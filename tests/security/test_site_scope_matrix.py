@@ -36,6 +36,7 @@ OBJECT = {
     "web:study_detail": ("get", lambda o: {"pk": o["study"].pk}, "", 200),
     "web:study_skin_map_png": ("get", lambda o: {"pk": o["study"].pk}, "", 200),
     "web:study_skin_map_3d": ("get", lambda o: {"pk": o["study"].pk}, "", 200),
+    "web:patient_skin_map_sum_png": ("get", lambda o: {"pk": o["patient"].pk, "days": 60}, "", 200),
     "web:alert_action": ("post", lambda o: {"alert_id": o["alert"].pk, "action": "acknowledge"}, "", 200),
     "web:api_study": ("get", lambda o: {"pk": o["study"].pk}, "", 200),
     "web:api_study_events": ("get", lambda o: {"pk": o["study"].pk}, "", 200),
@@ -69,14 +70,27 @@ NOT_CLINICAL = {
 
 
 def _skin_results(*studies) -> None:
-    """A stored skin-dose result (map and cells) for each study, so that its map pages answer 200 when allowed."""
+    """A stored skin-dose result (map and cells) for each study, and for an earlier procedure of the same patient at
+    the same site, so that its map pages and the patient's summed map answer 200 when allowed."""
+    import datetime as dt
+
+    from dosereg.registry.models import Study
     from dosereg.skindose.models import StudySkinDose
     from dosereg.skindose.render import skin_map_png
 
     cells = {"x_cm": [0.0, 1.0], "y_cm": [0.0, 0.0], "z_cm": [0.0, 0.0], "dose_gy": [1.0, 0.5]}
+    earlier = []
     for study in studies:
+        twin = Study.objects.get(pk=study.pk)
+        twin.pk = None
+        twin.study_instance_uid = f"{study.study_instance_uid}.9"
+        twin.study_datetime = study.study_datetime - dt.timedelta(days=10)
+        twin.save()
+        earlier.append(twin)
+    for study in [*studies, *earlier]:
         StudySkinDose.objects.update_or_create(study=study, defaults={
-            "computable": True, "psd_gy": 1.0, "phantom": "plane", "map_cells": cells, "kar_total_gy": 1.5,
+            "computable": True, "psd_gy": 1.0, "phantom": "plane", "patient_orientation": "head_first_supine",
+            "map_cells": cells, "kar_total_gy": 1.5,
             "map_png": skin_map_png(cells, phantom="plane", psd_gy=1.0),
             "psd_location": {"description": "back"}})
 
@@ -209,7 +223,9 @@ def test_lists_hold_only_the_rso_sites(site_data, web_data):
     fhir = reverse("web:api_fhir_search")
     assert c.get(fhir + f"?patient={d.patients['sb'].pk}").json()["total"] == 0
     both = c.get(fhir + f"?patient={d.patients['ab'].pk}").json()
-    assert [e["resource"]["id"] for e in both["entry"]] == [f"dose-summary-{d.studies['ab_a'].pk}"]
+    assert [e["resource"]["id"] for e in both["entry"] if e["search"]["mode"] == "match"] == [f"dose-summary-{d.studies['ab_a'].pk}"]
+    # the included peak skin dose observations: of the same (site A) study only
+    assert {e["resource"]["id"] for e in both["entry"] if e["search"]["mode"] == "include"} <= {f"peak-skin-dose-{d.studies['ab_a'].pk}"}
     checked |= {"web:api_studies", "web:api_patients", "web:api_alerts", "web:api_fhir_search"}
     # the RSO's worklist, its CSV, the due list and the bulk acknowledgement keep to the RSO's sites
     absent_present("cases:worklist", reverse("cases:worklist") + "?status=all",

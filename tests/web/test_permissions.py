@@ -48,6 +48,8 @@ EXPECT = {
     # the skin-dose map of a study (study_a has none: 404 for those allowed, 403 for the rest)
     "web:study_skin_map_png": ("get", "study_a", "", grid(CLINICAL, ok=404)),
     "web:study_skin_map_3d": ("get", "study_a", "", grid(CLINICAL, ok=404)),
+    # a patient's summed skin-dose map over 60 days (patient A has none: 404 for those allowed, 403 for the rest)
+    "web:patient_skin_map_sum_png": ("get", "patient_a_skin_sum", "", grid(CLINICAL, ok=404)),
     "web:vendor_plotly": ("get", None, "", grid(set(ROLES), anon=200)),  # plotly.js, served like a static file
     "web:study_browser": ("get", None, "?modality=CT&sort=-dlp", PAGES_CLINICAL),
     "web:study_browser_export": ("get", "browser_export", "", PAGES_CLINICAL),
@@ -132,6 +134,8 @@ def _kwargs(key, d, alert_id):
         return {}
     if key == "patient_a":
         return {"pk": d.patients["a"].pk}
+    if key == "patient_a_skin_sum":
+        return {"pk": d.patients["a"].pk, "days": 60}
     if key == "study_a":
         return {"pk": d.studies["a_angio"].pk}
     if key == "fhir":
