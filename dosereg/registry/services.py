@@ -886,13 +886,16 @@ def _match(found: dict[tuple[str, str], int], idents: list[tuple[str, str]]) -> 
     uid_dev, serial_dev = by_kind.get(DI.KIND_OBSERVER_UID), by_kind.get(DI.KIND_SERIAL)
     if uid_dev is not None and serial_dev is not None and uid_dev != serial_dev:
         return serial_dev  # an observer UID copied between units: the serial with manufacturer and model decides
+    carried = [k for k, _ in idents if k in DI.STRONG_KINDS]
+    if uid_dev is not None and serial_dev is None and DI.KIND_SERIAL in carried and DeviceIdentifier.objects.filter(
+            device_id=uid_dev, kind=DI.KIND_SERIAL).exists():
+        return None  # the unit with this observer UID has another serial: the UID was copied, a different unit
     strong = uid_dev if uid_dev is not None else serial_dev
     if strong is not None:
         return strong
     station_dev = by_kind.get(DI.KIND_STATION)
     if station_dev is None:
         return None
-    carried = [k for k, _ in idents if k in DI.STRONG_KINDS]
     if carried and DeviceIdentifier.objects.filter(device_id=station_dev, kind__in=carried).exists():
         return None  # the unit with this station label has another serial / observer UID: a different unit
     return station_dev
