@@ -54,8 +54,13 @@ def device_detail(request, pk: int):
     can_edit = roles.has_role(request.user, roles.DEVICE_EDIT)
     return render(request, "web/device_detail.html", {
         "row": rows[0], "device": device, "can_edit": can_edit, "gap_window": sel.GAP_WINDOW,
+        "can_split": can_edit and len(rows[0].identities) > 1,
         "targets": sel.merge_targets(scope=scope, exclude_id=pk) if can_edit else [],
     })
+
+
+def _n_studies(n: int) -> str:
+    return f"{n} study" if n == 1 else f"{n} studies"
 
 
 def _studies(change) -> dict:
@@ -107,7 +112,7 @@ def device_merge(request, pk: int):
     audit_record(request=request, action=C, object_type="device", object_id=pk,
                  detail={"merge_into": target.pk, "source": str(source), "target": str(target),
                          "moved": change.moved, "left": change.left, **_studies(change)})
-    messages.success(request, f"“{source}” merged into “{target}”: {change.moved.get('studies', 0)} studies moved")
+    messages.success(request, f"“{source}” merged into “{target}”: {_n_studies(change.moved.get('studies', 0))} moved")
     return redirect("web:device_detail", pk=target.pk)
 
 
@@ -126,5 +131,5 @@ def device_split(request, pk: int):
     audit_record(request=request, action=C, object_type="device", object_id=pk,
                  detail={"split_to": change.device_id, "identities": identity_ids, "moved": change.moved,
                          **_studies(change)})
-    messages.success(request, f"{change.moved.get('studies', 0)} studies moved to a new device")
+    messages.success(request, f"{_n_studies(change.moved.get('studies', 0))} moved to a new device")
     return redirect("web:device_detail", pk=change.device_id)

@@ -25,6 +25,11 @@ SITE_A, SITE_B = "North Clinic", "South Clinic"
 
 @pytest.fixture
 def devices(tmp_path, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        return build_devices(tmp_path)
+
+
+def build_devices(tmp_path) -> dict:
     """Three units: two at site A (one sent 3 objects an hour apart), one at site B; users of every role."""
     registry_services._DEVICE_CACHE.clear()
     spool = Spool(tmp_path / "spool")
@@ -32,16 +37,15 @@ def devices(tmp_path, django_capture_on_commit_callbacks):
     plan = [("a1", SITE_A, "A1-SN", "ANGIO1", "VA10"), ("a1", SITE_A, "A1-SN", "ANGIO1", "VA11"),
             ("a1", SITE_A, "A1-SN", "ANGIO1", "VA11"), ("a2", SITE_A, "A2-SN", "ANGIO2", "2.0"),
             ("b1", SITE_B, "B1-SN", "SOUTHRF", "3.1")]
-    with django_capture_on_commit_callbacks(execute=True):
-        for i, (key, site, serial, station, sw) in enumerate(plan):
-            spec = B.ProjectionRDSRSpec(
-                institution=site, device_serial=serial, station_name=station, software_versions=sw,
-                manufacturer="Siemens", model="AXIOM-Artis", patient_id=f"DEV{i:03d}",
-                study_datetime=dt.datetime(2026, 3, 2, 9, 30) + dt.timedelta(hours=i),
-                events=[B.ProjectionEventSpec(dap_gy_cm2=1.0 + i, dose_rp_gy=0.01)])
-            obj, _ = file_import(path=B.write(B.build_projection_rdsr(spec), tmp_path / f"{i}.dcm"), spool=spool)
-            assert obj.status == DoseObject.STATUS_INGESTED, obj.quarantine_reason
-            made[key].append(Study.objects.get(pk=obj.study_id))
+    for i, (key, site, serial, station, sw) in enumerate(plan):
+        spec = B.ProjectionRDSRSpec(
+            institution=site, device_serial=serial, station_name=station, software_versions=sw,
+            manufacturer="Siemens", model="AXIOM-Artis", patient_id=f"DEV{i:03d}",
+            study_datetime=dt.datetime(2026, 3, 2, 9, 30) + dt.timedelta(hours=i),
+            events=[B.ProjectionEventSpec(dap_gy_cm2=1.0 + i, dose_rp_gy=0.01)])
+        obj, _ = file_import(path=B.write(B.build_projection_rdsr(spec), tmp_path / f"{i}.dcm"), spool=spool)
+        assert obj.status == DoseObject.STATUS_INGESTED, obj.quarantine_reason
+        made[key].append(Study.objects.get(pk=obj.study_id))
     # the three objects of a1 were received an hour apart (received_at is set on arrival)
     base = timezone.now() - dt.timedelta(days=1)
     for n, s in enumerate(made["a1"]):
