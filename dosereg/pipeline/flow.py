@@ -19,7 +19,8 @@
 
 Each step is idempotent and runs as a unit: inline (in the worker that ingested, after its commit) or queued as
 its own named task. A step that fails inline is queued as that task; the steps after it still run. Patient
-merge/unmerge (``patient_merge``, ``patient_unmerge``), device merge/split (``device_merge``, ``device_split``), reprocessing (``objects_reprocess``) and file import
+merge/unmerge (``patient_merge``, ``patient_unmerge``), device merge/split (``device_merge``, ``device_split``),
+reprocessing (``objects_reprocess``) and file import
 (``file_import``) end in the same ``follow_up``.
 """
 from __future__ import annotations

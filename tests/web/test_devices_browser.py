@@ -9,9 +9,11 @@ import pytest
 from dosereg.registry.models import Device, Study
 
 from .test_browse_browser import DESKTOP, PHONE, _context, _no_overflow
-from .test_browser import SHOTS, browser, login  # noqa: F401  (fixtures)
+from . import test_browser
+from .test_browser import SHOTS, login
 from .test_devices_pages import build_devices
 
+browser = test_browser.browser  # the Chromium fixture, shared
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 
@@ -21,7 +23,7 @@ def device_site(live_server, tmp_path, settings):
     return live_server.url, build_devices(tmp_path)
 
 
-def test_admin_merges_splits_and_renames_in_the_browser(device_site, browser):  # noqa: F811
+def test_admin_merges_splits_and_renames_in_the_browser(device_site, browser):
     base, d = device_site
     a1, a2 = d["ids"]["a1"], d["ids"]["a2"]
     ctx, pg = _context(browser, DESKTOP)
@@ -65,7 +67,7 @@ def test_admin_merges_splits_and_renames_in_the_browser(device_site, browser):  
     ctx.close()
 
 
-def test_physicist_reads_only_and_phone_width_fits(device_site, browser):  # noqa: F811
+def test_physicist_reads_only_and_phone_width_fits(device_site, browser):
     base, d = device_site
     ctx, pg = _context(browser, PHONE)
     login(pg, base, d["users"]["physicist"].username)
