@@ -853,7 +853,9 @@ def device_resolve_identity(info: R.DeviceInfo, *, modality: str = "") -> tuple[
 
     key = (rid.key, _s(info.software_versions))
     hit = _DEVICE_CACHE.get(key)
-    if hit and _time.monotonic() - hit[0] < _DEVICE_CACHE_S:
+    # one primary-key probe: a device merged into another by a web user since (in another process) is not used
+    if hit and _time.monotonic() - hit[0] < _DEVICE_CACHE_S and Device.objects.filter(
+            pk=hit[1].pk, merged_into__isnull=True).exists():
         return hit[1], hit[2]
     device = _device_resolve_db(info, rid, idents, modality)
     identity = _identity_row(device, rid)

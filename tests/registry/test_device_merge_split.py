@@ -114,3 +114,15 @@ def test_rename_reports_what_changed(spool, tmp_path):
     assert device_rename(device_id=a.device_id, display_name=" Cath lab 2 ") == {"display_name": (before, "Cath lab 2")}
     assert Device.objects.get(pk=a.device_id).display_name == "Cath lab 2"
     assert device_rename(device_id=a.device_id, display_name="Cath lab 2") == {}
+
+
+@pytest.mark.django_db(transaction=True)  # on-commit: the resolution is remembered as in a worker
+def test_a_worker_that_remembers_the_merged_device_files_to_the_target(spool, tmp_path):
+    a = _send(tmp_path, spool, "a", device_serial="W-1", patient_id="W1")
+    b = _send(tmp_path, spool, "b", device_serial="W-2", patient_id="W2")
+    remembered = dict(services._DEVICE_CACHE)
+    assert any(dev.pk == a.device_id for _, dev, _ in remembered.values())
+    flow.device_merge(source_id=a.device_id, target_id=b.device_id)
+    services._DEVICE_CACHE.update(remembered)  # another worker process still remembers the source device
+    c = _send(tmp_path, spool, "c", device_serial="W-1", patient_id="W3")
+    assert c.device_id == b.device_id
