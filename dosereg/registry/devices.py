@@ -65,9 +65,12 @@ _HANDLED = {(Study, "device"), (DeviceIdentity, "device"), (DeviceIdentifier, "d
 
 def _move_related(source: Device, target: Device, change: DeviceChange) -> None:
     """Every other foreign key to the source (other apps' rows) moved to the target, one savepoint each."""
-    for rel in Device._meta.related_objects:
-        model, fk = rel.related_model, rel.field
-        if not getattr(fk, "many_to_one", False) or (model, fk.name) in _HANDLED:
+    # include_hidden: foreign keys declared with related_name="+" (alert rules and routes, cases) count too
+    for rel in Device._meta.get_fields(include_hidden=True):
+        if not (rel.auto_created and not rel.concrete and rel.one_to_many):
+            continue
+        model, fk = rel.related_model, rel.field  # type: ignore[union-attr]
+        if not isinstance(model, type) or (model, fk.name) in _HANDLED:
             continue
         qs = model._default_manager.filter(**{fk.name: source.pk})
         try:

@@ -126,3 +126,15 @@ def test_a_worker_that_remembers_the_merged_device_files_to_the_target(spool, tm
     services._DEVICE_CACHE.update(remembered)  # another worker process still remembers the source device
     c = _send(tmp_path, spool, "c", device_serial="W-1", patient_id="W3")
     assert c.device_id == b.device_id
+
+
+def test_merge_moves_other_apps_rows_that_point_at_the_device(spool, tmp_path):
+    """An alert route for the room (exposure app; a foreign key without a reverse name) follows the merge."""
+    from dosereg.exposure.models import AlertRoute
+
+    a = _send(tmp_path, spool, "a", device_serial="R-1")
+    b = _send(tmp_path, spool, "b", device_serial="R-2")
+    route = AlertRoute.objects.create(name="cath lab physicist", device_id=a.device_id, emails="p@example.org")
+    change = flow.device_merge(source_id=a.device_id, target_id=b.device_id)
+    route.refresh_from_db()
+    assert route.device_id == b.device_id and change.moved["exposure.AlertRoute"] == 1 and change.left == []
