@@ -22,7 +22,8 @@
 
 Each step is idempotent and runs as a unit: inline (in the worker that ingested, after its commit) or queued as
 its own named task. A step that fails inline is queued as that task; the steps after it still run. Patient
-merge/unmerge (``patient_merge``, ``patient_unmerge``), reprocessing (``objects_reprocess``) and file import
+merge/unmerge (``patient_merge``, ``patient_unmerge``), device merge/split (``device_merge``, ``device_split``),
+reprocessing (``objects_reprocess``) and file import
 (``file_import``) end in the same ``follow_up``.
 """
 from __future__ import annotations
@@ -43,6 +44,7 @@ from dosereg.exposure import services as exposure
 from dosereg.ops.failures import step_failure_record
 from dosereg.protocols import services as protocols
 from dosereg.protocols.tasks import mark_studies_dirty_task
+from dosereg.registry import devices as registry_devices
 from dosereg.registry import services as registry
 from dosereg.registry.models import DoseObject, Study
 from dosereg.registry.services import StudyChanges
@@ -147,6 +149,21 @@ def patient_unmerge(*, patient_id: int, user=None, reingest: bool = True):
         log.info("unmerge of patient %s: re-ingested %s objects received during the merge", patient_id, n)
     follow_up(StudyChanges(change.study_ids, change.patient_ids), inline=False)
     return change.merge
+
+
+def device_merge(*, source_id: int, target_id: int):
+    """Merge two devices (one unit seen twice), then refresh what depends on the device of the moved studies
+    (protocol summaries of both devices' buckets, exposure windows and device-scoped alert rules)."""
+    change = registry_devices.device_merge(source_id=source_id, target_id=target_id)
+    follow_up(StudyChanges(change.study_ids, change.patient_ids), inline=False)
+    return change
+
+
+def device_split(*, device_id: int, identity_ids: list[int], display_name: str = ""):
+    """Split the studies of chosen received identities off to a new device, then the same follow-up."""
+    change = registry_devices.device_split(device_id=device_id, identity_ids=identity_ids, display_name=display_name)
+    follow_up(StudyChanges(change.study_ids, change.patient_ids), inline=False)
+    return change
 
 
 # ---------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from . import api, views, views_browse, views_skin
+from . import api, views, views_browse, views_devices, views_skin
 from .params import IdConverter
 
 # <id:...>: a database id (1..2**63-1); an out-of-range id is a 404, never a database overflow
@@ -30,6 +30,12 @@ urlpatterns = [
     path("studies/<id:pk>/skin-map.png", views_skin.study_skin_map_png, name="study_skin_map_png"),
     path("studies/<id:pk>/skin-map/", views_skin.study_skin_map_3d, name="study_skin_map_3d"),
     path("vendor/plotly.min.js", views_skin.vendor_plotly, name="vendor_plotly"),
+    # devices
+    path("devices/", views_devices.device_list, name="device_list"),
+    path("devices/<id:pk>/", views_devices.device_detail, name="device_detail"),
+    path("devices/<id:pk>/rename/", views_devices.device_rename, name="device_rename"),
+    path("devices/<id:pk>/merge/", views_devices.device_merge, name="device_merge"),
+    path("devices/<id:pk>/split/", views_devices.device_split, name="device_split"),
     # patient portal
     path("portal/", views.portal, name="portal"),
     path("portal/exams/<id:pk>/", views.portal_exam, name="portal_exam"),

@@ -54,6 +54,12 @@ EXPECT = {
     "web:study_browser": ("get", None, "?modality=CT&sort=-dlp", PAGES_CLINICAL),
     "web:study_browser_export": ("get", "browser_export", "", PAGES_CLINICAL),
     "web:modality_home": ("get", "modality", "", PAGES_CLINICAL),
+    # devices: clinical roles read; RSOs and admins rename, merge, split (an empty form: back to the page)
+    "web:device_list": ("get", None, "", PAGES_CLINICAL),
+    "web:device_detail": ("get", "device", "", PAGES_CLINICAL),
+    "web:device_rename": ("post", "device", "", grid({"rso", "admin"}, ok="redirect")),
+    "web:device_merge": ("post", "device", "", grid({"rso", "admin"}, ok="redirect")),
+    "web:device_split": ("post", "device", "", grid({"rso", "admin"}, ok="redirect")),
     "web:portal": ("get", None, "", grid({"patient", "patient2"})),
     "web:portal_exam": ("get", "study_a", "", grid({"patient"}, patient2=404)),
     "web:portal_export": ("get", None, "", grid({"patient", "patient2"})),
@@ -138,6 +144,8 @@ def _kwargs(key, d, alert_id):
         return {"pk": d.patients["a"].pk, "days": 60}
     if key == "study_a":
         return {"pk": d.studies["a_angio"].pk}
+    if key == "device":
+        return {"pk": d.studies["a_angio"].device_id}
     if key == "fhir":
         return {"obs_id": f"dose-summary-{d.studies['a_angio'].pk}"}
     if key == "alert":
