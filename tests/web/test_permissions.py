@@ -96,7 +96,7 @@ EXPECT = {
 # writes that need a stronger role than reading the same page
 EXTRA = [
     ("protocol names: edit", "web:protocol_names", "post", None,
-     {"modality": "CT", "source_name": "CT Chest", "new_standard_name": "Chest (routine)"},
+     {"name": "CT:CT Chest", "new_standard_name": "Chest (routine)", "confirm": "yes"},
      grid({"physicist", "admin"}, ok="redirect")),
     ("DRL sets: edit", "web:drl_sets", "post", None,
      {"set-name": "Local test set {role}", "set-citation": "local decision, test"},

@@ -68,40 +68,6 @@
     });
   }
 
-  // ---- protocol name mapping
-  function bindMappings() {
-    document.querySelectorAll("form.js-mapping").forEach(function (form) {
-      var row = form.closest("[data-mapping-row]");
-      form.addEventListener("submit", function (ev) {
-        ev.preventDefault();
-        post(window.location.pathname, new FormData(form), form).then(function (data) {
-          var state = row && row.querySelector("[data-state]");
-          if (state) {
-            state.textContent = data.standard_name ? "mapped" : "unmapped";
-            state.className = "badge " + (data.standard_name ? "badge-ok" : "badge-warn");
-          }
-          if (data.standard_name_id) {
-            var sel = form.querySelector("select");
-            if (!sel.querySelector("option[value='" + data.standard_name_id + "']")) {
-              var o = document.createElement("option"); o.value = data.standard_name_id; o.textContent = data.standard_name; sel.appendChild(o);
-            }
-            sel.value = String(data.standard_name_id);
-            form.querySelector("input[name=new_standard_name]").value = "";
-          }
-          var acc = row && row.querySelector(".js-accept"); if (acc) { acc.remove(); }
-        }).catch(function (err) { alert("Could not save: " + err.message); });
-      });
-    });
-    document.querySelectorAll(".js-accept").forEach(function (btn) {
-      btn.addEventListener("click", function () {
-        var row = btn.closest("[data-mapping-row]");
-        var form = row.querySelector("form.js-mapping");
-        form.querySelector("select").value = btn.getAttribute("data-suggestion");
-        form.requestSubmit();
-      });
-    });
-  }
-
   // ---- charts (Chart.js, vendored)
   var PALETTE = ["#0b5cad", "#e8590c", "#2f9e44", "#ae3ec9", "#1098ad", "#f08c00", "#c92a2a", "#5c7cfa", "#495057", "#74b816"];
   function data(id) { var el = document.getElementById(id); return el ? JSON.parse(el.textContent) : null; }
@@ -354,7 +320,6 @@
     bindEventFilters();
     bindAlertActions();
     bindReprocess();
-    bindMappings();
     bindHistograms();
     meters();
     var charts = { trends: trendsChart, history: historyChart, events: eventsChart, staff: staffChart, modality: modalityChart };
