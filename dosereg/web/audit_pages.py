@@ -71,11 +71,11 @@ def overview(rows: list[dict], quantities: list[tuple[str, str, str]]) -> list[d
             std = pairs[0][0]["standard_name"]
             drls = [c["drl"] for c in pairs[0][1]["drls"]]
             top = max([q["q3"] or q["median"] for _, q in pairs] + [d.value for d in drls]) * 1.1 or 1.0
-            width, left, bar_h, gap = 640, 170, 18, 10
+            width, left, bar_h, gap = 720, 250, 18, 10
             plot_w = width - left - 20
             bars = []
             for i, (r, q) in enumerate(sorted(pairs, key=lambda p: p[0]["device"])):
-                y = 10 + i * (bar_h + gap)
+                y = 20 + i * (bar_h + gap)
                 bars.append({
                     "device": r["device"], "n": q["n"], "median": q["median"], "q1": q["q1"], "q3": q["q3"],
                     "y": y, "ty": y + bar_h - 4, "h": bar_h, "w": round(plot_w * q["median"] / top, 1),
@@ -83,7 +83,7 @@ def overview(rows: list[dict], quantities: list[tuple[str, str, str]]) -> list[d
                     "q3x": round(left + plot_w * (q["q3"] or q["median"]) / top, 1), "cy": y + bar_h / 2,
                     "above": any(q["median"] > d.value for d in drls), "query": q["query"],
                 })
-            height = 10 + len(bars) * (bar_h + gap) + 44
+            height = 20 + len(bars) * (bar_h + gap) + 44
             axis_y = height - 40
             ticks = [{"x": round(left + plot_w * t / 4, 1), "value": top * t / 4} for t in range(5)]
             charts.append({
@@ -118,7 +118,7 @@ def histogram(values: list[float], *, drls: list[float], bins: int | None = None
     groups: list[list[float]] = [[] for _ in range(nb)]
     for v in vals:
         groups[min(nb - 1, int((v - lo) / w))].append(v)
-    left, bottom, top_pad, right_pad = 60, height - 50, 20, 10
+    left, bottom, top_pad, right_pad = 60, height - 50, 24, 34
     plot_w, plot_h = width - left - right_pad, bottom - top_pad
     most = max(len(g) for g in groups)
     bars = []
@@ -133,7 +133,8 @@ def histogram(values: list[float], *, drls: list[float], bins: int | None = None
         "bars": bars, "width": width, "height": height, "left": left, "bottom": bottom, "top": top_pad,
         "right": width - right_pad, "most": most,
         "xticks": [{"x": round(left + plot_w * t / 5, 1), "value": lo + (hi - lo) * t / 5} for t in range(6)],
-        "yticks": [{"y": round(bottom - plot_h * t / 4, 1), "value": most * t / 4} for t in range(5)],
+        "yticks": [{"y": round(bottom - plot_h * t / most, 1), "value": t}
+                   for t in range(0, most + 1, max(1, math.ceil(most / 4)))],
         "drls": [{"x": round(left + plot_w * (d - lo) / (hi - lo), 1), "value": d} for d in drls],
     }
 
