@@ -175,3 +175,123 @@ def group_detail(query, *, scope: SiteScope = EVERY_SITE, limit: int = 20000) ->
                     "above_q3_query": qs({**base, "reported": stem, f"{stem}_min": _decimal(limit_q3, up=False)})})
     return {"filters": f, "n": len(studies), "quantities": out, "factor": factor, "query": qs(base),
             "truncated": len(studies) >= limit}
+
+
+# ---------------------------------------------------------------------------
+# technique distributions (issue 16): per protocol and room, per irradiation event
+# ---------------------------------------------------------------------------
+TECHNIQUE_FIELDS = [  # event field (unit in the name or given), label, unit
+    ("kvp", "Tube voltage", "kV"),
+    ("tube_current_ma", "Tube current", "mA"),
+    ("pulse_rate_per_s", "Pulse rate", "pulses/s"),
+]
+THICKNESS_BAND_MM = 10  # mammography: compressed breast thickness bands 10 mm wide
+
+
+def _events(*, since: datetime, until: datetime, modality: str, device_id: int | None, scope: SiteScope):
+    from dosereg.registry.models import IrradiationEvent
+
+    ev = IrradiationEvent.objects.filter(study__study_datetime__gte=since, study__study_datetime__lt=until,
+                                         study__has_ionising_dose=True, study__not_patient_reason="")
+    ev = ev.filter(scope.study_q("study__"))
+    if modality:
+        ev = ev.filter(study__procedure_modality=modality)
+    if device_id:
+        ev = ev.filter(study__device_id=device_id)
+    return ev
+
+
+def _protocol_annotations():
+    from django.db.models import Case, F, OuterRef, Subquery, Value, When
+
+    from dosereg.protocols.models import ProtocolMapping
+
+    std = Subquery(ProtocolMapping.objects.filter(source_name=OuterRef("study__study_description"),
+                                                  modality=OuterRef("study__procedure_modality"))
+                   .values("standard_name_id")[:1])
+    return {"std": std}, {"descr": Case(When(std__isnull=True, then=F("study__study_description")), default=Value(""))}
+
+
+def technique_distributions(*, since: datetime, until: datetime, modality: str = "", device_id: int | None = None,
+                            scope: SiteScope = EVERY_SITE) -> dict:
+    """Per room x protocol (standard name, or the vendor description while unmapped): the number of events and
+    the quartiles of tube voltage, tube current and pulse rate, and the filtration in use (material and
+    thickness as reported, with event counts). 4 queries (PostgreSQL percentile_cont)."""
+    from django.db.models import Count
+
+    from dosereg.protocols.models import StandardName
+
+    from .selectors import Percentile, device_names
+
+    first_ann, second_ann = _protocol_annotations()
+    base = _events(since=since, until=until, modality=modality, device_id=device_id, scope=scope) \
+        .annotate(**first_ann).annotate(**second_ann)
+    aggs: dict = {"events": Count("id")}
+    for f, _, _ in TECHNIQUE_FIELDS:
+        aggs[f"{f}__n"] = Count(f)
+        for tag, p in (("q1", 0.25), ("med", 0.5), ("q3", 0.75)):
+            aggs[f"{f}__{tag}"] = Percentile(f, p)
+    keys = ("study__device_id", "std", "study__procedure_modality", "descr")
+    rows = list(base.values(*keys).annotate(**aggs).order_by(*keys))
+    filt = list(base.exclude(filter_material="").values(*keys, "filter_material", "extra__filters")
+                .annotate(n=Count("id")).order_by(*keys, "-n"))
+    names = device_names()
+    stds = {s.pk: s.name for s in StandardName.objects.all()}
+    filtration: dict[tuple, list[dict]] = {}
+    for r in filt:
+        filtration.setdefault(tuple(r[k] for k in keys), []).append(
+            {"label": filtration_label(r["filter_material"], r["extra__filters"]), "n": r["n"]})
+    out = []
+    for r in rows:
+        key = tuple(r[k] for k in keys)
+        dev, std, mod, descr = key
+        fields = [{"field": f, "label": label, "unit": unit, "n": r[f"{f}__n"], "q1": r[f"{f}__q1"],
+                   "median": r[f"{f}__med"], "q3": r[f"{f}__q3"]} for f, label, unit in TECHNIQUE_FIELDS if r[f"{f}__n"]]
+        if not fields and key not in filtration:
+            continue
+        out.append({"device": names.get(dev, "unknown device") if dev else "unknown device", "device_id": dev,
+                    "protocol": stds.get(std) if std else (descr or "(blank description)"), "mapped": bool(std),
+                    "modality": mod, "events": r["events"], "fields": fields,
+                    "by_field": {f["field"]: f for f in fields}, "filtration": filtration.get(key, []),
+                    "query": qs(group_filters(since=since, until=until, modality=mod, device_id=dev, std_id=std,
+                                              description=descr))})
+    return {"rows": out}
+
+
+def filtration_label(material: str, filters) -> str:
+    """"Copper 0.1 mm + Aluminium 1 mm" from the reported filters (material only when no thickness is given)."""
+    parts = []
+    for f in filters if isinstance(filters, list) else []:
+        if not isinstance(f, dict):
+            continue
+        lo, hi = f.get("thickness_min_mm"), f.get("thickness_max_mm")
+        thick = ""
+        if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and lo != hi:
+            thick = f" {lo:g}–{hi:g} mm"
+        elif isinstance(lo, (int, float)) or isinstance(hi, (int, float)):
+            thick = f" {(lo if isinstance(lo, (int, float)) else hi):g} mm"
+        parts.append(f"{f.get('material') or 'filter'}{thick}")
+    return " + ".join(parts) or material
+
+
+def mammography_agd(*, since: datetime, until: datetime, device_id: int | None = None,
+                    scope: SiteScope = EVERY_SITE) -> dict:
+    """Average glandular dose per exposure by room, view and compressed-thickness band (10 mm): events, quartiles
+    of AGD (mGy), median thickness (2 queries)."""
+    from django.db.models import Count, F, FloatField, IntegerField
+    from django.db.models.functions import Cast, Floor
+
+    from .selectors import Percentile, device_names
+
+    ev = _events(since=since, until=until, modality="MG", device_id=device_id, scope=scope).filter(agd_mgy__isnull=False)
+    ev = ev.annotate(band=Cast(Floor(F("compression_thickness_mm") / float(THICKNESS_BAND_MM)), IntegerField()))
+    rows = list(ev.values("study__device_id", "view", "band").annotate(
+        n=Count("id"), q1=Percentile("agd_mgy", 0.25), med=Percentile("agd_mgy", 0.5), q3=Percentile("agd_mgy", 0.75),
+        thickness=Percentile(Cast("compression_thickness_mm", FloatField()), 0.5))
+        .order_by("study__device_id", "view", "band"))
+    names = device_names()
+    for r in rows:
+        r["device"] = names.get(r["study__device_id"], "unknown device")
+        b = r["band"]
+        r["band_label"] = "not reported" if b is None else f"{b * THICKNESS_BAND_MM}–{(b + 1) * THICKNESS_BAND_MM} mm"
+    return {"rows": rows, "band_mm": THICKNESS_BAND_MM}

@@ -42,7 +42,7 @@ urlpatterns = [
     path("protocols/distribution.json", views.protocol_distribution, name="protocol_distribution"),
     path("protocols/names/", views_audit.protocol_names, name="protocol_names"),
     path("protocols/drls/", views.drl_sets, name="drl_sets"),
-    path("protocols/technique/", views.fluoro_technique, name="fluoro_technique"),
+    path("protocols/technique/", views_audit.technique, name="fluoro_technique"),
     path("protocols/export/<str:kind>.<str:fmt>", views.protocol_export, name="protocol_export"),
     # staff
     path("staff/me/", views.staff_me, name="staff_me"),

@@ -406,15 +406,6 @@ def drl_sets(request):
 
 @require_GET
 @role_required(*roles.PROTOCOL_READ)
-def fluoro_technique(request):
-    since, until, _, device, form, p = _range(request)
-    ctx = selectors.fluoro_technique(since=since, until=until, device_id=device, scope=scope_for(request.user))
-    ctx.update(form=form, query=request.GET.urlencode(), param_errors=p.messages())
-    return render(request, "web/fluoro_technique.html", ctx)
-
-
-@require_GET
-@role_required(*roles.PROTOCOL_READ)
 def protocol_export(request, kind: str, fmt: str):
     if fmt not in ("csv", "xlsx") or kind not in ("studies", "summary", "events"):
         raise Http404

@@ -150,3 +150,18 @@ def _names_ctx(request, scope) -> dict:
     ctx["can_edit"] = roles.has_role(request.user, roles.PROTOCOL_EDIT)
     return ctx
 
+
+
+@require_GET
+@role_required(*roles.PROTOCOL_READ)
+def technique(request):
+    """Technique per room and protocol (issue 16): kV, mA, pulse rate and filtration distributions, mammography
+    AGD per view and thickness band, and the fluoroscopy pulse rates and dose modes."""
+    since, until, modality, device, form, p = audit_range(request)
+    scope = scope_for(request.user)
+    ctx = selectors.fluoro_technique(since=since, until=until, device_id=device, scope=scope)
+    ctx.update(form=form, query=request.GET.urlencode(), param_errors=p.messages(), modality=modality,
+               distributions=audit_pages.technique_distributions(since=since, until=until, modality=modality,
+                                                                device_id=device, scope=scope),
+               mammo=audit_pages.mammography_agd(since=since, until=until, device_id=device, scope=scope))
+    return render(request, "web/fluoro_technique.html", ctx)
