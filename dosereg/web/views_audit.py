@@ -22,7 +22,7 @@ from . import audit_pages, params, selectors, services
 from .access import role_required
 from .forms import AuditRangeForm
 
-AUDIT_MODALITIES = {value for value, _ in AuditRangeForm.base_fields["modality"].choices if value}
+AUDIT_MODALITIES = {value for value, _ in AuditRangeForm.MODALITY_CHOICES if value}
 
 
 def audit_range(request, *, strict: bool = False):
