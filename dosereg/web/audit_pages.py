@@ -52,6 +52,18 @@ def qs(params: dict[str, str]) -> str:
     return urlencode(params)
 
 
+def nice_ceiling(value: float) -> float:
+    """The smallest 1, 2, 2.5 or 5 x 10^k at or above ``value`` (a round axis end, so its quarters and fifths
+    are round too)."""
+    if not value > 0 or not math.isfinite(value):
+        return 1.0
+    k = math.floor(math.log10(value))
+    for m in (1, 2, 2.5, 5, 10):
+        if m * 10 ** k >= value * (1 - 1e-12):
+            return m * 10 ** k
+    return 10 ** (k + 1)
+
+
 # ---------------------------------------------------------------------------
 # the overview: per quantity and standard name, every room's median on one axis with the DRLs
 # ---------------------------------------------------------------------------
@@ -70,7 +82,7 @@ def overview(rows: list[dict], quantities: list[tuple[str, str, str]]) -> list[d
         for pairs in sorted(by_std.values(), key=lambda p: p[0][0]["standard_name"].name):
             std = pairs[0][0]["standard_name"]
             drls = [c["drl"] for c in pairs[0][1]["drls"]]
-            top = max([q["q3"] or q["median"] for _, q in pairs] + [d.value for d in drls]) * 1.1 or 1.0
+            top = nice_ceiling(max([q["q3"] or q["median"] for _, q in pairs] + [d.value for d in drls]) * 1.05)
             width, left, bar_h, gap = 720, 250, 18, 10
             plot_w = width - left - 20
             bars = []
@@ -112,8 +124,8 @@ def histogram(values: list[float], *, drls: list[float], bins: int | None = None
     vals = sorted(values)
     if not vals:
         return {"bars": []}
-    nb = bins or max(5, min(30, math.ceil(math.sqrt(len(vals)))))
-    lo, hi = 0.0, max([vals[-1]] + drls) * 1.05 or 1.0
+    nb = bins or 5 * max(1, min(6, math.ceil(math.sqrt(len(vals)) / 5)))  # a multiple of 5: bars align with ticks
+    lo, hi = 0.0, nice_ceiling(max([vals[-1]] + drls) * 1.02)
     w = (hi - lo) / nb
     groups: list[list[float]] = [[] for _ in range(nb)]
     for v in vals:

@@ -81,3 +81,12 @@ def test_no_region_no_suggestion_and_confidence_is_visible():
 def test_modality_family():
     assert suggested("CT CHEST", "DX") != "Chest (lung cancer)"
     assert naming.family("XA") == "RF" and naming.family("CR") == "DX"
+
+
+def test_nice_axis_ends():
+    from dosereg.web.audit_pages import histogram, nice_ceiling
+
+    assert [nice_ceiling(v) for v in (0.7, 1.0, 1.3, 2.2, 3.1, 7.0, 2380 * 1.02, 0.0)] == [1, 1, 2, 2.5, 5, 10, 2500, 1]
+    h = histogram([1.0, 2.0, 2.0, 9.5], drls=[3.0])
+    assert sum(b["n"] for b in h["bars"]) == 4 and h["xticks"][-1]["value"] == 10
+    assert [(b["lo"], b["hi"]) for b in h["bars"]] == [(1.0, 1.0), (2.0, 2.0), (9.5, 9.5)]
