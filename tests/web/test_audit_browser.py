@@ -121,5 +121,22 @@ def test_audit_drill_down_confirmed_mapping_and_no_cross_anatomy_suggestion(site
     pg.wait_for_url("**/studies/?**")
     ids = _shown_ids(pg)
     assert len(ids) == bar_n and ids <= chest_ids
+
+    # 7. technique per protocol and room (issue 16), and the audit on a phone
+    pg.goto(base + "/protocols/technique/")
+    assert pg.locator("[data-technique]").count() == 1 and pg.locator("[data-mammo-agd]").count() == 1
+    _shot(pg, "technique")
     assert errors == []
     ctx.close()
+    phone = browser.new_context(viewport={"width": 375, "height": 812})
+    pp = phone.new_page()
+    login(pp, base, d.users["physicist"].username)
+    pp.goto(base + "/protocols/?modality=CT")
+    assert pp.evaluate("document.documentElement.scrollWidth") <= 375
+    _shot(pp, "phone")
+    pp.goto(base + pp.locator("a[data-group-link]").first.get_attribute("href"))
+    assert pp.evaluate("document.documentElement.scrollWidth") <= 375
+    # the charts scroll sideways in a named region reachable by keyboard
+    assert pp.evaluate("[...document.querySelectorAll('.chart-scroll')].every(e => e.tabIndex >= 0 && e.getAttribute('aria-label'))")
+    _shot(pp, "phone-group")
+    phone.close()
