@@ -104,6 +104,8 @@ def protocol_names(request):
     if request.method == "POST":
         if not roles.has_role(request.user, roles.PROTOCOL_EDIT):
             raise PermissionDenied
+        if request.POST.get("use_suggestions") == "1" or request.POST.getlist("assign"):
+            return _apply_suggestions(request, scope)
         try:
             items = _items(request)
             std_raw, new_name = request.POST.get("standard_name", ""), request.POST.get("new_standard_name", "").strip()
@@ -137,6 +139,50 @@ def protocol_names(request):
         messages.success(request, f"{len(changes)} name(s) {'mapped to ' + std.name if std else 'unmapped'}.")
         return redirect("web:protocol_names")
     return render(request, "web/protocol_names.html", _names_ctx(request, scope))
+
+
+def _apply_suggestions(request, scope):
+    """Bulk: each selected name to its own suggestion (same body region and intent), shown with its confidence
+    and applied only once confirmed; names without a suggestion are left as they are."""
+    standards = list(StandardName.objects.all())
+    if request.POST.get("confirm") == "yes":
+        by_std: dict[int, list[tuple[str, str]]] = {}
+        for raw in request.POST.getlist("assign")[:500]:
+            std_id, _, pair = raw.partition(":")
+            modality, sep, source = pair.partition(":")
+            try:
+                key = params.parse_int(std_id, "assign")
+            except params.InvalidParameter:
+                key = None
+            if key is None or not sep:
+                return render(request, "web/protocol_names.html",
+                              {**_names_ctx(request, scope), "status_error": "not a suggestion to apply"}, status=400)
+            by_std.setdefault(key, []).append((modality.upper()[:8], source[:256]))
+        known = {s.pk: s for s in standards}
+        changes = []
+        for std_id, items in by_std.items():
+            if std_id not in known:
+                return render(request, "web/protocol_names.html",
+                              {**_names_ctx(request, scope), "status_error": "no such standard name"}, status=400)
+            changes += services.protocol_mappings_apply(items=items, standard_name=known[std_id], user=request.user)
+        for c in changes:
+            audit_record(request=request, action=AuditEvent.ACTION_CHANGE, object_type="protocol_mapping",
+                         object_id=f"{c['modality']}:{c['source_name']}"[:64], detail={**c, "via": "suggestion"})
+        messages.success(request, f"{len(changes)} name(s) mapped to their suggestions.")
+        return redirect("web:protocol_names")
+    try:
+        items = _items(request)
+    except params.InvalidParameter as exc:
+        return render(request, "web/protocol_names.html", {**_names_ctx(request, scope), "status_error": exc.message},
+                      status=400)
+    rows = []
+    for modality, source in items:
+        sugg = services.suggestion_for(source, modality, standards)
+        rows.append({"modality": modality, "source_name": source, "suggestion": sugg.key if sugg else None,
+                     "confidence": round(sugg.confidence * 100) if sugg else None,
+                     "assign": f"{sugg.key.pk}:{modality}:{source}" if sugg else ""})
+    return render(request, "web/protocol_suggestions_confirm.html",
+                  {"rows": rows, "n_mapped": sum(1 for r in rows if r["suggestion"])})
 
 
 def audit_family(modality: str) -> str:

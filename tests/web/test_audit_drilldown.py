@@ -167,3 +167,22 @@ def test_dx_and_paediatric_sets_are_seeded_inactive_with_citations(web_data):
     for r in selectors.protocol_audit(since=since, until=until)["rows"]:
         if r["standard_name"] == pa:
             assert all(not q["drls"] for q in r["quantities"])
+
+
+def test_bulk_suggestions_are_reviewed_then_applied(web_data, client):
+    client.force_login(web_data.users["physicist"])
+    url = reverse("web:protocol_names")
+    names = ["CT:CT Chest", "DX:Chest PA", "RF:Barium swallow", "CT:Coronary CTA"]
+    r = client.post(url, {"name": names, "use_suggestions": "1"})
+    html = r.content.decode()
+    assert r.status_code == 200 and "data-confirm-suggestions" in html
+    assert html.count("data-suggestion-row") == 4 and html.count('name="assign"') == 2  # chest CT, chest PA
+    assert "CT pulmonary angiogram" not in html and not ProtocolMapping.objects.exists()
+    assigns = [v for v in __import__("re").findall(r'name="assign" value="([^"]+)"', html)]
+    before = AuditEvent.objects.count()
+    r = client.post(url, {"assign": [a.replace("&#x27;", "'") for a in assigns], "confirm": "yes"})
+    assert r.status_code == 302
+    got = {(m.modality, m.source_name): m.standard_name.name for m in ProtocolMapping.objects.select_related("standard_name")}
+    assert got == {("CT", "CT Chest"): "Chest (lung cancer)", ("DX", "Chest PA"): "Chest PA"}
+    assert AuditEvent.objects.filter(pk__gt=before, object_type="protocol_mapping").count() == 2
+    assert client.post(url, {"assign": "x:CT:CT Head", "confirm": "yes"}).status_code == 400
