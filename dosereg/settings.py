@@ -410,3 +410,15 @@ if PRODUCTION:
     if env_bool("SECURE_PROXY_SSL_HEADER", False):  # TLS terminated by a trusted proxy
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # --- end of web, API and security section -----------------------------------
+
+# Protocol audit outliers (issue 17): a procedure is listed as an outlier of its group when its value is above an
+# active DRL or above the group's third quartile times this factor. Version 1 (2026-12), default 1.5: a local
+# screening choice, not a published level (ICRP 135 compares medians with DRLs; individual values are for
+# review only). Set AUDIT_OUTLIER_Q3_FACTOR (a number > 1) to change it.
+AUDIT_OUTLIER_Q3_FACTOR_VERSION = "1 (2026-12)"
+try:
+    AUDIT_OUTLIER_Q3_FACTOR = float(env("AUDIT_OUTLIER_Q3_FACTOR", "1.5"))
+except ValueError as _exc:
+    raise ImproperlyConfigured("AUDIT_OUTLIER_Q3_FACTOR must be a number") from _exc
+if not (AUDIT_OUTLIER_Q3_FACTOR > 1 and AUDIT_OUTLIER_Q3_FACTOR < 100):
+    raise ImproperlyConfigured("AUDIT_OUTLIER_Q3_FACTOR must be above 1 (and below 100)")

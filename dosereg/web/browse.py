@@ -112,11 +112,14 @@ def parse_number(value: str | None, name: str) -> float | None:
 class StudyFilters:
     modality: str = ""
     site: str = ""              # an institution name (compared trimmed, case-insensitively)
-    device: int | None = None
+    device: int | None = None   # Device pk; 0: studies without a device
     since: date | None = None   # inclusive day
     until: date | None = None   # inclusive day
     protocol: str = ""          # text in the study description or an event's protocol name
     standard: int | None = None  # StandardName pk; 0: unmapped
+    description: str | None = None  # the vendor study description, exact ("" : blank); None: any
+    ionising: bool = False      # only studies with an ionising dose (as the protocol audit counts them)
+    reported: str = ""          # a DOSE_RANGES stem: only studies that report that quantity
     age_band: str = ""
     sex: str = ""
     not_patient: str = "all"
@@ -143,10 +146,14 @@ def read_filters(query, *, strict: bool = False) -> StudyFilters:
     f = StudyFilters()
     f.modality = p.choice("modality", set(MODALITIES)) or ""
     f.site = p.text("site", max_length=256)
-    f.device = p.int("device")
+    f.device = p.int("device", min_value=0)
     f.since, f.until = p.date("since"), p.date("until")
     f.protocol = p.text("protocol", max_length=256)
     f.standard = p.int("standard", min_value=0)
+    if "description" in query:  # present, even blank: the exact vendor description (the audit's unmapped rows)
+        f.description = (query.get("description") or "").replace("\x00", "")[:256]
+    f.ionising = p.choice("ionising", {"1"}) == "1"
+    f.reported = p.choice("reported", set(DOSE_RANGES)) or ""
     f.age_band = p.choice("age", set(AGE_BANDS)) or ""
     f.sex = p.choice("sex", set(SEXES)) or ""
     f.not_patient = p.choice("not_patient", set(NOT_PATIENT)) or "all"
@@ -190,7 +197,9 @@ def filtered_studies(f: StudyFilters, *, scope: SiteScope = EVERY_SITE):
         qs = qs.filter(procedure_modality=f.modality)
     if f.site:
         qs = qs.alias(_site=Lower(Trim("device__institution"))).filter(_site=normalise(f.site))
-    if f.device:
+    if f.device == 0:
+        qs = qs.filter(device__isnull=True)
+    elif f.device:
         qs = qs.filter(device_id=f.device)
     tz = timezone.get_current_timezone()
     if f.since:
@@ -207,6 +216,12 @@ def filtered_studies(f: StudyFilters, *, scope: SiteScope = EVERY_SITE):
             qs = qs.filter(~Exists(mapped))
         else:
             qs = qs.filter(Exists(mapped.filter(standard_name_id=f.standard)))
+    if f.description is not None:
+        qs = qs.filter(study_description=f.description)
+    if f.ionising:
+        qs = qs.filter(has_ionising_dose=True)
+    if f.reported:
+        qs = qs.filter(**{f"{DOSE_RANGES[f.reported][0]}__isnull": False})
     if f.age_band:
         lo, hi = AGE_BANDS[f.age_band]
         qs = qs.filter(patient_age_years__gte=lo)

@@ -439,7 +439,8 @@ def _quartiles(values: list[float]) -> tuple[float | None, float | None, float |
 
 def protocol_audit(*, since: datetime, until: datetime, modality: str = "", device_id: int | None = None,
                    drl_set_ids: list[int] | None = None) -> dict:
-    """Per device x standard name: count, quartiles of each quantity, DRL comparison (5 queries).
+    """Per device x standard name (an unmapped vendor description: a row of its own): count, quartiles of each
+    quantity, DRL comparison and the study-browser query of the row and of each quantity (5 queries).
 
     Read from the monthly pre-aggregated summaries (``dosereg.protocols``), so the cost grows with devices x
     months x study descriptions, not with the number of studies. Counts, minimum and maximum are exact; the
@@ -447,16 +448,19 @@ def protocol_audit(*, since: datetime, until: datetime, modality: str = "", devi
     ``percentile_cont`` values (``histogram.MAX_RELATIVE_ERROR``). Studies not summarised yet (new, changed,
     or in a month cut by the period's ends) are read exactly in the same query, so nothing shown is stale.
     """
+    from .audit_pages import group_filters, qs, quantity_filters
+
     groups: dict[tuple, dict] = {}
-    for (dev_id, std_id, mod), g in audit_groups(since=since, until=until, modality=modality, device_id=device_id).items():
-        r = {"device_id": dev_id, "std": std_id, "procedure_modality": mod, "n": g.n}
+    for (dev_id, std_id, mod, descr), g in audit_groups(since=since, until=until, modality=modality,
+                                                        device_id=device_id).items():
+        r = {"device_id": dev_id, "std": std_id, "procedure_modality": mod, "n": g.n, "description": descr}
         for key, _, _ in AUDIT_QUANTITIES:
             s = g.quantities.get(key)
             r[f"{key}__n"] = s.n if s else 0
             r[f"{key}__min"] = s.minimum if s else None
             r[f"{key}__max"] = s.maximum if s else None
             r[f"{key}__q1"], r[f"{key}__med"], r[f"{key}__q3"] = s.quartiles() if s else (None, None, None)
-        groups[(dev_id, std_id, mod)] = r
+        groups[(dev_id, std_id, mod, descr)] = r
     std_names = {s.pk: s for s in StandardName.objects.all()}
     drl_qs = DRLValue.objects.select_related("drl_set").filter(drl_set__active=True)
     if drl_set_ids:
@@ -466,8 +470,9 @@ def protocol_audit(*, since: datetime, until: datetime, modality: str = "", devi
         drls.setdefault((v.standard_name_id, v.quantity), []).append(v)
     names = device_names()
     rows = []
-    for (dev_id, std_id, mod), r in groups.items():
+    for (dev_id, std_id, mod, descr), r in groups.items():
         min_n = MIN_SAMPLE.get(mod or "", 20)
+        gq = group_filters(since=since, until=until, modality=mod, device_id=dev_id, std_id=std_id, description=descr)
         qrows = []
         for key, label, unit in AUDIT_QUANTITIES:
             if not r.get(f"{key}__n"):
@@ -479,13 +484,14 @@ def protocol_audit(*, since: datetime, until: datetime, modality: str = "", devi
                              "above": med is not None and med > v.value})
             qrows.append({"key": key, "label": label, "unit": unit, "n": r[f"{key}__n"], "q1": r[f"{key}__q1"],
                           "median": r[f"{key}__med"], "q3": r[f"{key}__q3"], "min": r[f"{key}__min"],
-                          "max": r[f"{key}__max"], "drls": comp})
+                          "max": r[f"{key}__max"], "drls": comp, "query": qs(quantity_filters(gq, key))})
         rows.append({
             "device_id": dev_id, "device": names.get(dev_id, "unknown device") if dev_id else "unknown device",
             "standard_name": std_names.get(std_id) if std_id else None, "modality": mod, "n": r["n"],
-            "min_n": min_n, "too_small": r["n"] < min_n, "quantities": qrows,
+            "min_n": min_n, "too_small": r["n"] < min_n, "quantities": qrows, "description": descr,
+            "query": qs(gq),
         })
-    rows.sort(key=lambda x: (x["standard_name"] is None, str(x["standard_name"] or ""), x["device"]))
+    rows.sort(key=lambda x: (x["standard_name"] is None, str(x["standard_name"] or ""), x["device"], x["description"]))
     return {"rows": rows, "drl_sets": list(DRLSet.objects.all()), "since": since, "until": until}
 
 
@@ -506,14 +512,17 @@ def name_mappings(*, since: datetime, limit: int = 500, scope: SiteScope = EVERY
     )
     mappings = {(m.modality, m.source_name): m for m in ProtocolMapping.objects.select_related("standard_name")}
     standards = list(StandardName.objects.all())
-    from .services import suggest_standard_name
+    from .services import suggestion_for
 
     out = []
     for r in names:
         m = mappings.get((r["procedure_modality"], r["study_description"]))
+        sugg = None if m else suggestion_for(r["study_description"], r["procedure_modality"], standards)
         out.append({
             "modality": r["procedure_modality"], "source_name": r["study_description"], "n": r["n"],
-            "mapping": m, "suggestion": None if m else suggest_standard_name(r["study_description"], r["procedure_modality"], standards),
+            "mapping": m, "suggestion": sugg.key if sugg else None,
+            "confidence": round(sugg.confidence * 100) if sugg else None,
+            "key": f"{r['procedure_modality']}:{r['study_description']}",
         })
     return {"names": out, "standards": standards}
 

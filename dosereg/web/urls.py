@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from . import api, views, views_browse, views_devices, views_skin
+from . import api, views, views_audit, views_browse, views_devices, views_skin
 from .params import IdConverter
 
 # <id:...>: a database id (1..2**63-1); an out-of-range id is a 404, never a database overflow
@@ -44,11 +44,12 @@ urlpatterns = [
     path("portal/print/", views.portal_print, name="portal_print"),
     path("portal/invite/<str:token>/", views.portal_invite, name="portal_invite"),
     # physicist protocol audit
-    path("protocols/", views.protocol_audit, name="protocol_audit"),
+    path("protocols/", views_audit.protocol_audit, name="protocol_audit"),
+    path("protocols/group/", views_audit.protocol_group, name="protocol_group"),
     path("protocols/distribution.json", views.protocol_distribution, name="protocol_distribution"),
-    path("protocols/names/", views.protocol_names, name="protocol_names"),
+    path("protocols/names/", views_audit.protocol_names, name="protocol_names"),
     path("protocols/drls/", views.drl_sets, name="drl_sets"),
-    path("protocols/technique/", views.fluoro_technique, name="fluoro_technique"),
+    path("protocols/technique/", views_audit.technique, name="fluoro_technique"),
     path("protocols/export/<str:kind>.<str:fmt>", views.protocol_export, name="protocol_export"),
     # staff
     path("staff/me/", views.staff_me, name="staff_me"),

@@ -28,12 +28,12 @@ from dosereg.audit.selectors import audit_event_search, login_failures
 from dosereg.audit.services import audit_record, client_ip
 from dosereg.protocols.models import DRLSet, DRLValue, StandardName
 from dosereg.registry.merge_group import patient_group_ids
-from dosereg.registry.models import Device, Patient
+from dosereg.registry.models import Patient
 from dosereg.skindose import selectors as skin_selectors
 
 from . import exports, integrations, params, pdf, selectors, services
 from .access import portal_patient, role_required, safe_next
-from .forms import AuditRangeForm, DRLSetForm, DRLValueForm, InvitationAcceptForm, LoginForm, MappingForm
+from .forms import AuditRangeForm, DRLSetForm, DRLValueForm, InvitationAcceptForm, LoginForm
 from .models import PatientAccount
 
 log = logging.getLogger(__name__)
@@ -361,19 +361,6 @@ def _audit_in_scope(audit: dict, scope) -> dict:
 
 @require_GET
 @role_required(*roles.PROTOCOL_READ)
-def protocol_audit(request):
-    since, until, modality, device, form, p = _range(request)
-    scope = scope_for(request.user)
-    ctx = _audit_in_scope(selectors.protocol_audit(since=since, until=until, modality=modality, device_id=device), scope)
-    ctx.update(form=form, modality=modality, device=device, can_edit=roles.has_role(request.user, roles.PROTOCOL_EDIT),
-               query=request.GET.urlencode(),
-               devices=Device.objects.filter(scope.device_q("pk")).order_by("display_name").only("pk", "display_name"),
-               param_errors=p.messages())
-    return render(request, "web/protocol_audit.html", ctx)
-
-
-@require_GET
-@role_required(*roles.PROTOCOL_READ)
 def protocol_distribution(request):
     quantity = request.GET.get("quantity", "")
     if quantity not in {k for k, _, _ in selectors.AUDIT_QUANTITIES}:
@@ -390,29 +377,6 @@ def protocol_distribution(request):
         values = selectors.distribution(since=since, until=until, quantity=quantity, device_id=device_id,
                                         standard_name_id=std_id)
     return JsonResponse({"quantity": quantity, "values": values})
-
-
-@require_http_methods(["GET", "POST"])
-@role_required(*roles.PROTOCOL_READ)
-def protocol_names(request):
-    if request.method == "POST":
-        if not roles.has_role(request.user, roles.PROTOCOL_EDIT):
-            raise PermissionDenied
-        form = MappingForm(request.POST)
-        if not form.is_valid():
-            return JsonResponse({"ok": False, "errors": form.errors}, status=400)
-        d = form.cleaned_data
-        std = d["standard_name"]
-        if d["new_standard_name"]:
-            std = services.standard_name_create(name=d["new_standard_name"], modality={"XA": "RF"}.get(d["modality"], d["modality"]))
-        m = services.protocol_mapping_set(modality=d["modality"], source_name=d["source_name"], standard_name=std, user=request.user)
-        if request.headers.get("X-Requested-With"):
-            return JsonResponse({"ok": True, "standard_name": str(m.standard_name.name) if m else None,
-                                 "standard_name_id": m.standard_name_id if m else None})
-        return redirect("web:protocol_names")
-    ctx = selectors.name_mappings(since=timezone.now() - timedelta(days=730), scope=scope_for(request.user))
-    ctx["can_edit"] = roles.has_role(request.user, roles.PROTOCOL_EDIT)
-    return render(request, "web/protocol_names.html", ctx)
 
 
 @require_http_methods(["GET", "POST"])
@@ -441,15 +405,6 @@ def drl_sets(request):
         "sets": DRLSet.objects.all(), "values": values, "set_form": set_form, "value_form": value_form,
         "can_edit": roles.has_role(request.user, roles.PROTOCOL_EDIT),
     })
-
-
-@require_GET
-@role_required(*roles.PROTOCOL_READ)
-def fluoro_technique(request):
-    since, until, _, device, form, p = _range(request)
-    ctx = selectors.fluoro_technique(since=since, until=until, device_id=device, scope=scope_for(request.user))
-    ctx.update(form=form, query=request.GET.urlencode(), param_errors=p.messages())
-    return render(request, "web/fluoro_technique.html", ctx)
 
 
 @require_GET

@@ -52,6 +52,7 @@ OBJECT = {
 LISTS = {
     "web:dashboard", "web:patient_list", "web:quarantine_reprocess", "web:protocol_audit", "web:protocol_distribution",
     "web:protocol_names", "web:fluoro_technique", "web:protocol_export", "web:api_studies", "web:api_patients",
+    "web:protocol_group",
     "web:api_alerts", "web:api_fhir_search", "web:study_browser", "web:study_browser_export",
     "web:modality_home",  # (and web:api_events without ?study=, checked below)
     "cases:worklist", "cases:export", "cases:due", "cases:bulk_acknowledge", "cases:incidents", "cases:incidents_export",
@@ -183,6 +184,10 @@ def test_lists_hold_only_the_rso_sites(site_data, web_data):
     absent_present("web:protocol_names", reverse("web:protocol_names"), ["Site B barium swallow", "CT Chest"],
                    ["Site A barium swallow"])
     absent_present("web:fluoro_technique", reverse("web:fluoro_technique"), [dev_b], [dev_a])
+    # one audit group: another site's studies are not in it (no quantity, no outlier); the own site's are
+    group = reverse("web:protocol_group") + "?modality=RF&description="
+    absent_present("web:protocol_group", group + "Site+B+barium+swallow", ["data-group-quantity"], [])
+    assert "data-group-quantity" in _html(c, group + "Site+A+barium+swallow")
     for kind in ("studies", "events", "summary"):
         url = reverse("web:protocol_export", kwargs={"kind": kind, "fmt": "csv"})
         rows = list(csv.reader(io.StringIO(_html(c, url))))

@@ -145,10 +145,10 @@ def test_protocol_mapping_suggestion_and_drl_comparison(web_data, client):
     assert services.suggest_standard_name("CT CHEST W/O", "CT", list(StandardName.objects.all())).name.startswith("Chest")
     client.force_login(web_data.users["physicist"])
     page = client.get(reverse("web:protocol_names")).content.decode()
-    assert "suggested: Coronary angiography" in page
-    r = client.post(reverse("web:protocol_names"), {"modality": "RF", "source_name": "Coronary angiography",
-                                                    "standard_name": std.pk}, HTTP_X_REQUESTED_WITH="fetch")
-    assert r.json()["standard_name"] == "Coronary angiography"
+    assert "Coronary angiography" in page and "% confidence" in page
+    r = client.post(reverse("web:protocol_names"), {"name": "RF:Coronary angiography", "standard_name": std.pk,
+                                                    "confirm": "yes"})
+    assert r.status_code == 302
     now = timezone.now()
     audit = selectors.protocol_audit(since=now - timedelta(days=365), until=now + timedelta(days=1))
     row = next(r for r in audit["rows"] if r["standard_name"] == std)

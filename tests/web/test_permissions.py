@@ -67,6 +67,7 @@ EXPECT = {
     "web:portal_pdf": ("get", None, "", grid({"patient", "patient2"})),
     "web:portal_invite": ("get", "token", "", grid(set(ROLES), anon=200)),
     "web:protocol_audit": ("get", None, "", PAGES_CLINICAL),
+    "web:protocol_group": ("get", None, "", PAGES_CLINICAL),
     "web:protocol_distribution": ("get", None, "?quantity=dap_total_gy_cm2", PAGES_CLINICAL),
     "web:protocol_names": ("get", None, "", PAGES_CLINICAL),
     "web:drl_sets": ("get", None, "", PAGES_CLINICAL),
@@ -104,7 +105,7 @@ EXPECT = {
 # writes that need a stronger role than reading the same page
 EXTRA = [
     ("protocol names: edit", "web:protocol_names", "post", None,
-     {"modality": "CT", "source_name": "CT Chest", "new_standard_name": "Chest (routine)"},
+     {"name": "CT:CT Chest", "new_standard_name": "Chest (routine)", "confirm": "yes"},
      grid({"physicist", "admin"}, ok="redirect")),
     ("DRL sets: edit", "web:drl_sets", "post", None,
      {"set-name": "Local test set {role}", "set-citation": "local decision, test"},
