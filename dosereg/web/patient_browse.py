@@ -7,8 +7,8 @@ Query count (asserted in the tests), whatever the page size or the number of pat
 * Site scope is the one of every clinical page: a site-scoped RSO sees the patients with an exam at their sites,
   the number and last date of those exams; the cumulative totals stay the patient's totals over every site (what
   alert levels are measured against), as on the history page.
-* A merged record is not listed (its exams count for the record it was merged into, up to three merges deep:
-  the chain ``A → B → C → D`` is followed from D).
+* A merged record is not listed (its exams count for the record it was merged into, up to two merges deep:
+  ``A → B → C`` is followed from C; the cumulative totals cover the whole chain, as the exposure app computes them).
 * The search matches the Patient ID (exactly, or its start; with ``PSEUDONYMISE_PATIENTS`` the pseudonym of what
   was typed) or every word typed somewhere in the stored DICOM name (any component group: ``yamada tarou`` and
   ``山田`` both find ``Yamada^Tarou=山田^太郎=やまだ^たろう``).
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db.models import DateTimeField, F, Func, IntegerField, OuterRef, Q, Subquery
-from django.db.models.functions import Lower
+from django.db.models import DateTimeField, ExpressionWrapper, F, Func, IntegerField, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce, Greatest, Lower
 
 from dosereg.access.scope import EVERY_SITE, SiteScope
 from dosereg.registry.models import Patient, Study
@@ -102,12 +102,8 @@ def _search_q(q: str) -> Q:
     return cond
 
 
-def _group_q(prefix: str = "") -> Q:
-    """Studies of the outer patient or of a record merged into it (three merges deep)."""
-    ref = OuterRef("pk")
-    return (Q(**{f"{prefix}patient_id": ref}) | Q(**{f"{prefix}patient__merged_into_id": ref})
-            | Q(**{f"{prefix}patient__merged_into__merged_into_id": ref})
-            | Q(**{f"{prefix}patient__merged_into__merged_into__merged_into_id": ref}))
+# the studies of a surviving record: its own (level 0) and those of records merged into it, one level per merge
+MERGE_LEVELS = ("patient_id", "patient__merged_into_id", "patient__merged_into__merged_into_id")
 
 
 def filtered_patients(f: PatientFilters, *, scope: SiteScope = EVERY_SITE):
@@ -121,12 +117,21 @@ def filtered_patients(f: PatientFilters, *, scope: SiteScope = EVERY_SITE):
 
 
 def _annotated(qs, *, scope: SiteScope):
-    # one aggregate row per outer patient (COUNT/MAX as plain functions: no GROUP BY in the subquery)
-    at_sites = Study.objects.filter(_group_q()).filter(scope.study_q()).order_by()
-    n = at_sites.values(n=Func("pk", function="COUNT"))
-    last = at_sites.values(m=Func("study_datetime", function="MAX"))
+    """Per patient: exams at the sites and the last one's date, one indexed subquery per merge level (an OR over
+    the levels would scan every study per patient); the cumulative window of the exposure app."""
+    counts, lasts = [], []
+    for level in MERGE_LEVELS:
+        # one aggregate row per outer patient (COUNT/MAX as plain functions: no GROUP BY in the subquery)
+        at_sites = Study.objects.filter(**{level: OuterRef("pk")}).filter(scope.study_q()).order_by()
+        counts.append(Coalesce(Subquery(at_sites.values(n=Func("pk", function="COUNT")), output_field=IntegerField()), 0))
+        lasts.append(Subquery(at_sites.values(m=Func("study_datetime", function="MAX")), output_field=DateTimeField()))
+    n_studies = counts[0]
+    for c in counts[1:]:
+        n_studies = n_studies + c
+    # the latest of the levels; each argument is NULL only when every level is (GREATEST differs on NULL by backend)
+    last = Greatest(*[Coalesce(m, *[o for o in lasts if o is not m]) for m in lasts])
     cumulative = integrations.cumulative_window_subqueries(outer_patient="pk")
-    return qs.annotate(n_studies=Subquery(n, output_field=IntegerField()), last_study=Subquery(last, output_field=DateTimeField()), **cumulative)
+    return qs.annotate(n_studies=ExpressionWrapper(n_studies, output_field=IntegerField()), last_study=last, **cumulative)
 
 
 @dataclass

@@ -138,6 +138,12 @@ def test_merged_record_not_listed_its_exams_count_for_the_survivor(web_data, log
         patient__in=[d.patients["a"], d.patients["b"]]).count() == 6
     assert rows[d.patients["a"].pk]["last_study"] == d.studies["b_carm"].study_datetime
     assert _ids(c.get(URL + "?q=PW0002")) == []
+    # a chain C -> B -> A: C's exams count for A too
+    Patient.objects.filter(pk=d.patients["c"].pk).update(merged_into=d.patients["b"])
+    rows = {r["pk"]: r for r in c.get(URL).context["page"].rows}
+    assert set(rows) == {d.patients["a"].pk}
+    assert rows[d.patients["a"].pk]["n_studies"] == Study.objects.count() == 8
+    assert rows[d.patients["a"].pk]["last_study"] == d.studies["c_ct"].study_datetime
 
 
 def test_site_scope_lists_only_patients_at_the_sites_with_their_exams_there(site_data, web_data, login):
