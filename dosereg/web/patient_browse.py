@@ -125,7 +125,7 @@ def _annotated(qs, *, scope: SiteScope):
         at_sites = Study.objects.filter(**{level: OuterRef("pk")}).filter(scope.study_q()).order_by()
         counts.append(Coalesce(Subquery(at_sites.values(n=Func("pk", function="COUNT")), output_field=IntegerField()), 0))
         lasts.append(Subquery(at_sites.values(m=Func("study_datetime", function="MAX")), output_field=DateTimeField()))
-    n_studies = counts[0]
+    n_studies: Any = counts[0]
     for c in counts[1:]:
         n_studies = n_studies + c
     # the latest of the levels; each argument is NULL only when every level is (GREATEST differs on NULL by backend)
