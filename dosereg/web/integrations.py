@@ -153,6 +153,29 @@ def patient_windows(*, patient) -> list[dict]:
     } for w in exposure.now_windows(patient_id=patient.pk)]
 
 
+def patient_all_time(*, patient, group: list[int] | None = None) -> dict | None:
+    """The "all time" row of the history: every exam of the patient (dated or not, every site), summed as the
+    exposure app sums a window; None when there is no exam."""
+    t = exposure.all_time_totals(patient_id=patient.pk, group=group)
+    if t is None:
+        return None
+    return {"label": "All time", "studies": t.procedure_count, "dap_total_gy_cm2": t.kap_gy_cm2,
+            "dose_rp_gy": t.kar_max_gy, "fluoro_time_s": t.fluoro_time_s, "dlp_mgy_cm": t.dlp_mgy_cm,
+            "effective_dose_msv": t.effective_dose_msv, "all_time": True}
+
+
+# the patients list's cumulative columns: the window ending now closest to 12 months
+CUMULATIVE_FIELDS = ("cum_kap_gy_cm2", "cum_kar_gy", "cum_dlp_mgy_cm", "cum_effective_dose_msv", "cum_procedures")
+
+
+def cumulative_window_subqueries(*, outer_patient: str = "pk") -> dict:
+    return exposure.now_window_subqueries(window_days=exposure.now_window_length(365), outer_patient=outer_patient)
+
+
+def cumulative_window_label() -> str:
+    return _window_label(exposure.now_window_length(365))
+
+
 def study_effective_doses(*, study_ids: list[int]) -> dict[int, float]:
     """The exposure app's population-average effective dose per study, where complete (not partial)."""
     return exposure.study_effective_doses(study_ids=study_ids)

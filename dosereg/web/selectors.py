@@ -119,6 +119,7 @@ def patient_history(*, patient: Patient, now: datetime | None = None, scope: Sit
     # computed by the exposure app only (Ka,r per reference point and plane, never summed across them); none yet
     # (before the first recompute) is shown as such, never replaced by sums made here
     windows = integrations.patient_windows(patient=patient)
+    all_time = integrations.patient_all_time(patient=patient, group=ids)  # every site, like the windows
     chart = [
         {
             "t": s.study_datetime.isoformat() if s.study_datetime else None,
@@ -137,7 +138,7 @@ def patient_history(*, patient: Patient, now: datetime | None = None, scope: Sit
         s.skin = skin["procedures"].get(s.pk)  # type: ignore[attr-defined]
     return {
         "skin": skin,
-        "patient": patient, "studies": studies, "windows": windows, "windows_computed_at": max((w["computed_at"] for w in windows), default=None),
+        "patient": patient, "studies": studies, "windows": windows, "all_time": all_time, "windows_computed_at": max((w["computed_at"] for w in windows), default=None),
         "chart": chart, "alerts": integrations.patient_alerts(patient=patient, scope=scope), "accounts": accounts,
         "scope": scope, "other_site_studies": other_site_studies,
     }

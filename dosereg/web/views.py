@@ -31,7 +31,7 @@ from dosereg.registry.merge_group import patient_group_ids
 from dosereg.registry.models import Patient
 from dosereg.skindose import selectors as skin_selectors
 
-from . import exports, integrations, params, pdf, selectors, services
+from . import exports, integrations, params, patient_browse, pdf, selectors, services
 from .access import portal_patient, role_required, safe_next
 from .forms import AuditRangeForm, DRLSetForm, DRLValueForm, InvitationAcceptForm, LoginForm
 from .models import PatientAccount
@@ -156,11 +156,25 @@ def quarantine_reprocess(request):
 @require_GET
 @role_required(*roles.CLINICAL)
 def patient_list(request):
-    q = params.clean_text(request.GET.get("q"), max_length=128)
-    rows = selectors.patient_search(q=q, scope=scope_for(request.user))
-    audit_record(request=request, action=V, object_type="patient_list", object_id=q[:64],
-                 patient_pks=[r["pk"] for r in rows], detail={"q": q})
-    return render(request, "web/patient_list.html", {"rows": rows, "q": q})
+    f = patient_browse.read_filters(request.GET)
+    scope = scope_for(request.user)
+    page = patient_browse.patient_page(f, scope=scope)
+    audit_record(request=request, action=V, object_type="patient_list", object_id=f.q[:64],
+                 patient_pks=[r["pk"] for r in page.rows],
+                 detail={"q": f.q, "sort": f.sort, "page": page.page, "count": page.count})
+    return render(request, "web/patient_list.html", {
+        "f": f, "q": f.q, "page": page, "rows": page.rows, "scope": scope,
+        "columns": patient_browse.sort_columns(f), "page_sizes": patient_browse.PAGE_SIZES,
+        "base_query": _query_without(request, "sort", "page"), "page_query": _query_without(request, "page"),
+        "param_errors": [f"parameter {n!r} ignored: {m}" for n, m in f.errors.items()],
+    })
+
+
+def _query_without(request, *names: str) -> str:
+    q = request.GET.copy()
+    for n in names:
+        q.pop(n, None)
+    return q.urlencode()
 
 
 def _clinical_patient(request, pk: int) -> Patient:
