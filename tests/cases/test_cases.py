@@ -122,6 +122,14 @@ def test_200_open_cases_none_hidden_and_pregnancy_on_top(tmp_path, import_file, 
     assert seen[1:] == order
     counts = selectors.counts()
     assert counts["total"] == 200 and counts["pregnancy"] == 1 and counts["high"] == 200
+    # the dashboard is the top of this same list, with the same counts, both as the database has them
+    dash_ids = [int(x) for x in re.findall(r'data-case-row="(\d+)"', html)]
+    assert dash_ids == seen[:len(dash_ids)] and len(dash_ids) == 10
+    assert "top 10 of 200 open cases" in html and "Open the worklist (200)" in html
+    db = {sev: Case.objects.filter(status__in=["open", "acknowledged", "follow_up"], severity=sev).count() for sev in ("high", "normal", "low")}
+    assert selectors.dashboard()["counts"] == counts and {k: counts[k] for k in db} == db
+    assert counts["pregnancy"] == Case.objects.filter(kind="pregnancy", status__in=["open", "acknowledged", "follow_up"]).count()
+    assert re.search(r'data-kpi="alerts">200<', html) and "open cases (200 high)" in html
 
 
 def test_worklist_and_case_page_read_a_fixed_number_of_queries(tmp_path, import_file, rso):
