@@ -20,6 +20,11 @@ os.environ.setdefault("BROKER_KEY_PREFIX", f"dosereg-test-{RUN_ID}:")
 # The processes tests start (web, worker, listener against the test PostgreSQL) are not production
 # (dosereg.settings.PRODUCTION); the tests of the production mode set DOSEREG_PRODUCTION=true themselves.
 os.environ.setdefault("DOSEREG_PRODUCTION", "false")
+# The suite's RDSR fixtures carry fixed exam dates (the builder's default is 2026-03-02, the shared corpus is years
+# old), which the default e-mail age limit (ALERT_NOTIFY_MAX_AGE_DAYS, 30 days) would silence more of every day
+# the calendar moves on: the suite turns the limit off, here and in the processes it starts. The default and the
+# limit themselves are tested in tests/cases/test_cases.py (test_notify_age_limit_*).
+os.environ.setdefault("ALERT_NOTIFY_MAX_AGE_DAYS", "0")
 
 
 @pytest.fixture(scope="session")

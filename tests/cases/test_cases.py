@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 import re
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -87,6 +88,55 @@ def test_backfilled_old_study_opens_a_case_without_email_and_the_worklist_says_w
     # a recent study still e-mails
     import_file(rf_rdsr(tmp_path, when=recent(), kar=3.3, kap=10, patient_id="NEW-1"))
     assert len(smtp_server.messages) == 3  # the two RSOs of the fixture and this test's RSO
+
+
+def test_notify_age_limit_defaults_to_30_days_in_the_settings(tmp_path):
+    """The declared default, read by a fresh process without the suite's override (tests/conftest.py)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "ALERT_NOTIFY_MAX_AGE_DAYS"}
+    code = ("import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'dosereg.settings'); django.setup(); "
+            "from django.conf import settings; from dosereg.cases import conf; "
+            "print(settings.ALERT_NOTIFY_MAX_AGE_DAYS, conf.notify_max_age_days())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                         cwd=str(Path(__file__).resolve().parents[2]))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["30", "30"]
+    env["ALERT_NOTIFY_MAX_AGE_DAYS"] = "0"  # 0: no limit
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                         cwd=str(Path(__file__).resolve().parents[2]))
+    assert out.stdout.split() == ["0", "None"], out.stderr
+
+
+@pytest.mark.parametrize("configured", ["default", 30])
+def test_notify_age_limit_a_31_day_old_exam_opens_a_case_without_email_a_29_day_old_one_emails(
+        configured, tmp_path, import_file, rso_users, smtp_server, settings, client, rso):
+    if configured == "default":
+        del settings.ALERT_NOTIFY_MAX_AGE_DAYS  # as an installation that never set it: conf's default (30 days)
+    else:
+        settings.ALERT_NOTIFY_MAX_AGE_DAYS = configured
+    old_exam = timezone.now() - dt.timedelta(days=31)
+    import_file(rf_rdsr(tmp_path, when=old_exam, kar=6.0, kap=100, patient_id="OLD-31"))
+    old = Case.objects.get()
+    assert old.notify_state == "historical" and smtp_server.messages == [] and Notification.objects.count() == 0
+    assert f"the exam ({old.exam_date:%Y-%m-%d}) is older than 30 days (ALERT_NOTIFY_MAX_AGE_DAYS)" in old.notify_note
+    assert [e.action for e in CaseEvent.objects.filter(case=old)][0] == "raised"
+    import_file(rf_rdsr(tmp_path, when=timezone.now() - dt.timedelta(days=29), kar=6.0, kap=100, patient_id="NEW-29"))
+    new = Case.objects.exclude(pk=old.pk).get()
+    assert new.notify_state == "queued" and len(smtp_server.messages) == 3  # the fixture's two RSOs and this test's
+    # the worklist and the case page say why the old one sent no e-mail, and count it; the new one has no such note
+    client.force_login(rso)
+    html = client.get(reverse("cases:worklist")).content.decode()
+    row_old = html[html.index(f'data-case-row="{old.pk}"'):]
+    row_old = row_old[:row_old.index("</tr>")]
+    row_new = html[html.index(f'data-case-row="{new.pk}"'):]
+    row_new = row_new[:row_new.index("</tr>")]
+    assert "data-nomail" in row_old and "older than 30 days" in row_old and "data-nomail" not in row_new
+    assert re.search(r'data-count="historical"[^>]*><span class="n">1</span> without e-mail', html)
+    page = client.get(reverse("cases:detail", kwargs={"case_id": old.pk})).content.decode()
+    assert "data-nomail" in page and "older than 30 days" in page
 
 
 def _bulk_cases(n: int, *, start: dt.datetime) -> list[Case]:
