@@ -339,14 +339,44 @@ def incident_context(case: Case) -> dict:
             "categories": INCIDENT_CATEGORIES}
 
 
-def incidents(*, scope: SiteScope = EVERY_SITE, year: int | None = None, limit: int = 1000) -> list:
+def _incidents_qs(scope: SiteScope | CaseScope):
     from .models import Incident
 
-    qs = Incident.objects.filter(case__in=scoped(scope).values("pk")).select_related("case__patient", "case__device", "declared_by",
-                                                                                    "signed_off_by")
+    return Incident.objects.filter(case__in=scoped(scope).values("pk")).select_related(
+        "case__patient", "case__device", "declared_by", "signed_off_by")
+
+
+def incidents(*, scope: SiteScope = EVERY_SITE, year: int | None = None, limit: int = 1000) -> list:
+    qs = _incidents_qs(scope)
     if year:
         qs = qs.filter(year=year)
     return list(qs.order_by("-declared_at", "-id")[:limit])
+
+
+def incident_get(*, case_id: int, scope: SiteScope = EVERY_SITE):
+    """The incident of one case within ``scope`` (None when there is none, or the case is another site's): 1 query."""
+    return _incidents_qs(scope).filter(case_id=case_id).first()
+
+
+DOSE_BASIS_LABEL = {"psd": "peak skin dose", "kar": "Ka,r (no PSD)"}
+
+
+def dose_basis(inc) -> dict:
+    """Which skin dose quantity the incident was judged on, said in words: the peak skin dose (PSD) estimate where
+    the physicist recorded one, the reference air kerma Ka,r otherwise (and that it is not the skin dose)."""
+    from dosereg import formatting as fmt
+
+    value = "" if inc.dose_gy is None else f"{fmt.number(inc.dose_gy)} Gy"
+    if inc.dose_basis == "psd":
+        return {"basis": "psd", "label": "Peak skin dose (PSD) estimate", "value": value,
+                "note": "Peak skin dose estimated and recorded by the physicist. This incident was assessed on the PSD, not on Ka,r."}
+    if inc.dose_basis == "kar":
+        return {"basis": "kar", "label": "Ka,r (reference air kerma; no PSD estimate recorded)", "value": value,
+                "note": "No peak skin dose estimate was recorded, so this incident was assessed on Ka,r, the air kerma at the "
+                        "reference point. Ka,r is not the skin dose: it can overstate it (beam moved between projections) "
+                        "or understate it."}
+    return {"basis": "", "label": "No skin dose quantity", "value": "",
+            "note": "No skin dose quantity is recorded for this case; the incident was declared by judgement."}
 
 
 def incident_years(*, scope: SiteScope = EVERY_SITE) -> list[int]:
@@ -356,9 +386,11 @@ def incident_years(*, scope: SiteScope = EVERY_SITE) -> list[int]:
 
 
 def incident_csv(rows) -> tuple[list[str], list[list]]:
+    """(header, rows) of incidents; ``dose_basis`` says whether the peak skin dose or Ka,r was used, and the last
+    column why (``dose_basis_note``)."""
     header = ["incident", "year", "declared_at", "declared_by", "category", "rule", "rule_version", "jurisdiction", "case",
               "exam_date", "patient_id", "device", "dose_basis", "dose_gy", "summary", "status", "physicist_sign_off",
-              "signed_off_at", "regulator_reference", "reported_at", "investigation_notes"]
+              "signed_off_at", "regulator_reference", "reported_at", "investigation_notes", "dose_basis_note"]
     out = []
     for i in rows:
         c = i.case
@@ -367,8 +399,8 @@ def incident_csv(rows) -> tuple[list[str], list[list]]:
                     i.rule_snapshot.get("jurisdiction", ""), c.pk, c.exam_date.isoformat() if c.exam_date else "",
                     c.patient.patient_id if c.patient_id and c.patient else "",
                     (c.device.display_name or c.device.station_name) if c.device_id and c.device else "",
-                    {"psd": "peak skin dose", "kar": "Ka,r (no PSD)"}.get(i.dose_basis, ""), "" if i.dose_gy is None else f"{i.dose_gy:.3g}",
+                    DOSE_BASIS_LABEL.get(i.dose_basis, ""), "" if i.dose_gy is None else f"{i.dose_gy:.3g}",
                     i.summary, i.get_status_display(), i.signed_off_by.get_username() if i.signed_off_by else "",
                     i.signed_off_at.isoformat() if i.signed_off_at else "", i.regulator_reference,
-                    i.reported_at.isoformat() if i.reported_at else "", i.investigation_notes])
+                    i.reported_at.isoformat() if i.reported_at else "", i.investigation_notes, dose_basis(i)["note"]])
     return header, out
