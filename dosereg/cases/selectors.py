@@ -95,15 +95,10 @@ class Filters:
         if self.date_to:
             qs = qs.filter(exam_date__lt=datetime.combine(self.date_to + timedelta(days=1), time.min, tzinfo=tz))
         if self.q:
-            # the patients (and staff) matching first, then their cases through the case_patient index
-            from dosereg.registry.models import Patient
-            from dosereg.staff.models import StaffMember
-
-            words = self.q.replace(",", " ").split()
-            pn = "^".join(reversed(words)) if len(words) == 2 else self.q  # "Jonas Fischer" -> "Fischer^Jonas"
-            pats = list(Patient.objects.filter(Q(patient_id__istartswith=self.q) | Q(name__icontains=self.q)
-                                               | Q(name__icontains=pn)).values_list("pk", flat=True)[:500])
-            staff = list(StaffMember.objects.filter(Q(name__icontains=self.q) | Q(name__icontains=pn)).values_list("pk", flat=True)[:100])
+            # the patients (and staff) matching first (trigram indexes: worklist_indexes.SEARCH_INDEXES), then their
+            # cases through the case_patient index
+            pats = list(search_patients(self.q).values_list("pk", flat=True)[:500])
+            staff = list(search_staff(self.q).values_list("pk", flat=True)[:100])
             qs = qs.filter(Q(patient_id__in=pats) | Q(staff_id__in=staff))
         return qs
 
@@ -116,6 +111,25 @@ class Filters:
              "q": self.q}
         d.update(override)
         return urlencode({k: v for k, v in d.items() if v not in ("", None)})
+
+
+def _pn_form(q: str) -> str:
+    words = q.replace(",", " ").split()
+    return "^".join(reversed(words)) if len(words) == 2 else q  # "Jonas Fischer" -> "Fischer^Jonas"
+
+
+def search_patients(q: str):
+    """Patients whose ID starts with ``q`` or whose name holds it (as typed, or "Given Family" as DICOM's
+    "Family^Given"), case-insensitive."""
+    from dosereg.registry.models import Patient
+
+    return Patient.objects.filter(Q(patient_id__istartswith=q) | Q(name__icontains=q) | Q(name__icontains=_pn_form(q)))
+
+
+def search_staff(q: str):
+    from dosereg.staff.models import StaffMember
+
+    return StaffMember.objects.filter(Q(name__icontains=q) | Q(name__icontains=_pn_form(q)))
 
 
 def counts(scope: SiteScope = EVERY_SITE) -> dict:
@@ -142,6 +156,15 @@ def _rows(qs):
     return qs.select_related("patient", "device", "staff").order_by(*ORDER)
 
 
+def _page(qs, order, start: int, size: int) -> list[Case]:
+    """Rows ``start`` .. ``start + size`` of ``qs`` in ``order``, in one query as a deferred join: the page's ids
+    come from the ordered index alone (an index-only scan skips the rows before the page without reading them or
+    joining their patient and device), then only the page's rows are read with their joins. A deep page (page 40)
+    costs about what page 1 does."""
+    ids = qs.order_by(*order).values("pk")[start:start + size]
+    return list(Case.objects.filter(pk__in=ids).select_related("patient", "device", "staff").order_by(*order))
+
+
 def worklist(*, scope: SiteScope = EVERY_SITE, filters: Filters | None = None, page_size: int | None = None) -> dict:
     """One page of the worklist: 4 queries (count, counts, page, filter options) plus the scope's own."""
     f = filters or Filters()
@@ -152,7 +175,7 @@ def worklist(*, scope: SiteScope = EVERY_SITE, filters: Filters | None = None, p
     total = cnt["total"] if f.querystring() == "" else qs.count()
     pages = max(1, -(-total // size))
     page = min(max(1, f.page), pages)
-    rows = list(_rows(qs)[(page - 1) * size: page * size])
+    rows = _page(qs, ORDER, (page - 1) * size, size)
     return {
         "rows": [row(c) for c in rows], "total": total, "page": page, "pages": pages, "page_size": size,
         "counts": cnt, "filters": f, "options": options(scope),
@@ -176,22 +199,40 @@ def options(scope: SiteScope) -> dict:
 
 
 def dashboard(*, scope: SiteScope = EVERY_SITE, limit: int = 10) -> dict:
-    """The top of the worklist, its counts and the first follow-ups due, for the dashboard (3 queries)."""
-    qs = scoped(scope).filter(status__in=ACTIVE_STATUSES)
-    return {"rows": [row(c) for c in _rows(qs)[:limit]], "counts": counts(scope), "due": due_list(scope=scope, limit=limit)}
+    """The top of the worklist (the same rows, in the same order, as its first page), its counts and the first
+    follow-ups due, for the dashboard (3 queries)."""
+    qs = Filters().apply(scoped(scope))
+    return {"rows": [row(c) for c in _page(qs, ORDER, 0, limit)], "counts": counts(scope), "due": due_list(scope=scope, limit=limit)}
 
 
-def due_list(*, scope: SiteScope = EVERY_SITE, limit: int = 200) -> list[dict]:
-    """Cases in follow-up, earliest due date first (overdue on top)."""
+DUE_ORDER = ("follow_up_due", "id")
+
+
+def _due_rows(cases: list[Case]) -> list[dict]:
     today = timezone.localdate()
-    qs = scoped(scope).filter(status=STATUS_FOLLOW_UP).select_related("patient", "device", "staff").order_by("follow_up_due", "id")
     out = []
-    for c in qs[:limit]:
+    for c in cases:
         r = row(c)
         r["overdue"] = bool(c.follow_up_due and c.follow_up_due < today)
         r["due_today"] = c.follow_up_due == today
         out.append(r)
     return out
+
+
+def due_list(*, scope: SiteScope = EVERY_SITE, limit: int = 200) -> list[dict]:
+    """The first ``limit`` cases in follow-up, earliest due date first (overdue on top): 1 query."""
+    return _due_rows(_page(scoped(scope).filter(status=STATUS_FOLLOW_UP), DUE_ORDER, 0, limit))
+
+
+def due_page(*, scope: SiteScope = EVERY_SITE, page: int = 1, page_size: int | None = None) -> dict:
+    """One page of the follow-up list, none hidden: 2 queries (the count from the case_due index, the page)."""
+    size = page_size or conf.worklist_page_size()
+    qs = scoped(scope).filter(status=STATUS_FOLLOW_UP)
+    total = qs.count()
+    pages = max(1, -(-total // size))
+    page = min(max(1, page), pages)
+    return {"rows": _due_rows(_page(qs, DUE_ORDER, (page - 1) * size, size)), "total": total, "page": page, "pages": pages,
+            "has_prev": page > 1, "has_next": page < pages, "prev_qs": f"page={page - 1}", "next_qs": f"page={page + 1}"}
 
 
 def person_name(pn: str | None) -> str:

@@ -96,9 +96,10 @@ def bulk_acknowledge(request):
 @require_GET
 @role_required(*roles.DASHBOARD)
 def due(request):
-    rows = selectors.due_list(scope=selectors.case_scope(request.user))
-    audit_record(request=request, action=V, object_type="worklist_due", patient_pks=selectors.patient_pks(rows))
-    return render(request, "cases/due.html", {"rows": rows})
+    ctx = selectors.due_page(scope=selectors.case_scope(request.user),
+                             page=QueryParams(request.GET, strict=False).int("page", max_value=100000) or 1)
+    audit_record(request=request, action=V, object_type="worklist_due", patient_pks=selectors.patient_pks(ctx["rows"]))
+    return render(request, "cases/due.html", ctx)
 
 
 @require_GET

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -389,3 +390,62 @@ def test_withdrawn_case_reopens_when_its_level_holds_again(tmp_path, import_file
     alert.refresh_from_db()
     assert alert.status == "open" and case.status == "open" and len(smtp_server.messages) == sent
     assert CaseEvent.objects.filter(case=case, action="reopened").count() == 1
+
+
+def test_deep_pages_are_the_ordered_list_cut_in_pages(client, rso, settings):
+    settings.CASE_WORKLIST_PAGE_SIZE = 25
+    _bulk_cases(130, start=recent(40))
+    Case.objects.filter(pk__in=Case.objects.order_by("pk").values("pk")[:40]).update(severity="low", sort_rank=0)
+    Case.objects.filter(pk__in=Case.objects.order_by("pk").values("pk")[40:50]).update(exam_date=None)
+    expected = list(Case.objects.order_by("-sort_rank", F("exam_date").desc(nulls_last=True), "-id").values_list("pk", flat=True))
+    client.force_login(rso)
+    seen = []
+    for page in range(1, 7):
+        html = client.get(reverse("cases:worklist") + f"?page={page}").content.decode()
+        seen += [int(x) for x in re.findall(r'data-case-row="(\d+)"', html)]
+    assert seen == expected and len(seen) == 130  # page 6 holds the last 5; the undated cases after the dated ones
+
+
+def test_due_list_pages_through_every_follow_up_overdue_first(client, rso, settings):
+    settings.CASE_WORKLIST_PAGE_SIZE = 50
+    cases = _bulk_cases(120, start=recent(40))
+    today = timezone.localdate()
+    for i, c in enumerate(cases):
+        Case.objects.filter(pk=c.pk).update(status="follow_up", follow_up_due=today + dt.timedelta(days=(i % 30) - 10))
+    client.force_login(rso)
+    seen, dues = [], []
+    for page in (1, 2, 3):
+        html = client.get(reverse("cases:due") + f"?page={page}").content.decode()
+        assert "120 cases in follow-up" in html and f"page {page} of 3" in html
+        seen += [int(x) for x in re.findall(r'href="/alerts/(\d+)/"', html)]
+        dues += re.findall(r'data-label="Due">(\d{4}-\d{2}-\d{2})', html)
+        if page == 1:
+            assert "overdue" in html and 'rel="next"' in html
+    assert sorted(seen) == sorted(c.pk for c in cases) and len(seen) == 120  # none hidden, none twice
+    assert dues == sorted(dues) and dues[0] == (today - dt.timedelta(days=10)).isoformat()
+    assert selectors.due_page(page=3)["rows"][-1]["id"] == seen[-1]
+
+
+def test_worklist_search_reads_patients_and_staff_through_trigram_indexes(tmp_path, import_file, client, rso):
+    if connection.vendor != "postgresql":
+        pytest.skip("the search indexes are PostgreSQL's")
+    from dosereg.registry.models import Patient
+
+    Patient.objects.bulk_create([Patient(patient_id=f"SRCH{i:05d}", issuer="T", name=f"Family{i}^Given{i}") for i in range(300)])
+    import_file(rf_rdsr(tmp_path, when=recent(), kar=3.3, kap=10, patient_id="FINDME-77"))
+    case = Case.objects.get()
+    with connection.cursor() as cur:
+        cur.execute("SET LOCAL enable_seqscan = off")  # what the planner can use, whatever the table's size
+        for q in ("findme-77", "Given12 Family12", "family1"):
+            for qs, index in ((selectors.search_patients(q), "search_patient_name_trgm"), (selectors.search_staff(q), "search_staff_name_trgm")):
+                sql, params = qs.values("pk").query.sql_with_params()
+                cur.execute("EXPLAIN " + sql, params)
+                plan = "\n".join(r[0] for r in cur.fetchall())
+                assert index in plan and "Seq Scan" not in plan, plan
+        sql, params = selectors.search_patients("FINDME").values("pk").query.sql_with_params()
+        cur.execute("EXPLAIN " + sql, params)
+        assert "search_patient_id_trgm" in "\n".join(r[0] for r in cur.fetchall())
+    assert list(selectors.search_patients("Given12 Family12").values_list("patient_id", flat=True)) == ["SRCH00012"]
+    client.force_login(rso)
+    html = client.get(reverse("cases:worklist") + "?q=findme-7").content.decode()
+    assert re.findall(r'data-case-row="(\d+)"', html) == [str(case.pk)]
