@@ -468,7 +468,8 @@ def test_counts_kept_by_the_database_match_the_cases_through_every_change(monkey
     site_a = SiteScope(frozenset({"northfield general hospital"}), ("Northfield General Hospital",))
     cases = _bulk_cases(60, start=recent(40))
     ids = [c.pk for c in cases]
-    Case.objects.filter(pk__in=ids[:10]).update(site="riverside clinic", kind="pregnancy", severity="normal")
+    Case.objects.filter(pk__in=ids[:10]).update(site="riverside clinic", kind="pregnancy", severity="normal",
+                                              sort_rank=services.sort_rank("pregnancy", "normal"))
     Case.objects.filter(pk__in=ids[10:20]).update(status="acknowledged")
     Case.objects.filter(pk__in=ids[20:25]).update(status="follow_up", follow_up_due=timezone.localdate() + dt.timedelta(days=3))
     Case.objects.filter(pk__in=ids[25:30]).update(status="closed")
@@ -485,6 +486,13 @@ def test_counts_kept_by_the_database_match_the_cases_through_every_change(monkey
     left = case_counts.compact()
     keys = Case.objects.values_list("site", "kind", "severity", "status", "notify_state").distinct().count()
     assert left == CaseCount.objects.count() == keys and selectors.counts() == kept
+    # the worklist's filtered totals (kind, severity, status, site) read the kept counts, and agree with the cases
+    for query in ({"kind": "pregnancy"}, {"severity": "normal"}, {"status": "all"}, {"status": "closed"},
+                  {"site": "Riverside Clinic", "kind": "pregnancy"}, {"kind": "procedure", "severity": "high", "status": "follow_up"}):
+        f = selectors.Filters(**query)
+        assert selectors.kept_total(selectors.EVERY_SITE, f) == f.apply(Case.objects.all()).count() > 0, query
+        assert selectors.worklist(filters=f)["total"] == f.apply(Case.objects.all()).count()
+    assert selectors.kept_total(selectors.EVERY_SITE, selectors.Filters(modality="RF")) is None  # not a kept key
     # and it goes on counting after the compaction
     services_case = Case.objects.filter(pk__in=ids[40:41])
     services_case.update(status="closed")
