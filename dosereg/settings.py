@@ -223,6 +223,7 @@ CELERY_BEAT_SCHEDULE = {
                                     "schedule": timedelta(seconds=env_int("NOTIFICATION_LEASE_SWEEP_S", 30))},
     "exposure-follow-up-reminders": {"task": "dosereg.exposure_follow_up_reminders", "schedule": timedelta(hours=1)},
     "case-follow-up-reminders": {"task": "dosereg.case_follow_up_reminders", "schedule": timedelta(hours=1)},
+    "case-counts-compact": {"task": "dosereg.case_counts_compact", "schedule": timedelta(minutes=1)},
     "exposure-refresh-now-windows": {"task": "dosereg.exposure_refresh_now_windows", "schedule": timedelta(days=1)},
     "refresh-protocol-summaries": {"task": "dosereg.refresh_protocol_summaries", "schedule": timedelta(minutes=1)},
 }
@@ -383,10 +384,15 @@ DOSEREG_PORTAL_PDF_FONT = env("PORTAL_PDF_FONT", "/usr/share/fonts/truetype/deja
 # RSO site scoping (dosereg.access.scope): an RSO without a site assignment sees every site when true
 # (existing installations, the demo), nothing when false. Assign sites in the admin (Web › Site assignments).
 DOSEREG_RSO_UNSCOPED_SEES_ALL = env_bool("RSO_UNSCOPED_SEES_ALL", True)
-# RSO cases (dosereg.cases): absolute base of the links in alert e-mails, and the age (days) beyond which a
-# procedure's case is opened without e-mail (back-fills, re-processing; 0 = no limit)
+# RSO cases (dosereg.cases): absolute base of the links in alert e-mails.
 SITE_URL = env("SITE_URL", "http://localhost:8000")
-ALERT_NOTIFY_MAX_AGE_DAYS = env_int("ALERT_NOTIFY_MAX_AGE_DAYS", 0) or None
+# The age (days, exam date to now) beyond which a procedure's case is opened in the worklist without e-mail, the
+# worklist saying why: a back-fill from the PACS or a re-processing of years of studies must not page the RSO for
+# procedures long over. Default 30 days: the clinical follow-up after a substantial radiation dose level is due at
+# about 2-4 weeks (NCRP Report 168 (2010), as summarised in docs; not re-read in the primary source), so an e-mail
+# about an older exam comes too late to start it; and 30 days is far wider than any listener or PACS forwarding
+# delay. 0 turns the limit off (every case e-mails, whatever the exam's age).
+ALERT_NOTIFY_MAX_AGE_DAYS = env_int("ALERT_NOTIFY_MAX_AGE_DAYS", 30)
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

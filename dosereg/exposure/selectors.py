@@ -67,25 +67,10 @@ def patient_alerts(*, patient: Patient) -> list[dict]:
 # ``scope``: anything with ``alert_q()`` / ``patient_q(field)`` returning a Q (dosereg.access.scope.SiteScope);
 # None = every site. One query each unless said otherwise.
 # ---------------------------------------------------------------------------
-INBOX_STATUSES = (Alert.STATUS_OPEN, Alert.STATUS_ACKNOWLEDGED)
-
-
 def alerts_visible(scope=None):
     """The Alert queryset a user may read."""
     qs = Alert.objects.all()
     return qs if scope is None else qs.filter(scope.alert_q())
-
-
-def inbox_alerts(*, limit: int = 50, scope=None) -> list[Alert]:
-    """Open and acknowledged alerts, newest first."""
-    return list(alerts_visible(scope).filter(status__in=INBOX_STATUSES).select_related("patient")
-                .order_by("-raised_at", "-pk")[:limit])
-
-
-def follow_up_alerts(*, due_by: date, limit: int = 50, scope=None) -> list[Alert]:
-    """Alerts waiting for a follow-up due on or before ``due_by``, soonest first."""
-    return list(alerts_visible(scope).filter(status=Alert.STATUS_FOLLOW_UP, follow_up_due__lte=due_by)
-                .select_related("patient").order_by("follow_up_due", "pk")[:limit])
 
 
 def group_alerts(*, patient_ids: list[int], limit: int = 100, scope=None) -> list[Alert]:

@@ -6,7 +6,7 @@ formatted by ``dosereg.formatting``.
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from django.apps import apps
 from django.utils import timezone
@@ -37,8 +37,6 @@ _NEXT_ACTIONS = {
     "withdrawn": ["close"],
     "closed": [],
 }
-_SEVERITY_ORDER = {"high": 0, "normal": 1, "low": 2}
-INBOX_STATUSES = exposure.INBOX_STATUSES
 
 
 class AlertNotFound(Exception):
@@ -68,22 +66,6 @@ def alert_dict(a) -> dict:
         "acknowledged_at": a.acknowledged_at, "closed_at": a.closed_at,
         "actions": _NEXT_ACTIONS.get(a.status, []),
     }
-
-
-def open_alerts(*, limit: int = 50, scope=None) -> list[dict]:
-    rows = exposure.inbox_alerts(limit=limit, scope=scope)
-    rows.sort(key=lambda a: (a.status != "open", _SEVERITY_ORDER.get(a.severity, 3)))
-    return [alert_dict(a) for a in rows]
-
-
-def follow_ups_due(*, now: datetime, days_ahead: int = 7, limit: int = 50, scope=None) -> list[dict]:
-    today = timezone.localdate(now)
-    out = []
-    for a in exposure.follow_up_alerts(due_by=today + timedelta(days=days_ahead), limit=limit, scope=scope):
-        d = alert_dict(a)
-        d["overdue"] = bool(a.follow_up_due and a.follow_up_due < today)
-        out.append(d)
-    return out
 
 
 def patient_alerts(*, patient, scope=None) -> list[dict]:

@@ -10,8 +10,7 @@ import statistics
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import connection
-from django.db.models import Aggregate, Avg, Count, F, FloatField, Max, Min, OuterRef, Prefetch, Q, Subquery, Sum, TextField
+from django.db.models import Aggregate, Avg, Count, F, FloatField, Max, OuterRef, Prefetch, Q, Subquery, Sum, TextField
 from django.db.models.functions import Cast, TruncDate, TruncWeek
 from django.utils import timezone
 
@@ -381,8 +380,6 @@ def dashboard(*, now: datetime | None = None, user=None, scope: SiteScope | None
     return {
         "now": now,
         "scope": scope,
-        "alerts": integrations.open_alerts(limit=50, scope=scope),
-        "follow_ups": integrations.follow_ups_due(now=now, scope=scope),
         "top_patients": integrations.top_cumulative(limit=10, scope=scope),
         "pregnancy": pregnancy_studies(now=now, scope=scope),
         "trends": {"weeks": trends["weeks"], "devices": [

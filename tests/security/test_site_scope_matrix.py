@@ -48,6 +48,8 @@ OBJECT = {
     "cases:action": ("post", lambda o: {"case_id": o["alert"].case_link.case_id, "action": "follow_up"}, "", 200),
     # an empty note is refused (409) for the RSO's own case; another site's case is a 404 before anything is read
     "cases:incident_action": ("post", lambda o: {"case_id": o["alert"].case_link.case_id, "action": "note"}, "", 409),
+    # the incident of the site's case (declared by test_object_urls_of_another_site_are_404), as PDF
+    "cases:incident_file": ("get", lambda o: {"case_id": o["alert"].case_link.case_id, "fmt": "pdf"}, "", 200),
 }
 LISTS = {
     "web:dashboard", "web:patient_list", "web:quarantine_reprocess", "web:protocol_audit", "web:protocol_distribution",
@@ -56,6 +58,7 @@ LISTS = {
     "web:api_alerts", "web:api_fhir_search", "web:study_browser", "web:study_browser_export",
     "web:modality_home",  # (and web:api_events without ?study=, checked below)
     "cases:worklist", "cases:export", "cases:due", "cases:bulk_acknowledge", "cases:incidents", "cases:incidents_export",
+    "cases:incidents_pdf",
 }
 NOT_CLINICAL = {
     "web:home": "a redirect", "web:login": "sign-in", "admin_login": "sign-in", "web:logout": "sign-out",
@@ -112,9 +115,13 @@ def _request(c: Client, name: str, site_objects: dict):
 
 
 def test_object_urls_of_another_site_are_404(site_data, web_data):
+    from dosereg.cases.incidents import incident_declare
+
     d = site_data
     a, b = _objects(d, "a"), _objects(d, "b")
     _skin_results(a["study"], b["study"])
+    for objs, rso in ((a, d.users["rso_a"]), (b, d.users["rso_b"])):  # an incident at each site, for its exports
+        incident_declare(case_id=objs["alert"].case_link.case_id, user=rso, category="unintended", summary="site incident")
     failures = []
     for user, objs, want_ok in ((d.users["rso_a"], b, False), (d.users["rso_a"], a, True), (d.users["rso_b"], b, True)):
         c = Client()
@@ -257,6 +264,13 @@ def test_lists_hold_only_the_rso_sites(site_data, web_data):
     flat = _html(c, reverse("cases:incidents_export"))
     assert "PSB0001" not in flat and "PSA0001" in flat
     checked.add("cases:incidents_export")
+    from pypdf import PdfReader
+
+    pdf = c.get(reverse("cases:incidents_pdf"))
+    assert pdf.status_code == 200
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.content)).pages)
+    assert "PSB0001" not in text and "PSA0001" in text and "1 incident(s)" in " ".join(text.split())
+    checked.add("cases:incidents_pdf")
     assert checked == LISTS
 
 

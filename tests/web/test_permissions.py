@@ -97,6 +97,8 @@ EXPECT = {
     "cases:incidents": ("get", None, "", PAGES_CLINICAL),
     "cases:staff_person": ("get", "staff_member", "", grid({"rso", "admin"})),  # as the staff overview
     "cases:incidents_export": ("get", None, "", PAGES_CLINICAL),
+    "cases:incidents_pdf": ("get", None, "?year=2026", PAGES_CLINICAL),
+    "cases:incident_file": ("get", "incident_file", "", PAGES_CLINICAL),  # an incident's CSV / PDF: clinical roles read
     "cases:incident_action": ("post", "incident_declare", "", grid({"rso", "admin"}, ok="redirect")),  # physicists: 403
     # the ops app's liveness/readiness probe: open to all, carries no patient data (503 = a component is down)
     "ops:health": ("get", None, "", grid(set(ROLES), ok=(200, 503), anon=(200, 503))),
@@ -159,6 +161,14 @@ def _kwargs(key, d, alert_id):
         case_id = CaseAlert.objects.get(alert_id=alert_id).case_id
         return {"case_id": case_id, **{"case": {}, "case_action": {"action": "follow_up"}, "incident_declare": {"action": "declare"},
                                        "incident_sign_off": {"action": "sign_off"}}[key]}
+    if key == "incident_file":  # the PDF of an incident declared on the alert's case
+        from dosereg.cases.incidents import incident_declare
+        from dosereg.cases.models import CaseAlert, Incident
+
+        case_id = CaseAlert.objects.get(alert_id=alert_id).case_id
+        if not Incident.objects.filter(case_id=case_id).exists():
+            incident_declare(case_id=case_id, user=d.users["rso"], category="unintended", summary="declared for the permission matrix")
+        return {"case_id": case_id, "fmt": "pdf"}
     if key == "staff_member":
         from dosereg.staff.models import StaffMember
 
