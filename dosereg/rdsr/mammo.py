@@ -25,7 +25,7 @@ from .reader import Code, Node
 from .records import BreastDose, DoseDocument, IrradiationEvent
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .extract import Header, _Ctx
+    from .extract_context import Header, _Ctx
 
 # --- TID 10003 (mammography rows) and TID 10005 --------------------------------------
 AVERAGE_GLANDULAR_DOSE = C.dcm("111631")
@@ -133,7 +133,7 @@ def accumulated_item(ctx: _Ctx, node: Node) -> bool:
 def image_header(ctx: _Ctx, h: Header, ev: IrradiationEvent, modality: str) -> None:
     """MG/DX/CR header attributes: organ dose (dGy, see the module docstring), thickness, force, anode, view,
     laterality, presentation intent, half value layer."""
-    from .extract import check_dose
+    from .extract_context import check_dose
 
     intent = (h.ascii(T_PRESENTATION_INTENT) or "").upper()
     ev.presentation_intent = intent or None

@@ -20,7 +20,7 @@ from .mammo import num_item
 from .records import NM_HEADER, PATIENT_DOSE_SR, RRDSR, RadiopharmaceuticalAdministration
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .extract import Header, _Ctx
+    from .extract_context import Header, _Ctx
 
 RRDSR_CLASS = "1.2.840.10008.5.1.4.1.1.88.68"
 PATIENT_DOSE_SR_CLASS = "1.2.840.10008.5.1.4.1.1.88.73"
@@ -151,7 +151,7 @@ def extract_nm_header(ctx: _Ctx, h: Header, modality: str) -> None:
 
 
 def _administration(ctx: _Ctx, node: Node) -> RadiopharmaceuticalAdministration:
-    from .extract import _person, _text_value
+    from .extract_context import _person, _text_value
 
     a = RadiopharmaceuticalAdministration()
     for ch in _items(node):
