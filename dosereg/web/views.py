@@ -7,7 +7,7 @@ exports, which have no page to show a notice on, answer 400 instead.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib import messages
@@ -336,7 +336,6 @@ def portal_invite(request, token: str):
 # ---------------------------------------------------------------------------
 # physicist protocol audit
 # ---------------------------------------------------------------------------
-AUDIT_MODALITIES = {value for value, _ in AuditRangeForm.base_fields["modality"].choices if value}
 
 
 def _range(request, *, strict: bool = False) -> tuple[datetime, datetime, str, int | None, AuditRangeForm, params.QueryParams]:
@@ -344,18 +343,9 @@ def _range(request, *, strict: bool = False) -> tuple[datetime, datetime, str, i
 
     Each valid filter applies on its own; an invalid one is ignored (page, ``p.errors``) or a 400
     (``strict``: the JSON endpoint and the exports raise ``params.InvalidParameter``)."""
-    p = params.QueryParams(request.GET, strict=strict)
-    now = timezone.now()
-    tz = timezone.get_current_timezone()
-    since_day, until_day = p.date("since"), p.date("until")
-    modality = p.choice("modality", AUDIT_MODALITIES) or ""
-    device = p.int("device")
-    since = datetime.combine(since_day, time.min, tzinfo=tz) if since_day else now - timedelta(days=365)
-    until = datetime.combine(until_day, time.min, tzinfo=tz) + timedelta(days=1) if until_day else now + timedelta(days=1)
-    # the form shows the range in effect (an ignored value is named in the notice instead)
-    form = AuditRangeForm(initial={"since": since.date(), "until": until_day or now.date(), "modality": modality,
-                                   "device": device})
-    return since, until, modality, device, form, p
+    from .views_audit import audit_range  # the audit page's own range (whole local days), so files match it
+
+    return audit_range(request, strict=strict)
 
 
 def _bad_param(exc: params.InvalidParameter) -> JsonResponse:

@@ -186,3 +186,15 @@ def test_bulk_suggestions_are_reviewed_then_applied(web_data, client):
     assert got == {("CT", "CT Chest"): "Chest (lung cancer)", ("DX", "Chest PA"): "Chest PA"}
     assert AuditEvent.objects.filter(pk__gt=before, object_type="protocol_mapping").count() == 2
     assert client.post(url, {"assign": "x:CT:CT Head", "confirm": "yes"}).status_code == 400
+
+
+def test_summary_export_names_the_unmapped_description(web_data, client):
+    import csv
+    import io
+
+    client.force_login(web_data.users["physicist"])
+    r = client.get(reverse("web:protocol_export", kwargs={"kind": "summary", "fmt": "csv"}) + "?modality=CT")
+    rows = list(csv.DictReader(io.StringIO(b"".join(r.streaming_content).decode() if hasattr(r, "streaming_content")
+                                           else r.content.decode())))
+    assert {row["study_description_unmapped"] for row in rows if row["standard_name"] == "(unmapped)"} == {
+        "CT Chest", "CT CHEST W/O"}

@@ -141,14 +141,13 @@ def test_physicist_filters_sorts_and_exports_in_the_browser(site, browser):  # n
                                                                   standard_name__name="Chest (lung cancer)").first()
     ProtocolMapping.objects.create(modality="CT", source_name="CT Chest", standard_name=drl.standard_name)
     pg.goto(base + "/protocols/?modality=CT")
-    btn = pg.locator("[data-hist][data-quantity=dlp_total_mgy_cm][data-drls*='~']").first
-    btn.click()
-    pg.wait_for_function("() => Chart.getChart(document.getElementById('hist-chart'))")
-    hist = pg.evaluate("""(() => { const c = Chart.getChart(document.getElementById('hist-chart'));
-        return {x: c.options.scales.x.title.text, y: c.options.scales.y.title.text,
-                plugins: c.config.plugins.map(p => p.id)}; })()""")
-    assert hist == {"x": "DLP (mGy·cm)", "y": "procedures", "plugins": ["drlLines"]}, hist
-    assert "reference level" in pg.inner_text("[data-hist-note]")
+    # the box plot opens the group page: a histogram per quantity with axis titles and the reference level
+    pg.locator("a[data-group-link][href*='#q-dlp_total_mgy_cm']").first.click()
+    pg.wait_for_selector("[data-group-quantity=dlp_total_mgy_cm]")
+    dlp = pg.locator("[data-group-quantity=dlp_total_mgy_cm]")
+    assert dlp.locator("[data-axis-title=x]").text_content() == "DLP per study (mGy·cm)"
+    assert dlp.locator("[data-axis-title=y]").text_content() == "studies"
+    assert dlp.locator("[data-drl-line]").count() == 1 and "reference level" in dlp.inner_text()
     pg.screenshot(path=str(SHOTS / "browse-desktop-histogram.png"))
     assert pg.errors == []
     ctx.close()
