@@ -10,8 +10,7 @@ import statistics
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import connection
-from django.db.models import Aggregate, Avg, Count, F, FloatField, Max, Min, OuterRef, Prefetch, Q, Subquery, Sum
+from django.db.models import Aggregate, Avg, Count, F, FloatField, Max, OuterRef, Prefetch, Q, Subquery, Sum
 from django.db.models.functions import TruncDate, TruncWeek
 from django.utils import timezone
 

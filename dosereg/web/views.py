@@ -6,7 +6,6 @@ exports, which have no page to show a notice on, answer 400 instead.
 """
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, time, timedelta
 
@@ -26,7 +25,7 @@ from dosereg.access.scope import scope_for
 from dosereg.audit.models import AuditEvent
 from dosereg.audit.selectors import audit_event_search, login_failures
 from dosereg.audit.services import audit_record, client_ip
-from dosereg.protocols.models import DRLSet, DRLValue, StandardName
+from dosereg.protocols.models import DRLSet, DRLValue
 from dosereg.registry.merge_group import patient_group_ids
 from dosereg.registry.models import Device, Patient
 from dosereg.skindose import selectors as skin_selectors
@@ -34,7 +33,6 @@ from dosereg.skindose import selectors as skin_selectors
 from . import exports, integrations, params, pdf, selectors, services
 from .access import portal_patient, role_required, safe_next
 from .forms import AuditRangeForm, DRLSetForm, DRLValueForm, InvitationAcceptForm, LoginForm, MappingForm
-from .models import PatientAccount
 
 log = logging.getLogger(__name__)
 V = AuditEvent.ACTION_VIEW
