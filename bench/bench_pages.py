@@ -253,6 +253,10 @@ def measure_pages(size: dict, repeat: int) -> dict:
         "study detail": ("rso", [f"/studies/{s}/" for s in study_ids]),
         "protocol audit (12 months)": ("physicist", ["/protocols/"]),
         "patient portal": ("patient", ["/portal/"]),
+        # the patients list (issue 17): true count, every patient's exams and 12-month window as subqueries
+        "patients list (last exam first)": ("rso", ["/patients/"]),
+        "patients list (by 12-month KAP)": ("rso", ["/patients/?sort=-kap"]),
+        "patients list (search, page 2)": ("rso", ["/patients/?q=P&page=2&sort=name"]),
         "API studies page": ("rso", ["/api/v1/studies/?page_size=100"]),
         "API alerts page": ("rso", ["/api/v1/alerts/"]),
         "API patients page": ("rso", ["/api/v1/patients/?page_size=100"]),

@@ -6,7 +6,8 @@
 2. Instances already in the registry (same SOP Instance UID, same study or not yet
    ingested) are skipped.
 3. The rest are retrieved one by one: by C-GET, received by the same handler the
-   listener uses (durable spool write, then register; ingest is queued after commit),
+   listener uses (each object streamed to the spool as it arrives, durable write,
+   then register; ingest is queued after commit),
    or by C-MOVE to our listener's AE title (the listener does the same).
 
 Progress is kept in ``dosereg.ops`` (BackfillRun/BackfillItem): a run interrupted at
@@ -35,7 +36,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelMove,
 )
 
-from .server import ACCEPTED_SOP_CLASSES, ListenerStats, handle_store
+from .server import ACCEPTED_SOP_CLASSES, ListenerStats, _on_assoc_end, attach_intake, handle_store
 from .spool import Spool
 
 log = logging.getLogger("dicom_listener.backfill")
@@ -339,7 +340,11 @@ class Backfill:
         for uid in ACCEPTED_SOP_CLASSES:
             ae.add_requested_context(uid, ALL_TRANSFER_SYNTAXES)
             roles.append(build_role(uid, scp_role=True))
-        handlers = [(evt.EVT_C_STORE, self._on_store, [spool, ListenerStats()])]
+        # as in the listener: each C-GET sub-operation's data set is streamed into the spool while it arrives
+        # (size limit and in-flight budget enforced during the transfer), never held whole in memory
+        attach_intake(ae, spool)
+        handlers = [(evt.EVT_C_STORE, self._on_store, [spool, ListenerStats()]),
+                    (evt.EVT_RELEASED, _on_assoc_end), (evt.EVT_ABORTED, _on_assoc_end)]
         return self._associate(ae, ext_neg=roles, evt_handlers=handlers)
 
     def _retrieve_one(self, assoc, item) -> tuple[bool, str]:

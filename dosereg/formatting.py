@@ -123,6 +123,20 @@ def minsec(seconds: float | None, missing: str = MISSING) -> str:
     return f"{s // 60}:{s % 60:02d}"
 
 
+def interval(seconds: float | None, missing: str = MISSING) -> str:
+    """A time between events for reading (a device's usual gap between objects): the largest unit that keeps
+    the number at 1 or more, 2 significant figures: "45 s", "12 min", "3.5 h", "2 days"."""
+    if seconds is None or seconds == "":
+        return missing
+    s = float(seconds)
+    if not math.isfinite(s) or s < 0:
+        return missing
+    for size, unit in ((86400.0, "days"), (3600.0, "h"), (60.0, "min")):
+        if s >= size:
+            return f"{number(s / size, 2)} {unit}"
+    return f"{number(s, 2)} s"
+
+
 def display_unit(quantity: str, value: float | None = None) -> str:
     """The unit a value is shown in when no column fixes it: Ka,r in Gy from 1 Gy, else mGy; others stored."""
     q = quantity_of(quantity)

@@ -139,6 +139,11 @@ if DATABASE_URL:
         _pg_options.update({"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3})
         if _idle_tx_ms > 0:
             _pg_options["options"] = (_pg_options.get("options", "") + f" -c idle_in_transaction_session_timeout={_idle_tx_ms}").strip()
+        # PostgreSQL's JIT compiler pays off for long analytic queries; dosereg's are short, but a planner estimate
+        # above jit_above_cost (an OR with a sub-select, say) made one study-browser page spend 1.7 s compiling
+        # for 0.3 s of work. Off by default for dosereg's sessions; DB_JIT=true gives the server's setting back.
+        if not env_bool("DB_JIT", False):
+            _pg_options["options"] = (_pg_options.get("options", "") + " -c jit=off").strip()
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -218,6 +223,7 @@ CELERY_BEAT_SCHEDULE = {
                                     "schedule": timedelta(seconds=env_int("NOTIFICATION_LEASE_SWEEP_S", 30))},
     "exposure-follow-up-reminders": {"task": "dosereg.exposure_follow_up_reminders", "schedule": timedelta(hours=1)},
     "case-follow-up-reminders": {"task": "dosereg.case_follow_up_reminders", "schedule": timedelta(hours=1)},
+    "case-counts-compact": {"task": "dosereg.case_counts_compact", "schedule": timedelta(minutes=1)},
     "exposure-refresh-now-windows": {"task": "dosereg.exposure_refresh_now_windows", "schedule": timedelta(days=1)},
     "refresh-protocol-summaries": {"task": "dosereg.refresh_protocol_summaries", "schedule": timedelta(minutes=1)},
 }
@@ -378,10 +384,15 @@ DOSEREG_PORTAL_PDF_FONT = env("PORTAL_PDF_FONT", "/usr/share/fonts/truetype/deja
 # RSO site scoping (dosereg.access.scope): an RSO without a site assignment sees every site when true
 # (existing installations, the demo), nothing when false. Assign sites in the admin (Web › Site assignments).
 DOSEREG_RSO_UNSCOPED_SEES_ALL = env_bool("RSO_UNSCOPED_SEES_ALL", True)
-# RSO cases (dosereg.cases): absolute base of the links in alert e-mails, and the age (days) beyond which a
-# procedure's case is opened without e-mail (back-fills, re-processing; 0 = no limit)
+# RSO cases (dosereg.cases): absolute base of the links in alert e-mails.
 SITE_URL = env("SITE_URL", "http://localhost:8000")
-ALERT_NOTIFY_MAX_AGE_DAYS = env_int("ALERT_NOTIFY_MAX_AGE_DAYS", 0) or None
+# The age (days, exam date to now) beyond which a procedure's case is opened in the worklist without e-mail, the
+# worklist saying why: a back-fill from the PACS or a re-processing of years of studies must not page the RSO for
+# procedures long over. Default 30 days: the clinical follow-up after a substantial radiation dose level is due at
+# about 2-4 weeks (NCRP Report 168 (2010), as summarised in docs; not re-read in the primary source), so an e-mail
+# about an older exam comes too late to start it; and 30 days is far wider than any listener or PACS forwarding
+# delay. 0 turns the limit off (every case e-mails, whatever the exam's age).
+ALERT_NOTIFY_MAX_AGE_DAYS = env_int("ALERT_NOTIFY_MAX_AGE_DAYS", 30)
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
@@ -405,3 +416,15 @@ if PRODUCTION:
     if env_bool("SECURE_PROXY_SSL_HEADER", False):  # TLS terminated by a trusted proxy
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # --- end of web, API and security section -----------------------------------
+
+# Protocol audit outliers (issue 17): a procedure is listed as an outlier of its group when its value is above an
+# active DRL or above the group's third quartile times this factor. Version 1 (2026-12), default 1.5: a local
+# screening choice, not a published level (ICRP 135 compares medians with DRLs; individual values are for
+# review only). Set AUDIT_OUTLIER_Q3_FACTOR (a number > 1) to change it.
+AUDIT_OUTLIER_Q3_FACTOR_VERSION = "1 (2026-12)"
+try:
+    AUDIT_OUTLIER_Q3_FACTOR = float(env("AUDIT_OUTLIER_Q3_FACTOR", "1.5"))
+except ValueError as _exc:
+    raise ImproperlyConfigured("AUDIT_OUTLIER_Q3_FACTOR must be a number") from _exc
+if not (AUDIT_OUTLIER_Q3_FACTOR > 1 and AUDIT_OUTLIER_Q3_FACTOR < 100):
+    raise ImproperlyConfigured("AUDIT_OUTLIER_Q3_FACTOR must be above 1 (and below 100)")

@@ -20,6 +20,12 @@ os.environ.setdefault("BROKER_KEY_PREFIX", f"dosereg-test-{RUN_ID}:")
 # The processes tests start (web, worker, listener against the test PostgreSQL) are not production
 # (dosereg.settings.PRODUCTION); the tests of the production mode set DOSEREG_PRODUCTION=true themselves.
 os.environ.setdefault("DOSEREG_PRODUCTION", "false")
+# The suite's RDSR fixtures carry fixed exam dates (the builder's default is 2026-03-02, the shared corpus is years
+# old), which the default e-mail age limit (ALERT_NOTIFY_MAX_AGE_DAYS, 30 days) would silence more of every day
+# the calendar moves on: the suite turns the limit off, here (_no_email_age_limit) and in the processes it starts
+# (this environment variable). The default and the
+# limit themselves are tested in tests/cases/test_cases.py (test_notify_age_limit_*).
+os.environ.setdefault("ALERT_NOTIFY_MAX_AGE_DAYS", "0")
 
 
 @pytest.fixture(scope="session")
@@ -83,6 +89,13 @@ def pytest_collection_modifyitems(session, config, items):
         else:
             plain.append(item)
     items[:] = plain + transactional
+
+
+@pytest.fixture(autouse=True)
+def _no_email_age_limit(settings):
+    """The e-mail age limit off in this process too (its settings were read before this file set the environment
+    variable at the top: see there)."""
+    settings.ALERT_NOTIFY_MAX_AGE_DAYS = 0
 
 
 @pytest.fixture(autouse=True)

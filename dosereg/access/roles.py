@@ -28,6 +28,8 @@ PROTOCOL_EDIT = (PHYSICIST, ADMIN)          # mappings, DRL sets
 REPROCESS = (RSO, PHYSICIST, ADMIN)
 AUDIT_LOG = (ADMIN,)
 STAFF_OVERVIEW = (RSO, ADMIN)
+DEVICE_READ = (RSO, PHYSICIST, ADMIN)       # the Devices page
+DEVICE_EDIT = (RSO, ADMIN)                  # rename, merge, split devices (at their sites)
 
 
 def user_roles(user) -> set[str]:

@@ -31,6 +31,18 @@ def client_ip(request) -> str | None:
         return None
 
 
+def _storable(value):
+    """``value`` with every NUL replaced (PostgreSQL text and jsonb cannot hold U+0000: a query parameter such as
+    ``?site=%00`` would make the audit write, and with it the request's transaction, fail)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_storable(v) for v in value]
+    return value
+
+
 def _roles(user) -> str:
     if user is None or not getattr(user, "is_authenticated", False):
         return ""
@@ -66,9 +78,10 @@ def audit_record(
         method=((request.method or "") if request is not None else "")[:8],
         path=(request.get_full_path() if request is not None else "")[:512],
         ip=client_ip(request),
-        user_agent=(request.META.get("HTTP_USER_AGENT", "") if request is not None else "")[:256],
-        detail=detail or {},
+        user_agent=_storable(request.META.get("HTTP_USER_AGENT", "") if request is not None else "")[:256],
+        detail=_storable(detail or {}),
     )
+    base["path"], base["username"] = _storable(base["path"]), _storable(base["username"])
     pks = sorted({p for p in patient_pks if p is not None})
     rows = [AuditEvent(patient_pk=p, **base) for p in pks] or [AuditEvent(patient_pk=None, **base)]
     try:

@@ -11,12 +11,16 @@ def site_url() -> str:
     return (getattr(settings, "SITE_URL", "") or "http://localhost:8000").rstrip("/")
 
 
+NOTIFY_MAX_AGE_DAYS_DEFAULT = 30  # as declared in dosereg.settings (ALERT_NOTIFY_MAX_AGE_DAYS)
+
+
 def notify_max_age_days() -> int | None:
     """Cases of procedures older than this are opened but not e-mailed (back-fills, re-processing). None: no limit.
-    ``ALERT_NOTIFY_MAX_AGE_DAYS``; the older ``EXPOSURE_NOTIFY_MAX_AGE_DAYS`` is honoured when that is not set."""
+    ``ALERT_NOTIFY_MAX_AGE_DAYS`` (default 30 days; 0 = no limit); the older ``EXPOSURE_NOTIFY_MAX_AGE_DAYS`` is
+    honoured when that is not set at all."""
     v = getattr(settings, "ALERT_NOTIFY_MAX_AGE_DAYS", None)
     if v is None:
-        v = getattr(settings, "EXPOSURE_NOTIFY_MAX_AGE_DAYS", None)
+        v = getattr(settings, "EXPOSURE_NOTIFY_MAX_AGE_DAYS", NOTIFY_MAX_AGE_DAYS_DEFAULT)
     return int(v) if v else None
 
 

@@ -1,7 +1,9 @@
 """Default reportable-event rules (seeded by migration 0004; a site edits them as new versions in the admin)."""
 from __future__ import annotations
 
-DEFAULT_RULES = [
+from typing import Any
+
+DEFAULT_RULES: list[dict[str, Any]] = [
     dict(key="tjc-fluoro-15gy", title="Fluoroscopy skin dose review level: 15 Gy to a single field", jurisdiction="The Joint Commission (US), where a hospital adopts it",
          category="tissue_reaction", quantity="skin_gy", threshold=15.0, unit="Gy", window_days=365, verification="◐",
          source="The Joint Commission, reviewable sentinel event (2005): prolonged fluoroscopy with cumulative dose > 1500 rad "

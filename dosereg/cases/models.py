@@ -105,6 +105,21 @@ class Case(models.Model):
         return self.status in ACTIVE_STATUSES
 
 
+class CaseCount(models.Model):
+    """The active-case counts as deltas (PostgreSQL): a trigger on ``cases_case`` adds +1 for a case's new
+    (site, kind, severity, status, notify_state) and -1 for its old one on every insert, change and delete; every
+    minute ``case_counts.compact`` folds the rows into one per key. Writers only ever INSERT here (no row is locked
+    or updated by two transactions), and the worklist's counts sum a few hundred rows whatever the number of cases
+    (``selectors.counts``). SQLite (no trigger) counts the cases themselves."""
+
+    site = models.CharField(max_length=256, blank=True, default="")
+    kind = models.CharField(max_length=16)
+    severity = models.CharField(max_length=8)
+    status = models.CharField(max_length=16)
+    notify_state = models.CharField(max_length=16, blank=True, default="")
+    n = models.IntegerField()
+
+
 class CaseAlert(models.Model):
     """A level crossed: one exposure alert or one staff alert, member of exactly one case."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from dosereg.access.scope import EVERY_SITE, SiteScope
@@ -42,8 +42,10 @@ def _sites(scope) -> SiteScope:
     return scope.sites if isinstance(scope, CaseScope) else scope
 
 
-def scoped(scope: SiteScope | CaseScope = EVERY_SITE):
-    qs = Case.objects.all()
+def scoped(scope: SiteScope | CaseScope = EVERY_SITE, base=None):
+    """``base`` (default every case) within ``scope``; ``base`` may be another model with ``kind`` and ``site``
+    (``CaseCount``)."""
+    qs = Case.objects.all() if base is None else base
     if isinstance(scope, CaseScope):
         if not scope.staff:
             qs = qs.exclude(kind=KIND_STAFF)
@@ -95,15 +97,10 @@ class Filters:
         if self.date_to:
             qs = qs.filter(exam_date__lt=datetime.combine(self.date_to + timedelta(days=1), time.min, tzinfo=tz))
         if self.q:
-            # the patients (and staff) matching first, then their cases through the case_patient index
-            from dosereg.registry.models import Patient
-            from dosereg.staff.models import StaffMember
-
-            words = self.q.replace(",", " ").split()
-            pn = "^".join(reversed(words)) if len(words) == 2 else self.q  # "Jonas Fischer" -> "Fischer^Jonas"
-            pats = list(Patient.objects.filter(Q(patient_id__istartswith=self.q) | Q(name__icontains=self.q)
-                                               | Q(name__icontains=pn)).values_list("pk", flat=True)[:500])
-            staff = list(StaffMember.objects.filter(Q(name__icontains=self.q) | Q(name__icontains=pn)).values_list("pk", flat=True)[:100])
+            # the patients (and staff) matching first (trigram indexes: worklist_indexes.SEARCH_INDEXES), then their
+            # cases through the case_patient index
+            pats = list(search_patients(self.q).values_list("pk", flat=True)[:500])
+            staff = list(search_staff(self.q).values_list("pk", flat=True)[:100])
             qs = qs.filter(Q(patient_id__in=pats) | Q(staff_id__in=staff))
         return qs
 
@@ -118,14 +115,44 @@ class Filters:
         return urlencode({k: v for k, v in d.items() if v not in ("", None)})
 
 
+def _pn_form(q: str) -> str:
+    words = q.replace(",", " ").split()
+    return "^".join(reversed(words)) if len(words) == 2 else q  # "Jonas Fischer" -> "Fischer^Jonas"
+
+
+def search_patients(q: str):
+    """Patients whose ID starts with ``q`` or whose name holds it (as typed, or "Given Family" as DICOM's
+    "Family^Given"), case-insensitive."""
+    from dosereg.registry.models import Patient
+
+    return Patient.objects.filter(Q(patient_id__istartswith=q) | Q(name__icontains=q) | Q(name__icontains=_pn_form(q)))
+
+
+def search_staff(q: str):
+    from dosereg.staff.models import StaffMember
+
+    return StaffMember.objects.filter(Q(name__icontains=q) | Q(name__icontains=_pn_form(q)))
+
+
 def counts(scope: SiteScope = EVERY_SITE) -> dict:
-    """The true counts of active cases (one query, grouped: an index-only scan of case_active_counts): total, per
-    severity, not yet acknowledged, pregnancy, staff, follow-ups due within 7 days, opened without e-mail (old exams)."""
+    """The true counts of active cases: total, per severity, not yet acknowledged, pregnancy, staff, follow-ups due
+    within 7 days, opened without e-mail (old exams). On PostgreSQL 2 queries whatever the number of cases: the
+    sums of the trigger-kept deltas (``case_counts``), and the follow-ups due from the case_due index; elsewhere one
+    grouped scan of the active cases."""
+    from .case_counts import kept
+    from .models import CaseCount
+
     soon = timezone.localdate() + timedelta(days=7)
     out = dict.fromkeys(("total", "high", "normal", "low", "open", "pregnancy", "staff", "due", "historical"), 0)
-    rows = (scoped(scope).filter(status__in=ACTIVE_STATUSES).order_by()
-            .values_list("severity", "kind", "status", "notify_state")
-            .annotate(n=Count("id"), due=Count("id", filter=Q(status=STATUS_FOLLOW_UP, follow_up_due__lte=soon))))
+    if kept():
+        due_n = scoped(scope).filter(status=STATUS_FOLLOW_UP, follow_up_due__lte=soon).count()
+        rows = [(*r, 0) for r in scoped(scope, CaseCount.objects.filter(status__in=ACTIVE_STATUSES)).order_by()
+                .values_list("severity", "kind", "status", "notify_state").annotate(n=Sum("n"))]
+        out["due"] = due_n
+    else:
+        rows = list(scoped(scope).filter(status__in=ACTIVE_STATUSES).order_by()
+                    .values_list("severity", "kind", "status", "notify_state")
+                    .annotate(n=Count("id"), due=Count("id", filter=Q(status=STATUS_FOLLOW_UP, follow_up_due__lte=soon))))
     for severity, kind, status, notify_state, n, due in rows:
         out["total"] += n
         if severity in SEVERITIES:
@@ -138,8 +165,39 @@ def counts(scope: SiteScope = EVERY_SITE) -> dict:
     return out
 
 
+def kept_total(scope: SiteScope | CaseScope, f: Filters) -> int | None:
+    """The number of cases a filter on kind, severity, status and site only matches, from the kept counts (one
+    query on a few hundred rows); None for any other filter (or without kept counts): count the cases."""
+    from .case_counts import kept
+    from .models import CaseCount
+
+    if not kept() or f.device or f.modality or f.rule or f.date_from or f.date_to or f.q:
+        return None
+    qs = scoped(scope, CaseCount.objects.all())
+    if f.status == "active":
+        qs = qs.filter(status__in=ACTIVE_STATUSES)
+    elif f.status != "all":
+        qs = qs.filter(status=f.status)
+    if f.kind:
+        qs = qs.filter(kind=f.kind)
+    if f.severity:
+        qs = qs.filter(severity=f.severity)
+    if f.site:
+        qs = qs.filter(site=f.site.strip().lower())
+    return int(qs.aggregate(n=Sum("n"))["n"] or 0)
+
+
 def _rows(qs):
     return qs.select_related("patient", "device", "staff").order_by(*ORDER)
+
+
+def _page(qs, order, start: int, size: int) -> list[Case]:
+    """Rows ``start`` .. ``start + size`` of ``qs`` in ``order``, in one query as a deferred join: the page's ids
+    come from the ordered index alone (an index-only scan skips the rows before the page without reading them or
+    joining their patient and device), then only the page's rows are read with their joins. A deep page (page 40)
+    costs about what page 1 does."""
+    ids = qs.order_by(*order).values("pk")[start:start + size]
+    return list(Case.objects.filter(pk__in=ids).select_related("patient", "device", "staff").order_by(*order))
 
 
 def worklist(*, scope: SiteScope = EVERY_SITE, filters: Filters | None = None, page_size: int | None = None) -> dict:
@@ -148,11 +206,13 @@ def worklist(*, scope: SiteScope = EVERY_SITE, filters: Filters | None = None, p
     size = page_size or conf.worklist_page_size()
     qs = f.apply(scoped(scope))
     cnt = counts(scope)
-    # the default view's total is the active count: one scan fewer
-    total = cnt["total"] if f.querystring() == "" else qs.count()
+    # the default view's total is the active count; a filter on what the counts are kept by reads them too
+    total = cnt["total"] if f.querystring() == "" else kept_total(scope, f)
+    if total is None:
+        total = qs.count()
     pages = max(1, -(-total // size))
     page = min(max(1, f.page), pages)
-    rows = list(_rows(qs)[(page - 1) * size: page * size])
+    rows = _page(qs, ORDER, (page - 1) * size, size)
     return {
         "rows": [row(c) for c in rows], "total": total, "page": page, "pages": pages, "page_size": size,
         "counts": cnt, "filters": f, "options": options(scope),
@@ -176,22 +236,40 @@ def options(scope: SiteScope) -> dict:
 
 
 def dashboard(*, scope: SiteScope = EVERY_SITE, limit: int = 10) -> dict:
-    """The top of the worklist, its counts and the first follow-ups due, for the dashboard (3 queries)."""
-    qs = scoped(scope).filter(status__in=ACTIVE_STATUSES)
-    return {"rows": [row(c) for c in _rows(qs)[:limit]], "counts": counts(scope), "due": due_list(scope=scope, limit=limit)}
+    """The top of the worklist (the same rows, in the same order, as its first page), its counts and the first
+    follow-ups due, for the dashboard (3 queries)."""
+    qs = Filters().apply(scoped(scope))
+    return {"rows": [row(c) for c in _page(qs, ORDER, 0, limit)], "counts": counts(scope), "due": due_list(scope=scope, limit=limit)}
 
 
-def due_list(*, scope: SiteScope = EVERY_SITE, limit: int = 200) -> list[dict]:
-    """Cases in follow-up, earliest due date first (overdue on top)."""
+DUE_ORDER = ("follow_up_due", "id")
+
+
+def _due_rows(cases: list[Case]) -> list[dict]:
     today = timezone.localdate()
-    qs = scoped(scope).filter(status=STATUS_FOLLOW_UP).select_related("patient", "device", "staff").order_by("follow_up_due", "id")
     out = []
-    for c in qs[:limit]:
+    for c in cases:
         r = row(c)
         r["overdue"] = bool(c.follow_up_due and c.follow_up_due < today)
         r["due_today"] = c.follow_up_due == today
         out.append(r)
     return out
+
+
+def due_list(*, scope: SiteScope = EVERY_SITE, limit: int = 200) -> list[dict]:
+    """The first ``limit`` cases in follow-up, earliest due date first (overdue on top): 1 query."""
+    return _due_rows(_page(scoped(scope).filter(status=STATUS_FOLLOW_UP), DUE_ORDER, 0, limit))
+
+
+def due_page(*, scope: SiteScope = EVERY_SITE, page: int = 1, page_size: int | None = None) -> dict:
+    """One page of the follow-up list, none hidden: 2 queries (the count from the case_due index, the page)."""
+    size = page_size or conf.worklist_page_size()
+    qs = scoped(scope).filter(status=STATUS_FOLLOW_UP)
+    total = qs.count()
+    pages = max(1, -(-total // size))
+    page = min(max(1, page), pages)
+    return {"rows": _due_rows(_page(qs, DUE_ORDER, (page - 1) * size, size)), "total": total, "page": page, "pages": pages,
+            "has_prev": page > 1, "has_next": page < pages, "prev_qs": f"page={page - 1}", "next_qs": f"page={page + 1}"}
 
 
 def person_name(pn: str | None) -> str:
@@ -339,14 +417,44 @@ def incident_context(case: Case) -> dict:
             "categories": INCIDENT_CATEGORIES}
 
 
-def incidents(*, scope: SiteScope = EVERY_SITE, year: int | None = None, limit: int = 1000) -> list:
+def _incidents_qs(scope: SiteScope | CaseScope):
     from .models import Incident
 
-    qs = Incident.objects.filter(case__in=scoped(scope).values("pk")).select_related("case__patient", "case__device", "declared_by",
-                                                                                    "signed_off_by")
+    return Incident.objects.filter(case__in=scoped(scope).values("pk")).select_related(
+        "case__patient", "case__device", "declared_by", "signed_off_by")
+
+
+def incidents(*, scope: SiteScope = EVERY_SITE, year: int | None = None, limit: int = 1000) -> list:
+    qs = _incidents_qs(scope)
     if year:
         qs = qs.filter(year=year)
     return list(qs.order_by("-declared_at", "-id")[:limit])
+
+
+def incident_get(*, case_id: int, scope: SiteScope = EVERY_SITE):
+    """The incident of one case within ``scope`` (None when there is none, or the case is another site's): 1 query."""
+    return _incidents_qs(scope).filter(case_id=case_id).first()
+
+
+DOSE_BASIS_LABEL = {"psd": "peak skin dose", "kar": "Ka,r (no PSD)"}
+
+
+def dose_basis(inc) -> dict:
+    """Which skin dose quantity the incident was judged on, said in words: the peak skin dose (PSD) estimate where
+    the physicist recorded one, the reference air kerma Ka,r otherwise (and that it is not the skin dose)."""
+    from dosereg import formatting as fmt
+
+    value = "" if inc.dose_gy is None else f"{fmt.number(inc.dose_gy)} Gy"
+    if inc.dose_basis == "psd":
+        return {"basis": "psd", "label": "Peak skin dose (PSD) estimate", "value": value,
+                "note": "Peak skin dose estimated and recorded by the physicist. This incident was assessed on the PSD, not on Ka,r."}
+    if inc.dose_basis == "kar":
+        return {"basis": "kar", "label": "Ka,r (reference air kerma; no PSD estimate recorded)", "value": value,
+                "note": "No peak skin dose estimate was recorded, so this incident was assessed on Ka,r, the air kerma at the "
+                        "reference point. Ka,r is not the skin dose: it can overstate it (beam moved between projections) "
+                        "or understate it."}
+    return {"basis": "", "label": "No skin dose quantity", "value": "",
+            "note": "No skin dose quantity is recorded for this case; the incident was declared by judgement."}
 
 
 def incident_years(*, scope: SiteScope = EVERY_SITE) -> list[int]:
@@ -356,9 +464,11 @@ def incident_years(*, scope: SiteScope = EVERY_SITE) -> list[int]:
 
 
 def incident_csv(rows) -> tuple[list[str], list[list]]:
+    """(header, rows) of incidents; ``dose_basis`` says whether the peak skin dose or Ka,r was used, and the last
+    column why (``dose_basis_note``)."""
     header = ["incident", "year", "declared_at", "declared_by", "category", "rule", "rule_version", "jurisdiction", "case",
               "exam_date", "patient_id", "device", "dose_basis", "dose_gy", "summary", "status", "physicist_sign_off",
-              "signed_off_at", "regulator_reference", "reported_at", "investigation_notes"]
+              "signed_off_at", "regulator_reference", "reported_at", "investigation_notes", "dose_basis_note"]
     out = []
     for i in rows:
         c = i.case
@@ -367,8 +477,8 @@ def incident_csv(rows) -> tuple[list[str], list[list]]:
                     i.rule_snapshot.get("jurisdiction", ""), c.pk, c.exam_date.isoformat() if c.exam_date else "",
                     c.patient.patient_id if c.patient_id and c.patient else "",
                     (c.device.display_name or c.device.station_name) if c.device_id and c.device else "",
-                    {"psd": "peak skin dose", "kar": "Ka,r (no PSD)"}.get(i.dose_basis, ""), "" if i.dose_gy is None else f"{i.dose_gy:.3g}",
+                    DOSE_BASIS_LABEL.get(i.dose_basis, ""), "" if i.dose_gy is None else f"{i.dose_gy:.3g}",
                     i.summary, i.get_status_display(), i.signed_off_by.get_username() if i.signed_off_by else "",
                     i.signed_off_at.isoformat() if i.signed_off_at else "", i.regulator_reference,
-                    i.reported_at.isoformat() if i.reported_at else "", i.investigation_notes])
+                    i.reported_at.isoformat() if i.reported_at else "", i.investigation_notes, dose_basis(i)["note"]])
     return header, out

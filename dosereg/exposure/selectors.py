@@ -3,13 +3,15 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from django.db.models import F, Q
+from django.db.models import F, OuterRef, Q, Subquery
 
 from dosereg.registry.merge_group import patient_group_ids, patient_root_id
 from dosereg.registry.models import Patient, Study
 
 from .constants import CANONICAL_UNIT, EFFECTIVE_DOSE_LABEL
+from . import windows
 from .models import Alert, PatientExposureWindow, StudyExposure
+from .windows import StudyPoint, WindowTotals
 
 WINDOW_UNITS = {"kap_gy_cm2": "Gy·cm²", "fluoro_time_s": "s", "dlp_mgy_cm": "mGy·cm", "ctdivol_max_mgy": "mGy",
                 "kar_gy": "Gy", "effective_dose_msv": "mSv", "procedure_count": "procedures"}
@@ -65,25 +67,10 @@ def patient_alerts(*, patient: Patient) -> list[dict]:
 # ``scope``: anything with ``alert_q()`` / ``patient_q(field)`` returning a Q (dosereg.access.scope.SiteScope);
 # None = every site. One query each unless said otherwise.
 # ---------------------------------------------------------------------------
-INBOX_STATUSES = (Alert.STATUS_OPEN, Alert.STATUS_ACKNOWLEDGED)
-
-
 def alerts_visible(scope=None):
     """The Alert queryset a user may read."""
     qs = Alert.objects.all()
     return qs if scope is None else qs.filter(scope.alert_q())
-
-
-def inbox_alerts(*, limit: int = 50, scope=None) -> list[Alert]:
-    """Open and acknowledged alerts, newest first."""
-    return list(alerts_visible(scope).filter(status__in=INBOX_STATUSES).select_related("patient")
-                .order_by("-raised_at", "-pk")[:limit])
-
-
-def follow_up_alerts(*, due_by: date, limit: int = 50, scope=None) -> list[Alert]:
-    """Alerts waiting for a follow-up due on or before ``due_by``, soonest first."""
-    return list(alerts_visible(scope).filter(status=Alert.STATUS_FOLLOW_UP, follow_up_due__lte=due_by)
-                .select_related("patient").order_by("follow_up_due", "pk")[:limit])
 
 
 def group_alerts(*, patient_ids: list[int], limit: int = 100, scope=None) -> list[Alert]:
@@ -145,6 +132,42 @@ def now_windows(*, patient_id: int) -> list[PatientExposureWindow]:
     """The stored windows ending now of a surviving record (its whole merge group), shortest first; [] when the
     record was merged into another (its totals are the survivor's) or not computed yet."""
     return list(PatientExposureWindow.objects.filter(patient_id=patient_id, anchor_study__isnull=True).order_by("window_days"))
+
+
+def now_window_length(preferred: int = 365) -> int:
+    """The configured window length closest to ``preferred`` days (the patients list's cumulative columns)."""
+    from .conf import windows_days
+
+    lengths = windows_days() or (preferred,)
+    return min(lengths, key=lambda d: (abs(d - preferred), -d))
+
+
+def now_window_subqueries(*, window_days: int, outer_patient: str = "pk") -> dict[str, Subquery]:
+    """Subqueries (for ``annotate``) of a surviving record's window ending now of ``window_days``: ``cum_kap_gy_cm2``,
+    ``cum_kar_gy`` (the largest plane and reference point), ``cum_dlp_mgy_cm``, ``cum_effective_dose_msv``
+    (population-average estimate), ``cum_procedures``; NULL before the first recompute."""
+    w = PatientExposureWindow.objects.filter(patient_id=OuterRef(outer_patient), anchor_study__isnull=True,
+                                             window_days=window_days)
+    return {name: Subquery(w.values(col)[:1]) for name, col in (
+        ("cum_kap_gy_cm2", "kap_gy_cm2"), ("cum_kar_gy", "kar_max_gy"), ("cum_dlp_mgy_cm", "dlp_mgy_cm"),
+        ("cum_effective_dose_msv", "effective_dose_msv"), ("cum_procedures", "procedure_count"))}
+
+
+def all_time_totals(*, patient_id: int, group: list[int] | None = None) -> WindowTotals | None:
+    """Every exam of the patient's merge group (dated or not) summed as a window is (``windows.all_time_totals``):
+    Ka,r and effective dose from the per-study facts the exposure recompute stored (a study not recomputed yet
+    adds no Ka,r). None when the group has no study. 3 queries; 1 given ``group`` (the surviving record's
+    ``patient_group_ids``)."""
+    if group is None:
+        group = patient_group_ids(patient_root_id(patient_id))
+    rows = Study.objects.filter(patient_id__in=group).values_list(
+        "pk", "study_datetime", "has_ionising_dose", "procedure_modality", "dap_total_gy_cm2", "fluoro_time_total_s",
+        "dlp_total_mgy_cm", "ctdivol_max_mgy", "exposure__effective_dose_msv", "exposure__kar")
+    points = [StudyPoint(study_id=pk, at=at, ionising=bool(ion), modality=mod or "", kap_gy_cm2=kap, fluoro_time_s=ft,
+                         dlp_mgy_cm=dlp, ctdivol_max_mgy=ctdi, effective_dose_msv=e,
+                         kar={(k[0], k[1]): k[2] for k in (kar or [])})
+              for pk, at, ion, mod, kap, ft, dlp, ctdi, e, kar in rows]
+    return windows.all_time_totals(points) if points else None
 
 
 def study_effective_doses(*, study_ids: list[int]) -> dict[int, float]:

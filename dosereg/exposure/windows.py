@@ -211,3 +211,35 @@ def brute_force_window(points: list[StudyPoint], anchor_at: datetime, window_day
             kar[k] = kar.get(k, 0.0) + v
     res["kar"] = {k: _r(v) for k, v in kar.items()}
     return res
+
+
+def all_time_totals(points: list[StudyPoint]) -> WindowTotals:
+    """Every study of a patient, dated or not (the history's "all time" row): the same sums as a window (a
+    quantity only over the studies that reported it, None if none did; Ka,r per reference point and plane, never
+    added across them; CTDIvol the largest), with ``start``/``end`` the first and last study dates."""
+    ats = [p.at for p in points if p.at is not None]
+    first = min(ats) if ats else _EPOCH
+    last = max(ats) if ats else _EPOCH
+    wt = WindowTotals(anchor_study_id=None, window_days=0, start=first, end=last,
+                      study_ids=sorted(p.study_id for p in points))
+    for p in points:
+        if p.ionising:
+            wt.procedure_count += 1
+            wt.procedure_count_by_modality[p.modality] = wt.procedure_count_by_modality.get(p.modality, 0) + 1
+        for f in SUM_FIELDS:
+            v = getattr(p, f)
+            if v is not None:
+                setattr(wt, f, (getattr(wt, f) or 0.0) + v)
+        if p.effective_dose_msv is not None:
+            wt.effective_dose_studies += 1
+        if p.ctdivol_max_mgy is not None and (wt.ctdivol_max_mgy is None or p.ctdivol_max_mgy > wt.ctdivol_max_mgy):
+            wt.ctdivol_max_mgy = p.ctdivol_max_mgy
+        for key, v in p.kar.items():
+            if v is not None:
+                wt.kar[key] = wt.kar.get(key, 0.0) + v
+    for f in SUM_FIELDS:
+        v = getattr(wt, f)
+        if v is not None:
+            setattr(wt, f, _r(v))
+    wt.kar = {k: _r(v) for k, v in wt.kar.items()}
+    return wt

@@ -16,6 +16,7 @@ import socket
 import time
 from collections import defaultdict
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
@@ -96,7 +97,7 @@ def _enqueue_batch(notification_ids: list[int]) -> None:
     from .tasks import send_notifications_task
 
     try:
-        send_notifications_task.apply_async(args=[notification_ids])
+        send_notifications_task.apply_async(args=(notification_ids,))
     except Exception as exc:  # broker down: the rows stay pending; notifications_sweep re-queues them
         log.warning("could not enqueue notifications %s: %s", notification_ids, exc)
 
@@ -105,7 +106,10 @@ def _enqueue_send(notification_id: int, *, retries: int = 0, countdown: int | No
     from .tasks import send_notification_task
 
     try:
-        send_notification_task.apply_async(args=[notification_id], retries=retries, countdown=countdown)
+        options: dict[str, Any] = {"retries": retries}
+        if countdown is not None:
+            options["countdown"] = countdown
+        send_notification_task.apply_async(args=(notification_id,), **options)
     except Exception as exc:  # broker down: the row stays pending; notifications_sweep re-queues it
         log.warning("could not enqueue notification %s: %s", notification_id, exc)
 
@@ -296,5 +300,9 @@ def notifications_requeue_expired(*, now=None, limit: int = 500) -> int:
         Notification.objects.bulk_update(rows, ["last_error", "status", "lease_until"])
         if requeue:
             log.warning("re-queueing %s interrupted notification(s): %s", len(requeue), requeue[:20])
-            transaction.on_commit(lambda: [_enqueue_batch(requeue[i:i + 100]) for i in range(0, len(requeue), 100)])
+            def enqueue_all() -> None:
+                for i in range(0, len(requeue), 100):
+                    _enqueue_batch(requeue[i:i + 100])
+
+            transaction.on_commit(enqueue_all)
     return len(requeue)

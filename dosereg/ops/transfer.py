@@ -32,6 +32,7 @@ from dosereg.registry.models import (
     BreastDose,
     Device,
     DeviceIdentifier,
+    DeviceIdentity,
     DeviceSoftwareVersion,
     DoseObject,
     IrradiationEvent,
@@ -157,13 +158,20 @@ def registry_records(problems: list[tuple[str, str]] | None = None) -> Iterator[
     for dev_id, version, first in DeviceSoftwareVersion.objects.order_by("pk").values_list(
             "device_id", "software_versions", "first_seen"):
         sw.setdefault(dev_id, []).append([version, _dump(first)])
+    idf = _plain_fields(DeviceIdentity)
+    identities: dict[int, list] = {}
+    identity_key: dict[int, str] = {}
+    for ident in DeviceIdentity.objects.order_by("pk"):
+        identities.setdefault(ident.device_id, []).append(_fields(ident, idf))
+        identity_key[ident.pk] = ident.key
     for d in _readable_rows(Device, problems):
         yield {"t": "device", "k": dev_keys.get(d.pk, [["export-device", str(d.pk)]]), "f": _fields(d, df),
-               "software": sw.get(d.pk, [])}
+               "software": sw.get(d.pk, []), "identities": identities.get(d.pk, [])}
     sf = _plain_fields(Study)
     for s in _readable_rows(Study, problems):
         yield {"t": "study", "k": s.study_instance_uid, "f": _fields(s, sf),
-               "patient": patient_key.get(s.patient_id), "device": _device_ref(s.device_id, dev_keys)}
+               "patient": patient_key.get(s.patient_id), "device": _device_ref(s.device_id, dev_keys),
+               "identity": identity_key.get(s.received_identity_id) if s.received_identity_id else None}
     of = _plain_fields(DoseObject)
     for o in _readable_rows(DoseObject, problems):
         yield {"t": "object", "k": object_key[o.pk], "f": _fields(o, of), "study": study_uid.get(o.study_id),
@@ -287,6 +295,8 @@ class _Importer:
                     if first:
                         DeviceSoftwareVersion.objects.filter(device_id=found, software_versions=v).update(
                             first_seen=_load_fields(DeviceSoftwareVersion, {"first_seen": first})["first_seen"])
+            DeviceIdentity.objects.bulk_create([DeviceIdentity(device_id=found, **_load_fields(DeviceIdentity, f))
+                                                for f in r.get("identities", [])], ignore_conflicts=True)
             missing = [DeviceIdentifier(device_id=found, kind=k, value=v) for k, v in keys
                        if (k, v) not in self.devices and k != "export-device"]
             DeviceIdentifier.objects.bulk_create(missing, ignore_conflicts=True)
@@ -302,9 +312,12 @@ class _Importer:
         for r in rows:
             self._count("study", id(r) in new_ids)
 
+        keys = {r["identity"] for r in new if r.get("identity")}
+        identity_ids = dict(DeviceIdentity.objects.filter(key__in=keys).values_list("key", "pk")) if keys else {}
+
         def build(r):
             return Study(**_load_fields(Study, r["f"]), patient_id=self.patients.get(tuple(r["patient"])) if r["patient"] else None,
-                         device_id=self._dev(r["device"]))
+                         device_id=self._dev(r["device"]), received_identity_id=identity_ids.get(r.get("identity")))
         for o in self._bulk(Study, new, build):
             self.studies[o.study_instance_uid] = o.pk
 

@@ -22,7 +22,8 @@
 
 Each step is idempotent and runs as a unit: inline (in the worker that ingested, after its commit) or queued as
 its own named task. A step that fails inline is queued as that task; the steps after it still run. Patient
-merge/unmerge (``patient_merge``, ``patient_unmerge``), reprocessing (``objects_reprocess``) and file import
+merge/unmerge (``patient_merge``, ``patient_unmerge``), device merge/split (``device_merge``, ``device_split``),
+reprocessing (``objects_reprocess``) and file import
 (``file_import``) end in the same ``follow_up``.
 """
 from __future__ import annotations
@@ -40,8 +41,10 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from dosereg.exposure import identity
 from dosereg.exposure import selectors as exposure_selectors
 from dosereg.exposure import services as exposure
+from dosereg.ops.failures import step_failure_record
 from dosereg.protocols import services as protocols
 from dosereg.protocols.tasks import mark_studies_dirty_task
+from dosereg.registry import devices as registry_devices
 from dosereg.registry import services as registry
 from dosereg.registry.models import DoseObject, Study
 from dosereg.registry.services import StudyChanges
@@ -148,6 +151,21 @@ def patient_unmerge(*, patient_id: int, user=None, reingest: bool = True):
     return change.merge
 
 
+def device_merge(*, source_id: int, target_id: int):
+    """Merge two devices (one unit seen twice), then refresh what depends on the device of the moved studies
+    (protocol summaries of both devices' buckets, exposure windows and device-scoped alert rules)."""
+    change = registry_devices.device_merge(source_id=source_id, target_id=target_id)
+    follow_up(StudyChanges(change.study_ids, change.patient_ids), inline=False)
+    return change
+
+
+def device_split(*, device_id: int, identity_ids: list[int], display_name: str = ""):
+    """Split the studies of chosen received identities off to a new device, then the same follow-up."""
+    change = registry_devices.device_split(device_id=device_id, identity_ids=identity_ids, display_name=display_name)
+    follow_up(StudyChanges(change.study_ids, change.patient_ids), inline=False)
+    return change
+
+
 # ---------------------------------------------------------------------------
 # the follow-up steps
 # ---------------------------------------------------------------------------
@@ -216,8 +234,11 @@ def _step(done: FollowUp, name: str, args: tuple, *, inline: bool, run: Callable
                 run()
             done.ran.append((name, args))
             return
-        except Exception:
+        except Exception as exc:
+            # one patient's (or study's) failure is recorded (ops failures) and must not stop the others: the
+            # loop goes on, and the step is queued as its own task (retried there)
             log.exception("pipeline step %s %s failed; queued as its own task", name, args)
+            step_failure_record(f"pipeline {name}", args[0] if len(args) == 1 else args, exc)
     transaction.on_commit(queue)  # a worker must see what the caller's transaction wrote
     done.queued.append((name, args))
 

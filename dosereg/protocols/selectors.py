@@ -1,6 +1,6 @@
 """Reads of the protocol audit summaries: one SQL statement per call, whatever the number of studies.
 
-``audit_groups`` returns, per (device, standard name, modality), the exact procedure count and per quantity
+``audit_groups`` returns, per (device, standard name, modality; an unmapped vendor description on its own), the exact procedure count and per quantity
 a ``histogram.Summary`` (exact n, sum, min, max; quartiles within 0.5 %). In one statement (one snapshot):
 
 * the stored monthly summaries of the clean buckets that lie wholly inside the period (their studies'
@@ -95,26 +95,31 @@ def _sql(*, modality: str, device_id: int | None) -> tuple[str, list[str]]:
         + (f" AND s.device_id = {p('device_id')}" if device_id else "")
     )
     out_cols = ", ".join(f"u.{qn(f'{q}_{x}')}" for q in SUMMARY_QUANTITIES for x in SUMMARY_SUFFIXES)
-    sql = (f"SELECT u.src, u.device_key, u.modality, pm.standard_name_id, u.n_studies, {out_cols} "
+    sql = (f"SELECT u.src, u.device_key, u.modality, pm.standard_name_id, u.n_studies, {out_cols}, u.descr "
            f"FROM ({' UNION ALL '.join(parts)}) u "
            f"LEFT JOIN {mapping} pm ON pm.source_name = u.descr AND pm.modality = u.modality")
     return sql, names
 
 
 def audit_groups(*, since: datetime, until: datetime, modality: str = "", device_id: int | None = None,
-                 ) -> dict[tuple[int | None, int | None, str], GroupSummary]:
-    """{(device id or None, standard name id or None, procedure modality): GroupSummary} of the ionising
-    studies with since <= study_datetime < until (one query)."""
+                 ) -> dict[tuple[int | None, int | None, str, str], GroupSummary]:
+    """{(device id or None, standard name id or None, procedure modality, description): GroupSummary} of the
+    ionising studies with since <= study_datetime < until (one query).
+
+    A mapped name's studies are one group per device whatever their vendor descriptions (description ""); an
+    unmapped name is a group of its own per device (its vendor study description, exact), so the audit means
+    something before anything is mapped: a scanner's head, chest and coronary CTA never share a median."""
     sql, names = _sql(modality=modality, device_id=device_id)
     adapt = connection.ops.adapt_datetimefield_value
     values = {"since": adapt(since), "until": adapt(until), "modality": modality, "device_id": device_id}
-    groups: dict[tuple[int | None, int | None, str], GroupSummary] = {}
+    groups: dict[tuple[int | None, int | None, str, str], GroupSummary] = {}
     offsets = [(q, 5 + 5 * i) for i, q in enumerate(SUMMARY_QUANTITIES)]
+    descr_col = 5 + 5 * len(SUMMARY_QUANTITIES)
     with connection.cursor() as c:
         c.execute(sql, [values[n] for n in names])
         rows = c.fetchall()
     for row in rows:
-        key = (row[1] or None, row[3], row[2])
+        key = (row[1] or None, row[3], row[2], "" if row[3] else row[descr_col])
         g = groups.get(key)
         if g is None:
             g = groups[key] = GroupSummary()
@@ -133,16 +138,17 @@ def audit_groups(*, since: datetime, until: datetime, modality: str = "", device
 
 
 def group_histogram(*, since: datetime, until: datetime, quantity: str, device_id: int | None,
-                    standard_name_id: int | None, max_bars: int = 40) -> dict:
+                    standard_name_id: int | None, description: str = "", max_bars: int = 40) -> dict:
     """The histogram of one audit row's quantity from the summaries (one query): up to ``max_bars`` bars
     (lower edge, upper edge, procedures) on a log scale, with the row's exact n, min and max. For the
     histogram dialog of the audit page (which today fetches the row's raw values, ``web.selectors.distribution``)."""
     if quantity not in SUMMARY_QUANTITIES:
         raise ValueError(f"unknown quantity {quantity}")
     merged = Summary()
-    for (dev, std, _), g in audit_groups(since=since, until=until, device_id=device_id).items():
+    for (dev, std, _, descr), g in audit_groups(since=since, until=until, device_id=device_id).items():
         s = g.quantities.get(quantity)
-        if s is not None and std == standard_name_id and (device_id or None) == dev:
+        if s is not None and std == standard_name_id and (device_id or None) == dev \
+                and (standard_name_id or descr == description):
             merged.merge(s)
     return {"quantity": quantity, "n": merged.n, "min": merged.minimum, "max": merged.maximum,
             "bars": merged.histogram(max_bars=max_bars)}

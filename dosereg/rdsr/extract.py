@@ -414,6 +414,7 @@ class _Ctx:
         self.plane_sent: dict[str, set[str]] = {}
         self.obs: dict[tuple, str | None] = {}  # TID 1002 device observer items
         self.dropped_offset = False
+        self.siemens_position: str | None = None  # Siemens private comment: <PatientPosition><Position SRData="HFS">
 
     def warn(self, msg: str) -> None:
         if msg not in self._seen:
@@ -688,7 +689,8 @@ def _extract(parsed: Parsed) -> DoseDocument:
         if doc.study_datetime is not None:
             ctx.warn("Study Date/Time absent; study datetime taken from content date/time or start of irradiation")
     _check_dates(ctx)
-    if _strip_nuls(doc):
+    # every text of the record was decoded by ``dec``: walk the record only when one of them kept a NUL
+    if dec.nul_seen and _strip_nuls(doc):
         ctx.warn("text values contained NUL (0x00) characters (invalid in DICOM text); removed")
     return doc
 
@@ -924,6 +926,7 @@ def _extract_sr(ctx: _Ctx, h: Header, root: Node, sop_class: str) -> None:
         _extract_projection(ctx, root)
         _projection_modality(ctx, proc)
     _device_fallbacks(ctx)
+    _vendor_orientation(ctx)
 
 
 def _doc_level(ctx: _Ctx, root: Node) -> None:
@@ -947,6 +950,8 @@ def _doc_level(ctx: _Ctx, root: Node) -> None:
             doc.end_of_irradiation = ctx.dt(_text_value(ch), "End of X-Ray Irradiation")
         elif k == C.PERSON_NAME:
             _person(ctx, ch)
+        elif k == C.COMMENT and ctx.siemens_position is None:
+            ctx.siemens_position = _siemens_position(_text_value(ch))
     d = doc.device
     d.device_observer_uid = obs.get(C.DEVICE_OBSERVER_UID)
     d.device_observer_name = obs.get(C.DEVICE_OBSERVER_NAME)
@@ -974,6 +979,85 @@ def _device_fallbacks(ctx: _Ctx) -> None:
         s = obs.get(C.DEVICE_OBSERVER_SERIAL)
         if s:
             d.serial_number = s
+
+
+# Siemens angiography (AXIOM-Artis, Artis zee/Q) write the patient position of the procedure into a private
+# study-level Comment (121106): <Root><PatientPosition><Position SRData="HFS "/>...</Root>. The DICOM patient
+# position terms (PS3.3 C.7.3.1.1.2) map to the TID 10003 items: Patient Table Relationship (113745), Patient
+# Orientation (113743) and its modifier (113744), written with the same meanings as the standard codes.
+_SIEMENS_POSITION = re.compile(r'<PatientPosition>\s*<Position\s+SRData="\s*([A-Z]{3,4})\s*"')
+POSITION_TERMS: dict[str, tuple[str, str, str]] = {
+    "HFS": ("headfirst", "recumbent", "supine"),
+    "HFP": ("headfirst", "recumbent", "prone"),
+    "FFS": ("feet-first", "recumbent", "supine"),
+    "FFP": ("feet-first", "recumbent", "prone"),
+    "HFDR": ("headfirst", "recumbent", "right lateral decubitus"),
+    "HFDL": ("headfirst", "recumbent", "left lateral decubitus"),
+    "FFDR": ("feet-first", "recumbent", "right lateral decubitus"),
+    "FFDL": ("feet-first", "recumbent", "left lateral decubitus"),
+}
+
+
+def _siemens_position(comment: str | None) -> str | None:
+    if not comment or "<PatientPosition>" not in comment:
+        return None
+    m = _SIEMENS_POSITION.search(comment)
+    return m.group(1) if m else None
+
+
+def _vendor_orientation(ctx: _Ctx) -> None:
+    """Events without a standard Patient Orientation get the one of the Siemens private comment (source kept)."""
+    pos = ctx.siemens_position
+    if pos is None:
+        return
+    terms = POSITION_TERMS.get(pos)
+    if terms is None:
+        ctx.warn(f"Siemens private comment: patient position {pos!r} not recognised; orientation not set")
+        return
+    relationship, orientation, modifier = terms
+    for ev in ctx.doc.events:
+        if ev.extra.get("patient_orientation"):
+            continue
+        ev.extra["patient_table_relationship"] = ev.extra.get("patient_table_relationship") or relationship
+        ev.extra["patient_orientation"] = orientation
+        ev.extra["patient_orientation_modifier"] = modifier
+        ev.extra["patient_orientation_source"] = f"Siemens private comment (PatientPosition {pos})"
+
+
+# Philips (99PHI-IXR-XPER) give the collimation as four shutter positions in a private "Wedges and Shutters"
+# container, in mm at 1 m from the focal spot (the convention of dosereg.skindose.engine and PySkinDose). With
+# the source-to-detector distance they give the collimated field area at the image receptor, which is what
+# Collimated Field Area (113790) holds: (left + right) x (top + bottom) x (SID / 1000 mm)^2.
+_PHILIPS_SHUTTERS = tuple(f"Wedges and Shutters/{side} Shutter" for side in ("Left", "Right", "Top", "Bottom"))
+
+
+def _private_mm(private: dict, key: str) -> float | None:
+    v = private.get(key)
+    if isinstance(v, dict):
+        if v.get("unit") not in (None, "mm"):
+            return None
+        v = v.get("value")
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def _philips_field_area(ev: IrradiationEvent) -> None:
+    if ev.collimated_field_area_m2 is not None:
+        return
+    private = ev.extra.get("private")
+    if not isinstance(private, dict) or _PHILIPS_SHUTTERS[0] not in private:
+        return
+    shutters = [_private_mm(private, k) for k in _PHILIPS_SHUTTERS]
+    sid = ev.distance_source_to_detector_mm or _private_mm(private, "Final Distance Source to Detector")
+    if any(v is None for v in shutters) or not sid or sid <= 0:
+        return
+    left, right, top, bottom = (v or 0.0 for v in shutters)
+    scale = sid / 1000.0
+    width_mm, height_mm = (left + right) * scale, (top + bottom) * scale
+    if width_mm <= 0 or height_mm <= 0:
+        return
+    ev.collimated_field_area_m2 = width_mm * height_mm / 1e6
+    ev.extra["collimated_field_size_mm"] = [round(width_mm, 3), round(height_mm, 3)]
+    ev.extra["collimated_field_area_source"] = "Philips private shutters at 1 m, scaled to the source-to-detector distance"
 
 
 def _projection_modality(ctx: _Ctx, proc: Code | None) -> None:
@@ -1274,6 +1358,7 @@ def _projection_event(ctx: _Ctx, node: Node) -> IrradiationEvent:
                 _flatten_private(ctx, holder, tmp, "", 0)
                 priv.update(tmp)
     _summarise_per_pulse(ev, per_pulse)
+    _philips_field_area(ev)
     if ev.tube_current_ma is None and "average_tube_current_ma" in extra:
         ev.tube_current_ma = extra["average_tube_current_ma"]
     if filters:

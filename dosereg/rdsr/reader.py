@@ -622,9 +622,12 @@ _SIMPLE_CODECS = {
 
 
 class TextDecoder:
-    """Decodes raw text values per Specific Character Set (0008,0005)."""
+    """Decodes raw text values per Specific Character Set (0008,0005).
 
-    __slots__ = ("codec", "encodings", "iso2022", "cache")
+    ``nul_seen``: some decoded value kept a NUL (0x00) inside it (invalid in DICOM text; PostgreSQL refuses it),
+    so the caller knows whether its record needs cleaning without walking it."""
+
+    __slots__ = ("codec", "encodings", "iso2022", "cache", "nul_seen")
 
     def __init__(self, specific_character_set: bytes | None):
         raw = (specific_character_set or b"").decode("latin-1").strip(" \x00")
@@ -633,6 +636,7 @@ class TextDecoder:
         self.codec = _SIMPLE_CODECS.get(terms[0], "latin_1")
         self.encodings: list[str] | None = None
         self.cache: dict[bytes, str] = {}
+        self.nul_seen = False
         if self.iso2022:
             try:
                 from pydicom.charset import convert_encodings
@@ -644,7 +648,7 @@ class TextDecoder:
                 self.encodings = None
                 self.iso2022 = False
 
-    def text(self, b: bytes, pn: bool = False) -> str:
+    def text(self, b: bytes | bytearray, pn: bool = False) -> str:
         """Decode and strip trailing padding (spaces / NULs)."""
         if self.iso2022 and b"\x1b" in b:
             try:
@@ -670,11 +674,17 @@ class TextDecoder:
                 s = b.decode(self.codec)
             except (UnicodeDecodeError, LookupError):
                 s = b.decode("latin_1")
-        return s.rstrip(" \x00")
+        s = s.rstrip(" \x00")
+        if "\x00" in s:
+            self.nul_seen = True
+        return s
 
-    def ascii(self, b: bytes) -> str:
+    def ascii(self, b: bytes | bytearray) -> str:
         """Decode an ASCII-only VR value (CS, UI, DS, IS, DA, TM, DT, AS), strip both sides."""
-        return b.decode("latin_1").strip(" \x00")
+        s = b.decode("latin_1").strip(" \x00")
+        if "\x00" in s:
+            self.nul_seen = True
+        return s
 
 
 # ---------------------------------------------------------------------------
@@ -781,7 +791,9 @@ class TreeBuilder:
         return c
 
     def _str(self, b: Any) -> str:
-        if not isinstance(b, (bytes, bytearray)):
+        if isinstance(b, bytearray):
+            b = bytes(b)  # unhashable as a cache key
+        elif not isinstance(b, bytes):
             return ""
         s = self.str_cache.get(b)
         if s is None:

@@ -48,6 +48,8 @@ class Device(models.Model):
     modality = models.CharField(max_length=8, blank=True, default="")
     first_seen = models.DateTimeField(auto_now_add=True)
     last_seen = models.DateTimeField(null=True, blank=True)
+    # merged into another device (web: Devices > merge): kept so that links to it resolve; shows nowhere else
+    merged_into = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="merged_from")
 
     def __str__(self) -> str:
         return self.display_name or " ".join(x for x in (self.manufacturer, self.model, self.station_name) if x) or f"device {self.pk}"
@@ -67,6 +69,25 @@ class DeviceIdentifier(models.Model):
         constraints = [models.UniqueConstraint(fields=["kind", "value"], name="uniq_device_identifier")]
 
 
+class DeviceIdentity(models.Model):
+    """One device identity exactly as objects carried it (manufacturer, model, serial, station, observer UID).
+    Every study keeps the identity it arrived with (``Study.received_identity``), so a device can be split by
+    what its objects said, and a merge or split never loses what was received."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="received_identities")
+    key = models.CharField(max_length=64, unique=True)  # sha256 of the five values (device_identity.ReceivedIdentity)
+    manufacturer = models.CharField(max_length=128, blank=True, default="")
+    model = models.CharField(max_length=128, blank=True, default="")
+    serial_number = models.CharField(max_length=128, blank=True, default="")
+    station_name = models.CharField(max_length=128, blank=True, default="")
+    device_observer_uid = models.CharField(max_length=128, blank=True, default="")
+    first_seen = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return " / ".join(x for x in (self.manufacturer, self.model, self.serial_number and f"SN {self.serial_number}",
+                                      self.station_name) if x) or f"identity {self.pk}"
+
+
 class DeviceSoftwareVersion(models.Model):
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="software_history")
     software_versions = models.CharField(max_length=256)
@@ -80,6 +101,9 @@ class Study(models.Model):
     study_instance_uid = models.CharField(max_length=128, unique=True)
     patient = models.ForeignKey(Patient, null=True, on_delete=models.PROTECT, related_name="studies")
     device = models.ForeignKey(Device, null=True, on_delete=models.PROTECT, related_name="studies")
+    # the device identity as its latest report carried it (a device merge or split moves ``device``, never this)
+    received_identity = models.ForeignKey(DeviceIdentity, null=True, blank=True, on_delete=models.SET_NULL,
+                                          related_name="studies")
     study_datetime = models.DateTimeField(null=True, db_index=True)
     accession_number = models.CharField(max_length=64, blank=True, default="")
     study_description = models.CharField(max_length=256, blank=True, default="")

@@ -24,10 +24,12 @@ from django.utils import timezone
 from dosereg.rdsr import ExtractionError, NotADoseObject, extract_file
 from dosereg.rdsr import records as R
 
+from . import device_identity as DI
 from . import mammo_nm
 from .models import (
     Device,
     DeviceIdentifier,
+    DeviceIdentity,
     DeviceSoftwareVersion,
     DoseObject,
     IrradiationEvent,
@@ -178,6 +180,8 @@ def dose_object_ingest(*, dose_object_id: int, force: bool = False) -> DoseObjec
                     study_recompute_totals(study_id=old_study_id)
                     affected.add(old_study_id)
             break
+        except StudyUidCollision as exc:
+            return _quarantine(dose_object_id, str(exc))
         except IntegrityError:
             # a device remembered by this process was deleted or merged meanwhile: forget and resolve again
             if attempt == 2 or not _DEVICE_CACHE:
@@ -315,14 +319,15 @@ def _s(value) -> str:
 
 def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int],
                     corrections: list[tuple[int, int | None, int | None]] | None = None) -> Study:
-    device = device_resolve(doc.device, modality=doc.procedure_modality or doc.modality or "")
+    device, identity = device_resolve_identity(doc.device, modality=doc.procedure_modality or doc.modality or "")
     patient = patient_resolve(doc.patient, warnings=doc.warnings, flags=doc.flags)
     events = doc.events
     if doc.source_kind == R.IMAGE_HEADER:
         for ev in events:  # one event per image: key it by the image's SOP Instance UID
             ev.irradiation_event_uid = ev.irradiation_event_uid or doc.sop_instance_uid
     event_rows = [_event_row(ev, None, obj, doc) for ev in events]
-    study = _study_upsert(doc, patient, device, _totals_from_document(doc, event_rows), refiled_from=obj)
+    study = _study_upsert(doc, patient, device, _totals_from_document(doc, event_rows), refiled_from=obj,
+                          identity=identity)
     affected.add(study.pk)
     if corrections is not None and not study.created_by_this_ingest and study.former_patient_id != study.patient_id:
         corrections.append((study.pk, study.former_patient_id, study.patient_id))
@@ -614,7 +619,7 @@ def _plane_row(p: R.PlaneTotals, study: Study, obj: DoseObject) -> PlaneTotal:
 
 
 def _study_upsert(doc: R.DoseDocument, patient: Patient | None, device: Device | None, totals: dict,
-                  refiled_from: DoseObject | None = None) -> Study:
+                  refiled_from: DoseObject | None = None, identity: DeviceIdentity | None = None) -> Study:
     """The object's study, locked. A new study is inserted once, with ``totals`` (computed from this, its
     only report); an existing one is updated and its totals recomputed after the events are written.
     ``refiled_from``: the object being ingested; when no study has its Study Instance UID yet but the same report
@@ -632,7 +637,7 @@ def _study_upsert(doc: R.DoseDocument, patient: Patient | None, device: Device |
                        "(one procedure, counted once)")
     if study is None:
         study = Study(study_instance_uid=uid)
-        _study_fields(study, doc, patient, device)
+        _study_fields(study, doc, patient, device, identity)
         for field, value in totals.items():
             setattr(study, field, value)
         try:
@@ -642,17 +647,38 @@ def _study_upsert(doc: R.DoseDocument, patient: Patient | None, device: Device |
             return study
         except IntegrityError:  # another worker created it meanwhile
             study = Study.objects.select_for_update().get(study_instance_uid=uid)
+    if patient is not None and study.patient_id is not None and study.patient_id != patient.pk:
+        _refuse_study_collision(study, doc, patient)
     study.former_patient_id = study.patient_id
-    _study_fields(study, doc, patient, device)
+    _study_fields(study, doc, patient, device, identity)
     study.save()
     study.created_by_this_ingest = False
     return study
 
 
-def _study_fields(study: Study, doc: R.DoseDocument, patient: Patient | None, device: Device | None) -> None:
+class StudyUidCollision(Exception):
+    """The Study Instance UID of a report already names another patient's study that holds other reports."""
+
+
+def _refuse_study_collision(study: Study, doc: R.DoseDocument, patient: Patient) -> None:
+    """A report of another patient under a Study Instance UID that is in use: a correction of one of the study's
+    own reports (same SOP Instance UID) moves the study to the corrected patient; a different report would move
+    the other patient's reports with it (two people joined under one procedure): refused, for review."""
+    others = (DoseObject.objects.filter(study=study, status=DoseObject.STATUS_INGESTED, superseded_by__isnull=True)
+              .exclude(sop_instance_uid=doc.sop_instance_uid))
+    if others.exists():
+        raise StudyUidCollision(
+            f"Study Instance UID {study.study_instance_uid} is already the study of another patient (record "
+            f"{study.patient_id}) with other reports; this report names Patient ID {patient.patient_id!r}: not filed "
+            "under it (a UID collision or a placeholder UID would join two patients) - review and reprocess")
+
+
+def _study_fields(study: Study, doc: R.DoseDocument, patient: Patient | None, device: Device | None,
+                  identity: DeviceIdentity | None = None) -> None:
     p = doc.patient
     study.patient = patient
     study.device = device or study.device
+    study.received_identity = identity or study.received_identity
     study.study_datetime = _bounded(doc.study_datetime, doc, "Study Date/Time") or study.study_datetime
     study.accession_number = _s(doc.accession_number)[:64] or study.accession_number
     study.study_description = _s(doc.study_description or doc.procedure_description)[:256] or study.study_description
@@ -824,71 +850,116 @@ def patient_resolve(info: R.PatientInfo, *, warnings: list[str], flags: list[str
     return patient
 
 
-# A worker sees the same few devices over and over: remember recent resolutions for a minute
-# (last_seen is only written once a minute anyway). Keyed by every identifier the object carried.
-_DEVICE_CACHE: dict[tuple, tuple[float, Device]] = {}
+# Device resolutions are remembered for a minute per worker: a 316-event report needs one device, not a lookup
+# (last_seen is only written once a minute anyway). Keyed by the identity as received.
+_DEVICE_CACHE: dict[tuple, tuple[float, Device, DeviceIdentity]] = {}
 _DEVICE_CACHE_S = 60.0
 
 
 def device_resolve(info: R.DeviceInfo, *, modality: str = "") -> Device | None:
-    """Find the physical unit by serial, then observer UID, then station; remember every identifier."""
-    manu, model = _s(info.manufacturer).strip(), _s(info.model).strip()
-    idents: list[tuple[str, str]] = []
-    if info.serial_number:
-        idents.append((DeviceIdentifier.KIND_SERIAL, f"{manu}|{model}|{info.serial_number}".lower()[:400]))
-    if info.device_observer_uid:
-        idents.append((DeviceIdentifier.KIND_OBSERVER_UID, info.device_observer_uid[:400]))
-    if info.station_name or manu or model:
-        idents.append((DeviceIdentifier.KIND_STATION, f"{manu}|{model}|{_s(info.station_name)}".lower()[:400]))
+    """The physical unit an object came from (see ``device_resolve_identity``)."""
+    return device_resolve_identity(info, modality=modality)[0]
+
+
+def device_resolve_identity(info: R.DeviceInfo, *, modality: str = "") -> tuple[Device | None, DeviceIdentity | None]:
+    """Find the physical unit by Device Observer UID, then serial number with manufacturer and model (both
+    normalised: ``registry.device_identity``), and by station name only when nothing stronger decides (two
+    units that share a station name are never merged on it); remember every identifier. Returns the device and
+    the identity row of the values as received (kept on the study)."""
+    rid = DI.received(info.manufacturer, info.model, info.serial_number, info.station_name, info.device_observer_uid)
+    idents = rid.identifiers()
     if not idents:
-        return None
+        return None, None
     import time as _time
 
-    key = (tuple(idents), _s(info.software_versions))
+    key = (rid.key, _s(info.software_versions))
     hit = _DEVICE_CACHE.get(key)
-    if hit and _time.monotonic() - hit[0] < _DEVICE_CACHE_S:
-        return hit[1]
-    device = _device_resolve_db(info, idents, manu, model, modality)
+    # one primary-key probe: a device merged into another by a web user since (in another process) is not used
+    if hit and _time.monotonic() - hit[0] < _DEVICE_CACHE_S and Device.objects.filter(
+            pk=hit[1].pk, merged_into__isnull=True).exists():
+        return hit[1], hit[2]
+    device = _device_resolve_db(info, rid, idents, modality)
+    identity = _identity_row(device, rid)
 
     def remember() -> None:  # only once committed: a rolled-back device must never be cached
         if len(_DEVICE_CACHE) > 1000:
             _DEVICE_CACHE.clear()
-        _DEVICE_CACHE[key] = (_time.monotonic(), device)
+        _DEVICE_CACHE[key] = (_time.monotonic(), device, identity)
 
     transaction.on_commit(remember)
-    return device
+    return device, identity
 
 
-def _device_resolve_db(info: R.DeviceInfo, idents: list[tuple[str, str]], manu: str, model: str, modality: str) -> Device:
+def _identity_row(device: Device, rid: DI.ReceivedIdentity) -> DeviceIdentity:
+    row = DeviceIdentity.objects.filter(key=rid.key).first()
+    if row is None:
+        DeviceIdentity.objects.bulk_create([DeviceIdentity(
+            device=device, key=rid.key, manufacturer=rid.manufacturer, model=rid.model,
+            serial_number=rid.serial_number, station_name=rid.station_name,
+            device_observer_uid=rid.device_observer_uid)], ignore_conflicts=True)
+        row = DeviceIdentity.objects.get(key=rid.key)
+    return row
+
+
+def _match(found: dict[tuple[str, str], int], idents: list[tuple[str, str]]) -> int | None:
+    """The device the identifiers name: observer UID or serial first; a station only when the object carries
+    no stronger identifier, or the device it names has none of the kinds the object carries (else a unit with
+    the same station label but another serial or observer UID would be merged into it)."""
+    by_kind = {k: found[(k, v)] for k, v in idents if (k, v) in found}
+    uid_dev, serial_dev = by_kind.get(DI.KIND_OBSERVER_UID), by_kind.get(DI.KIND_SERIAL)
+    if uid_dev is not None and serial_dev is not None and uid_dev != serial_dev:
+        return serial_dev  # an observer UID copied between units: the serial with manufacturer and model decides
+    carried = [k for k, _ in idents if k in DI.STRONG_KINDS]
+    if uid_dev is not None and serial_dev is None and DI.KIND_SERIAL in carried and DeviceIdentifier.objects.filter(
+            device_id=uid_dev, kind=DI.KIND_SERIAL).exists():
+        return None  # the unit with this observer UID has another serial: the UID was copied, a different unit
+    strong = uid_dev if uid_dev is not None else serial_dev
+    if strong is not None:
+        return strong
+    station_dev = by_kind.get(DI.KIND_STATION)
+    if station_dev is None:
+        return None
+    if carried and DeviceIdentifier.objects.filter(device_id=station_dev, kind__in=carried).exists():
+        return None  # the unit with this station label has another serial / observer UID: a different unit
+    return station_dev
+
+
+def _device_resolve_db(info: R.DeviceInfo, rid: DI.ReceivedIdentity, idents: list[tuple[str, str]],
+                       modality: str) -> Device:
     found = {
         (d.kind, d.value): d.device_id
         for d in DeviceIdentifier.objects.filter(value__in=[v for _, v in idents])
     }
-    device_id = next((found[k] for k in idents if k in found), None)
+    device_id = _match(found, idents)
     now = timezone.now()
-    if device_id is None:
+    if device_id is not None:
+        device = Device.objects.filter(pk=device_id).first()
+        while device is not None and device.merged_into_id:  # identifiers follow a merge; be safe all the same
+            device = Device.objects.filter(pk=device.merged_into_id).first()
+    else:
+        device = None
+    if device is None:
+        manu = DI.manufacturer_display(rid.manufacturer)[:128]
         device = Device.objects.create(
-            manufacturer=manu[:128], model=model[:128], serial_number=_s(info.serial_number)[:128],
-            station_name=_s(info.station_name)[:128], device_observer_uid=_s(info.device_observer_uid)[:128],
+            manufacturer=manu, model=rid.model, serial_number=rid.serial_number,
+            station_name=rid.station_name, device_observer_uid=rid.device_observer_uid,
             software_versions=_s(info.software_versions)[:256], institution=_s(info.institution_name)[:256],
             department=_s(info.department)[:256], modality=modality[:8], last_seen=now,
-            display_name=" ".join(x for x in (_s(info.station_name), manu, model) if x)[:256],
+            display_name=" ".join(x for x in (rid.station_name, manu, rid.model) if x)[:256],
         )
-    else:
-        device = Device.objects.get(pk=device_id)
-        observer_uid = (info.device_observer_uid or device.device_observer_uid)[:128]
-        software = (info.software_versions or device.software_versions)[:256]
-        stale = device.last_seen is None or now - device.last_seen > timedelta(minutes=1)
-        if stale or observer_uid != device.device_observer_uid or software != device.software_versions:
-            device.last_seen, device.device_observer_uid, device.software_versions = now, observer_uid, software
-            device.save(update_fields=["last_seen", "device_observer_uid", "software_versions"])
-            if info.software_versions:
-                DeviceSoftwareVersion.objects.bulk_create(
-                    [DeviceSoftwareVersion(device=device, software_versions=software)], ignore_conflicts=True
-                )
+        if info.software_versions:
+            DeviceSoftwareVersion.objects.create(device=device, software_versions=info.software_versions[:256])
         return _add_identifiers(device, idents, found)
-    if info.software_versions:
-        DeviceSoftwareVersion.objects.create(device=device, software_versions=info.software_versions[:256])
+    observer_uid = (info.device_observer_uid or device.device_observer_uid)[:128]
+    software = (info.software_versions or device.software_versions)[:256]
+    stale = device.last_seen is None or now - device.last_seen > timedelta(minutes=1)
+    if stale or observer_uid != device.device_observer_uid or software != device.software_versions:
+        device.last_seen, device.device_observer_uid, device.software_versions = now, observer_uid, software
+        device.save(update_fields=["last_seen", "device_observer_uid", "software_versions"])
+        if info.software_versions:
+            DeviceSoftwareVersion.objects.bulk_create(
+                [DeviceSoftwareVersion(device=device, software_versions=software)], ignore_conflicts=True
+            )
     return _add_identifiers(device, idents, found)
 
 

@@ -167,7 +167,9 @@ def skin_event(uid: str, values: dict[str, Any], extra: dict[str, Any]) -> SkinE
         reference_point_definition=values.get("reference_point_definition"),
     )
     shutters = [_private(extra, f"Wedges and Shutters/{side} Shutter") for side in ("Left", "Right", "Top", "Bottom")]
-    if e.collimated_field_area_m2 is None and all(v is not None for v in shutters) and e.distance_source_to_detector_mm:
+    # the shutters first: the rectangle they give is better than the square of an area (the parser derives
+    # Collimated Field Area from the same shutters when the standard item is absent)
+    if all(v is not None for v in shutters) and e.distance_source_to_detector_mm:
         # Philips: shutter positions (mm) given at 100 cm from the source; scaled to the detector plane
         left, right, top, bottom = (v or 0.0 for v in shutters)
         scale = e.distance_source_to_detector_mm / 1000.0

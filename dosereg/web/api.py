@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 
-from django.conf import settings
 from django.contrib.auth import authenticate
 from django.db import models
-from django.db.models import Prefetch
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from rest_framework import generics, permissions, serializers, status
 from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
@@ -43,6 +42,8 @@ from .selectors import patient_for_user
 class BadParamsAre400:
     """Mixin for every API view: ``InvalidParameter`` (from ``params``) -> 400 ``{"<parameter>": "<problem>"}``."""
 
+    request: Request  # set by the DRF view it is mixed into
+
     def params(self) -> QueryParams:
         return QueryParams(self.request.query_params, strict=True)
 
@@ -68,6 +69,8 @@ class PatientScoped:
     ``site_scope`` is the clinical user's sites (``dosereg.access.scope``: a site-scoped RSO reads only studies,
     events, patients and alerts at their sites, anything else is a 404 as for a missing id); a portal user is
     limited by ``patient_ids`` instead."""
+
+    request: Request  # set by the DRF view it is mixed into
 
     def site_scope(self) -> SiteScope:
         if has_role(self.request.user, roles.CLINICAL):

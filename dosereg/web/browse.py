@@ -19,8 +19,8 @@ from typing import Any
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from django.db.models import Exists, F, OuterRef, Q, Subquery
-from django.db.models.functions import Lower, Trim
+from django.db.models import Exists, F, OuterRef, Q, Subquery, TextField
+from django.db.models.functions import Cast, Lower, Trim
 from django.utils import timezone
 
 from dosereg.access.scope import EVERY_SITE, SiteScope, normalise
@@ -40,6 +40,29 @@ AGE_BANDS = {
 AGE_BAND_LABELS = {"0-1": "under 1 y", "1-5": "1 to under 5 y", "5-10": "5 to under 10 y", "10-15": "10 to under 15 y",
                    "15-18": "15 to under 18 y", "18+": "adult (18 y and over)", "child": "any child (under 18 y)"}
 NOT_PATIENT = {"all": "all studies", "exclude": "patients only", "only": "not a patient only"}
+# data-quality flags set at ingest (Study.flags: the warnings that make a study's stored values doubtful)
+FLAGGED = {"": "all studies", "dose": "dose unreadable", "any": "any flag"}
+# how the ingest words a dose value it could not read (dosereg.rdsr.extract: ``ctx.flag``)
+DOSE_UNREADABLE_MARKERS = ("unreadable dose value", "where NUM is expected")
+
+
+def flagged_studies(qs, kind: str):
+    """``qs`` narrowed to the studies with data-quality flags: ``dose`` those whose dose values could not be
+    read, ``any`` every flagged study (a date out of range or invalid, a patient name that differs, a re-filed
+    report...)."""
+    if kind == "any":
+        return qs.exclude(flags=[])
+    if kind == "dose":
+        cond = Q()
+        for marker in DOSE_UNREADABLE_MARKERS:
+            cond |= Q(_flags_text__icontains=marker)
+        return qs.exclude(flags=[]).alias(_flags_text=Cast("flags", TextField())).filter(cond)
+    return qs
+
+
+def dose_flags(flags: list) -> list[str]:
+    """The flags of a study that say a dose value could not be read."""
+    return [f for f in flags or [] if any(m in f for m in DOSE_UNREADABLE_MARKERS)]
 PAGE_SIZES = (10, 25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
 
@@ -89,14 +112,18 @@ def parse_number(value: str | None, name: str) -> float | None:
 class StudyFilters:
     modality: str = ""
     site: str = ""              # an institution name (compared trimmed, case-insensitively)
-    device: int | None = None
+    device: int | None = None   # Device pk; 0: studies without a device
     since: date | None = None   # inclusive day
     until: date | None = None   # inclusive day
     protocol: str = ""          # text in the study description or an event's protocol name
     standard: int | None = None  # StandardName pk; 0: unmapped
+    description: str | None = None  # the vendor study description, exact ("" : blank); None: any
+    ionising: bool = False      # only studies with an ionising dose (as the protocol audit counts them)
+    reported: str = ""          # a DOSE_RANGES stem: only studies that report that quantity
     age_band: str = ""
     sex: str = ""
     not_patient: str = "all"
+    flagged: str = ""           # FLAGGED: "dose" / "any"
     ranges: dict = field(default_factory=dict)  # stem -> (min, max), either may be None
     sort: str = DEFAULT_SORT
     page: int = 1
@@ -119,13 +146,18 @@ def read_filters(query, *, strict: bool = False) -> StudyFilters:
     f = StudyFilters()
     f.modality = p.choice("modality", set(MODALITIES)) or ""
     f.site = p.text("site", max_length=256)
-    f.device = p.int("device")
+    f.device = p.int("device", min_value=0)
     f.since, f.until = p.date("since"), p.date("until")
     f.protocol = p.text("protocol", max_length=256)
     f.standard = p.int("standard", min_value=0)
+    if "description" in query:  # present, even blank: the exact vendor description (the audit's unmapped rows)
+        f.description = (query.get("description") or "").replace("\x00", "")[:256]
+    f.ionising = p.choice("ionising", {"1"}) == "1"
+    f.reported = p.choice("reported", set(DOSE_RANGES)) or ""
     f.age_band = p.choice("age", set(AGE_BANDS)) or ""
     f.sex = p.choice("sex", set(SEXES)) or ""
     f.not_patient = p.choice("not_patient", set(NOT_PATIENT)) or "all"
+    f.flagged = p.choice("flagged", set(FLAGGED) - {""}) or ""
     for stem in DOSE_RANGES:
         lo, hi = p._read(parse_number, f"{stem}_min"), p._read(parse_number, f"{stem}_max")
         if lo is not None or hi is not None:
@@ -165,7 +197,9 @@ def filtered_studies(f: StudyFilters, *, scope: SiteScope = EVERY_SITE):
         qs = qs.filter(procedure_modality=f.modality)
     if f.site:
         qs = qs.alias(_site=Lower(Trim("device__institution"))).filter(_site=normalise(f.site))
-    if f.device:
+    if f.device == 0:
+        qs = qs.filter(device__isnull=True)
+    elif f.device:
         qs = qs.filter(device_id=f.device)
     tz = timezone.get_current_timezone()
     if f.since:
@@ -182,6 +216,12 @@ def filtered_studies(f: StudyFilters, *, scope: SiteScope = EVERY_SITE):
             qs = qs.filter(~Exists(mapped))
         else:
             qs = qs.filter(Exists(mapped.filter(standard_name_id=f.standard)))
+    if f.description is not None:
+        qs = qs.filter(study_description=f.description)
+    if f.ionising:
+        qs = qs.filter(has_ionising_dose=True)
+    if f.reported:
+        qs = qs.filter(**{f"{DOSE_RANGES[f.reported][0]}__isnull": False})
     if f.age_band:
         lo, hi = AGE_BANDS[f.age_band]
         qs = qs.filter(patient_age_years__gte=lo)
@@ -193,6 +233,8 @@ def filtered_studies(f: StudyFilters, *, scope: SiteScope = EVERY_SITE):
         qs = qs.filter(not_patient_reason="")
     elif f.not_patient == "only":
         qs = qs.exclude(not_patient_reason="")
+    if f.flagged:
+        qs = flagged_studies(qs, f.flagged)
     for stem, (lo, hi) in f.ranges.items():
         col = DOSE_RANGES[stem][0]
         if lo is not None:
@@ -235,7 +277,7 @@ def study_page(f: StudyFilters, *, scope: SiteScope = EVERY_SITE) -> StudyPage:
     rows = list(ordered(qs, f).select_related("device", "patient").only(
         "pk", "study_datetime", "procedure_modality", "study_description", "accession_number", "patient_age_years",
         "dap_total_gy_cm2", "dose_rp_max_plane_gy", "fluoro_time_total_s", "ctdivol_max_mgy", "dlp_total_mgy_cm",
-        "event_count", "not_patient_reason", "has_ionising_dose", "patient_id", "device_id",
+        "event_count", "not_patient_reason", "has_ionising_dose", "patient_id", "device_id", "flags",
         "device__display_name", "device__manufacturer", "device__model", "device__station_name", "device__institution",
         "patient__patient_id", "patient__sex",
     )[start:start + f.page_size]) if count else []

@@ -12,8 +12,10 @@ urlpatterns = [
     path("due/", views.due, name="due"),
     path("incidents/", views.incident_register, name="incidents"),
     path("incidents.csv", views.incident_export, name="incidents_export"),
+    path("incidents.pdf", views.incident_register_pdf, name="incidents_pdf"),
     path("staff/<id:staff_id>/", views.staff_person, name="staff_person"),
     path("<id:case_id>/", views.detail, name="detail"),
+    path("<id:case_id>/incident.<str:fmt>", views.incident_file, name="incident_file"),
     path("<id:case_id>/incident/<str:action>/", views.incident_action, name="incident_action"),
     path("<id:case_id>/<str:action>/", views.action, name="action"),
 ]

@@ -96,9 +96,10 @@ def bulk_acknowledge(request):
 @require_GET
 @role_required(*roles.DASHBOARD)
 def due(request):
-    rows = selectors.due_list(scope=selectors.case_scope(request.user))
-    audit_record(request=request, action=V, object_type="worklist_due", patient_pks=selectors.patient_pks(rows))
-    return render(request, "cases/due.html", {"rows": rows})
+    ctx = selectors.due_page(scope=selectors.case_scope(request.user),
+                             page=QueryParams(request.GET, strict=False).int("page", max_value=100000) or 1)
+    audit_record(request=request, action=V, object_type="worklist_due", patient_pks=selectors.patient_pks(ctx["rows"]))
+    return render(request, "cases/due.html", ctx)
 
 
 @require_GET
@@ -211,18 +212,65 @@ def incident_register(request):
     return render(request, "cases/incidents.html", {"rows": rows, "year": year, "years": selectors.incident_years(scope=selectors.case_scope(request.user))})
 
 
-@require_GET
-@role_required(*roles.DASHBOARD)
-def incident_export(request):
-    rows = selectors.incidents(scope=selectors.case_scope(request.user), year=_year(request), limit=100000)
+def _incident_csv_response(rows, filename: str) -> HttpResponse:
     header, data = selectors.incident_csv(rows)
-    audit_record(request=request, action=X, object_type="incident_csv", patient_pks=[i.case.patient_id for i in rows])
     resp = HttpResponse(content_type="text/csv; charset=utf-8")
-    resp["Content-Disposition"] = 'attachment; filename="dosereg-incidents.csv"'
+    resp["Content-Disposition"] = f'attachment; filename="{filename}"'
     w = csv.writer(resp)
     w.writerow(header)
     w.writerows(data)
     return resp
+
+
+def _pdf_response(body: bytes, filename: str) -> HttpResponse:
+    resp = HttpResponse(body, content_type="application/pdf")
+    resp["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return resp
+
+
+@require_GET
+@role_required(*roles.DASHBOARD)
+def incident_export(request):
+    """The register (one year with ?year=, else every year) as CSV."""
+    year = _year(request)
+    rows = selectors.incidents(scope=selectors.case_scope(request.user), year=year, limit=100000)
+    audit_record(request=request, action=X, object_type="incident_csv", patient_pks=[i.case.patient_id for i in rows],
+                 detail={"year": year, "incidents": len(rows)})
+    return _incident_csv_response(rows, f"dosereg-incidents-{year}.csv" if year else "dosereg-incidents.csv")
+
+
+@require_GET
+@role_required(*roles.DASHBOARD)
+def incident_register_pdf(request):
+    """The register (one year with ?year=, else every year) as PDF: the table, then each incident in full."""
+    from . import incident_pdf
+
+    year = _year(request)
+    rows = selectors.incidents(scope=selectors.case_scope(request.user), year=year, limit=10000)
+    scope = scope_for(request.user)
+    body = incident_pdf.register_pdf(incidents=rows, year=year, scope_label="" if scope.unrestricted else scope.label)
+    audit_record(request=request, action=X, object_type="incident_pdf", patient_pks=[i.case.patient_id for i in rows],
+                 detail={"year": year, "incidents": len(rows)})
+    return _pdf_response(body, f"dosereg-incidents-{year}.pdf" if year else "dosereg-incidents.pdf")
+
+
+@require_GET
+@role_required(*roles.DASHBOARD)
+def incident_file(request, case_id: int, fmt: str):
+    """One incident (the case's) as CSV or PDF; another site's case, or a case that is no incident: 404."""
+    from . import incident_pdf
+
+    if fmt not in ("csv", "pdf"):
+        raise Http404
+    inc = selectors.incident_get(case_id=case_id, scope=selectors.case_scope(request.user))
+    if inc is None:
+        raise Http404
+    audit_record(request=request, action=X, object_type=f"incident_{fmt}", object_id=inc.case_id,
+                 patient_pks=[inc.case.patient_id], detail={"incident": inc.number})
+    name = f"dosereg-incident-{inc.number}.{fmt}"
+    if fmt == "csv":
+        return _incident_csv_response([inc], name)
+    return _pdf_response(incident_pdf.incident_pdf(incident=inc), name)
 
 
 # ---------------------------------------------------------------------------

@@ -26,10 +26,10 @@ class InvitationAcceptForm(forms.Form):
 
 
 class AuditRangeForm(forms.Form):
+    MODALITY_CHOICES = [("", "all modalities"), ("CT", "CT"), ("RF", "RF"), ("XA", "XA"), ("DX", "DX"), ("MG", "MG")]
     since = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
     until = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
-    modality = forms.ChoiceField(required=False, choices=[("", "all modalities"), ("CT", "CT"), ("RF", "RF"), ("XA", "XA"),
-                                                          ("DX", "DX"), ("MG", "MG")])
+    modality = forms.ChoiceField(required=False, choices=MODALITY_CHOICES)
     device = forms.IntegerField(required=False, widget=forms.HiddenInput)
 
 

@@ -6,7 +6,7 @@ formatted by ``dosereg.formatting``.
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from django.apps import apps
 from django.utils import timezone
@@ -37,8 +37,6 @@ _NEXT_ACTIONS = {
     "withdrawn": ["close"],
     "closed": [],
 }
-_SEVERITY_ORDER = {"high": 0, "normal": 1, "low": 2}
-INBOX_STATUSES = exposure.INBOX_STATUSES
 
 
 class AlertNotFound(Exception):
@@ -68,22 +66,6 @@ def alert_dict(a) -> dict:
         "acknowledged_at": a.acknowledged_at, "closed_at": a.closed_at,
         "actions": _NEXT_ACTIONS.get(a.status, []),
     }
-
-
-def open_alerts(*, limit: int = 50, scope=None) -> list[dict]:
-    rows = exposure.inbox_alerts(limit=limit, scope=scope)
-    rows.sort(key=lambda a: (a.status != "open", _SEVERITY_ORDER.get(a.severity, 3)))
-    return [alert_dict(a) for a in rows]
-
-
-def follow_ups_due(*, now: datetime, days_ahead: int = 7, limit: int = 50, scope=None) -> list[dict]:
-    today = timezone.localdate(now)
-    out = []
-    for a in exposure.follow_up_alerts(due_by=today + timedelta(days=days_ahead), limit=limit, scope=scope):
-        d = alert_dict(a)
-        d["overdue"] = bool(a.follow_up_due and a.follow_up_due < today)
-        out.append(d)
-    return out
 
 
 def patient_alerts(*, patient, scope=None) -> list[dict]:
@@ -151,6 +133,29 @@ def patient_windows(*, patient) -> list[dict]:
         "dose_rp_gy": w.kar_max_gy, "fluoro_time_s": w.fluoro_time_s, "dlp_mgy_cm": w.dlp_mgy_cm,
         "effective_dose_msv": w.effective_dose_msv, "computed_at": w.computed_at,
     } for w in exposure.now_windows(patient_id=patient.pk)]
+
+
+def patient_all_time(*, patient, group: list[int] | None = None) -> dict | None:
+    """The "all time" row of the history: every exam of the patient (dated or not, every site), summed as the
+    exposure app sums a window; None when there is no exam."""
+    t = exposure.all_time_totals(patient_id=patient.pk, group=group)
+    if t is None:
+        return None
+    return {"label": "All time", "studies": t.procedure_count, "dap_total_gy_cm2": t.kap_gy_cm2,
+            "dose_rp_gy": t.kar_max_gy, "fluoro_time_s": t.fluoro_time_s, "dlp_mgy_cm": t.dlp_mgy_cm,
+            "effective_dose_msv": t.effective_dose_msv, "all_time": True}
+
+
+# the patients list's cumulative columns: the window ending now closest to 12 months
+CUMULATIVE_FIELDS = ("cum_kap_gy_cm2", "cum_kar_gy", "cum_dlp_mgy_cm", "cum_effective_dose_msv", "cum_procedures")
+
+
+def cumulative_window_subqueries(*, outer_patient: str = "pk") -> dict:
+    return exposure.now_window_subqueries(window_days=exposure.now_window_length(365), outer_patient=outer_patient)
+
+
+def cumulative_window_label() -> str:
+    return _window_label(exposure.now_window_length(365))
 
 
 def study_effective_doses(*, study_ids: list[int]) -> dict[int, float]:

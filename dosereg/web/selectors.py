@@ -10,8 +10,8 @@ import statistics
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Aggregate, Avg, Count, F, FloatField, Max, OuterRef, Prefetch, Q, Subquery, Sum
-from django.db.models.functions import TruncDate, TruncWeek
+from django.db.models import Aggregate, Avg, Count, F, FloatField, Max, OuterRef, Prefetch, Q, Subquery, Sum, TextField
+from django.db.models.functions import Cast, TruncDate, TruncWeek
 from django.utils import timezone
 
 from dosereg import formatting as fmt
@@ -118,6 +118,7 @@ def patient_history(*, patient: Patient, now: datetime | None = None, scope: Sit
     # computed by the exposure app only (Ka,r per reference point and plane, never summed across them); none yet
     # (before the first recompute) is shown as such, never replaced by sums made here
     windows = integrations.patient_windows(patient=patient)
+    all_time = integrations.patient_all_time(patient=patient, group=ids)  # every site, like the windows
     chart = [
         {
             "t": s.study_datetime.isoformat() if s.study_datetime else None,
@@ -136,7 +137,7 @@ def patient_history(*, patient: Patient, now: datetime | None = None, scope: Sit
         s.skin = skin["procedures"].get(s.pk)  # type: ignore[attr-defined]
     return {
         "skin": skin,
-        "patient": patient, "studies": studies, "windows": windows, "windows_computed_at": max((w["computed_at"] for w in windows), default=None),
+        "patient": patient, "studies": studies, "windows": windows, "all_time": all_time, "windows_computed_at": max((w["computed_at"] for w in windows), default=None),
         "chart": chart, "alerts": integrations.patient_alerts(patient=patient, scope=scope), "accounts": accounts,
         "scope": scope, "other_site_studies": other_site_studies,
     }
@@ -324,6 +325,33 @@ def quarantine(*, limit: int = 50, scope: SiteScope = EVERY_SITE) -> dict:
     }
 
 
+def flagged_studies(*, limit: int = 10, scope: SiteScope = EVERY_SITE) -> dict:
+    """Studies flagged at ingest (``Study.flags``) at the scope's sites: how many have dose values that could not be
+    read, how many have any data-quality flag, and the newest of the former with their reasons (one query: the
+    counts are window aggregates over the flagged studies, whose dose-unreadable ones come first)."""
+    from django.db.models import Case, IntegerField, Value, When, Window
+
+    from . import browse
+
+    flagged = browse.flagged_studies(Study.objects.filter(scope.study_q()), "any")
+    dose_q = Q()
+    for marker in browse.DOSE_UNREADABLE_MARKERS:
+        dose_q |= Q(_flags_text__icontains=marker)
+    qs = (flagged.alias(_flags_text=Cast("flags", TextField()))
+          .annotate(dose_unreadable=Case(When(dose_q, then=Value(1)), default=Value(0), output_field=IntegerField()))
+          .annotate(n_any=Window(Count("pk")), n_dose=Window(Sum("dose_unreadable")))
+          .select_related("patient", "device").only(
+              "pk", "study_datetime", "procedure_modality", "study_description", "flags", "patient_id",
+              "patient__patient_id", "device_id", "device__display_name", "device__manufacturer", "device__model",
+              "device__station_name", "device__institution")
+          .order_by("-dose_unreadable", F("study_datetime").desc(nulls_last=True), "-pk"))
+    got = list(qs[:limit])
+    rows = [s for s in got if s.dose_unreadable]
+    for s in rows:
+        s.dose_reasons = browse.dose_flags(s.flags)
+    return {"dose_count": int(got[0].n_dose or 0) if got else 0, "any_count": got[0].n_any if got else 0, "rows": rows}
+
+
 def pregnancy_studies(*, now: datetime, days: int = 90, limit: int = 25, scope: SiteScope = EVERY_SITE) -> list[Study]:
     since = now - timedelta(days=days)
     flt = PREGNANT_Q  # the condition of the partial index study_pregnant_recent
@@ -352,8 +380,6 @@ def dashboard(*, now: datetime | None = None, user=None, scope: SiteScope | None
     return {
         "now": now,
         "scope": scope,
-        "alerts": integrations.open_alerts(limit=50, scope=scope),
-        "follow_ups": integrations.follow_ups_due(now=now, scope=scope),
         "top_patients": integrations.top_cumulative(limit=10, scope=scope),
         "pregnancy": pregnancy_studies(now=now, scope=scope),
         "trends": {"weeks": trends["weeks"], "devices": [
@@ -362,6 +388,7 @@ def dashboard(*, now: datetime | None = None, user=None, scope: SiteScope | None
         ]},
         "ingest": ingest,
         "quarantine": quarantine(scope=scope),
+        "flagged": flagged_studies(scope=scope),
         "has_exposure": integrations.has_exposure(),
     }
 
@@ -410,7 +437,8 @@ def _quartiles(values: list[float]) -> tuple[float | None, float | None, float |
 
 def protocol_audit(*, since: datetime, until: datetime, modality: str = "", device_id: int | None = None,
                    drl_set_ids: list[int] | None = None) -> dict:
-    """Per device x standard name: count, quartiles of each quantity, DRL comparison (5 queries).
+    """Per device x standard name (an unmapped vendor description: a row of its own): count, quartiles of each
+    quantity, DRL comparison and the study-browser query of the row and of each quantity (5 queries).
 
     Read from the monthly pre-aggregated summaries (``dosereg.protocols``), so the cost grows with devices x
     months x study descriptions, not with the number of studies. Counts, minimum and maximum are exact; the
@@ -418,16 +446,19 @@ def protocol_audit(*, since: datetime, until: datetime, modality: str = "", devi
     ``percentile_cont`` values (``histogram.MAX_RELATIVE_ERROR``). Studies not summarised yet (new, changed,
     or in a month cut by the period's ends) are read exactly in the same query, so nothing shown is stale.
     """
+    from .audit_pages import group_filters, qs, quantity_filters
+
     groups: dict[tuple, dict] = {}
-    for (dev_id, std_id, mod), g in audit_groups(since=since, until=until, modality=modality, device_id=device_id).items():
-        r = {"device_id": dev_id, "std": std_id, "procedure_modality": mod, "n": g.n}
+    for (dev_id, std_id, mod, descr), g in audit_groups(since=since, until=until, modality=modality,
+                                                        device_id=device_id).items():
+        r = {"device_id": dev_id, "std": std_id, "procedure_modality": mod, "n": g.n, "description": descr}
         for key, _, _ in AUDIT_QUANTITIES:
             s = g.quantities.get(key)
             r[f"{key}__n"] = s.n if s else 0
             r[f"{key}__min"] = s.minimum if s else None
             r[f"{key}__max"] = s.maximum if s else None
             r[f"{key}__q1"], r[f"{key}__med"], r[f"{key}__q3"] = s.quartiles() if s else (None, None, None)
-        groups[(dev_id, std_id, mod)] = r
+        groups[(dev_id, std_id, mod, descr)] = r
     std_names = {s.pk: s for s in StandardName.objects.all()}
     drl_qs = DRLValue.objects.select_related("drl_set").filter(drl_set__active=True)
     if drl_set_ids:
@@ -437,8 +468,9 @@ def protocol_audit(*, since: datetime, until: datetime, modality: str = "", devi
         drls.setdefault((v.standard_name_id, v.quantity), []).append(v)
     names = device_names()
     rows = []
-    for (dev_id, std_id, mod), r in groups.items():
+    for (dev_id, std_id, mod, descr), r in groups.items():
         min_n = MIN_SAMPLE.get(mod or "", 20)
+        gq = group_filters(since=since, until=until, modality=mod, device_id=dev_id, std_id=std_id, description=descr)
         qrows = []
         for key, label, unit in AUDIT_QUANTITIES:
             if not r.get(f"{key}__n"):
@@ -450,13 +482,14 @@ def protocol_audit(*, since: datetime, until: datetime, modality: str = "", devi
                              "above": med is not None and med > v.value})
             qrows.append({"key": key, "label": label, "unit": unit, "n": r[f"{key}__n"], "q1": r[f"{key}__q1"],
                           "median": r[f"{key}__med"], "q3": r[f"{key}__q3"], "min": r[f"{key}__min"],
-                          "max": r[f"{key}__max"], "drls": comp})
+                          "max": r[f"{key}__max"], "drls": comp, "query": qs(quantity_filters(gq, key))})
         rows.append({
             "device_id": dev_id, "device": names.get(dev_id, "unknown device") if dev_id else "unknown device",
             "standard_name": std_names.get(std_id) if std_id else None, "modality": mod, "n": r["n"],
-            "min_n": min_n, "too_small": r["n"] < min_n, "quantities": qrows,
+            "min_n": min_n, "too_small": r["n"] < min_n, "quantities": qrows, "description": descr,
+            "query": qs(gq),
         })
-    rows.sort(key=lambda x: (x["standard_name"] is None, str(x["standard_name"] or ""), x["device"]))
+    rows.sort(key=lambda x: (x["standard_name"] is None, str(x["standard_name"] or ""), x["device"], x["description"]))
     return {"rows": rows, "drl_sets": list(DRLSet.objects.all()), "since": since, "until": until}
 
 
@@ -477,14 +510,17 @@ def name_mappings(*, since: datetime, limit: int = 500, scope: SiteScope = EVERY
     )
     mappings = {(m.modality, m.source_name): m for m in ProtocolMapping.objects.select_related("standard_name")}
     standards = list(StandardName.objects.all())
-    from .services import suggest_standard_name
+    from .services import suggestion_for
 
     out = []
     for r in names:
         m = mappings.get((r["procedure_modality"], r["study_description"]))
+        sugg = None if m else suggestion_for(r["study_description"], r["procedure_modality"], standards)
         out.append({
             "modality": r["procedure_modality"], "source_name": r["study_description"], "n": r["n"],
-            "mapping": m, "suggestion": None if m else suggest_standard_name(r["study_description"], r["procedure_modality"], standards),
+            "mapping": m, "suggestion": sugg.key if sugg else None,
+            "confidence": round(sugg.confidence * 100) if sugg else None,
+            "key": f"{r['procedure_modality']}:{r['study_description']}",
         })
     return {"names": out, "standards": standards}
 

@@ -1,9 +1,7 @@
 """Web-side writes: demo users, patient portal invitations, protocol mappings, DRL values."""
 from __future__ import annotations
 
-import difflib
 import hashlib
-import re
 import secrets
 from datetime import date, timedelta
 
@@ -16,6 +14,7 @@ from django.utils import timezone
 
 from dosereg.access import roles
 from dosereg.access.models import AssignedSite, SiteAssignment
+from dosereg.protocols import naming
 from dosereg.protocols.models import DRLSet, DRLValue, ProtocolMapping, StandardName
 from dosereg.registry.models import DoseObject, Patient
 
@@ -182,41 +181,37 @@ def patient_account_revoke(*, account: PatientAccount) -> None:
 # ---------------------------------------------------------------------------
 # protocol mapping and DRLs
 # ---------------------------------------------------------------------------
-_STOP = {"ct", "xr", "dx", "the", "and", "with", "w", "wo", "contrast", "c", "adult", "routine", "std", "standard", "protocol", "exam", "of"}
-_SYNONYMS = {
-    "cor": "coronary", "coro": "coronary", "angio": "angiography", "angiogram": "angiography", "ptca": "angioplasty",
-    "pci": "angioplasty", "thorax": "chest", "abd": "abdomen", "pelv": "pelvis", "cap": "chest abdomen pelvis",
-    "ctpa": "pulmonary angiogram", "pe": "pulmonary angiogram", "brain": "head", "cerebral": "cerebral",
-    "embo": "embolisation", "embolization": "embolisation", "tap": "chest abdomen pelvis", "hr": "hrct",
-    "stroke": "stroke", "kub": "kub", "sinus": "sinuses", "cspine": "cervical spine", "urography": "urogram",
-}
-
-
-def _tokens(text: str) -> set[str]:
-    words = re.findall(r"[a-z0-9]+", (text or "").lower())
-    out: set[str] = set()
-    for w in words:
-        if w in _STOP:
-            continue
-        out.update(_SYNONYMS.get(w, w).split())
-    return out
+def suggestion_for(source_name: str, modality: str, standards: list[StandardName]) -> naming.Suggestion | None:
+    """The standard name to suggest for a vendor name, with its confidence (``dosereg.protocols.naming``: same
+    modality family, body region and clinical intent only; None rather than a guess across them)."""
+    return naming.suggest(source_name, modality, [(s, s.name, s.modality) for s in standards])
 
 
 def suggest_standard_name(source_name: str, modality: str, standards: list[StandardName]) -> StandardName | None:
-    """Best-scoring standard name of the same modality family by token overlap, then string similarity."""
-    family = {"XA": "RF", "RF": "RF", "CT": "CT"}.get(modality, modality)
-    src = _tokens(source_name)
-    best, best_score = None, 0.0
-    for s in standards:
-        if s.modality != family:
-            continue
-        tgt = _tokens(s.name)
-        overlap = len(src & tgt) / max(1, len(tgt))
-        ratio = difflib.SequenceMatcher(None, " ".join(sorted(src)), " ".join(sorted(tgt))).ratio()
-        score = overlap * 0.7 + ratio * 0.3
-        if score > best_score:
-            best, best_score = s, score
-    return best if best_score >= 0.35 else None
+    s = suggestion_for(source_name, modality, standards)
+    return s.key if s else None  # type: ignore[return-value]
+
+
+def mapping_warnings(source_name: str, standard_name: StandardName) -> list[str]:
+    """Why a chosen standard name may be another examination than the vendor name (shown before confirming)."""
+    return naming.compatibility(source_name, standard_name.name)
+
+
+def protocol_mappings_apply(*, items: list[tuple[str, str]], standard_name: StandardName | None, user=None) -> list[dict]:
+    """Map (or unmap) several (modality, vendor name) at once, in one transaction; returns what changed
+    (modality, source name, previous and new standard name) for the audit trail."""
+    changes = []
+    with transaction.atomic():
+        previous = {(m.modality, m.source_name): m.standard_name.name for m in ProtocolMapping.objects.select_related(
+            "standard_name").filter(source_name__in=[n for _, n in items])}
+        for modality, source_name in items:
+            before = previous.get((modality, source_name))
+            protocol_mapping_set(modality=modality, source_name=source_name, standard_name=standard_name, user=user)
+            after = standard_name.name if standard_name else None
+            if before != after:
+                changes.append({"modality": modality, "source_name": source_name, "previous": before, "new": after,
+                                "standard_name_id": standard_name.pk if standard_name else None})
+    return changes
 
 
 def protocol_mapping_set(*, modality: str, source_name: str, standard_name: StandardName | None, user=None) -> ProtocolMapping | None:

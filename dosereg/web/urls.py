@@ -1,6 +1,6 @@
 from django.urls import path, register_converter
 
-from . import api, views, views_browse, views_skin
+from . import api, views, views_audit, views_browse, views_devices, views_skin
 from .params import IdConverter
 
 # <id:...>: a database id (1..2**63-1); an out-of-range id is a 404, never a database overflow
@@ -30,6 +30,12 @@ urlpatterns = [
     path("studies/<id:pk>/skin-map.png", views_skin.study_skin_map_png, name="study_skin_map_png"),
     path("studies/<id:pk>/skin-map/", views_skin.study_skin_map_3d, name="study_skin_map_3d"),
     path("vendor/plotly.min.js", views_skin.vendor_plotly, name="vendor_plotly"),
+    # devices
+    path("devices/", views_devices.device_list, name="device_list"),
+    path("devices/<id:pk>/", views_devices.device_detail, name="device_detail"),
+    path("devices/<id:pk>/rename/", views_devices.device_rename, name="device_rename"),
+    path("devices/<id:pk>/merge/", views_devices.device_merge, name="device_merge"),
+    path("devices/<id:pk>/split/", views_devices.device_split, name="device_split"),
     # patient portal
     path("portal/", views.portal, name="portal"),
     path("portal/exams/<id:pk>/", views.portal_exam, name="portal_exam"),
@@ -38,11 +44,12 @@ urlpatterns = [
     path("portal/print/", views.portal_print, name="portal_print"),
     path("portal/invite/<str:token>/", views.portal_invite, name="portal_invite"),
     # physicist protocol audit
-    path("protocols/", views.protocol_audit, name="protocol_audit"),
+    path("protocols/", views_audit.protocol_audit, name="protocol_audit"),
+    path("protocols/group/", views_audit.protocol_group, name="protocol_group"),
     path("protocols/distribution.json", views.protocol_distribution, name="protocol_distribution"),
-    path("protocols/names/", views.protocol_names, name="protocol_names"),
+    path("protocols/names/", views_audit.protocol_names, name="protocol_names"),
     path("protocols/drls/", views.drl_sets, name="drl_sets"),
-    path("protocols/technique/", views.fluoro_technique, name="fluoro_technique"),
+    path("protocols/technique/", views_audit.technique, name="fluoro_technique"),
     path("protocols/export/<str:kind>.<str:fmt>", views.protocol_export, name="protocol_export"),
     # staff
     path("staff/me/", views.staff_me, name="staff_me"),

@@ -27,12 +27,12 @@ from dosereg.audit.selectors import audit_event_search, login_failures
 from dosereg.audit.services import audit_record, client_ip
 from dosereg.protocols.models import DRLSet, DRLValue
 from dosereg.registry.merge_group import patient_group_ids
-from dosereg.registry.models import Device, Patient
+from dosereg.registry.models import Patient
 from dosereg.skindose import selectors as skin_selectors
 
-from . import exports, integrations, params, pdf, selectors, services
+from . import exports, integrations, params, patient_browse, pdf, selectors, services
 from .access import portal_patient, role_required, safe_next
-from .forms import AuditRangeForm, DRLSetForm, DRLValueForm, InvitationAcceptForm, LoginForm, MappingForm
+from .forms import AuditRangeForm, DRLSetForm, DRLValueForm, InvitationAcceptForm, LoginForm
 
 log = logging.getLogger(__name__)
 V = AuditEvent.ACTION_VIEW
@@ -97,9 +97,9 @@ def dashboard(request):
     shown = {p["patient_id"] for p in ctx["top_patients"] if p.get("patient_id")}
     shown |= case_selectors.patient_pks(ctx["cases"]["rows"])
     shown |= {s.patient_id for s in ctx["pregnancy"]}
+    shown |= {s.patient_id for s in ctx["flagged"]["rows"] if s.patient_id}
     audit_record(request=request, action=V, object_type="dashboard", patient_pks=shown)
     ctx["can_act"] = roles.has_role(request.user, roles.ALERT_ACTIONS)
-    ctx["all_actions"] = integrations.ALERT_ACTIONS
     ctx["can_reprocess"] = roles.has_role(request.user, roles.REPROCESS)
     ctx["trends_json"] = ctx["trends"]
     return render(request, "web/dashboard.html", ctx)
@@ -153,11 +153,25 @@ def quarantine_reprocess(request):
 @require_GET
 @role_required(*roles.CLINICAL)
 def patient_list(request):
-    q = params.clean_text(request.GET.get("q"), max_length=128)
-    rows = selectors.patient_search(q=q, scope=scope_for(request.user))
-    audit_record(request=request, action=V, object_type="patient_list", object_id=q[:64],
-                 patient_pks=[r["pk"] for r in rows], detail={"q": q})
-    return render(request, "web/patient_list.html", {"rows": rows, "q": q})
+    f = patient_browse.read_filters(request.GET)
+    scope = scope_for(request.user)
+    page = patient_browse.patient_page(f, scope=scope)
+    audit_record(request=request, action=V, object_type="patient_list", object_id=f.q[:64],
+                 patient_pks=[r["pk"] for r in page.rows],
+                 detail={"q": f.q, "sort": f.sort, "page": page.page, "count": page.count})
+    return render(request, "web/patient_list.html", {
+        "f": f, "q": f.q, "page": page, "rows": page.rows, "scope": scope,
+        "columns": patient_browse.sort_columns(f), "page_sizes": patient_browse.PAGE_SIZES,
+        "base_query": _query_without(request, "sort", "page"), "page_query": _query_without(request, "page"),
+        "param_errors": [f"parameter {n!r} ignored: {m}" for n, m in f.errors.items()],
+    })
+
+
+def _query_without(request, *names: str) -> str:
+    q = request.GET.copy()
+    for n in names:
+        q.pop(n, None)
+    return q.urlencode()
 
 
 def _clinical_patient(request, pk: int) -> Patient:
@@ -358,19 +372,6 @@ def _audit_in_scope(audit: dict, scope) -> dict:
 
 @require_GET
 @role_required(*roles.PROTOCOL_READ)
-def protocol_audit(request):
-    since, until, modality, device, form, p = _range(request)
-    scope = scope_for(request.user)
-    ctx = _audit_in_scope(selectors.protocol_audit(since=since, until=until, modality=modality, device_id=device), scope)
-    ctx.update(form=form, modality=modality, device=device, can_edit=roles.has_role(request.user, roles.PROTOCOL_EDIT),
-               query=request.GET.urlencode(),
-               devices=Device.objects.filter(scope.device_q("pk")).order_by("display_name").only("pk", "display_name"),
-               param_errors=p.messages())
-    return render(request, "web/protocol_audit.html", ctx)
-
-
-@require_GET
-@role_required(*roles.PROTOCOL_READ)
 def protocol_distribution(request):
     quantity = request.GET.get("quantity", "")
     if quantity not in {k for k, _, _ in selectors.AUDIT_QUANTITIES}:
@@ -387,29 +388,6 @@ def protocol_distribution(request):
         values = selectors.distribution(since=since, until=until, quantity=quantity, device_id=device_id,
                                         standard_name_id=std_id)
     return JsonResponse({"quantity": quantity, "values": values})
-
-
-@require_http_methods(["GET", "POST"])
-@role_required(*roles.PROTOCOL_READ)
-def protocol_names(request):
-    if request.method == "POST":
-        if not roles.has_role(request.user, roles.PROTOCOL_EDIT):
-            raise PermissionDenied
-        form = MappingForm(request.POST)
-        if not form.is_valid():
-            return JsonResponse({"ok": False, "errors": form.errors}, status=400)
-        d = form.cleaned_data
-        std = d["standard_name"]
-        if d["new_standard_name"]:
-            std = services.standard_name_create(name=d["new_standard_name"], modality={"XA": "RF"}.get(d["modality"], d["modality"]))
-        m = services.protocol_mapping_set(modality=d["modality"], source_name=d["source_name"], standard_name=std, user=request.user)
-        if request.headers.get("X-Requested-With"):
-            return JsonResponse({"ok": True, "standard_name": str(m.standard_name.name) if m else None,
-                                 "standard_name_id": m.standard_name_id if m else None})
-        return redirect("web:protocol_names")
-    ctx = selectors.name_mappings(since=timezone.now() - timedelta(days=730), scope=scope_for(request.user))
-    ctx["can_edit"] = roles.has_role(request.user, roles.PROTOCOL_EDIT)
-    return render(request, "web/protocol_names.html", ctx)
 
 
 @require_http_methods(["GET", "POST"])
@@ -438,15 +416,6 @@ def drl_sets(request):
         "sets": DRLSet.objects.all(), "values": values, "set_form": set_form, "value_form": value_form,
         "can_edit": roles.has_role(request.user, roles.PROTOCOL_EDIT),
     })
-
-
-@require_GET
-@role_required(*roles.PROTOCOL_READ)
-def fluoro_technique(request):
-    since, until, _, device, form, p = _range(request)
-    ctx = selectors.fluoro_technique(since=since, until=until, device_id=device, scope=scope_for(request.user))
-    ctx.update(form=form, query=request.GET.urlencode(), param_errors=p.messages())
-    return render(request, "web/fluoro_technique.html", ctx)
 
 
 @require_GET

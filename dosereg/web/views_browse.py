@@ -16,7 +16,8 @@ from dosereg.audit.services import audit_record
 from . import browse, exports, params
 from .access import role_required
 
-FILTER_KEYS = ("modality", "site", "device", "since", "until", "protocol", "standard", "age", "sex", "not_patient",
+FILTER_KEYS = ("modality", "site", "device", "since", "until", "protocol", "standard", "description", "ionising",
+               "reported", "age", "sex", "not_patient", "flagged",
                *[f"{stem}_{end}" for stem in browse.DOSE_RANGES for end in ("min", "max")])
 
 
@@ -54,11 +55,13 @@ def study_browser(request):
         "page_export_query": _query_without(request, "only", "page"),
         "options": browse.filter_options(scope=scope), "modalities": browse.MODALITIES, "sexes": browse.SEXES,
         "age_bands": browse.AGE_BAND_LABELS, "not_patient_choices": browse.NOT_PATIENT,
+        "flagged_choices": browse.FLAGGED,
         "page_sizes": browse.PAGE_SIZES, "dose_ranges": [
             {"stem": stem, "label": label, "unit": unit, "min": request.GET.get(f"{stem}_min", ""),
              "max": request.GET.get(f"{stem}_max", "")} for stem, (_, label, unit) in browse.DOSE_RANGES.items()],
         "param_errors": [f"filter {n!r} ignored: {m}" for n, m in f.errors.items()], "scope": scope,
-        "filtered": any(request.GET.get(k) for k in FILTER_KEYS),
+        "filtered": any(request.GET.get(k) for k in FILTER_KEYS) or "description" in request.GET,
+        "reported_label": browse.DOSE_RANGES[f.reported][1] if f.reported else "",
         "modality_links": [m for m in browse.modalities_in_scope(scope=scope) if m in browse.MODALITY_QUANTITIES],
     }
     return render(request, "web/studies.html", ctx)

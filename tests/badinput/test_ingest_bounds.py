@@ -411,3 +411,22 @@ def test_image_header_dose_sent_as_nan_inf_or_text_flags_the_study(ingest, sent)
     flag = f"unreadable dose value: Image and Fluoroscopy Area Dose Product (0018,115E) {sent!r}"
     assert any(f.startswith(flag) for f in Study.objects.get(pk=obj.study_id).flags)
     assert IrradiationEvent.objects.get(dose_object=obj).dap_gy_cm2 is None
+
+
+def test_a_report_of_another_patient_under_a_study_uid_in_use_is_quarantined_not_joined(ingest):
+    """Found by the hostile corpus (tests/hostile): two patients' reports under one placeholder Study Instance
+    UID. Filing the second under the study moved the first patient's report (and dose) to the second patient.
+    Now the second is quarantined with the reason; a correction (same SOP Instance UID) still moves the study."""
+    placeholder = "1.2.3.4"
+    first = ingest(to_bytes(fgi("COLLIDE-A", name="Alpha^Ann", study_instance_uid=placeholder)))
+    assert first.status == DoseObject.STATUS_INGESTED
+    second = ingest(to_bytes(fgi("COLLIDE-B", name="Beta^Bob", study_instance_uid=placeholder)))
+    assert second.status == DoseObject.STATUS_QUARANTINED
+    assert "already the study of another patient" in second.quarantine_reason
+    study = Study.objects.get(study_instance_uid=placeholder)
+    assert study.patient.patient_id == "COLLIDE-A"
+    assert IrradiationEvent.objects.filter(study=study).count() == 3
+    assert not Study.objects.filter(patient__patient_id="COLLIDE-B").exists()
+    # the same patient again under that UID (a cumulative report) is still filed with the study
+    third = ingest(to_bytes(fgi("COLLIDE-A", name="Alpha^Ann", study_instance_uid=placeholder)))
+    assert third.status == DoseObject.STATUS_INGESTED and third.study_id == study.pk

@@ -117,6 +117,30 @@ def test_rso_walks_a_case_from_email_to_closed(arrived, browser):  # noqa: F811
                  "Skin check at three weeks", "Closed by walk-rso", "Faint erythema, resolved", "Grade: 1"):
         assert text in timeline, text
     shot(page, "case-closed-desktop")
+
+    # declared an incident; its PDF and the year's register (the PDF says Ka,r was the basis: no PSD recorded)
+    page.select_option("#incident select[name=category]", "tissue_reaction")
+    page.fill("#incident textarea[name=note]", "Faint erythema after 7.4 Gy Ka,r")
+    with page.expect_navigation():
+        page.click("#incident button[type=submit]")
+    expect(page.locator("[data-incident-number]")).to_contain_text(f"{timezone.localdate().year}-0001")
+    with page.expect_download() as dl:
+        page.click("[data-incident-pdf]")
+    assert dl.value.suggested_filename == f"dosereg-incident-{timezone.localdate().year}-0001.pdf"
+    from pypdf import PdfReader
+
+    text = " ".join(PdfReader(dl.value.path()).pages[0].extract_text().split())
+    assert "Skin dose basis: Ka,r (reference air kerma; no PSD estimate recorded): 7.4 Gy" in text
+    page.goto(base + f"/alerts/incidents/?year={timezone.localdate().year}")
+    with page.expect_download() as dl:
+        page.click("[data-incidents-pdf]")
+    assert dl.value.suggested_filename == f"dosereg-incidents-{timezone.localdate().year}.pdf"
+    shot(page, "incidents-desktop")
+
+    # the dashboard: the top of the worklist, the worklist's count
+    page.goto(base + "/dashboard/")
+    expect(page.locator("[data-kpi=alerts]")).to_have_text(str(Case.objects.filter(status__in=["open", "acknowledged", "follow_up"]).count()))
+    shot(page, "dashboard-desktop")
     assert errors == [], errors
     ctx.close()
 

@@ -67,3 +67,81 @@ def test_recorded_peak_skin_dose_is_the_basis(tmp_path, import_file, rso):
     case.refresh_from_db()
     assert skin_dose_basis(case)[:2] == ("psd", 9.5)
     assert rules_met(case) == []  # 9.5 Gy PSD: below the 15 Gy level, whatever Ka,r says
+
+
+def _pdf_text(body: bytes) -> str:
+    from pypdf import PdfReader
+
+    assert body.startswith(b"%PDF-")
+    return "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(body)).pages)
+
+
+def _declare(client, case, **data):
+    r = client.post(reverse("cases:incident_action", kwargs={"case_id": case.pk, "action": "declare"}), data)
+    assert r.status_code == 302
+    return Incident.objects.get(case=case)
+
+
+def test_one_incident_exports_as_csv_and_pdf_saying_ka_r_was_used(tmp_path, import_file, client, rso, physicist):
+    from dosereg.audit.models import AuditEvent
+
+    import_file(rf_rdsr(tmp_path, when=timezone.now() - dt.timedelta(days=3), kar=16.6, kap=900, patient_id="INC-X1"))
+    case = Case.objects.get(kind="procedure")
+    client.force_login(rso)
+    inc = _declare(client, case, rule="tjc-fluoro-15gy", note="16.6 Gy Ka,r in one procedure")
+    page = client.get(reverse("cases:detail", kwargs={"case_id": case.pk})).content.decode()
+    assert reverse("cases:incident_file", kwargs={"case_id": case.pk, "fmt": "pdf"}) in page
+    # CSV: one row, the basis named and explained
+    r = client.get(reverse("cases:incident_file", kwargs={"case_id": case.pk, "fmt": "csv"}))
+    assert r.status_code == 200 and r["Content-Type"].startswith("text/csv")
+    assert f'dosereg-incident-{inc.number}.csv' in r["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(r.content.decode())))
+    assert len(rows) == 2 and rows[0][12] == "dose_basis" and rows[0][-1] == "dose_basis_note"
+    assert rows[1][0] == inc.number and rows[1][10] == "INC-X1" and rows[1][12] == "Ka,r (no PSD)" and rows[1][13] == "16.6"
+    assert "No peak skin dose estimate was recorded" in rows[1][-1] and "Ka,r is not the skin dose" in rows[1][-1]
+    # PDF: the same, readable
+    r = client.get(reverse("cases:incident_file", kwargs={"case_id": case.pk, "fmt": "pdf"}))
+    assert r.status_code == 200 and r["Content-Type"] == "application/pdf"
+    text = " ".join(_pdf_text(r.content).split())
+    assert f"Incident {inc.number}" in text and "INC-X1" in text and "16.6 Gy" in text
+    assert "Skin dose basis: Ka,r (reference air kerma; no PSD estimate recorded): 16.6 Gy" in text
+    assert "Fluoroscopy skin dose review level: 15 Gy to a single field (v1, level 15 Gy)" in text
+    assert "The Joint Commission" in text and "16.6 Gy Ka,r in one procedure" in text and "Physicist sign-off: pending" in text
+    # audited as exports of this patient's data
+    ev = AuditEvent.objects.filter(action=AuditEvent.ACTION_EXPORT, object_type__in=["incident_csv", "incident_pdf"])
+    assert sorted(ev.values_list("object_type", flat=True)) == ["incident_csv", "incident_pdf"]
+    assert set(ev.values_list("patient_pk", flat=True)) == {case.patient_id}
+    # physicists read it too; a case that is no incident, or an unknown format, is not found
+    client.force_login(physicist)
+    assert client.get(reverse("cases:incident_file", kwargs={"case_id": case.pk, "fmt": "pdf"})).status_code == 200
+    assert client.get(reverse("cases:incident_file", kwargs={"case_id": case.pk, "fmt": "xlsx"})).status_code == 404
+    Incident.objects.filter(pk=inc.pk).delete()
+    assert client.get(reverse("cases:incident_file", kwargs={"case_id": case.pk, "fmt": "csv"})).status_code == 404
+
+
+def test_the_year_register_pdf_lists_each_incident_with_psd_or_ka_r(tmp_path, import_file, client, rso):
+    import_file(rf_rdsr(tmp_path, when=timezone.now() - dt.timedelta(days=3), kar=16.0, kap=900, patient_id="INC-PSD"))
+    import_file(rf_rdsr(tmp_path, when=timezone.now() - dt.timedelta(days=2), kar=17.2, kap=950, patient_id="INC-KAR"))
+    psd_case = Case.objects.get(kind="procedure", patient__patient_id="INC-PSD")
+    kar_case = Case.objects.get(kind="procedure", patient__patient_id="INC-KAR")
+    case_close(case_id=psd_case.pk, user=rso, data={"skin_reaction": "observed", "skin_grade": "1", "psd_gy": "9.5"})
+    client.force_login(rso)
+    psd_inc = _declare(client, psd_case, category="tissue_reaction", note="transient erythema after a long ablation")
+    kar_inc = _declare(client, kar_case, rule="tjc-fluoro-15gy", note="17 Gy Ka,r")
+    assert (psd_inc.dose_basis, kar_inc.dose_basis) == ("psd", "kar")
+    year = timezone.localdate().year
+    html = client.get(reverse("cases:incidents") + f"?year={year}").content.decode()
+    assert f"{reverse('cases:incidents_pdf')}?year={year}" in html
+    r = client.get(reverse("cases:incidents_pdf") + f"?year={year}")
+    assert r.status_code == 200 and r["Content-Type"] == "application/pdf" and f"dosereg-incidents-{year}.pdf" in r["Content-Disposition"]
+    text = " ".join(_pdf_text(r.content).split())
+    assert f"Incident register {year}" in text and "2 incident(s)" in text
+    assert psd_inc.number in text and kar_inc.number in text and "INC-PSD" in text and "INC-KAR" in text
+    assert "Skin dose basis: Peak skin dose (PSD) estimate: 9.5 Gy" in text and "assessed on the PSD, not on Ka,r" in text
+    assert "Skin dose basis: Ka,r (reference air kerma; no PSD estimate recorded): 17.2 Gy" in text
+    # CSV per year says the same
+    rows = list(csv.reader(io.StringIO(client.get(reverse("cases:incidents_export") + f"?year={year}").content.decode())))
+    assert {(r[0], r[12], r[13]) for r in rows[1:]} == {(psd_inc.number, "peak skin dose", "9.5"), (kar_inc.number, "Ka,r (no PSD)", "17.2")}
+    # another year: an empty register
+    empty = " ".join(_pdf_text(client.get(reverse("cases:incidents_pdf") + "?year=2001").content).split())
+    assert "Incident register 2001" in empty and "No incidents." in empty and psd_inc.number not in empty

@@ -52,6 +52,11 @@ def snapshot() -> dict:
         "devices": sorted((d.manufacturer, d.model, d.serial_number, d.station_name, d.first_seen.isoformat(),
                            tuple(sorted(d.identifiers.values_list("kind", "value")))) for d in Device.objects.all()),
         "patients": sorted((p.issuer, p.patient_id, p.name, p.sex, str(p.birth_date)) for p in Patient.objects.all()),
+        # the device identity each study arrived with (registry.DeviceIdentity), and the device that holds it
+        "identities": sorted((s.study_instance_uid, s.received_identity.manufacturer, s.received_identity.serial_number,
+                              s.received_identity.station_name, s.received_identity.device.serial_number)
+                             for s in Study.objects.select_related("received_identity__device")
+                             if s.received_identity_id),
     }
 
 

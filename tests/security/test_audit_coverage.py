@@ -16,7 +16,7 @@ from .conftest import web_data  # noqa: F401
 PERSONAL_READS = {
     "web:dashboard", "web:patient_list", "web:patient_history", "web:patient_history_export", "web:study_detail",
     "web:portal", "web:portal_exam", "web:portal_export", "web:portal_print", "web:portal_pdf", "web:protocol_export",
-    "web:staff_me", "web:staff_overview", "web:study_browser", "web:study_browser_export",
+    "web:staff_me", "web:staff_overview", "web:study_browser", "web:study_browser_export", "web:protocol_group",
     "web:api_studies", "web:api_study", "web:api_study_events", "web:api_events", "web:api_patients",
     "web:api_patient", "web:api_alerts", "web:api_fhir_search", "web:api_fhir_observation",
     "cases:worklist", "cases:export", "cases:due", "cases:detail", "cases:incidents", "cases:incidents_export",
@@ -79,6 +79,7 @@ def test_reads_not_covered_by_the_web_suite_are_audited(web_data):
         "web:patient_history_export": ("rso", reverse("web:patient_history_export", kwargs={"pk": d.patients["b"].pk}), "patient"),
         "web:api_patient": ("physicist", reverse("web:api_patient", kwargs={"pk": d.patients["b"].pk}), "patient"),
         "web:study_browser": ("rso", reverse("web:study_browser") + "?modality=CT", "study_list"),
+        "web:protocol_group": ("physicist", reverse("web:protocol_group") + "?modality=CT", "protocol_group"),
         "web:study_browser_export": ("physicist", reverse("web:study_browser_export", kwargs={"fmt": "csv"}), "study_list"),
         "cases:worklist": ("physicist", reverse("cases:worklist"), "worklist"),
         "cases:export": ("rso", reverse("cases:export"), "worklist_csv"),

@@ -38,7 +38,7 @@ def _posts(d, alert_id):
         ("rso", reverse("web:alert_action", kwargs={"alert_id": alert_id, "action": "follow_up"}), {"note": "csrf"}),
         ("rso", reverse("web:quarantine_reprocess"), {}),
         ("rso", reverse("web:patient_invite", kwargs={"pk": d.patients["c"].pk}), {}),
-        ("physicist", reverse("web:protocol_names"), {"modality": "CT", "source_name": "CT Chest", "new_standard_name": "X"}),
+        ("physicist", reverse("web:protocol_names"), {"name": "CT:CT Chest", "new_standard_name": "X", "confirm": "yes"}),
         ("physicist", reverse("web:drl_sets"), {"set-name": "CSRF set", "set-citation": "x"}),
         ("rso", reverse("web:api_alert_action", kwargs={"pk": alert_id, "action": "follow_up"}), {"note": "csrf"}),
         ("rso", reverse("web:logout"), {}),

@@ -48,13 +48,17 @@ OBJECT = {
     "cases:action": ("post", lambda o: {"case_id": o["alert"].case_link.case_id, "action": "follow_up"}, "", 200),
     # an empty note is refused (409) for the RSO's own case; another site's case is a 404 before anything is read
     "cases:incident_action": ("post", lambda o: {"case_id": o["alert"].case_link.case_id, "action": "note"}, "", 409),
+    # the incident of the site's case (declared by test_object_urls_of_another_site_are_404), as PDF
+    "cases:incident_file": ("get", lambda o: {"case_id": o["alert"].case_link.case_id, "fmt": "pdf"}, "", 200),
 }
 LISTS = {
     "web:dashboard", "web:patient_list", "web:quarantine_reprocess", "web:protocol_audit", "web:protocol_distribution",
     "web:protocol_names", "web:fluoro_technique", "web:protocol_export", "web:api_studies", "web:api_patients",
+    "web:protocol_group",
     "web:api_alerts", "web:api_fhir_search", "web:study_browser", "web:study_browser_export",
     "web:modality_home",  # (and web:api_events without ?study=, checked below)
     "cases:worklist", "cases:export", "cases:due", "cases:bulk_acknowledge", "cases:incidents", "cases:incidents_export",
+    "cases:incidents_pdf",
 }
 NOT_CLINICAL = {
     "web:home": "a redirect", "web:login": "sign-in", "admin_login": "sign-in", "web:logout": "sign-out",
@@ -111,9 +115,13 @@ def _request(c: Client, name: str, site_objects: dict):
 
 
 def test_object_urls_of_another_site_are_404(site_data, web_data):
+    from dosereg.cases.incidents import incident_declare
+
     d = site_data
     a, b = _objects(d, "a"), _objects(d, "b")
     _skin_results(a["study"], b["study"])
+    for objs, rso in ((a, d.users["rso_a"]), (b, d.users["rso_b"])):  # an incident at each site, for its exports
+        incident_declare(case_id=objs["alert"].case_link.case_id, user=rso, category="unintended", summary="site incident")
     failures = []
     for user, objs, want_ok in ((d.users["rso_a"], b, False), (d.users["rso_a"], a, True), (d.users["rso_b"], b, True)):
         c = Client()
@@ -183,6 +191,10 @@ def test_lists_hold_only_the_rso_sites(site_data, web_data):
     absent_present("web:protocol_names", reverse("web:protocol_names"), ["Site B barium swallow", "CT Chest"],
                    ["Site A barium swallow"])
     absent_present("web:fluoro_technique", reverse("web:fluoro_technique"), [dev_b], [dev_a])
+    # one audit group: another site's studies are not in it (no quantity, no outlier); the own site's are
+    group = reverse("web:protocol_group") + "?modality=RF&description="
+    absent_present("web:protocol_group", group + "Site+B+barium+swallow", ["data-group-quantity"], [])
+    assert "data-group-quantity" in _html(c, group + "Site+A+barium+swallow")
     for kind in ("studies", "events", "summary"):
         url = reverse("web:protocol_export", kwargs={"kind": kind, "fmt": "csv"})
         rows = list(csv.reader(io.StringIO(_html(c, url))))
@@ -252,6 +264,13 @@ def test_lists_hold_only_the_rso_sites(site_data, web_data):
     flat = _html(c, reverse("cases:incidents_export"))
     assert "PSB0001" not in flat and "PSA0001" in flat
     checked.add("cases:incidents_export")
+    from pypdf import PdfReader
+
+    pdf = c.get(reverse("cases:incidents_pdf"))
+    assert pdf.status_code == 200
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf.content)).pages)
+    assert "PSB0001" not in text and "PSA0001" in text and "1 incident(s)" in " ".join(text.split())
+    checked.add("cases:incidents_pdf")
     assert checked == LISTS
 
 

@@ -221,8 +221,8 @@ def test_download_protocol_exports(site, page):
     with page.expect_download() as dl:
         page.click("[data-download=studies-xlsx]")
     assert Path(dl.value.path()).read_bytes()[:2] == b"PK"
-    # a box plot opens its histogram in a dialog
-    page.locator("[data-hist]").first.click()
-    page.wait_for_selector("#hist-dialog[open]")
+    # a box plot opens its group's page: histograms with axis titles and the reference level
+    page.locator("a[data-group-link]").first.click()
+    page.wait_for_selector("[data-group-quantity]")
     shot(page, "physicist-histogram")
     assert page.console_errors == [], page.console_errors

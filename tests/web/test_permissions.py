@@ -54,6 +54,12 @@ EXPECT = {
     "web:study_browser": ("get", None, "?modality=CT&sort=-dlp", PAGES_CLINICAL),
     "web:study_browser_export": ("get", "browser_export", "", PAGES_CLINICAL),
     "web:modality_home": ("get", "modality", "", PAGES_CLINICAL),
+    # devices: clinical roles read; RSOs and admins rename, merge, split (an empty form: back to the page)
+    "web:device_list": ("get", None, "", PAGES_CLINICAL),
+    "web:device_detail": ("get", "device", "", PAGES_CLINICAL),
+    "web:device_rename": ("post", "device", "", grid({"rso", "admin"}, ok="redirect")),
+    "web:device_merge": ("post", "device", "", grid({"rso", "admin"}, ok="redirect")),
+    "web:device_split": ("post", "device", "", grid({"rso", "admin"}, ok="redirect")),
     "web:portal": ("get", None, "", grid({"patient", "patient2"})),
     "web:portal_exam": ("get", "study_a", "", grid({"patient"}, patient2=404)),
     "web:portal_export": ("get", None, "", grid({"patient", "patient2"})),
@@ -61,6 +67,7 @@ EXPECT = {
     "web:portal_pdf": ("get", None, "", grid({"patient", "patient2"})),
     "web:portal_invite": ("get", "token", "", grid(set(ROLES), anon=200)),
     "web:protocol_audit": ("get", None, "", PAGES_CLINICAL),
+    "web:protocol_group": ("get", None, "", PAGES_CLINICAL),
     "web:protocol_distribution": ("get", None, "?quantity=dap_total_gy_cm2", PAGES_CLINICAL),
     "web:protocol_names": ("get", None, "", PAGES_CLINICAL),
     "web:drl_sets": ("get", None, "", PAGES_CLINICAL),
@@ -90,6 +97,8 @@ EXPECT = {
     "cases:incidents": ("get", None, "", PAGES_CLINICAL),
     "cases:staff_person": ("get", "staff_member", "", grid({"rso", "admin"})),  # as the staff overview
     "cases:incidents_export": ("get", None, "", PAGES_CLINICAL),
+    "cases:incidents_pdf": ("get", None, "?year=2026", PAGES_CLINICAL),
+    "cases:incident_file": ("get", "incident_file", "", PAGES_CLINICAL),  # an incident's CSV / PDF: clinical roles read
     "cases:incident_action": ("post", "incident_declare", "", grid({"rso", "admin"}, ok="redirect")),  # physicists: 403
     # the ops app's liveness/readiness probe: open to all, carries no patient data (503 = a component is down)
     "ops:health": ("get", None, "", grid(set(ROLES), ok=(200, 503), anon=(200, 503))),
@@ -98,7 +107,7 @@ EXPECT = {
 # writes that need a stronger role than reading the same page
 EXTRA = [
     ("protocol names: edit", "web:protocol_names", "post", None,
-     {"modality": "CT", "source_name": "CT Chest", "new_standard_name": "Chest (routine)"},
+     {"name": "CT:CT Chest", "new_standard_name": "Chest (routine)", "confirm": "yes"},
      grid({"physicist", "admin"}, ok="redirect")),
     ("DRL sets: edit", "web:drl_sets", "post", None,
      {"set-name": "Local test set {role}", "set-citation": "local decision, test"},
@@ -138,6 +147,8 @@ def _kwargs(key, d, alert_id):
         return {"pk": d.patients["a"].pk, "days": 60}
     if key == "study_a":
         return {"pk": d.studies["a_angio"].pk}
+    if key == "device":
+        return {"pk": d.studies["a_angio"].device_id}
     if key == "fhir":
         return {"obs_id": f"dose-summary-{d.studies['a_angio'].pk}"}
     if key == "alert":
@@ -150,6 +161,14 @@ def _kwargs(key, d, alert_id):
         case_id = CaseAlert.objects.get(alert_id=alert_id).case_id
         return {"case_id": case_id, **{"case": {}, "case_action": {"action": "follow_up"}, "incident_declare": {"action": "declare"},
                                        "incident_sign_off": {"action": "sign_off"}}[key]}
+    if key == "incident_file":  # the PDF of an incident declared on the alert's case
+        from dosereg.cases.incidents import incident_declare
+        from dosereg.cases.models import CaseAlert, Incident
+
+        case_id = CaseAlert.objects.get(alert_id=alert_id).case_id
+        if not Incident.objects.filter(case_id=case_id).exists():
+            incident_declare(case_id=case_id, user=d.users["rso"], category="unintended", summary="declared for the permission matrix")
+        return {"case_id": case_id, "fmt": "pdf"}
     if key == "staff_member":
         from dosereg.staff.models import StaffMember
 

@@ -96,7 +96,8 @@ def _exact(since, until, modality: str = "") -> dict:
     if modality:
         qs = qs.filter(procedure_modality=modality)
     for row in qs.values_list("device_id", "procedure_modality", "study_description", *SUMMARY_QUANTITIES):
-        key = (row[0], std.get((row[1], row[2])), row[1])
+        mapped = std.get((row[1], row[2]))
+        key = (row[0], mapped, row[1], "" if mapped else row[2])  # an unmapped name is a group of its own
         g = groups.setdefault(key, {"n": 0, **{q: [] for q in SUMMARY_QUANTITIES}})
         g["n"] += 1
         for q, v in zip(SUMMARY_QUANTITIES, row[3:]):
@@ -111,7 +112,8 @@ def _exact(since, until, modality: str = "") -> dict:
 
 def _assert_agrees(audit: dict, exact: dict) -> int:
     seen = 0
-    got = {(r["device_id"], r["standard_name"].pk if r["standard_name"] else None, r["modality"]): r for r in audit["rows"]}
+    got = {(r["device_id"], r["standard_name"].pk if r["standard_name"] else None, r["modality"], r["description"]): r
+           for r in audit["rows"]}
     assert set(got) == set(exact)
     for key, (n, quantities) in exact.items():
         r = got[key]
@@ -145,23 +147,24 @@ def test_summaries_agree_with_exact_quartiles(web_data, client):
     after = selectors.protocol_audit(since=since, until=until)
     _assert_agrees(after, exact)
     # the same numbers whether read from the summaries or from the studies
-    key = lambda a: sorted((r["device_id"] or 0, r["modality"], str(r["standard_name"]), r["n"],  # noqa: E731
+    key = lambda a: sorted((r["device_id"] or 0, r["modality"], str(r["standard_name"]), r["description"], r["n"],  # noqa: E731
                             [(q["key"], q["q1"], q["median"], q["q3"]) for q in r["quantities"]]) for r in a["rows"])
     assert key(before) == key(after)
     if connection.vendor == "postgresql":  # against the database's own percentile_cont (the former implementation)
-        from django.db.models import Count
+        from django.db.models import Case, Count, F, Value, When
 
         aggs = {"n": Count("id")}
         for q in SUMMARY_QUANTITIES:
             for p, tag in ((0.25, "q1"), (0.5, "med"), (0.75, "q3")):
                 aggs[f"{q}__{tag}"] = selectors.Percentile(q, p)
         exact_db = (selectors.audit_studies(since=since, until=until).annotate(std=selectors._standard_name_subquery())
-                    .values("device_id", "std", "procedure_modality").annotate(**aggs).order_by())
-        shown = {(r["device_id"], r["standard_name"].pk if r["standard_name"] else None, r["modality"]): r
+                    .annotate(descr=Case(When(std__isnull=True, then=F("study_description")), default=Value("")))
+                    .values("device_id", "std", "procedure_modality", "descr").annotate(**aggs).order_by())
+        shown = {(r["device_id"], r["standard_name"].pk if r["standard_name"] else None, r["modality"], r["description"]): r
                  for r in after["rows"]}
         compared = 0
         for e in exact_db:
-            r = shown[(e["device_id"], e["std"], e["procedure_modality"])]
+            r = shown[(e["device_id"], e["std"], e["procedure_modality"], e["descr"])]
             assert r["n"] == e["n"]
             for q in r["quantities"]:
                 for tag, est in (("q1", q["q1"]), ("med", q["median"]), ("q3", q["q3"])):
@@ -181,7 +184,8 @@ def test_summaries_agree_with_exact_quartiles(web_data, client):
     row = max(after["rows"], key=lambda r: r["n"])
     q = row["quantities"][0]
     hist = group_histogram(since=period[0], until=period[1], quantity=q["key"], device_id=row["device_id"],
-                           standard_name_id=row["standard_name"].pk if row["standard_name"] else None)
+                           standard_name_id=row["standard_name"].pk if row["standard_name"] else None,
+                           description=row["description"])
     assert (hist["n"], hist["min"], hist["max"]) == (q["n"], q["min"], q["max"])
     assert sum(b[2] for b in hist["bars"]) == q["n"]
     # one device
@@ -287,9 +291,8 @@ def test_mapping_edit_updates_the_page(web_data, client):
         return [r for r in selectors.protocol_audit(since=since, until=until)["rows"] if r["standard_name"] == std]
 
     assert knee_rows() == []
-    r = client.post(reverse("web:protocol_names"), {"modality": "DX", "source_name": "Knee", "standard_name": std.pk},
-                    HTTP_X_REQUESTED_WITH="fetch")
-    assert r.json()["ok"]
+    r = client.post(reverse("web:protocol_names"), {"name": "DX:Knee", "standard_name": std.pk, "confirm": "yes"})
+    assert r.status_code == 302
     rows = knee_rows()
     n_knee = Study.objects.filter(study_description="Knee", study_datetime__gte=since, has_ionising_dose=True).count()
     assert rows and sum(r["n"] for r in rows) == n_knee

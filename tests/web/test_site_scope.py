@@ -139,17 +139,23 @@ def test_patient_search_and_history_keep_to_the_sites(site_data):
 
 
 def test_dashboard_keeps_to_the_sites(site_data, web_data):
+    from dosereg.cases import selectors as case_selectors, services as case_services
+    from dosereg.cases.models import ACTIVE_STATUSES, Case
+
     d, w = site_data, web_data
     a = _scope(SITE_A)
     now = timezone.now()
-    from dosereg.exposure.models import Alert
+    case_of = {label: d.alerts[label].case_link.case_id for label in ("sa_rf", "sb_rf", "ab_b")}
 
     ctx = selectors.dashboard(now=now, scope=a)
-    open_at_a = set(Alert.objects.filter(study__device__institution=SITE_A, status="open").values_list("pk", flat=True))
-    assert d.alerts["sa_rf"].pk in open_at_a and {x["id"] for x in ctx["alerts"]} == open_at_a
+    assert "alerts" not in ctx and "follow_ups" not in ctx  # the worklist's top replaced the old alert list
+    top = case_selectors.dashboard(scope=a)
+    active_at_a = set(Case.objects.filter(site=normalise(SITE_A), status__in=ACTIVE_STATUSES).values_list("pk", flat=True))
+    assert case_of["sa_rf"] in active_at_a and {r["id"] for r in top["rows"]} == active_at_a
+    assert top["counts"]["total"] == len(active_at_a) and not {case_of["sb_rf"], case_of["ab_b"]} & active_at_a
     assert {s.pk for s in ctx["pregnancy"]} == {d.studies["sa_rf"].pk}
-    top = {p["patient_id"] for p in ctx["top_patients"]}
-    assert top and top <= {d.patients["sa"].pk, d.patients["ab"].pk}
+    top_patients = {p["patient_id"] for p in ctx["top_patients"]}
+    assert top_patients and top_patients <= {d.patients["sa"].pk, d.patients["ab"].pk}
     device_a = d.studies["sa_rf"].device_id
     assert [t["id"] for t in ctx["trends"]["devices"]] == [device_a]
     assert [r["device"].pk for r in ctx["ingest"]["rows"]] == [device_a]
@@ -158,16 +164,15 @@ def test_dashboard_keeps_to_the_sites(site_data, web_data):
     assert ctx["quarantine"]["count"] == 0 and ctx["quarantine"]["objects"] == []  # the unreadable file has no site
     # follow-ups: a site-B follow-up is not listed, a site-A one is
     for label in ("sa_rf", "sb_rf"):
-        integrations.alert_transition(alert_id=d.alerts[label].pk, action="follow_up", user=w.users["admin"],
-                                      due=(now + timedelta(days=1)).date().isoformat())
-    assert {x["id"] for x in selectors.dashboard(now=now, scope=a)["follow_ups"]} == {d.alerts["sa_rf"].pk}
+        case_services.case_follow_up(case_id=case_of[label], user=w.users["admin"], due=(now + timedelta(days=1)).date())
+    assert [r["id"] for r in case_selectors.dashboard(scope=a)["due"]] == [case_of["sa_rf"]]
     # unscoped: everything
-    full = selectors.dashboard(now=now, scope=EVERY_SITE)
-    assert {d.alerts["sb_rf"].pk, d.alerts["ab_b"].pk} <= {x["id"] for x in full["alerts"] + full["follow_ups"]}
-    assert full["quarantine"]["count"] == 1
+    full = case_selectors.dashboard(scope=EVERY_SITE)
+    assert set(case_of.values()) <= {r["id"] for r in full["rows"]} | {r["id"] for r in full["due"]}
+    assert selectors.dashboard(now=now, scope=EVERY_SITE)["quarantine"]["count"] == 1
     # nothing assigned: nothing shown
-    empty = selectors.dashboard(now=now, scope=NO_SITE)
-    assert not (empty["alerts"] or empty["follow_ups"] or empty["top_patients"] or empty["pregnancy"]
+    empty, empty_top = selectors.dashboard(now=now, scope=NO_SITE), case_selectors.dashboard(scope=NO_SITE)
+    assert not (empty_top["rows"] or empty_top["due"] or empty_top["counts"]["total"] or empty["top_patients"] or empty["pregnancy"]
                 or empty["ingest"]["rows"] or empty["trends"]["devices"] or empty["quarantine"]["count"])
 
 

@@ -68,40 +68,6 @@
     });
   }
 
-  // ---- protocol name mapping
-  function bindMappings() {
-    document.querySelectorAll("form.js-mapping").forEach(function (form) {
-      var row = form.closest("[data-mapping-row]");
-      form.addEventListener("submit", function (ev) {
-        ev.preventDefault();
-        post(window.location.pathname, new FormData(form), form).then(function (data) {
-          var state = row && row.querySelector("[data-state]");
-          if (state) {
-            state.textContent = data.standard_name ? "mapped" : "unmapped";
-            state.className = "badge " + (data.standard_name ? "badge-ok" : "badge-warn");
-          }
-          if (data.standard_name_id) {
-            var sel = form.querySelector("select");
-            if (!sel.querySelector("option[value='" + data.standard_name_id + "']")) {
-              var o = document.createElement("option"); o.value = data.standard_name_id; o.textContent = data.standard_name; sel.appendChild(o);
-            }
-            sel.value = String(data.standard_name_id);
-            form.querySelector("input[name=new_standard_name]").value = "";
-          }
-          var acc = row && row.querySelector(".js-accept"); if (acc) { acc.remove(); }
-        }).catch(function (err) { alert("Could not save: " + err.message); });
-      });
-    });
-    document.querySelectorAll(".js-accept").forEach(function (btn) {
-      btn.addEventListener("click", function () {
-        var row = btn.closest("[data-mapping-row]");
-        var form = row.querySelector("form.js-mapping");
-        form.querySelector("select").value = btn.getAttribute("data-suggestion");
-        form.requestSubmit();
-      });
-    });
-  }
-
   // ---- charts (Chart.js, vendored)
   var PALETTE = ["#0b5cad", "#e8590c", "#2f9e44", "#ae3ec9", "#1098ad", "#f08c00", "#c92a2a", "#5c7cfa", "#495057", "#74b816"];
   function data(id) { var el = document.getElementById(id); return el ? JSON.parse(el.textContent) : null; }
@@ -232,60 +198,6 @@
     });
   }
 
-  // ---- histograms on the protocol audit page
-  var histChart = null;
-  function bindHistograms() {
-    var dlg = document.getElementById("hist-dialog");
-    var urlEl = document.querySelector("[data-dist-url]");
-    if (!dlg || !urlEl) { return; }
-    document.querySelectorAll("[data-hist]").forEach(function (btn) {
-      btn.addEventListener("click", function () {
-        var u = urlEl.getAttribute("data-dist-url") + "&quantity=" + encodeURIComponent(btn.dataset.quantity) +
-          "&device_id=" + encodeURIComponent(btn.dataset.device) + "&std=" + encodeURIComponent(btn.dataset.std);
-        fetch(u, { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(function (res) {
-          var v = res.values.slice().sort(function (a, b) { return a - b; });
-          dlg.querySelector("[data-hist-title]").textContent = btn.dataset.title;
-          dlg.querySelector("[data-hist-note]").textContent = v.length + " procedures";
-          var drls = (btn.dataset.drls || "").split("|").filter(Boolean).map(function (x) {
-            var i = x.indexOf("~"); return { value: parseFloat(x.slice(0, i)), name: x.slice(i + 1) }; })
-            .filter(function (x) { return isFinite(x.value); });
-          var bins = Math.max(5, Math.min(40, Math.ceil(Math.sqrt(v.length))));
-          var lo = Math.min(v[0] || 0, 0), hi = Math.max(v[v.length - 1] || 1, 0);
-          drls.forEach(function (x) { hi = Math.max(hi, x.value * 1.05); });
-          var w = (hi - lo) / bins || 1;
-          var counts = new Array(bins).fill(0);
-          v.forEach(function (x) { counts[Math.min(bins - 1, Math.floor((x - lo) / w))] += 1; });
-          var labels = counts.map(function (_, i) { return (lo + i * w).toPrecision(3) + "–" + (lo + (i + 1) * w).toPrecision(3); });
-          var unit = btn.dataset.unit || "", label = btn.dataset.label || "value";
-          if (histChart) { histChart.destroy(); }
-          dlg.showModal();
-          // the reference levels as vertical lines at their value (the bins span lo..hi evenly)
-          var drlLines = { id: "drlLines", afterDatasetsDraw: function (chart) {
-            var area = chart.chartArea, ctx = chart.ctx;
-            drls.forEach(function (x) {
-              var px = area.left + (area.right - area.left) * (x.value - lo) / (hi - lo);
-              ctx.save(); ctx.strokeStyle = "#1b7f3b"; ctx.lineWidth = 2; ctx.setLineDash([6, 4]);
-              ctx.beginPath(); ctx.moveTo(px, area.top); ctx.lineTo(px, area.bottom); ctx.stroke();
-              ctx.setLineDash([]); ctx.fillStyle = "#1b7f3b"; ctx.font = "12px system-ui, sans-serif";
-              ctx.textAlign = px > (area.left + area.right) / 2 ? "right" : "left";
-              ctx.fillText("DRL " + x.name + ": " + x.value + " " + unit, px + (ctx.textAlign === "right" ? -4 : 4), area.top + 12);
-              ctx.restore();
-            });
-          } };
-          histChart = new Chart(document.getElementById("hist-chart"), {
-            type: "bar", data: { labels: labels, datasets: [{ label: "procedures", data: counts, backgroundColor: "#5b9bd5", barPercentage: 1, categoryPercentage: 1 }] },
-            options: { maintainAspectRatio: false, animation: false, plugins: { legend: { display: false } },
-              scales: { x: { title: { display: true, text: label + " (" + unit + ")" } },
-                y: { beginAtZero: true, title: { display: true, text: "procedures" }, ticks: { precision: 0 } } } },
-            plugins: [drlLines]
-          });
-          dlg.querySelector("[data-hist-note]").textContent = v.length + (v.length === 1 ? " procedure" : " procedures") +
-            (drls.length ? " · dashed line: diagnostic reference level" : " · no reference level for this name");
-        });
-      });
-    });
-  }
-
   function meters() {
     document.querySelectorAll(".meter[data-fraction]").forEach(function (m) {
       var f = parseFloat(m.getAttribute("data-fraction")) || 0;
@@ -354,8 +266,6 @@
     bindEventFilters();
     bindAlertActions();
     bindReprocess();
-    bindMappings();
-    bindHistograms();
     meters();
     var charts = { trends: trendsChart, history: historyChart, events: eventsChart, staff: staffChart, modality: modalityChart };
     document.querySelectorAll("canvas[data-chart]").forEach(function (c) {

@@ -106,6 +106,7 @@ _SECTIONS = {
     "dashboard": "dashboard", "patient_list": "patients", "patient_history": "patients", "study_detail": "studies", "study_browser": "studies", "modality_home": "studies",
     "protocol_audit": "protocols", "protocol_names": "protocols", "drl_sets": "protocols", "fluoro_technique": "protocols",
     "staff_overview": "staff", "staff_me": "staff_me", "portal": "portal", "portal_exam": "portal", "audit_log": "audit",
+    "device_list": "devices", "device_detail": "devices",
 }
 
 
@@ -120,12 +121,19 @@ def nav_for(request):
         "dashboard": bool(rs & set(R.DASHBOARD)),
         "patients": bool(rs & set(R.CLINICAL)),
         "protocols": bool(rs & set(R.PROTOCOL_READ)),
+        "devices": bool(rs & set(R.DEVICE_READ)),
         "staff_overview": bool(rs & set(R.STAFF_OVERVIEW)),
         "portal": R.PATIENT in rs,
         "staff_me": R.STAFF in rs,
         "audit": bool(rs & set(R.AUDIT_LOG)),
         "admin": bool(user and user.is_authenticated and user.is_staff),
     }
+
+
+@register.filter
+def interval(seconds):
+    """A time between events (``dosereg.formatting.interval``): "12 min", "3.5 h", "2 days"."""
+    return fmt.interval(seconds)
 
 
 @register.filter

@@ -1,4 +1,9 @@
-"""python manage.py exposure_report --patient PATIENT_ID [--issuer X] [--json] [--recompute]"""
+"""python manage.py exposure_report --patient PATIENT_ID [--patient ...] [--issuer X] [--json] [--recompute]
+python manage.py exposure_report --all [--recompute]
+
+One patient's failure (a row that cannot be read, a recompute that raises) is logged, recorded in the ops failures
+(admin: Task failures, "exposure report") and reported on stderr; the other patients are still reported, and the
+command ends with a non-zero status naming how many failed."""
 from __future__ import annotations
 
 import json
@@ -20,21 +25,53 @@ class Command(BaseCommand):
     help = "A patient's studies, windowed totals per quantity, and open/closed alerts."
 
     def add_arguments(self, parser):
-        parser.add_argument("--patient", required=True, help="Patient ID as stored (the pseudonym when pseudonymised), or pk:<n>")
+        parser.add_argument("--patient", action="append", default=[],
+                            help="Patient ID as stored (the pseudonym when pseudonymised), or pk:<n>; may be repeated")
+        parser.add_argument("--all", action="store_true", help="every patient record that is not merged into another")
         parser.add_argument("--issuer", default=None, help="Issuer of Patient ID (when the ID is not unique)")
         parser.add_argument("--json", action="store_true", help="machine-readable output")
         parser.add_argument("--recompute", action="store_true", help="recompute windows and alerts first (inline)")
 
     def handle(self, *args, **opts):
-        patient = self._find(opts["patient"], opts["issuer"])
-        if opts["recompute"]:
+        if opts["all"] == bool(opts["patient"]):
+            raise CommandError("give --patient (one or more) or --all")
+        if opts["all"]:
+            pks = iter(list(Patient.objects.filter(merged_into__isnull=True).order_by("pk").values_list("pk", flat=True)))
+        else:
+            pks = iter([self._find(ident, opts["issuer"]).pk for ident in opts["patient"]])
+        single = len(opts["patient"]) == 1 and not opts["all"]
+        reports, failed, seen = [], 0, 0
+        for pk in pks:
+            seen += 1
+            try:
+                report = self._report(pk, opts["recompute"])
+            except Exception as exc:  # one poisoned patient must not stop the others: recorded, and on we go
+                from dosereg.ops.failures import step_failure_record
+
+                failed += 1
+                step_failure_record("exposure report", pk, exc)
+                self.stderr.write(f"patient record {pk}: could not be reported ({type(exc).__name__}: {exc})")
+                continue
+            if opts["json"]:
+                reports.append(fmt.machine_tree(report))
+            else:
+                self._write(report)
+        if opts["json"]:
+            body = reports[0] if single and reports else reports
+            self.stdout.write(json.dumps(body, indent=2, ensure_ascii=False, default=str))
+        if failed:
+            raise CommandError(f"{failed} of {seen} patients could not be reported (recorded in the ops failures)")
+
+    @staticmethod
+    def _report(pk: int, recompute: bool) -> dict:
+        patient = Patient.objects.get(pk=pk)
+        if recompute:
             from dosereg.exposure.services import patient_exposure_recompute
 
             patient_exposure_recompute(patient_id=patient.pk)
-        report = patient_exposure_report(patient=patient)
-        if opts["json"]:
-            self.stdout.write(json.dumps(fmt.machine_tree(report), indent=2, ensure_ascii=False, default=str))
-            return
+        return patient_exposure_report(patient=patient)
+
+    def _write(self, report: dict) -> None:
         p = report["patient"]
         self.stdout.write(f"Patient {p['patient_id']} (record {p['id']}){' merged: ' + str(p['merged_records']) if p['merged_records'] else ''}")
         self.stdout.write(f"Studies ({len(report['studies'])}):")

@@ -1,0 +1,140 @@
+"""Merge and split devices (issue 16 item 4): what moves, where later objects go, and the follow-up refresh of
+what depends on the device (protocol summary buckets)."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from dicom_listener.spool import Spool
+from dosereg.pipeline import flow
+from dosereg.protocols.models import SummaryBucket
+from dosereg.protocols.services import summaries_refresh
+from dosereg.rdsr import builder as B
+from dosereg.registry import services
+from dosereg.registry.devices import DeviceChangeError, device_rename
+from dosereg.registry.models import Device, DeviceIdentifier, DeviceIdentity, DoseObject, Study
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def spool(tmp_path):
+    services._DEVICE_CACHE.clear()
+    return Spool(tmp_path / "spool")
+
+
+def _send(tmp_path, spool, name: str, **kw) -> Study:
+    spec = B.ProjectionRDSRSpec(events=[B.ProjectionEventSpec(dap_gy_cm2=2.0, dose_rp_gy=0.02, kvp=75.0)],
+                                study_datetime=dt.datetime(2026, 3, 2, 9, 30), **kw)
+    obj, _ = flow.file_import(path=B.write(B.build_projection_rdsr(spec), tmp_path / f"{name}.dcm"), spool=spool)
+    assert obj.status == DoseObject.STATUS_INGESTED, obj.quarantine_reason
+    return Study.objects.get(pk=obj.study_id)
+
+
+def test_merge_moves_studies_identities_and_identifiers_and_later_objects_follow(spool, tmp_path,
+                                                                                 django_capture_on_commit_callbacks):
+    # one unit seen as two devices: its serial was re-entered by service ("RM-1" -> "RM-100")
+    a = _send(tmp_path, spool, "a", device_serial="RM-1", station_name="ROOM1", patient_id="P1")
+    b = _send(tmp_path, spool, "b", device_serial="RM-100", station_name="ROOM1B", patient_id="P2")
+    assert a.device_id != b.device_id
+    summaries_refresh()
+    assert not SummaryBucket.objects.filter(dirty=True).exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        change = flow.device_merge(source_id=a.device_id, target_id=b.device_id)
+    assert change.device_id == b.device_id and change.study_ids == (a.pk,)
+    assert change.moved["studies"] == 1 and change.moved["identities"] == 1
+    assert set(Study.objects.values_list("device_id", flat=True)) == {b.device_id}
+    assert set(DeviceIdentity.objects.values_list("device_id", flat=True)) == {b.device_id}
+    assert set(DeviceIdentifier.objects.values_list("device_id", flat=True)) == {b.device_id}
+    assert Device.objects.get(pk=a.device_id).merged_into_id == b.device_id
+    # the study keeps the identity it arrived with
+    assert Study.objects.select_related("received_identity").get(pk=a.pk).received_identity.serial_number == "RM-1"
+    # the follow-up marked the moved study's buckets (old and new device) dirty for the protocol summaries
+    dirty = set(SummaryBucket.objects.filter(dirty=True).values_list("device_key", flat=True))
+    assert dirty == {a.device_id, b.device_id}
+    # a later object with the merged-away identity goes to the target
+    c = _send(tmp_path, spool, "c", device_serial="RM-1", station_name="ROOM1", patient_id="P3")
+    assert c.device_id == b.device_id
+
+
+def test_merge_refuses_itself_and_merged_devices(spool, tmp_path):
+    a = _send(tmp_path, spool, "a", device_serial="S-1")
+    b = _send(tmp_path, spool, "b", device_serial="S-2")
+    with pytest.raises(DeviceChangeError):
+        flow.device_merge(source_id=a.device_id, target_id=a.device_id)
+    flow.device_merge(source_id=a.device_id, target_id=b.device_id)
+    with pytest.raises(DeviceChangeError):
+        flow.device_merge(source_id=b.device_id, target_id=a.device_id)
+
+
+def test_split_moves_the_studies_of_chosen_identities_to_a_new_device(spool, tmp_path):
+    # image headers without serial or observer UID from station "DXMOB1", then headers with a serial under the
+    # same label: taken for the same unit (it had no serial yet). They were two units: split the serial off.
+    studies = []
+    for name, serial in (("h1", ""), ("h2", "M-77")):
+        ds = B.build_dx_image(device_serial=serial, station_name="DXMOB1")
+        obj, _ = flow.file_import(path=B.write(ds, tmp_path / f"{name}.dcm"), spool=spool)
+        assert obj.status == DoseObject.STATUS_INGESTED, obj.quarantine_reason
+        studies.append(Study.objects.get(pk=obj.study_id))
+    s1, s2 = studies
+    assert s1.device_id == s2.device_id
+    device_id = s1.device_id
+    ids = dict(DeviceIdentity.objects.filter(device_id=device_id).values_list("serial_number", "pk"))
+    assert set(ids) == {"", "M-77"}
+    change = flow.device_split(device_id=device_id, identity_ids=[ids["M-77"]], display_name="Mobile 2")
+    new = Device.objects.get(pk=change.device_id)
+    assert new.display_name == "Mobile 2" and new.pk != device_id and new.serial_number == "M-77"
+    assert Study.objects.get(pk=s2.pk).device_id == new.pk and Study.objects.get(pk=s1.pk).device_id == device_id
+    assert change.study_ids == (s2.pk,)
+    # the serial identifier went with the identity; the station label shared by both stays with the device
+    assert set(DeviceIdentifier.objects.filter(device_id=new.pk).values_list("kind", flat=True)) == {"serial"}
+    assert DeviceIdentifier.objects.filter(device_id=device_id, kind="station").exists()
+    services._DEVICE_CACHE.clear()
+    for name, serial, expected in (("h3", "M-77", new.pk), ("h4", "", device_id)):
+        ds = B.build_dx_image(device_serial=serial, station_name="DXMOB1")
+        obj, _ = flow.file_import(path=B.write(ds, tmp_path / f"{name}.dcm"), spool=spool)
+        assert Study.objects.get(pk=obj.study_id).device_id == expected, name  # later objects follow
+
+
+def test_split_refuses_every_identity_or_a_foreign_one(spool, tmp_path):
+    a = _send(tmp_path, spool, "a", device_serial="S-1")
+    b = _send(tmp_path, spool, "b", device_serial="S-2")
+    mine = list(DeviceIdentity.objects.filter(device_id=a.device_id).values_list("pk", flat=True))
+    theirs = list(DeviceIdentity.objects.filter(device_id=b.device_id).values_list("pk", flat=True))
+    with pytest.raises(DeviceChangeError):
+        flow.device_split(device_id=a.device_id, identity_ids=mine)
+    with pytest.raises(DeviceChangeError):
+        flow.device_split(device_id=a.device_id, identity_ids=theirs)
+
+
+def test_rename_reports_what_changed(spool, tmp_path):
+    a = _send(tmp_path, spool, "a", device_serial="S-1")
+    before = Device.objects.get(pk=a.device_id).display_name
+    assert device_rename(device_id=a.device_id, display_name=" Cath lab 2 ") == {"display_name": (before, "Cath lab 2")}
+    assert Device.objects.get(pk=a.device_id).display_name == "Cath lab 2"
+    assert device_rename(device_id=a.device_id, display_name="Cath lab 2") == {}
+
+
+@pytest.mark.django_db(transaction=True)  # on-commit: the resolution is remembered as in a worker
+def test_a_worker_that_remembers_the_merged_device_files_to_the_target(spool, tmp_path):
+    a = _send(tmp_path, spool, "a", device_serial="W-1", patient_id="W1")
+    b = _send(tmp_path, spool, "b", device_serial="W-2", patient_id="W2")
+    remembered = dict(services._DEVICE_CACHE)
+    assert any(dev.pk == a.device_id for _, dev, _ in remembered.values())
+    flow.device_merge(source_id=a.device_id, target_id=b.device_id)
+    services._DEVICE_CACHE.update(remembered)  # another worker process still remembers the source device
+    c = _send(tmp_path, spool, "c", device_serial="W-1", patient_id="W3")
+    assert c.device_id == b.device_id
+
+
+def test_merge_moves_other_apps_rows_that_point_at_the_device(spool, tmp_path):
+    """An alert route for the room (exposure app; a foreign key without a reverse name) follows the merge."""
+    from dosereg.exposure.models import AlertRoute
+
+    a = _send(tmp_path, spool, "a", device_serial="R-1")
+    b = _send(tmp_path, spool, "b", device_serial="R-2")
+    route = AlertRoute.objects.create(name="cath lab physicist", device_id=a.device_id, emails="p@example.org")
+    change = flow.device_merge(source_id=a.device_id, target_id=b.device_id)
+    route.refresh_from_db()
+    assert route.device_id == b.device_id and change.moved["exposure.AlertRoute"] == 1 and change.left == []

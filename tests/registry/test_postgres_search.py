@@ -1,0 +1,36 @@
+"""PostgreSQL specifics of the study browser's search (issue 17): the "protocol or study name contains" filter has
+trigram indexes that the planner uses, and dosereg's sessions run without JIT compilation."""
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+from dosereg.registry.models import IrradiationEvent, Study
+
+pytestmark = pytest.mark.django_db
+
+
+def _postgres():
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only")
+
+
+def test_jit_is_off_for_dosereg_sessions():
+    _postgres()
+    with connection.cursor() as c:
+        c.execute("SHOW jit")
+        assert c.fetchone()[0] == "off"
+
+
+def test_the_text_filter_uses_the_trigram_indexes():
+    _postgres()
+    with connection.cursor() as c:
+        c.execute("SELECT indexname FROM pg_indexes WHERE indexname LIKE %s", ["registry_%_trgm"])
+        assert {r[0] for r in c.fetchall()} == {"registry_ev_protocol_trgm", "registry_st_description_trgm"}
+        c.execute("SET LOCAL enable_seqscan = off")  # tiny test tables: ask whether the index can answer at all
+        for qs in (IrradiationEvent.objects.filter(protocol__icontains="chest"),
+                   Study.objects.filter(study_description__icontains="chest")):
+            sql, params = qs.query.sql_with_params()
+            c.execute("EXPLAIN " + sql, params)
+            plan = "\n".join(r[0] for r in c.fetchall())
+            assert "_trgm" in plan, plan
