@@ -14,6 +14,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
@@ -31,12 +32,15 @@ from dosereg.registry.models import PREGNANT_STATUSES, DoseObject, IrradiationEv
 
 from . import conf, effective_dose as ED, regions as RG
 from .constants import (
-    CANONICAL_UNIT, CONCEPTUS_BANDS_TEXT, L_ALERT, L_DOSE_CHECK, L_FIRST, L_NOTIFICATION,
-    L_PREGNANCY, L_REPEAT, L_SRDL, L_SUBSEQUENT, PHYSICIST_REQUEST, Q_COUNT, Q_CTDIVOL, Q_DLP, Q_DOSE_CHECK,
+    CANONICAL_UNIT, CONCEPTUS_BANDS_TEXT, L_DOSE_CHECK,
+    L_PREGNANCY, L_SRDL, L_SUBSEQUENT, PHYSICIST_REQUEST, Q_COUNT, Q_CTDIVOL, Q_DLP, Q_DOSE_CHECK,
     PSD_SUM_LABEL, Q_FLUORO_TIME, Q_KAP, Q_KAR, Q_PREGNANCY, Q_PSD, RSO_GROUP, SRDL_WORDING, conceptus_band,
 )
 from .models import Alert, AlertEvent, AlertRoute, PatientExposureWindow, Rule, StudyExposure
 from .windows import StudyPoint, WindowTotals, compute_windows
+
+if TYPE_CHECKING:
+    from .models import RuleSet
 
 log = logging.getLogger(__name__)
 

@@ -74,15 +74,21 @@ def studies_skin_dose_summaries(study_ids) -> dict[int, dict]:
 SUM_WINDOWS_DAYS = (60, 365)  # repeat procedures on the same skin (about 60 days, NCRP 168/SIR ◐); 6–12 months (TJC ◐)
 
 
-def procedures_skin_dose(study_ids, *, with_cells: bool = True) -> list[summing.ProcedureSkinDose]:
-    """The stored skin-dose results of these studies (one query; the map cells only when asked)."""
-    ids = list(study_ids)
-    if not ids:
+def procedures_skin_dose(study_ids=None, *, patient_ids=None,
+                         with_cells: bool = True) -> list[summing.ProcedureSkinDose]:
+    """The stored skin-dose results of these studies, or of these patients' studies (one query; the map cells only
+    when asked)."""
+    qs = StudySkinDose.objects.all()
+    if study_ids is not None:
+        qs = qs.filter(study_id__in=list(study_ids))
+    if patient_ids is not None:
+        qs = qs.filter(study__patient_id__in=list(patient_ids))
+    if study_ids is None and patient_ids is None:
         return []
     fields = ["study_id", "study__study_datetime", "psd_gy", "computable", "phantom", "patient_orientation",
               "kar_total_gy", "psd_location"] + (["map_cells"] if with_cells else [])
     out = []
-    for row in StudySkinDose.objects.filter(study_id__in=ids).order_by("study__study_datetime", "study_id").values(*fields):
+    for row in qs.order_by("study__study_datetime", "study_id").values(*fields):
         out.append(summing.ProcedureSkinDose(
             study_id=row["study_id"], at=row["study__study_datetime"],
             psd_gy=row["psd_gy"] if row["computable"] else None, phantom=row["phantom"],
@@ -99,12 +105,9 @@ def studies_skin_dose_sum(study_ids, *, window_days: int = 0, start=None, end=No
 def patient_skin_dose_history(patient_ids, *, with_cells: bool = False) -> dict:
     """For the patient history: each fluoroscopically guided procedure's PSD (or why not), the cumulative
     conservative sum over all of them, and per period (60 days, 12 months) the worst period's summed skin dose.
-    At most three queries whatever the number of procedures; the map cells are read only for the procedures that
+    One query, two when maps are added, whatever the number of procedures; the map cells are read only for the procedures that
     share a period with another procedure that has a PSD (the only maps that are ever added)."""
-    from dosereg.registry.models import Study
-
-    study_ids = list(Study.objects.filter(patient_id__in=list(patient_ids)).values_list("pk", flat=True))
-    procs = procedures_skin_dose(study_ids, with_cells=False)
+    procs = procedures_skin_dose(patient_ids=list(patient_ids), with_cells=False)
     span = timedelta(days=max(SUM_WINDOWS_DAYS))
     dated = [p for p in procs if p.at is not None and p.psd_gy is not None]
     paired = {p.study_id for p in dated for q in dated if q is not p and abs(p.at - q.at) <= span}  # type: ignore[operator]

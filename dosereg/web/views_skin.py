@@ -64,8 +64,7 @@ def patient_skin_map_sum_png(request, pk: int, days: int):
     patient = Patient.objects.filter(scope_for(request.user).patient_q(), pk=pk).first()
     if patient is None or days not in skin.SUM_WINDOWS_DAYS:
         raise Http404
-    procs = skin.procedures_skin_dose(Study.objects.filter(patient_id__in=patient_group_ids(patient.pk))
-                                      .values_list("pk", flat=True))
+    procs = skin.procedures_skin_dose(patient_ids=patient_group_ids(patient.pk))
     period = summing.worst_window(procs, days, with_cells=True)
     if period is None or period.method != summing.METHOD_SUMMED_MAP or not period.cells or period.peak_gy is None:
         raise Http404
