@@ -187,10 +187,6 @@ def kept_total(scope: SiteScope | CaseScope, f: Filters) -> int | None:
     return int(qs.aggregate(n=Sum("n"))["n"] or 0)
 
 
-def _rows(qs):
-    return qs.select_related("patient", "device", "staff").order_by(*ORDER)
-
-
 def _page(qs, order, start: int, size: int) -> list[Case]:
     """Rows ``start`` .. ``start + size`` of ``qs`` in ``order``, in one query as a deferred join: the page's ids
     come from the ordered index alone (an index-only scan skips the rows before the page without reading them or
@@ -201,7 +197,8 @@ def _page(qs, order, start: int, size: int) -> list[Case]:
 
 
 def worklist(*, scope: SiteScope = EVERY_SITE, filters: Filters | None = None, page_size: int | None = None) -> dict:
-    """One page of the worklist: 4 queries (count, counts, page, filter options) plus the scope's own."""
+    """One page of the worklist: 5 queries on PostgreSQL (total, the counts' two, page, filter options) plus the
+    scope's own; the default view's total is the counts' (4)."""
     f = filters or Filters()
     size = page_size or conf.worklist_page_size()
     qs = f.apply(scoped(scope))
