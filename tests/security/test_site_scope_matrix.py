@@ -50,6 +50,11 @@ OBJECT = {
     "cases:incident_action": ("post", lambda o: {"case_id": o["alert"].case_link.case_id, "action": "note"}, "", 409),
     # the incident of the site's case (declared by test_object_urls_of_another_site_are_404), as PDF
     "cases:incident_file": ("get", lambda o: {"case_id": o["alert"].case_link.case_id, "fmt": "pdf"}, "", 200),
+    # the device of the site's study; the actions with an empty form change nothing and go back to its page
+    "web:device_detail": ("get", lambda o: {"pk": o["study"].device_id}, "", 200),
+    "web:device_rename": ("post", lambda o: {"pk": o["study"].device_id}, "", "redirect"),
+    "web:device_merge": ("post", lambda o: {"pk": o["study"].device_id}, "", "redirect"),
+    "web:device_split": ("post", lambda o: {"pk": o["study"].device_id}, "", "redirect"),
 }
 LISTS = {
     "web:dashboard", "web:patient_list", "web:quarantine_reprocess", "web:protocol_audit", "web:protocol_distribution",
@@ -58,7 +63,7 @@ LISTS = {
     "web:api_alerts", "web:api_fhir_search", "web:study_browser", "web:study_browser_export",
     "web:modality_home",  # (and web:api_events without ?study=, checked below)
     "cases:worklist", "cases:export", "cases:due", "cases:bulk_acknowledge", "cases:incidents", "cases:incidents_export",
-    "cases:incidents_pdf",
+    "cases:incidents_pdf", "web:device_list",
 }
 NOT_CLINICAL = {
     "web:home": "a redirect", "web:login": "sign-in", "admin_login": "sign-in", "web:logout": "sign-out",
@@ -212,6 +217,7 @@ def test_lists_hold_only_the_rso_sites(site_data, web_data):
     absent_present("web:modality_home", reverse("web:modality_home", kwargs={"modality": "RF"}),
                    [dev_b, str(w.studies["a_rf_preg"].device), *other_ids],
                    [dev_a])
+    absent_present("web:device_list", reverse("web:device_list"), [dev_b, str(w.studies["a_rf_preg"].device)], [dev_a])
 
     dist = reverse("web:protocol_distribution") + "?quantity=dap_total_gy_cm2"
     assert c.get(dist + f"&device_id={d.studies['sb_rf'].device_id}").json()["values"] == []
