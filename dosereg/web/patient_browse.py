@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import DateTimeField, ExpressionWrapper, F, Func, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, Greatest, Lower
 
@@ -128,8 +129,12 @@ def _annotated(qs, *, scope: SiteScope):
     n_studies: Any = counts[0]
     for c in counts[1:]:
         n_studies = n_studies + c
-    # the latest of the levels; each argument is NULL only when every level is (GREATEST differs on NULL by backend)
-    last = Greatest(*[Coalesce(m, *[o for o in lasts if o is not m]) for m in lasts])
+    # the latest of the levels: PostgreSQL's GREATEST skips NULLs (each level's subquery runs once per row);
+    # SQLite's (the demo) is NULL if any argument is, so there each argument falls back on the other levels
+    if connection.vendor == "postgresql":
+        last = Greatest(*lasts)
+    else:
+        last = Greatest(*[Coalesce(m, *[o for o in lasts if o is not m]) for m in lasts])
     cumulative = integrations.cumulative_window_subqueries(outer_patient="pk")
     return qs.annotate(n_studies=ExpressionWrapper(n_studies, output_field=IntegerField()), last_study=last, **cumulative)
 
