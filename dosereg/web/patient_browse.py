@@ -21,7 +21,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import DateTimeField, ExpressionWrapper, F, Func, IntegerField, OuterRef, Q, Subquery
+from django.db.models import (Case, DateTimeField, Exists, ExpressionWrapper, F, Func, IntegerField, OuterRef, Q, Subquery,
+                              Value, When)
 from django.db.models.functions import Coalesce, Greatest, Lower
 
 from dosereg.access.scope import EVERY_SITE, SiteScope
@@ -120,12 +121,21 @@ def filtered_patients(f: PatientFilters, *, scope: SiteScope = EVERY_SITE):
 def _annotated(qs, *, scope: SiteScope):
     """Per patient: exams at the sites and the last one's date, one indexed subquery per merge level (an OR over
     the levels would scan every study per patient); the cumulative window of the exposure app."""
-    counts, lasts = [], []
-    for level in MERGE_LEVELS:
+    counts: list[Any] = []
+    lasts: list[Any] = []
+    # the merged levels are read only for a record that has merged records (an index probe; CASE is lazy), so the
+    # join they need is not run for the many patients who were never merged
+    has_merged = Exists(Patient.objects.filter(merged_into_id=OuterRef("pk")))
+    for i, level in enumerate(MERGE_LEVELS):
         # one aggregate row per outer patient (COUNT/MAX as plain functions: no GROUP BY in the subquery)
         at_sites = Study.objects.filter(**{level: OuterRef("pk")}).filter(scope.study_q()).order_by()
-        counts.append(Coalesce(Subquery(at_sites.values(n=Func("pk", function="COUNT")), output_field=IntegerField()), 0))
-        lasts.append(Subquery(at_sites.values(m=Func("study_datetime", function="MAX")), output_field=DateTimeField()))
+        n: Any = Coalesce(Subquery(at_sites.values(n=Func("pk", function="COUNT")), output_field=IntegerField()), 0)
+        m: Any = Subquery(at_sites.values(m=Func("study_datetime", function="MAX")), output_field=DateTimeField())
+        if i:
+            n = Case(When(has_merged, then=n), default=Value(0), output_field=IntegerField())
+            m = Case(When(has_merged, then=m), default=Value(None), output_field=DateTimeField())
+        counts.append(n)
+        lasts.append(m)
     n_studies: Any = counts[0]
     for c in counts[1:]:
         n_studies = n_studies + c
