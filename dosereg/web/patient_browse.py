@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db.models import DateTimeField, ExpressionWrapper, F, Func, IntegerField, OuterRef, Q, Subquery
+from django.db import connection
+from django.db.models import (Case, DateTimeField, Exists, ExpressionWrapper, F, Func, IntegerField, OuterRef, Q, Subquery,
+                              Value, When)
 from django.db.models.functions import Coalesce, Greatest, Lower
 
 from dosereg.access.scope import EVERY_SITE, SiteScope
@@ -119,17 +121,30 @@ def filtered_patients(f: PatientFilters, *, scope: SiteScope = EVERY_SITE):
 def _annotated(qs, *, scope: SiteScope):
     """Per patient: exams at the sites and the last one's date, one indexed subquery per merge level (an OR over
     the levels would scan every study per patient); the cumulative window of the exposure app."""
-    counts, lasts = [], []
-    for level in MERGE_LEVELS:
+    counts: list[Any] = []
+    lasts: list[Any] = []
+    # the merged levels are read only for a record that has merged records (an index probe; CASE is lazy), so the
+    # join they need is not run for the many patients who were never merged
+    has_merged = Exists(Patient.objects.filter(merged_into_id=OuterRef("pk")))
+    for i, level in enumerate(MERGE_LEVELS):
         # one aggregate row per outer patient (COUNT/MAX as plain functions: no GROUP BY in the subquery)
         at_sites = Study.objects.filter(**{level: OuterRef("pk")}).filter(scope.study_q()).order_by()
-        counts.append(Coalesce(Subquery(at_sites.values(n=Func("pk", function="COUNT")), output_field=IntegerField()), 0))
-        lasts.append(Subquery(at_sites.values(m=Func("study_datetime", function="MAX")), output_field=DateTimeField()))
+        n: Any = Coalesce(Subquery(at_sites.values(n=Func("pk", function="COUNT")), output_field=IntegerField()), 0)
+        m: Any = Subquery(at_sites.values(m=Func("study_datetime", function="MAX")), output_field=DateTimeField())
+        if i:
+            n = Case(When(has_merged, then=n), default=Value(0), output_field=IntegerField())
+            m = Case(When(has_merged, then=m), default=Value(None), output_field=DateTimeField())
+        counts.append(n)
+        lasts.append(m)
     n_studies: Any = counts[0]
     for c in counts[1:]:
         n_studies = n_studies + c
-    # the latest of the levels; each argument is NULL only when every level is (GREATEST differs on NULL by backend)
-    last = Greatest(*[Coalesce(m, *[o for o in lasts if o is not m]) for m in lasts])
+    # the latest of the levels: PostgreSQL's GREATEST skips NULLs (each level's subquery runs once per row);
+    # SQLite's (the demo) is NULL if any argument is, so there each argument falls back on the other levels
+    if connection.vendor == "postgresql":
+        last = Greatest(*lasts)
+    else:
+        last = Greatest(*[Coalesce(m, *[o for o in lasts if o is not m]) for m in lasts])
     cumulative = integrations.cumulative_window_subqueries(outer_patient="pk")
     return qs.annotate(n_studies=ExpressionWrapper(n_studies, output_field=IntegerField()), last_study=last, **cumulative)
 
