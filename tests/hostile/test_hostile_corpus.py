@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 
 import pytest
 
-from tests.e2e.conftest import ECHOSCU, dcmtk, pg_url, redis_url, stack  # noqa: F401 (fixtures)
+from tests.e2e.conftest import ECHOSCU, dcmtk, pg_url, redis_url, stack, wait_port  # noqa: F401 (fixtures)
 
 from .corpus import generate
 from .run import send_corpus, summary, verify, wait_settled
@@ -25,8 +26,11 @@ SAMPLE = int(os.environ.get("HOSTILE_SAMPLE", "260"))  # every family many times
 
 def test_hostile_corpus_sample_through_the_real_listener(stack, tmp_path):
     stack.env["DICOM_MAX_OBJECT_BYTES"] = str(16 * 1024 * 1024)
+    # as Stack.start_listener, with more time to come up: on a loaded 2-core host it can take over 20 s
+    stack.listener = stack._spawn([sys.executable, "manage.py", "run_listener", "--port", str(stack.port),
+                                   "--address", "127.0.0.1"], "listener")
+    wait_port(stack.port, timeout=120)
     stack.start_worker(concurrency=2)
-    stack.start_listener()
 
     records = send_corpus(stack.port, generate(SAMPLE, seed=1801, prefix="HS"), parallel=4,
                           workdir=tmp_path / "send")
