@@ -33,6 +33,8 @@ class Command(BaseCommand):
         parser.add_argument("--recompute", action="store_true", help="recompute windows and alerts first (inline)")
 
     def handle(self, *args, **opts):
+        if isinstance(opts["patient"], str):  # call_command(..., patient="ID"): one patient, as before --patient repeated
+            opts["patient"] = [opts["patient"]]
         if opts["all"] == bool(opts["patient"]):
             raise CommandError("give --patient (one or more) or --all")
         if opts["all"]:
