@@ -113,6 +113,8 @@ def device_merge(request, pk: int):
                  detail={"merge_into": target.pk, "source": str(source), "target": str(target),
                          "moved": change.moved, "left": change.left, **_studies(change)})
     messages.success(request, f"“{source}” merged into “{target}”: {_n_studies(change.moved.get('studies', 0))} moved")
+    for left in change.left:
+        messages.warning(request, f"not moved, check them on the merged device: {left}")
     return redirect("web:device_detail", pk=target.pk)
 
 
