@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from typing import cast
 
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
@@ -300,12 +301,12 @@ def row(c: Case) -> dict:
 # ---------------------------------------------------------------------------
 # one case
 # ---------------------------------------------------------------------------
-def case_get(*, case_id: int, scope: SiteScope = EVERY_SITE) -> Case | None:
+def case_get(*, case_id: int, scope: SiteScope | CaseScope = EVERY_SITE) -> Case | None:
     return (scoped(scope).select_related("patient", "study", "device", "staff__site", "acknowledged_by", "closed_by")
             .filter(pk=case_id).first())
 
 
-def case_detail(*, case_id: int, scope: SiteScope = EVERY_SITE, max_levels: int = 200) -> dict | None:
+def case_detail(*, case_id: int, scope: SiteScope | CaseScope = EVERY_SITE, max_levels: int = 200) -> dict | None:
     """A case in context: 7 queries (case, levels, timeline, operators, incident, rules, Ka,r) plus the scope's own."""
     from dosereg.exposure.constants import conceptus_band
 
@@ -355,7 +356,7 @@ def case_detail(*, case_id: int, scope: SiteScope = EVERY_SITE, max_levels: int 
                 "rule_version": (s.setting or {}).get("version"), "alert_id": None, "sort": (1, 0, s.rule, s.threshold_msv),
                 "kar_planes": [], "period": s.period,
             })
-    levels.sort(key=lambda lv: lv["sort"])
+    levels.sort(key=lambda lv: cast(tuple, lv["sort"]))  # (rank, ...) tuples
     events = list(CaseEvent.objects.filter(case=case).select_related("actor").order_by("at", "id"))
     operators = []
     if case.study_id:
@@ -428,7 +429,7 @@ def incidents(*, scope: SiteScope = EVERY_SITE, year: int | None = None, limit: 
     return list(qs.order_by("-declared_at", "-id")[:limit])
 
 
-def incident_get(*, case_id: int, scope: SiteScope = EVERY_SITE):
+def incident_get(*, case_id: int, scope: SiteScope | CaseScope = EVERY_SITE):
     """The incident of one case within ``scope`` (None when there is none, or the case is another site's): 1 query."""
     return _incidents_qs(scope).filter(case_id=case_id).first()
 

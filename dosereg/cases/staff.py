@@ -74,7 +74,7 @@ def staff_overview(*, page: int = 1, q: str = "") -> dict:
                       .values("staff_id").annotate(n=Count("id")).values_list("staff_id", "n"))
     settings, today = _Settings(), timezone.localdate()
     rows = [{"pk": m.pk, "name": person_name(m.name), "role": m.get_role_display(), "department": m.department,
-             "site": m.site.name if m.site_id else "", "doses": _doses(m, settings, today), "open_cases": open_cases.get(m.pk, 0)}
+             "site": m.site.name if m.site is not None else "", "doses": _doses(m, settings, today), "open_cases": open_cases.get(m.pk, 0)}
             for m in members]
     return {"available": True, "members": rows, "total": total, "page": page, "pages": pages, "year": today.year,
             "quarter": f"{today.year}-Q{(today.month - 1) // 3 + 1}", "q": q}

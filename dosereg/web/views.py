@@ -420,11 +420,13 @@ def protocol_export(request, kind: str, fmt: str):
     scope = scope_for(request.user)
     shown: list[int] = []  # the patients whose studies or events the file holds (audited); the summary has none
     if kind == "studies":
-        f = dict(since=since, until=until, modality=modality, device_id=device, scope=scope)
-        header, rows, shown = exports.STUDY_HEADER, exports.protocol_study_rows(**f), exports.protocol_study_patient_ids(**f)
+        header = exports.STUDY_HEADER
+        rows = exports.protocol_study_rows(since=since, until=until, modality=modality, device_id=device, scope=scope)
+        shown = exports.protocol_study_patient_ids(since=since, until=until, modality=modality, device_id=device, scope=scope)
     elif kind == "events":
-        f = dict(since=since, until=until, device_id=device, scope=scope)
-        header, rows, shown = exports.EVENT_HEADER, exports.technique_event_rows(**f), exports.technique_event_patient_ids(**f)
+        header = exports.EVENT_HEADER
+        rows = exports.technique_event_rows(since=since, until=until, device_id=device, scope=scope)
+        shown = exports.technique_event_patient_ids(since=since, until=until, device_id=device, scope=scope)
     else:
         audit = _audit_in_scope(selectors.protocol_audit(since=since, until=until, modality=modality, device_id=device), scope)
         header, rows = exports.SUMMARY_HEADER, exports.protocol_summary_rows(audit)
