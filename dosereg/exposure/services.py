@@ -14,7 +14,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
@@ -23,7 +23,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from dosereg import formatting as fmt
-from dosereg.access.scope import normalise, scope_for
+from dosereg.access.scope import SiteScope, normalise, scope_for
 from dosereg.notifications.models import SEVERITY_RANK
 from dosereg.notifications.services import notification_enqueue
 from dosereg.rdsr import records as R
@@ -104,7 +104,7 @@ def study_exposure_refresh(rows: list[dict]) -> dict[int, StudyExposure]:
     ids = [r["id"] for r in rows]
     if not ids:
         return {}
-    events: dict[int, list[dict]] = defaultdict(list)
+    events: dict[int, list[Any]] = defaultdict(list)  # value dicts
     for ev in IrradiationEvent.objects.filter(study_id__in=ids).values(
         "study_id", "irradiation_event_uid", "target_region", "protocol", "ctdivol_mgy", "dlp_mgy_cm", "ctdiw_phantom", "dose_check"
     ):
@@ -341,7 +341,7 @@ def patient_exposure_recompute(*, patient_id: int, now: datetime | None = None, 
 
 
 def _write_windows(root: int, group: list[int], windows: list[WindowTotals], res: RecomputeResult) -> None:
-    existing = {
+    existing: dict[tuple[int | None, int], Any] = {
         (row[1], row[2]): row
         for row in PatientExposureWindow.objects.filter(patient_id=root).values_list("id", "anchor_study_id", "window_days", "digest")
     }
@@ -394,7 +394,8 @@ def _canonical(rule: Rule) -> tuple[float | None, float | None]:
     canonical = CANONICAL_UNIT.get(rule.quantity, "")
     entered = rule.threshold_unit or canonical
     try:
-        f = fmt.convert(1.0, entered, canonical) if entered in fmt.UNITS and canonical in fmt.UNITS else 1.0
+        converted = fmt.convert(1.0, entered, canonical) if entered in fmt.UNITS and canonical in fmt.UNITS else 1.0
+        f = converted if converted is not None else 1.0
     except ValueError:  # a unit of another dimension: read as the canonical unit, as before
         log.warning("rule %s: unit %r is not a unit of %s; read as %s", rule.key, entered, rule.quantity, canonical)
         f = 1.0
@@ -404,9 +405,10 @@ def _canonical(rule: Rule) -> tuple[float | None, float | None]:
 
 
 def _modalities(rule: Rule) -> set[str]:
-    mods = getattr(rule, "_mods", None)
+    mods: set[str] | None = getattr(rule, "_mods", None)
     if mods is None:
-        mods = rule._mods = {m.strip().upper() for m in rule.scope_modalities.split(",") if m.strip()}
+        mods = {m.strip().upper() for m in rule.scope_modalities.split(",") if m.strip()}
+        setattr(rule, "_mods", mods)  # cached on the rule object for this recompute
     return mods
 
 
@@ -559,9 +561,10 @@ def _expected_alerts(infos: list[StudyInfo], windows: list[WindowTotals], rules:
         else:
             crossing: dict[str, list[tuple[WindowTotals, float, float]]] = defaultdict(list)
             in_scope = {s.id for s in _scoped(rule, by_modality, infos)}
-            thr, _step = _canonical(rule)
-            if thr is None:
+            window_thr, _step = _canonical(rule)
+            if window_thr is None:
                 continue
+            thr = window_thr
             mods = _modalities(rule)
             min_procs = rule.min_procedures
             for wt in win_by_days.get(rule.window_days, []):
@@ -637,7 +640,9 @@ def _title(e: Expected) -> str:
     lvl = f" ({e.level})" if e.level.startswith("subsequent") else ""
     shown = rule.threshold_unit or unit  # the unit the rule's level was entered in
 
-    def show(v: float) -> str:
+    def show(v: float | None) -> str:
+        if v is None:
+            return "?"
         return fmt.number(fmt.convert(v, unit, shown) if unit in fmt.UNITS and shown in fmt.UNITS else v)
 
     return f"{rule.title}{lvl}: {show(e.value)} {shown}{win} ≥ {show(e.threshold)} {shown}"
@@ -693,7 +698,7 @@ def _evaluate_alerts(root_id, group, infos, windows, rules, now, notify, res: Re
     for e in expected:
         alert = by_key.get((e.rule.key, e.level, e.subject))
         if alert is None and e.episode is not None:  # same episode, first anchor moved (late earlier study)
-            lo, hi = e.episode[0] - timedelta(days=e.rule.window_days), e.episode[1]
+            lo, hi = e.episode[0] - timedelta(days=e.rule.window_days or 0), e.episode[1]
             for a in cumulative_existing.get((e.rule.key, e.level), []):
                 if a.id not in matched and a.window_end and lo <= a.window_end <= hi:
                     alert = a
@@ -825,7 +830,7 @@ class Router:
 
     def __init__(self) -> None:
         self._routes = None
-        self._rso = None
+        self._rso: list[tuple[str, SiteScope]] | None = None
 
     def _load(self):
         if self._routes is None:
@@ -861,7 +866,7 @@ class Router:
             users = User.objects.filter(groups__name=RSO_GROUP, is_active=True).exclude(email="").distinct()
             self._rso = [(u.email, scope_for(u)) for u in users]
         key = normalise(site)
-        return sorted({email for email, scope in self._rso if scope.unrestricted or key in scope.sites})
+        return sorted({email for email, scope in self._rso if scope.sites is None or key in scope.sites})
 
 
 # ---------------------------------------------------------------------------
@@ -996,7 +1001,7 @@ def enqueue_recompute(patient_id: int) -> bool:
     from .tasks import recompute_patient_exposure_task
 
     try:
-        recompute_patient_exposure_task.apply_async(args=[patient_id])
+        recompute_patient_exposure_task.apply_async(args=(patient_id,))
         return True
     except Exception as exc:  # broker down: the next change or the periodic refresh catches up
         log.warning("could not enqueue exposure recompute for patient %s: %s", patient_id, exc)
@@ -1018,7 +1023,7 @@ def alerts_notify_patient_corrected(*, study_id: int, former_patient_id: int | N
                  .values_list("pk", "patient_id"))
     former = names.get(former_patient_id, "no patient") if former_patient_id else "no patient"
     new = names.get(new_patient_id, "no patient") if new_patient_id else "no patient"
-    study = Study.objects.filter(pk=study_id).values("study_instance_uid", "device__institution").first() or {}
+    study: dict[str, Any] = dict(Study.objects.filter(pk=study_id).values("study_instance_uid", "device__institution").first() or {})
     router = Router()
     site_rso = router.default_recipients(study.get("device__institution"))
     sent_to: dict[str, set[str]] = defaultdict(set)

@@ -98,6 +98,11 @@ class DeviceSoftwareVersion(models.Model):
 
 
 class Study(models.Model):
+    # set by the ingest writer on the instance it returns (not columns): whether this ingest created the study, and
+    # the patient it had before (a correction moves a study)
+    created_by_this_ingest: bool
+    former_patient_id: int | None
+
     study_instance_uid = models.CharField(max_length=128, unique=True)
     patient = models.ForeignKey(Patient, null=True, on_delete=models.PROTECT, related_name="studies")
     device = models.ForeignKey(Device, null=True, on_delete=models.PROTECT, related_name="studies")

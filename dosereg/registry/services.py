@@ -116,8 +116,8 @@ def enqueue_ingest(dose_object_id: int) -> bool:
 
     try:
         current_app.tasks[INGEST_TASK].apply_async(
-            args=[dose_object_id],
-            priority=getattr(settings, "INGEST_TASK_PRIORITY", None),
+            args=(dose_object_id,),
+            priority=getattr(settings, "INGEST_TASK_PRIORITY", None),  # type: ignore[arg-type]  # None: broker default
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
         )
@@ -301,7 +301,7 @@ def _bounded(value: datetime | None, doc: R.DoseDocument, what: str) -> datetime
         return _aware(value)
     try:
         aware = _aware(value)
-        utc = aware.astimezone(dt_timezone.utc)
+        utc = aware.astimezone(dt_timezone.utc) if aware is not None else None
     except (OverflowError, ValueError):
         utc = None
     if utc is not None and EARLIEST_DATETIME <= utc <= timezone.now() + FUTURE_SLACK:
@@ -373,7 +373,7 @@ def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int],
         doc.warnings.append("events overlap another report of this study without being a superset; events were merged by Irradiation Event UID")
 
     if doc.source_kind == R.IMAGE_HEADER and (to_supersede or superseded_by_other):
-        mammo_nm.same_exposure(doc, study, obj, event_rows, to_supersede or [superseded_by_other])
+        mammo_nm.same_exposure(doc, study, obj, event_rows, to_supersede or [superseded_by_other])  # type: ignore[list-item]  # not None here
     superseded_by_other = superseded_by_other or superseded_elsewhere
     obj.superseded_by_id = superseded_by_other
     if to_supersede:
@@ -519,7 +519,11 @@ def _flag(doc: R.DoseDocument, msg: str) -> None:
         doc.warnings.append(msg)
 
 
-def _event_row(ev: R.IrradiationEvent, study: Study, obj: DoseObject, doc: R.DoseDocument) -> IrradiationEvent:
+def _mas(exposure_uas: float | None) -> float | None:
+    return exposure_uas / 1000.0 if exposure_uas is not None else None
+
+
+def _event_row(ev: R.IrradiationEvent, study: Study | None, obj: DoseObject, doc: R.DoseDocument) -> IrradiationEvent:
     return IrradiationEvent(
         study=study,
         dose_object=obj,
@@ -571,7 +575,7 @@ def _event_row(ev: R.IrradiationEvent, study: Study, obj: DoseObject, doc: R.Dos
         view=_s(ev.view)[:64],
         view_code=_s(ev.view_code)[:64],
         anode_target_material=_s(ev.anode_target_material)[:64],
-        exposure_mas=(_float_extra(ev, "exposure_uas") / 1000.0) if _float_extra(ev, "exposure_uas") is not None else None,
+        exposure_mas=_mas(_float_extra(ev, "exposure_uas")),
         presentation_intent=_s(ev.presentation_intent)[:16],
         extra=_jsonable(ev.extra),
     )
