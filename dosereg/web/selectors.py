@@ -9,6 +9,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db.models import Aggregate, Avg, Count, F, FloatField, Max, OuterRef, Prefetch, Q, Subquery, Sum, TextField
 from django.db.models.functions import Cast, TruncDate, TruncWeek
@@ -82,7 +83,7 @@ def patient_search(*, q: str = "", limit: int = 50, scope: SiteScope = EVERY_SIT
                      last_study=Max("studies__study_datetime", filter=at_sites)).order_by(
         F("last_study").desc(nulls_last=True)
     )
-    return list(qs.values("pk", "patient_id", "issuer", "name", "sex", "birth_date", "n_studies", "last_study")[:limit])
+    return [dict(r) for r in qs.values("pk", "patient_id", "issuer", "name", "sex", "birth_date", "n_studies", "last_study")[:limit]]
 
 
 STUDY_LIST_FIELDS = (
@@ -284,18 +285,19 @@ def ingest_health(*, now: datetime, days: int = 14, baseline_days: int = 28, sco
     base_since = now - timedelta(days=baseline_days)
     # objects in the baseline window per device (the received_at index bounds it; no scan of the whole history);
     # a device with none there is described by its last_seen
-    base = {r["device_id"]: r for r in DoseObject.objects.filter(received_at__gte=base_since).filter(scope.device_q())
+    base: dict[int | None, dict[str, Any]] = {r["device_id"]: dict(r) for r in DoseObject.objects.filter(received_at__gte=base_since).filter(scope.device_q())
             .values("device_id").annotate(n=Count("id"), last=Max("received_at")).order_by()}
     devices = list(Device.objects.filter(scope.device_q("pk")).order_by("pk"))
     rows, silent = [], []
     for d in devices:
         counts = per_day.get(d.pk, {})
-        d.n_base = base.get(d.pk, {}).get("n", 0)
+        n_base: int = base.get(d.pk, {}).get("n", 0)
+        d.n_base = n_base  # type: ignore[attr-defined]  # shown by the template
         last = base.get(d.pk, {}).get("last") or d.last_seen
-        typical_gap_h = (baseline_days * 24 / d.n_base) if d.n_base else None
+        typical_gap_h = (baseline_days * 24 / n_base) if n_base else None
         # silent: nothing for more than 3 typical gaps (at least 2 days), for a device that normally sends
         is_silent = bool(
-            last and d.n_base >= 3 and now - last > max(timedelta(days=2), timedelta(hours=3 * (typical_gap_h or 0)))
+            last and n_base >= 3 and now - last > max(timedelta(days=2), timedelta(hours=3 * (typical_gap_h or 0)))
         )
         row = {"device": d, "days": [counts.get(day, 0) for day in day_list], "total": sum(counts.values()),
                "last": last, "typical_gap_h": typical_gap_h, "silent": is_silent,
@@ -451,7 +453,7 @@ def protocol_audit(*, since: datetime, until: datetime, modality: str = "", devi
     groups: dict[tuple, dict] = {}
     for (dev_id, std_id, mod, descr), g in audit_groups(since=since, until=until, modality=modality,
                                                         device_id=device_id).items():
-        r = {"device_id": dev_id, "std": std_id, "procedure_modality": mod, "n": g.n, "description": descr}
+        r: dict[str, Any] = {"device_id": dev_id, "std": std_id, "procedure_modality": mod, "n": g.n, "description": descr}
         for key, _, _ in AUDIT_QUANTITIES:
             s = g.quantities.get(key)
             r[f"{key}__n"] = s.n if s else 0
@@ -533,13 +535,13 @@ def fluoro_technique(*, since: datetime, until: datetime, device_id: int | None 
           .filter(scope.study_q("study__")))
     if device_id:
         ev = ev.filter(study__device_id=device_id)
-    pulse = list(ev.filter(event_type="fluoroscopy").values("study__device_id", "fluoro_mode", "pulse_rate_per_s")
+    pulse: list[dict[str, Any]] = [dict(r) for r in ev.filter(event_type="fluoroscopy").values("study__device_id", "fluoro_mode", "pulse_rate_per_s")
                  .annotate(n=Count("id"), seconds=Sum("irradiation_duration_s"), kap=Sum("dap_gy_cm2"))
-                 .order_by("study__device_id", "fluoro_mode", "pulse_rate_per_s"))
-    modes = list(ev.values("study__device_id", "event_type", "dose_mode")
+                 .order_by("study__device_id", "fluoro_mode", "pulse_rate_per_s")]
+    modes: list[dict[str, Any]] = [dict(r) for r in ev.values("study__device_id", "event_type", "dose_mode")
                  .annotate(n=Count("id"), kap=Sum("dap_gy_cm2"), frames=Sum("number_of_frames"),
                            field=Avg("collimated_field_area_m2"))
-                 .order_by("study__device_id", "event_type", "-n"))
+                 .order_by("study__device_id", "event_type", "-n")]
     names = device_names()
     for r in pulse + modes:
         r["device"] = names.get(r["study__device_id"], "unknown device")
