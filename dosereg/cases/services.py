@@ -172,13 +172,15 @@ def cases_absorb(created: list, *, now: datetime, notify: bool = True, res=None)
         top_alert, top_e = max(items, key=lambda it: top_key(it[0]))
         new_class = level_class(top_alert)
         row = top_e.study.row if top_e is not None and top_e.study else {}
-        case = cases.get(key)
-        opened = case is None
-        if opened:
+        found = cases.get(key)
+        opened = found is None
+        if found is None:
             case = _case_open(kind, key, top_alert, row, now)
             if case.pk is None:  # lost a race: the other evaluation's case stands, join it
                 case = Case.objects.select_for_update().get(key=key)
                 opened = False
+        else:
+            case = found
         levels_note = "; ".join(a.title for a, _ in sorted(items, key=lambda it: top_key(it[0]), reverse=True)[:6])
         if len(items) > 6:
             levels_note += f"; … {len(items) - 6} more"
