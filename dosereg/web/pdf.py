@@ -216,6 +216,28 @@ def _render(patient, exams, now: datetime, *, embed_font: bool) -> bytes:
         pdf.ln(2)
         pdf.multi_cell(0, 5, t("No examinations are recorded for you."), align="L", new_x="LMARGIN", new_y="NEXT")
 
+    for exam in exams:  # the skin-reaction note of each fluoroscopy exam above the first peak-skin-dose level
+        skin = getattr(exam, "skin", None)
+        if not skin:
+            continue
+        when = exam.study.study_datetime
+        pdf.ln(4)
+        pdf.set_font(pdf.dr_family, "B", 11)
+        pdf.multi_cell(0, 5.5, t(f"{skin['title']}: {exam.study.study_description or 'examination'}, "
+                                 f"{f'{timezone.localtime(when):%d %B %Y}' if when else 'date not recorded'}"),
+                       align="L", new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font(pdf.dr_family, "", 9.5)
+        pdf.multi_cell(0, 4.6, t(skin["intro"]), align="L", new_x="LMARGIN", new_y="NEXT")
+        for head, key in (("What this dose can mean", "band"), ("What to look for", "looks_like"), ("When", "when"),
+                          ("Whom to call", "who")):
+            pdf.set_font(pdf.dr_family, "B", 9.5)
+            pdf.write(4.6, t(head + ": "))
+            pdf.set_font(pdf.dr_family, "", 9.5)
+            pdf.write(4.6, t(skin[key]))
+            pdf.ln(5.6)
+        pdf.set_font(pdf.dr_family, "", 8.5)
+        pdf.multi_cell(0, 4.2, t(f"Based on {skin['source']}."), align="L", new_x="LMARGIN", new_y="NEXT")
+
     pdf.ln(4)
     pdf.set_font(pdf.dr_family, "B", 12)
     pdf.cell(0, 7, t("What the quantities mean"), new_x="LMARGIN", new_y="NEXT")

@@ -4,6 +4,7 @@ PSD level) and FHIR. Summing maps (``dosereg.skindose.summing``) is checked agai
 from __future__ import annotations
 
 import datetime as dt
+import io
 from datetime import timedelta
 
 import pytest
@@ -151,6 +152,18 @@ def test_the_portal_explains_skin_reactions_above_the_first_level_only(tmp_path,
     assert f"{psd_high:.2g} Gy (gray" in note and "estimate" in note  # a number with its meaning
     assert "What this dose can mean" in note
     assert 'id="skin-reactions"' not in client.get(f"/portal/exams/{low.pk}/").content.decode()
+    # the printable page and the PDF carry the same note, once (the high-dose exam only)
+    printed = client.get("/portal/print/").content.decode()
+    assert printed.count("data-skin-note") == 1 and "interventional radiology nurses on 0123 456 789" in printed
+    assert "reddening" in printed.split("data-skin-note")[1]
+    resp = client.get("/portal/my-exams.pdf")
+    assert resp.status_code == 200 and resp["Content-Type"] == "application/pdf"
+    from pypdf import PdfReader
+
+    text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(resp.content)).pages)
+    text = " ".join(text.split())
+    assert text.count("About your skin after this procedure") == 1, text[:2000]
+    assert "0123 456 789" in text and "Whom to call" in text
 
 
 @pytest.mark.django_db
