@@ -2,7 +2,8 @@
 investigation notes, a physicist's sign-off and the regulator's reference. Writes here; reads in ``selectors``.
 
 The skin-dose basis of a case is the peak skin dose a physicist recorded when closing it (``outcome.psd_gy``)
-where there is one, else the largest Ka,r (reference air kerma) of its levels; the incident says which.
+where there is one, else the procedure's computed peak skin dose (``dosereg.skindose``), else the largest PSD level
+value of its window, else the largest Ka,r (reference air kerma) of its levels; the incident says which.
 """
 from __future__ import annotations
 
@@ -19,7 +20,18 @@ def skin_dose_basis(case: Case) -> tuple[str, float | None, str]:
     if psd is not None:
         return "psd", float(psd), "peak skin dose estimate recorded by the physicist"
     from dosereg.exposure.models import Alert
+    from dosereg.skindose.models import StudySkinDose
 
+    if case.study_id is not None:  # the procedure's computed estimate (dosereg.skindose), with its method
+        computed = (StudySkinDose.objects.filter(study_id=case.study_id, computable=True, psd_gy__isnull=False)
+                    .values_list("psd_gy", "phantom").first())
+        if computed is not None:
+            return "psd", computed[0], (f"peak skin dose computed from the report's beam geometry ({computed[1]} "
+                                        "phantom; an estimate, about ±25-40 % unless validated for the room)")
+    psd_alert = (Alert.objects.filter(case_link__case=case, quantity="psd_gy").order_by("-value")
+                 .values_list("value", flat=True).first())
+    if psd_alert is not None:  # a cumulative window: summed maps or the conservative sum of the procedures' PSDs
+        return "psd", psd_alert, "peak skin dose over the case's window (summed skin-dose maps or the conservative sum)"
     kar = (Alert.objects.filter(case_link__case=case, quantity="kar_gy").order_by("-value").values_list("value", flat=True).first())
     if kar is not None:
         return "kar", kar, "Ka,r at the reference point (no peak skin dose estimate recorded): it overstates or understates the skin dose"

@@ -1,4 +1,4 @@
-"""The incident register: versioned reportable-event rules with sources, the skin-dose basis (PSD where recorded,
+"""The incident register: versioned reportable-event rules with sources, the skin-dose basis (PSD where recorded or computed,
 Ka,r otherwise, and which), physicist sign-off, notes, the regulator's reference, CSV per year."""
 from __future__ import annotations
 
@@ -67,6 +67,22 @@ def test_recorded_peak_skin_dose_is_the_basis(tmp_path, import_file, rso):
     case.refresh_from_db()
     assert skin_dose_basis(case)[:2] == ("psd", 9.5)
     assert rules_met(case) == []  # 9.5 Gy PSD: below the 15 Gy level, whatever Ka,r says
+
+
+def test_the_computed_peak_skin_dose_is_the_basis_until_a_physicist_records_one(tmp_path, import_file, rso):
+    from dosereg.skindose.models import StudySkinDose
+
+    import_file(rf_rdsr(tmp_path, when=timezone.now() - dt.timedelta(days=3), kar=16.0, kap=900, patient_id="INC-3"))
+    case = Case.objects.get(kind="procedure")
+    assert skin_dose_basis(case)[0] == "kar"
+    StudySkinDose.objects.update_or_create(study_id=case.study_id, defaults={"computable": True, "psd_gy": 7.2,
+                                                                           "phantom": "cylinder"})
+    basis, value, how = skin_dose_basis(case)
+    assert (basis, value) == ("psd", 7.2) and "computed" in how and "cylinder" in how
+    assert rules_met(case) == []  # 7.2 Gy PSD: below the 15 Gy review level although Ka,r is 16 Gy
+    case_close(case_id=case.pk, user=rso, data={"skin_reaction": "none", "psd_gy": "15.5"})
+    case.refresh_from_db()
+    assert skin_dose_basis(case)[:2] == ("psd", 15.5)  # the physicist's estimate comes first
 
 
 def _pdf_text(body: bytes) -> str:
