@@ -651,7 +651,7 @@ def _study_upsert(doc: R.DoseDocument, patient: Patient | None, device: Device |
             return study
         except IntegrityError:  # another worker created it meanwhile
             study = Study.objects.select_for_update().get(study_instance_uid=uid)
-    if patient is not None and study.patient_id is not None and study.patient_id != patient.pk:
+    if study.patient_id is not None and (patient is None or study.patient_id != patient.pk):
         _refuse_study_collision(study, doc, patient)
     study.former_patient_id = study.patient_id
     _study_fields(study, doc, patient, device, identity)
@@ -664,7 +664,7 @@ class StudyUidCollision(Exception):
     """The Study Instance UID of a report already names another patient's study that holds other reports."""
 
 
-def _refuse_study_collision(study: Study, doc: R.DoseDocument, patient: Patient) -> None:
+def _refuse_study_collision(study: Study, doc: R.DoseDocument, patient: Patient | None) -> None:
     """A report of another patient under a Study Instance UID that is in use: a correction of one of the study's
     own reports (same SOP Instance UID) moves the study to the corrected patient; a different report would move
     the other patient's reports with it (two people joined under one procedure): refused, for review."""
@@ -673,8 +673,10 @@ def _refuse_study_collision(study: Study, doc: R.DoseDocument, patient: Patient)
     if others.exists():
         raise StudyUidCollision(
             f"Study Instance UID {study.study_instance_uid} is already the study of another patient (record "
-            f"{study.patient_id}) with other reports; this report names Patient ID {patient.patient_id!r}: not filed "
-            "under it (a UID collision or a placeholder UID would join two patients) - review and reprocess")
+            f"{study.patient_id}) with other reports; this report names "
+            + (f"Patient ID {patient.patient_id!r}" if patient is not None else "no patient")
+            + ": not filed under it (a UID collision or a placeholder UID would join two patients, or take the study "
+            "from its patient) - review and reprocess")
 
 
 def _study_fields(study: Study, doc: R.DoseDocument, patient: Patient | None, device: Device | None,

@@ -430,3 +430,8 @@ def test_a_report_of_another_patient_under_a_study_uid_in_use_is_quarantined_not
     # the same patient again under that UID (a cumulative report) is still filed with the study
     third = ingest(to_bytes(fgi("COLLIDE-A", name="Alpha^Ann", study_instance_uid=placeholder)))
     assert third.status == DoseObject.STATUS_INGESTED and third.study_id == study.pk
+    # a report without a Patient ID under that UID neither joins the procedure nor takes the study from its patient
+    nobody = ingest(to_bytes(fgi("", name="", study_instance_uid=placeholder)))
+    assert nobody.status == DoseObject.STATUS_QUARANTINED and "names no patient" in nobody.quarantine_reason
+    study.refresh_from_db()
+    assert study.patient.patient_id == "COLLIDE-A"
