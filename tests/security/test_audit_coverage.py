@@ -20,17 +20,20 @@ PERSONAL_READS = {
     "web:api_studies", "web:api_study", "web:api_study_events", "web:api_events", "web:api_patients",
     "web:api_patient", "web:api_alerts", "web:api_fhir_search", "web:api_fhir_observation",
     "cases:worklist", "cases:export", "cases:due", "cases:detail", "cases:incidents", "cases:incidents_export",
-    "cases:staff_person", "web:study_skin_map_png", "web:study_skin_map_3d",
+    "cases:staff_person", "web:study_skin_map_png", "web:study_skin_map_3d", "web:patient_skin_map_sum_png",
+    "cases:incident_file", "cases:incidents_pdf",
 }
 # writes: a change row
 CHANGES = {"web:alert_action", "web:api_alert_action", "web:patient_invite", "web:quarantine_reprocess",
-           "cases:bulk_acknowledge", "cases:action", "cases:incident_action"}
+           "cases:bulk_acknowledge", "cases:action", "cases:incident_action",
+           "web:device_rename", "web:device_merge", "web:device_split"}
 # no patient-identifying data (aggregates per device/protocol, forms, sign-in, health; the audit trail itself
 # shows patient numbers only, to admins). Sign-ins are audited by tests/web/test_audit.py.
 NO_PATIENT_DATA = {
     "web:home", "web:login", "admin_login", "web:logout", "web:no_role", "web:portal_invite", "web:protocol_audit",
     "web:protocol_distribution", "web:protocol_names", "web:drl_sets", "web:fluoro_technique", "web:audit_log",
     "web:api_token", "ops:health", "web:modality_home", "web:vendor_plotly",
+    "web:device_list", "web:device_detail",  # device identity, counts and dates: no patient
 }
 
 
@@ -70,8 +73,17 @@ def test_reads_not_covered_by_the_web_suite_are_audited(web_data):
     from tests.security.test_site_scope_matrix import _skin_results
 
     skin_study = next(iter(d.studies.values()))
-    _skin_results(skin_study)
+    _skin_results(skin_study)  # (and an earlier procedure of the same patient: a summed map)
+    from dosereg.cases.incidents import incident_declare
+
+    incident_case = _a_case(d)
+    incident_declare(case_id=incident_case, user=d.users["rso"], category="unintended", summary="audit coverage")
     cases = {
+        "web:patient_skin_map_sum_png": ("rso", reverse("web:patient_skin_map_sum_png",
+                                                        kwargs={"pk": skin_study.patient_id, "days": 60}), "skin_map_sum"),
+        "cases:incident_file": ("physicist", reverse("cases:incident_file", kwargs={"case_id": incident_case, "fmt": "pdf"}),
+                                "incident_pdf"),
+        "cases:incidents_pdf": ("rso", reverse("cases:incidents_pdf"), "incident_pdf"),
         "web:study_skin_map_png": ("rso", reverse("web:study_skin_map_png", kwargs={"pk": skin_study.pk}), "skin_map"),
         "web:study_skin_map_3d": ("physicist", reverse("web:study_skin_map_3d", kwargs={"pk": skin_study.pk}), "skin_map"),
         "web:staff_me": ("staff", reverse("web:staff_me"), "staff_dose"),
@@ -121,6 +133,8 @@ def test_changes_are_audited_with_the_patient(web_data):
         ("admin", reverse("cases:bulk_acknowledge"), {"ids": [str(_a_case(d, status="open"))]}, "case", None),
         ("rso", reverse("cases:incident_action", kwargs={"case_id": case_a, "action": "declare"}),
          {"note": "wrong region", "category": "wrong_patient_or_region"}, "incident", d.patients["a"].pk),
+        ("rso", reverse("web:device_rename", kwargs={"pk": next(iter(d.studies.values())).device_id}),
+         {"display_name": "Theatre 3 C-arm (renamed)"}, "device", None),
     ]
     for role, url, data, object_type, patient_pk in cases:
         c = Client()
