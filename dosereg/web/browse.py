@@ -27,7 +27,7 @@ from dosereg.access.scope import EVERY_SITE, SiteScope, normalise
 from dosereg.protocols.models import ProtocolMapping, StandardName
 from dosereg.registry.models import Device, IrradiationEvent, Study
 
-from .params import InvalidParameter, QueryParams, clean_text
+from .params import InvalidParameter, PageNumbers, QueryParams, clean_text
 
 MODALITIES = ("CT", "RF", "XA", "DX", "CR", "MG", "NM", "PT", "MR", "OT")
 PROJECTION_MODALITIES = ("RF", "XA", "DX", "CR", "MG")
@@ -251,20 +251,12 @@ def ordered(qs, f: StudyFilters):
 
 
 @dataclass
-class StudyPage:
+class StudyPage(PageNumbers):
     rows: list
     count: int
     page: int
     pages: int
     page_size: int
-
-    @property
-    def first_index(self) -> int:
-        return (self.page - 1) * self.page_size + 1 if self.count else 0
-
-    @property
-    def last_index(self) -> int:
-        return min(self.count, self.page * self.page_size)
 
 
 def study_page(f: StudyFilters, *, scope: SiteScope = EVERY_SITE) -> StudyPage:

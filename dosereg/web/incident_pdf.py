@@ -9,38 +9,17 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
 
 from django.utils import timezone
 
 from dosereg.cases.selectors import dose_basis
 
-from .pdf import CORE_FAMILY, FAMILY, _use_font, latin1
+from .pdf import new_document
 
 logger = logging.getLogger(__name__)
 
 REGISTER_HEADINGS = ("Incident", "Declared", "Category / rule", "Exam, patient, device", "Skin dose basis", "Status")
 REGISTER_WIDTHS = (20, 19, 52, 52, 60, 64)  # mm, 267 in all (A4 landscape less 15 mm margins)
-
-
-def _fpdf_class(title: str):
-    from fpdf import FPDF
-
-    class IncidentPDF(FPDF):
-        dr_family = CORE_FAMILY
-        dr_unicode = False
-
-        def t(self, text: Any) -> str:
-            text = "" if text is None else str(text)
-            return text if self.dr_unicode else latin1(text)
-
-        def footer(self):
-            self.set_y(-12)
-            self.set_font(self.dr_family, "", 8)
-            self.set_text_color(110)
-            self.cell(0, 5, self.t(f"dosereg · {title} · page {self.page_no()}/{{nb}}"), align="C")
-
-    return IncidentPDF
 
 
 def _when(value: datetime | None, with_time: bool = True) -> str:
@@ -121,18 +100,8 @@ def _render(incidents: list, title: str, scope_label: str | None, now: datetime 
     from fpdf.fonts import FontFace
 
     now = now or timezone.now()
-    pdf = _fpdf_class(title)(orientation="landscape" if table else "portrait", unit="mm", format="A4")
-    pdf.dr_unicode = embed_font and _use_font(pdf)
-    if pdf.dr_unicode:
-        pdf.dr_family = FAMILY
+    pdf = new_document(title, embed_font=embed_font, orientation="landscape" if table else "portrait")
     t = pdf.t
-    pdf.set_title(title)
-    pdf.set_author("dosereg")
-    pdf.set_creator("dosereg")
-    pdf.set_lang("en")
-    pdf.set_margins(15, 15, 15)
-    pdf.set_auto_page_break(True, margin=16)
-    pdf.add_page()
     pdf.set_font(pdf.dr_family, "B", 15)
     pdf.cell(0, 8, t(title), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font(pdf.dr_family, "", 9)

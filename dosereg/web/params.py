@@ -208,3 +208,20 @@ class IdConverter:
 
     def to_url(self, value) -> str:
         return str(int(value))
+
+
+class PageNumbers:
+    """Mixin of a page of a list with a true count (``count``, ``page``, ``page_size``): the 1-based numbers of
+    its first and last rows ("rows 51 to 100 of 2,345")."""
+
+    count: int
+    page: int
+    page_size: int
+
+    @property
+    def first_index(self) -> int:
+        return (self.page - 1) * self.page_size + 1 if self.count else 0
+
+    @property
+    def last_index(self) -> int:
+        return min(self.count, self.page * self.page_size)

@@ -29,7 +29,7 @@ from dosereg.access.scope import EVERY_SITE, SiteScope
 from dosereg.registry.models import Patient, Study
 
 from . import integrations
-from .params import QueryParams
+from .params import PageNumbers, QueryParams
 
 PAGE_SIZES = (10, 25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
@@ -150,21 +150,13 @@ def _annotated(qs, *, scope: SiteScope):
 
 
 @dataclass
-class PatientPage:
+class PatientPage(PageNumbers):
     rows: list
     count: int
     page: int
     pages: int
     page_size: int
     window_label: str = ""
-
-    @property
-    def first_index(self) -> int:
-        return (self.page - 1) * self.page_size + 1 if self.count else 0
-
-    @property
-    def last_index(self) -> int:
-        return min(self.count, self.page * self.page_size)
 
 
 def patient_page(f: PatientFilters, *, scope: SiteScope = EVERY_SITE) -> PatientPage:

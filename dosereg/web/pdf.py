@@ -12,6 +12,7 @@ import logging
 import unicodedata
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -99,23 +100,41 @@ def latin1(text: str) -> str:
 # ---------------------------------------------------------------------------
 # the document
 # ---------------------------------------------------------------------------
-def _fpdf_class():
+def _fpdf_class(title: str = TITLE):
     from fpdf import FPDF
 
-    class PortalPDF(FPDF):
+    class DoseregPDF(FPDF):
         dr_family = CORE_FAMILY
         dr_unicode = False
 
-        def t(self, text: str) -> str:
+        def t(self, text: Any) -> str:
+            text = "" if text is None else str(text)
             return text if self.dr_unicode else latin1(text)
 
         def footer(self):
             self.set_y(-12)
             self.set_font(self.dr_family, "", 8)
             self.set_text_color(110)
-            self.cell(0, 5, self.t(f"dosereg · {TITLE} · page {self.page_no()}/{{nb}}"), align="C")
+            self.cell(0, 5, self.t(f"dosereg · {title} · page {self.page_no()}/{{nb}}"), align="C")
 
-    return PortalPDF
+    return DoseregPDF
+
+
+def new_document(title: str, *, embed_font: bool, orientation: str = "portrait"):
+    """An A4 document with dosereg's metadata, margins, footer and font (the TrueType font when ``embed_font`` and
+    it can be used, else a core font with transliteration), its first page added."""
+    pdf = _fpdf_class(title)(orientation=orientation, unit="mm", format="A4")
+    pdf.dr_unicode = embed_font and _use_font(pdf)
+    if pdf.dr_unicode:
+        pdf.dr_family = FAMILY
+    pdf.set_title(title)
+    pdf.set_author("dosereg")
+    pdf.set_creator("dosereg")
+    pdf.set_lang("en")
+    pdf.set_margins(15, 15, 15)
+    pdf.set_auto_page_break(True, margin=16)
+    pdf.add_page()
+    return pdf
 
 
 def _use_font(pdf) -> bool:
@@ -171,18 +190,8 @@ def _render(patient, exams, now: datetime, *, embed_font: bool) -> bytes:
 
     source = settings.DOSEREG_BACKGROUND_SOURCE
     msv = settings.DOSEREG_BACKGROUND_MSV_PER_YEAR
-    pdf = _fpdf_class()(orientation="portrait", unit="mm", format="A4")
-    pdf.dr_unicode = embed_font and _use_font(pdf)
-    if pdf.dr_unicode:
-        pdf.dr_family = FAMILY
+    pdf = new_document(TITLE, embed_font=embed_font)
     t = pdf.t
-    pdf.set_title(TITLE)
-    pdf.set_author("dosereg")
-    pdf.set_creator("dosereg")
-    pdf.set_lang("en")
-    pdf.set_margins(15, 15, 15)
-    pdf.set_auto_page_break(True, margin=16)
-    pdf.add_page()
 
     pdf.set_font(pdf.dr_family, "B", 16)
     pdf.cell(0, 9, t(TITLE), new_x="LMARGIN", new_y="NEXT")
