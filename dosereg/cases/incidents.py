@@ -28,10 +28,11 @@ def skin_dose_basis(case: Case) -> tuple[str, float | None, str]:
         if computed is not None:
             return "psd", computed[0], (f"peak skin dose computed from the report's beam geometry ({computed[1]} "
                                         "phantom; an estimate, about ±25-40 % unless validated for the room)")
-    psd_alert = (Alert.objects.filter(case_link__case=case, quantity="psd_gy").order_by("-value")
-                 .values_list("value", flat=True).first())
-    if psd_alert is not None:  # a cumulative window: summed maps or the conservative sum of the procedures' PSDs
-        return "psd", psd_alert, "peak skin dose over the case's window (summed skin-dose maps or the conservative sum)"
+    else:  # a cumulative window: its PSD level value (summed maps or the conservative sum of the procedures' PSDs)
+        psd_alert = (Alert.objects.filter(case_link__case=case, quantity="psd_gy").order_by("-value")
+                     .values_list("value", flat=True).first())
+        if psd_alert is not None:
+            return "psd", psd_alert, "peak skin dose over the case's window (summed skin-dose maps or the conservative sum)"
     kar = (Alert.objects.filter(case_link__case=case, quantity="kar_gy").order_by("-value").values_list("value", flat=True).first())
     if kar is not None:
         return "kar", kar, "Ka,r at the reference point (no peak skin dose estimate recorded): it overstates or understates the skin dose"

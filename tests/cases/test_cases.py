@@ -197,7 +197,8 @@ def test_worklist_and_case_page_read_a_fixed_number_of_queries(tmp_path, import_
     few = (count(wl), count(cd), count(dash))
     _bulk_cases(120, start=recent(10))
     many = (count(wl), count(cd), count(dash))
-    assert few == many and many[0] <= 5 and many[1] <= 7 and many[2] <= 4, (few, many)
+    # the case page: 8 (its skin-dose basis reads the procedure's computed peak skin dose, then Ka,r)
+    assert few == many and many[0] <= 5 and many[1] <= 8 and many[2] <= 4, (few, many)
 
 
 def test_filters_search_paging_and_csv(tmp_path, import_file, client, rso):
