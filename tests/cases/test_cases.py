@@ -21,6 +21,7 @@ from dosereg.cases.formatting import fmt_value, public_text
 from dosereg.cases.models import Case, CaseAlert, CaseEvent
 from dosereg.exposure.models import Alert
 from dosereg.notifications.models import Notification
+from tests.conftest import require
 from tests.exposure.builders import rf_rdsr
 
 pytestmark = pytest.mark.django_db
@@ -428,8 +429,7 @@ def test_due_list_pages_through_every_follow_up_overdue_first(client, rso, setti
 
 
 def test_worklist_search_reads_patients_and_staff_through_trigram_indexes(tmp_path, import_file, client, rso):
-    if connection.vendor != "postgresql":
-        pytest.skip("the search indexes are PostgreSQL's")
+    require(connection.vendor == "postgresql", "PostgreSQL (the search indexes are PostgreSQL's)")
     from dosereg.registry.models import Patient
 
     Patient.objects.bulk_create([Patient(patient_id=f"SRCH{i:05d}", issuer="T", name=f"Family{i}^Given{i}") for i in range(300)])
@@ -453,8 +453,7 @@ def test_worklist_search_reads_patients_and_staff_through_trigram_indexes(tmp_pa
 
 
 def test_counts_kept_by_the_database_match_the_cases_through_every_change(monkeypatch):
-    if connection.vendor != "postgresql":
-        pytest.skip("the counts are kept by a PostgreSQL trigger")
+    require(connection.vendor == "postgresql", "PostgreSQL (the counts are kept by a PostgreSQL trigger)")
     from dosereg.access.scope import SiteScope
     from dosereg.cases import case_counts
     from dosereg.cases.models import CaseCount
