@@ -27,7 +27,7 @@ from dosereg.access.scope import EVERY_SITE, SiteScope, normalise
 from dosereg.protocols.models import ProtocolMapping, StandardName
 from dosereg.registry.models import Device, IrradiationEvent, Study
 
-from .params import InvalidParameter, PageNumbers, QueryParams, clean_text
+from .params import InvalidParameter, PageNumbers, QueryParams, SortChoice, clean_text
 
 MODALITIES = ("CT", "RF", "XA", "DX", "CR", "MG", "NM", "PT", "MR", "OT")
 PROJECTION_MODALITIES = ("RF", "XA", "DX", "CR", "MG")
@@ -109,7 +109,7 @@ def parse_number(value: str | None, name: str) -> float | None:
 
 
 @dataclass
-class StudyFilters:
+class StudyFilters(SortChoice):
     modality: str = ""
     site: str = ""              # an institution name (compared trimmed, case-insensitively)
     device: int | None = None   # Device pk; 0: studies without a device
@@ -129,14 +129,6 @@ class StudyFilters:
     page: int = 1
     page_size: int = DEFAULT_PAGE_SIZE
     errors: dict = field(default_factory=dict)
-
-    @property
-    def sort_key(self) -> str:
-        return self.sort.lstrip("-")
-
-    @property
-    def descending(self) -> bool:
-        return self.sort.startswith("-")
 
 
 def read_filters(query, *, strict: bool = False) -> StudyFilters:
@@ -246,7 +238,7 @@ def filtered_studies(f: StudyFilters, *, scope: SiteScope = EVERY_SITE):
 
 def ordered(qs, f: StudyFilters):
     expr, _ = SORTS[f.sort_key]
-    order = expr.desc(nulls_last=True) if f.descending else expr.asc(nulls_last=True)
+    order = f.order(expr)
     return qs.annotate(standard_name=_standard_name_subquery()).order_by(order, "-pk" if f.descending else "pk")
 
 

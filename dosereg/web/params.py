@@ -225,3 +225,21 @@ class PageNumbers:
     @property
     def last_index(self) -> int:
         return min(self.count, self.page * self.page_size)
+
+
+class SortChoice:
+    """Mixin of list filters with a ``sort`` of a column key, ``-`` first for descending: the key, the direction
+    and the ORDER BY term (empty values last either way)."""
+
+    sort: str
+
+    @property
+    def sort_key(self) -> str:
+        return self.sort.lstrip("-")
+
+    @property
+    def descending(self) -> bool:
+        return self.sort.startswith("-")
+
+    def order(self, expr):
+        return expr.desc(nulls_last=True) if self.descending else expr.asc(nulls_last=True)

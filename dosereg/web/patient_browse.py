@@ -29,7 +29,7 @@ from dosereg.access.scope import EVERY_SITE, SiteScope
 from dosereg.registry.models import Patient, Study
 
 from . import integrations
-from .params import PageNumbers, QueryParams
+from .params import PageNumbers, QueryParams, SortChoice
 
 PAGE_SIZES = (10, 25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
@@ -52,20 +52,12 @@ CUMULATIVE = ("kap", "kar", "dlp", "effective")
 
 
 @dataclass
-class PatientFilters:
+class PatientFilters(SortChoice):
     q: str = ""
     sort: str = DEFAULT_SORT
     page: int = 1
     page_size: int = DEFAULT_PAGE_SIZE
     errors: dict = field(default_factory=dict)
-
-    @property
-    def sort_key(self) -> str:
-        return self.sort.lstrip("-")
-
-    @property
-    def descending(self) -> bool:
-        return self.sort.startswith("-")
 
 
 def read_filters(query) -> PatientFilters:
@@ -169,7 +161,7 @@ def patient_page(f: PatientFilters, *, scope: SiteScope = EVERY_SITE) -> Patient
     rows: list[dict] = []
     if count:
         expr = SORTS[f.sort_key][0]
-        order = expr.desc(nulls_last=True) if f.descending else expr.asc(nulls_last=True)
+        order = f.order(expr)
         rows = list(_annotated(qs, scope=scope).order_by(order, "-pk" if f.descending else "pk").values(
             "pk", "patient_id", "issuer", "name", "sex", "birth_date", "pseudonymised", "n_studies", "last_study",
             *integrations.CUMULATIVE_FIELDS)[start:start + f.page_size])
