@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 # NULLS LAST indexes: PostgreSQL only (dosereg/cases/worklist_indexes.py)
 from dosereg.cases.worklist_indexes import index_sql as _index_sql  # noqa: E402
-from dosereg.cases.worklist_indexes import postgres_only as _postgres_only  # noqa: E402
+from dosereg.registry.pg_indexes import postgres_only as _postgres_only  # noqa: E402
 
 
 class Migration(migrations.Migration):

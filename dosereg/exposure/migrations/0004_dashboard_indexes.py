@@ -3,6 +3,8 @@
 from django.conf import settings
 from django.db import migrations, models
 
+from dosereg.registry.pg_indexes import postgres_only
+
 
 # The dashboard's "highest cumulative exposure" list walks this in order and stops after 10 rows. NULLS LAST in
 # an index is PostgreSQL's: it is created there only, outside the models' state (SQLite, the embedded default,
@@ -11,16 +13,6 @@ TOP_KAP_SQL = (
     "CREATE INDEX IF NOT EXISTS window_now_top_kap ON exposure_patientexposurewindow "
     "(window_days, kap_gy_cm2 DESC NULLS LAST, dlp_mgy_cm DESC NULLS LAST) WHERE anchor_study_id IS NULL"
 )
-
-
-def create_top_kap(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(TOP_KAP_SQL)
-
-
-def drop_top_kap(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute("DROP INDEX IF EXISTS window_now_top_kap")
 
 
 class Migration(migrations.Migration):
@@ -40,5 +32,5 @@ class Migration(migrations.Migration):
             model_name='alert',
             index=models.Index(models.OrderBy(models.F('raised_at'), descending=True), models.OrderBy(models.F('id'), descending=True), condition=models.Q(('status__in', ['open', 'acknowledged'])), name='alert_inbox_recent'),
         ),
-        migrations.RunPython(create_top_kap, drop_top_kap),
+        migrations.RunPython(postgres_only(TOP_KAP_SQL), postgres_only("DROP INDEX IF EXISTS window_now_top_kap")),
     ]

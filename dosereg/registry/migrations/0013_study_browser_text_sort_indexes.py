@@ -3,6 +3,8 @@ description (sorted case-insensitively, as ``Lower(study_description)``) and the
 LAST with the id tie-break as the browser orders them. PostgreSQL only (see 0012)."""
 from django.db import migrations
 
+from dosereg.registry.pg_indexes import postgres_only
+
 INDEXES = {
     "registry_study_sort_description_desc": "(LOWER(study_description) DESC NULLS LAST, id DESC)",
     "registry_study_sort_description_asc": "(LOWER(study_description) ASC NULLS LAST, id ASC)",
@@ -11,18 +13,8 @@ INDEXES = {
 }
 
 
-def create(apps, schema_editor) -> None:
-    if schema_editor.connection.vendor == "postgresql":
-        for name, cols in INDEXES.items():
-            schema_editor.execute(f"CREATE INDEX IF NOT EXISTS {name} ON registry_study {cols}")
-
-
-def drop(apps, schema_editor) -> None:
-    if schema_editor.connection.vendor == "postgresql":
-        for name in INDEXES:
-            schema_editor.execute(f"DROP INDEX IF EXISTS {name}")
-
-
 class Migration(migrations.Migration):
     dependencies = [("registry", "0012_study_browser_sort_indexes")]
-    operations = [migrations.RunPython(create, drop)]
+    operations = [migrations.RunPython(
+        postgres_only(*[f"CREATE INDEX IF NOT EXISTS {name} ON registry_study {cols}" for name, cols in INDEXES.items()]),
+        postgres_only(*[f"DROP INDEX IF EXISTS {name}" for name in INDEXES]))]
