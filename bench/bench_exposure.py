@@ -96,7 +96,7 @@ def main() -> int:
         from django.utils import timezone
 
         from dosereg.exposure.models import Alert, PatientExposureWindow
-        from dosereg.exposure.services import patient_exposure_recompute
+        from dosereg.exposure.recompute import patient_exposure_recompute
         from dosereg.registry.models import Study
 
         p, studies = populate(args.studies)

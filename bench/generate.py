@@ -356,7 +356,7 @@ def _fast_commits() -> None:
 def _exposure_chunk(job: tuple[str, list[int]]) -> tuple[str, int, int, int]:
     """A worker's share: ("studies", study ids) derives the per-study facts in one batch (the service's own
     ``study_exposure_refresh``); ("patients", patient ids) recomputes each patient (``patient_exposure_recompute``)."""
-    from dosereg.exposure import services as ES
+    from dosereg.exposure import recompute as ES, study_facts as SF
     from dosereg.registry.models import Study
 
     kind, ids = job
@@ -365,7 +365,7 @@ def _exposure_chunk(job: tuple[str, list[int]]) -> tuple[str, int, int, int]:
     windows = alerts = 0
     if kind == "studies":
         with transaction.atomic():
-            ES.study_exposure_refresh(list(Study.objects.filter(pk__in=ids).values(*ES.STUDY_FIELDS)))
+            SF.study_exposure_refresh(list(Study.objects.filter(pk__in=ids).values(*SF.STUDY_FIELDS)))
     else:
         for pid in ids:
             r = ES.patient_exposure_recompute(patient_id=pid, notify=False)

@@ -1,6 +1,6 @@
 """Writes of the cases app: folding alerts into cases, the case e-mail, and the RSO's actions.
 
-* ``cases_absorb`` is called by ``dosereg.exposure.services`` with the alerts one evaluation raised. Each joins
+* ``cases_absorb`` is called by ``dosereg.exposure.evaluation`` with the alerts one evaluation raised. Each joins
   the case of its procedure (or patient window, pregnancy, Dose Check); a case is e-mailed once when it opens and
   once more each time its level reaches a higher *class* (severity, then first < subsequent/alert < SRDL), never
   once per NCRP 168 step. Procedures older than ``ALERT_NOTIFY_MAX_AGE_DAYS`` open cases without e-mail.
@@ -137,7 +137,7 @@ def cases_absorb(created: list, *, now: datetime, notify: bool = True, res=None)
     case whose level class rose, records the timeline, and sets each alert's ``notified`` state
     (queued / historical / no_recipients / suppressed on the alert that carried the e-mail, collapsed on the rest)."""
     from dosereg.exposure.models import Alert, AlertEvent
-    from dosereg.exposure.services import Router
+    from dosereg.exposure.routing import Router
     from dosereg.notifications.services import notification_enqueue_many
 
     if not created:
@@ -576,7 +576,7 @@ def clean_outcome(case: Case, data: dict) -> dict:
 
 def case_close(*, case_id: int, user, data: dict | None = None, note: str = "") -> Case:
     from dosereg.exposure.models import Alert
-    from dosereg.exposure.services import alert_record_conceptus_estimate
+    from dosereg.exposure.lifecycle import alert_record_conceptus_estimate
 
     now = timezone.now()
     with transaction.atomic():
@@ -601,7 +601,7 @@ def case_close(*, case_id: int, user, data: dict | None = None, note: str = "") 
 
 def case_follow_up_reminders_send(*, today: date | None = None) -> int:
     """Remind once per due date: the RSO who scheduled the follow-up and the site's RSOs (as for a new case)."""
-    from dosereg.exposure.services import Router
+    from dosereg.exposure.routing import Router
     from dosereg.notifications.services import notification_enqueue
 
     today = today or timezone.localdate()

@@ -11,7 +11,7 @@ log = logging.getLogger(__name__)
 
 
 def on_study_deleted(sender, instance, **kwargs) -> None:
-    from .services import enqueue_recompute
+    from .recompute import enqueue_recompute
 
     if instance.patient_id:
         pid = instance.patient_id

@@ -8,7 +8,7 @@ from django.db import InterfaceError, OperationalError
 @shared_task(name="dosereg.recompute_patient_exposure", autoretry_for=(OperationalError, InterfaceError),
              retry_backoff=2, retry_backoff_max=60, max_retries=10, acks_late=True)
 def recompute_patient_exposure_task(patient_id: int) -> dict:
-    from .services import patient_exposure_recompute
+    from .recompute import patient_exposure_recompute
 
     r = patient_exposure_recompute(patient_id=patient_id)
     return {"patient_id": r.patient_id, "studies": r.studies, "windows_written": r.windows_written,
@@ -17,7 +17,7 @@ def recompute_patient_exposure_task(patient_id: int) -> dict:
 
 @shared_task(name="dosereg.exposure_follow_up_reminders", autoretry_for=(OperationalError,), max_retries=3, retry_backoff=5)
 def follow_up_reminders_task() -> int:
-    from .services import follow_up_reminders_send
+    from .lifecycle import follow_up_reminders_send
 
     return follow_up_reminders_send()
 
@@ -32,7 +32,7 @@ def refresh_now_windows_task() -> int:
     from dosereg.registry.models import Study
 
     from .conf import windows_days
-    from .services import enqueue_recompute
+    from .recompute import enqueue_recompute
 
     since = timezone.now() - timedelta(days=max(windows_days()) + 1)
     ids = set(Study.objects.filter(study_datetime__gte=since, patient__isnull=False).values_list("patient_id", flat=True))

@@ -9,7 +9,7 @@
            ├─ registry.services.dose_object_ingest           parse, then one transaction (study totals included)
            ├─ patient_corrected_notices                       a corrected report moved a study: notices for its alerts
            └─ follow_up(changes, inline=INGEST_DERIVED_INLINE)
-                ├─ 1 exposure:  exposure.services.patient_exposure_recompute(patient_id)     per affected patient
+                ├─ 1 exposure:  exposure.recompute.patient_exposure_recompute(patient_id)    per affected patient
                 │                 → alerts → notifications.services.notification_enqueue_many
                 │                 → after its commit: notifications.tasks.send_notifications_task → SMTP
                 ├─ 2 staff:     staff.services.staff_studies_sync(study_ids)
@@ -17,7 +17,7 @@
                 └─ 4 skin dose: pipeline.tasks.skin_dose_studies_task(study_ids)  always queued, on the "skin" queue
                                   └─ skin_dose_studies(study_ids)
                                        ├─ skindose.services.studies_skin_dose_compute → PySkinDose → StudySkinDose
-                                       └─ exposure.services.patient_exposure_recompute(patient_id)  the PSD rules
+                                       └─ exposure.recompute.patient_exposure_recompute(patient_id) the PSD rules
                                             (the stored PSD is one of its inputs) → the procedure's RSO case
 
 Each step is idempotent and runs as a unit: inline (in the worker that ingested, after its commit) or queued as
@@ -38,9 +38,10 @@ from pathlib import Path
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 
+from dosereg.cases import corrections as patient_corrections
 from dosereg.exposure import identity
 from dosereg.exposure import selectors as exposure_selectors
-from dosereg.exposure import services as exposure
+from dosereg.exposure import recompute as exposure
 from dosereg.ops.failures import step_failure_record
 from dosereg.protocols import services as protocols
 from dosereg.protocols.tasks import mark_studies_dirty_task
@@ -103,8 +104,8 @@ def patient_corrected_notices(dose_object_id: int, corrections) -> None:
     correction is committed already: a failure here is logged, never raised."""
     try:
         for study_id, former, new in corrections:
-            exposure.alerts_notify_patient_corrected(study_id=study_id, former_patient_id=former,
-                                                     new_patient_id=new, dose_object_id=dose_object_id)
+            patient_corrections.alerts_notify_patient_corrected(study_id=study_id, former_patient_id=former,
+                                                                new_patient_id=new, dose_object_id=dose_object_id)
     except Exception:
         log.exception("could not send the patient-corrected notices of dose object %s", dose_object_id)
 

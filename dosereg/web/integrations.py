@@ -1,8 +1,8 @@
 """The only place the web app talks to the exposure and staff apps.
 
 Reads go through ``dosereg.exposure.selectors`` (the read API of exposure) and the staff selectors; every
-write (alert lifecycle) goes through the exposure services, never to their tables. Numbers shown are
-formatted by ``dosereg.formatting``.
+write (alert lifecycle) goes through the exposure lifecycle services (``dosereg.exposure.lifecycle``), never to
+their tables. Numbers shown are formatted by ``dosereg.formatting``.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from dosereg import formatting as fmt
 from dosereg.exposure import selectors as exposure
-from dosereg.exposure import services as exposure_services
+from dosereg.exposure import lifecycle as exposure_lifecycle
 from dosereg.registry.merge_group import patient_group_ids
 from dosereg.staff import config as staff_config, models as staff_models, selectors as staff_selectors
 
@@ -85,18 +85,18 @@ def alerts_api_list(*, status: str = "open", patient: str | None = None, limit: 
 
 
 def alert_transition(*, alert_id: int, action: str, user, note: str = "", due: str = "", scope=None) -> dict:
-    """Acknowledge / schedule a follow-up / close, through the exposure services.
+    """Acknowledge / schedule a follow-up / close, through the exposure lifecycle services.
 
     An alert outside ``scope`` (another site's, for a site-scoped RSO) is not found, as a missing one."""
     if not exposure.alert_visible(alert_id=alert_id, scope=scope):
         raise AlertNotFound(alert_id)
     if action == "acknowledge":
-        alert = exposure_services.alert_acknowledge(alert_id=alert_id, user=user, note=note)
+        alert = exposure_lifecycle.alert_acknowledge(alert_id=alert_id, user=user, note=note)
     elif action == "follow_up":
         due_date = date.fromisoformat(due) if due else None
-        alert = exposure_services.alert_schedule_follow_up(alert_id=alert_id, user=user, due=due_date, note=note)
+        alert = exposure_lifecycle.alert_schedule_follow_up(alert_id=alert_id, user=user, due=due_date, note=note)
     elif action == "close":
-        alert = exposure_services.alert_close(alert_id=alert_id, user=user, note=note)
+        alert = exposure_lifecycle.alert_close(alert_id=alert_id, user=user, note=note)
     else:
         raise ValueError(f"unknown action {action}")
     return alert_dict(exposure.alert_with_patient(alert.pk))

@@ -374,7 +374,7 @@ def test_a_case_whose_levels_all_no_longer_hold_is_withdrawn(tmp_path, import_fi
 
 
 def test_withdrawn_case_reopens_when_its_level_holds_again(tmp_path, import_file, rso_users, smtp_server):
-    from dosereg.exposure.services import patient_exposure_recompute
+    from dosereg.exposure.recompute import patient_exposure_recompute
 
     import_file(rf_rdsr(tmp_path, when=recent(), kar=3.4, kap=10, patient_id="RR-1"))
     case = Case.objects.get()

@@ -9,10 +9,11 @@ from django.contrib.auth.models import Group, User
 from django.db import IntegrityError, transaction
 
 from dosereg.exposure.models import Alert, AlertEvent, AlertRoute, PatientExposureWindow, Rule, RuleSet
-from dosereg.exposure.services import (
+from dosereg.exposure.lifecycle import (
     AlertTransitionError, alert_acknowledge, alert_close, alert_record_conceptus_estimate, alert_schedule_follow_up,
-    follow_up_reminders_send, patient_exposure_recompute, study_set_pregnancy_status,
+    follow_up_reminders_send,
 )
+from dosereg.exposure.recompute import patient_exposure_recompute, study_set_pregnancy_status
 from dosereg.notifications.models import Notification
 from dosereg.rdsr import records as R
 from dosereg.rdsr.builder import CTDoseCheckSpec
@@ -249,7 +250,7 @@ def test_routing_by_device_and_severity(tmp_path, import_file, rso_users, smtp_s
 
 
 def test_ruleset_versions_keep_alert_history(tmp_path, import_file):
-    from dosereg.exposure.services import patient_exposure_recompute, ruleset_activate, ruleset_new_version
+    from dosereg.exposure.rulesets import ruleset_activate, ruleset_new_version
 
     import_file(rf_rdsr(tmp_path, when=D0, kar=3.5, kap=100))
     a = Alert.objects.get(rule_key="fgi-kar-first")

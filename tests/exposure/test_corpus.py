@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from dosereg.exposure.models import Alert, PatientExposureWindow
-from dosereg.exposure.services import patient_exposure_recompute
+from dosereg.exposure.recompute import patient_exposure_recompute
 from dosereg.exposure.tasks import recompute_patient_exposure_task
 from dosereg.notifications.models import Notification
 from dosereg.registry.models import DoseObject, Study

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from dosereg.exposure.services import patient_exposure_recompute
+from dosereg.exposure.recompute import patient_exposure_recompute
 from dosereg.registry.models import Patient, Study
 from tests.exposure.builders import rf_rdsr
 

@@ -86,7 +86,7 @@ def _check_cumulative_totals() -> None:
     """What the workers left equals a recomputation from scratch."""
     try:
         from dosereg.exposure.models import PatientExposureWindow
-        from dosereg.exposure.services import patient_exposure_recompute
+        from dosereg.exposure.recompute import patient_exposure_recompute
     except ImportError:
         return
     from dosereg.registry.models import Patient

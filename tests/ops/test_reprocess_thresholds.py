@@ -1,6 +1,6 @@
 """Reprocess over the corpus after a threshold change: the new alerts appear, nobody gets an e-mail twice.
 
-Acceptance (issue 6). Uses the exposure app's rule set versions (dosereg.exposure.services) and
+Acceptance (issue 6). Uses the exposure app's rule set versions (dosereg.exposure.rulesets) and
 real SMTP (aiosmtpd), through ``manage.py reprocess``.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from django.core.management import call_command
 from dicom_listener.spool import Spool
 from dosereg.exposure.constants import RSO_GROUP
 from dosereg.exposure.models import Alert, Rule
-from dosereg.exposure.services import ruleset_activate, ruleset_new_version
+from dosereg.exposure.rulesets import ruleset_activate, ruleset_new_version
 from dosereg.notifications.models import Notification, NotificationAttempt
 from dosereg.registry.models import DoseObject, Study
 from dosereg.pipeline.flow import file_import

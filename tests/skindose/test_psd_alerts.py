@@ -149,7 +149,8 @@ def test_the_12_month_review_level_reads_the_summed_maps_not_the_psd_sum(tmp_pat
     """Two procedures 30 days apart on different skin (table moved 15 cm): their maps add to the larger PSD, not to
     the sum. A review level between the two is reached only by the conservative sum, so it is not raised; below the
     larger PSD it is raised with the summed-map value and the conservative sum beside it."""
-    from dosereg.exposure.services import patient_exposure_recompute, ruleset_activate, ruleset_new_version
+    from dosereg.exposure.recompute import patient_exposure_recompute
+    from dosereg.exposure.rulesets import ruleset_activate, ruleset_new_version
     from dosereg.rdsr import builder as b
     from dosereg.skindose.services import study_skin_dose_compute
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from dosereg.exposure.models import PatientExposureWindow
-from dosereg.exposure.services import patient_exposure_recompute
+from dosereg.exposure.recompute import patient_exposure_recompute
 from dosereg.pipeline.flow import patient_merge
 from dosereg.registry.merge_group import patient_group_ids, patient_root_id
 from dosereg.registry.models import Study

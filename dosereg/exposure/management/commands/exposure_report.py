@@ -68,7 +68,7 @@ class Command(BaseCommand):
     def _report(pk: int, recompute: bool) -> dict:
         patient = Patient.objects.get(pk=pk)
         if recompute:
-            from dosereg.exposure.services import patient_exposure_recompute
+            from dosereg.exposure.recompute import patient_exposure_recompute
 
             patient_exposure_recompute(patient_id=patient.pk)
         return patient_exposure_report(patient=patient)
