@@ -79,7 +79,7 @@ def staff_match(name: str, *, person_id: str = "") -> tuple[StaffMember | None, 
 
 
 def badge_create(*, badge_id: str, position: str, kind: str = DosimeterBadge.KIND_PASSIVE) -> DosimeterBadge:
-    from .dosimetry import canonical_position
+    from .dosimetry.common import canonical_position
 
     pos = canonical_position(position)
     if pos is None:

@@ -7,7 +7,7 @@ Columns (header row required, case-insensitive, any order):
 A study is found by study_instance_uid, else accession_number, else room (Device station name or display
 name, case-insensitive) plus the time window start..end (ISO 8601), which must overlap exactly one study.
 An unknown employee_id or an unfound study is an error (nothing is imported); an unknown name goes to the
-unmatched-name queue with a pending participation. The file is read by dosimetry.read_csv (encodings, NUL
+unmatched-name queue with a pending participation. The file is read by csv_files.read_csv (encodings, NUL
 characters, malformed CSV: refused with the line number).
 """
 from __future__ import annotations
@@ -20,7 +20,8 @@ from django.db.models import Q
 
 from dosereg.registry.models import Study
 
-from .dosimetry import DosimetryImportError, check_columns, make_tzinfo, parse_timestamp, read_import_csv
+from .csv_files import check_columns, make_tzinfo, parse_timestamp
+from .dosimetry.common import DosimetryImportError, read_import_csv
 from .models import Participation, StaffingImport, StaffMember, UnmatchedName
 from .services import participation_link, role_normalise, staff_match, unmatched_queue
 

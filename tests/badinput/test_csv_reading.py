@@ -1,4 +1,4 @@
-"""dosereg.staff.dosimetry.read_csv and the plausibility ceiling (issue 7): what test_bad_csv.py pins,
+"""dosereg.staff.csv_files.read_csv and the plausibility ceiling (issue 7): what test_bad_csv.py pins,
 plus the encodings that must keep working and the staffing import sharing the same reader."""
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from dosereg.staff.config import setting_set
-from dosereg.staff.dosimetry import DOSE_CEILING_SETTING, DosimetryImportError, import_badge_csv, import_realtime_csv
+from dosereg.staff.dosimetry.badges import import_badge_csv
+from dosereg.staff.dosimetry.common import DOSE_CEILING_SETTING, DosimetryImportError
+from dosereg.staff.dosimetry.realtime import import_realtime_csv
 from dosereg.staff.models import DosimeterReading, RealtimeSample
 from dosereg.staff.staffing import StaffingImportError, import_staffing
 from tests.staff.conftest import BADGE_HEADER, REALTIME_HEADER, STAFFING_HEADER, people, write_csv  # noqa: F401

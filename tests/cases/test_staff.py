@@ -15,7 +15,8 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def jonas(tmp_path):
-    from dosereg.staff import dosimetry, services as staff_services
+    from dosereg.staff import services as staff_services
+    from dosereg.staff.dosimetry.badges import import_badge_csv
     from dosereg.staff.alerts import staff_alerts_evaluate
 
     member = staff_services.staff_create(name="Fischer^Jonas", employee_id="E-JF-1", role="first_operator")
@@ -27,7 +28,7 @@ def jonas(tmp_path):
     end = (start + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
     path = tmp_path / "eye.csv"
     path.write_text(f"badge_id,wear_start,wear_end,hp10_msv,hp3_msv,hp007_msv\nB-EYE-JF,{start},{end},,26.2,\n")
-    dosimetry.import_badge_csv(path)
+    import_badge_csv(path)
     staff_alerts_evaluate(staff_ids=[member.pk])
     return member
 

@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from dosereg.notifications.models import Notification
 from dosereg.staff.alerts import AlertError, alert_transition, investigation_record, staff_alerts_evaluate
-from dosereg.staff.dosimetry import DosimetryImportError, import_badge_csv
+from dosereg.staff.dosimetry.badges import import_badge_csv
+from dosereg.staff.dosimetry.common import DosimetryImportError
 from dosereg.staff.models import DosimeterReading, DosimetryImport, EffectiveDose, Site, StaffAlert
 from dosereg.staff.occupational import effective_dose, effective_doses_recompute, period_totals, wear_period_doses
 

@@ -6,7 +6,7 @@ import threading
 import pytest
 from django.db import connection
 
-from dosereg.staff.dosimetry import import_badge_csv
+from dosereg.staff.dosimetry.badges import import_badge_csv
 from dosereg.staff.models import DosimeterReading, DosimetryImport, StaffAlert
 from tests.conftest import require
 

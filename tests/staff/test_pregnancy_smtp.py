@@ -12,7 +12,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from django.contrib.auth.models import Group, User
 
-from dosereg.staff.dosimetry import import_badge_csv
+from dosereg.staff.dosimetry.badges import import_badge_csv
 from dosereg.staff.models import StaffAlert
 from dosereg.staff.services import pregnancy_declare, pregnancy_withdraw
 

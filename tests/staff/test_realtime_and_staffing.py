@@ -10,7 +10,8 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from hypothesis import given, settings as hsettings, strategies as st
 
-from dosereg.staff.dosimetry import DosimetryImportError, import_realtime_csv
+from dosereg.staff.dosimetry.common import DosimetryImportError
+from dosereg.staff.dosimetry.realtime import import_realtime_csv
 from dosereg.staff.models import Participation, PendingParticipation, ProcedureStaffDose, RealtimeSample, StaffAlert, UnmatchedName
 from dosereg.staff.occupational import Window, assign_samples
 from dosereg.staff.services import unmatched_resolve
@@ -83,7 +84,7 @@ def test_cumulative_export_unmatched_nurse_and_resolution(people, procedures, re
 
 
 def test_kap_estimates_are_labelled_and_only_fill_gaps(people, procedures, staffing_file, badge_file):
-    from dosereg.staff.dosimetry import import_badge_csv
+    from dosereg.staff.dosimetry.badges import import_badge_csv
     from dosereg.staff.selectors import staff_exposure
 
     import_badge_csv(badge_file)  # Anna's badges cover Jan-Apr 2025 only

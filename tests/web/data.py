@@ -125,7 +125,8 @@ def make_users(data: WebData) -> WebData:
         data.users[role] = user
     # staff dosimetry record for the staff user, with monthly badge readings (through the staff app's services)
     try:
-        from dosereg.staff import dosimetry, services as staff_services
+        from dosereg.staff import services as staff_services
+        from dosereg.staff.dosimetry.badges import import_badge_csv
     except ImportError:
         return data
     member = staff_services.staff_create(name="Test^Staff", employee_id="E-T-1", role="first_operator",
@@ -149,6 +150,6 @@ def make_users(data: WebData) -> WebData:
         month, i = nxt, i + 1
     path = data.tmp / "badges.csv"
     path.write_text("\n".join(lines) + "\n")
-    dosimetry.import_badge_csv(path)
+    import_badge_csv(path)
     assert Group.objects.filter(name="rso").exists()
     return data

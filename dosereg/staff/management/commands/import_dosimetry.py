@@ -2,7 +2,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from dosereg.staff.dosimetry import DosimetryImportError, import_dosimetry
+from dosereg.staff.dosimetry import import_dosimetry
+from dosereg.staff.dosimetry.common import DosimetryImportError
 
 
 class Command(BaseCommand):
