@@ -6,6 +6,7 @@
   once per NCRP 168 step. Procedures older than ``ALERT_NOTIFY_MAX_AGE_DAYS`` open cases without e-mail.
 * ``case_for_staff_alert`` is called by ``dosereg.staff.alerts`` for an occupational alert (the staff module
   e-mails those itself).
+  These two calls are the only imports from exposure and staff up into cases; ``.importlinter`` names them.
 * ``case_acknowledge`` / ``case_follow_up`` / ``case_close`` move a case and its member alerts; views audit them.
 """
 from __future__ import annotations

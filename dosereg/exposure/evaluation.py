@@ -416,6 +416,7 @@ def evaluate_alerts(root_id, group, infos, windows, rules, now, notify, res: Rec
         res.alerts_withdrawn.append(a.id)
     if created or res.alerts_withdrawn or reraised:
         # the RSO's cases (dosereg.cases): alerts join the case of their procedure / window, one e-mail per escalation
+        # (in this transaction; the one import up into cases, named in .importlinter)
         from dosereg.cases.services import cases_absorb, cases_on_reraised, cases_on_withdrawn
 
         cases_absorb(created, now=now, notify=notify, res=res)

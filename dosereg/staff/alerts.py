@@ -194,7 +194,7 @@ def _alert_create(staff, *, rule, period, level, quantity, value, threshold, sv,
                 threshold_msv=threshold, setting=sv.as_dict(), study=study, message=message,
             )
             _notify(alert)
-            from dosereg.cases.services import case_for_staff_alert
+            from dosereg.cases.services import case_for_staff_alert  # in this transaction; named in .importlinter
 
             case_for_staff_alert(alert)  # the RSO's worklist
     except IntegrityError:  # raised concurrently by another evaluation: that one notified
