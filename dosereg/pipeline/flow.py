@@ -79,12 +79,14 @@ def ingest_object(dose_object_id: int, *, count_delivery: bool = False, force: b
     finishing is quarantined here instead of being parsed again. An object found already ingested (its task
     delivered again after the worker died between the ingest's commit and the follow-up) gets its follow-up
     again: every step is idempotent."""
+    row = None
     if count_delivery:
-        if not registry.dose_object_delivery_start(dose_object_id=dose_object_id,
-                                                   max_deliveries=settings.INGEST_MAX_DELIVERIES):
+        go_on, row = registry.dose_object_delivery_start(dose_object_id=dose_object_id,
+                                                         max_deliveries=settings.INGEST_MAX_DELIVERIES)
+        if not go_on:
             return DoseObject.objects.get(pk=dose_object_id)  # quarantined: delivered too often without finishing
     try:
-        obj = registry.dose_object_ingest(dose_object_id=dose_object_id, force=force)
+        obj = registry.dose_object_ingest(dose_object_id=dose_object_id, force=force, row=row)
     except (OperationalError, InterfaceError):  # the task retries these: the worker was not lost
         if count_delivery:
             registry.dose_object_delivery_uncount(dose_object_id=dose_object_id)
@@ -197,7 +199,7 @@ def follow_up(changes: StudyChanges, *, inline: bool) -> FollowUp:
     # 4 peak skin dose of fluoroscopically guided studies: always its own task on the "skin" queue (seconds per
     # procedure; never inline in the ingest worker)
     if changes.study_ids and settings.SKINDOSE_ENABLED:
-        skin_ids = skindose_selectors.studies_with_kar(changes.study_ids)
+        skin_ids = skindose_selectors.studies_with_kar(changes.study_ids, known=changes.new_study_facts)
         if skin_ids:
             _step(done, SKIN, (skin_ids,), inline=False,
                   run=lambda: skin_dose_studies(skin_ids),

@@ -99,9 +99,10 @@ class DeviceSoftwareVersion(models.Model):
 
 class Study(models.Model):
     # set by the ingest writer on the instance it returns (not columns): whether this ingest created the study, and
-    # the patient it had before (a correction moves a study)
+    # the patient it had before (a correction moves a study), whether it wrote an event with a reference air kerma
     created_by_this_ingest: bool
     former_patient_id: int | None
+    kar_written: bool
 
     study_instance_uid = models.CharField(max_length=128, unique=True)
     patient = models.ForeignKey(Patient, null=True, on_delete=models.PROTECT, related_name="studies")

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from datetime import timezone as dt_timezone
 from pathlib import Path
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
@@ -63,6 +64,9 @@ class StudyChanges:
     named_study_ids: tuple[int, ...] | None = None
     # a corrected report moved these studies to another patient: (study, former patient, new patient)
     corrections: tuple[tuple[int, int | None, int | None], ...] = ()
+    # of the new studies: (study, procedure modality, whether an event with a reference air kerma was written);
+    # what the follow-up would otherwise read back (the skin-dose step's choice of studies)
+    new_study_facts: tuple[tuple[int, str, bool], ...] = ()
 
 
 def study_changes_of(obj: DoseObject) -> StudyChanges:
@@ -130,12 +134,14 @@ def enqueue_ingest(dose_object_id: int) -> bool:
 # ---------------------------------------------------------------------------
 # ingest
 # ---------------------------------------------------------------------------
-def dose_object_ingest(*, dose_object_id: int, force: bool = False) -> DoseObject:
+def dose_object_ingest(*, dose_object_id: int, force: bool = False, row: DoseObject | None = None) -> DoseObject:
     """Extract one stored object and write its dose records (study totals included) in one transaction.
 
-    The object returned by an ingest that wrote something carries ``changes`` (a ``StudyChanges``) for the
-    follow-up pipeline; it is None when nothing was written (already ingested, or quarantined)."""
-    obj = DoseObject.objects.get(pk=dose_object_id)
+    ``row``: the object's row as just read (``dose_object_delivery_start``), else it is read here; the
+    transaction reads it again, locked. The object returned by an ingest that wrote something carries
+    ``changes`` (a ``StudyChanges``) for the follow-up pipeline; it is None when nothing was written (already
+    ingested, or quarantined)."""
+    obj = row if row is not None and row.pk == dose_object_id else DoseObject.objects.get(pk=dose_object_id)
     obj.changes = None
     if obj.status != DoseObject.STATUS_RECEIVED and not force:
         return obj
@@ -175,6 +181,7 @@ def dose_object_ingest(*, dose_object_id: int, force: bool = False) -> DoseObjec
                 study = _write_document(obj, doc, affected, corrections if obj.ingested_at is None else None)
                 # the follow-up skips lookups that cannot find anything for a study this ingest created / that names nobody
                 new_ids = [study.pk] if study.created_by_this_ingest else []
+                new_facts = [(study.pk, study.procedure_modality, study.kar_written)] if new_ids else []
                 named_ids = [study.pk] if doc.participants else []
                 if old_study_id and old_study_id != obj.study_id:
                     study_recompute_totals(study_id=old_study_id)
@@ -192,7 +199,7 @@ def dose_object_ingest(*, dose_object_id: int, force: bool = False) -> DoseObjec
     patient_ids = sorted(set(Study.objects.filter(pk__in=affected).values_list("patient_id", flat=True)) - {None}) \
         if len(affected) > 1 else ([obj.study.patient_id] if obj.study and obj.study.patient_id else [])
     obj.changes = StudyChanges(tuple(sorted(affected)), tuple(patient_ids), tuple(new_ids), tuple(named_ids),
-                               tuple(corrections))
+                               tuple(corrections), tuple(new_facts))
     return obj
 
 
@@ -326,8 +333,11 @@ def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int],
         for ev in events:  # one event per image: key it by the image's SOP Instance UID
             ev.irradiation_event_uid = ev.irradiation_event_uid or doc.sop_instance_uid
     event_rows = [_event_row(ev, None, obj, doc) for ev in events]
+    new_uids = {e.irradiation_event_uid for e in events if e.irradiation_event_uid}
+    # one query for both re-filed checks (the study to keep, and the reports to replace or not count again)
+    sharing = _reports_sharing(obj, new_uids)
     study = _study_upsert(doc, patient, device, _totals_from_document(doc, event_rows), refiled_from=obj,
-                          identity=identity)
+                          identity=identity, sharing=sharing)
     affected.add(study.pk)
     if corrections is not None and not study.created_by_this_ingest and study.former_patient_id != study.patient_id:
         corrections.append((study.pk, study.former_patient_id, study.patient_id))
@@ -346,9 +356,8 @@ def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int],
         for model in (IrradiationEvent, PlaneTotal, Participant, MRExam, *mammo_nm.CHILD_MODELS):
             model.objects.filter(dose_object_id__in=[obj.pk, *replaced]).delete()
 
-    new_uids = {e.irradiation_event_uid for e in events if e.irradiation_event_uid}
     # the same report (or its events) filed before under another Study Instance UID: one procedure
-    counted_elsewhere, superseded_elsewhere = _refiled_elsewhere(obj, doc, study, new_uids, affected)
+    counted_elsewhere, superseded_elsewhere = _refiled_elsewhere(obj, doc, study, new_uids, affected, sharing)
 
     # cumulative RDSRs (a later one holds all events of an earlier one): supersede, never double count
     owners: dict[int, set[str]] = {}
@@ -380,8 +389,10 @@ def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int],
         DoseObject.objects.filter(pk__in=to_supersede).update(superseded_by=obj)
         DoseObject.objects.filter(superseded_by_id__in=to_supersede).update(superseded_by=obj)
 
+    study.kar_written = False
     if not superseded_by_other and events:
         rows = [r for r in event_rows if r.irradiation_event_uid not in counted_elsewhere] if counted_elsewhere else event_rows
+        study.kar_written = any(r.dose_rp_gy is not None for r in rows)
         for row in rows:
             row.study = study
         update_fields = [f.name for f in IrradiationEvent._meta.concrete_fields if f.name not in ("id", "study", "irradiation_event_uid")]
@@ -441,22 +452,44 @@ def _active_objects():
         status=DoseObject.STATUS_QUARANTINED)
 
 
-def _refiled_study(obj: DoseObject, doc: R.DoseDocument) -> int | None:
+class _Sharing(NamedTuple):
+    """An active report other than the one being ingested that is the same report (SOP Instance UID) or holds
+    some of its Irradiation Event UIDs, with its study."""
+
+    pk: int
+    study_id: int
+    study_uid: str
+    sop_instance_uid: str
+
+
+def _reports_sharing(obj: DoseObject, new_uids: set[str]) -> list[_Sharing]:
+    """The active reports (any study) that are this report or hold its events: one query, read before the study
+    is chosen; ``_refiled_study`` and ``_refiled_elsewhere`` pick from it."""
+    same = Q(sop_instance_uid=obj.sop_instance_uid)
+    if new_uids:
+        same |= Q(pk__in=IrradiationEvent.objects.filter(irradiation_event_uid__in=list(new_uids))
+                  .values("dose_object_id"))
+    return [_Sharing(*row) for row in _active_objects().filter(same).exclude(pk=obj.pk).values_list(
+        "pk", "study_id", "study__study_instance_uid", "sop_instance_uid")]
+
+
+def _refiled_study(obj: DoseObject, doc: R.DoseDocument, sharing: list[_Sharing] | None = None) -> int | None:
     """The study this report (same SOP Instance UID) was counted under with another Study Instance UID, when
     it is that study's only active report (the study can take the new UID); else None."""
     uid = doc.study_instance_uid or f"nostudy-{doc.sop_instance_uid}"
-    found = list(_active_objects().filter(sop_instance_uid=obj.sop_instance_uid, study__isnull=False)
-                 .exclude(pk=obj.pk).exclude(study__study_instance_uid=uid).values_list("study_id", flat=True)[:2])
-    if len(set(found)) != 1:
+    if sharing is None:
+        sharing = _reports_sharing(obj, set())
+    found = {r.study_id for r in sharing if r.sop_instance_uid == obj.sop_instance_uid and r.study_uid != uid}
+    if len(found) != 1:
         return None
-    study_id = found[0]
+    study_id = found.pop()
     if _active_objects().filter(study_id=study_id).exclude(sop_instance_uid=obj.sop_instance_uid).exists():
         return None
     return study_id
 
 
 def _refiled_elsewhere(obj: DoseObject, doc: R.DoseDocument, study: Study, new_uids: set[str],
-                       affected: set[int]) -> tuple[set[str], int | None]:
+                       affected: set[int], sharing: list[_Sharing] | None = None) -> tuple[set[str], int | None]:
     """Reports counted under another study that are this report (same SOP Instance UID) or hold its events
     (same Irradiation Event UIDs): never count one procedure twice.
 
@@ -465,13 +498,9 @@ def _refiled_elsewhere(obj: DoseObject, doc: R.DoseDocument, study: Study, new_u
     - one that holds all of this report's events and more: this one adds nothing (returned as superseding);
     - a partial overlap: the overlapping events are not counted again here (returned as the set of UIDs).
     Each case is flagged on the object and study."""
-    same = Q(sop_instance_uid=obj.sop_instance_uid, study__isnull=False)
-    if new_uids:  # one query: the same report, or the owners of these events, in another study
-        owners = IrradiationEvent.objects.filter(irradiation_event_uid__in=list(new_uids)).exclude(study=study)
-        same |= Q(pk__in=owners.values("dose_object_id"))
-    candidates: dict[int, set[str]] = {
-        pk: set() for pk in _active_objects().filter(same).exclude(pk=obj.pk).exclude(study=study).values_list("pk", flat=True)
-    }
+    if sharing is None:  # one query: the same report, or the owners of these events (here: in another study)
+        sharing = _reports_sharing(obj, new_uids)
+    candidates: dict[int, set[str]] = {r.pk: set() for r in sharing if r.study_id != study.pk}
     if not candidates:
         return set(), None
     for owner_id, uid in IrradiationEvent.objects.filter(dose_object_id__in=list(candidates)).values_list(
@@ -623,7 +652,8 @@ def _plane_row(p: R.PlaneTotals, study: Study, obj: DoseObject) -> PlaneTotal:
 
 
 def _study_upsert(doc: R.DoseDocument, patient: Patient | None, device: Device | None, totals: dict,
-                  refiled_from: DoseObject | None = None, identity: DeviceIdentity | None = None) -> Study:
+                  refiled_from: DoseObject | None = None, identity: DeviceIdentity | None = None,
+                  sharing: list[_Sharing] | None = None) -> Study:
     """The object's study, locked. A new study is inserted once, with ``totals`` (computed from this, its
     only report); an existing one is updated and its totals recomputed after the events are written.
     ``refiled_from``: the object being ingested; when no study has its Study Instance UID yet but the same report
@@ -632,7 +662,7 @@ def _study_upsert(doc: R.DoseDocument, patient: Patient | None, device: Device |
     uid = doc.study_instance_uid or f"nostudy-{doc.sop_instance_uid}"
     # the row lock serialises concurrent ingests of one study (e.g. cumulative CT RDSRs)
     study = Study.objects.select_for_update().filter(study_instance_uid=uid).first()
-    rename_from = _refiled_study(refiled_from, doc) if study is None and refiled_from is not None else None
+    rename_from = _refiled_study(refiled_from, doc, sharing) if study is None and refiled_from is not None else None
     if rename_from is not None:
         study = Study.objects.select_for_update().filter(pk=rename_from).first()
         if study is not None:  # the study keeps its UID (alerts and links refer to it); the new one is noted
@@ -996,26 +1026,32 @@ def dose_objects_reprocess(*, queryset=None) -> int:
     return len(ids)
 
 
-def dose_object_delivery_start(*, dose_object_id: int, max_deliveries: int) -> bool:
+def dose_object_delivery_start(*, dose_object_id: int, max_deliveries: int) -> tuple[bool, DoseObject | None]:
     """Count one delivery of an object's ingest task, at its start (one UPDATE, committed before the parse). An
     object still not ingested after ``max_deliveries`` deliveries (0: no limit) is quarantined instead of being
     ingested again: every delivery ended without finishing (the worker was lost: killed, or out of memory), and
-    the broker would deliver it forever. Returns False when it was quarantined for that."""
-    pending = DoseObject.objects.filter(pk=dose_object_id, status=DoseObject.STATUS_RECEIVED)
-    if max_deliveries:
-        pending = pending.filter(deliveries__lt=max_deliveries)
-    if pending.update(deliveries=F("deliveries") + 1):
-        return True
+    the broker would deliver it forever.
+
+    Returns (go on, the object's row as counted): (False, None) when it was quarantined for that; the row (read by
+    the same UPDATE, ``RETURNING``) is handed to ``dose_object_ingest`` so that it is not read again; None when
+    there was nothing to count (already ingested)."""
+    table = DoseObject._meta.db_table
+    limit = " AND deliveries < %s" if max_deliveries else ""
+    counted = list(DoseObject.objects.raw(
+        f'UPDATE "{table}" SET deliveries = deliveries + 1 WHERE id = %s AND status = %s{limit} RETURNING *',
+        [dose_object_id, DoseObject.STATUS_RECEIVED, *([max_deliveries] if max_deliveries else [])]))
+    if counted:
+        return True, counted[0]
     with transaction.atomic():
         obj = DoseObject.objects.select_for_update().filter(pk=dose_object_id).first()
         if obj is None or obj.status != DoseObject.STATUS_RECEIVED or not max_deliveries or obj.deliveries < max_deliveries:
-            return True  # ingested meanwhile, or already ingested: nothing to count
+            return True, None  # ingested meanwhile, or already ingested: nothing to count
         reason = (f"not ingested after {obj.deliveries} deliveries of its ingest task: each ended without finishing "
                   f"(worker lost: killed or out of memory); not delivered again (INGEST_MAX_DELIVERIES={max_deliveries})")
         obj.status, obj.quarantine_reason = DoseObject.STATUS_QUARANTINED, reason
         obj.save(update_fields=["status", "quarantine_reason"])
     log.error("quarantined %s: %s", obj.sop_instance_uid, reason)
-    return False
+    return False, None
 
 
 def dose_object_delivery_uncount(*, dose_object_id: int) -> None:
