@@ -149,11 +149,11 @@ def cases_absorb(created: list, *, now: datetime, notify: bool = True, res=None)
         kind, key = case_identity(alert)
         groups.setdefault(key, []).append((alert, e))
         kinds[key] = kind
-    cases = {c.key: c for c in Case.objects.select_for_update().filter(key__in=list(groups))}
+    cases = {c.key: c for c in Case.objects.select_for_update(no_key=True).filter(key__in=list(groups))}
     # a cumulative episode joins the active case of the same patient and window length whose window overlaps
     loose = [k for k in groups if kinds[k] == KIND_CUMULATIVE and k not in cases]
     if loose:
-        cands = list(Case.objects.select_for_update().filter(
+        cands = list(Case.objects.select_for_update(no_key=True).filter(
             kind=KIND_CUMULATIVE, status__in=ACTIVE_STATUSES, patient_id__in={groups[k][0][0].patient_id for k in loose}))
         for k in loose:
             a = groups[k][0][0]
@@ -178,7 +178,7 @@ def cases_absorb(created: list, *, now: datetime, notify: bool = True, res=None)
         if found is None:
             case = _case_open(kind, key, top_alert, row, now)
             if case.pk is None:  # lost a race: the other evaluation's case stands, join it
-                case = Case.objects.select_for_update().get(key=key)
+                case = Case.objects.select_for_update(no_key=True).get(key=key)
                 opened = False
         else:
             case = found
@@ -315,7 +315,7 @@ def cases_on_reraised(alert_ids: list[int], *, now: datetime) -> int:
     again, acknowledged if it had been. Not e-mailed again (the alerts were)."""
     if not alert_ids:
         return 0
-    cases = list(Case.objects.select_for_update().filter(
+    cases = list(Case.objects.select_for_update(no_key=True).filter(
         status=STATUS_WITHDRAWN, pk__in=CaseAlert.objects.filter(alert_id__in=alert_ids).values("case_id")))
     for case in cases:
         case.status = STATUS_ACKNOWLEDGED if case.acknowledged_at else STATUS_OPEN
@@ -415,7 +415,7 @@ def case_for_staff_alert(alert, *, now: datetime | None = None) -> Case:
              f"{alert.period}")[:255]
     cls = SEV_RANK[sev] * 10 + STAFF_LEVEL_CLASS.get(alert.level, 1)
     with transaction.atomic():
-        case = Case.objects.select_for_update().filter(key=key).first()
+        case = Case.objects.select_for_update(no_key=True).filter(key=key).first()
         if case is None:
             case = Case(key=key, kind=KIND_STAFF, severity=sev, sort_rank=sort_rank(KIND_STAFF, sev), staff=staff,
                         site=_site(staff.site.name if staff.site_id else ""), exam_date=alert.created_at or now, title=title,
@@ -443,7 +443,7 @@ def case_for_staff_alert(alert, *, now: datetime | None = None) -> Case:
 # the RSO's actions
 # ---------------------------------------------------------------------------
 def _locked(case_id: int) -> Case:
-    return Case.objects.select_for_update().get(pk=case_id)
+    return Case.objects.select_for_update(no_key=True).get(pk=case_id)
 
 
 def _sync_alerts(case: Case, *, user, action: str, note: str, to_status: str, now: datetime) -> None:

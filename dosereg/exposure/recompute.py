@@ -128,8 +128,11 @@ def patient_exposure_recompute(*, patient_id: int, now: datetime | None = None, 
     root = patient_root_id(patient_id)
     res = RecomputeResult(patient_id=root)
     with transaction.atomic():
-        # serialise per patient; the last recompute's state comes with the lock
-        locked = (Patient.objects.select_for_update(of=("self",)).filter(pk=root)
+        # serialise per patient; the last recompute's state comes with the lock. FOR NO KEY UPDATE: two recomputes
+        # of one patient wait for each other, but a row that refers to the patient (a study being ingested, a
+        # window, an alert, a case: their foreign-key checks take FOR KEY SHARE) does not wait for a recompute, so
+        # a recompute that waits for such a transaction can never be waited for by it (deadlock)
+        locked = (Patient.objects.select_for_update(of=("self",), no_key=True).filter(pk=root)
                   .values_list("pk", "exposure_state__inputs_digest", "exposure_state__computed_now",
                                "exposure_state__valid_until").first())
         group = patient_group_ids(root)

@@ -660,11 +660,13 @@ def _study_upsert(doc: R.DoseDocument, patient: Patient | None, device: Device |
     (SOP Instance UID) is counted under another study as its only report, it stays in that study (one procedure,
     not two)."""
     uid = doc.study_instance_uid or f"nostudy-{doc.sop_instance_uid}"
-    # the row lock serialises concurrent ingests of one study (e.g. cumulative CT RDSRs)
-    study = Study.objects.select_for_update().filter(study_instance_uid=uid).first()
+    # the row lock serialises concurrent ingests of one study (e.g. cumulative CT RDSRs); FOR NO KEY UPDATE, so
+    # that rows referring to the study written by other transactions (its exposure facts, by a recompute) do not
+    # wait for it
+    study = Study.objects.select_for_update(no_key=True).filter(study_instance_uid=uid).first()
     rename_from = _refiled_study(refiled_from, doc, sharing) if study is None and refiled_from is not None else None
     if rename_from is not None:
-        study = Study.objects.select_for_update().filter(pk=rename_from).first()
+        study = Study.objects.select_for_update(no_key=True).filter(pk=rename_from).first()
         if study is not None:  # the study keeps its UID (alerts and links refer to it); the new one is noted
             _flag(doc, f"re-filed: this report (same SOP Instance UID) was sent again under Study Instance UID {uid}; "
                        f"it stays with the study it was first filed under, {study.study_instance_uid} "
@@ -680,7 +682,7 @@ def _study_upsert(doc: R.DoseDocument, patient: Patient | None, device: Device |
             study.created_by_this_ingest = True  # a brand-new study has no other reports to look at
             return study
         except IntegrityError:  # another worker created it meanwhile
-            study = Study.objects.select_for_update().get(study_instance_uid=uid)
+            study = Study.objects.select_for_update(no_key=True).get(study_instance_uid=uid)
     if study.patient_id is not None and (patient is None or study.patient_id != patient.pk):
         _refuse_study_collision(study, doc, patient)
     study.former_patient_id = study.patient_id
