@@ -33,7 +33,7 @@ from dosereg.skindose import selectors as skin_selectors
 
 from . import fhir, integrations, tokens
 from .params import InvalidParameter, QueryParams, parse_datetime, parse_int
-from .selectors import patient_for_user
+from .selectors import patient_for_user, study_received_identity
 
 
 # ---------------------------------------------------------------------------
@@ -122,15 +122,43 @@ class PatientSerializer(serializers.ModelSerializer):
 class StudySerializer(DoseModelSerializer):
     device = serializers.StringRelatedField()
     pregnancy_status = serializers.CharField(source="effective_pregnancy_status")
+    received_identity = serializers.SerializerMethodField()
 
     class Meta:
         model = Study
         fields = [
-            "id", "study_instance_uid", "patient", "device", "study_datetime", "accession_number", "study_description",
+            "id", "study_instance_uid", "patient", "device", "device_id", "received_identity", "study_datetime",
+            "accession_number", "study_description",
             "procedure_modality", "pregnancy_status", "patient_weight_kg", "patient_age_years", "dap_total_gy_cm2",
             "dose_rp_max_plane_gy", "fluoro_time_total_s", "dlp_total_mgy_cm", "ctdivol_max_mgy", "event_count",
             "has_ionising_dose", "not_patient_reason",
         ]
+
+    def get_received_identity(self, study: Study) -> dict | None:
+        """The device identity as the study's reports carried it (clinical roles; null for a patient): manufacturer,
+        model, serial, station, observer UID, Software Versions and calling AE titles (``selectors``)."""
+        objects = getattr(study, "received_objects", None)
+        if objects is None:  # not loaded for this reader (a patient): not shown
+            return None
+        if study.received_identity_id is None:
+            return None
+        return study_received_identity(study, objects)["identity"]
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if getattr(instance, "received_objects", None) is None:
+            data.pop("received_identity", None)
+        return data
+
+
+def _with_received_identity(qs, request):
+    """Clinical readers get each study's identity as received: the identity row joined, the reports' calling AE
+    and Software Versions in one query for the page (a patient gets neither)."""
+    if not has_role(request.user, roles.CLINICAL):
+        return qs
+    return qs.select_related("received_identity").prefetch_related(models.Prefetch(
+        "dose_objects", to_attr="received_objects", queryset=DoseObject.objects.order_by("received_at").only(
+            "pk", "study_id", "status", "calling_ae", "software_versions", "received_at")))
 
 
 class EventSerializer(DoseModelSerializer):
@@ -151,7 +179,8 @@ class StudyList(BadParamsAre400, PatientScoped, generics.ListAPIView):
     pagination_class = Pagination
 
     def get_queryset(self):
-        qs = Study.objects.select_related("device").filter(self.site_scope().study_q())
+        qs = _with_received_identity(Study.objects.select_related("device").filter(self.site_scope().study_q()),
+                                     self.request)
         ids = self.patient_ids()
         if ids is not None:
             qs = qs.filter(patient_id__in=ids)
@@ -184,7 +213,8 @@ class StudyDetail(BadParamsAre400, PatientScoped, generics.RetrieveAPIView):
     serializer_class = StudySerializer
 
     def get_queryset(self):
-        qs = Study.objects.select_related("device").filter(self.site_scope().study_q())
+        qs = _with_received_identity(Study.objects.select_related("device").filter(self.site_scope().study_q()),
+                                     self.request)
         ids = self.patient_ids()
         return qs if ids is None else qs.filter(patient_id__in=ids)
 
