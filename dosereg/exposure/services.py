@@ -30,11 +30,11 @@ from dosereg.rdsr import records as R
 from dosereg.registry.merge_group import patient_group_ids, patient_root_id
 from dosereg.registry.models import PREGNANT_STATUSES, DoseObject, IrradiationEvent, Patient, PlaneTotal, Study
 
-from . import conf, effective_dose as ED, regions as RG
+from . import conf, effective_dose as ED, nm_paediatric as NMP, regions as RG
 from .constants import (
     CANONICAL_UNIT, CONCEPTUS_BANDS_TEXT, L_DOSE_CHECK,
     L_PREGNANCY, L_SRDL, L_SUBSEQUENT, PHYSICIST_REQUEST, Q_COUNT, Q_CTDIVOL, Q_DLP, Q_DOSE_CHECK,
-    PSD_SUM_LABEL, Q_FLUORO_TIME, Q_KAP, Q_KAR, Q_PREGNANCY, Q_PSD, RSO_GROUP, SRDL_WORDING, conceptus_band,
+    PSD_SUM_LABEL, Q_FLUORO_TIME, Q_KAP, Q_KAR, Q_NM_PAED, Q_PREGNANCY, Q_PSD, RSO_GROUP, SRDL_WORDING, conceptus_band,
 )
 from .models import Alert, AlertEvent, AlertRoute, PatientExposureWindow, Rule, StudyExposure
 from .windows import StudyPoint, WindowTotals, compute_windows
@@ -533,6 +533,9 @@ def _expected_alerts(infos: list[StudyInfo], windows: list[WindowTotals], rules:
         if wt.anchor_study_id is not None:
             win_by_days[wt.window_days].append(wt)
     for rule in rules:
+        if rule.quantity == Q_NM_PAED:  # a child's activity against the EANM paediatric dosage card (nm_paediatric)
+            out.extend(NMP.expected_alerts(rule, _scoped(rule, by_modality, infos), Expected, _base_detail))
+            continue
         if rule.window_days is None:
             rule_thr = _canonical(rule)[0]
             for s in _scoped(rule, by_modality, infos):
