@@ -8,6 +8,7 @@ naming the parameter (``{"until": "'2025-02-30' is not a valid date or time"}``)
 from __future__ import annotations
 
 import hashlib
+from typing import NamedTuple
 
 from django.contrib.auth import authenticate
 from django.db import models
@@ -33,7 +34,7 @@ from dosereg.skindose import selectors as skin_selectors
 
 from . import fhir, integrations, tokens
 from .params import InvalidParameter, QueryParams, parse_datetime, parse_int
-from .selectors import patient_for_user, study_received_identity
+from .selectors import patient_for_user, received_identity_values
 
 
 # ---------------------------------------------------------------------------
@@ -142,7 +143,7 @@ class StudySerializer(DoseModelSerializer):
             return None
         if study.received_identity_id is None:
             return None
-        return study_received_identity(study, objects)["identity"]
+        return received_identity_values(study, objects)
 
     def to_representation(self, instance):
         data = super().to_representation(instance)
@@ -152,13 +153,31 @@ class StudySerializer(DoseModelSerializer):
 
 
 def _with_received_identity(qs, request):
-    """Clinical readers get each study's identity as received: the identity row joined, the reports' calling AE
-    and Software Versions in one query for the page (a patient gets neither)."""
+    """Clinical readers get each study's identity as received: the identity row joined here, the reports' calling AE
+    and Software Versions attached by ``_attach_received_objects`` (one query for the page; a patient gets neither)."""
     if not has_role(request.user, roles.CLINICAL):
         return qs
-    return qs.select_related("received_identity").prefetch_related(models.Prefetch(
-        "dose_objects", to_attr="received_objects", queryset=DoseObject.objects.order_by("received_at").only(
-            "pk", "study_id", "status", "calling_ae", "software_versions", "received_at")))
+    return qs.select_related("received_identity")
+
+
+class _Received(NamedTuple):
+    status: str
+    calling_ae: str
+    software_versions: str | None
+
+
+def _attach_received_objects(studies, request) -> None:
+    """Each study's reports as ``received_objects`` (status, calling AE, Software Versions, in order received): one
+    plain-values query for the page's studies, no model instances (a page of 1,000 studies has 2,000 or more)."""
+    studies = [s for s in studies if s is not None]
+    if not studies or not has_role(request.user, roles.CLINICAL):
+        return
+    by_study: dict[int, list[_Received]] = {s.pk: [] for s in studies}
+    for sid, st, ae, sw in (DoseObject.objects.filter(study_id__in=list(by_study)).order_by("received_at", "pk")
+                                .values_list("study_id", "status", "calling_ae", "software_versions")):
+        by_study[sid].append(_Received(st, ae, sw))
+    for s in studies:
+        setattr(s, "received_objects", by_study[s.pk])  # read by StudySerializer
 
 
 class EventSerializer(DoseModelSerializer):
@@ -201,6 +220,11 @@ class StudyList(BadParamsAre400, PatientScoped, generics.ListAPIView):
             qs = qs.filter(study_datetime__lt=until)
         return qs
 
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)
+        _attach_received_objects(page or [], self.request)
+        return page
+
     def list(self, request, *args, **kwargs):
         resp = super().list(request, *args, **kwargs)
         _audit_page(request, "study", {r["patient"] for r in resp.data["results"]})
@@ -217,6 +241,11 @@ class StudyDetail(BadParamsAre400, PatientScoped, generics.RetrieveAPIView):
                                      self.request)
         ids = self.patient_ids()
         return qs if ids is None else qs.filter(patient_id__in=ids)
+
+    def get_object(self):
+        study = super().get_object()
+        _attach_received_objects([study], self.request)
+        return study
 
     def retrieve(self, request, *args, **kwargs):
         resp = super().retrieve(request, *args, **kwargs)

@@ -148,6 +148,17 @@ RECEIVED_FIELDS = (("manufacturer", "Manufacturer"), ("model", "Model"), ("seria
                    ("station_name", "Station name"), ("device_observer_uid", "Device Observer UID"))
 
 
+def received_identity_values(study: Study, objects) -> dict[str, Any]:
+    """The identity as received (``study_received_identity``'s ``identity``), alone: what the API returns."""
+    ident = study.received_identity
+    ingested = [o for o in objects if o.status == DoseObject.STATUS_INGESTED]
+    received: dict[str, Any] = {f: (getattr(ident, f) if ident is not None else None) for f, _ in RECEIVED_FIELDS}
+    received["software_versions"] = list(dict.fromkeys(o.software_versions for o in ingested if o.software_versions))
+    received["software_versions_not_recorded"] = sum(1 for o in ingested if o.software_versions is None)
+    received["calling_ae_titles"] = list(dict.fromkeys(o.calling_ae for o in ingested if o.calling_ae))
+    return received
+
+
 def study_received_identity(study: Study, objects) -> dict:
     """The device identity as the study's reports carried it (``Study.received_identity``: manufacturer, model,
     serial, station, observer UID of its latest report; the Software Versions and calling AE titles of its ingested
@@ -156,11 +167,7 @@ def study_received_identity(study: Study, objects) -> dict:
     ``software_versions_not_recorded`` counts reports ingested before their version was kept (reprocess to fill)."""
     ident = study.received_identity
     device = study.device
-    ingested = [o for o in objects if o.status == DoseObject.STATUS_INGESTED]
-    received: dict[str, Any] = {f: (getattr(ident, f) if ident is not None else None) for f, _ in RECEIVED_FIELDS}
-    received["software_versions"] = list(dict.fromkeys(o.software_versions for o in ingested if o.software_versions))
-    received["software_versions_not_recorded"] = sum(1 for o in ingested if o.software_versions is None)
-    received["calling_ae_titles"] = list(dict.fromkeys(o.calling_ae for o in ingested if o.calling_ae))
+    received = received_identity_values(study, objects)
     rows = []
     for f, label in RECEIVED_FIELDS:
         resolved = getattr(device, f) if device is not None else ""
