@@ -74,9 +74,10 @@ def test_study_page_and_api_show_the_identity_as_received_through_the_listener(r
     html = client.get(reverse("web:study_detail", kwargs={"pk": study.pk})).content.decode()
     section = html[html.index("data-received-identity"):html.index("Received objects")]
     # as received (CANON_MEC, as the object spelled it) beside the resolved device's name for the maker
-    assert "<th scope=\"row\">Manufacturer</th><td class=\"\">CANON_MEC <span class=\"badge badge-info\"" in section
-    assert "<td class=\"\">Canon Medical Systems</td>" in section
-    assert "<td class=\"\">AX-9</td>" in section and "<td class=\"\">ANGIO2</td>" in section
+    assert "<th scope=\"row\">Manufacturer</th><td>CANON_MEC <span class=\"badge badge-info\"" in section
+    assert "<td>Canon Medical Systems</td>" in section
+    assert "<th scope=\"row\">Serial number</th><td>AX-9</td><td>AX-9</td>" in section
+    assert "<th scope=\"row\">Station name</th><td>ANGIO2</td><td>ANGIO2</td>" in section
     assert "V8.1 · V8.2 SP1" in section  # both reports' versions, in order received
     assert "<td class=\"mono\">CATHLAB2</td>" in section
     assert f"href=\"{reverse('web:device_detail', kwargs={'pk': study.device_id})}\"" in section
