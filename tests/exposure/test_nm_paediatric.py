@@ -178,3 +178,21 @@ def test_admin_labels_the_unverified_table(client):
     assert "EANM paediatric dosage card eanm-paediatric-card-2016.08" in html and "UNVERIFIED" in html
     html = client.get(reverse("admin:exposure_rule_changelist") + "?quantity=nm_paed_activity_mbq").content.decode()
     assert "UNVERIFIED" in html
+
+
+def test_pet_image_headers_without_an_rrdsr_are_compared_too(tmp_path, import_file, enabled):
+    """A PET unit that sends no RRDSR: the administration read from the images' Radiopharmaceutical Information
+    Sequence (Radionuclide Total Dose in Bq) is compared; every image of the series repeats it, one alert."""
+    uid = B.deterministic_uid("nmp-pet-headers")
+    for n in (1, 2):
+        ds = B.build_nm_image(study_instance_uid=uid, patient_id="NMP-PT", patient_age="008Y", weight_kg=26.0,
+                              total_dose_bq=150.0e6, instance_number=n, study_datetime=WHEN)
+        obj = import_file(B.write(ds, tmp_path / f"pt{n}.dcm"))
+        assert obj.status == DoseObject.STATUS_INGESTED, obj.quarantine_reason
+    study = Study.objects.get(study_instance_uid=uid)
+    assert study.procedure_modality == "PT"
+    (alert,) = _alerts(study)
+    # 26 kg, class B: 14 × 6.14 = 85.96 MBq, allowed 94.556 MBq; 150 MBq administered
+    assert alert.value == pytest.approx(150.0) and alert.threshold == pytest.approx(94.556)
+    (adm,) = alert.detail["administrations"]
+    assert adm["weight_class_kg"] == 26 and adm["multiple"] == 6.14
