@@ -196,3 +196,19 @@ def test_pet_image_headers_without_an_rrdsr_are_compared_too(tmp_path, import_fi
     assert alert.value == pytest.approx(150.0) and alert.threshold == pytest.approx(94.556)
     (adm,) = alert.detail["administrations"]
     assert adm["weight_class_kg"] == 26 and adm["multiple"] == 6.14
+
+
+def test_the_rso_worklist_and_case_show_the_activity_in_mbq(tmp_path, import_file, enabled, client):
+    from django.urls import reverse
+
+    from dosereg.cases.models import CaseAlert
+    from dosereg.web.services import user_create
+
+    s = _rrdsr(tmp_path, import_file, "case", activity=120.0, weight=20.0, age="006Y")
+    (alert,) = _alerts(s)
+    case_id = CaseAlert.objects.get(alert_id=alert.pk).case_id
+    client.force_login(user_create(username="nmp-rso", password="pw-nmp-rso-12345", role="rso"))
+    html = client.get(reverse("cases:worklist")).content.decode()
+    assert "120 MBq" in html
+    html = client.get(reverse("cases:detail", args=[case_id])).content.decode()
+    assert "120 MBq" in html and "74.8 MBq" in html and "(unverified)" in html
