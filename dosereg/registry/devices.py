@@ -207,16 +207,21 @@ def _software_by_device(device_ids: list[int]) -> dict[int, dict[str, tuple]]:
 
 def _software_split(device: Device, new: Device, change: DeviceChange) -> None:
     """Split (after the reports moved): exactly the history rows that belong to the moved reports go with them.
-    A version carried only by moved reports moves; one carried by reports of both devices is copied (the new
-    device's row dated by its first moved report); one no moved report carried stays. Each device's current
+    A version carried only by moved reports moves; one carried by reports of both devices is kept by both, each
+    row dated by its device's first report carrying it; one no moved report carried stays. Each device's current
     version becomes the one its latest report carried."""
     seen = _software_by_device([device.pk, new.pk])
     moving, staying = seen[new.pk], seen[device.pk]
+    # the device's reports all recorded their version: a shared version's row is re-dated by the device's own first
+    # report (else an unrecorded earlier report may be the first sighting: the date stays)
+    staying_known = not DoseObject.objects.filter(device_id=device.pk, software_versions__isnull=True).exists()
     moved = copied = 0
     for row in DeviceSoftwareVersion.objects.filter(device_id=device.pk, software_versions__in=list(moving)):
         if row.software_versions in staying:
             copied += 1
             DeviceSoftwareVersion.objects.create(device=new, software_versions=row.software_versions)
+            if staying_known:
+                DeviceSoftwareVersion.objects.filter(pk=row.pk).update(first_seen=staying[row.software_versions][0])
         else:
             moved += DeviceSoftwareVersion.objects.filter(pk=row.pk).update(device_id=new.pk)
     # a version a moved report carried that the history lacks (history written before it was kept per device)

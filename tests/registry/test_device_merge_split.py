@@ -177,7 +177,8 @@ def test_split_moves_exactly_the_software_history_of_the_moved_reports(spool, tm
     # the moved row is dated by its first report's receipt (the history row was written at its ingest, just after)
     assert _history(new_id)["B-2"] == DoseObject.objects.get(pk=h2.pk).received_at <= before["B-2"]
     assert _history(new_id)["S-9"] == DoseObject.objects.get(pk=h3.pk).received_at
-    assert _history(device_id)["S-9"] == before["S-9"]
+    assert before["S-9"] < DoseObject.objects.get(pk=h4.pk).received_at  # first seen on h3, which moved
+    assert _history(device_id)["S-9"] == DoseObject.objects.get(pk=h4.pk).received_at  # now: its own first report
     assert change.moved["software versions"] == 1 and change.moved["software versions shared"] == 1
     assert change.left == []
     # each device's current version is the one its latest report carried
@@ -213,3 +214,17 @@ def test_merge_combines_the_software_history(spool, tmp_path):
     assert _history(b.device_id) == {"VA10": _history(b.device_id)["VA10"], "VB20": source_first}
     assert _history(a1.device_id) == {}
     assert change.moved["software versions"] == 1 and change.moved["software versions combined"] == 1
+
+
+def test_split_keeps_the_date_of_a_shared_version_when_the_device_has_unrecorded_reports(spool, tmp_path):
+    h1 = _dx(tmp_path, spool, "h1", "", "S-9")
+    h2 = _dx(tmp_path, spool, "h2", "M-77", "S-9")
+    h3 = _dx(tmp_path, spool, "h3", "", "S-9")
+    DoseObject.objects.filter(pk=h1.pk).update(software_versions=None)  # the device's first report: not recorded
+    before = _history(h1.device_id)["S-9"]
+    ident = DeviceIdentity.objects.get(device_id=h2.device_id, serial_number="M-77")
+    change = flow.device_split(device_id=h2.device_id, identity_ids=[ident.pk])
+    # S-9 is shared (h2 moved, h3 stayed); h1 may have been its first sighting: the device's date stays
+    assert _history(h1.device_id) == {"S-9": before}
+    assert _history(change.device_id) == {"S-9": DoseObject.objects.get(pk=h2.pk).received_at}
+    assert DoseObject.objects.get(pk=h3.pk).received_at > before
