@@ -313,6 +313,17 @@ if env("NM_EFFECTIVE_DOSE_COEFFICIENTS_FILE", ""):
 
     with open(env("NM_EFFECTIVE_DOSE_COEFFICIENTS_FILE", ""), encoding="utf-8") as _f:
         NM_EFFECTIVE_DOSE_COEFFICIENTS = _json.load(_f)
+# The EANM paediatric dosage card (baseline activity × weight-class multiple, radiopharmaceutical classes A/B/C), the
+# table of the NM/PET alert rule "nm-paed-eanm-card" (dosereg.exposure.eanm_card: versioned and cited; ⚠ not compared
+# with the primary card, so its rule is seeded disabled). A site that has checked the card (and the agent codes its
+# units send) gives its own table as a JSON file of the same shape. The rule's tolerance is the rule's own parameter
+# (admin: Exposure > Rules, params "tolerance_fraction", default 0.10).
+EANM_PAEDIATRIC_DOSAGE_CARD = __import__("dosereg.exposure.eanm_card", fromlist=["EANM_CARD"]).EANM_CARD
+if env("EANM_PAEDIATRIC_DOSAGE_CARD_FILE", ""):
+    import json as _json
+
+    with open(env("EANM_PAEDIATRIC_DOSAGE_CARD_FILE", ""), encoding="utf-8") as _f:
+        EANM_PAEDIATRIC_DOSAGE_CARD = _json.load(_f)
 if PSEUDONYMISE_PATIENTS and not PSEUDONYM_SECRET:
     raise ImproperlyConfigured("PSEUDONYMISE_PATIENTS requires PSEUDONYM_SECRET")
 

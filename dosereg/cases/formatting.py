@@ -8,12 +8,13 @@ from __future__ import annotations
 import re
 
 CANONICAL_UNIT = {"kar_gy": "Gy", "kap_gy_cm2": "Gy·cm²", "fluoro_time_s": "s", "dlp_mgy_cm": "mGy·cm",
-                  "ctdivol_mgy": "mGy", "procedure_count": "procedures", "psd_gy": "Gy"}
+                  "ctdivol_mgy": "mGy", "procedure_count": "procedures", "psd_gy": "Gy", "nm_paed_activity_mbq": "MBq"}
 UNIT_FACTORS = {"kar_gy": {"Gy": 1.0, "mGy": 1e-3}, "psd_gy": {"Gy": 1.0, "mGy": 1e-3}, "kap_gy_cm2": {"Gy·cm²": 1.0, "cGy·cm²": 1e-2, "mGy·cm²": 1e-3, "dGy·cm²": 1e-1},
                 "fluoro_time_s": {"s": 1.0, "min": 60.0}}
 QUANTITY_LABEL = {"kar_gy": "Ka,r (reference air kerma)", "psd_gy": "peak skin dose (estimate)", "kap_gy_cm2": "KAP (kerma-area product)",
                   "fluoro_time_s": "fluoroscopy time", "dlp_mgy_cm": "DLP", "ctdivol_mgy": "CTDIvol",
-                  "procedure_count": "procedures", "pregnancy": "pregnancy", "dose_check": "CT Dose Check"}
+                  "procedure_count": "procedures", "pregnancy": "pregnancy", "dose_check": "CT Dose Check",
+                  "nm_paed_activity_mbq": "administered activity (child; EANM paediatric dosage card)"}
 
 _INTERNAL = re.compile(r"\s*(?:[—–-]\s*)?\(?\s*dose-standards(?:\.md)?\s*(?:§\s*[\d.]+(?:\s*,\s*§?\s*[\d.]+)*)?\s*[✔◐⚠]?\s*\)?")
 _MARKS = {"✔": "", "◐": "", "⚠": "(unverified)"}

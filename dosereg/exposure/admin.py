@@ -23,8 +23,27 @@ class RuleSetAdmin(admin.ModelAdmin):
 
 @admin.register(Rule)
 class RuleAdmin(admin.ModelAdmin):
-    list_display = ("key", "ruleset", "enabled", "quantity", "level_kind", "threshold_value", "threshold_unit", "window_days", "verification")
+    list_display = ("key", "ruleset", "enabled", "quantity", "level_kind", "threshold_value", "threshold_unit", "window_days",
+                    "verification", "table_status")
     list_filter = ("ruleset", "quantity", "verification", "enabled")
+    readonly_fields = ("table_status",)
+
+    @admin.display(description="table")
+    def table_status(self, rule: Rule) -> str:
+        """The EANM paediatric dosage card rule compares with a table (setting EANM_PAEDIATRIC_DOSAGE_CARD): its
+        version and verification, so an unverified table is never enabled unseen."""
+        from django.conf import settings
+
+        from .constants import Q_NM_PAED
+
+        if rule.quantity != Q_NM_PAED:
+            return "—"
+        table = settings.EANM_PAEDIATRIC_DOSAGE_CARD
+        mark = table.get("verification", "")
+        text = f"EANM paediatric dosage card {table.get('version', '?')} {mark}"
+        if mark != "✔":
+            text += f" UNVERIFIED: {table.get('verification_note', '')}"
+        return text
 
 
 class AlertEventInline(admin.TabularInline):

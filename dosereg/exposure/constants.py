@@ -19,9 +19,12 @@ Q_COUNT = "procedure_count"       # ionising procedures
 Q_PREGNANCY = "pregnancy"         # ionising exposure of a (possibly) pregnant patient
 Q_DOSE_CHECK = "dose_check"       # modality TID 10015 Dose Check notification/alert
 Q_PSD = "psd_gy"                  # peak skin dose estimate, Gy (dosereg.skindose; per study, or a labelled window sum)
-QUANTITY_CHOICES = [(q, q) for q in (Q_KAR, Q_KAP, Q_FLUORO_TIME, Q_DLP, Q_CTDIVOL, Q_COUNT, Q_PREGNANCY, Q_DOSE_CHECK, Q_PSD)]
+# a child's administered activity, MBq, against the EANM paediatric dosage card (dosereg.exposure.nm_paediatric)
+Q_NM_PAED = "nm_paed_activity_mbq"
+QUANTITY_CHOICES = [(q, q) for q in (Q_KAR, Q_KAP, Q_FLUORO_TIME, Q_DLP, Q_CTDIVOL, Q_COUNT, Q_PREGNANCY, Q_DOSE_CHECK, Q_PSD,
+                                     Q_NM_PAED)]
 CANONICAL_UNIT = {Q_KAR: "Gy", Q_KAP: "Gy·cm²", Q_FLUORO_TIME: "s", Q_DLP: "mGy·cm", Q_CTDIVOL: "mGy", Q_COUNT: "procedures",
-                  Q_PSD: "Gy"}
+                  Q_PSD: "Gy", Q_NM_PAED: "MBq"}
 # a rule's level may be entered in another unit of the same dimension (e.g. mGy, cGy·cm², min): converted by
 # dosereg.formatting.convert, the one unit table
 

@@ -21,10 +21,11 @@ from dosereg import formatting as fmt
 from dosereg.notifications.models import SEVERITY_RANK
 from dosereg.registry.models import PREGNANT_STATUSES, Patient
 
+from . import nm_paediatric as NMP
 from . import regions as RG
 from .constants import (
     CANONICAL_UNIT, CONCEPTUS_BANDS_TEXT, L_DOSE_CHECK, L_PREGNANCY, L_SRDL, L_SUBSEQUENT, PHYSICIST_REQUEST, Q_COUNT,
-    Q_CTDIVOL, Q_DLP, Q_DOSE_CHECK, PSD_SUM_LABEL, Q_FLUORO_TIME, Q_KAP, Q_KAR, Q_PREGNANCY, Q_PSD, SRDL_WORDING,
+    Q_CTDIVOL, Q_DLP, Q_DOSE_CHECK, PSD_SUM_LABEL, Q_FLUORO_TIME, Q_KAP, Q_KAR, Q_NM_PAED, Q_PREGNANCY, Q_PSD, SRDL_WORDING,
 )
 from .models import Alert, AlertEvent, Rule
 from .study_facts import StudyInfo
@@ -196,6 +197,9 @@ def _expected_alerts(infos: list[StudyInfo], windows: list[WindowTotals], rules:
         if wt.anchor_study_id is not None:
             win_by_days[wt.window_days].append(wt)
     for rule in rules:
+        if rule.quantity == Q_NM_PAED:  # a child's activity against the EANM paediatric dosage card (nm_paediatric)
+            out.extend(NMP.expected_alerts(rule, _scoped(rule, by_modality, infos), Expected, _base_detail))
+            continue
         if rule.window_days is None:
             rule_thr = _canonical(rule)[0]
             for s in _scoped(rule, by_modality, infos):

@@ -126,3 +126,20 @@ PSD_RULES = [
       source=PSD_TJC + ". Window value: the largest cell of the summed skin-dose maps where every procedure has a map "
                        "on the same phantom and orientation, else the conservative sum of the procedures' PSDs."),
 ]
+
+# NM/PET (issue 16): a child's administered activity against the EANM paediatric dosage card (dosereg.exposure.eanm_card,
+# nm_paediatric). ⚠ The card table is not verified against the primary card: the rule ships DISABLED (migration 0007);
+# a physicist compares the table with the card, then enables the rule in a new rule-set version.
+EANM_CARD_SOURCE = (
+    "EANM Paediatric Dosage Card 2016-08 (Jacobs et al. 2005 method; Lassmann & Treves 2014 harmonisation): card "
+    "activity = baseline × weight-class multiple (class A/B/C), not below the minimum — table version "
+    "eanm-paediatric-card-2016.08/dosereg-2026.12-1 in dosereg/exposure/eanm_card.py. ⚠ UNVERIFIED: not compared with "
+    "the primary card (partly cross-checked against two derived sources); disabled until a physicist has. Tolerance "
+    "(params.tolerance_fraction, 0.10): a local screening choice for dose-calibrator and dispensing variation, not from "
+    "the card. Studies of patients under 18 with a known age and weight; agents matched by code."
+)
+NM_RULES = [
+    r("nm-paed-eanm-card", "NM/PET paediatric activity above the EANM dosage card — UNVERIFIED table, disabled",
+      "nm_paed_activity_mbq", "notification", unit="MBq", max_age=18, verification="⚠", enabled=False,
+      params={"tolerance_fraction": 0.10}, source=EANM_CARD_SOURCE),
+]

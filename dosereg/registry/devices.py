@@ -7,14 +7,21 @@ registry is imported; a row that cannot move because the target already has one 
 source and is reported). The source is kept, marked ``merged_into``, so old links still resolve.
 
 A split moves the studies that arrived with chosen received identities, those identities, and the identifiers
-only they produced, to a new device. Both return the studies moved for the follow-up steps (protocol
-summaries, exposure windows), which the caller runs.
+only they produced, to a new device, with the software history that belongs to them: a version only the moved
+reports carried moves, one that reports of both devices carried is kept by both (each dated by its own reports),
+one no moved report carried stays. Both return the studies moved for the follow-up steps (protocol summaries,
+exposure windows), which the caller runs.
+
+Software history rows (``DeviceSoftwareVersion``) are attributed through ``DoseObject.software_versions`` (the
+version each report carried). A report ingested before that was recorded (NULL) cannot be attributed: the split
+says so in ``DeviceChange.left`` (reprocessing the reports records it).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from django.db import IntegrityError, transaction
+from django.db.models import Max, Min
 
 from . import device_identity as DI
 from .models import Device, DeviceIdentifier, DeviceIdentity, DeviceSoftwareVersion, DoseObject, Study
@@ -100,9 +107,7 @@ def device_merge(*, source_id: int, target_id: int) -> DeviceChange:
         change.moved["dose objects"] = DoseObject.objects.filter(device_id=source.pk).update(device_id=target.pk)
         change.moved["identities"] = DeviceIdentity.objects.filter(device_id=source.pk).update(device_id=target.pk)
         change.moved["identifiers"] = DeviceIdentifier.objects.filter(device_id=source.pk).update(device_id=target.pk)
-        have = set(DeviceSoftwareVersion.objects.filter(device_id=target.pk).values_list("software_versions", flat=True))
-        sw = DeviceSoftwareVersion.objects.filter(device_id=source.pk)
-        change.moved["software versions"] = sw.exclude(software_versions__in=have).update(device_id=target.pk)
+        _software_combine(source, target, change)
         _move_related(source, target, change)
         Device.objects.filter(merged_into_id=source.pk).update(merged_into_id=target.pk)
         if source.last_seen and (target.last_seen is None or source.last_seen > target.last_seen):
@@ -164,7 +169,78 @@ def device_split(*, device_id: int, identity_ids: list[int], display_name: str =
         for kind, value in only_moving:
             n += DeviceIdentifier.objects.filter(device_id=device.pk, kind=kind, value=value).update(device_id=new.pk)
         change.moved["identifiers"] = n
+        _software_split(device, new, change)
     from . import services
 
     services._DEVICE_CACHE.clear()
     return change
+
+
+def _software_combine(source: Device, target: Device, change: DeviceChange) -> None:
+    """Merge: the source's software history joins the target's. A version both have is one row, dated by the
+    earlier first sighting; the source keeps none."""
+    theirs = dict(DeviceSoftwareVersion.objects.filter(device_id=target.pk).values_list("software_versions", "pk"))
+    moved = combined = 0
+    for row in DeviceSoftwareVersion.objects.filter(device_id=source.pk).order_by("pk"):
+        pk = theirs.get(row.software_versions)
+        if pk is None:
+            moved += DeviceSoftwareVersion.objects.filter(pk=row.pk).update(device_id=target.pk)
+            continue
+        DeviceSoftwareVersion.objects.filter(pk=pk, first_seen__gt=row.first_seen).update(first_seen=row.first_seen)
+        row.delete()
+        combined += 1
+    change.moved["software versions"] = moved
+    if combined:
+        change.moved["software versions combined"] = combined
+
+
+def _software_by_device(device_ids: list[int]) -> dict[int, dict[str, tuple]]:
+    """{device: {version: (first received, last received)}} over the devices' ingested reports that recorded one."""
+    out: dict[int, dict[str, tuple]] = {d: {} for d in device_ids}
+    for dev, sw, first, last in (DoseObject.objects.filter(device_id__in=device_ids, software_versions__isnull=False)
+                                 .exclude(software_versions="").values_list("device_id", "software_versions")
+                                 .annotate(first=Min("received_at"), last=Max("received_at"))
+                                 .values_list("device_id", "software_versions", "first", "last")):
+        out[dev][sw or ""] = (first, last)
+    return out
+
+
+def _software_split(device: Device, new: Device, change: DeviceChange) -> None:
+    """Split (after the reports moved): exactly the history rows that belong to the moved reports go with them.
+    A version carried only by moved reports moves; one carried by reports of both devices is kept by both, each
+    row dated by its device's first report carrying it; one no moved report carried stays. Each device's current
+    version becomes the one its latest report carried."""
+    seen = _software_by_device([device.pk, new.pk])
+    moving, staying = seen[new.pk], seen[device.pk]
+    # the device's reports all recorded their version: a shared version's row is re-dated by the device's own first
+    # report (else an unrecorded earlier report may be the first sighting: the date stays)
+    staying_known = not DoseObject.objects.filter(device_id=device.pk, software_versions__isnull=True).exists()
+    moved = copied = 0
+    for row in DeviceSoftwareVersion.objects.filter(device_id=device.pk, software_versions__in=list(moving)):
+        if row.software_versions in staying:
+            copied += 1
+            DeviceSoftwareVersion.objects.create(device=new, software_versions=row.software_versions)
+            if staying_known:
+                DeviceSoftwareVersion.objects.filter(pk=row.pk).update(first_seen=staying[row.software_versions][0])
+        else:
+            moved += DeviceSoftwareVersion.objects.filter(pk=row.pk).update(device_id=new.pk)
+    # a version a moved report carried that the history lacks (history written before it was kept per device)
+    have = set(DeviceSoftwareVersion.objects.filter(device_id=new.pk).values_list("software_versions", flat=True))
+    DeviceSoftwareVersion.objects.bulk_create([DeviceSoftwareVersion(device=new, software_versions=sw)
+                                               for sw in moving if sw not in have], ignore_conflicts=True)
+    for sw, (first, _) in moving.items():  # the new device's rows are dated by its own (earliest) reports
+        DeviceSoftwareVersion.objects.filter(device_id=new.pk, software_versions=sw, first_seen__gt=first).update(
+            first_seen=first)
+    change.moved["software versions"] = moved
+    if copied:
+        change.moved["software versions shared"] = copied
+    unknown = DoseObject.objects.filter(device_id=new.pk, software_versions__isnull=True).count()
+    if unknown:
+        change.left.append(f"software versions of {unknown} moved report(s) received before they were recorded per "
+                           "report: their history stays with the device (reprocess the reports to record it)")
+    for dev, versions in ((new, moving), (device, staying)):
+        if versions:
+            latest = max(versions.items(), key=lambda kv: kv[1][1])[0]
+            if dev.software_versions != latest:
+                dev.software_versions = latest
+                dev.save(update_fields=["software_versions"])

@@ -168,6 +168,10 @@ class DoseObject(models.Model):
     sop_instance_uid = models.CharField(max_length=128, db_index=True)
     sop_class_uid = models.CharField(max_length=128, blank=True, default="")
     calling_ae = models.CharField(max_length=32, blank=True, default="")
+    # Software Versions (0018,1020) as this object carried them ("" = it carried none; NULL = ingested before this
+    # was recorded, 2026-12-06: reprocess to fill it). A device split moves the software history of the moved
+    # reports' versions with them (``registry.devices``); the study page and API show it as received.
+    software_versions = models.CharField(max_length=256, null=True, blank=True)
     path = models.CharField(max_length=1024)
     size_bytes = models.BigIntegerField(default=0)
     sha256 = models.CharField(max_length=64, blank=True, default="")

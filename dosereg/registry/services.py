@@ -429,6 +429,7 @@ def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int],
     obj.device = device
     obj.source_kind = doc.source_kind
     obj.template_id = _s(doc.template_id)
+    obj.software_versions = _s(doc.device.software_versions)[:256]  # as received (a device split moves its history)
     obj.scope_of_accumulation = _s(doc.scope_of_accumulation)
     obj.dlp_total_mgy_cm = doc.dlp_total_mgy_cm
     obj.warnings = list(doc.warnings)

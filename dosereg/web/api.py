@@ -8,6 +8,7 @@ naming the parameter (``{"until": "'2025-02-30' is not a valid date or time"}``)
 from __future__ import annotations
 
 import hashlib
+from typing import NamedTuple
 
 from django.contrib.auth import authenticate
 from django.db import models
@@ -33,7 +34,7 @@ from dosereg.skindose import selectors as skin_selectors
 
 from . import fhir, integrations, tokens
 from .params import InvalidParameter, QueryParams, parse_datetime, parse_int
-from .selectors import patient_for_user
+from .selectors import patient_for_user, received_identity_values
 
 
 # ---------------------------------------------------------------------------
@@ -122,15 +123,61 @@ class PatientSerializer(serializers.ModelSerializer):
 class StudySerializer(DoseModelSerializer):
     device = serializers.StringRelatedField()
     pregnancy_status = serializers.CharField(source="effective_pregnancy_status")
+    received_identity = serializers.SerializerMethodField()
 
     class Meta:
         model = Study
         fields = [
-            "id", "study_instance_uid", "patient", "device", "study_datetime", "accession_number", "study_description",
+            "id", "study_instance_uid", "patient", "device", "device_id", "received_identity", "study_datetime",
+            "accession_number", "study_description",
             "procedure_modality", "pregnancy_status", "patient_weight_kg", "patient_age_years", "dap_total_gy_cm2",
             "dose_rp_max_plane_gy", "fluoro_time_total_s", "dlp_total_mgy_cm", "ctdivol_max_mgy", "event_count",
             "has_ionising_dose", "not_patient_reason",
         ]
+
+    def get_received_identity(self, study: Study) -> dict | None:
+        """The device identity as the study's reports carried it (clinical roles; null for a patient): manufacturer,
+        model, serial, station, observer UID, Software Versions and calling AE titles (``selectors``)."""
+        objects = getattr(study, "received_objects", None)
+        if objects is None:  # not loaded for this reader (a patient): not shown
+            return None
+        if study.received_identity_id is None:
+            return None
+        return received_identity_values(study, objects)
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if getattr(instance, "received_objects", None) is None:
+            data.pop("received_identity", None)
+        return data
+
+
+def _with_received_identity(qs, request):
+    """Clinical readers get each study's identity as received: the identity row joined here, the reports' calling AE
+    and Software Versions attached by ``_attach_received_objects`` (one query for the page; a patient gets neither)."""
+    if not has_role(request.user, roles.CLINICAL):
+        return qs
+    return qs.select_related("received_identity")
+
+
+class _Received(NamedTuple):
+    status: str
+    calling_ae: str
+    software_versions: str | None
+
+
+def _attach_received_objects(studies, request) -> None:
+    """Each study's reports as ``received_objects`` (status, calling AE, Software Versions, in order received): one
+    plain-values query for the page's studies, no model instances (a page of 1,000 studies has 2,000 or more)."""
+    studies = [s for s in studies if s is not None]
+    if not studies or not has_role(request.user, roles.CLINICAL):
+        return
+    by_study: dict[int, list[_Received]] = {s.pk: [] for s in studies}
+    for sid, st, ae, sw in (DoseObject.objects.filter(study_id__in=list(by_study)).order_by("received_at", "pk")
+                                .values_list("study_id", "status", "calling_ae", "software_versions")):
+        by_study[sid].append(_Received(st, ae, sw))
+    for s in studies:
+        setattr(s, "received_objects", by_study[s.pk])  # read by StudySerializer
 
 
 class EventSerializer(DoseModelSerializer):
@@ -151,7 +198,8 @@ class StudyList(BadParamsAre400, PatientScoped, generics.ListAPIView):
     pagination_class = Pagination
 
     def get_queryset(self):
-        qs = Study.objects.select_related("device").filter(self.site_scope().study_q())
+        qs = _with_received_identity(Study.objects.select_related("device").filter(self.site_scope().study_q()),
+                                     self.request)
         ids = self.patient_ids()
         if ids is not None:
             qs = qs.filter(patient_id__in=ids)
@@ -172,6 +220,11 @@ class StudyList(BadParamsAre400, PatientScoped, generics.ListAPIView):
             qs = qs.filter(study_datetime__lt=until)
         return qs
 
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)
+        _attach_received_objects(page or [], self.request)
+        return page
+
     def list(self, request, *args, **kwargs):
         resp = super().list(request, *args, **kwargs)
         _audit_page(request, "study", {r["patient"] for r in resp.data["results"]})
@@ -184,9 +237,15 @@ class StudyDetail(BadParamsAre400, PatientScoped, generics.RetrieveAPIView):
     serializer_class = StudySerializer
 
     def get_queryset(self):
-        qs = Study.objects.select_related("device").filter(self.site_scope().study_q())
+        qs = _with_received_identity(Study.objects.select_related("device").filter(self.site_scope().study_q()),
+                                     self.request)
         ids = self.patient_ids()
         return qs if ids is None else qs.filter(patient_id__in=ids)
+
+    def get_object(self):
+        study = super().get_object()
+        _attach_received_objects([study], self.request)
+        return study
 
     def retrieve(self, request, *args, **kwargs):
         resp = super().retrieve(request, *args, **kwargs)

@@ -144,18 +144,58 @@ def patient_history(*, patient: Patient, now: datetime | None = None, scope: Sit
     }
 
 
+RECEIVED_FIELDS = (("manufacturer", "Manufacturer"), ("model", "Model"), ("serial_number", "Serial number"),
+                   ("station_name", "Station name"), ("device_observer_uid", "Device Observer UID"))
+
+
+def received_identity_values(study: Study, objects) -> dict[str, Any]:
+    """The identity as received (``study_received_identity``'s ``identity``), alone: what the API returns."""
+    ident = study.received_identity
+    ingested = [o for o in objects if o.status == DoseObject.STATUS_INGESTED]
+    received: dict[str, Any] = {f: (getattr(ident, f) if ident is not None else None) for f, _ in RECEIVED_FIELDS}
+    received["software_versions"] = list(dict.fromkeys(o.software_versions for o in ingested if o.software_versions))
+    received["software_versions_not_recorded"] = sum(1 for o in ingested if o.software_versions is None)
+    received["calling_ae_titles"] = list(dict.fromkeys(o.calling_ae for o in ingested if o.calling_ae))
+    return received
+
+
+def study_received_identity(study: Study, objects) -> dict:
+    """The device identity as the study's reports carried it (``Study.received_identity``: manufacturer, model,
+    serial, station, observer UID of its latest report; the Software Versions and calling AE titles of its ingested
+    reports, in order received), beside the device it was resolved to. No query: the caller loads the study with
+    ``received_identity`` and ``device`` and passes the study's objects (``calling_ae``, ``software_versions``).
+    ``software_versions_not_recorded`` counts reports ingested before their version was kept (reprocess to fill)."""
+    ident = study.received_identity
+    device = study.device
+    received = received_identity_values(study, objects)
+    rows = []
+    for f, label in RECEIVED_FIELDS:
+        resolved = getattr(device, f) if device is not None else ""
+        got = received[f]
+        differs = ident is not None and device is not None and (got or "") != (resolved or "")
+        rows.append({"label": label, "resolved": resolved, "received": got, "differs": differs})
+    resolved_sw = device.software_versions if device is not None else ""
+    rows.append({"label": "Software versions", "resolved": resolved_sw, "received": " · ".join(received["software_versions"]),
+                 "differs": bool(received["software_versions"]) and bool(resolved_sw)
+                 and received["software_versions"][-1] != resolved_sw})
+    return {"identity": received, "recorded": ident is not None, "rows": rows}
+
+
 def study_detail(*, study_pk: int, patient_ids: list[int] | None = None, event_limit: int = 2000,
                  scope: SiteScope = EVERY_SITE) -> dict | None:
     """One study with its events, planes, participants and objects. None when not found (or not the patient's,
     or not at the sites of ``scope``)."""
     from . import integrations
 
-    qs = Study.objects.select_related("patient", "device").filter(scope.study_q())
+    qs = Study.objects.select_related("patient", "device", "received_identity").filter(scope.study_q())
     if patient_ids is not None:
         qs = qs.filter(patient_id__in=patient_ids)
     study = qs.filter(pk=study_pk).first()
     if study is None:
         return None
+    objects = list(DoseObject.objects.filter(study=study).order_by("received_at").only(
+        "pk", "sop_instance_uid", "status", "source_kind", "template_id", "received_at", "warnings",
+        "superseded_by_id", "quarantine_reason", "calling_ae", "software_versions"))
     events = list(IrradiationEvent.objects.filter(study=study).order_by(F("datetime").asc(nulls_last=True), "pk")[:event_limit])
     return {
         "study": study,
@@ -164,9 +204,8 @@ def study_detail(*, study_pk: int, patient_ids: list[int] | None = None, event_l
         "planes": list(PlaneTotal.objects.filter(study=study, dose_object__superseded_by__isnull=True,
                                                  dose_object__status=DoseObject.STATUS_INGESTED).order_by("plane")),
         "participants": list(Participant.objects.filter(study=study).order_by("role", "name")),
-        "objects": list(DoseObject.objects.filter(study=study).order_by("received_at").only(
-            "pk", "sop_instance_uid", "status", "source_kind", "template_id", "received_at", "warnings",
-            "superseded_by_id", "quarantine_reason", "calling_ae")),
+        "objects": objects,
+        "received": study_received_identity(study, objects),
         "mr_exams": list(MRExam.objects.filter(study=study)),
         "alerts": integrations.study_alerts(study=study),
         # issue 16: mammography AGD per breast; NM/PET administrations (kept apart from the CT part)

@@ -132,6 +132,8 @@ def device_split(request, pk: int):
         return redirect("web:device_detail", pk=pk)
     audit_record(request=request, action=C, object_type="device", object_id=pk,
                  detail={"split_to": change.device_id, "identities": identity_ids, "moved": change.moved,
-                         **_studies(change)})
+                         "left": change.left, **_studies(change)})
     messages.success(request, f"{_n_studies(change.moved.get('studies', 0))} moved to a new device")
+    for left in change.left:
+        messages.warning(request, f"not moved: {left}")
     return redirect("web:device_detail", pk=change.device_id)
