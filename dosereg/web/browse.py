@@ -369,9 +369,10 @@ def _page_selection(qs, f: StudyFilters, count: int):
         return _keyset(qs, f, f.after, forward=True), False, None
     if f.before is not None:
         return _keyset(qs, f, f.before, forward=False), True, None
-    if f.end:
-        return ordered(qs, f, reverse=True).values("pk")[:n], True, max(0, count - n)
     pages = max(1, math.ceil(count / n))
+    if f.end:  # the last numbered page (what remains after the full pages), read backwards
+        last = count - (pages - 1) * n
+        return ordered(qs, f, reverse=True).values("pk")[:last], True, count - last
     start = (min(max(1, f.page), pages) - 1) * n
     if start == 0:
         return None, False, 0
