@@ -10,6 +10,8 @@ windows by one SQL statement: the browser does not read alerts). Each URL is req
 Django's test client (middleware, view, template, audit write). Prints p50 / p95 ms and the SQL query count per
 URL, the worst p95, and the 1M / 100k ratio per URL.
 
+``BENCH_ONLY=standard,page`` measures only the URLs whose label contains one of those words.
+
 Targets (issue 17): p95 < 300 ms with any single filter and sort at 1M events / 100k studies, a fixed number of
 queries, 1M <= 2x 100k. Also the acceptance task: the ten highest-DLP CT chest studies of last month on one
 scanner (filters combined), and its CSV export of exactly those.
@@ -115,7 +117,10 @@ def measure_urls(repeat: int) -> dict:
         clients[role] = Client()
         clients[role].force_login(users[role])
     out = {}
+    only = [x.strip().lower() for x in os.environ.get("BENCH_ONLY", "").split(",") if x.strip()]
     for label, url in browser_urls().items():
+        if only and not any(x in label.lower() for x in only):
+            continue
         c = clients["rso" if url.startswith("/patients/") else "physicist"]
         times, counts = BP.measure(c, [url], repeat)
         out[label] = {"url": url, "p50": statistics.median(times), "p95": BP.pct(times, 95), "queries": sorted(counts)}

@@ -268,7 +268,13 @@ class RowCompare(Func):
         return f"({left}) {self.op} ({right})", params
 
 
-def _keyset(qs, f: StudyFilters, cursor: int, *, forward: bool):
+def _cursor_row(cursor: int, scope: SiteScope):
+    """The cursor study with its sort key (``_k``), only if the user may see it (a cursor outside the user's
+    sites compares as nothing: its values are never revealed by where a page starts)."""
+    return Study.objects.filter(scope.study_q(), pk=cursor)
+
+
+def _keyset(qs, f: StudyFilters, cursor: int, *, forward: bool, scope: SiteScope = EVERY_SITE):
     """The ids of at most one page of ``qs`` right after (``forward``) or right before the study ``cursor`` in
     the order of ``f``, as one subquery: a UNION ALL of index seeks, each ordered and limited, so the cost does
     not depend on how deep the cursor is.
@@ -280,8 +286,8 @@ def _keyset(qs, f: StudyFilters, cursor: int, *, forward: bool):
     expr, _ = SORTS[f.sort_key]
     n = f.page_size
     base = qs.alias(_k=expr)
-    cursor_row = Study.objects.filter(pk=cursor).alias(_k=expr)
-    v = Subquery(Study.objects.filter(pk=cursor).annotate(_k=expr).values("_k")[:1])
+    cursor_row = _cursor_row(cursor, scope).alias(_k=expr)
+    v = Subquery(_cursor_row(cursor, scope).annotate(_k=expr).values("_k")[:1])
     cursor_null = Exists(cursor_row.filter(_k__isnull=True))
     cursor_valued = Exists(cursor_row.filter(_k__isnull=False))
     later = "<" if f.descending else ">"      # the comparison of rows after a cursor in the page order
@@ -306,11 +312,11 @@ def _keyset(qs, f: StudyFilters, cursor: int, *, forward: bool):
     return first.union(*rest, all=True)
 
 
-def _before_cursor(f: StudyFilters, cursor: int) -> Q:
+def _before_cursor(f: StudyFilters, cursor: int, scope: SiteScope = EVERY_SITE) -> Q:
     """The studies that come before the study ``cursor`` in the order of ``f`` (for the page's row numbers)."""
     expr, _ = SORTS[f.sort_key]
-    cursor_row = Study.objects.filter(pk=cursor).alias(_k=expr)
-    v = Subquery(Study.objects.filter(pk=cursor).annotate(_k=expr).values("_k")[:1])
+    cursor_row = _cursor_row(cursor, scope).alias(_k=expr)
+    v = Subquery(_cursor_row(cursor, scope).annotate(_k=expr).values("_k")[:1])
     earlier = ">" if f.descending else "<"
     id_earlier = Q(pk__gt=cursor) if f.descending else Q(pk__lt=cursor)
     return (Q(RowCompare(earlier, [expr, F("pk")], [v, Value(cursor)]))
@@ -360,15 +366,15 @@ class StudyPage(PageNumbers):
         return self.rows[-1].pk if self.rows else None
 
 
-def _page_selection(qs, f: StudyFilters, count: int):
+def _page_selection(qs, f: StudyFilters, count: int, scope: SiteScope = EVERY_SITE):
     """Which rows ``f`` asks for, as (ids subquery or None, read backwards, rows before the page or None if the
     count query must tell). Keyset (``after`` / ``before``, ``end``): the cost of page 1 at any depth. A page
     number (the jump): OFFSET over ids only, from whichever end of the order is nearer."""
     n = f.page_size
     if f.after is not None:
-        return _keyset(qs, f, f.after, forward=True), False, None
+        return _keyset(qs, f, f.after, forward=True, scope=scope), False, None
     if f.before is not None:
-        return _keyset(qs, f, f.before, forward=False), True, None
+        return _keyset(qs, f, f.before, forward=False, scope=scope), True, None
     pages = max(1, math.ceil(count / n))
     if f.end:  # the last numbered page (what remains after the full pages), read backwards
         last = count - (pages - 1) * n
@@ -388,7 +394,7 @@ def study_page(f: StudyFilters, *, scope: SiteScope = EVERY_SITE) -> StudyPage:
     qs = filtered_studies(f, scope=scope)
     cursor = f.after if f.after is not None else f.before
     if cursor is not None:
-        preceding = _before_cursor(f, cursor)
+        preceding = _before_cursor(f, cursor, scope)
         if f.after is not None:  # the cursor itself (when still in the set) is before the page too
             preceding |= Q(pk=cursor)
         got = qs.aggregate(n=Count("pk"), before=Count("pk", filter=preceding))
@@ -398,12 +404,17 @@ def study_page(f: StudyFilters, *, scope: SiteScope = EVERY_SITE) -> StudyPage:
     rows: list = []
     start = 0
     if count:
-        ids, backwards, start_known = _page_selection(qs, f, count)
+        ids, backwards, start_known = _page_selection(qs, f, count, scope)
         page_qs = Study.objects.filter(pk__in=ids) if ids is not None else qs
         page_qs = ordered(page_qs, f, reverse=backwards).select_related("device", "patient").only(*PAGE_FIELDS)
         rows = list(page_qs[:f.page_size])
         if backwards:
             rows.reverse()
+        if not rows and cursor is not None:
+            # a cursor that is gone (a deleted study) or not the user's to see: the first page (one more query,
+            # only then)
+            rows = list(ordered(qs, f).select_related("device", "patient").only(*PAGE_FIELDS)[:f.page_size])
+            start_known = 0
         if start_known is not None:
             start = start_known
         elif f.before is not None:
@@ -466,7 +477,7 @@ def study_rows(f: StudyFilters, *, scope: SiteScope = EVERY_SITE, modality: str 
         qs = qs.filter(procedure_modality=modality)
     keys = [k for _, k in STUDY_COLUMNS]
     if only_page:  # the page as shown: the same selection (keyset cursor, last page or page number)
-        ids, _, _ = _page_selection(qs, f, qs.count() if (f.end or f.after is None and f.before is None) else 0)
+        ids, _, _ = _page_selection(qs, f, qs.count() if (f.end or f.after is None and f.before is None) else 0, scope)
         if ids is not None:
             qs = Study.objects.filter(pk__in=ids)
         qs = ordered(qs, f)[:f.page_size]

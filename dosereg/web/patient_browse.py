@@ -27,6 +27,7 @@ from django.db.models import (Case, DateTimeField, Exists, ExpressionWrapper, F,
 from django.db.models.functions import Coalesce, Greatest, Lower
 
 from dosereg.access.scope import EVERY_SITE, SiteScope
+from dosereg.exposure.models import PatientExposureState
 from dosereg.registry.models import Patient, Study
 
 from . import integrations
@@ -111,7 +112,7 @@ def filtered_patients(f: PatientFilters, *, scope: SiteScope = EVERY_SITE):
     return qs
 
 
-def _annotated(qs, *, scope: SiteScope):
+def _annotated(qs, *, scope: SiteScope, sort_key: str = ""):
     """Per patient: exams (at the sites) and the last one's date; the cumulative window of the exposure app.
 
     Every site (an unrestricted user): the counts the exposure app keeps on the record's exposure state (its merge
@@ -120,8 +121,13 @@ def _annotated(qs, *, scope: SiteScope):
     merge level (an OR over the levels would scan every study per patient)."""
     cumulative = integrations.cumulative_window_subqueries(outer_patient="pk")
     if scope.unrestricted:
-        return qs.annotate(n_studies=Coalesce(F("exposure_state__study_count"), Value(0)),
-                           last_study=F("exposure_state__last_study_at"), **cumulative)
+        if sort_key in ("exams", "last"):  # sorted by them: one join of every record's state row
+            return qs.annotate(n_studies=Coalesce(F("exposure_state__study_count"), Value(0)),
+                               last_study=F("exposure_state__last_study_at"), **cumulative)
+        # shown only: read for the page's rows (a sub-select the planner evaluates after the sort and limit)
+        state = PatientExposureState.objects.filter(patient_id=OuterRef("pk"))
+        return qs.annotate(n_studies=Coalesce(Subquery(state.values("study_count")[:1]), Value(0)),
+                           last_study=Subquery(state.values("last_study_at")[:1]), **cumulative)
     counts: list[Any] = []
     lasts: list[Any] = []
     # the merged levels are read only for a record that has merged records (an index probe; CASE is lazy), so the
@@ -170,7 +176,7 @@ def patient_page(f: PatientFilters, *, scope: SiteScope = EVERY_SITE) -> Patient
     if count:
         expr = SORTS[f.sort_key][0]
         order = f.order(expr)
-        rows = list(_annotated(qs, scope=scope).order_by(order, "-pk" if f.descending else "pk").values(
+        rows = list(_annotated(qs, scope=scope, sort_key=f.sort_key).order_by(order, "-pk" if f.descending else "pk").values(
             "pk", "patient_id", "issuer", "name", "sex", "birth_date", "pseudonymised", "n_studies", "last_study",
             *integrations.CUMULATIVE_FIELDS)[start:start + f.page_size])
     return PatientPage(rows=rows, count=count, page=page, pages=pages, page_size=f.page_size,

@@ -44,7 +44,9 @@ def study_browser(request):
     audit_record(request=request, action=AuditEvent.ACTION_VIEW, object_type="study_list",
                  patient_pks={s.patient_id for s in page.rows if s.patient_id},
                  detail={"filters": {k: request.GET.get(k) for k in FILTER_KEYS if request.GET.get(k)},
-                         "sort": f.sort, "page": page.page, "count": page.count})
+                         "sort": f.sort, "page": page.page, "count": page.count,
+                         **{k: v for k, v in (("after", f.after), ("before", f.before)) if v is not None},
+                         **({"end": True} if f.end else {})})
     base = _query_without(request, "sort", *PAGE_KEYS)
     columns = []
     for key, (_, heading) in browse.SORTS.items():
