@@ -410,3 +410,34 @@ def test_csv_of_a_keyset_page_is_the_page_as_shown(web_data, login):
         rows = _csv(c.get(reverse("web:study_browser_export", kwargs={"fmt": "csv"}) + q + cursor + "&only=page"))
         uids = dict(Study.objects.filter(pk__in=shown).values_list("study_instance_uid", "pk"))
         assert [uids[r[rows[0].index("study_instance_uid")]] for r in rows[1:]] == shown and len(shown) == n
+
+
+def test_an_ingested_study_takes_its_mapped_standard_name_and_a_corrected_description_its_new_one(web_data, tmp_path):
+    """Through the real ingest (``file_import``: parse, store, then the follow-up steps): a report whose study
+    description is mapped arrives with the standard name stored; a corrected report of the same study with
+    another description takes that one's name."""
+    import random
+
+    from dicom_listener.spool import Spool
+    from dosereg.pipeline.flow import file_import
+    from dosereg.rdsr import builder as B
+    from dosereg.web import services as WS
+
+    WS.protocol_mapping_set(modality="CT", source_name="CT Abdomen pelvis",
+                            standard_name=WS.standard_name_create(name="Abdomen-pelvis", modality="CT"))
+    WS.protocol_mapping_set(modality="CT", source_name="CT KUB",
+                            standard_name=WS.standard_name_create(name="KUB", modality="CT"))
+    spool = Spool(tmp_path / "spool")
+    when = timezone.make_naive(timezone.now() - timedelta(days=2), timezone.get_default_timezone())
+    spec = B.random_ct_spec(random.Random(7), patient_id="PSTD1", patient_name="Std^Name", study_datetime=when,
+                            study_description="CT Abdomen pelvis")
+    obj, _ = file_import(path=B.write(B.build_ct_rdsr(spec), tmp_path / "a.dcm"), spool=spool)
+    assert obj.status == "ingested", obj.quarantine_reason
+    assert Study.objects.get(pk=obj.study_id).standard_name == "Abdomen-pelvis"
+    spec.study_description = "CT KUB"  # the same study (UID) re-sent with another description
+    ds = B.build_ct_rdsr(spec)
+    ds.SOPInstanceUID = ds.SOPInstanceUID + ".2"
+    obj2, _ = file_import(path=B.write(ds, tmp_path / "b.dcm"), spool=spool)
+    assert obj2.status == "ingested" and obj2.study_id == obj.study_id, obj2.quarantine_reason
+    s = Study.objects.get(pk=obj.study_id)
+    assert (s.study_description, s.standard_name) == ("CT KUB", "KUB")
