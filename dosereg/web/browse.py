@@ -19,6 +19,7 @@ from typing import Any
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
+from django.db import connection
 from django.db.models import BooleanField, Count, Exists, F, Func, OuterRef, Q, Subquery, TextField, Value
 from django.db.models.functions import Cast, Lower, Trim
 from django.db.models.lookups import IsNull
@@ -308,6 +309,13 @@ def _keyset(qs, f: StudyFilters, cursor: int, *, forward: bool, scope: SiteScope
             base.filter(cursor_null, id_earlier, _k__isnull=True),                      # and the empty before it
         ]
         parts = [ordered(b, f, reverse=True) for b in branches]
+    if connection.vendor != "postgresql":
+        # SQLite (the embedded default, small registries) allows no LIMIT inside a compound statement: the same
+        # rows as one ordered, limited query over the OR of the branches
+        either = Q()
+        for b in branches:
+            either |= Q(pk__in=b.values("pk"))
+        return ordered(base.filter(either), f, reverse=not forward).values("pk")[:n]
     first, *rest = [p.values("pk")[:n] for p in parts]
     return first.union(*rest, all=True)
 
@@ -628,8 +636,6 @@ def modality_overview(*, modality: str, scope: SiteScope = EVERY_SITE, now: date
     ``percentile_cont`` in the database); elsewhere (the SQLite demo) the medians are taken in Python."""
     import statistics
 
-    from django.db import connection
-    from django.db.models import Count
     from django.db.models.functions import TruncMonth
 
     from .selectors import Percentile
