@@ -3,7 +3,13 @@ export rows of exactly the filtered set (issue 17 part 1).
 
 Query count (asserted in the tests), whatever the page size or the number of studies:
 
-* ``study_page``: 2 (the true count, the page rows with their device, patient and standard name);
+* ``study_page``: 2 (the true count, with the rows before a keyset cursor; the page rows with their device and
+  patient), 3 only when a cursor names a study that is gone or not the user's (then the first page is shown).
+
+Paging: next / previous / last are keyset seeks (``after`` / ``before`` a study id, ``end``), as fast on page 2,000
+as on page 1; a page number ("go to page") is an OFFSET over ids only, read from the nearer end. The standard name
+is the study's stored copy (``Study.standard_name``, kept by ``dosereg.protocols.services``), so sorting by it reads
+an index.
 * ``filter_options``: 2 (the devices at the user's sites, which also give the site names; the standard names).
 
 Site scope is the one of every clinical page (``SiteScope.study_q``, a subquery, no query of its own). Numbers

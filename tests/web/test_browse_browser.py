@@ -170,6 +170,9 @@ def test_keyset_pager_next_previous_last_and_jump(site, browser):  # noqa: F811
         Study(study_instance_uid=f"2.25.7777{i}", patient_id=ct.patient_id, device_id=ct.device_id,
               study_datetime=now - timedelta(hours=i), procedure_modality="CT", study_description=f"Pager CT {i}",
               dlp_total_mgy_cm=300.0 + (i % 7), ctdivol_max_mgy=5.0) for i in range(25)])
+    from dosereg.exposure.services import patient_exposure_recompute
+
+    patient_exposure_recompute(patient_id=ct.patient_id, notify=False)  # the pipeline's step 1 for these studies
     total = Study.objects.count()
     ctx, pg = _context(browser, DESKTOP)
     login(pg, base, d.users["physicist"].username)
@@ -206,4 +209,14 @@ def test_keyset_pager_next_previous_last_and_jump(site, browser):  # noqa: F811
     _no_overflow(pg, base + "/studies/?sort=-dlp&per_page=10&after=" + str(Study.objects.order_by(F("dlp_total_mgy_cm").desc(nulls_last=True), "-pk")[9].pk))
     pg.screenshot(path=str(SHOTS / "browse-phone-pager.png"), full_page=True)
     _no_overflow(pg, base + "/patients/")
+    pg.screenshot(path=str(SHOTS / "browse-phone-patients.png"), full_page=True)
+    ctx.close()
+    # the patients list as an RSO of every site: exams and last exam from each record's exposure state
+    ctx, pg = _context(browser, DESKTOP)
+    login(pg, base, d.users["rso"].username)
+    pg.goto(base + "/patients/?sort=-exams")
+    first = pg.locator("table tbody tr").first.inner_text()
+    assert d.patients["c"].patient_id in first and "\t27\t" in first, first  # c: its 2 exams and the 25 added here
+    pg.screenshot(path=str(SHOTS / "browse-desktop-patients.png"), full_page=True)
+    assert pg.errors == []
     ctx.close()
