@@ -10,6 +10,8 @@ windows by one SQL statement: the browser does not read alerts). Each URL is req
 Django's test client (middleware, view, template, audit write). Prints p50 / p95 ms and the SQL query count per
 URL, the worst p95, and the 1M / 100k ratio per URL.
 
+``BENCH_ONLY=standard,page`` measures only the URLs whose label contains one of those words.
+
 Targets (issue 17): p95 < 300 ms with any single filter and sort at 1M events / 100k studies, a fixed number of
 queries, 1M <= 2x 100k. Also the acceptance task: the ten highest-DLP CT chest studies of last month on one
 scanner (filters combined), and its CSV export of exactly those.
@@ -33,12 +35,14 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/dosere
 
 import bench_pages as BP  # noqa: E402  (sets up Django)
 from django.db import connection  # noqa: E402
-from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
+from django.test.utils import setup_test_environment  # noqa: E402
 
 
 def browser_urls() -> dict[str, str]:
     """Label -> URL: the default page, one URL per filter, one per sort (both directions of the date), a deep
     page, and the physicist's combined task."""
+    from django.db.models import F
+    from django.db.models.functions import Lower
     from django.utils import timezone
 
     from dosereg.registry.models import Device, Study
@@ -74,6 +78,28 @@ def browser_urls() -> dict[str, str]:
     for key in SORTS:
         urls[f"sort -{key}"] = f"/studies/?sort=-{key}"
     urls["sort date (oldest first)"] = "/studies/?sort=date"
+    # deep pages: a jump by page number (the middle of the order, the worst for OFFSET read from the nearer end),
+    # the last page, and keyset "next" / "previous" from a cursor in the middle (the old code ignores after/before
+    # and shows page 1: compare those rows only with the new code)
+    mid = max(1, n // 2)
+    urls[f"jump to page {max(1, mid // 50)} (middle)"] = f"/studies/?page={max(1, mid // 50)}"
+    urls["last page (end=1)"] = "/studies/?end=1"
+    mid_date = Study.objects.order_by("-study_datetime", "-pk").values_list("pk", flat=True)[mid:mid + 1]
+    mid_std = Study.objects.order_by(Lower("standard_name").desc(nulls_last=True), "-pk").values_list("pk", flat=True)[mid:mid + 1] \
+        if any(f.name == "standard_name" for f in Study._meta.concrete_fields) else []
+    mid_kap = Study.objects.order_by(F("dap_total_gy_cm2").desc(nulls_last=True), "-pk").values_list("pk", flat=True)[mid:mid + 1]
+    for label, sort, pks in (("date", "-date", mid_date), ("standard name", "-standard", mid_std), ("KAP", "-kap", mid_kap)):
+        for pk in pks:
+            urls[f"next from the middle, by {label}"] = f"/studies/?sort={sort}&after={pk}"
+            urls[f"previous from the middle, by {label}"] = f"/studies/?sort={sort}&before={pk}"
+    cts = Study.objects.filter(procedure_modality="CT").order_by("-study_datetime", "-pk").values_list("pk", flat=True)
+    for pk in cts[cts.count() // 2:cts.count() // 2 + 1]:
+        urls["filter modality=CT, next from the middle"] = f"/studies/?modality=CT&after={pk}"
+    # the patients list (issue 17 part 5), as an RSO of every site
+    urls["patients list, last exam first (default)"] = "/patients/"
+    urls["patients list, by exams"] = "/patients/?sort=-exams"
+    urls["patients list, by 12-month KAP"] = "/patients/?sort=-kap"
+    urls["patients list, search and page 2"] = "/patients/?q=P&page=2&sort=name"
     if ct is not None:
         task = (f"?modality=CT&device={ct.pk}&protocol=chest&since={month_ago.isoformat()}&until={today.isoformat()}"
                 f"&sort=-dlp&page_size=10")
@@ -85,11 +111,17 @@ def browser_urls() -> dict[str, str]:
 def measure_urls(repeat: int) -> dict:
     from django.test import Client
 
-    user = BP.users()["physicist"]
-    c = Client()
-    c.force_login(user)
+    users = BP.users()
+    clients = {}
+    for role in ("physicist", "rso"):
+        clients[role] = Client()
+        clients[role].force_login(users[role])
     out = {}
+    only = [x.strip().lower() for x in os.environ.get("BENCH_ONLY", "").split(",") if x.strip()]
     for label, url in browser_urls().items():
+        if only and not any(x in label.lower() for x in only):
+            continue
+        c = clients["rso" if url.startswith("/patients/") else "physicist"]
         times, counts = BP.measure(c, [url], repeat)
         out[label] = {"url": url, "p50": statistics.median(times), "p95": BP.pct(times, 95), "queries": sorted(counts)}
     return out

@@ -426,9 +426,21 @@ def exposure_by_sql() -> dict:
            f"SELECT {', '.join(cols.values())} FROM registry_study s CROSS JOIN unnest(%(days)s::int[]) w "
            f"WHERE s.patient_id IS NOT NULL AND s.study_datetime >= %(now)s - w * interval '1 day' "
            f"AND s.study_datetime <= %(now)s GROUP BY s.patient_id, w")
+    # each record's exposure state as a recompute leaves it: its exams and last exam date (the patients list reads
+    # them); an empty digest, so a real recompute of the patient runs in full
+    from dosereg.exposure.models import PatientExposureState
+
+    state_sql = (f"INSERT INTO {PatientExposureState._meta.db_table} (patient_id, inputs_digest, computed_now, "
+                 f"valid_until, computed_at, study_count, last_study_at) "
+                 f"SELECT p.id, '', %(now)s, NULL, %(now)s, count(s.id), max(s.study_datetime) FROM registry_patient p "
+                 f"LEFT JOIN registry_study s ON s.patient_id = p.id WHERE p.merged_into_id IS NULL GROUP BY p.id "
+                 f"ON CONFLICT (patient_id) DO UPDATE SET study_count = EXCLUDED.study_count, "
+                 f"last_study_at = EXCLUDED.last_study_at")
     with connection.cursor() as c:
         c.execute(sql, {"now": now, "days": days})
-        return {"windows": c.rowcount, "alerts": 0}
+        windows = c.rowcount
+        c.execute(state_sql, {"now": now})
+        return {"windows": windows, "alerts": 0}
 
 
 def alert_workflow(*, seed: int) -> dict:

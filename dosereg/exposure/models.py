@@ -95,6 +95,10 @@ class PatientExposureState(models.Model):
     computed_now = models.DateTimeField()             # the "now" the windows ending now were computed for
     valid_until = models.DateTimeField(null=True)     # a study leaves/enters a window ending now; NULL: never
     computed_at = models.DateTimeField(auto_now=True)
+    # the merge group's studies as that recompute read them (every site): how many and the latest date, for the
+    # patients list's default sort and its exams column (issue 17) without an aggregate over every study
+    study_count = models.IntegerField(default=0)
+    last_study_at = models.DateTimeField(null=True)
 
 
 class RuleSet(models.Model):

@@ -151,10 +151,13 @@ def patient_exposure_recompute(*, patient_id: int, now: datetime | None = None, 
         _write_windows(root, group, windows, res)
         evaluate_alerts(root, group, infos, windows, rules, now, notify, res)
         if locked:  # (a patient deleted meanwhile has no state to keep)
+            dates = [r["study_datetime"] for r in rows if r["study_datetime"] is not None]
             PatientExposureState.objects.bulk_create(
                 [PatientExposureState(patient_id=root, inputs_digest=digest, computed_now=now,
-                                      valid_until=_now_windows_valid_until(points, window_days, now))],
-                update_conflicts=True, unique_fields=["patient"], update_fields=["inputs_digest", "computed_now", "valid_until", "computed_at"],
+                                      valid_until=_now_windows_valid_until(points, window_days, now),
+                                      study_count=len(rows), last_study_at=max(dates, default=None))],
+                update_conflicts=True, unique_fields=["patient"],
+                update_fields=["inputs_digest", "computed_now", "valid_until", "computed_at", "study_count", "last_study_at"],
             )
     return res
 

@@ -15,14 +15,15 @@ from collections.abc import Iterable
 from datetime import date, datetime, timezone as dt_timezone
 
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import Max
+from django.db.models import Max, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from dosereg.ops.failures import step_failure_record
 from dosereg.registry.models import Study
 
 from .histogram import Summary
-from .models import SUMMARY_QUANTITIES, ProtocolSummary, SummaryBucket, SummaryMember, SummaryState
+from .models import (SUMMARY_QUANTITIES, ProtocolMapping, ProtocolSummary, StandardName, SummaryBucket, SummaryMember,
+                     SummaryState)
 
 STUDY_COLUMNS = ("id", "study_datetime", "procedure_modality", "study_description", *SUMMARY_QUANTITIES)
 
@@ -105,16 +106,56 @@ def buckets_mark_dirty(keys: Iterable[tuple[int, date]]) -> int:
     return len(rows)
 
 
+def _mapped_name():
+    """The standard name a study's (modality, study description) is mapped to, as a correlated subquery."""
+    return Subquery(ProtocolMapping.objects.filter(source_name=OuterRef("study_description"),
+                                                   modality=OuterRef("procedure_modality"))
+                    .values("standard_name__name")[:1])
+
+
+def study_standard_names_refresh(*, pairs: Iterable[tuple[str, str]] = (), study_ids: Iterable[int] = ()) -> int:
+    """Set ``Study.standard_name`` (the copy the study browser sorts on) from the current mappings, for the studies
+    of these (modality, study description) pairs (a mapping edited) and of these ids (one UPDATE)."""
+    cond = Q()
+    for modality, description in sorted(set(pairs)):
+        cond |= Q(procedure_modality=modality, study_description=description)
+    ids = sorted(set(study_ids))
+    if ids:
+        cond |= Q(pk__in=ids)
+    if not cond:
+        return 0
+    return Study.objects.filter(cond).update(standard_name=_mapped_name())
+
+
+def _studies_named(ids: list[int]) -> list[tuple]:
+    """Refresh the standard names of these studies and read their (device id, study date): one statement on
+    PostgreSQL (a data-modifying CTE that rewrites only the studies whose name changed), two elsewhere."""
+    if connection.vendor != "postgresql":
+        study_standard_names_refresh(study_ids=ids)
+        return list(Study.objects.filter(pk__in=ids).values_list("device_id", "study_datetime"))
+    qn = connection.ops.quote_name
+    study, mapping, name = qn(Study._meta.db_table), qn(ProtocolMapping._meta.db_table), qn(StandardName._meta.db_table)
+    mapped = (f"(SELECT n.name FROM {mapping} m JOIN {name} n ON n.id = m.standard_name_id "
+              f"WHERE m.source_name = s.study_description AND m.modality = s.procedure_modality LIMIT 1)")
+    with connection.cursor() as cur:
+        cur.execute(f"WITH named AS (UPDATE {study} s SET standard_name = {mapped} WHERE s.id = ANY(%s) "
+                    f"AND s.standard_name IS DISTINCT FROM {mapped} RETURNING s.id) "
+                    f"SELECT device_id, study_datetime FROM {study} WHERE id = ANY(%s)", [ids, ids])
+        return cur.fetchall()
+
+
 def studies_mark_dirty(study_ids: Iterable[int], new_study_ids: Iterable[int] = ()) -> int:
-    """Mark the buckets of these studies dirty: where they are now and where they were summarised (2 queries
-    and the upsert). A deleted study is found by its membership; ``new_study_ids`` (just created) have none."""
+    """The pipeline's protocols step for these studies: set their standard names from the current mappings and
+    mark their buckets dirty, where they are now and where they were summarised (2 queries on PostgreSQL, the
+    first of which also writes the names, and the upsert). A deleted study is found by its membership;
+    ``new_study_ids`` (just created) have none."""
     ids = sorted(set(study_ids))
     if not ids:
         return 0
     old = sorted(set(ids) - set(new_study_ids or ()))
     keys = set(SummaryMember.objects.filter(study_id__in=old).values_list("bucket__device_key", "bucket__month")) \
         if old else set()
-    for device_id, at in Study.objects.filter(pk__in=ids).values_list("device_id", "study_datetime"):
+    for device_id, at in _studies_named(ids):
         key = bucket_key(device_id, at)
         if key:
             keys.add(key)

@@ -114,6 +114,10 @@ class Study(models.Model):
     accession_number = models.CharField(max_length=64, blank=True, default="")
     study_description = models.CharField(max_length=256, blank=True, default="")
     procedure_modality = models.CharField(max_length=8, blank=True, default="")  # CT, RF, XA, DX, MG, MR
+    # the standard examination name its (modality, study description) is mapped to, NULL while unmapped: a copy kept
+    # by dosereg.protocols.services (the pipeline's protocols step after each ingest or merge, and every mapping
+    # edit) so that the study browser sorts by it from an index instead of resolving the mapping per study
+    standard_name = models.CharField(max_length=128, null=True, blank=True)
     pregnancy_status = models.CharField(max_length=24, blank=True, default="")
     # set by staff in the app/API; wins over the DICOM value when present
     pregnancy_status_override = models.CharField(max_length=24, blank=True, default="")

@@ -3,7 +3,13 @@ export rows of exactly the filtered set (issue 17 part 1).
 
 Query count (asserted in the tests), whatever the page size or the number of studies:
 
-* ``study_page``: 2 (the true count, the page rows with their device, patient and standard name);
+* ``study_page``: 2 (the true count, with the rows before a keyset cursor; the page rows with their device and
+  patient), 3 only when a cursor names a study that is gone or not the user's (then the first page is shown).
+
+Paging: next / previous / last are keyset seeks (``after`` / ``before`` a study id, ``end``), as fast on page 2,000
+as on page 1; a page number ("go to page") is an OFFSET over ids only, read from the nearer end. The standard name
+is the study's stored copy (``Study.standard_name``, kept by ``dosereg.protocols.services``), so sorting by it reads
+an index.
 * ``filter_options``: 2 (the devices at the user's sites, which also give the site names; the standard names).
 
 Site scope is the one of every clinical page (``SiteScope.study_q``, a subquery, no query of its own). Numbers
@@ -19,8 +25,10 @@ from typing import Any
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from django.db.models import Exists, F, OuterRef, Q, Subquery, TextField
+from django.db import connection
+from django.db.models import BooleanField, Count, Exists, F, Func, OuterRef, Q, Subquery, TextField, Value
 from django.db.models.functions import Cast, Lower, Trim
+from django.db.models.lookups import IsNull
 from django.utils import timezone
 
 from dosereg.access.scope import EVERY_SITE, SiteScope, normalise
@@ -128,6 +136,11 @@ class StudyFilters(SortChoice):
     sort: str = DEFAULT_SORT
     page: int = 1
     page_size: int = DEFAULT_PAGE_SIZE
+    # keyset paging (see ``study_page``): the page after / before the study of this id in the sort order, or the
+    # last page (``end``); each costs what the first page costs, however deep. ``page`` (a number) is the jump.
+    after: int | None = None
+    before: int | None = None
+    end: bool = False
     errors: dict = field(default_factory=dict)
 
 
@@ -163,6 +176,8 @@ def read_filters(query, *, strict: bool = False) -> StudyFilters:
         else:
             p.errors["sort"] = f"{sort[:20]!r} is not a column"
     f.page = p.int("page", max_value=10**9) or 1
+    f.after, f.before = p.int("after"), p.int("before")
+    f.end = p.choice("end", {"1"}) == "1"
     size = p.int("per_page", max_value=10**6)
     if size is not None:
         if size in PAGE_SIZES:
@@ -171,13 +186,6 @@ def read_filters(query, *, strict: bool = False) -> StudyFilters:
             p.errors["per_page"] = f"{size} is not one of {', '.join(map(str, PAGE_SIZES))}"
     f.errors = p.errors
     return f
-
-
-def _standard_name_subquery(field_name: str = "standard_name__name"):
-    return Subquery(
-        ProtocolMapping.objects.filter(source_name=OuterRef("study_description"), modality=OuterRef("procedure_modality"))
-        .values(field_name)[:1]
-    )
 
 
 def filtered_studies(f: StudyFilters, *, scope: SiteScope = EVERY_SITE):
@@ -236,10 +244,106 @@ def filtered_studies(f: StudyFilters, *, scope: SiteScope = EVERY_SITE):
     return qs
 
 
-def ordered(qs, f: StudyFilters):
+def ordered(qs, f: StudyFilters, *, reverse: bool = False):
+    """``qs`` in the browser's order for ``f`` (empty values last, the id as tie-break), or exactly backwards."""
     expr, _ = SORTS[f.sort_key]
-    order = f.order(expr)
-    return qs.annotate(standard_name=_standard_name_subquery()).order_by(order, "-pk" if f.descending else "pk")
+    desc = f.descending != reverse
+    if reverse:  # backwards: empty values first, so that an index in the forward order is read backwards
+        return qs.order_by(expr.desc(nulls_first=True) if desc else expr.asc(nulls_first=True), "-pk" if desc else "pk")
+    return qs.order_by(f.order(expr), "-pk" if desc else "pk")
+
+
+class RowCompare(Func):
+    """``(a, b) < (c, d)``: a row-value comparison, which PostgreSQL answers from a btree index on ``(a, b)`` as
+    one index condition (the OR of column comparisons it stands for would be a filter over every earlier row)."""
+
+    output_field = BooleanField()
+
+    def __init__(self, op: str, left: list, right: list):
+        if op not in ("<", ">") or len(left) != len(right):
+            raise ValueError(op)
+        self.op, self.width = op, len(left)
+        super().__init__(*left, *right)
+
+    def as_sql(self, compiler, connection, **extra_context):  # type: ignore[override]
+        parts, params = [], []
+        for e in self.get_source_expressions():
+            sql, p = compiler.compile(e)
+            parts.append(sql)
+            params.extend(p)
+        left, right = ", ".join(parts[:self.width]), ", ".join(parts[self.width:])
+        return f"({left}) {self.op} ({right})", params
+
+
+def _cursor_row(cursor: int, scope: SiteScope):
+    """The cursor study with its sort key (``_k``), only if the user may see it (a cursor outside the user's
+    sites compares as nothing: its values are never revealed by where a page starts)."""
+    return Study.objects.filter(scope.study_q(), pk=cursor)
+
+
+def _keyset(qs, f: StudyFilters, cursor: int, *, forward: bool, scope: SiteScope = EVERY_SITE):
+    """The ids of at most one page of ``qs`` right after (``forward``) or right before the study ``cursor`` in
+    the order of ``f``, as one subquery: a UNION ALL of index seeks, each ordered and limited, so the cost does
+    not depend on how deep the cursor is.
+
+    The order is the sort key's values ``(k, id)`` followed by the studies without a value (``k`` NULL, by id).
+    The cursor's key is read by a sub-select (an InitPlan: one index probe); where the cursor has no value (it is
+    among the NULLs), the branches for a valued cursor are empty and the others apply, and vice versa (the
+    conditions on the cursor alone are evaluated once, before any row is read)."""
+    expr, _ = SORTS[f.sort_key]
+    n = f.page_size
+    base = qs.alias(_k=expr)
+    cursor_row = _cursor_row(cursor, scope).alias(_k=expr)
+    v = Subquery(_cursor_row(cursor, scope).annotate(_k=expr).values("_k")[:1])
+    cursor_null = Exists(cursor_row.filter(_k__isnull=True))
+    cursor_valued = Exists(cursor_row.filter(_k__isnull=False))
+    later = "<" if f.descending else ">"      # the comparison of rows after a cursor in the page order
+    earlier = ">" if f.descending else "<"
+    id_later = Q(pk__lt=cursor) if f.descending else Q(pk__gt=cursor)
+    id_earlier = Q(pk__gt=cursor) if f.descending else Q(pk__lt=cursor)
+    if forward:
+        branches = [
+            base.filter(RowCompare(later, [F("_k"), F("pk")], [v, Value(cursor)])),  # the valued rows after it
+            base.filter(cursor_valued, _k__isnull=True),                             # then every empty one
+            base.filter(id_later, _k__isnull=True),                                  # (cursor empty) the empty after it
+        ]
+        parts = [ordered(b, f) for b in branches]
+    else:
+        branches = [
+            base.filter(RowCompare(earlier, [F("_k"), F("pk")], [v, Value(cursor)])),  # the valued rows before it
+            base.filter(cursor_null, _k__isnull=False),                                 # (cursor empty) every valued
+            base.filter(cursor_null, id_earlier, _k__isnull=True),                      # and the empty before it
+        ]
+        parts = [ordered(b, f, reverse=True) for b in branches]
+    if connection.vendor != "postgresql":
+        # SQLite (the embedded default, small registries) allows no LIMIT inside a compound statement: the same
+        # rows as one ordered, limited query over the OR of the branches
+        either = Q()
+        for b in branches:
+            either |= Q(pk__in=b.values("pk"))
+        return ordered(base.filter(either), f, reverse=not forward).values("pk")[:n]
+    first, *rest = [p.values("pk")[:n] for p in parts]
+    return first.union(*rest, all=True)
+
+
+def _before_cursor(f: StudyFilters, cursor: int, scope: SiteScope = EVERY_SITE) -> Q:
+    """The studies that come before the study ``cursor`` in the order of ``f`` (for the page's row numbers)."""
+    expr, _ = SORTS[f.sort_key]
+    cursor_row = _cursor_row(cursor, scope).alias(_k=expr)
+    v = Subquery(_cursor_row(cursor, scope).annotate(_k=expr).values("_k")[:1])
+    earlier = ">" if f.descending else "<"
+    id_earlier = Q(pk__gt=cursor) if f.descending else Q(pk__lt=cursor)
+    return (Q(RowCompare(earlier, [expr, F("pk")], [v, Value(cursor)]))
+            | Q(Exists(cursor_row.filter(_k__isnull=True))) & (Q(IsNull(expr, False)) | id_earlier & Q(IsNull(expr, True))))
+
+
+PAGE_FIELDS = (
+    "pk", "study_datetime", "procedure_modality", "study_description", "standard_name", "accession_number",
+    "patient_age_years", "dap_total_gy_cm2", "dose_rp_max_plane_gy", "fluoro_time_total_s", "ctdivol_max_mgy",
+    "dlp_total_mgy_cm", "event_count", "not_patient_reason", "has_ionising_dose", "patient_id", "device_id", "flags",
+    "device__display_name", "device__manufacturer", "device__model", "device__station_name", "device__institution",
+    "patient__patient_id", "patient__sex",
+)
 
 
 @dataclass
@@ -249,23 +353,91 @@ class StudyPage(PageNumbers):
     page: int
     pages: int
     page_size: int
+    start: int = 0          # rows before this page (a keyset page need not start at a multiple of the page size)
+
+    @property
+    def first_index(self) -> int:
+        return self.start + 1 if self.rows else 0
+
+    @property
+    def last_index(self) -> int:
+        return self.start + len(self.rows)
+
+    @property
+    def has_previous(self) -> bool:
+        return self.start > 0
+
+    @property
+    def has_next(self) -> bool:
+        return self.start + len(self.rows) < self.count
+
+    @property
+    def first_pk(self) -> int | None:
+        return self.rows[0].pk if self.rows else None
+
+    @property
+    def last_pk(self) -> int | None:
+        return self.rows[-1].pk if self.rows else None
+
+
+def _page_selection(qs, f: StudyFilters, count: int, scope: SiteScope = EVERY_SITE):
+    """Which rows ``f`` asks for, as (ids subquery or None, read backwards, rows before the page or None if the
+    count query must tell). Keyset (``after`` / ``before``, ``end``): the cost of page 1 at any depth. A page
+    number (the jump): OFFSET over ids only, from whichever end of the order is nearer."""
+    n = f.page_size
+    if f.after is not None:
+        return _keyset(qs, f, f.after, forward=True, scope=scope), False, None
+    if f.before is not None:
+        return _keyset(qs, f, f.before, forward=False, scope=scope), True, None
+    pages = max(1, math.ceil(count / n))
+    if f.end:  # the last numbered page (what remains after the full pages), read backwards
+        last = count - (pages - 1) * n
+        return ordered(qs, f, reverse=True).values("pk")[:last], True, count - last
+    start = (min(max(1, f.page), pages) - 1) * n
+    if start == 0:
+        return None, False, 0
+    if start > count // 2:  # nearer the end: read backwards, skipping the rows after the page
+        skip = max(0, count - start - n)
+        return ordered(qs, f, reverse=True).values("pk")[skip:count - start], True, start
+    return ordered(qs, f).values("pk")[start:start + n], False, start
 
 
 def study_page(f: StudyFilters, *, scope: SiteScope = EVERY_SITE) -> StudyPage:
-    """One page of the filtered, sorted studies and the true count (2 queries)."""
+    """One page of the filtered, sorted studies and the true count (2 queries: the count, with the rows before a
+    keyset cursor in the same scan; the page rows with their device and patient)."""
     qs = filtered_studies(f, scope=scope)
-    count = qs.count()
+    cursor = f.after if f.after is not None else f.before
+    if cursor is not None:
+        preceding = _before_cursor(f, cursor, scope)
+        if f.after is not None:  # the cursor itself (when still in the set) is before the page too
+            preceding |= Q(pk=cursor)
+        got = qs.aggregate(n=Count("pk"), before=Count("pk", filter=preceding))
+        count, before = got["n"], got["before"]
+    else:
+        count, before = qs.count(), 0
+    rows: list = []
+    start = 0
+    if count:
+        ids, backwards, start_known = _page_selection(qs, f, count, scope)
+        page_qs = Study.objects.filter(pk__in=ids) if ids is not None else qs
+        page_qs = ordered(page_qs, f, reverse=backwards).select_related("device", "patient").only(*PAGE_FIELDS)
+        rows = list(page_qs[:f.page_size])
+        if backwards:
+            rows.reverse()
+        if not rows and cursor is not None:
+            # a cursor that is gone (a deleted study) or not the user's to see: the first page (one more query,
+            # only then)
+            rows = list(ordered(qs, f).select_related("device", "patient").only(*PAGE_FIELDS)[:f.page_size])
+            start_known = 0
+        if start_known is not None:
+            start = start_known
+        elif f.before is not None:
+            start = max(0, before - len(rows))
+        else:
+            start = before
     pages = max(1, math.ceil(count / f.page_size))
-    page = min(max(1, f.page), pages)
-    start = (page - 1) * f.page_size
-    rows = list(ordered(qs, f).select_related("device", "patient").only(
-        "pk", "study_datetime", "procedure_modality", "study_description", "accession_number", "patient_age_years",
-        "dap_total_gy_cm2", "dose_rp_max_plane_gy", "fluoro_time_total_s", "ctdivol_max_mgy", "dlp_total_mgy_cm",
-        "event_count", "not_patient_reason", "has_ionising_dose", "patient_id", "device_id", "flags",
-        "device__display_name", "device__manufacturer", "device__model", "device__station_name", "device__institution",
-        "patient__patient_id", "patient__sex",
-    )[start:start + f.page_size]) if count else []
-    return StudyPage(rows=rows, count=count, page=page, pages=pages, page_size=f.page_size)
+    page = min(pages, start // f.page_size + 1)
+    return StudyPage(rows=rows, count=count, page=page, pages=pages, page_size=f.page_size, start=start)
 
 
 def filter_options(*, scope: SiteScope = EVERY_SITE) -> dict:
@@ -318,11 +490,15 @@ def study_rows(f: StudyFilters, *, scope: SiteScope = EVERY_SITE, modality: str 
     if modality is not None:
         qs = qs.filter(procedure_modality=modality)
     keys = [k for _, k in STUDY_COLUMNS]
-    qs = ordered(qs, f).annotate(ctdi_phantom=_phantom_subquery()).values_list(*keys)
-    if only_page:
-        start = (max(1, f.page) - 1) * f.page_size
-        qs = qs[start:start + f.page_size]
-    for row in qs.iterator(chunk_size=CHUNK):
+    if only_page:  # the page as shown: the same selection (keyset cursor, last page or page number)
+        ids, _, _ = _page_selection(qs, f, qs.count() if (f.end or f.after is None and f.before is None) else 0, scope)
+        if ids is not None:
+            qs = Study.objects.filter(pk__in=ids)
+        qs = ordered(qs, f)[:f.page_size]
+    else:
+        qs = ordered(qs, f)
+    rows = qs.annotate(ctdi_phantom=_phantom_subquery()).values_list(*keys)
+    for row in rows.iterator(chunk_size=CHUNK):
         yield tuple(clean_cell(v) for v in row)
 
 
@@ -466,8 +642,6 @@ def modality_overview(*, modality: str, scope: SiteScope = EVERY_SITE, now: date
     ``percentile_cont`` in the database); elsewhere (the SQLite demo) the medians are taken in Python."""
     import statistics
 
-    from django.db import connection
-    from django.db.models import Count
     from django.db.models.functions import TruncMonth
 
     from .selectors import Percentile

@@ -2,7 +2,8 @@
 each patient's cumulative dose indices over the last 12 months (the exposure app's window ending now).
 
 Query count (asserted in the tests), whatever the page size or the number of patients: ``patient_page`` runs 2
-(the true count; the page rows with their exams at the user's sites and their cumulative window, as subqueries).
+(the true count; the page rows with their exams at the user's sites and their cumulative window, as subqueries;
+for a user of every site the exams and last exam date are the exposure app's per-record summary, a join).
 
 * Site scope is the one of every clinical page: a site-scoped RSO sees the patients with an exam at their sites,
   the number and last date of those exams; the cumulative totals stay the patient's totals over every site (what
@@ -26,6 +27,7 @@ from django.db.models import (Case, DateTimeField, Exists, ExpressionWrapper, F,
 from django.db.models.functions import Coalesce, Greatest, Lower
 
 from dosereg.access.scope import EVERY_SITE, SiteScope
+from dosereg.exposure.models import PatientExposureState
 from dosereg.registry.models import Patient, Study
 
 from . import integrations
@@ -110,9 +112,22 @@ def filtered_patients(f: PatientFilters, *, scope: SiteScope = EVERY_SITE):
     return qs
 
 
-def _annotated(qs, *, scope: SiteScope):
-    """Per patient: exams at the sites and the last one's date, one indexed subquery per merge level (an OR over
-    the levels would scan every study per patient); the cumulative window of the exposure app."""
+def _annotated(qs, *, scope: SiteScope, sort_key: str = ""):
+    """Per patient: exams (at the sites) and the last one's date; the cumulative window of the exposure app.
+
+    Every site (an unrestricted user): the counts the exposure app keeps on the record's exposure state (its merge
+    group's studies, written by each recompute: after ingest, merge, unmerge and a deleted study), so sorting by
+    them reads one row per patient instead of aggregating every study. At some sites: one indexed subquery per
+    merge level (an OR over the levels would scan every study per patient)."""
+    cumulative = integrations.cumulative_window_subqueries(outer_patient="pk")
+    if scope.unrestricted:
+        if sort_key in ("exams", "last"):  # sorted by them: one join of every record's state row
+            return qs.annotate(n_studies=Coalesce(F("exposure_state__study_count"), Value(0)),
+                               last_study=F("exposure_state__last_study_at"), **cumulative)
+        # shown only: read for the page's rows (a sub-select the planner evaluates after the sort and limit)
+        state = PatientExposureState.objects.filter(patient_id=OuterRef("pk"))
+        return qs.annotate(n_studies=Coalesce(Subquery(state.values("study_count")[:1]), Value(0)),
+                           last_study=Subquery(state.values("last_study_at")[:1]), **cumulative)
     counts: list[Any] = []
     lasts: list[Any] = []
     # the merged levels are read only for a record that has merged records (an index probe; CASE is lazy), so the
@@ -137,7 +152,6 @@ def _annotated(qs, *, scope: SiteScope):
         last = Greatest(*lasts)
     else:
         last = Greatest(*[Coalesce(m, *[o for o in lasts if o is not m]) for m in lasts])
-    cumulative = integrations.cumulative_window_subqueries(outer_patient="pk")
     return qs.annotate(n_studies=ExpressionWrapper(n_studies, output_field=IntegerField()), last_study=last, **cumulative)
 
 
@@ -162,7 +176,7 @@ def patient_page(f: PatientFilters, *, scope: SiteScope = EVERY_SITE) -> Patient
     if count:
         expr = SORTS[f.sort_key][0]
         order = f.order(expr)
-        rows = list(_annotated(qs, scope=scope).order_by(order, "-pk" if f.descending else "pk").values(
+        rows = list(_annotated(qs, scope=scope, sort_key=f.sort_key).order_by(order, "-pk" if f.descending else "pk").values(
             "pk", "patient_id", "issuer", "name", "sex", "birth_date", "pseudonymised", "n_studies", "last_study",
             *integrations.CUMULATIVE_FIELDS)[start:start + f.page_size])
     return PatientPage(rows=rows, count=count, page=page, pages=pages, page_size=f.page_size,

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from dosereg.access import roles
 from dosereg.access.models import AssignedSite, SiteAssignment
-from dosereg.protocols import naming
+from dosereg.protocols import naming, services as protocol_services
 from dosereg.protocols.models import DRLSet, DRLValue, ProtocolMapping, StandardName
 from dosereg.registry.models import DoseObject, Patient
 
@@ -206,22 +206,30 @@ def protocol_mappings_apply(*, items: list[tuple[str, str]], standard_name: Stan
             "standard_name").filter(source_name__in=[n for _, n in items])}
         for modality, source_name in items:
             before = previous.get((modality, source_name))
-            protocol_mapping_set(modality=modality, source_name=source_name, standard_name=standard_name, user=user)
+            protocol_mapping_set(modality=modality, source_name=source_name, standard_name=standard_name, user=user,
+                                 refresh_studies=False)
             after = standard_name.name if standard_name else None
             if before != after:
                 changes.append({"modality": modality, "source_name": source_name, "previous": before, "new": after,
                                 "standard_name_id": standard_name.pk if standard_name else None})
+        protocol_services.study_standard_names_refresh(pairs=items)
     return changes
 
 
-def protocol_mapping_set(*, modality: str, source_name: str, standard_name: StandardName | None, user=None) -> ProtocolMapping | None:
-    """Map (or unmap, with standard_name None) one vendor name."""
-    if standard_name is None:
-        ProtocolMapping.objects.filter(modality=modality, source_name=source_name).delete()
-        return None
-    m, _ = ProtocolMapping.objects.update_or_create(
-        modality=modality, source_name=source_name, defaults={"standard_name": standard_name, "updated_by": user}
-    )
+def protocol_mapping_set(*, modality: str, source_name: str, standard_name: StandardName | None, user=None,
+                         refresh_studies: bool = True) -> ProtocolMapping | None:
+    """Map (or unmap, with standard_name None) one vendor name; the studies of that name take the new standard
+    name (``Study.standard_name``) in the same transaction (``refresh_studies=False``: the caller does it)."""
+    with transaction.atomic():
+        if standard_name is None:
+            ProtocolMapping.objects.filter(modality=modality, source_name=source_name).delete()
+            m = None
+        else:
+            m, _ = ProtocolMapping.objects.update_or_create(
+                modality=modality, source_name=source_name, defaults={"standard_name": standard_name, "updated_by": user}
+            )
+        if refresh_studies:
+            protocol_services.study_standard_names_refresh(pairs=[(modality, source_name)])
     return m
 
 

@@ -21,6 +21,9 @@ FILTER_KEYS = ("modality", "site", "device", "since", "until", "protocol", "stan
                *[f"{stem}_{end}" for stem in browse.DOSE_RANGES for end in ("min", "max")])
 
 
+# where a page is in the order: a page number (the jump), or keyset cursors (next / previous / last)
+PAGE_KEYS = ("page", "after", "before", "end")
+
 # the unit of each numeric column, in its heading (values are formatted in it by the template)
 COLUMN_UNITS = {"age": "y", "kap": "Gy·cm²", "kar": "Gy", "fluoro": "min:s", "ctdivol": "mGy", "dlp": "mGy·cm"}
 
@@ -41,8 +44,10 @@ def study_browser(request):
     audit_record(request=request, action=AuditEvent.ACTION_VIEW, object_type="study_list",
                  patient_pks={s.patient_id for s in page.rows if s.patient_id},
                  detail={"filters": {k: request.GET.get(k) for k in FILTER_KEYS if request.GET.get(k)},
-                         "sort": f.sort, "page": page.page, "count": page.count})
-    base = _query_without(request, "sort", "page")
+                         "sort": f.sort, "page": page.page, "count": page.count,
+                         **{k: v for k, v in (("after", f.after), ("before", f.before)) if v is not None},
+                         **({"end": True} if f.end else {})})
+    base = _query_without(request, "sort", *PAGE_KEYS)
     columns = []
     for key, (_, heading) in browse.SORTS.items():
         nxt = key if f.sort == f"-{key}" else f"-{key}"  # first click: largest / newest first
@@ -51,8 +56,11 @@ def study_browser(request):
                         "num": key in COLUMN_UNITS or key == "events"})
     ctx = {
         "f": f, "page": page, "columns": columns, "base_query": base,
-        "page_query": _query_without(request, "page"), "export_query": _query_without(request, "page", "per_page", "only"),
-        "page_export_query": _query_without(request, "only", "page"),
+        "page_query": _query_without(request, *PAGE_KEYS),
+        "page_hidden": [(k, v) for k, vs in request.GET.lists() if k not in PAGE_KEYS for v in vs],
+        "export_query": _query_without(request, *PAGE_KEYS, "per_page", "only"),
+        # the page as shown: its cursor (after / before / end) or page number as in this URL
+        "page_export_query": _query_without(request, "only"),
         "options": browse.filter_options(scope=scope), "modalities": browse.MODALITIES, "sexes": browse.SEXES,
         "age_bands": browse.AGE_BAND_LABELS, "not_patient_choices": browse.NOT_PATIENT,
         "flagged_choices": browse.FLAGGED,

@@ -15,6 +15,7 @@ from django.urls import reverse
 from dosereg.access.scope import EVERY_SITE, NO_SITE, scope_for
 from dosereg.exposure import windows as W
 from dosereg.exposure.models import PatientExposureWindow
+from dosereg.pipeline import flow
 from dosereg.registry.models import Patient, Study
 from dosereg.web import patient_browse as PB
 
@@ -128,22 +129,64 @@ def test_multi_script_name_found_by_each_group_and_rendered_per_ps35(web_data, l
     assert "Yamada^Tarou" not in html
 
 
-def test_merged_record_not_listed_its_exams_count_for_the_survivor(web_data, login):
+def test_merged_record_not_listed_its_exams_count_for_the_survivor(web_data, login, django_capture_on_commit_callbacks):
+    """Through the real merge and unmerge (each ends in the exposure step that keeps the record's exams and last
+    exam date, which the list reads for a user of every site)."""
     d = web_data
-    Patient.objects.filter(pk=d.patients["b"].pk).update(merged_into=d.patients["a"])
+    a, b, cc = d.patients["a"], d.patients["b"], d.patients["c"]
+    with django_capture_on_commit_callbacks(execute=True):
+        flow.patient_merge(source_id=b.pk, target_id=a.pk)
     c = login(d.users["rso"])
     rows = {r["pk"]: r for r in c.get(URL).context["page"].rows}
-    assert set(rows) == {d.patients["a"].pk, d.patients["c"].pk}
-    assert rows[d.patients["a"].pk]["n_studies"] == Study.objects.filter(
-        patient__in=[d.patients["a"], d.patients["b"]]).count() == 6
-    assert rows[d.patients["a"].pk]["last_study"] == d.studies["b_carm"].study_datetime
+    assert set(rows) == {a.pk, cc.pk}
+    assert rows[a.pk]["n_studies"] == Study.objects.filter(patient__in=[a, b]).count() == 6
+    assert rows[a.pk]["last_study"] == d.studies["b_carm"].study_datetime
     assert _ids(c.get(URL + "?q=PW0002")) == []
-    # a chain C -> B -> A: C's exams count for A too
-    Patient.objects.filter(pk=d.patients["c"].pk).update(merged_into=d.patients["b"])
+    # newest exam first: c (3 days ago), then the survivor with b's last exam (5 days ago)
+    assert _ids(c.get(URL)) == [cc.pk, a.pk]
+    assert _ids(c.get(URL + "?sort=-exams")) == [a.pk, cc.pk]
+    # a chain C -> B -> A (C merged into B while B was its own record): C's exams count for A too
+    with django_capture_on_commit_callbacks(execute=True):
+        flow.patient_unmerge(patient_id=b.pk, reingest=False)
     rows = {r["pk"]: r for r in c.get(URL).context["page"].rows}
-    assert set(rows) == {d.patients["a"].pk}
-    assert rows[d.patients["a"].pk]["n_studies"] == Study.objects.count() == 8
-    assert rows[d.patients["a"].pk]["last_study"] == d.studies["c_ct"].study_datetime
+    assert rows[a.pk]["n_studies"] == Study.objects.filter(patient=a).count() == 4
+    assert rows[b.pk]["n_studies"] == Study.objects.filter(patient=b).count() == 2
+    assert rows[b.pk]["last_study"] == d.studies["b_carm"].study_datetime
+    assert _ids(c.get(URL)) == [cc.pk, b.pk, a.pk]
+    with django_capture_on_commit_callbacks(execute=True):
+        flow.patient_merge(source_id=cc.pk, target_id=b.pk)
+        flow.patient_merge(source_id=b.pk, target_id=a.pk)
+    rows = {r["pk"]: r for r in c.get(URL).context["page"].rows}
+    assert set(rows) == {a.pk}
+    assert rows[a.pk]["n_studies"] == Study.objects.count() == 8
+    assert rows[a.pk]["last_study"] == d.studies["c_ct"].study_datetime
+
+
+def test_deleting_a_study_updates_its_patients_exams_and_last_exam(web_data, login, django_capture_on_commit_callbacks):
+    d = web_data
+    a, b = d.patients["a"], d.patients["b"]
+    c = login(d.users["rso"])
+    before = {r["pk"]: r for r in c.get(URL).context["page"].rows}
+    newest_b = Study.objects.filter(patient=b).order_by("-study_datetime").first()
+    with django_capture_on_commit_callbacks(execute=True):
+        newest_b.delete()
+    rows = {r["pk"]: r for r in c.get(URL).context["page"].rows}
+    assert rows[b.pk]["n_studies"] == before[b.pk]["n_studies"] - 1 == Study.objects.filter(patient=b).count()
+    assert rows[b.pk]["last_study"] == Study.objects.filter(patient=b).order_by("-study_datetime").first().study_datetime
+    assert rows[b.pk]["last_study"] < newest_b.study_datetime
+    assert rows[a.pk] == before[a.pk]
+
+
+def test_summary_matches_the_studies_for_every_patient(web_data, login):
+    """The stored exams / last exam (every site) equal the aggregate the list computed before (the site-scoped
+    path, which still aggregates), for every surviving record."""
+    from django.db.models import Count, Max
+
+    d = web_data
+    c = login(d.users["rso"])
+    rows = {r["pk"]: r for r in c.get(URL).context["page"].rows}
+    want = {p["patient_id"]: p for p in Study.objects.values("patient_id").annotate(n=Count("pk"), last=Max("study_datetime"))}
+    assert rows and all(r["n_studies"] == want[pk]["n"] and r["last_study"] == want[pk]["last"] for pk, r in rows.items())
 
 
 def test_site_scope_lists_only_patients_at_the_sites_with_their_exams_there(site_data, web_data, login):

@@ -281,3 +281,24 @@ def test_site_assignment_in_the_admin(site_data, web_data, client):
     # only admins reach it
     client.force_login(w.users["rso"])
     assert client.get(add).status_code == 302
+
+
+def test_study_browser_cursor_of_another_site_reveals_nothing(site_data):
+    """A keyset cursor (``after`` / ``before``) naming a study the user may not see is not compared with: the
+    page starts at the beginning, so where a page starts never tells where that study sorts."""
+    from dosereg.web import browse
+
+    d = site_data
+    a = _scope(SITE_A)
+    first = [d.studies["sa_rf"].pk, d.studies["ab_a"].pk]  # newest first at A
+    f = browse.read_filters({"sort": "-date"})
+    assert [s.pk for s in browse.study_page(f, scope=a).rows] == first
+    for key in ("after", "before"):
+        for foreign in ("sb_rf", "ab_b"):
+            f = browse.read_filters({"sort": "-date", key: str(d.studies[foreign].pk)})
+            p = browse.study_page(f, scope=a)
+            assert [s.pk for s in p.rows] == first and p.first_index == 1, (key, foreign)
+    # the same cursor at A's own study works as a cursor
+    f = browse.read_filters({"sort": "-date", "after": str(d.studies["sa_rf"].pk)})
+    p = browse.study_page(f, scope=a)
+    assert [s.pk for s in p.rows] == [d.studies["ab_a"].pk] and p.first_index == 2

@@ -274,3 +274,170 @@ def test_rso_without_a_site_sees_no_study_when_unscoped_access_is_off(web_data, 
     settings.DOSEREG_RSO_UNSCOPED_SEES_ALL = True
     c = login(web_data.users["rso"])  # a fresh request user: the scope is cached per user object
     assert c.get(URL).context["page"].count == len(web_data.studies)
+
+
+# ---------------------------------------------------------------------------
+# the stored standard name (sorted from an index) and keyset paging
+# ---------------------------------------------------------------------------
+def test_stored_standard_name_follows_every_mapping_edit(web_data, login):
+    from dosereg.web import services as WS
+
+    d = web_data
+    chest = WS.standard_name_create(name="Chest", modality="CT")
+    abdomen = WS.standard_name_create(name="Abdomen", modality="CT")
+    mapped = Study.objects.filter(procedure_modality="CT", study_description="CT Chest")
+    assert set(mapped.values_list("pk", flat=True)) == {d.studies["a_ct"].pk, d.studies["c_ct"].pk}
+    assert set(Study.objects.values_list("standard_name", flat=True)) == {None}
+    WS.protocol_mapping_set(modality="CT", source_name="CT Chest", standard_name=chest)
+    assert set(mapped.values_list("standard_name", flat=True)) == {"Chest"}
+    assert Study.objects.exclude(pk__in=mapped).filter(standard_name__isnull=False).count() == 0
+    c = login(d.users["physicist"])
+    resp = c.get(URL + "?sort=standard")
+    ids = _page_ids(resp)
+    assert set(ids[:2]) == set(mapped.values_list("pk", flat=True))  # A to Z, unmapped last
+    assert [s.standard_name for s in resp.context["page"].rows][:3] == ["Chest", "Chest", None]
+    # re-mapped in bulk (the names page's path): the studies take the new name, in the same transaction
+    changes = WS.protocol_mappings_apply(items=[("CT", "CT Chest")], standard_name=abdomen)
+    assert changes and set(mapped.values_list("standard_name", flat=True)) == {"Abdomen"}
+    assert "Abdomen" in c.get(URL + "?sort=-standard").content.decode()
+    # unmapped: back to no name, sorted last either way
+    WS.protocol_mapping_set(modality="CT", source_name="CT Chest", standard_name=None)
+    assert set(Study.objects.values_list("standard_name", flat=True)) == {None}
+    # a mapping of another modality with the same vendor name leaves these studies alone
+    WS.protocol_mapping_set(modality="XA", source_name="CT Chest", standard_name=WS.standard_name_create(name="X", modality="XA"))
+    assert set(mapped.values_list("standard_name", flat=True)) == {None}
+
+
+def test_protocols_step_sets_the_name_of_ingested_studies(web_data, django_assert_max_num_queries):
+    """The pipeline's protocols step (after each ingest, merge, reprocess) writes the name in the statement that
+    reads the studies' buckets: no statement added per ingested object."""
+    from dosereg.protocols import services as PS
+
+    d = web_data
+    std = StandardName.objects.create(name="Chest (step)", modality="CT")
+    ProtocolMapping.objects.create(modality="CT", source_name="CT Chest", standard_name=std)  # before the studies' step
+    Study.objects.filter(pk=d.studies["c_ct2"].pk).update(standard_name="stale")
+    ids = [d.studies[k].pk for k in ("a_ct", "c_ct", "c_ct2")]
+    with django_assert_max_num_queries(3 if connection.vendor == "postgresql" else 4):
+        assert PS.studies_mark_dirty(ids) >= 1
+    got = dict(Study.objects.filter(pk__in=ids).values_list("pk", "standard_name"))
+    assert got == {d.studies["a_ct"].pk: "Chest (step)", d.studies["c_ct"].pk: "Chest (step)", d.studies["c_ct2"].pk: None}
+
+
+def _expected_order(f) -> list[int]:
+    return list(browse.ordered(browse.filtered_studies(f), f).values_list("pk", flat=True))
+
+
+def _walk(c, query: str, *, backwards: bool = False) -> tuple[list[int], list[tuple[int, int, int]]]:
+    """Follow the pager's next (or, from the last page, previous) links to the end; the rows seen in order and
+    each page's (first row number, last row number, page number)."""
+    url = URL + query + ("&end=1" if backwards else "")
+    seen: list[list[int]] = []
+    numbers = []
+    for _ in range(100):
+        resp = c.get(url)
+        page = resp.context["page"]
+        seen.append(_page_ids(resp))
+        numbers.append((page.first_index, page.last_index, page.page))
+        html = resp.content.decode()
+        link = "previous" if backwards else "next"
+        if f'data-page-link="{link}"' not in html:
+            break
+        cursor = page.first_pk if backwards else page.last_pk
+        url = URL + query + (f"&before={cursor}" if backwards else f"&after={cursor}")
+        assert url.replace("&", "&amp;") in html or url.split("?", 1)[1].replace("&", "&amp;") in html
+    if backwards:
+        seen.reverse()
+        numbers.reverse()
+    return [pk for rows in seen for pk in rows], numbers
+
+
+@pytest.mark.parametrize("sort", ["-date", "date", "-kap", "kap", "-standard", "standard", "-dlp", "-site", "description"])
+def test_keyset_pages_next_and_previous_cover_the_order_exactly(web_data, login, sort):
+    """Next from the first page and previous from the last both visit every study once, in the page order, ties
+    and empty values included (CT studies have no KAP; mapped and unmapped names; equal DLPs)."""
+    from dosereg.web import services as WS
+
+    _more_studies(web_data, 37)
+    Study.objects.filter(study_description__in=["Extra CT 3", "Extra CT 4", "Extra CT 5", "Extra CT 6"]).update(dlp_total_mgy_cm=222.0)
+    WS.protocol_mapping_set(modality="CT", source_name="Extra CT 7", standard_name=WS.standard_name_create(name="B", modality="CT"))
+    WS.protocol_mappings_apply(items=[("CT", f"Extra CT {i}") for i in range(10, 20)],
+                               standard_name=WS.standard_name_create(name="A", modality="CT"))
+    c = login(web_data.users["physicist"])
+    query = f"?sort={sort}&per_page=10"
+    want = _expected_order(browse.read_filters({"sort": sort}))
+    assert len(want) == 45
+    forward, numbers = _walk(c, query)
+    assert forward == want
+    assert numbers == [(1 + 10 * i, min(45, 10 * (i + 1)), i + 1) for i in range(5)]
+    backward, numbers = _walk(c, query, backwards=True)
+    assert backward == want
+    # from the last page (the 5 rows after the full pages) backwards: the same numbered pages
+    assert numbers == [(1 + 10 * i, min(45, 10 * (i + 1)), i + 1) for i in range(5)]
+
+
+def test_keyset_page_with_filters_counts_and_a_fixed_query_count(web_data, django_assert_max_num_queries):
+    _more_studies(web_data, 30)
+    f = browse.read_filters({"modality": "CT", "sort": "-dlp", "per_page": "10"})
+    want = _expected_order(f)
+    f.after = want[14]
+    with django_assert_max_num_queries(2):
+        p = browse.study_page(f)
+    assert [s.pk for s in p.rows] == want[15:25] and (p.first_index, p.last_index, p.count) == (16, 25, 33)
+    f.after, f.before = None, want[14]
+    with django_assert_max_num_queries(2):
+        p = browse.study_page(f)
+    assert [s.pk for s in p.rows] == want[4:14] and p.first_index == 5
+    f.before, f.end = None, True
+    with django_assert_max_num_queries(2):
+        p = browse.study_page(f)
+    assert [s.pk for s in p.rows] == want[30:] and (p.first_index, p.last_index, p.page) == (31, 33, 4)
+    # a jump by page number, read from the nearer end
+    for n in (1, 2, 3, 4):
+        f.end, f.page = False, n
+        with django_assert_max_num_queries(2):
+            p = browse.study_page(f)
+        assert [s.pk for s in p.rows] == want[(n - 1) * 10:n * 10] and p.page == n
+
+
+def test_csv_of_a_keyset_page_is_the_page_as_shown(web_data, login):
+    _more_studies(web_data, 30)
+    c = login(web_data.users["physicist"])
+    q = "?modality=CT&sort=-dlp&per_page=10"
+    first = c.get(URL + q).context["page"]
+    for cursor, n in ((f"&after={first.last_pk}", 10), ("&end=1", 3), (f"&before={first.last_pk}", 9)):
+        shown = _page_ids(c.get(URL + q + cursor))
+        rows = _csv(c.get(reverse("web:study_browser_export", kwargs={"fmt": "csv"}) + q + cursor + "&only=page"))
+        uids = dict(Study.objects.filter(pk__in=shown).values_list("study_instance_uid", "pk"))
+        assert [uids[r[rows[0].index("study_instance_uid")]] for r in rows[1:]] == shown and len(shown) == n
+
+
+def test_an_ingested_study_takes_its_mapped_standard_name_and_a_corrected_description_its_new_one(web_data, tmp_path):
+    """Through the real ingest (``file_import``: parse, store, then the follow-up steps): a report whose study
+    description is mapped arrives with the standard name stored; a corrected report of the same study with
+    another description takes that one's name."""
+    import random
+
+    from dicom_listener.spool import Spool
+    from dosereg.pipeline.flow import file_import
+    from dosereg.rdsr import builder as B
+    from dosereg.web import services as WS
+
+    WS.protocol_mapping_set(modality="CT", source_name="CT Abdomen pelvis",
+                            standard_name=WS.standard_name_create(name="Abdomen-pelvis", modality="CT"))
+    WS.protocol_mapping_set(modality="CT", source_name="CT KUB",
+                            standard_name=WS.standard_name_create(name="KUB", modality="CT"))
+    spool = Spool(tmp_path / "spool")
+    when = timezone.make_naive(timezone.now() - timedelta(days=2), timezone.get_default_timezone())
+    spec = B.random_ct_spec(random.Random(7), patient_id="PSTD1", patient_name="Std^Name", study_datetime=when,
+                            study_description="CT Abdomen pelvis")
+    obj, _ = file_import(path=B.write(B.build_ct_rdsr(spec), tmp_path / "a.dcm"), spool=spool)
+    assert obj.status == "ingested", obj.quarantine_reason
+    assert Study.objects.get(pk=obj.study_id).standard_name == "Abdomen-pelvis"
+    spec.study_description = "CT KUB"  # the same study (UID) re-sent with another description
+    ds = B.build_ct_rdsr(spec)
+    ds.SOPInstanceUID = ds.SOPInstanceUID + ".2"
+    obj2, _ = file_import(path=B.write(ds, tmp_path / "b.dcm"), spool=spool)
+    assert obj2.status == "ingested" and obj2.study_id == obj.study_id, obj2.quarantine_reason
+    s = Study.objects.get(pk=obj.study_id)
+    assert (s.study_description, s.standard_name) == ("CT KUB", "KUB")
