@@ -5,6 +5,7 @@
     python bench/run.py parse316        # 316-event RDSR: parse + store on PostgreSQL vs DCMTK dsrdump
     python bench/run.py ingest [N]      # N objects via /usr/bin/storescu -> listener -> Redis -> Celery -> PostgreSQL
                                         # vs DCMTK storescp receiving the same files
+                                        # (BENCH_SKIN_WORKER=1: with the skin queue's worker beside it)
     python bench/run.py listener_memory [--size-mb 600] [--parallel 4]
                                         # listener peak RSS receiving big objects in parallel (bench_listener_memory.py)
 
@@ -293,10 +294,20 @@ def bench_ingest(n: int = 2000):
     worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "dosereg", "worker", "-Q", "dosereg", "-c", "2",
                                "--without-gossip", "--without-mingle", "-l", "WARNING"],
                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "worker.log", "w"))
+    # BENCH_SKIN_WORKER=1: the skin queue's worker runs beside it (issue 15: ingest no slower with it), as
+    # docker-compose runs it: its own process, -c 1, at a lower CPU priority than the ingest (compose: cpu_shares)
+    skin_worker = None
+    if os.environ.get("BENCH_SKIN_WORKER") == "1":
+        skin_worker = subprocess.Popen(["nice", "-n", "10", sys.executable, "-m", "celery", "-A", "dosereg", "worker",
+                                        "-Q", "skin", "-c", "1", "--without-gossip", "--without-mingle", "-l", "WARNING"],
+                                       cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "skin.log", "w"))
     wait_port(port)
     time.sleep(3)  # worker start-up
-    meter = CpuMeter({"listener": lambda: _tree(listener.pid), "worker": lambda: _tree(worker.pid),
-                      "postgres": lambda: _pids_named("postgres"), "redis": lambda: _pids_named("redis-server")})
+    meters = {"listener": lambda: _tree(listener.pid), "worker": lambda: _tree(worker.pid),
+              "postgres": lambda: _pids_named("postgres"), "redis": lambda: _pids_named("redis-server")}
+    if skin_worker is not None:
+        meters["skin worker"] = lambda: _tree(skin_worker.pid)
+    meter = CpuMeter(meters)
     meter.start()
     t0 = time.perf_counter()
     t_send, r = _storescu(port, files)
@@ -315,6 +326,14 @@ def bench_ingest(n: int = 2000):
     listener.wait(20)
     worker.terminate()
     worker.wait(30)
+    skin_line = ""
+    if skin_worker is not None:
+        from dosereg.skindose.models import StudySkinDose
+
+        skin_line = (f"  skin worker beside it          {StudySkinDose.objects.count()} studies' skin dose computed "
+                     f"during the run ({StudySkinDose.objects.filter(computable=True).count()} with a PSD)")
+        skin_worker.terminate()
+        skin_worker.wait(60)
     stats = json.loads((tmp / "listener-stats.json").read_text())
     lat = [x * 1000 for x in stats["ack_latencies_s"]]
     ingested = DoseObject.objects.filter(status=DoseObject.STATUS_INGESTED).count()
@@ -328,6 +347,8 @@ def bench_ingest(n: int = 2000):
     print("  CPU per object                " + ", ".join(f"{k} {v * 1000 / n:.1f} ms" for k, v in cpu.items())
           + f"; total {sum(cpu.values()) * 1000 / n:.1f} ms on {os.cpu_count()} cores"
           + f" (ceiling {os.cpu_count() * n / max(sum(cpu.values()), 1e-9):.0f} obj/s)")
+    if skin_line:
+        print(skin_line)
     print(f"  load average                  {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     shutil.rmtree(tmp, ignore_errors=True)
     return {"storescp_obj_s": n / t_scp, "ack_obj_s": n / t_send, "committed_obj_s": n / t_all,

@@ -19,6 +19,7 @@ from django.db.models import Max, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from dosereg.ops.failures import step_failure_record
+from dosereg.registry.inserts import upsert
 from dosereg.registry.models import Study
 
 from .histogram import Summary
@@ -100,10 +101,8 @@ def buckets_mark_dirty(keys: Iterable[tuple[int, date]]) -> int:
         start, end = month_bounds(month)
         rows.append(SummaryBucket(device_key=device_key, month=month, starts_at=start, ends_at=end, dirty=True,
                                   marked_at=now))
-    if rows:
-        SummaryBucket.objects.bulk_create(rows, update_conflicts=True, unique_fields=["device_key", "month"],
-                                          update_fields=["dirty", "marked_at"])
-    return len(rows)
+    # one statement, atomic by itself (bulk_create would open a transaction around it)
+    return upsert(SummaryBucket, rows, unique_fields=["device_key", "month"], update_fields=["dirty", "marked_at"])
 
 
 def _mapped_name():

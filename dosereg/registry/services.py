@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import Count, F, Max, Q, Sum
+from django.db.models import Count, Exists, F, Max, Q, Sum
 from django.utils import timezone
 
 from dosereg.rdsr import ExtractionError, NotADoseObject, extract_file
@@ -27,6 +27,7 @@ from dosereg.rdsr import records as R
 
 from . import device_identity as DI
 from . import mammo_nm
+from .inserts import insert_unless_conflict
 from .models import (
     Device,
     DeviceIdentifier,
@@ -171,14 +172,23 @@ def dose_object_ingest(*, dose_object_id: int, force: bool = False, row: DoseObj
         corrections: list[tuple[int, int | None, int | None]] = []  # (study, former patient, new patient)
         try:
             with transaction.atomic():
-                obj = DoseObject.objects.select_for_update().get(pk=dose_object_id)
+                # the object's row, locked; with it, whether the device this process remembers for the report is
+                # still a device of its own (not merged away meanwhile): asked in this statement, not its own
+                cached_device = device_cache_peek(doc.device)
+                lock = DoseObject.objects.select_for_update()
+                if cached_device is not None:
+                    lock = lock.annotate(cached_device_alive=Exists(
+                        Device.objects.filter(pk=cached_device, merged_into__isnull=True)))
+                obj = lock.get(pk=dose_object_id)
                 if obj.status != DoseObject.STATUS_RECEIVED and not force:
                     obj.changes = None
                     return obj
                 old_study_id = obj.study_id
+                alive = (cached_device, obj.cached_device_alive) if cached_device is not None else None  # type: ignore[attr-defined]
                 # a corrected report is a new object; a re-ingest of this one (reprocess, unmerge) that links its
                 # study to another patient follows a decision taken in dosereg, not a correction: no notice
-                study = _write_document(obj, doc, affected, corrections if obj.ingested_at is None else None)
+                study = _write_document(obj, doc, affected, corrections if obj.ingested_at is None else None,
+                                        device_alive=alive)
                 # the follow-up skips lookups that cannot find anything for a study this ingest created / that names nobody
                 new_ids = [study.pk] if study.created_by_this_ingest else []
                 new_facts = [(study.pk, study.procedure_modality, study.kar_written)] if new_ids else []
@@ -325,8 +335,10 @@ def _s(value) -> str:
 
 
 def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int],
-                    corrections: list[tuple[int, int | None, int | None]] | None = None) -> Study:
-    device, identity = device_resolve_identity(doc.device, modality=doc.procedure_modality or doc.modality or "")
+                    corrections: list[tuple[int, int | None, int | None]] | None = None,
+                    device_alive: tuple[int, bool] | None = None) -> Study:
+    device, identity = device_resolve_identity(doc.device, modality=doc.procedure_modality or doc.modality or "",
+                                               cached_alive=device_alive)
     patient = patient_resolve(doc.patient, warnings=doc.warnings, flags=doc.flags)
     events = doc.events
     if doc.source_kind == R.IMAGE_HEADER:
@@ -677,13 +689,11 @@ def _study_upsert(doc: R.DoseDocument, patient: Patient | None, device: Device |
         _study_fields(study, doc, patient, device, identity)
         for field, value in totals.items():
             setattr(study, field, value)
-        try:
-            with transaction.atomic():
-                study.save(force_insert=True)
+        if insert_unless_conflict(study):  # one statement (no savepoint): ON CONFLICT DO NOTHING RETURNING id
             study.created_by_this_ingest = True  # a brand-new study has no other reports to look at
             return study
-        except IntegrityError:  # another worker created it meanwhile
-            study = Study.objects.select_for_update(no_key=True).get(study_instance_uid=uid)
+        # another worker created it meanwhile
+        study = Study.objects.select_for_update(no_key=True).get(study_instance_uid=uid)
     if study.patient_id is not None and (patient is None or study.patient_id != patient.pk):
         _refuse_study_collision(study, doc, patient)
     study.former_patient_id = study.patient_id
@@ -758,11 +768,15 @@ def _not_patient_re():
 
 
 def _get_or_create(model, defaults=None, **lookup):
-    """get_or_create that survives a concurrent insert of the same key."""
-    try:
-        return model.objects.get_or_create(defaults=defaults or {}, **lookup)
-    except IntegrityError:
-        return model.objects.get(**lookup), False
+    """get_or_create that survives a concurrent insert of the same key (``lookup``: the unique fields), without
+    get_or_create's savepoint: a read, and for a new row one INSERT ... ON CONFLICT DO NOTHING."""
+    obj = model.objects.filter(**lookup).first()
+    if obj is not None:
+        return obj, False
+    obj = model(**lookup, **(defaults or {}))
+    if insert_unless_conflict(obj):
+        return obj, True
+    return model.objects.get(**lookup), False
 
 
 def study_recompute_totals(*, study_id: int) -> None:
@@ -900,7 +914,24 @@ def device_resolve(info: R.DeviceInfo, *, modality: str = "") -> Device | None:
     return device_resolve_identity(info, modality=modality)[0]
 
 
-def device_resolve_identity(info: R.DeviceInfo, *, modality: str = "") -> tuple[Device | None, DeviceIdentity | None]:
+def _device_cache_key(info: R.DeviceInfo) -> tuple | None:
+    rid = DI.received(info.manufacturer, info.model, info.serial_number, info.station_name, info.device_observer_uid)
+    return (rid.key, _s(info.software_versions)) if rid.identifiers() else None
+
+
+def device_cache_peek(info: R.DeviceInfo) -> int | None:
+    """The device this process remembers for this identity as received (fresh, under a minute), else None: the
+    ingest asks in its first statement whether it is still a device of its own (``device_resolve_identity``'s
+    ``cached_alive``)."""
+    import time as _time
+
+    key = _device_cache_key(info)
+    hit = _DEVICE_CACHE.get(key) if key is not None else None
+    return hit[1].pk if hit and _time.monotonic() - hit[0] < _DEVICE_CACHE_S else None
+
+
+def device_resolve_identity(info: R.DeviceInfo, *, modality: str = "",
+                            cached_alive: tuple[int, bool] | None = None) -> tuple[Device | None, DeviceIdentity | None]:
     """Find the physical unit by Device Observer UID, then serial number with manufacturer and model (both
     normalised: ``registry.device_identity``), and by station name only when nothing stronger decides (two
     units that share a station name are never merged on it); remember every identifier. Returns the device and
@@ -913,9 +944,11 @@ def device_resolve_identity(info: R.DeviceInfo, *, modality: str = "") -> tuple[
 
     key = (rid.key, _s(info.software_versions))
     hit = _DEVICE_CACHE.get(key)
-    # one primary-key probe: a device merged into another by a web user since (in another process) is not used
-    if hit and _time.monotonic() - hit[0] < _DEVICE_CACHE_S and Device.objects.filter(
-            pk=hit[1].pk, merged_into__isnull=True).exists():
+    # a device merged into another by a web user since (in another process) is not used: the caller asked already
+    # (``cached_alive``: device id, still its own), else one primary-key probe
+    if hit and _time.monotonic() - hit[0] < _DEVICE_CACHE_S and (
+            cached_alive[1] if cached_alive is not None and cached_alive[0] == hit[1].pk
+            else Device.objects.filter(pk=hit[1].pk, merged_into__isnull=True).exists()):
         return hit[1], hit[2]
     device = _device_resolve_db(info, rid, idents, modality)
     identity = _identity_row(device, rid)
