@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from dosereg.rdsr import records as R
@@ -125,17 +125,20 @@ def patient_exposure_recompute(*, patient_id: int, now: datetime | None = None, 
     from .models import PatientExposureState
 
     now = now or timezone.now()
-    root = patient_root_id(patient_id)
-    res = RecomputeResult(patient_id=root)
+    root = patient_id
     with transaction.atomic():
         # serialise per patient; the last recompute's state comes with the lock. FOR NO KEY UPDATE: two recomputes
         # of one patient wait for each other, but a row that refers to the patient (a study being ingested, a
         # window, an alert, a case: their foreign-key checks take FOR KEY SHARE) does not wait for a recompute, so
-        # a recompute that waits for such a transaction can never be waited for by it (deadlock)
-        locked = (Patient.objects.select_for_update(of=("self",), no_key=True).filter(pk=root)
-                  .values_list("pk", "exposure_state__inputs_digest", "exposure_state__computed_now",
-                               "exposure_state__valid_until").first())
-        group = patient_group_ids(root)
+        # a recompute that waits for such a transaction can never be waited for by it (deadlock). The same
+        # statement tells whether the record was merged into another (then its root is locked instead) and whether
+        # any record was merged into it (else its group is itself: the merge-group query is not needed)
+        locked = _lock_patient(root)
+        if locked and locked[4] is not None:  # merged away: the surviving record's recompute
+            root = patient_root_id(patient_id)
+            locked = _lock_patient(root)
+        res = RecomputeResult(patient_id=root)
+        group = patient_group_ids(root) if locked and locked[5] else [root]
         rules = active_rules()
         window_days = _all_window_days(rules)
         rows = study_rows(group)
@@ -160,6 +163,15 @@ def patient_exposure_recompute(*, patient_id: int, now: datetime | None = None, 
                 update_fields=["inputs_digest", "computed_now", "valid_until", "computed_at", "study_count", "last_study_at"],
             )
     return res
+
+
+def _lock_patient(patient_id: int) -> tuple | None:
+    """(id, the last recompute's digest, computed_now, valid_until, merged_into_id, whether records were merged
+    into it), the patient's row locked FOR NO KEY UPDATE; None: no such patient."""
+    return (Patient.objects.select_for_update(of=("self",), no_key=True).filter(pk=patient_id)
+            .annotate(has_members=Exists(Patient.objects.filter(merged_into_id=OuterRef("pk"))))
+            .values_list("pk", "exposure_state__inputs_digest", "exposure_state__computed_now",
+                         "exposure_state__valid_until", "merged_into_id", "has_members").first())
 
 
 def _write_windows(root: int, group: list[int], windows: list[WindowTotals], res: RecomputeResult) -> None:

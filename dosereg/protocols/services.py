@@ -127,26 +127,30 @@ def study_standard_names_refresh(*, pairs: Iterable[tuple[str, str]] = (), study
 
 
 def _studies_named(ids: list[int]) -> list[tuple]:
-    """Refresh the standard names of these studies and read their (device id, study date): one statement on
-    PostgreSQL (a data-modifying CTE that rewrites only the studies whose name changed), two elsewhere."""
+    """Read these studies' (device id, study date) and refresh their standard names from the current mappings:
+    one statement on PostgreSQL (the read carries each study's mapped name; the UPDATE follows only for a study
+    whose name changed, i.e. rarely: a new study of a mapped protocol), two elsewhere."""
     if connection.vendor != "postgresql":
         study_standard_names_refresh(study_ids=ids)
         return list(Study.objects.filter(pk__in=ids).values_list("device_id", "study_datetime"))
     qn = connection.ops.quote_name
     study, mapping, name = qn(Study._meta.db_table), qn(ProtocolMapping._meta.db_table), qn(StandardName._meta.db_table)
-    mapped = (f"(SELECT n.name FROM {mapping} m JOIN {name} n ON n.id = m.standard_name_id "
-              f"WHERE m.source_name = s.study_description AND m.modality = s.procedure_modality LIMIT 1)")
     with connection.cursor() as cur:
-        cur.execute(f"WITH named AS (UPDATE {study} s SET standard_name = {mapped} WHERE s.id = ANY(%s) "
-                    f"AND s.standard_name IS DISTINCT FROM {mapped} RETURNING s.id) "
-                    f"SELECT device_id, study_datetime FROM {study} WHERE id = ANY(%s)", [ids, ids])
-        return cur.fetchall()
+        cur.execute(f"SELECT s.id, s.device_id, s.study_datetime, s.standard_name, "
+                    f"(SELECT n.name FROM {mapping} m JOIN {name} n ON n.id = m.standard_name_id "
+                    f"WHERE m.source_name = s.study_description AND m.modality = s.procedure_modality LIMIT 1) "
+                    f"FROM {study} s WHERE s.id = ANY(%s)", [ids])
+        rows = cur.fetchall()
+    changed = [r[0] for r in rows if r[3] != r[4]]
+    if changed:
+        study_standard_names_refresh(study_ids=changed)
+    return [(r[1], r[2]) for r in rows]
 
 
 def studies_mark_dirty(study_ids: Iterable[int], new_study_ids: Iterable[int] = ()) -> int:
     """The pipeline's protocols step for these studies: set their standard names from the current mappings and
-    mark their buckets dirty, where they are now and where they were summarised (2 queries on PostgreSQL, the
-    first of which also writes the names, and the upsert). A deleted study is found by its membership;
+    mark their buckets dirty, where they are now and where they were summarised (2 statements on PostgreSQL: the
+    studies' read, which carries their mapped names, and the upsert; a third when a name changed). A deleted study is found by its membership;
     ``new_study_ids`` (just created) have none."""
     ids = sorted(set(study_ids))
     if not ids:
