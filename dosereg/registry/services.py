@@ -471,7 +471,6 @@ class _Sharing(NamedTuple):
 
     pk: int
     study_id: int
-    study_uid: str
     sop_instance_uid: str
 
 
@@ -482,15 +481,14 @@ def _reports_sharing(obj: DoseObject, new_uids: set[str]) -> list[_Sharing]:
     more to plan than to run)."""
     if connection.vendor == "postgresql":
         qn = connection.ops.quote_name
-        objects, studies = qn(DoseObject._meta.db_table), qn(Study._meta.db_table)
-        events = qn(IrradiationEvent._meta.db_table)
-        with connection.cursor() as cur:
+        objects, events = qn(DoseObject._meta.db_table), qn(IrradiationEvent._meta.db_table)
+        with connection.cursor() as cur:  # driven by the two lookups (a handful of rows), then their objects
             cur.execute(
-                f"SELECT o.id, o.study_id, s.study_instance_uid, o.sop_instance_uid FROM {objects} o "
-                f"JOIN {studies} s ON s.id = o.study_id "
-                f"WHERE o.id IN (SELECT id FROM {objects} WHERE sop_instance_uid = %s "
-                f"UNION SELECT dose_object_id FROM {events} WHERE irradiation_event_uid = ANY(%s)) "
-                f"AND o.id <> %s AND o.superseded_by_id IS NULL AND o.status <> %s",
+                f"SELECT o.id, o.study_id, o.sop_instance_uid FROM ("
+                f"SELECT id FROM {objects} WHERE sop_instance_uid = %s "
+                f"UNION SELECT dose_object_id FROM {events} WHERE irradiation_event_uid = ANY(%s)) c "
+                f"JOIN {objects} o ON o.id = c.id "
+                f"WHERE o.id <> %s AND o.study_id IS NOT NULL AND o.superseded_by_id IS NULL AND o.status <> %s",
                 [obj.sop_instance_uid, sorted(new_uids), obj.pk, DoseObject.STATUS_QUARANTINED])
             return [_Sharing(*row) for row in cur.fetchall()]
     same = Q(sop_instance_uid=obj.sop_instance_uid)
@@ -498,16 +496,16 @@ def _reports_sharing(obj: DoseObject, new_uids: set[str]) -> list[_Sharing]:
         same |= Q(pk__in=IrradiationEvent.objects.filter(irradiation_event_uid__in=list(new_uids))
                   .values("dose_object_id"))
     return [_Sharing(*row) for row in _active_objects().filter(same).exclude(pk=obj.pk).values_list(
-        "pk", "study_id", "study__study_instance_uid", "sop_instance_uid")]
+        "pk", "study_id", "sop_instance_uid")]
 
 
 def _refiled_study(obj: DoseObject, doc: R.DoseDocument, sharing: list[_Sharing] | None = None) -> int | None:
     """The study this report (same SOP Instance UID) was counted under with another Study Instance UID, when
     it is that study's only active report (the study can take the new UID); else None."""
-    uid = doc.study_instance_uid or f"nostudy-{doc.sop_instance_uid}"
     if sharing is None:
         sharing = _reports_sharing(obj, set())
-    found = {r.study_id for r in sharing if r.sop_instance_uid == obj.sop_instance_uid and r.study_uid != uid}
+    # (asked only when no study has this report's Study Instance UID: each found is under another UID)
+    found = {r.study_id for r in sharing if r.sop_instance_uid == obj.sop_instance_uid}
     if len(found) != 1:
         return None
     study_id = found.pop()
