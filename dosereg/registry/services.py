@@ -92,19 +92,18 @@ def dose_object_register(
     With ``quarantine_reason`` the object is kept but quarantined, not ingested (held for review).
     """
     now = timezone.now()
-    try:  # the common case, a new object: one INSERT and the commit (this runs before the C-STORE answer)
-        with transaction.atomic():
-            obj = DoseObject.objects.create(
-                sop_instance_uid=sop_instance_uid, sha256=sha256, sop_class_uid=sop_class_uid, path=str(path),
-                size_bytes=size_bytes, calling_ae=calling_ae, enqueued_at=now,
-                **({"status": DoseObject.STATUS_QUARANTINED, "quarantine_reason": quarantine_reason[:2000]}
-                   if quarantine_reason else {}),
-            )
-            if enqueue and not quarantine_reason:
-                transaction.on_commit(lambda: enqueue_ingest(obj.pk))
-        return obj, REGISTERED
-    except IntegrityError:
-        pass
+    # the common case, a new object: one statement, committed by itself (this runs before the C-STORE answer):
+    # INSERT ... ON CONFLICT DO NOTHING RETURNING id, no BEGIN / COMMIT or savepoint around it
+    new = DoseObject(
+        sop_instance_uid=sop_instance_uid, sha256=sha256, sop_class_uid=sop_class_uid, path=str(path),
+        size_bytes=size_bytes, calling_ae=calling_ae, enqueued_at=now,
+        **({"status": DoseObject.STATUS_QUARANTINED, "quarantine_reason": quarantine_reason[:2000]}
+           if quarantine_reason else {}),
+    )
+    if insert_unless_conflict(new):
+        if enqueue and not quarantine_reason:
+            transaction.on_commit(lambda: enqueue_ingest(new.pk))
+        return new, REGISTERED
     # the same object again: a duplicate; if it is still pending make sure it is queued
     obj = DoseObject.objects.get(sop_instance_uid=sop_instance_uid, sha256=sha256)
     if obj.status == DoseObject.STATUS_RECEIVED:
