@@ -23,8 +23,8 @@ from ..config import setting_value
 from ..csv_files import check_columns, parse_date
 from ..models import Q_HP3, Q_HP007, Q_HP10, BadgeWearPeriod, DosimeterBadge, DosimeterReading, DosimetryImport
 from .common import (
-    DosimetryImportError, ImportResult, canonical_position, dose_ceiling_msv, evaluate_alerts, file_already_imported,
-    line_key, parse_dose, read_import_csv,
+    DosimetryImportError, ImportResult, badge_row_errors, canonical_position, dose_ceiling_msv, evaluate_alerts,
+    file_already_imported, line_key, parse_dose, read_import_csv,
 )
 
 
@@ -67,15 +67,9 @@ def import_badge_csv(path: Path | str, *, today: date | None = None) -> ImportRe
         if "__error__" in row:
             errors.append(f"line {line}: {row['__error__']}")
             continue
-        row_errors: list[str] = []
         bid = row["badge_id"]
         badge = badges.get(bid)
-        if not bid:
-            row_errors.append("badge_id is empty")
-        elif badge is None:
-            row_errors.append(f"unknown badge {bid!r} (register it and its wear periods first)")
-        elif badge.kind != DosimeterBadge.KIND_PASSIVE:
-            row_errors.append(f"badge {bid!r} is a real-time dosimeter; import its data with --format realtime_csv")
+        row_errors: list[str] = badge_row_errors(bid, badge, DosimeterBadge.KIND_PASSIVE)
         start = end = None
         try:
             start = parse_date(row["wear_start"])

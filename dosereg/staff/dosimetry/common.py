@@ -94,6 +94,22 @@ def file_already_imported(sha: str) -> DosimetryImport | None:
     return DosimetryImport.objects.filter(sha256=sha).first()
 
 
+def badge_row_errors(bid: str, badge, kind: str) -> list[str]:
+    """The row's badge problems: none named, not registered, or of the other kind (``kind``: the kind this file
+    format is for)."""
+    from ..models import DosimeterBadge
+
+    if not bid:
+        return ["badge_id is empty"]
+    if badge is None:
+        return [f"unknown badge {bid!r} (register it and its wear periods first)"]
+    if badge.kind != kind:
+        if kind == DosimeterBadge.KIND_PASSIVE:
+            return [f"badge {bid!r} is a real-time dosimeter; import its data with --format realtime_csv"]
+        return [f"badge {bid!r} is a passive dosimeter; import its reports with --format badge_csv"]
+    return []
+
+
 def line_key(msg: str) -> int:
     try:
         return int(msg.split(":", 1)[0].split()[1])

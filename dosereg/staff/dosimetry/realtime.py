@@ -20,8 +20,8 @@ from django.utils import timezone
 from ..csv_files import check_columns, make_tzinfo, parse_timestamp
 from ..models import BadgeWearPeriod, DosimeterBadge, DosimetryImport, RealtimeSample
 from .common import (
-    FUTURE_TOLERANCE, DosimetryImportError, ImportResult, dose_ceiling_msv, evaluate_alerts, file_already_imported,
-    line_key, parse_dose, read_import_csv,
+    FUTURE_TOLERANCE, DosimetryImportError, ImportResult, badge_row_errors, dose_ceiling_msv, evaluate_alerts,
+    file_already_imported, line_key, parse_dose, read_import_csv,
 )
 
 
@@ -55,15 +55,9 @@ def import_realtime_csv(
         if "__error__" in row:
             errors.append(f"line {line}: {row['__error__']}")
             continue
-        row_errors = []
         bid = row["badge_id"]
         badge = badges.get(bid)
-        if not bid:
-            row_errors.append("badge_id is empty")
-        elif badge is None:
-            row_errors.append(f"unknown badge {bid!r} (register it and its wear periods first)")
-        elif badge.kind != DosimeterBadge.KIND_REALTIME:
-            row_errors.append(f"badge {bid!r} is a passive dosimeter; import its reports with --format badge_csv")
+        row_errors = badge_row_errors(bid, badge, DosimeterBadge.KIND_REALTIME)
         ts = None
         try:
             ts = parse_timestamp(row["timestamp"], tzinfo)
