@@ -1061,7 +1061,10 @@ def dose_objects_mark_for_reprocess(*, queryset=None) -> list[int]:
     """Set stored originals back to "received" (after a parser or configuration change); returns their ids.
     The caller ingests them: ``dosereg.pipeline.flow.objects_reprocess`` (inline, with the follow-up) or the queue."""
     qs = queryset if queryset is not None else DoseObject.objects.all()
-    ids = list(qs.exclude(path="").values_list("pk", flat=True))  # originals removed by retention cannot be re-read
+    # in the order they were received (originals removed by retention cannot be re-read): a reprocess replays the
+    # registry's history in one fixed order, so reports that replace or re-file one another end the same way
+    # every time (the database's row order changes with every update)
+    ids = list(qs.exclude(path="").order_by("pk").values_list("pk", flat=True))
     DoseObject.objects.filter(pk__in=ids).update(status=DoseObject.STATUS_RECEIVED, enqueued_at=timezone.now(), deliveries=0)
     return ids
 
