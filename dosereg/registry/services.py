@@ -11,6 +11,7 @@ import hmac
 import logging
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from datetime import timezone as dt_timezone
@@ -498,11 +499,10 @@ def _reports_sharing(obj: DoseObject, new_uids: set[str]) -> list[_Sharing]:
         "pk", "study_id", "sop_instance_uid")]
 
 
-def _refiled_study(obj: DoseObject, doc: R.DoseDocument, sharing: list[_Sharing] | None = None) -> int | None:
+def _refiled_study(obj: DoseObject, doc: R.DoseDocument, sharing: Sequence[_Sharing]) -> int | None:
     """The study this report (same SOP Instance UID) was counted under with another Study Instance UID, when
-    it is that study's only active report (the study can take the new UID); else None."""
-    if sharing is None:
-        sharing = _reports_sharing(obj, set())
+    it is that study's only active report (the study can take the new UID); else None. ``sharing``: the
+    ingest's one read of ``_reports_sharing``."""
     # (asked only when no study has this report's Study Instance UID: each found is under another UID)
     found = {r.study_id for r in sharing if r.sop_instance_uid == obj.sop_instance_uid}
     if len(found) != 1:
@@ -514,7 +514,7 @@ def _refiled_study(obj: DoseObject, doc: R.DoseDocument, sharing: list[_Sharing]
 
 
 def _refiled_elsewhere(obj: DoseObject, doc: R.DoseDocument, study: Study, new_uids: set[str],
-                       affected: set[int], sharing: list[_Sharing] | None = None) -> tuple[set[str], int | None]:
+                       affected: set[int], sharing: Sequence[_Sharing]) -> tuple[set[str], int | None]:
     """Reports counted under another study that are this report (same SOP Instance UID) or hold its events
     (same Irradiation Event UIDs): never count one procedure twice.
 
@@ -523,8 +523,7 @@ def _refiled_elsewhere(obj: DoseObject, doc: R.DoseDocument, study: Study, new_u
     - one that holds all of this report's events and more: this one adds nothing (returned as superseding);
     - a partial overlap: the overlapping events are not counted again here (returned as the set of UIDs).
     Each case is flagged on the object and study."""
-    if sharing is None:  # one query: the same report, or the owners of these events (here: in another study)
-        sharing = _reports_sharing(obj, new_uids)
+    # ``sharing``: the same report, or the owners of these events (read once by the ingest); here: another study's
     candidates: dict[int, set[str]] = {r.pk: set() for r in sharing if r.study_id != study.pk}
     if not candidates:
         return set(), None
@@ -678,7 +677,7 @@ def _plane_row(p: R.PlaneTotals, study: Study, obj: DoseObject) -> PlaneTotal:
 
 def _study_upsert(doc: R.DoseDocument, patient: Patient | None, device: Device | None, totals: dict,
                   refiled_from: DoseObject | None = None, identity: DeviceIdentity | None = None,
-                  sharing: list[_Sharing] | None = None) -> Study:
+                  sharing: Sequence[_Sharing] = ()) -> Study:
     """The object's study, locked. A new study is inserted once, with ``totals`` (computed from this, its
     only report); an existing one is updated and its totals recomputed after the events are written.
     ``refiled_from``: the object being ingested; when no study has its Study Instance UID yet but the same report
@@ -926,20 +925,23 @@ def device_resolve(info: R.DeviceInfo, *, modality: str = "") -> Device | None:
     return device_resolve_identity(info, modality=modality)[0]
 
 
-def _device_cache_key(info: R.DeviceInfo) -> tuple | None:
+def _device_cache_hit(info: R.DeviceInfo) -> tuple[DI.ReceivedIdentity, tuple, tuple | None]:
+    """The identity as received, its cache key, and this process's remembered (time, device, identity) for it
+    when fresh (under a minute), else None."""
+    import time as _time
+
     rid = DI.received(info.manufacturer, info.model, info.serial_number, info.station_name, info.device_observer_uid)
-    return (rid.key, _s(info.software_versions)) if rid.identifiers() else None
+    key = (rid.key, _s(info.software_versions))
+    hit = _DEVICE_CACHE.get(key) if rid.identifiers() else None
+    return rid, key, hit if hit and _time.monotonic() - hit[0] < _DEVICE_CACHE_S else None
 
 
 def device_cache_peek(info: R.DeviceInfo) -> int | None:
     """The device this process remembers for this identity as received (fresh, under a minute), else None: the
     ingest asks in its first statement whether it is still a device of its own (``device_resolve_identity``'s
     ``cached_alive``)."""
-    import time as _time
-
-    key = _device_cache_key(info)
-    hit = _DEVICE_CACHE.get(key) if key is not None else None
-    return hit[1].pk if hit and _time.monotonic() - hit[0] < _DEVICE_CACHE_S else None
+    hit = _device_cache_hit(info)[2]
+    return hit[1].pk if hit else None
 
 
 def device_resolve_identity(info: R.DeviceInfo, *, modality: str = "",
@@ -948,17 +950,15 @@ def device_resolve_identity(info: R.DeviceInfo, *, modality: str = "",
     normalised: ``registry.device_identity``), and by station name only when nothing stronger decides (two
     units that share a station name are never merged on it); remember every identifier. Returns the device and
     the identity row of the values as received (kept on the study)."""
-    rid = DI.received(info.manufacturer, info.model, info.serial_number, info.station_name, info.device_observer_uid)
+    import time as _time
+
+    rid, key, hit = _device_cache_hit(info)
     idents = rid.identifiers()
     if not idents:
         return None, None
-    import time as _time
-
-    key = (rid.key, _s(info.software_versions))
-    hit = _DEVICE_CACHE.get(key)
     # a device merged into another by a web user since (in another process) is not used: the caller asked already
     # (``cached_alive``: device id, still its own), else one primary-key probe
-    if hit and _time.monotonic() - hit[0] < _DEVICE_CACHE_S and (
+    if hit and (
             cached_alive[1] if cached_alive is not None and cached_alive[0] == hit[1].pk
             else Device.objects.filter(pk=hit[1].pk, merged_into__isnull=True).exists()):
         return hit[1], hit[2]

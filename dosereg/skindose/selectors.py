@@ -16,9 +16,10 @@ def studies_with_kar(study_ids, known=()) -> list[int]:
     """The fluoroscopically guided studies among these (RF/XA procedures) with a reference air kerma: one query,
     none when ``known`` tells all of them ((study, procedure modality, an event with Ka,r), as an ingest that
     created the study knows it). Radiography (DX) and CT have no skin-dose estimate."""
+    wanted = set(study_ids)
     told = {sid: modality in FLUORO_GUIDED and has_kar for sid, modality, has_kar in known}
-    ids = [sid for sid in study_ids if sid not in told]
-    found = {sid for sid, yes in told.items() if yes and sid in set(study_ids)}
+    ids = [sid for sid in wanted if sid not in told]
+    found = {sid for sid, yes in told.items() if yes and sid in wanted}
     if ids:
         found.update(IrradiationEvent.objects.filter(
             study_id__in=ids, dose_rp_gy__isnull=False, study__procedure_modality__in=FLUORO_GUIDED,
