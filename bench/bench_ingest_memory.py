@@ -71,7 +71,8 @@ def child(path: str) -> None:
     from django.conf import settings
 
     from dicom_listener.spool import Spool
-    from dosereg.registry.services import dose_object_ingest, dose_object_register
+    from dosereg.registry.ingest import dose_object_ingest
+    from dosereg.registry.receiving import dose_object_register
 
     spool = Spool(Path(tempfile.mkdtemp(prefix="bench-mem-")))
     uid = f"2.25.{time.time_ns()}"

@@ -38,7 +38,10 @@ try:
 except ImportError:
     from dosereg.registry.tasks import ingest_object_task
     INGEST = lambda pk: ingest_object_task.run(pk)
-from dosereg.registry import services as registry
+try:
+    from dosereg.registry import receiving as registry
+except ImportError:  # a checkout before the registry's services module was split
+    from dosereg.registry import services as registry
 n = int(sys.argv[1]) if len(sys.argv) > 1 else 16
 tmp = Path(tempfile.mkdtemp())
 files = benchrun._make_objects(n, tmp / "in")

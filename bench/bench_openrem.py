@@ -212,15 +212,15 @@ def run_dosereg(path: Path) -> dict:
     import run  # bench/run.py
 
     run.F316 = path
-    # bench_parse316 recreates the database before each ingest, but dosereg.registry.services keeps a
+    # bench_parse316 recreates the database before each ingest, but dosereg.registry.device_resolution keeps a
     # per-process device cache (c6d65a9) that then points at a device row that no longer exists
     # (IntegrityError on the second ingest). Empty it with the database: every ingest is a cold first import.
     reset = run.reset_registry
 
     def reset_registry():
-        from dosereg.registry import services
+        from dosereg.registry import device_resolution
 
-        services._DEVICE_CACHE.clear()
+        device_resolution._DEVICE_CACHE.clear()
         reset()
 
     run.reset_registry = reset_registry

@@ -13,7 +13,7 @@ How (one run, PostgreSQL only):
    angiography (40-200 events) and radiography, ``random_ct_spec`` for CT; every device of the builder in
    ``--device-copies`` installations), serialised with ``to_bytes`` and parsed back with the project's own
    parser (``dosereg.rdsr.extract.extract_bytes``) in ``--workers`` processes. Each parsed document is written
-   by the registry's own ingest writer (``dosereg.registry.services._write_document``: device and patient
+   by the registry's own ingest writer (``dosereg.registry.document._write_document``: device and patient
    resolution, study upsert, events, plane totals, participants, study totals), exactly as an ingested object.
 2. **Copies.** The template rows are moved aside and the registry is emptied (devices kept). Each of the
    ``--studies`` studies is a copy of a template (mix by kind, then adjusted so the events total exactly
@@ -116,7 +116,7 @@ def write_templates(n: int, seed: int, workers: int, copies: int) -> dict[int, s
     """Build, parse (pool) and write the templates through the ingest writer; {template study id: kind}."""
     import multiprocessing as mp
 
-    from dosereg.registry import services as RS
+    from dosereg.registry.document import _write_document
     from dosereg.registry.models import DoseObject
 
     plan = template_plan(n, seed, copies)
@@ -130,7 +130,7 @@ def write_templates(n: int, seed: int, workers: int, copies: int) -> dict[int, s
                 obj = DoseObject.objects.create(
                     sop_instance_uid=doc.sop_instance_uid, sop_class_uid=doc.sop_class_uid, sha256=sha, size_bytes=size,
                     path=f"bench://template/{index}", calling_ae="BENCH")
-                RS._write_document(obj, doc, set())
+                _write_document(obj, doc, set())
             kinds[obj.study_id] = kind
             if (k + 1) % 500 == 0:
                 log(f"  {k + 1}/{n} templates")

@@ -104,9 +104,9 @@ def reset_registry():
         cur.execute(f'CREATE DATABASE "{name}"')
     admin.close()
     call_command("migrate", verbosity=0)
-    from dosereg.registry import services
+    from dosereg.registry import device_resolution
 
-    services._DEVICE_CACHE.clear()  # device rows of the dropped database
+    device_resolution._DEVICE_CACHE.clear()  # device rows of the dropped database
 
 
 def bench_parse316():
@@ -117,7 +117,8 @@ def bench_parse316():
     from dicom_listener.spool import Spool
     from dosereg.rdsr import extract_file
     from dosereg.registry.models import DoseObject
-    from dosereg.registry.services import dose_object_ingest, dose_object_register
+    from dosereg.registry.ingest import dose_object_ingest
+    from dosereg.registry.receiving import dose_object_register
 
     env = dict(os.environ, TCP_NODELAY="1")
     dsr = []

@@ -81,7 +81,7 @@ def _uid_in_file(path: Path) -> str:
 
 def register_spool_file(path: Path | str):
     """Register one spooled file that has no row. Returns (DoseObject, outcome) like dose_object_register."""
-    from dosereg.registry.services import dose_object_register
+    from dosereg.registry.receiving import dose_object_register
 
     path = Path(path)
     meta = read_sidecar(path)

@@ -11,7 +11,7 @@ Connections are bounded too: a connection must send its association request with
 DICOM_ASSOCIATION_TIMEOUT_S, one peer address holds at most DICOM_MAX_CONNECTIONS_PER_PEER connections,
 and a PDU larger than DICOM_MAX_PDU ends the connection.
 
-``dispatch`` is ``registry.services.enqueue_ingest`` (the Celery task
+``dispatch`` is ``registry.receiving.enqueue_ingest`` (the Celery task
 ``dosereg.ingest_object``) with a broker; in the embedded default (no broker,
 tasks eager) it is ``dosereg.pipeline.worker.InProcessWorker.submit``: one
 thread of this process ingests, so the answer never waits for parsing,
@@ -369,7 +369,7 @@ def _request_uid(value) -> str:
 
 def handle_store(event, spool: Spool, stats: ListenerStats, dispatch=None):
     from dosereg.registry.models import DoseObject
-    from dosereg.registry.services import dose_object_register, enqueue_ingest
+    from dosereg.registry.receiving import dose_object_register, enqueue_ingest
 
     from .reconcile import replacement_conflict
 
@@ -470,7 +470,7 @@ def start_listener(*, port: int | None = None, address: str | None = None, spool
 
     Without a broker (tasks eager) it starts the in-process ingest worker too: ``server.ingest_worker``;
     ``server.shutdown()`` then finishes what it was given."""
-    from dosereg.registry.services import enqueue_ingest
+    from dosereg.registry.receiving import enqueue_ingest
 
     spool = Spool(spool_dir or settings.SPOOL_DIR, min_free_bytes=settings.SPOOL_MIN_FREE_BYTES)
     clean_stale_tmp(spool)

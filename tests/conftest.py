@@ -102,9 +102,9 @@ def _no_email_age_limit(settings):
 def _fresh_process_caches():
     """Per-process caches must not carry rows from one test's database into the next."""
     yield
-    from dosereg.registry import services
+    from dosereg.registry import device_resolution
 
-    services._DEVICE_CACHE.clear()
+    device_resolution._DEVICE_CACHE.clear()
 
 
 _SERIALIZED_CONTENTS: dict[str, str] = {}

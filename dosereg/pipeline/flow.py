@@ -1,12 +1,12 @@
 """The ingest pipeline, top to bottom. One SOP Instance UID, from the listener to the alert e-mail:
 
     dicom_listener.server.handle_store                      stores the object durably, registers its row, answers
-      └─ dispatch(id): registry.services.enqueue_ingest      → Celery task "dosereg.ingest_object" (with a broker)
+      └─ dispatch(id): registry.receiving.enqueue_ingest     → Celery task "dosereg.ingest_object" (with a broker)
                        pipeline.worker.InProcessWorker.submit → the same task function in a thread (embedded default)
     pipeline.tasks.ingest_object_task(id)                   thin: retries named transient database errors only
       └─ ingest_object(id)
-           ├─ registry.services.dose_object_delivery_start   counts deliveries; quarantines past INGEST_MAX_DELIVERIES
-           ├─ registry.services.dose_object_ingest           parse, then one transaction (study totals included)
+           ├─ registry.receiving.dose_object_delivery_start  counts deliveries; quarantines past INGEST_MAX_DELIVERIES
+           ├─ registry.ingest.dose_object_ingest             parse, then one transaction (study totals included)
            ├─ patient_corrected_notices                       a corrected report moved a study: notices for its alerts
            └─ follow_up(changes, inline=INGEST_DERIVED_INLINE)
                 ├─ 1 exposure:  exposure.recompute.patient_exposure_recompute(patient_id)    per affected patient
@@ -46,9 +46,11 @@ from dosereg.ops.failures import step_failure_record
 from dosereg.protocols import services as protocols
 from dosereg.protocols.tasks import mark_studies_dirty_task
 from dosereg.registry import devices as registry_devices
-from dosereg.registry import services as registry
+from dosereg.registry import ingest as registry_ingest
+from dosereg.registry import receiving as registry_receiving
+from dosereg.registry import reprocess as registry_reprocess
+from dosereg.registry.changes import StudyChanges, study_changes_of
 from dosereg.registry.models import DoseObject, Study
-from dosereg.registry.services import StudyChanges
 from dosereg.skindose import selectors as skindose_selectors
 from dosereg.skindose import services as skindose
 from dosereg.staff import services as staff
@@ -81,19 +83,19 @@ def ingest_object(dose_object_id: int, *, count_delivery: bool = False, force: b
     again: every step is idempotent."""
     row = None
     if count_delivery:
-        go_on, row = registry.dose_object_delivery_start(dose_object_id=dose_object_id,
-                                                         max_deliveries=settings.INGEST_MAX_DELIVERIES)
+        go_on, row = registry_receiving.dose_object_delivery_start(dose_object_id=dose_object_id,
+                                                                   max_deliveries=settings.INGEST_MAX_DELIVERIES)
         if not go_on:
             return DoseObject.objects.get(pk=dose_object_id)  # quarantined: delivered too often without finishing
     try:
-        obj = registry.dose_object_ingest(dose_object_id=dose_object_id, force=force, row=row)
+        obj = registry_ingest.dose_object_ingest(dose_object_id=dose_object_id, force=force, row=row)
     except (OperationalError, InterfaceError):  # the task retries these: the worker was not lost
         if count_delivery:
-            registry.dose_object_delivery_uncount(dose_object_id=dose_object_id)
+            registry_receiving.dose_object_delivery_uncount(dose_object_id=dose_object_id)
         raise
     if obj.status != DoseObject.STATUS_INGESTED:
         return obj
-    changes = getattr(obj, "changes", None) or registry.study_changes_of(obj)
+    changes = getattr(obj, "changes", None) or study_changes_of(obj)
     if changes.corrections:
         patient_corrected_notices(obj.pk, changes.corrections)
     follow_up(changes, inline=settings.INGEST_DERIVED_INLINE)
@@ -115,7 +117,7 @@ def patient_corrected_notices(dose_object_id: int, corrections) -> None:
 def file_import(*, path: Path, spool, inline: bool = True) -> tuple[DoseObject, str]:
     """Import one file as the listener would (spool, register); ``inline``: ingest it now, with its follow-up,
     else queue its ingest."""
-    obj, outcome = registry.dose_file_register(path=path, spool=spool, enqueue=not inline)
+    obj, outcome = registry_receiving.dose_file_register(path=path, spool=spool, enqueue=not inline)
     if inline and obj.status == DoseObject.STATUS_RECEIVED:
         obj = ingest_object(obj.pk)
     return obj, outcome
@@ -123,10 +125,10 @@ def file_import(*, path: Path, spool, inline: bool = True) -> tuple[DoseObject, 
 
 def objects_reprocess(*, queryset=None, inline: bool = False) -> int:
     """Re-extract stored originals (after a parser or configuration change): here, each followed by its
-    follow-up steps, or queued (``registry.services.dose_objects_reprocess``)."""
+    follow-up steps, or queued (``registry.reprocess.dose_objects_reprocess``)."""
     if not inline:
-        return registry.dose_objects_reprocess(queryset=queryset)
-    ids = registry.dose_objects_mark_for_reprocess(queryset=queryset)
+        return registry_reprocess.dose_objects_reprocess(queryset=queryset)
+    ids = registry_reprocess.dose_objects_mark_for_reprocess(queryset=queryset)
     for pk in ids:
         ingest_object(pk, force=True)
     return len(ids)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from dosereg.registry.services import INGEST_TASK
+from dosereg.registry.receiving import INGEST_TASK
 
 
 @shared_task(

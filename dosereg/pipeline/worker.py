@@ -75,11 +75,11 @@ class InProcessWorker:
             connection.close()
 
     def _sweep(self) -> None:
-        from dosereg.registry.services import dose_objects_sweep
+        from dosereg.registry.receiving import dose_objects_sweep
 
         close_old_connections()
         try:
-            # stale objects are queued again through registry.services.enqueue_ingest: eager here, so in this thread
+            # stale objects are queued again through registry.receiving.enqueue_ingest: eager here, so in this thread
             dose_objects_sweep(spool=self.spool)
         except Exception:
             log.exception("spool sweep failed")

@@ -3,7 +3,7 @@
 A device is identified first by its Device Observer UID (TID 1002, 121012) and by its serial number together
 with its manufacturer and model, and only last by its station name: a station name is a label set on site
 (copied between rooms, reused after a replacement), so two units that share one are never merged on it
-(``dosereg.registry.services.device_resolve`` uses the station only when an object carries no stronger
+(``dosereg.registry.device_resolution.device_resolve`` uses the station only when an object carries no stronger
 identifier, or when the unit it names has none of the kinds the object carries).
 
 Manufacturers spell themselves several ways (``CANON_MEC`` in the header and "Canon Medical Systems" in a

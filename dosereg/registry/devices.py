@@ -24,6 +24,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max, Min
 
 from . import device_identity as DI
+from . import device_resolution
 from .models import Device, DeviceIdentifier, DeviceIdentity, DeviceSoftwareVersion, DoseObject, Study
 
 
@@ -119,9 +120,7 @@ def device_merge(*, source_id: int, target_id: int) -> DeviceChange:
         target.save(update_fields=["last_seen", "software_versions", "first_seen"])
         source.merged_into = target
         source.save(update_fields=["merged_into"])
-    from . import services  # resolutions remembered by this worker may name the source
-
-    services._DEVICE_CACHE.clear()
+    device_resolution._DEVICE_CACHE.clear()  # resolutions remembered by this worker may name the source
     return change
 
 
@@ -170,9 +169,7 @@ def device_split(*, device_id: int, identity_ids: list[int], display_name: str =
             n += DeviceIdentifier.objects.filter(device_id=device.pk, kind=kind, value=value).update(device_id=new.pk)
         change.moved["identifiers"] = n
         _software_split(device, new, change)
-    from . import services
-
-    services._DEVICE_CACHE.clear()
+    device_resolution._DEVICE_CACHE.clear()
     return change
 
 

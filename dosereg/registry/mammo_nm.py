@@ -1,4 +1,4 @@
-"""Registry writes for mammography and NM/PET (issue 16), called from ``services._write_document`` inside its
+"""Registry writes for mammography and NM/PET (issue 16), called from ``document._write_document`` inside its
 transaction: the per-breast accumulated AGD and radiopharmaceutical administrations of a report, and the merge of
 the For Presentation / For Processing copies of one exposure into one event."""
 from __future__ import annotations

@@ -14,6 +14,6 @@ def sweep_spool_task() -> dict:
 
     from dicom_listener.spool import Spool
 
-    from .services import dose_objects_sweep
+    from .receiving import dose_objects_sweep
 
     return dose_objects_sweep(spool=Spool(settings.SPOOL_DIR))

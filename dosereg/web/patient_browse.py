@@ -86,7 +86,7 @@ def read_filters(query) -> PatientFilters:
 def _search_q(q: str) -> Q:
     cond = Q(patient_id__iexact=q) | Q(patient_id__istartswith=q)
     if getattr(settings, "PSEUDONYMISE_PATIENTS", False):
-        from dosereg.registry.services import pseudonym
+        from dosereg.registry.patients import pseudonym
 
         cond |= Q(patient_id=pseudonym(q))
     words = q.replace("^", " ").replace("=", " ").split()

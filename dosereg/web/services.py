@@ -271,7 +271,7 @@ def quarantine_reprocess(*, ids: list[int] | None = None, scope=None) -> int:
     """Re-extract quarantined objects (all, or the given ids) through the registry service.
 
     ``scope`` (a ``SiteScope``): only objects of devices at its sites (what the user's dashboard lists)."""
-    from dosereg.registry.services import dose_objects_reprocess
+    from dosereg.registry.reprocess import dose_objects_reprocess
 
     qs = DoseObject.objects.filter(status=DoseObject.STATUS_QUARANTINED)
     if scope is not None:

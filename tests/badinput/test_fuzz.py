@@ -143,7 +143,8 @@ def test_mutations_through_the_registry_ingest_service(corpus_files, tmp_path):
     ingest): every case ends ingested or quarantined with a reason, never another exception."""
     from dicom_listener.spool import Spool
     from dosereg.registry.models import DoseObject
-    from dosereg.registry.services import dose_object_ingest, dose_object_register
+    from dosereg.registry.ingest import dose_object_ingest
+    from dosereg.registry.receiving import dose_object_register
 
     srcs = sources()
     spool = Spool(tmp_path / "spool")

@@ -146,7 +146,7 @@ def test_registry_bounds_datetimes_itself_after_time_zone_handling(settings):
     """The services' own bound (whatever the extractor returns): a naive 9999-12-31 23:00 on a server west of
     UTC, or any value outside [1895, now + 1 day] in UTC, becomes null with a flag."""
     from dosereg.rdsr import records as R
-    from dosereg.registry.services import _bounded
+    from dosereg.registry.values import _bounded
 
     settings.TIME_ZONE = "America/Los_Angeles"
     doc = R.DoseDocument(sop_instance_uid="1.2.3", sop_class_uid="1.2", source_kind=R.RDSR)

@@ -92,15 +92,15 @@ def _write(tmp_path, name, data):
 def test_object_stored_while_the_database_is_unreachable_is_registered_by_the_sweeper(listener, tmp_path, monkeypatch,
                                                                                        settings):
     from dosereg.ops.health import check_spool_reconciliation
-    from dosereg.registry import services
+    from dosereg.registry import receiving
 
     settings.SPOOL_DIR = listener.spool
 
     def unreachable(**kwargs):
         raise OperationalError("could not connect to server: Connection refused")
 
-    real = services.dose_object_register
-    monkeypatch.setattr(services, "dose_object_register", unreachable)
+    real = receiving.dose_object_register
+    monkeypatch.setattr(receiving, "dose_object_register", unreachable)
     with association(listener.port, tmp_path / "send") as s:
         r = s.send("db-down", O.good("DBDOWN01"))
     assert r.status == SUCCESS  # durable on disk: acknowledged
@@ -112,15 +112,15 @@ def test_object_stored_while_the_database_is_unreachable_is_registered_by_the_sw
     health = check_spool_reconciliation(grace_s=0)  # the listener health check's item
     assert not health["ok"] and health["unregistered"] == 1 and "reconcile_spool" in health["error"]
     assert check_spool_reconciliation()["ok"]  # within the grace period the sweeper may still register it
-    monkeypatch.setattr(services, "dose_object_register", real)
+    monkeypatch.setattr(receiving, "dose_object_register", real)
 
-    out = services.dose_objects_sweep(spool=Spool(listener.spool))
+    out = receiving.dose_objects_sweep(spool=Spool(listener.spool))
     assert out["registered"] == 1
     obj = DoseObject.objects.get(sop_instance_uid=r.sop_uid)
     assert obj.calling_ae == "BADSCU" and obj.sop_class_uid == O.RDSR_CLASS
     assert obj.status == DoseObject.STATUS_INGESTED  # eager: enqueued and ingested
     assert spool_reconcile(spool=Spool(listener.spool))["ok"] and check_spool_reconciliation(grace_s=0)["ok"]
-    assert services.dose_objects_sweep(spool=Spool(listener.spool))["registered"] == 0
+    assert receiving.dose_objects_sweep(spool=Spool(listener.spool))["registered"] == 0
 
 
 def test_spooled_files_without_a_usable_uid_are_registered_under_a_derived_key(listener, tmp_path, settings):
@@ -142,7 +142,7 @@ def test_spooled_files_without_a_usable_uid_are_registered_under_a_derived_key(l
     report = json.loads(buf.getvalue())
     assert code == 1 and report["unregistered"] == 2 and len(report["unregistered_paths"]) == 2
 
-    from dosereg.registry.services import dose_objects_sweep
+    from dosereg.registry.receiving import dose_objects_sweep
 
     assert dose_objects_sweep(spool=spool)["registered"] == 2
     derived = DoseObject.objects.get(path=str(legacy_nul.path))

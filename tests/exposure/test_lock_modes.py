@@ -16,7 +16,9 @@ from django.db import connection
 from dosereg.exposure import recompute
 from dosereg.exposure.models import StudyExposure
 from dosereg.pipeline.flow import file_import
-from dosereg.registry import services as registry
+from dosereg.registry import ingest as registry_ingest
+from dosereg.registry import receiving as registry_receiving
+from dosereg.registry import studies as registry_studies
 from dosereg.registry.models import DoseObject, Study
 from tests.conftest import require
 
@@ -72,11 +74,11 @@ def test_a_recompute_in_progress_does_not_hold_up_the_ingest_of_a_new_study_of_i
     try:
         assert reached.wait(20), "the recompute did not start"
         # meanwhile a second procedure of the same patient is ingested: its study row refers to the patient
-        obj, _ = registry.dose_file_register(
+        obj, _ = registry_receiving.dose_file_register(
             path=rf_rdsr(tmp_path, when=WHEN + dt.timedelta(days=1), kar=0.3, kap=30, patient_id="LOCK-1"),
             spool=spool, enqueue=False)
         _lock_timeout(3000)
-        obj = registry.dose_object_ingest(dose_object_id=obj.pk)  # raises OperationalError (lock timeout) if it waits
+        obj = registry_ingest.dose_object_ingest(dose_object_id=obj.pk)  # raises OperationalError (lock timeout) if it waits
         assert obj.status == DoseObject.STATUS_INGESTED
         assert Study.objects.filter(patient_id=patient_id).count() == 2
     finally:
@@ -94,11 +96,11 @@ def test_an_ingest_in_progress_does_not_hold_up_a_recompute_writing_its_studys_f
     study_id, patient_id = first.study_id, first.study.patient_id
     StudyExposure.objects.filter(study_id=study_id).delete()  # so that the recompute writes the study's facts again
     # a second report of the same study is being ingested: it stops while holding the study's row lock
-    reached, release = _paused(monkeypatch, registry, "_study_fields")
-    second, _ = registry.dose_file_register(
+    reached, release = _paused(monkeypatch, registry_studies, "_study_fields")
+    second, _ = registry_receiving.dose_file_register(
         path=rf_rdsr(tmp_path, when=WHEN, kar=0.4, kap=40, patient_id="LOCK-2", study_uid=study_uid),
         spool=spool, enqueue=False)
-    worker, errors = _in_thread(lambda: registry.dose_object_ingest(dose_object_id=second.pk))
+    worker, errors = _in_thread(lambda: registry_ingest.dose_object_ingest(dose_object_id=second.pk))
     try:
         assert reached.wait(20), "the ingest did not start"
         _lock_timeout(3000)

@@ -17,7 +17,7 @@ from dosereg.ops.models import TaskFailure
 from dosereg.pipeline.flow import EXPOSURE, file_import, follow_up
 from dosereg.rdsr import builder as B
 from dosereg.registry.models import Patient, Study
-from dosereg.registry.services import StudyChanges
+from dosereg.registry.changes import StudyChanges
 
 pytestmark = [pytest.mark.django_db, pytest.mark.filterwarnings("ignore::UserWarning")]
 

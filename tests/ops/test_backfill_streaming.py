@@ -43,7 +43,7 @@ def test_c_get_streams_each_object_to_the_spool_not_to_memory(tmp_path, settings
     require(os.path.exists(ORTHANC), f"Orthanc ({ORTHANC})")
     # what is measured is the receive: the ingest (a worker's job, reading the object) is queued, not run here
     queued: list[int] = []
-    monkeypatch.setattr("dosereg.registry.services.enqueue_ingest", queued.append)
+    monkeypatch.setattr("dosereg.registry.receiving.enqueue_ingest", queued.append)
     settings.SPOOL_DIR = tmp_path / "spool"
     settings.SPOOL_MIN_FREE_BYTES = 0
     settings.DICOM_MAX_OBJECT_BYTES = 256 * 1024 * 1024

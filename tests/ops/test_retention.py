@@ -14,7 +14,7 @@ from dicom_listener.spool import Spool
 from dosereg.ops.models import RetainedOriginal
 from dosereg.registry.models import DoseObject, IrradiationEvent
 from dosereg.pipeline.flow import file_import
-from dosereg.registry.services import dose_object_register
+from dosereg.registry.receiving import dose_object_register
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

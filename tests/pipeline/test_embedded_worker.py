@@ -19,7 +19,7 @@ from dosereg.exposure.models import Alert
 from dosereg.pipeline import flow
 from dosereg.pipeline.worker import InProcessWorker
 from dosereg.registry.models import DoseObject
-from dosereg.registry.services import dose_object_register
+from dosereg.registry.receiving import dose_object_register
 from tests.e2e.conftest import free_port
 from tests.exposure.builders import rf_rdsr
 from tests.notifications.smtp import smtp_server  # noqa: F401  (fixture)

@@ -12,7 +12,7 @@ from dicom_listener.spool import Spool
 from dosereg.pipeline.flow import file_import
 from dosereg.rdsr import builder as B
 from dosereg.registry import device_identity as DI
-from dosereg.registry import services
+from dosereg.registry import device_resolution
 from dosereg.registry.models import Device, DeviceIdentifier, DeviceIdentity, DoseObject, Study
 from tests.conftest import require
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def spool(tmp_path):
-    services._DEVICE_CACHE.clear()
+    device_resolution._DEVICE_CACHE.clear()
     return Spool(tmp_path / "spool")
 
 

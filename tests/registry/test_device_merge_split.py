@@ -11,7 +11,7 @@ from dosereg.pipeline import flow
 from dosereg.protocols.models import SummaryBucket
 from dosereg.protocols.services import summaries_refresh
 from dosereg.rdsr import builder as B
-from dosereg.registry import services
+from dosereg.registry import device_resolution
 from dosereg.registry.devices import DeviceChangeError, device_rename
 from dosereg.registry.models import Device, DeviceIdentifier, DeviceIdentity, DeviceSoftwareVersion, DoseObject, Study
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def spool(tmp_path):
-    services._DEVICE_CACHE.clear()
+    device_resolution._DEVICE_CACHE.clear()
     return Spool(tmp_path / "spool")
 
 
@@ -90,7 +90,7 @@ def test_split_moves_the_studies_of_chosen_identities_to_a_new_device(spool, tmp
     # the serial identifier went with the identity; the station label shared by both stays with the device
     assert set(DeviceIdentifier.objects.filter(device_id=new.pk).values_list("kind", flat=True)) == {"serial"}
     assert DeviceIdentifier.objects.filter(device_id=device_id, kind="station").exists()
-    services._DEVICE_CACHE.clear()
+    device_resolution._DEVICE_CACHE.clear()
     for name, serial, expected in (("h3", "M-77", new.pk), ("h4", "", device_id)):
         ds = B.build_dx_image(device_serial=serial, station_name="DXMOB1")
         obj, _ = flow.file_import(path=B.write(ds, tmp_path / f"{name}.dcm"), spool=spool)
@@ -120,10 +120,10 @@ def test_rename_reports_what_changed(spool, tmp_path):
 def test_a_worker_that_remembers_the_merged_device_files_to_the_target(spool, tmp_path):
     a = _send(tmp_path, spool, "a", device_serial="W-1", patient_id="W1")
     b = _send(tmp_path, spool, "b", device_serial="W-2", patient_id="W2")
-    remembered = dict(services._DEVICE_CACHE)
+    remembered = dict(device_resolution._DEVICE_CACHE)
     assert any(dev.pk == a.device_id for _, dev, _ in remembered.values())
     flow.device_merge(source_id=a.device_id, target_id=b.device_id)
-    services._DEVICE_CACHE.update(remembered)  # another worker process still remembers the source device
+    device_resolution._DEVICE_CACHE.update(remembered)  # another worker process still remembers the source device
     c = _send(tmp_path, spool, "c", device_serial="W-1", patient_id="W3")
     assert c.device_id == b.device_id
 

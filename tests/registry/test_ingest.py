@@ -14,12 +14,8 @@ from dicom_listener.spool import Spool
 from dosereg.pipeline.flow import file_import, objects_reprocess
 from dosereg.registry.models import Device, DoseObject, IrradiationEvent, Study
 from dosereg.registry.selectors import registry_stats
-from dosereg.registry.services import (
-    DUPLICATE,
-    dose_object_ingest,
-    dose_object_register,
-    dose_objects_sweep,
-)
+from dosereg.registry.ingest import dose_object_ingest
+from dosereg.registry.receiving import DUPLICATE, dose_object_register, dose_objects_sweep
 
 pytestmark = pytest.mark.django_db
 
@@ -152,13 +148,13 @@ def test_a_remembered_device_that_was_deleted_is_resolved_again(corpus_files, sp
     """Workers remember device resolutions for a minute; a device deleted meanwhile (registry cleared,
     restored from a backup) must not make the next object from that unit fail."""
     from dosereg.rdsr.builder import rewrite_uids
-    from dosereg.registry import services
+    from dosereg.registry import device_resolution
 
-    services._DEVICE_CACHE.clear()
+    device_resolution._DEVICE_CACHE.clear()
     f = by_name(corpus_files, "ge_oec-esp21")
     first, _ = file_import(path=f, spool=spool)
     assert first.status == DoseObject.STATUS_INGESTED
-    assert services._DEVICE_CACHE, "the resolution is remembered once committed"
+    assert device_resolution._DEVICE_CACHE, "the resolution is remembered once committed"
     gone = first.study.device_id
     DoseObject.objects.all().delete()
     Study.objects.all().delete()
@@ -193,7 +189,7 @@ TOTAL_FIELDS = ("dap_total_gy_cm2", "dose_rp_max_plane_gy", "fluoro_time_total_s
 def test_new_study_totals_from_the_document_equal_a_recompute(corpus_files, spool):
     """A new study is inserted with totals computed from its first report; they must be what the
     database recompute (used for every later report of the study) gives, for every corpus file."""
-    from dosereg.registry.services import study_recompute_totals
+    from dosereg.registry.totals import study_recompute_totals
 
     checked = 0
     for f in corpus_files:

@@ -12,7 +12,7 @@ from dicom_listener.spool import Spool
 from dosereg.rdsr import builder as B
 from dosereg.registry.models import DoseObject, Study
 from dosereg.pipeline.flow import file_import
-from dosereg.registry.services import not_patient_reason
+from dosereg.registry.studies import not_patient_reason
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from dicom_listener.spool import Spool
 from dosereg.audit.models import AuditEvent
 from dosereg.pipeline.flow import file_import
 from dosereg.rdsr import builder as B
-from dosereg.registry import services as registry_services
+from dosereg.registry import device_resolution
 from dosereg.registry.models import Device, DeviceIdentity, DoseObject, Study
 from dosereg.web.services import site_assignment_set, user_create
 
@@ -31,7 +31,7 @@ def devices(tmp_path, django_capture_on_commit_callbacks):
 
 def build_devices(tmp_path) -> dict:
     """Three units: two at site A (one sent 3 objects an hour apart), one at site B; users of every role."""
-    registry_services._DEVICE_CACHE.clear()
+    device_resolution._DEVICE_CACHE.clear()
     spool = Spool(tmp_path / "spool")
     made: dict[str, list[Study]] = {"a1": [], "a2": [], "b1": []}
     plan = [("a1", SITE_A, "A1-SN", "ANGIO1", "VA10"), ("a1", SITE_A, "A1-SN", "ANGIO1", "VA11"),

@@ -19,7 +19,7 @@ from dosereg.protocols import histogram as H
 from dosereg.protocols import services as PS
 from dosereg.protocols.models import SUMMARY_QUANTITIES, SummaryBucket, SummaryMember, SummaryState
 from dosereg.registry.models import Device, Study
-from dosereg.registry.services import StudyChanges
+from dosereg.registry.changes import StudyChanges
 from dosereg.web import selectors, services
 from dosereg.protocols.models import ProtocolMapping, StandardName
 

@@ -17,7 +17,7 @@ from dicom_listener import server as listener
 from dicom_listener.spool import Spool
 from dosereg.pipeline.flow import file_import
 from dosereg.rdsr import builder as B
-from dosereg.registry import services as registry_services
+from dosereg.registry import device_resolution
 from dosereg.registry.models import DoseObject, Study
 from dosereg.web.services import user_create
 from tests.e2e.conftest import free_port
@@ -37,7 +37,7 @@ def _rdsr(study_uid: str, software: str, n: int):
 def running(tmp_path, settings):
     settings.CELERY_TASK_ALWAYS_EAGER = True
     settings.SPOOL_MIN_FREE_BYTES = 0
-    registry_services._DEVICE_CACHE.clear()
+    device_resolution._DEVICE_CACHE.clear()
     port = free_port()
     server, _ = listener.start_listener(port=port, address="127.0.0.1", spool_dir=tmp_path / "spool",
                                         allowed=["CATHLAB2"])
@@ -107,7 +107,7 @@ def _count(client, url) -> tuple[int, dict]:
 
 def test_api_list_query_count_does_not_grow_and_patients_do_not_get_it(web_data, client, tmp_path):
     spool = Spool(tmp_path / "spool")
-    registry_services._DEVICE_CACHE.clear()
+    device_resolution._DEVICE_CACHE.clear()
     _import(tmp_path, spool, B.deterministic_uid("ri-a"), "V1", 0)
     client.force_login(web_data.users["physicist"])
     url = reverse("web:api_studies") + "?page_size=1000"
@@ -138,7 +138,7 @@ def test_api_list_query_count_does_not_grow_and_patients_do_not_get_it(web_data,
 
 def test_study_page_query_count_is_unchanged_by_the_identity(web_data, client, tmp_path, django_assert_max_num_queries):
     spool = Spool(tmp_path / "spool")
-    registry_services._DEVICE_CACHE.clear()
+    device_resolution._DEVICE_CACHE.clear()
     uid = B.deterministic_uid("ri-page")
     _import(tmp_path, spool, uid, "V1", 0)
     _import(tmp_path, spool, uid, "V2", 1)

@@ -9,7 +9,7 @@ from tqdm import tqdm
 from dicom_listener.spool import Spool
 from dosereg.registry.models import DoseObject
 from dosereg.pipeline.flow import file_import
-from dosereg.registry.services import DUPLICATE
+from dosereg.registry.receiving import DUPLICATE
 
 
 class Command(BaseCommand):
