@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import TypedDict
 
+from .age_bands import PAED_HEAD_CT
+
 UNVERIFIED = "unverified: check against the cited source before activating this set"
 
 
@@ -60,7 +62,9 @@ DX_ADULT: DRLSpec = {
     ]),
 }
 
-# European paediatric DRLs (RP 185), head CT by age group
+# European paediatric DRLs (RP 185), head CT by age group: the standard names of the age-band family
+# (age_bands.PAED_HEAD_CT: "Paediatric head, 0 to 3 months", ...), which the audit compares per band of the patient's age
+_head = [PAED_HEAD_CT.band_name(b) for b in PAED_HEAD_CT.bands]
 PAED_CT: DRLSpec = {
     "name": "EU paediatric CT DRLs, RP 185 (2018) [unverified]",
     "country": "EU",
@@ -72,15 +76,15 @@ PAED_CT: DRLSpec = {
     ),
     "url": "https://op.europa.eu/en/publication-detail/-/publication/0e4f9ad1-21d6-11e9-8d04-01aa75ed71a1",
     "rows": (_rows("CT", "ctdivol_max_mgy", [
-        ("Paediatric head, 0 to 3 months", 24, "Head 0-<3 m"),
-        ("Paediatric head, 3 months to 1 year", 28, "Head 3 m-<1 y"),
-        ("Paediatric head, 1 to 6 years", 40, "Head 1-<6 y"),
-        ("Paediatric head, 6 years and over", 50, "Head >=6 y"),
+        (_head[0], 24, "Head 0-<3 m"),
+        (_head[1], 28, "Head 3 m-<1 y"),
+        (_head[2], 40, "Head 1-<6 y"),
+        (_head[3], 50, "Head >=6 y"),
     ]) + _rows("CT", "dlp_total_mgy_cm", [
-        ("Paediatric head, 0 to 3 months", 300, "Head 0-<3 m"),
-        ("Paediatric head, 3 months to 1 year", 385, "Head 3 m-<1 y"),
-        ("Paediatric head, 1 to 6 years", 505, "Head 1-<6 y"),
-        ("Paediatric head, 6 years and over", 650, "Head >=6 y"),
+        (_head[0], 300, "Head 0-<3 m"),
+        (_head[1], 385, "Head 3 m-<1 y"),
+        (_head[2], 505, "Head 1-<6 y"),
+        (_head[3], 650, "Head >=6 y"),
     ])),
 }
 

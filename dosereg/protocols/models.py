@@ -63,13 +63,17 @@ class SummaryBucket(models.Model):
 
 
 class ProtocolSummary(models.Model):
-    """One (procedure modality, vendor study description) in one bucket: the number of procedures and, per
-    audited quantity ``q`` (unit in the name, see ``SUMMARY_QUANTITIES``), how many reported it (``q_n``),
-    their sum, minimum and maximum (in that unit) and their 1 %-binned histogram (``histogram.encode_bins``)."""
+    """One (procedure modality, vendor study description, patient age class) in one bucket: the number of
+    procedures and, per audited quantity ``q`` (unit in the name, see ``SUMMARY_QUANTITIES``), how many reported
+    it (``q_n``), their sum, minimum and maximum (in that unit) and their 1 %-binned histogram (``histogram.encode_bins``)."""
 
     bucket = models.ForeignKey(SummaryBucket, on_delete=models.CASCADE, related_name="summaries")
     modality = models.CharField(max_length=8)
     study_description = models.CharField(max_length=256)
+    # the patients' age class (``age_bands.age_class``: the intervals between the paediatric DRL families' band
+    # bounds; -1 age unknown), so a name mapped to an age-band family is split by band when read; other names
+    # merge the classes
+    age_class = models.SmallIntegerField(default=-1)
     n_studies = models.IntegerField()
     dap_total_gy_cm2_n = models.IntegerField(default=0)
     dap_total_gy_cm2_sum = models.FloatField(null=True)
@@ -98,8 +102,8 @@ class ProtocolSummary(models.Model):
     dlp_total_mgy_cm_bins = models.BinaryField(null=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["bucket", "modality", "study_description"],
-                                               name="uniq_protocol_summary")]
+        constraints = [models.UniqueConstraint(fields=["bucket", "modality", "study_description", "age_class"],
+                                               name="uniq_protocol_summary_age")]
 
 
 class SummaryMember(models.Model):

@@ -1,6 +1,7 @@
 """Reads of the protocol audit summaries: one SQL statement per call, whatever the number of studies.
 
-``audit_groups`` returns, per (device, standard name, modality; an unmapped vendor description on its own), the exact procedure count and per quantity
+``audit_groups`` returns, per (device, standard name, modality; an unmapped vendor description on its own; a name of
+a paediatric age-band family per band of the patients' age, see ``age_bands``), the exact procedure count and per quantity
 a ``histogram.Summary`` (exact n, sum, min, max; quartiles within 0.5 %). In one statement (one snapshot):
 
 * the stored monthly summaries of the clean buckets that lie wholly inside the period (their studies'
@@ -10,7 +11,9 @@ a ``histogram.Summary`` (exact n, sum, min, max; quartiles within 0.5 %). In one
   the period is read, through the (device, study_datetime) index);
 * the studies newer than the summaries' watermark (through the primary key).
 
-The vendor study description is mapped to its standard name while reading, so a mapping edit shows at once.
+The vendor study description is mapped to its standard name while reading, so a mapping edit shows at once. Every
+branch carries the patients' age class (``age_bands.age_class``: stored in the summaries, computed in SQL for the
+studies read exactly); a name of an age-band family is split by band, any other name merges its classes.
 The work grows with devices x months x descriptions, not with studies (apart from the months cut by the
 period's ends and what changed since the last refresh, which the periodic task keeps small).
 """
@@ -18,13 +21,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from django.db import connection
 
 from dosereg.registry.models import Study
 
+from . import age_bands
 from .histogram import Summary
-from .models import SUMMARY_QUANTITIES, SUMMARY_SUFFIXES, ProtocolMapping, ProtocolSummary, SummaryBucket, SummaryState
+from .models import (SUMMARY_QUANTITIES, SUMMARY_SUFFIXES, ProtocolMapping, ProtocolSummary, StandardName, SummaryBucket,
+                     SummaryState)
+
+
+class AuditKey(NamedTuple):
+    """One audit group. A mapped name: its id, description "". An unmapped vendor description: id None, the
+    description. A name of an age-band family (its own or a band's): id None, description "", the family's name
+    and the band of the patients' age (``age_bands.UNKNOWN`` when the age is not known)."""
+
+    device_id: int | None
+    standard_name_id: int | None
+    modality: str
+    description: str
+    family: str = ""
+    age_band: str = ""
 
 
 @dataclass
@@ -45,7 +64,8 @@ def _sql(*, modality: str, device_id: int | None) -> tuple[str, list[str]]:
     Every branch yields (src, device key, modality, description, procedures, then per quantity n, sum, min,
     max, bins). A study read exactly is a summary of one (src 1: its value in the sum column)."""
     qn = connection.ops.quote_name
-    bucket, summary, state = (qn(m._meta.db_table) for m in (SummaryBucket, ProtocolSummary, SummaryState))
+    bucket, summary, state, std_name = (qn(m._meta.db_table) for m in (SummaryBucket, ProtocolSummary, SummaryState,
+                                                                       StandardName))
     study, mapping = qn(Study._meta.db_table), qn(ProtocolMapping._meta.db_table)
     names: list[str] = []
 
@@ -58,6 +78,7 @@ def _sql(*, modality: str, device_id: int | None) -> tuple[str, list[str]]:
 
     summary_cols = ", ".join(f"g.{qn(f'{q}_{x}')} AS {qn(f'{q}_{x}')}" for q in SUMMARY_QUANTITIES for x in SUMMARY_SUFFIXES)
     study_cols = ", ".join(f"NULL, s.{qn(q)}, NULL, NULL, NULL" for q in SUMMARY_QUANTITIES)
+    study_cols += ", " + age_bands.age_class_sql("s.patient_age_years")
 
     def exact(device_join: str, device_key: str, where: str) -> str:
         """Studies of the buckets that cannot be used whole (dirty, or cut by the period), up to the watermark."""
@@ -74,7 +95,7 @@ def _sql(*, modality: str, device_id: int | None) -> tuple[str, list[str]]:
     parts = [
         # A: clean buckets wholly inside the period, from their stored summaries
         f"SELECT 0 AS src, b.device_key AS device_key, g.modality AS modality, g.study_description AS descr, "
-        f"g.n_studies AS n_studies, {summary_cols} "
+        f"g.n_studies AS n_studies, {summary_cols}, g.age_class AS age_class "
         f"FROM {bucket} b JOIN {summary} g ON g.bucket_id = b.id JOIN {state} st ON st.id = 1 "
         f"WHERE b.ends_at > {p('since')} AND b.starts_at < {p('until')} AND NOT b.dirty "
         f"AND b.first_study_at >= {p('since')} AND b.last_study_at < {p('until')}"
@@ -95,31 +116,40 @@ def _sql(*, modality: str, device_id: int | None) -> tuple[str, list[str]]:
         + (f" AND s.device_id = {p('device_id')}" if device_id else "")
     )
     out_cols = ", ".join(f"u.{qn(f'{q}_{x}')}" for q in SUMMARY_QUANTITIES for x in SUMMARY_SUFFIXES)
-    sql = (f"SELECT u.src, u.device_key, u.modality, pm.standard_name_id, u.n_studies, {out_cols}, u.descr "
+    sql = (f"SELECT u.src, u.device_key, u.modality, pm.standard_name_id, u.n_studies, {out_cols}, u.descr, "
+           f"u.age_class, sn.name, sn.modality "
            f"FROM ({' UNION ALL '.join(parts)}) u "
-           f"LEFT JOIN {mapping} pm ON pm.source_name = u.descr AND pm.modality = u.modality")
+           f"LEFT JOIN {mapping} pm ON pm.source_name = u.descr AND pm.modality = u.modality "
+           f"LEFT JOIN {std_name} sn ON sn.id = pm.standard_name_id")
     return sql, names
 
 
 def audit_groups(*, since: datetime, until: datetime, modality: str = "", device_id: int | None = None,
-                 ) -> dict[tuple[int | None, int | None, str, str], GroupSummary]:
-    """{(device id or None, standard name id or None, procedure modality, description): GroupSummary} of the
-    ionising studies with since <= study_datetime < until (one query).
+                 ) -> dict[AuditKey, GroupSummary]:
+    """{AuditKey: GroupSummary} of the ionising studies with since <= study_datetime < until (one query).
 
     A mapped name's studies are one group per device whatever their vendor descriptions (description ""); an
     unmapped name is a group of its own per device (its vendor study description, exact), so the audit means
-    something before anything is mapped: a scanner's head, chest and coronary CTA never share a median."""
+    something before anything is mapped: a scanner's head, chest and coronary CTA never share a median. The
+    descriptions mapped to any name of an age-band family (``age_bands.FAMILIES``) are one family per device,
+    split into the bands of the patients' ages, plus a group of the studies whose age is unknown."""
     sql, names = _sql(modality=modality, device_id=device_id)
     adapt = connection.ops.adapt_datetimefield_value
     values = {"since": adapt(since), "until": adapt(until), "modality": modality, "device_id": device_id}
-    groups: dict[tuple[int | None, int | None, str, str], GroupSummary] = {}
+    groups: dict[AuditKey, GroupSummary] = {}
     offsets = [(q, 5 + 5 * i) for i, q in enumerate(SUMMARY_QUANTITIES)]
     descr_col = 5 + 5 * len(SUMMARY_QUANTITIES)
     with connection.cursor() as c:
         c.execute(sql, [values[n] for n in names])
         rows = c.fetchall()
     for row in rows:
-        key = (row[1] or None, row[3], row[2], "" if row[3] else row[descr_col])
+        cls, std_name, std_modality = row[descr_col + 1:descr_col + 4]
+        fam = age_bands.family_of(std_name, std_modality)
+        if fam is not None:
+            band = age_bands.class_band(fam, cls)
+            key = AuditKey(row[1] or None, None, row[2], "", fam.name, band.key if band else age_bands.UNKNOWN)
+        else:
+            key = AuditKey(row[1] or None, row[3], row[2], "" if row[3] else row[descr_col])
         g = groups.get(key)
         if g is None:
             g = groups[key] = GroupSummary()
@@ -138,17 +168,18 @@ def audit_groups(*, since: datetime, until: datetime, modality: str = "", device
 
 
 def group_histogram(*, since: datetime, until: datetime, quantity: str, device_id: int | None,
-                    standard_name_id: int | None, description: str = "", max_bars: int = 40) -> dict:
+                    standard_name_id: int | None, description: str = "", family: str = "", age_band: str = "",
+                    max_bars: int = 40) -> dict:
     """The histogram of one audit row's quantity from the summaries (one query): up to ``max_bars`` bars
     (lower edge, upper edge, procedures) on a log scale, with the row's exact n, min and max. For the
     histogram dialog of the audit page (which today fetches the row's raw values, ``web.selectors.distribution``)."""
     if quantity not in SUMMARY_QUANTITIES:
         raise ValueError(f"unknown quantity {quantity}")
     merged = Summary()
-    for (dev, std, _, descr), g in audit_groups(since=since, until=until, device_id=device_id).items():
+    for (dev, std, _, descr, fam, band), g in audit_groups(since=since, until=until, device_id=device_id).items():
         s = g.quantities.get(quantity)
-        if s is not None and std == standard_name_id and (device_id or None) == dev \
-                and (standard_name_id or descr == description):
+        if s is not None and std == standard_name_id and (device_id or None) == dev and (fam, band) == (family, age_band) \
+                and (standard_name_id or family or descr == description):
             merged.merge(s)
     return {"quantity": quantity, "n": merged.n, "min": merged.minimum, "max": merged.maximum,
             "bars": merged.histogram(max_bars=max_bars)}

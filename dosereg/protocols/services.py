@@ -22,11 +22,14 @@ from dosereg.ops.failures import step_failure_record
 from dosereg.registry.inserts import upsert
 from dosereg.registry.models import Study
 
+from .age_bands import age_class
 from .histogram import Summary
 from .models import (SUMMARY_QUANTITIES, ProtocolMapping, ProtocolSummary, StandardName, SummaryBucket, SummaryMember,
                      SummaryState)
 
-STUDY_COLUMNS = ("id", "study_datetime", "procedure_modality", "study_description", *SUMMARY_QUANTITIES)
+STUDY_COLUMNS = ("id", "study_datetime", "procedure_modality", "study_description", "patient_age_years",
+                 *SUMMARY_QUANTITIES)
+_FIRST_QUANTITY = STUDY_COLUMNS.index(SUMMARY_QUANTITIES[0])
 
 
 # ---------------------------------------------------------------------------
@@ -52,7 +55,7 @@ def bucket_key(device_id: int | None, at: datetime | None) -> tuple[int, date] |
 
 
 class GroupAccumulator:
-    """The procedures of one (modality, description) and a Summary per quantity reported."""
+    """The procedures of one (modality, description, age class) and a Summary per quantity reported."""
 
     __slots__ = ("n", "quantities")
 
@@ -61,15 +64,17 @@ class GroupAccumulator:
         self.quantities: dict[str, Summary] = {}
 
 
-def summarise_studies(rows: Iterable[tuple]) -> dict[tuple[str, str], GroupAccumulator]:
-    """{(modality, study description): GroupAccumulator} of study rows shaped like ``STUDY_COLUMNS``."""
-    groups: dict[tuple[str, str], GroupAccumulator] = {}
+def summarise_studies(rows: Iterable[tuple]) -> dict[tuple[str, str, int], GroupAccumulator]:
+    """{(modality, study description, age class): GroupAccumulator} of study rows shaped like ``STUDY_COLUMNS``
+    (the age class: ``age_bands.age_class`` of the patient's age at the study, as the selectors compute it in SQL)."""
+    groups: dict[tuple[str, str, int], GroupAccumulator] = {}
     for row in rows:
-        g = groups.get((row[2], row[3]))
+        key = (row[2], row[3], age_class(row[4]))
+        g = groups.get(key)
         if g is None:
-            g = groups[(row[2], row[3])] = GroupAccumulator()
+            g = groups[key] = GroupAccumulator()
         g.n += 1
-        for q, v in zip(SUMMARY_QUANTITIES, row[4:]):
+        for q, v in zip(SUMMARY_QUANTITIES, row[_FIRST_QUANTITY:]):
             if v is not None and math.isfinite(v):  # NaN / infinity (an imported or legacy row) is not a dose
                 s = g.quantities.get(q)
                 if s is None:
@@ -78,15 +83,15 @@ def summarise_studies(rows: Iterable[tuple]) -> dict[tuple[str, str], GroupAccum
     return groups
 
 
-def summary_rows(bucket_id: int, groups: dict[tuple[str, str], GroupAccumulator]) -> list[ProtocolSummary]:
+def summary_rows(bucket_id: int, groups: dict[tuple[str, str, int], GroupAccumulator]) -> list[ProtocolSummary]:
     out = []
-    for (modality, description), g in groups.items():
+    for (modality, description, cls), g in groups.items():
         fields = {}
         for q, s in g.quantities.items():
             fields.update({f"{q}_n": s.n, f"{q}_sum": s.total, f"{q}_min": s.minimum, f"{q}_max": s.maximum,
                            f"{q}_bins": s.encoded_bins()})
         out.append(ProtocolSummary(bucket_id=bucket_id, modality=modality, study_description=description,
-                                   n_studies=g.n, **fields))
+                                   age_class=cls, n_studies=g.n, **fields))
     return out
 
 

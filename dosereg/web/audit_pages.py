@@ -16,6 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from dosereg.access.scope import EVERY_SITE, SiteScope
+from dosereg.protocols import age_bands
 from dosereg.protocols.histogram import exact_quantiles
 from dosereg.protocols.models import DRLValue
 
@@ -32,12 +33,15 @@ def period_days(since: datetime, until: datetime) -> tuple[str, str]:
 
 
 def group_filters(*, since: datetime, until: datetime, modality: str, device_id: int | None, std_id: int | None,
-                  description: str) -> dict[str, str]:
-    """The study-browser query of one audit group (device x standard name, or x vendor description if unmapped)."""
+                  description: str, family: str = "", age_band: str = "") -> dict[str, str]:
+    """The study-browser query of one audit group (device x standard name, or x vendor description if unmapped;
+    an age-band family: the studies mapped to any of its names whose patient's age is in the band)."""
     first, last = period_days(since, until)
     q = {"modality": modality, "device": str(device_id or 0), "since": first, "until": last, "ionising": "1",
          "not_patient": "exclude"}
-    if std_id:
+    if family:
+        q["family"], q["age"] = family, age_band
+    elif std_id:
         q["standard"] = str(std_id)
     else:
         q["standard"], q["description"] = "0", description
@@ -74,7 +78,7 @@ def overview(rows: list[dict], quantities: list[tuple[str, str, str]]) -> list[d
     for key, label, unit in quantities:
         by_std: dict[int, list[tuple[dict, dict]]] = {}
         for r in rows:
-            if r["standard_name"] is None:
+            if r["standard_name"] is None or r.get("age_unknown"):  # age unknown: no band, no DRL to draw
                 continue
             for q in r["quantities"]:
                 if q["key"] == key and q["median"] is not None:
@@ -155,13 +159,20 @@ def group_detail(query, *, scope: SiteScope = EVERY_SITE, limit: int = 20000) ->
     """The studies of one audit group (the browser's filters in ``query``): per audited quantity the exact
     quartiles, a histogram with the active DRLs and the outliers (above a DRL; above Q3 x factor)."""
     f = browse.read_filters(query, strict=True)
-    base = {k: query.get(k) for k in ("modality", "device", "since", "until", "standard", "description", "ionising",
-                                      "not_patient") if k in query}
+    base = {k: query.get(k) for k in ("modality", "device", "since", "until", "standard", "description", "family",
+                                      "age", "ionising", "not_patient") if k in query}
     studies = list(browse.filtered_studies(f, scope=scope).select_related("device")
                    .only("pk", "study_datetime", "study_description", "procedure_modality", "accession_number",
                          "device__display_name", *STEM).order_by("study_datetime", "pk")[:limit])
-    drl_rows = list(DRLValue.objects.select_related("drl_set").filter(drl_set__active=True, standard_name_id=f.standard)) \
-        if f.standard else []
+    fam = age_bands.FAMILY_BY_NAME.get(f.family) if f.family else None
+    band = fam.band(f.age_band) if fam else None
+    if fam is not None:  # a band of an age-band family: its band's DRLs; age unknown (or no band given): none
+        drl_rows = list(DRLValue.objects.select_related("drl_set").filter(
+            drl_set__active=True, standard_name__modality=fam.modality, standard_name__name=fam.band_name(band))) \
+            if band else []
+    else:
+        drl_rows = list(DRLValue.objects.select_related("drl_set").filter(drl_set__active=True, standard_name_id=f.standard)) \
+            if f.standard else []
     factor = settings.AUDIT_OUTLIER_Q3_FACTOR
     out = []
     for field, stem in STEM.items():
@@ -186,7 +197,9 @@ def group_detail(query, *, scope: SiteScope = EVERY_SITE, limit: int = 20000) ->
                     "n_outliers": len(outliers), "query": qs({**base, "reported": stem}),
                     "above_q3_query": qs({**base, "reported": stem, f"{stem}_min": _decimal(limit_q3, up=False)})})
     return {"filters": f, "n": len(studies), "quantities": out, "factor": factor, "query": qs(base),
-            "truncated": len(studies) >= limit}
+            "truncated": len(studies) >= limit, "family": fam.name if fam else "",
+            "age_band_label": (band.label if band else age_bands.UNKNOWN_LABEL if f.age_band == age_bands.UNKNOWN
+                               else "") if fam else ""}
 
 
 # ---------------------------------------------------------------------------

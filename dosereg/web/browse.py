@@ -32,6 +32,7 @@ from django.db.models.lookups import IsNull
 from django.utils import timezone
 
 from dosereg.access.scope import EVERY_SITE, SiteScope, normalise
+from dosereg.protocols import age_bands
 from dosereg.protocols.models import ProtocolMapping, StandardName
 from dosereg.registry.models import Device, IrradiationEvent, Study
 
@@ -40,13 +41,10 @@ from .params import InvalidParameter, PageNumbers, QueryParams, SortChoice, clea
 MODALITIES = ("CT", "RF", "XA", "DX", "CR", "MG", "NM", "PT", "MR", "OT")
 PROJECTION_MODALITIES = ("RF", "XA", "DX", "CR", "MG")
 SEXES = {"F": "female", "M": "male", "O": "other", "U": "not recorded"}
-# paediatric bands of the European DRL guidance (RP 185) plus adults; upper bounds exclusive
-AGE_BANDS = {
-    "0-1": (0, 1), "1-5": (1, 5), "5-10": (5, 10), "10-15": (10, 15), "15-18": (15, 18), "18+": (18, None),
-    "child": (0, 18),
-}
-AGE_BAND_LABELS = {"0-1": "under 1 y", "1-5": "1 to under 5 y", "5-10": "5 to under 10 y", "10-15": "10 to under 15 y",
-                   "15-18": "15 to under 18 y", "18+": "adult (18 y and over)", "child": "any child (under 18 y)"}
+# age bands (the one definition, ``dosereg.protocols.age_bands``): the RP 185 age groups, adults, the paediatric
+# DRL families' bands (the protocol audit's band rows drill down to them) and "age unknown"; upper bounds exclusive
+AGE_BANDS = {b.key: (b.lo_years, b.hi_years) for b in age_bands.BROWSER_BANDS}
+AGE_BAND_LABELS = {**{b.key: b.label for b in age_bands.BROWSER_BANDS}, age_bands.UNKNOWN: age_bands.UNKNOWN_LABEL}
 NOT_PATIENT = {"all": "all studies", "exclude": "patients only", "only": "not a patient only"}
 # data-quality flags set at ingest (Study.flags: the warnings that make a study's stored values doubtful)
 FLAGGED = {"": "all studies", "dose": "dose unreadable", "any": "any flag"}
@@ -125,6 +123,7 @@ class StudyFilters(SortChoice):
     until: date | None = None   # inclusive day
     protocol: str = ""          # text in the study description or an event's protocol name
     standard: int | None = None  # StandardName pk; 0: unmapped
+    family: str = ""            # an age-band family (age_bands.FAMILIES): studies mapped to any of its names
     description: str | None = None  # the vendor study description, exact ("" : blank); None: any
     ionising: bool = False      # only studies with an ionising dose (as the protocol audit counts them)
     reported: str = ""          # a DOSE_RANGES stem: only studies that report that quantity
@@ -159,7 +158,8 @@ def read_filters(query, *, strict: bool = False) -> StudyFilters:
         f.description = (query.get("description") or "").replace("\x00", "")[:256]
     f.ionising = p.choice("ionising", {"1"}) == "1"
     f.reported = p.choice("reported", set(DOSE_RANGES)) or ""
-    f.age_band = p.choice("age", set(AGE_BANDS)) or ""
+    f.family = p.choice("family", set(age_bands.FAMILY_BY_NAME)) or ""
+    f.age_band = p.choice("age", set(AGE_BAND_LABELS)) or ""
     f.sex = p.choice("sex", set(SEXES)) or ""
     f.not_patient = p.choice("not_patient", set(NOT_PATIENT)) or "all"
     f.flagged = p.choice("flagged", set(FLAGGED) - {""}) or ""
@@ -216,17 +216,23 @@ def filtered_studies(f: StudyFilters, *, scope: SiteScope = EVERY_SITE):
             qs = qs.filter(~Exists(mapped))
         else:
             qs = qs.filter(Exists(mapped.filter(standard_name_id=f.standard)))
+    if f.family:
+        fam = age_bands.FAMILY_BY_NAME[f.family]
+        qs = qs.filter(Exists(ProtocolMapping.objects.filter(
+            source_name=OuterRef("study_description"), modality=OuterRef("procedure_modality"),
+            standard_name__modality=fam.modality, standard_name__name__in=fam.names())))
     if f.description is not None:
         qs = qs.filter(study_description=f.description)
     if f.ionising:
         qs = qs.filter(has_ionising_dose=True)
     if f.reported:
         qs = qs.filter(**{f"{DOSE_RANGES[f.reported][0]}__isnull": False})
-    if f.age_band:
+    if f.age_band == age_bands.UNKNOWN:  # as age_bands.known_age: missing, negative, NaN or infinite
+        qs = qs.filter(Q(patient_age_years__isnull=True) | Q(patient_age_years__lt=0)
+                       | Q(patient_age_years__gte=math.inf))  # PostgreSQL: NaN >= infinity
+    elif f.age_band:
         lo, hi = AGE_BANDS[f.age_band]
-        qs = qs.filter(patient_age_years__gte=lo)
-        if hi is not None:
-            qs = qs.filter(patient_age_years__lt=hi)
+        qs = qs.filter(patient_age_years__gte=lo, patient_age_years__lt=hi)
     if f.sex:
         qs = qs.filter(Q(patient__sex="") | Q(patient__isnull=True)) if f.sex == "U" else qs.filter(patient__sex=f.sex)
     if f.not_patient == "exclude":

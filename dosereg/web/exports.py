@@ -152,15 +152,16 @@ def technique_event_rows(*, since, until, device_id: int | None = None, scope: S
     return qs.iterator(chunk_size=CHUNK)
 
 
-SUMMARY_HEADER = ["device", "modality", "standard_name", "study_description_unmapped", "procedures", "sample_too_small", "quantity", "unit", "n",
+SUMMARY_HEADER = ["device", "modality", "standard_name", "age_band", "study_description_unmapped", "procedures", "sample_too_small", "quantity", "unit", "n",
                   "q1", "median", "q3", "drl_set", "drl_value", "median_over_drl"]
 
 
 def protocol_summary_rows(audit: dict) -> Iterator[tuple]:
     for r in audit["rows"]:
         for q in r["quantities"]:
-            base = (r["device"], r["modality"], str(r["standard_name"].name if r["standard_name"] else "(unmapped)"),
-                    "" if r["standard_name"] else r.get("description", ""), r["n"], "yes" if r["too_small"] else "no", q["label"], q["unit"], q["n"], q["q1"], q["median"], q["q3"])
+            mapped = bool(r.get("family") or r["standard_name"])
+            base = (r["device"], r["modality"], str(r.get("label") or "(unmapped)") if mapped else "(unmapped)",
+                    r.get("age_band_label", ""), "" if mapped else r.get("description", ""), r["n"], "yes" if r["too_small"] else "no", q["label"], q["unit"], q["n"], q["q1"], q["median"], q["q3"])
             if q["drls"]:
                 for c in q["drls"]:
                     yield base + (c["drl"].drl_set.name, c["drl"].value, c["ratio"])

@@ -20,7 +20,8 @@ from dosereg.registry.merge_group import patient_group_ids
 from dosereg.registry import selectors as registry_selectors
 from dosereg.access.scope import EVERY_SITE, SiteScope, scope_for
 from dosereg.protocols.models import DRLSet, DRLValue, ProtocolMapping, StandardName
-from dosereg.protocols.selectors import audit_groups
+from dosereg.protocols import age_bands
+from dosereg.protocols.selectors import AuditKey, audit_groups
 from dosereg.skindose import selectors as skin_selectors
 from dosereg.registry.models import (
     Device,
@@ -478,8 +479,10 @@ def _quartiles(values: list[float]) -> tuple[float | None, float | None, float |
 
 def protocol_audit(*, since: datetime, until: datetime, modality: str = "", device_id: int | None = None,
                    drl_set_ids: list[int] | None = None) -> dict:
-    """Per device x standard name (an unmapped vendor description: a row of its own): count, quartiles of each
-    quantity, DRL comparison and the study-browser query of the row and of each quantity (5 queries).
+    """Per device x standard name (an unmapped vendor description: a row of its own; a paediatric age-band family:
+    a row per band of the patients' ages, each compared with its band's DRL, and a row "age unknown" compared with
+    none): count, quartiles of each quantity, DRL comparison and the study-browser query of the row and of each
+    quantity (5 queries).
 
     Read from the monthly pre-aggregated summaries (``dosereg.protocols``), so the cost grows with devices x
     months x study descriptions, not with the number of studies. Counts, minimum and maximum are exact; the
@@ -489,18 +492,18 @@ def protocol_audit(*, since: datetime, until: datetime, modality: str = "", devi
     """
     from .audit_pages import group_filters, qs, quantity_filters
 
-    groups: dict[tuple, dict] = {}
-    for (dev_id, std_id, mod, descr), g in audit_groups(since=since, until=until, modality=modality,
-                                                        device_id=device_id).items():
-        r: dict[str, Any] = {"device_id": dev_id, "std": std_id, "procedure_modality": mod, "n": g.n, "description": descr}
+    groups: dict[AuditKey, dict] = {}
+    for k, g in audit_groups(since=since, until=until, modality=modality, device_id=device_id).items():
+        r: dict[str, Any] = {"n": g.n}
         for key, _, _ in AUDIT_QUANTITIES:
             s = g.quantities.get(key)
             r[f"{key}__n"] = s.n if s else 0
             r[f"{key}__min"] = s.minimum if s else None
             r[f"{key}__max"] = s.maximum if s else None
             r[f"{key}__q1"], r[f"{key}__med"], r[f"{key}__q3"] = s.quartiles() if s else (None, None, None)
-        groups[(dev_id, std_id, mod, descr)] = r
+        groups[k] = r
     std_names = {s.pk: s for s in StandardName.objects.all()}
+    by_name = {(s.modality, s.name): s for s in std_names.values()}
     drl_qs = DRLValue.objects.select_related("drl_set").filter(drl_set__active=True)
     if drl_set_ids:
         drl_qs = drl_qs.filter(drl_set_id__in=drl_set_ids)
@@ -509,28 +512,44 @@ def protocol_audit(*, since: datetime, until: datetime, modality: str = "", devi
         drls.setdefault((v.standard_name_id, v.quantity), []).append(v)
     names = device_names()
     rows = []
-    for (dev_id, std_id, mod, descr), r in groups.items():
+    for (dev_id, std_id, mod, descr, family, band_key), r in groups.items():
+        fam = age_bands.FAMILY_BY_NAME.get(family) if family else None
+        band = fam.band(band_key) if fam else None
+        if fam is not None:
+            # a band row is compared with its band's DRLs (the band's standard name); the age-unknown row with none
+            std = by_name.get((fam.modality, fam.band_name(band))) if band else by_name.get((fam.modality, fam.name))
+            drl_std_id = std.pk if (std is not None and band is not None) else None
+            label = fam.band_name(band) if band else f"{fam.name}, {age_bands.UNKNOWN_LABEL}"
+        else:
+            std = std_names.get(std_id) if std_id else None
+            drl_std_id = std_id
+            label = std.name if std is not None else ""
         min_n = MIN_SAMPLE.get(mod or "", 20)
-        gq = group_filters(since=since, until=until, modality=mod, device_id=dev_id, std_id=std_id, description=descr)
+        gq = group_filters(since=since, until=until, modality=mod, device_id=dev_id, std_id=std_id, description=descr,
+                           family=family, age_band=band_key)
         qrows = []
-        for key, label, unit in AUDIT_QUANTITIES:
+        for key, label_q, unit in AUDIT_QUANTITIES:
             if not r.get(f"{key}__n"):
                 continue
             comp = []
-            for v in drls.get((std_id, key), []) if std_id else []:
+            for v in drls.get((drl_std_id, key), []) if drl_std_id else []:
                 med = r[f"{key}__med"]
                 comp.append({"drl": v, "ratio": (med / v.value) if (med is not None and v.value) else None,
                              "above": med is not None and med > v.value})
-            qrows.append({"key": key, "label": label, "unit": unit, "n": r[f"{key}__n"], "q1": r[f"{key}__q1"],
+            qrows.append({"key": key, "label": label_q, "unit": unit, "n": r[f"{key}__n"], "q1": r[f"{key}__q1"],
                           "median": r[f"{key}__med"], "q3": r[f"{key}__q3"], "min": r[f"{key}__min"],
                           "max": r[f"{key}__max"], "drls": comp, "query": qs(quantity_filters(gq, key))})
         rows.append({
             "device_id": dev_id, "device": names.get(dev_id, "unknown device") if dev_id else "unknown device",
-            "standard_name": std_names.get(std_id) if std_id else None, "modality": mod, "n": r["n"],
+            "standard_name": std, "modality": mod, "n": r["n"], "label": label,
             "min_n": min_n, "too_small": r["n"] < min_n, "quantities": qrows, "description": descr,
+            "family": family, "age_band": band_key, "age_band_label": band.label if band else (
+                age_bands.UNKNOWN_LABEL if fam else ""), "age_unknown": bool(fam) and band is None,
+            "band_order": (fam.bands.index(band) if band else len(fam.bands)) if fam is not None else 0,
             "query": qs(gq),
         })
-    rows.sort(key=lambda x: (x["standard_name"] is None, str(x["standard_name"] or ""), x["device"], x["description"]))
+    rows.sort(key=lambda x: (not x["family"] and x["standard_name"] is None, x["family"] or x["label"], x["device"],
+                             x["band_order"], x["description"]))
     return {"rows": rows, "drl_sets": list(DRLSet.objects.all()), "since": since, "until": until}
 
 

@@ -126,6 +126,25 @@ def test_audit_drill_down_confirmed_mapping_and_no_cross_anatomy_suggestion(site
     pg.goto(base + "/protocols/technique/")
     assert pg.locator("[data-technique]").count() == 1 and pg.locator("[data-mammo-agd]").count() == 1
     _shot(pg, "technique")
+
+    # 8. a paediatric protocol used for every age: one row per RP 185 age band, each against its own DRL; a band
+    # row's count opens exactly its studies
+    from dosereg.protocols.models import DRLSet
+    from dosereg.web.services import protocol_mapping_set
+
+    infant = d.studies["c_ct2"]
+    Study.objects.filter(pk=infant.pk).update(study_description="Paed head", patient_age_years=0.5)
+    DRLSet.objects.filter(name__startswith="EU paediatric CT DRLs").update(active=True)
+    protocol_mapping_set(modality="CT", source_name="Paed head",
+                         standard_name=StandardName.objects.get(modality="CT", name="Paediatric head"))
+    pg.goto(base + "/protocols/?modality=CT")
+    band_row = pg.locator("tr:has(td[data-age-band='3m-1y'])")
+    assert band_row.count() == 1 and "3 months to 1 year" in band_row.inner_text()
+    assert "EU paediatric CT DRLs" in band_row.inner_text()
+    _shot(pg, "age-band")
+    band_row.locator("a[data-drill=n]").click()
+    pg.wait_for_url("**/studies/?**")
+    assert _shown_ids(pg) == {infant.pk}
     assert errors == []
     ctx.close()
     phone = browser.new_context(viewport={"width": 375, "height": 812})
