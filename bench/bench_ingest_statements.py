@@ -7,7 +7,7 @@ machine does not move much. Run from a checkout's root (it works on the 2026-12-
 The first N small corpus objects (rewritten UIDs, about two procedures per patient, as ``run.py ingest``) are
 registered, then ingested by the ingest task's function in this process, with a broker configured (REDIS_URL)
 so that the skin step is queued as in production. Prints SQL statements per object (``-v``: grouped by
-statement), this process's CPU and the PostgreSQL backend's CPU per object; ``--profile`` a cProfile.
+statement), this process's CPU, the PostgreSQL backend's CPU and the WAL written per object; ``--profile`` a cProfile.
 Environment: STMT_DB (default postgres://postgres@127.0.0.1:5432/dosereg_stmts, recreated);
 PGSS=file.json: pg_stat_statements per statement (needs shared_preload_libraries=pg_stat_statements);
 CG=1: toggles callgrind instrumentation around the loop (run under ``valgrind --tool=callgrind
@@ -87,7 +87,11 @@ def _pgcpu():
         c.execute("SELECT pg_backend_pid()"); pid = c.fetchone()[0]
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+def _wal():
+    with connection.cursor() as c:
+        c.execute("SELECT pg_current_wal_insert_lsn()"); return c.fetchone()[0]
 pg0 = _pgcpu()
+wal0 = _wal()
 if os.environ.get("PGSS"):
     with connection.cursor() as c:
         c.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"); c.execute("SELECT pg_stat_statements_reset()")
@@ -107,7 +111,9 @@ for pk in ids:
 if os.environ.get('CG'): os.system(f'callgrind_control -i off {os.getpid()} >/dev/null')
 cpu = time.process_time() - t0
 pgcpu = _pgcpu() - pg0
-print(f"{n} objects: {total/n:.1f} statements/object, process CPU {cpu/n*1000:.1f} ms/object, PG backend CPU {pgcpu/n*1000:.1f} ms/object")
+with connection.cursor() as c:  # WAL written per object: index upkeep shows here, whatever the machine's load
+    c.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s)", [wal0]); wal = float(c.fetchone()[0])
+print(f"{n} objects: {total/n:.1f} statements/object, process CPU {cpu/n*1000:.1f} ms/object, PG backend CPU {pgcpu/n*1000:.1f} ms/object, WAL {wal/n/1024:.1f} KiB/object")
 from dosereg.registry.models import DoseObject
 if os.environ.get("PGSS"):
     with connection.cursor() as c:

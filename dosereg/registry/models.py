@@ -105,12 +105,14 @@ class Study(models.Model):
     kar_written: bool
 
     study_instance_uid = models.CharField(max_length=128, unique=True)
-    patient = models.ForeignKey(Patient, null=True, on_delete=models.PROTECT, related_name="studies")
-    device = models.ForeignKey(Device, null=True, on_delete=models.PROTECT, related_name="studies")
+    # no single-column indexes on patient, device, study_datetime: the (patient, date), (device, date) and
+    # (date, id) indexes below serve the same lookups, and each index is one more write per ingested study
+    patient = models.ForeignKey(Patient, null=True, on_delete=models.PROTECT, related_name="studies", db_index=False)
+    device = models.ForeignKey(Device, null=True, on_delete=models.PROTECT, related_name="studies", db_index=False)
     # the device identity as its latest report carried it (a device merge or split moves ``device``, never this)
     received_identity = models.ForeignKey(DeviceIdentity, null=True, blank=True, on_delete=models.SET_NULL,
                                           related_name="studies")
-    study_datetime = models.DateTimeField(null=True, db_index=True)
+    study_datetime = models.DateTimeField(null=True)
     accession_number = models.CharField(max_length=64, blank=True, default="")
     study_description = models.CharField(max_length=256, blank=True, default="")
     procedure_modality = models.CharField(max_length=8, blank=True, default="")  # CT, RF, XA, DX, MG, MR
@@ -146,6 +148,7 @@ class Study(models.Model):
         indexes = [
             models.Index(fields=["patient", "study_datetime"]),
             models.Index(fields=["device", "study_datetime"]),
+            models.Index(fields=["study_datetime", "id"], name="study_datetime_id"),
             # the dashboard's pregnancy list: newest studies of pregnant patients, without reading the others
             models.Index(F("study_datetime").desc(), condition=PREGNANT_Q, name="study_pregnant_recent"),
         ]
@@ -169,7 +172,7 @@ class DoseObject(models.Model):
     # Identity is (SOP Instance UID, content hash): the same object re-sent is a duplicate; a different
     # object under a re-used SOP Instance UID is kept too (a correction replaces the earlier one only
     # within the same study, see services).
-    sop_instance_uid = models.CharField(max_length=128, db_index=True)
+    sop_instance_uid = models.CharField(max_length=128)  # looked up by uniq_object_content (sop_instance_uid, sha256)
     sop_class_uid = models.CharField(max_length=128, blank=True, default="")
     calling_ae = models.CharField(max_length=32, blank=True, default="")
     # Software Versions (0018,1020) as this object carried them ("" = it carried none; NULL = ingested before this
@@ -179,7 +182,7 @@ class DoseObject(models.Model):
     path = models.CharField(max_length=1024)
     size_bytes = models.BigIntegerField(default=0)
     sha256 = models.CharField(max_length=64, blank=True, default="")
-    status = models.CharField(max_length=16, choices=STATUS_CHOICES, default=STATUS_RECEIVED, db_index=True)
+    status = models.CharField(max_length=16, choices=STATUS_CHOICES, default=STATUS_RECEIVED)  # index: (status, received_at)
     quarantine_reason = models.TextField(blank=True, default="")
     attempts = models.IntegerField(default=0)
     # deliveries of the ingest task that started while the object was still "received" (INGEST_MAX_DELIVERIES)
@@ -226,7 +229,8 @@ class PlaneTotal(models.Model):
 
 
 class IrradiationEvent(models.Model):
-    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="events")
+    # no index of its own: uniq_event_per_study (study, irradiation_event_uid) serves the study's lookups
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="events", db_index=False)
     dose_object = models.ForeignKey(DoseObject, on_delete=models.CASCADE, related_name="events")
     irradiation_event_uid = models.CharField(max_length=128)
     event_type = models.CharField(max_length=32, blank=True, default="")

@@ -250,10 +250,18 @@ def filtered_studies(f: StudyFilters, *, scope: SiteScope = EVERY_SITE):
     return qs
 
 
+# sort keys whose column is NOT NULL: ordered without a NULLS clause, so that one ascending index (migration
+# 0013, 0016) serves both directions, read backwards for descending (an index per direction is one more index for
+# every ingested study to update; with no NULLs, "NULLS LAST" and the plain order are the same rows)
+NOT_NULL_SORTS = frozenset({"description", "modality"})
+
+
 def ordered(qs, f: StudyFilters, *, reverse: bool = False):
     """``qs`` in the browser's order for ``f`` (empty values last, the id as tie-break), or exactly backwards."""
     expr, _ = SORTS[f.sort_key]
     desc = f.descending != reverse
+    if f.sort_key in NOT_NULL_SORTS:
+        return qs.order_by(expr.desc() if desc else expr.asc(), "-pk" if desc else "pk")
     if reverse:  # backwards: empty values first, so that an index in the forward order is read backwards
         return qs.order_by(expr.desc(nulls_first=True) if desc else expr.asc(nulls_first=True), "-pk" if desc else "pk")
     return qs.order_by(f.order(expr), "-pk" if desc else "pk")
