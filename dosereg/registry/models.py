@@ -133,6 +133,9 @@ class Study(models.Model):
     dlp_total_mgy_cm = models.FloatField(null=True)
     ctdivol_max_mgy = models.FloatField(null=True)
     event_count = models.IntegerField(default=0)
+    # the distinct protocol names of its events, one per line, kept with the totals (registry.totals): the study
+    # browser's "protocol contains" search reads one trigram index over studies, not one over every event
+    protocol_names = models.TextField(blank=True, default="")
     has_ionising_dose = models.BooleanField(default=True)
     # not a patient: a phantom, QA or test exposure (NOT_PATIENT_PATTERN matched the patient ID or name; the
     # matched text is kept). Stored and alerted like any study, but left out of protocol and device statistics.

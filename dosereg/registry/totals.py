@@ -17,6 +17,8 @@ def study_recompute_totals(*, study_id: int) -> None:
     ev = IrradiationEvent.objects.filter(study_id=study_id).aggregate(
         n=Count("id"), ctdi=Max("ctdivol_mgy"), dap=Sum("dap_gy_cm2"), dlp=Sum("dlp_mgy_cm")
     )
+    ev["protocols"] = (IrradiationEvent.objects.filter(study_id=study_id).exclude(protocol="")
+                       .values_list("protocol", flat=True).distinct())
     dlp_reported = active.aggregate(d=Sum("dlp_total_mgy_cm"))["d"]
     flags: list[str] = []
     for object_flags in active.order_by("pk").values_list("flags", flat=True):
@@ -27,9 +29,15 @@ def study_recompute_totals(*, study_id: int) -> None:
     )
 
 
+def protocol_names(names) -> str:
+    """``Study.protocol_names``: the distinct non-blank protocol names, sorted, one per line."""
+    return "\n".join(sorted({n for n in names if n}))
+
+
 def _totals(planes, ev: dict, dlp_reported: float | None, has_mr) -> dict:
     """The Study total columns from plane totals (plane, dap, Ka,r, fluoro time), the events' aggregate
-    (n, ctdi max, dap sum, dlp sum) and the reported DLP total; ``has_mr()`` is asked only when needed."""
+    (n, ctdi max, dap sum, dlp sum, protocol names) and the reported DLP total; ``has_mr()`` is asked only when
+    needed."""
     per_plane: dict[str, dict[str, float | None]] = {}
     for plane, dap, rp, ft in planes:
         acc = per_plane.setdefault(plane, {"dap": None, "rp": None, "ft": None})
@@ -49,6 +57,7 @@ def _totals(planes, ev: dict, dlp_reported: float | None, has_mr) -> dict:
         dlp_total_mgy_cm=dlp_total,
         ctdivol_max_mgy=ev["ctdi"],
         event_count=event_count,
+        protocol_names=protocol_names(ev["protocols"]),
         has_ionising_dose=ionising or not has_mr(),
     )
 
@@ -62,6 +71,6 @@ def _totals_from_document(doc: R.DoseDocument, event_rows: list[IrradiationEvent
         values = [v for v in values if v is not None]
         return fn(values) if values else None
     ev = {"n": len(rows), "ctdi": agg((r.ctdivol_mgy for r in rows), max), "dap": agg((r.dap_gy_cm2 for r in rows), sum),
-          "dlp": agg((r.dlp_mgy_cm for r in rows), sum)}
+          "dlp": agg((r.dlp_mgy_cm for r in rows), sum), "protocols": [r.protocol for r in rows]}
     planes = [(p.plane, p.dap_total_gy_cm2, p.dose_rp_total_gy, p.fluoro_time_total_s) for p in doc.planes]
     return dict(_totals(planes, ev, doc.dlp_total_mgy_cm, has_mr=lambda: doc.mr is not None), flags=list(doc.flags))

@@ -207,8 +207,7 @@ def filtered_studies(f: StudyFilters, *, scope: SiteScope = EVERY_SITE):
     if f.until:
         qs = qs.filter(study_datetime__lt=datetime.combine(f.until, time.min, tzinfo=tz) + timedelta(days=1))
     if f.protocol:
-        qs = qs.filter(Q(study_description__icontains=f.protocol)
-                       | Exists(IrradiationEvent.objects.filter(study_id=OuterRef("pk"), protocol__icontains=f.protocol)))
+        qs = qs.filter(Q(study_description__icontains=f.protocol) | Q(protocol_names__icontains=f.protocol))
     if f.standard is not None:
         mapped = ProtocolMapping.objects.filter(source_name=OuterRef("study_description"),
                                                 modality=OuterRef("procedure_modality"))

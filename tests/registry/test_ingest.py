@@ -183,7 +183,24 @@ def test_mr_header_is_recorded_without_ionising_dose_and_pixels_are_not_kept(spo
 
 
 TOTAL_FIELDS = ("dap_total_gy_cm2", "dose_rp_max_plane_gy", "fluoro_time_total_s", "dlp_total_mgy_cm", "ctdivol_max_mgy",
-                "event_count", "has_ionising_dose")
+                "event_count", "has_ionising_dose", "protocol_names")
+
+
+def test_each_study_keeps_its_events_distinct_protocol_names(corpus_files, spool):
+    """``Study.protocol_names`` (the browser's protocol search) is exactly the distinct non-blank protocol names of
+    the study's events after the whole corpus (new studies, later and superseding reports), one per line."""
+    for f in corpus_files:
+        file_import(path=f, spool=spool)
+    expected: dict[int, set[str]] = {}
+    for study_id, protocol in IrradiationEvent.objects.values_list("study_id", "protocol"):
+        expected.setdefault(study_id, set())
+        if protocol:
+            expected[study_id].add(protocol)
+    with_names = 0
+    for study_id, names in Study.objects.values_list("pk", "protocol_names"):
+        assert names == "\n".join(sorted(expected.get(study_id, ()))), study_id
+        with_names += bool(names)
+    assert with_names >= 10
 
 
 def test_new_study_totals_from_the_document_equal_a_recompute(corpus_files, spool):

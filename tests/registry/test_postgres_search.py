@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from dosereg.registry.models import IrradiationEvent, Study
+from dosereg.registry.models import Study
 from tests.conftest import require
 
 pytestmark = pytest.mark.django_db
@@ -26,9 +26,9 @@ def test_the_text_filter_uses_the_trigram_indexes():
     _postgres()
     with connection.cursor() as c:
         c.execute("SELECT indexname FROM pg_indexes WHERE indexname LIKE %s", ["registry_%_trgm"])
-        assert {r[0] for r in c.fetchall()} == {"registry_ev_protocol_trgm", "registry_st_description_trgm"}
+        assert {r[0] for r in c.fetchall()} == {"registry_st_protocols_trgm", "registry_st_description_trgm"}
         c.execute("SET LOCAL enable_seqscan = off")  # tiny test tables: ask whether the index can answer at all
-        for qs in (IrradiationEvent.objects.filter(protocol__icontains="chest"),
+        for qs in (Study.objects.filter(protocol_names__icontains="chest"),
                    Study.objects.filter(study_description__icontains="chest")):
             sql, params = qs.query.sql_with_params()
             c.execute("EXPLAIN " + sql, params)
