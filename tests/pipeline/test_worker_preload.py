@@ -1,0 +1,30 @@
+"""The Celery worker imports the tasks' lazily imported modules once, before its pool forks (dosereg.celery)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PROBE = """
+import sys
+from celery.signals import worker_init
+import django
+from dosereg.celery import app
+django.setup()
+before = [m for m in ("pydicom", "dosereg.pipeline.flow", "pydicom.sr._snomed_dict") if m in sys.modules]
+worker_init.send(sender=None)
+after = [m for m in ("pydicom", "dosereg.pipeline.flow", "pydicom.sr._snomed_dict") if m in sys.modules]
+print(len(before), len(after))
+"""
+
+
+def test_worker_init_imports_the_ingest_modules_before_the_pool_forks():
+    env = dict(os.environ, DOSEREG_PRODUCTION="false", DJANGO_SETTINGS_MODULE="dosereg.settings")
+    env.pop("REDIS_URL", None)
+    out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    before, after = map(int, out.stdout.split()[-2:])
+    assert after == 3 and before < 3, out.stdout
