@@ -342,7 +342,10 @@ def _message(e: Expected, root: Patient | None) -> str:
 def evaluate_alerts(root_id, group, infos, windows, rules, now, notify, res: RecomputeResult) -> None:
     expected = _expected_alerts(infos, windows, rules)
     study_ids = [s.id for s in infos]
-    existing = list(Alert.objects.filter(Q(patient_id__in=group) | Q(study__patient_id__in=group)))
+    # the group's alerts and those of its studies (raised under another record before a correction moved the
+    # study): by the studies' ids, read with the patient locked, not through a join to the study table (an OR
+    # across a join is planned and run as a scan of every alert; two index lookups here)
+    existing = list(Alert.objects.filter(Q(patient_id__in=group) | Q(study_id__in=study_ids)))
     by_key: dict[tuple[str, str, str], Alert] = {}
     for a in existing:
         k = (a.rule_key, a.level, a.subject)
