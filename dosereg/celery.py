@@ -12,6 +12,16 @@ app.autodiscover_tasks()
 
 
 @worker_init.connect
+def idle_cpu_class(**_kwargs) -> None:
+    """WORKER_SCHED_IDLE: this worker (its main process, and the pool processes it forks, which inherit the class)
+    runs only on CPU time nothing else wants (settings.WORKER_SCHED_IDLE)."""
+    from django.conf import settings
+
+    if settings.WORKER_SCHED_IDLE and hasattr(os, "SCHED_IDLE"):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
+@worker_init.connect
 def preload_task_modules(**_kwargs) -> None:
     """Import what the tasks import lazily once, in the worker's main process before its pool forks: otherwise
     every pool process imports the ingest's modules, pydicom and its code dictionaries on its first object

@@ -199,6 +199,10 @@ CELERY_TASK_DEFAULT_QUEUE = "dosereg"
 # procedure never holds up ingest or alert e-mails.
 CELERY_TASK_ROUTES = {"dosereg.skin_dose_studies": {"queue": "skin"}}
 SKINDOSE_ENABLED = env_bool("SKINDOSE_ENABLED", True)
+# A worker started with WORKER_SCHED_IDLE=true (compose: the skin worker) runs under Linux's SCHED_IDLE class: it
+# gets the CPU only when nothing else wants it, so peak skin dose, seconds of computation per procedure, never
+# slows the ingest, listener or database on a busy host; its backlog is computed in the gaps (issue 15)
+WORKER_SCHED_IDLE = env_bool("WORKER_SCHED_IDLE", False)
 # Celery's Django fixup closes the database connection after every task unless told to reuse it;
 # reconnecting cost PostgreSQL ~25 ms of CPU per ingested object. Connections that broke or outlived
 # DB_CONN_MAX_AGE are still closed before each task (dosereg.ops.receivers.refresh_db_connections).
