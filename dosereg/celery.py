@@ -19,15 +19,3 @@ def idle_cpu_class(**_kwargs) -> None:
 
     if settings.WORKER_SCHED_IDLE and hasattr(os, "SCHED_IDLE"):
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-
-
-@worker_init.connect
-def preload_task_modules(**_kwargs) -> None:
-    """Import what the tasks import lazily once, in the worker's main process before its pool forks: otherwise
-    every pool process imports the ingest's modules, pydicom and its code dictionaries on its first object
-    (0.3-0.5 s of CPU each, paid again by each replacement process)."""
-    import pydicom  # noqa: F401 - imported by the reader's functions, not at module level
-    from dosereg.pipeline import flow  # noqa: F401 - the ingest and every follow-up step
-    from dosereg.rdsr.codes import _pyd_map
-
-    _pyd_map()

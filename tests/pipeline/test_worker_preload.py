@@ -1,4 +1,5 @@
-"""The Celery worker imports the tasks' lazily imported modules once, before its pool forks (dosereg.celery)."""
+"""The Celery worker imports the tasks' lazily imported modules once, before its pool forks
+(dosereg.pipeline.tasks), and a worker asked to runs in the idle CPU class (dosereg.celery)."""
 from __future__ import annotations
 
 import os
@@ -14,6 +15,7 @@ from celery.signals import worker_init
 import django
 from dosereg.celery import app
 django.setup()
+app.loader.import_default_modules()  # as the worker does before worker_init: its tasks modules
 before = [m for m in ("pydicom", "dosereg.pipeline.flow", "pydicom.sr._snomed_dict") if m in sys.modules]
 worker_init.send(sender=None)
 after = [m for m in ("pydicom", "dosereg.pipeline.flow", "pydicom.sr._snomed_dict") if m in sys.modules]
