@@ -79,6 +79,16 @@ ACCEPTED_SOP_CLASSES: dict[str, str] = {
 }
 
 
+class ConnectionEndedByListener(TimeoutError):
+    """The listener ended a connection on purpose (no association request in time, a PDU over the limit); it logs
+    why in one line. pynetdicom's reader also logs the exception with its traceback: that record is dropped."""
+
+
+def _drop_tracebacks_of_own_closes(record: logging.LogRecord) -> bool:
+    exc = record.exc_info[1] if record.exc_info else None
+    return not isinstance(exc, ConnectionEndedByListener)
+
+
 @dataclass
 class ListenerStats:
     stored: int = 0
@@ -285,7 +295,7 @@ def _guard_socket(assoc, raw, deadline: float) -> None:
     def recv(nr_bytes: int) -> bytearray:
         if nr_bytes > limit:
             log.warning("closing the connection from %s: a PDU of %d bytes (maximum %d)", _peer(assoc), nr_bytes, limit)
-            raise OSError(f"PDU of {nr_bytes} bytes is over the limit")
+            raise ConnectionEndedByListener(f"PDU of {nr_bytes} bytes is over the limit")
         if assoc.is_established:
             return original(nr_bytes)
         data = bytearray()
@@ -294,9 +304,12 @@ def _guard_socket(assoc, raw, deadline: float) -> None:
             if remaining <= 0:
                 log.warning("closing the connection from %s: no association request within %s s", _peer(assoc),
                             settings.DICOM_ASSOCIATION_TIMEOUT_S)
-                raise TimeoutError("no association request in time")
+                raise ConnectionEndedByListener("no association request in time")
             raw.settimeout(remaining)
-            chunk = raw.recv(min(65536, nr_bytes - len(data)))
+            try:
+                chunk = raw.recv(min(65536, nr_bytes - len(data)))
+            except TimeoutError:  # (socket.timeout) the deadline passed while waiting: said and raised above
+                continue
             if not chunk:
                 break
             data.extend(chunk)
@@ -472,6 +485,7 @@ def start_listener(*, port: int | None = None, address: str | None = None, spool
     ``server.shutdown()`` then finishes what it was given."""
     from dosereg.registry.receiving import enqueue_ingest
 
+    logging.getLogger("pynetdicom.dul").addFilter(_drop_tracebacks_of_own_closes)  # (the same filter once)
     spool = Spool(spool_dir or settings.SPOOL_DIR, min_free_bytes=settings.SPOOL_MIN_FREE_BYTES)
     clean_stale_tmp(spool)
     stats = ListenerStats()

@@ -139,6 +139,27 @@ def test_idle_connections_are_timed_out_and_the_same_peer_gets_in_after_them(lis
     assert DoseObject.objects.filter(sop_instance_uid=uid).exists()
 
 
+def test_a_connection_cut_off_at_the_deadline_logs_one_line_and_no_traceback(listener, caplog):
+    """A connection that has not sent its association request by the deadline (here: half a PDU header) is closed
+    and the listener says why in one warning; pynetdicom's reader would log the same close again with a traceback
+    (on the demo's terminal, in a service's journal): that record is dropped."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    slow = socket.create_connection(("127.0.0.1", listener))
+    try:
+        slow.sendall(b"\x01\x00\x00")  # 3 of the 6 bytes of a PDU header, then nothing
+        assert closed_by_server(slow, 6)  # DICOM_ASSOCIATION_TIMEOUT_S = 2
+        time.sleep(0.5)
+    finally:
+        slow.close()
+    ours = [r for r in caplog.records if "no association request within" in r.getMessage()]
+    assert len(ours) == 1 and ours[0].levelno == logging.WARNING, [r.getMessage() for r in caplog.records]
+    assert not [r for r in caplog.records if r.name.startswith("pynetdicom") and r.exc_info], \
+        [(r.name, r.getMessage()) for r in caplog.records if r.exc_info]
+    assert "Traceback" not in caplog.text
+
+
 def test_storescu_is_not_an_allowed_calling_ae_by_default(tmp_path):
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="dosereg.settings")
     env.pop("DICOM_ALLOWED_CALLING_AES", None)
