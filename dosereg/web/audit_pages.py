@@ -166,13 +166,12 @@ def group_detail(query, *, scope: SiteScope = EVERY_SITE, limit: int = 20000) ->
                          "device__display_name", *STEM).order_by("study_datetime", "pk")[:limit])
     fam = age_bands.FAMILY_BY_NAME.get(f.family) if f.family else None
     band = fam.band(f.age_band) if fam else None
+    drl_of: dict[str, object] | None
     if fam is not None:  # a band of an age-band family: its band's DRLs; age unknown (or no band given): none
-        drl_rows = list(DRLValue.objects.select_related("drl_set").filter(
-            drl_set__active=True, standard_name__modality=fam.modality, standard_name__name=fam.band_name(band))) \
-            if band else []
+        drl_of = {"standard_name__modality": fam.modality, "standard_name__name": fam.band_name(band)} if band else None
     else:
-        drl_rows = list(DRLValue.objects.select_related("drl_set").filter(drl_set__active=True, standard_name_id=f.standard)) \
-            if f.standard else []
+        drl_of = {"standard_name_id": f.standard} if f.standard else None
+    drl_rows = list(DRLValue.objects.select_related("drl_set").filter(drl_set__active=True, **drl_of)) if drl_of else []
     factor = settings.AUDIT_OUTLIER_Q3_FACTOR
     out = []
     for field, stem in STEM.items():
