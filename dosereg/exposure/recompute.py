@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db import connection, transaction
+from django.db.models import CharField, Exists, OuterRef, Q, Value
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from dosereg.rdsr import records as R
@@ -27,8 +28,9 @@ from dosereg.registry.merge_group import patient_group_ids, patient_root_id
 from dosereg.registry.models import Patient, Study
 
 from . import conf
+from . import effective_dose as ED
 from .evaluation import evaluate_alerts
-from .models import PatientExposureWindow, Rule
+from .models import EffectiveDoseFactor, PatientExposureWindow, Rule, RuleSet
 from .study_facts import StudyInfo, is_stale, load_studies, study_rows
 from .windows import StudyPoint, WindowTotals, compute_windows
 
@@ -86,6 +88,43 @@ def active_rules() -> list[Rule]:
     return list(Rule.objects.filter(ruleset__active=True, enabled=True).select_related("ruleset").order_by("key"))
 
 
+# The active rules and effective-dose factors are read by every recompute and change rarely (an admin edit, a new
+# rule set). A worker keeps them between recomputes while their stamp is unchanged: the md5 of the rows' own text,
+# which the patient-lock statement reads beside the lock (PostgreSQL; no statement added). Any edit of a rule, of
+# the active rule set or of an active factor (or a factor (de)activated) changes the stamp, so the next recompute
+# reads them again; a recompute never evaluates rules older than its own lock statement. Other databases (the
+# embedded SQLite) read them every time.
+def _config_stamp_sql() -> str:
+    rule, ruleset = Rule._meta.db_table, RuleSet._meta.db_table
+    factor = EffectiveDoseFactor._meta.db_table
+    return (f"(SELECT md5(COALESCE(string_agg(t, '|' ORDER BY t), '')) FROM ("
+            f"SELECT s::text || r::text AS t FROM {rule} r JOIN {ruleset} s ON s.id = r.ruleset_id WHERE s.active "
+            f"UNION ALL SELECT f::text FROM {factor} f WHERE f.active) x)")
+
+
+@dataclass(frozen=True)
+class _Config:
+    stamp: str
+    rules: list[Rule]
+    factors: ED.FactorTable
+
+
+_config: _Config | None = None
+
+
+def _rules_and_factors(stamp: str | None) -> tuple[list[Rule], ED.FactorTable]:
+    """The active rules (by key) and the effective-dose factor table: this process's copy if ``stamp`` (read in the
+    lock statement) is the one it was read under, else read now (2 queries) and kept under ``stamp``."""
+    global _config
+    kept = _config
+    if stamp is not None and kept is not None and kept.stamp == stamp:
+        return kept.rules, kept.factors
+    rules, factors = active_rules(), ED.factor_table()
+    if stamp is not None:
+        _config = _Config(stamp, rules, factors)
+    return rules, factors
+
+
 def _rules_signature(rules: list[Rule]) -> list[tuple]:
     names = [f.attname for f in Rule._meta.concrete_fields]
     return [(r.ruleset.version, *[getattr(r, n) for n in names]) for r in rules]
@@ -139,7 +178,7 @@ def patient_exposure_recompute(*, patient_id: int, now: datetime | None = None, 
             locked = _lock_patient(root)
         res = RecomputeResult(patient_id=root)
         group = patient_group_ids(root) if locked and locked[5] else [root]
-        rules = active_rules()
+        rules, factors = _rules_and_factors(locked[6] if locked else None)
         window_days = _all_window_days(rules)
         rows = study_rows(group)
         res.studies = len(rows)
@@ -148,7 +187,7 @@ def patient_exposure_recompute(*, patient_id: int, now: datetime | None = None, 
                 and not any(is_stale(r) for r in rows):
             res.skipped = True
             return res
-        infos, res.refreshed_studies = load_studies(rows)
+        infos, res.refreshed_studies = load_studies(rows, factors=factors)
         points = [_point(s) for s in infos]
         windows = compute_windows(points, window_days, now)
         _write_windows(root, group, windows, res)
@@ -167,11 +206,13 @@ def patient_exposure_recompute(*, patient_id: int, now: datetime | None = None, 
 
 def _lock_patient(patient_id: int) -> tuple | None:
     """(id, the last recompute's digest, computed_now, valid_until, merged_into_id, whether records were merged
-    into it), the patient's row locked FOR NO KEY UPDATE; None: no such patient."""
+    into it, the stamp of the active rules and factors or None), the patient's row locked FOR NO KEY UPDATE;
+    None: no such patient."""
+    stamp: Any = RawSQL(_config_stamp_sql(), ()) if connection.vendor == "postgresql" else Value(None, CharField())
     return (Patient.objects.select_for_update(of=("self",), no_key=True).filter(pk=patient_id)
-            .annotate(has_members=Exists(Patient.objects.filter(merged_into_id=OuterRef("pk"))))
+            .annotate(has_members=Exists(Patient.objects.filter(merged_into_id=OuterRef("pk"))), config_stamp=stamp)
             .values_list("pk", "exposure_state__inputs_digest", "exposure_state__computed_now",
-                         "exposure_state__valid_until", "merged_into_id", "has_members").first())
+                         "exposure_state__valid_until", "merged_into_id", "has_members", "config_stamp").first())
 
 
 def _write_windows(root: int, group: list[int], windows: list[WindowTotals], res: RecomputeResult) -> None:

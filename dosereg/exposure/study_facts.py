@@ -62,8 +62,9 @@ def _dose_check_record(ev: dict) -> dict | None:
                                        "accumulated_dlp_forward_estimate_mgy_cm")}}
 
 
-def study_exposure_refresh(rows: list[dict]) -> dict[int, StudyExposure]:
-    """Derive StudyExposure for the given study rows in a fixed number of queries (4)."""
+def study_exposure_refresh(rows: list[dict], factors: ED.FactorTable | None = None) -> dict[int, StudyExposure]:
+    """Derive StudyExposure for the given study rows in a fixed number of queries (4; 3 given the active
+    effective-dose ``factors``)."""
     ids = [r["id"] for r in rows]
     if not ids:
         return {}
@@ -80,7 +81,8 @@ def study_exposure_refresh(rows: list[dict]) -> dict[int, StudyExposure]:
             continue
         key = ((p["reference_point_code"] or p["reference_point_definition"] or "unspecified").strip(), p["plane"] or "single")
         kar[p["study_id"]][key] = kar[p["study_id"]].get(key, 0.0) + p["dose_rp_total_gy"]
-    factors = ED.factor_table()
+    if factors is None:
+        factors = ED.factor_table()
     out: dict[int, StudyExposure] = {}
     for r in rows:
         sid = r["id"]
@@ -147,9 +149,9 @@ def is_stale(r: dict) -> bool:
     return r["exposure__source_updated_at"] is None or r["exposure__source_updated_at"] != r["updated_at"]
 
 
-def load_studies(rows: list[dict]) -> tuple[list[StudyInfo], int]:
+def load_studies(rows: list[dict], factors: ED.FactorTable | None = None) -> tuple[list[StudyInfo], int]:
     stale = [r for r in rows if is_stale(r)]
-    fresh = study_exposure_refresh(stale) if stale else {}
+    fresh = study_exposure_refresh(stale, factors) if stale else {}
     stored = {}
     if len(fresh) < len(rows):
         # JSON read as text and decoded once per distinct value: most studies share "[]" and a handful of kar lists

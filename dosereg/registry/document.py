@@ -18,6 +18,11 @@ from .totals import _totals_from_document, study_recompute_totals
 from .values import _s
 
 
+# an event merged by Irradiation Event UID into a study's existing row takes every value of the new report
+_EVENT_UPDATE_FIELDS = [f.name for f in IrradiationEvent._meta.concrete_fields
+                        if f.name not in ("id", "study", "irradiation_event_uid")]
+
+
 def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int],
                     corrections: list[tuple[int, int | None, int | None]] | None = None,
                     device_alive: tuple[int, bool] | None = None) -> Study:
@@ -91,14 +96,12 @@ def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int],
         study.kar_written = any(r.dose_rp_gy is not None for r in rows)
         for row in rows:
             row.study = study
-        update_fields = [f.name for f in IrradiationEvent._meta.concrete_fields if f.name not in ("id", "study", "irradiation_event_uid")]
-        IrradiationEvent.objects.bulk_create(
-            rows,
-            batch_size=500,
-            update_conflicts=True,
-            unique_fields=["study", "irradiation_event_uid"],
-            update_fields=update_fields,
-        )
+        if study.created_by_this_ingest:  # a study inserted by this transaction has no events to merge with
+            IrradiationEvent.objects.bulk_create(rows, batch_size=500)
+        else:
+            IrradiationEvent.objects.bulk_create(rows, batch_size=500, update_conflicts=True,
+                                                 unique_fields=["study", "irradiation_event_uid"],
+                                                 update_fields=_EVENT_UPDATE_FIELDS)
     if not superseded_elsewhere:  # a late partial copy of a report counted in another study adds nothing
         PlaneTotal.objects.bulk_create([_plane_row(p, study, obj) for p in doc.planes])
     seen: set[tuple[str, str]] = set()

@@ -26,6 +26,13 @@ def _study_upsert(doc: R.DoseDocument, patient: Patient | None, device: Device |
     (SOP Instance UID) is counted under another study as its only report, it stays in that study (one procedure,
     not two)."""
     uid = doc.study_instance_uid or f"nostudy-{doc.sop_instance_uid}"
+    # Most reports are their study's first: unless this same report is counted already (then it may belong to
+    # the study it was filed under first), the study is inserted straight away (one statement); a conflict means
+    # the study exists, and it is read and locked below.
+    if refiled_from is None or not any(r.sop_instance_uid == refiled_from.sop_instance_uid for r in sharing):
+        study = _study_new(uid, doc, patient, device, identity, totals)
+        if study is not None:
+            return study
     # the row lock serialises concurrent ingests of one study (e.g. cumulative CT RDSRs); FOR NO KEY UPDATE, so
     # that rows referring to the study written by other transactions (its exposure facts, by a recompute) do not
     # wait for it
@@ -38,13 +45,9 @@ def _study_upsert(doc: R.DoseDocument, patient: Patient | None, device: Device |
                        f"it stays with the study it was first filed under, {study.study_instance_uid} "
                        "(one procedure, counted once)")
     if study is None:
-        study = Study(study_instance_uid=uid)
-        _study_fields(study, doc, patient, device, identity)
-        for field, value in totals.items():
-            setattr(study, field, value)
-        if insert_unless_conflict(study):  # one statement (no savepoint): ON CONFLICT DO NOTHING RETURNING id
-            study.created_by_this_ingest = True  # a brand-new study has no other reports to look at
-            return study
+        new = _study_new(uid, doc, patient, device, identity, totals)
+        if new is not None:
+            return new
         # another worker created it meanwhile
         study = Study.objects.select_for_update(no_key=True).get(study_instance_uid=uid)
     if study.patient_id is not None and (patient is None or study.patient_id != patient.pk):
@@ -53,6 +56,20 @@ def _study_upsert(doc: R.DoseDocument, patient: Patient | None, device: Device |
     _study_fields(study, doc, patient, device, identity)
     study.save()
     study.created_by_this_ingest = False
+    return study
+
+
+def _study_new(uid: str, doc: R.DoseDocument, patient: Patient | None, device: Device | None,
+               identity: DeviceIdentity | None, totals: dict) -> Study | None:
+    """The study inserted with this report's fields and ``totals`` (one statement, no savepoint: ON CONFLICT DO
+    NOTHING RETURNING id), or None when a study with this UID exists (nothing written)."""
+    study = Study(study_instance_uid=uid)
+    _study_fields(study, doc, patient, device, identity)
+    for field, value in totals.items():
+        setattr(study, field, value)
+    if not insert_unless_conflict(study):
+        return None
+    study.created_by_this_ingest = True  # a brand-new study has no other reports to look at
     return study
 
 

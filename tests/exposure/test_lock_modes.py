@@ -68,8 +68,8 @@ def test_a_recompute_in_progress_does_not_hold_up_the_ingest_of_a_new_study_of_i
     require(connection.vendor == "postgresql", "PostgreSQL (DATABASE_URL) for row-lock modes")
     first = file_import(path=rf_rdsr(tmp_path, when=WHEN, kar=0.2, kap=20, patient_id="LOCK-1"), spool=spool)[0]
     patient_id = first.study.patient_id
-    # the recompute stops right after taking its patient lock (it reads the active rules next)
-    reached, release = _paused(monkeypatch, recompute, "active_rules")
+    # the recompute stops right after taking its patient lock (it takes the active rules and factors next)
+    reached, release = _paused(monkeypatch, recompute, "_rules_and_factors")
     worker, errors = _in_thread(lambda: recompute.patient_exposure_recompute(patient_id=patient_id))
     try:
         assert reached.wait(20), "the recompute did not start"
