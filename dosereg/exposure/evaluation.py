@@ -339,13 +339,16 @@ def _message(e: Expected, root: Patient | None) -> str:
     return "\n".join(lines)
 
 
-def evaluate_alerts(root_id, group, infos, windows, rules, now, notify, res: RecomputeResult) -> None:
+def evaluate_alerts(root_id, group, infos, windows, rules, now, notify, res: RecomputeResult,
+                    read_existing: bool = True) -> None:
+    """Raise, refresh and withdraw the group's alerts. ``read_existing=False``: the caller knows that no alert
+    names the group's records or studies (nothing to read)."""
     expected = _expected_alerts(infos, windows, rules)
     study_ids = [s.id for s in infos]
     # the group's alerts and those of its studies (raised under another record before a correction moved the
     # study): by the studies' ids, read with the patient locked, not through a join to the study table (an OR
     # across a join is planned and run as a scan of every alert; two index lookups here)
-    existing = list(Alert.objects.filter(Q(patient_id__in=group) | Q(study_id__in=study_ids)))
+    existing = list(Alert.objects.filter(Q(patient_id__in=group) | Q(study_id__in=study_ids))) if read_existing else []
     by_key: dict[tuple[str, str, str], Alert] = {}
     for a in existing:
         k = (a.rule_key, a.level, a.subject)

@@ -31,7 +31,7 @@ from . import conf
 from . import effective_dose as ED
 from .evaluation import evaluate_alerts
 from .models import EffectiveDoseFactor, PatientExposureWindow, Rule, RuleSet
-from .study_facts import StudyInfo, is_stale, load_studies, study_rows
+from .study_facts import HAS_ALERT, StudyInfo, is_stale, load_studies, study_rows
 from .windows import StudyPoint, WindowTotals, compute_windows
 
 log = logging.getLogger(__name__)
@@ -130,11 +130,14 @@ def _rules_signature(rules: list[Rule]) -> list[tuple]:
     return [(r.ruleset.version, *[getattr(r, n) for n in names]) for r in rules]
 
 
+_NOT_INPUTS = ("exposure__source_updated_at", HAS_ALERT)
+
+
 def _inputs_digest(group: list[int], rows: list[dict], rules: list[Rule], window_days: tuple[int, ...]) -> str:
     """Everything windows and alerts are computed from. Equal digest (and a "now" still in the valid range):
     recomputing would write the same rows and raise nothing."""
     # (not the derived facts' freshness stamp: a stale study always recomputes, and refreshing it changes the stamp)
-    key = (sorted(group), [tuple(v for k, v in r.items() if k != "exposure__source_updated_at") for r in rows],
+    key = (sorted(group), [tuple(v for k, v in r.items() if k not in _NOT_INPUTS) for r in rows],
            _rules_signature(rules), window_days)
     return hashlib.md5(repr(key).encode(), usedforsecurity=False).hexdigest()
 
@@ -191,7 +194,10 @@ def patient_exposure_recompute(*, patient_id: int, now: datetime | None = None, 
         points = [_point(s) for s in infos]
         windows = compute_windows(points, window_days, now)
         _write_windows(root, group, windows, res)
-        evaluate_alerts(root, group, infos, windows, rules, now, notify, res)
+        # the group's existing alerts are read only if there can be any: an alert of the patient (raised by a
+        # recompute of it, which holds this lock), of a record merged into it, or naming one of its studies
+        alerts_exist = bool(locked and locked[7]) or len(group) > 1 or any(r[HAS_ALERT] for r in rows)
+        evaluate_alerts(root, group, infos, windows, rules, now, notify, res, read_existing=alerts_exist)
         if locked:  # (a patient deleted meanwhile has no state to keep)
             dates = [r["study_datetime"] for r in rows if r["study_datetime"] is not None]
             PatientExposureState.objects.bulk_create(
@@ -206,13 +212,17 @@ def patient_exposure_recompute(*, patient_id: int, now: datetime | None = None, 
 
 def _lock_patient(patient_id: int) -> tuple | None:
     """(id, the last recompute's digest, computed_now, valid_until, merged_into_id, whether records were merged
-    into it, the stamp of the active rules and factors or None), the patient's row locked FOR NO KEY UPDATE;
-    None: no such patient."""
+    into it, the stamp of the active rules and factors or None, whether an alert names the patient), the
+    patient's row locked FOR NO KEY UPDATE; None: no such patient."""
+    from .models import Alert
+
     stamp: Any = RawSQL(_config_stamp_sql(), ()) if connection.vendor == "postgresql" else Value(None, CharField())
     return (Patient.objects.select_for_update(of=("self",), no_key=True).filter(pk=patient_id)
-            .annotate(has_members=Exists(Patient.objects.filter(merged_into_id=OuterRef("pk"))), config_stamp=stamp)
+            .annotate(has_members=Exists(Patient.objects.filter(merged_into_id=OuterRef("pk"))), config_stamp=stamp,
+                      has_alerts=Exists(Alert.objects.filter(patient_id=OuterRef("pk"))))
             .values_list("pk", "exposure_state__inputs_digest", "exposure_state__computed_now",
-                         "exposure_state__valid_until", "merged_into_id", "has_members", "config_stamp").first())
+                         "exposure_state__valid_until", "merged_into_id", "has_members", "config_stamp",
+                         "has_alerts").first())
 
 
 def _write_windows(root: int, group: list[int], windows: list[WindowTotals], res: RecomputeResult) -> None:

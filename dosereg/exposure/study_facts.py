@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import TextField
+from django.db.models import Exists, OuterRef, TextField
 from django.db.models.functions import Cast
 
 from dosereg.registry.models import DoseObject, IrradiationEvent, PlaneTotal, Study
@@ -139,10 +139,19 @@ class StudyInfo:
         return self.row["study_datetime"]
 
 
+# not an input of the windows or alerts (left out of the recompute's digest): whether an alert names the study
+HAS_ALERT = "has_alert"
+
+
 def study_rows(group: list[int]) -> list[dict]:
-    """The merge group's study rows (scalars only: no JSON to decode), in id order."""
-    names = STUDY_FIELDS
-    return [dict(zip(names, t)) for t in Study.objects.filter(patient_id__in=group).order_by("id").values_list(*names)]
+    """The merge group's study rows (scalars only: no JSON to decode), in id order; each with ``HAS_ALERT``:
+    whether an alert (of any patient: one raised before a correction moved the study) names it."""
+    from .models import Alert
+
+    names = (*STUDY_FIELDS, HAS_ALERT)
+    qs = (Study.objects.filter(patient_id__in=group).order_by("id")
+          .annotate(**{HAS_ALERT: Exists(Alert.objects.filter(study_id=OuterRef("pk")))}))
+    return [dict(zip(names, t)) for t in qs.values_list(*names)]
 
 
 def is_stale(r: dict) -> bool:
