@@ -443,9 +443,16 @@ def test_worklist_search_reads_patients_and_staff_through_trigram_indexes(tmp_pa
                 cur.execute("EXPLAIN " + sql, params)
                 plan = "\n".join(r[0] for r in cur.fetchall())
                 assert index in plan and "Seq Scan" not in plan, plan
+        # the ID is a prefix: one range of the btree (text_pattern_ops) index, not every ID sharing its trigrams
         sql, params = selectors.search_patients("FINDME").values("pk").query.sql_with_params()
         cur.execute("EXPLAIN " + sql, params)
-        assert "search_patient_id_trgm" in "\n".join(r[0] for r in cur.fetchall())
+        plan = "\n".join(r[0] for r in cur.fetchall())
+        assert "search_patient_id_prefix" in plan and "~>=~ 'FINDME'" in plan and "~<~ 'FINDMF'" in plan, plan
+        cur.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'registry_patient' AND indexname LIKE 'search_%%'")
+        assert sorted(r[0] for r in cur.fetchall()) == ["search_patient_id_prefix", "search_patient_name_trgm"]
+    assert list(selectors.search_patients("srch0001").order_by("patient_id").values_list("patient_id", flat=True)) == [
+        f"SRCH0001{i}" for i in range(10)]
+    assert not selectors.search_patients("RCH0001").exists()  # a prefix, not a substring
     assert list(selectors.search_patients("Given12 Family12").values_list("patient_id", flat=True)) == ["SRCH00012"]
     client.force_login(rso)
     html = client.get(reverse("cases:worklist") + "?q=findme-7").content.decode()
