@@ -2,7 +2,7 @@
 """Benchmark: server time and SQL queries of the RSO's worklist and case page with many cases (issue 14).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/dosereg_bench_cases python bench/bench_cases.py \
-        [--scales 10000,100000] [--repeat 30] [--keep]
+        [--scales 10000,100000] [--repeat 30] [--keep] [--existing]
 
 For each scale (cases) a throw-away PostgreSQL test database is filled with generate_series (synthetic values):
 N cases over 24 devices at two sites (5 % pregnancy, 10 % cumulative, 2 % staff-less CT Dose Check; 80 % active),
@@ -10,6 +10,10 @@ N cases over 24 devices at two sites (5 % pregnancy, 10 % cumulative, 2 % staff-
 events per case (so 1M events at 100k cases). VACUUM ANALYZEd, then each page is requested in-process through Django's
 test client as an RSO (middleware, view, template and the audit write: the server's whole share of a request).
 Prints p50/p95 ms and the SQL query count per page and the ratio of the two scales.
+
+Each scale's database is named after DATABASE_URL's with the scale appended (dosereg_bench_cases_100000). --keep keeps
+it after the run; --existing measures the kept, filled databases of those names instead of filling new ones (to
+measure a code change without a refill; it says which migrations the database lacks: apply them with migrate).
 
 Targets (issue 14): worklist and case page p95 < 300 ms at 100,000 cases and 1M events, a fixed number of queries
 per page, and the larger scale within 2x the smaller.
@@ -100,6 +104,13 @@ def populate(n_cases: int) -> dict:
     compact()  # as beat does every minute: the trigger's count deltas folded into one row per key
     with connection.cursor() as c:
         c.execute("VACUUM ANALYZE")  # as autovacuum would: the visibility map lets index-only scans skip the heap
+    # the fill's 2 x N count deltas left cases_casecount's file at their size with its few rows at the end (a seq
+    # scan of 11,000 empty pages on every counts read at 1M cases): the next compaction moves them to the front and a
+    # vacuum truncates the rest, as beat and vacuum do within minutes of a bulk load (index cleanup on: the default
+    # bypasses it for a few dead rows, and the dead rows in the last pages would stop the truncation)
+    compact()
+    with connection.cursor() as c:
+        c.execute("VACUUM (INDEX_CLEANUP ON, ANALYZE) cases_casecount")
     return {"cases": n_cases, "events": n_cases * EVENTS_PER_CASE, "alerts": n_cases * 3, "patients": n_patients,
             "active": Case.objects.filter(status__in=["open", "acknowledged", "follow_up"]).count(),
             "links": CaseAlert.objects.count()}
@@ -110,7 +121,10 @@ def measure_pages(size: dict, repeat: int) -> dict:
 
     from dosereg.web.services import user_create
 
-    rso = user_create(username="bench-case-rso", password="bench-pass-123", role="rso")
+    from django.contrib.auth import get_user_model
+
+    rso = (get_user_model().objects.filter(username="bench-case-rso").first()
+           or user_create(username="bench-case-rso", password="bench-pass-123", role="rso"))
     n = size["cases"]
     case_ids = [1 + (i * 7907) % n for i in range(30)]
     pages = {
@@ -121,6 +135,10 @@ def measure_pages(size: dict, repeat: int) -> dict:
                                                "/alerts/?kind=staff", "/alerts/?severity=low"],
         "worklist search patient": ["/alerts/?q=CP00000042", "/alerts/?q=bench^patient7"],
         "worklist site + date range": ["/alerts/?site=riverside%20clinic&from=2025-01-01&to=2025-06-30"],
+        # filters the counts were not kept by (issue 14): their totals counted the cases
+        "worklist device, modality": ["/alerts/?device=5", "/alerts/?modality=RF", "/alerts/?device=7&severity=high"],
+        "worklist rule, date range": ["/alerts/?rule=fgi-kar-first", "/alerts/?from=2025-01-01&to=2025-06-30"],
+        "worklist rule no case has": ["/alerts/?rule=no-such-rule"],
         "case page": [f"/alerts/{i}/" for i in case_ids],
         "due list": ["/alerts/due/"],
         "due list page 40": ["/alerts/due/?page=40"],
@@ -135,11 +153,37 @@ def measure_pages(size: dict, repeat: int) -> dict:
     return results
 
 
-def run_scale(n_cases: int, repeat: int, keep: bool = False) -> dict:
-    from django.conf import settings
+def existing_size() -> dict:
+    from dosereg.cases.models import Case, CaseAlert, CaseEvent
+    from dosereg.exposure.models import Alert
+    from dosereg.registry.models import Patient
 
+    return {"cases": Case.objects.count(), "events": CaseEvent.objects.count(), "alerts": Alert.objects.count(),
+            "patients": Patient.objects.count(), "active": Case.objects.filter(status__in=["open", "acknowledged", "follow_up"]).count(),
+            "links": CaseAlert.objects.count()}
+
+
+def run_scale(n_cases: int, repeat: int, keep: bool = False, existing: bool = False) -> dict:
+    from django.conf import settings
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     old_name = connection.settings_dict["NAME"]
+    name = f"{old_name}_{n_cases}"
+    if existing:
+        connection.close()
+        connection.settings_dict["NAME"] = name
+        try:
+            from django.db.migrations.executor import MigrationExecutor
+
+            ex = MigrationExecutor(connection)
+            todo = ex.migration_plan(ex.loader.graph.leaf_nodes())
+            if todo:  # measured as it is: migrate it first (manage.py migrate) to measure the code's indexes
+                print(f"note: {name} lacks {len(todo)} migration(s): {', '.join(f'{m.app_label}.{m.name}' for m, _ in todo)}")
+            size = existing_size()
+            return {"size": size, "fill_s": 0.0, "pages": measure_pages(size, repeat)}
+        finally:
+            connection.close()
+            connection.settings_dict["NAME"] = old_name
+    connection.settings_dict.setdefault("TEST", {})["NAME"] = name
     connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
         t0 = time.perf_counter()
@@ -157,13 +201,15 @@ def main() -> int:
     ap.add_argument("--scales", default="10000,100000", help="cases per run, comma-separated")
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--existing", action="store_true", help="measure the kept databases <DATABASE_URL's name>_<scale>")
     args = ap.parse_args()
     setup_test_environment()
     runs = {}
     for n in [int(x) for x in args.scales.split(",")]:
-        r = runs[n] = run_scale(n, args.repeat, keep=args.keep)
+        r = runs[n] = run_scale(n, args.repeat, keep=args.keep, existing=args.existing)
         s = r["size"]
-        print(f"\n{n:,} cases ({s['active']:,} active, {s['events']:,} events, {s['alerts']:,} alerts), filled in {r['fill_s']:.0f} s")
+        print(f"\n{n:,} cases ({s['active']:,} active, {s['events']:,} events, {s['alerts']:,} alerts), filled in {r['fill_s']:.0f} s; "
+              f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         print(f"{'page':38} {'p50 ms':>8} {'p95 ms':>8} {'queries':>9}")
         for name, v in r["pages"].items():
             print(f"{name:38} {v['p50']:8.1f} {v['p95']:8.1f} {','.join(map(str, v['queries'])):>9}")

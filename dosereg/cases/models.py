@@ -107,8 +107,8 @@ class Case(models.Model):
 
 class CaseCount(models.Model):
     """The active-case counts as deltas (PostgreSQL): a trigger on ``cases_case`` adds +1 for a case's new
-    (site, kind, severity, status, notify_state) and -1 for its old one on every insert, change and delete; every
-    minute ``case_counts.compact`` folds the rows into one per key. Writers only ever INSERT here (no row is locked
+    (site, kind, severity, status, notify_state, device, modality) and -1 for its old one on every insert, change
+    and delete; every minute ``case_counts.compact`` folds the rows into one per key. Writers only ever INSERT here (no row is locked
     or updated by two transactions), and the worklist's counts sum a few hundred rows whatever the number of cases
     (``selectors.counts``). SQLite (no trigger) counts the cases themselves."""
 
@@ -117,6 +117,23 @@ class CaseCount(models.Model):
     severity = models.CharField(max_length=8)
     status = models.CharField(max_length=16)
     notify_state = models.CharField(max_length=16, blank=True, default="")
+    # the worklist's device and modality filters (migration 0009); no constraint or index: written by the trigger only
+    device = models.ForeignKey("registry.Device", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False,
+                               db_index=False, related_name="+")
+    modality = models.CharField(max_length=8, blank=True, default="")
+    n = models.IntegerField()
+
+
+class CaseRuleCount(models.Model):
+    """The cases per rule as deltas (PostgreSQL), kept like ``CaseCount`` by the same trigger: +1 / -1 for each rule
+    of a case's ``rule_keys`` with its (site, kind, severity, status), compacted with it. The worklist's rule filter
+    reads its total here (``selectors.kept_total``) instead of reading every active case's rules."""
+
+    site = models.CharField(max_length=256, blank=True, default="")
+    kind = models.CharField(max_length=16)
+    severity = models.CharField(max_length=8)
+    status = models.CharField(max_length=16)
+    rule_key = models.CharField(max_length=1024)
     n = models.IntegerField()
 
 

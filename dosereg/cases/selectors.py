@@ -167,14 +167,15 @@ def counts(scope: SiteScope = EVERY_SITE) -> dict:
 
 
 def kept_total(scope: SiteScope | CaseScope, f: Filters) -> int | None:
-    """The number of cases a filter on kind, severity, status and site only matches, from the kept counts (one
-    query on a few hundred rows); None for any other filter (or without kept counts): count the cases."""
+    """The number of cases a filter on kind, severity, status, site, device and modality, or on kind, severity,
+    status, site and rule, only matches, from the kept counts (one query on a few hundred rows); None for any other
+    filter (exam dates, search, the rule with a device or modality) or without kept counts: count the cases."""
     from .case_counts import kept
-    from .models import CaseCount
+    from .models import CaseCount, CaseRuleCount
 
-    if not kept() or f.device or f.modality or f.rule or f.date_from or f.date_to or f.q:
+    if not kept() or f.date_from or f.date_to or f.q or (f.rule and (f.device or f.modality or "," in f.rule)):
         return None
-    qs = scoped(scope, CaseCount.objects.all())
+    qs = scoped(scope, CaseRuleCount.objects.filter(rule_key=f.rule) if f.rule else CaseCount.objects.all())
     if f.status == "active":
         qs = qs.filter(status__in=ACTIVE_STATUSES)
     elif f.status != "all":
@@ -185,6 +186,10 @@ def kept_total(scope: SiteScope | CaseScope, f: Filters) -> int | None:
         qs = qs.filter(severity=f.severity)
     if f.site:
         qs = qs.filter(site=f.site.strip().lower())
+    if f.device:
+        qs = qs.filter(device_id=f.device)
+    if f.modality:
+        qs = qs.filter(modality=f.modality)
     return int(qs.aggregate(n=Sum("n"))["n"] or 0)
 
 

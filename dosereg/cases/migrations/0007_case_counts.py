@@ -2,7 +2,7 @@
 
 from django.db import migrations, models
 
-from dosereg.cases.case_counts import install, uninstall  # the trigger (PostgreSQL only)
+from dosereg.cases.case_counts import install, uninstall  # the trigger on its first key (PostgreSQL only)
 
 
 class Migration(migrations.Migration):
