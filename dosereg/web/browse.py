@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 from django.db import connection
-from django.db.models import BooleanField, Count, Exists, F, Func, OuterRef, Q, Subquery, TextField, Value
+from django.db.models import BooleanField, Count, Exists, F, Func, Max, OuterRef, Q, Subquery, TextField, Value
 from django.db.models.functions import Cast, Lower, Trim
 from django.db.models.lookups import Exact, GreaterThan, IsNull, LessThan
 from django.utils import timezone
@@ -384,14 +384,16 @@ def _lex(terms: list[tuple[Any, bool]], row, *, after: bool) -> Q:
     return cond
 
 
-def _beyond_cursor(f: StudyFilters, cursor: int, scope: SiteScope, *, after: bool) -> Q:
+def _beyond_cursor(f: StudyFilters, cursor: int, scope: SiteScope, *, after: bool, by_date: bool = False) -> Q:
     """A joined sort: the studies after (``after``) or before the study ``cursor`` in the order of ``f``, nothing
     when the cursor is not the user's to see. A filter read in a scan (the count's row numbers; keyset pages on
     SQLite or with row filters), so it compares groups by id: the studies of the devices (patients) whose group
     is further or nearer (a hashed list of a few dozen devices, or of the patients of some sexes), then within
     the cursor's group by date and id."""
     row = _cursor_row(cursor, scope)
-    within = _lex(WITHIN_GROUP, row, after=after)
+    # ``by_date``: within the cursor's group, only the dates (the studies of the cursor's date are left out: counted
+    # apart, ``_cursor_date_ties``), so that a count reads only the (device, date) or (patient, date) index
+    within = _lex(WITHIN_GROUP[:1] if by_date else WITHIN_GROUP, row, after=after)
     if f.sort_key == "sex":
         c_sex = Subquery(row.values("patient__sex")[:1])
         has_group = Exists(row.filter(patient__isnull=False))
@@ -417,6 +419,22 @@ def _beyond_cursor(f: StudyFilters, cursor: int, scope: SiteScope, *, after: boo
         valued = Q(has_group) & (valued_beyond | valued_same & within)
         empty = ~Q(has_group) & (not_null_q | null_q & within)
     return (valued | empty) & Q(Exists(row))
+
+
+def _cursor_date_ties(qs, f: StudyFilters, cursor: int, scope: SiteScope, *, with_cursor: bool) -> Subquery:
+    """How many studies of ``qs`` share the cursor's group and date (or both have none) and come before it by id
+    (``with_cursor``: the cursor too), as a scalar sub-select (evaluated once)."""
+    row = _cursor_row(cursor, scope)
+    c_dt = Subquery(row.values("study_datetime")[:1])
+    if f.sort_key == "sex":
+        same = Q(patient_id__in=Patient.objects.filter(sex=Subquery(row.values("patient__sex")[:1])).values("pk")) \
+            | Q(patient__isnull=True) & Q(Exists(row.filter(patient__isnull=True)))
+    else:
+        same = Q(device_id=Subquery(row.values("device_id")[:1])) \
+            | Q(device__isnull=True) & Q(Exists(row.filter(device__isnull=True)))
+    date = Q(study_datetime=c_dt) | Q(study_datetime__isnull=True) & Q(IsNull(c_dt, True))
+    ties = qs.filter(same, date, Q(pk__gte=cursor) if with_cursor else Q(pk__gt=cursor), Exists(row))
+    return Subquery(ties.order_by().annotate(_n=Func(F("pk"), function="COUNT")).values("_n"))
 
 
 def _before_cursor(f: StudyFilters, cursor: int, scope: SiteScope = EVERY_SITE) -> Q:
@@ -520,8 +538,15 @@ def study_page(f: StudyFilters, *, scope: SiteScope = EVERY_SITE) -> StudyPage:
         preceding = _before_cursor(f, cursor, scope)
         if f.after is not None:  # the cursor itself (when still in the set) is before the page too
             preceding |= Q(pk=cursor)
-        got = qs.aggregate(n=Count("pk"), before=Count("pk", filter=preceding))
-        count, before = got["n"], got["before"]
+        if walks_groups(f):
+            # the walk's filters are all in the (device, date) / (patient, date) indexes: a count that reads only
+            # an index, the studies of the cursor's own date (ties, by id) counted by one index probe
+            got = qs.aggregate(n=Count("*"), before=Count(Value(1), filter=_beyond_cursor(f, cursor, scope, after=False, by_date=True)),
+                               ties=Max(_cursor_date_ties(qs, f, cursor, scope, with_cursor=f.after is not None)))
+            count, before = got["n"], got["before"] + (got["ties"] or 0)
+        else:
+            got = qs.aggregate(n=Count("pk"), before=Count("pk", filter=preceding))
+            count, before = got["n"], got["before"]
     else:
         count, before = qs.count(), 0
     rows: list = []
