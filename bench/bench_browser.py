@@ -92,6 +92,19 @@ def browser_urls() -> dict[str, str]:
         for pk in pks:
             urls[f"next from the middle, by {label}"] = f"/studies/?sort={sort}&after={pk}"
             urls[f"previous from the middle, by {label}"] = f"/studies/?sort={sort}&before={pk}"
+    # the joined sorts (site, device, patient sex): next / previous from the middle, the last page, a jump to the
+    # middle page, and one with a row filter (the plain order); the cursor is the middle row in the running code's
+    # own order
+    from dosereg.web.browse import filtered_studies, ordered, read_filters
+
+    for key in ("site", "device", "sex"):
+        f = read_filters({"sort": f"-{key}" if key == "sex" else key})
+        for pk in ordered(filtered_studies(f), f).values_list("pk", flat=True)[mid:mid + 1]:
+            urls[f"next from the middle, by {key}"] = f"/studies/?sort={f.sort}&after={pk}"
+            urls[f"previous from the middle, by {key}"] = f"/studies/?sort={f.sort}&before={pk}"
+        urls[f"last page (end=1), by {key}"] = f"/studies/?sort={f.sort}&end=1"
+        urls[f"jump to page {max(1, mid // 50)} (middle), by {key}"] = f"/studies/?sort={f.sort}&page={max(1, mid // 50)}"
+    urls["sort site, filter modality=CT (row filter)"] = "/studies/?sort=site&modality=CT"
     cts = Study.objects.filter(procedure_modality="CT").order_by("-study_datetime", "-pk").values_list("pk", flat=True)
     for pk in cts[cts.count() // 2:cts.count() // 2 + 1]:
         urls["filter modality=CT, next from the middle"] = f"/studies/?modality=CT&after={pk}"

@@ -9,7 +9,8 @@ Query count (asserted in the tests), whatever the page size or the number of stu
 Paging: next / previous / last are keyset seeks (``after`` / ``before`` a study id, ``end``), as fast on page 2,000
 as on page 1; a page number ("go to page") is an OFFSET over ids only, read from the nearer end. The standard name
 is the study's stored copy (``Study.standard_name``, kept by ``dosereg.protocols.services``), so sorting by it reads
-an index.
+an index. The sorts by the device's site or name or the patient's sex go on by device and then newest first, and
+PostgreSQL reads them one key value at a time from the (device, date) and date indexes (``browse_groups``).
 * ``filter_options``: 2 (the devices at the user's sites, which also give the site names; the standard names).
 
 Site scope is the one of every clinical page (``SiteScope.study_q``, a subquery, no query of its own). Numbers
@@ -26,16 +27,17 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 from django.db import connection
-from django.db.models import BooleanField, Count, Exists, F, Func, OuterRef, Q, Subquery, TextField, Value
+from django.db.models import BooleanField, Count, Exists, F, Func, Max, OuterRef, Q, Subquery, TextField, Value
 from django.db.models.functions import Cast, Lower, Trim
-from django.db.models.lookups import IsNull
+from django.db.models.lookups import Exact, GreaterThan, IsNull, LessThan
 from django.utils import timezone
 
 from dosereg.access.scope import EVERY_SITE, SiteScope, normalise
 from dosereg.protocols import age_bands
 from dosereg.protocols.models import ProtocolMapping, StandardName
-from dosereg.registry.models import Device, IrradiationEvent, Study
+from dosereg.registry.models import Device, IrradiationEvent, Patient, Study
 
+from . import browse_groups
 from .params import InvalidParameter, PageNumbers, QueryParams, SortChoice, clean_text
 
 MODALITIES = ("CT", "RF", "XA", "DX", "CR", "MG", "NM", "PT", "MR", "OT")
@@ -255,8 +257,30 @@ def filtered_studies(f: StudyFilters, *, scope: SiteScope = EVERY_SITE):
 NOT_NULL_SORTS = frozenset({"description", "modality"})
 
 
+# sorts by a column of the study's device or patient (issue 17): within one value the studies follow by device (a
+# site: its devices by name, then id) and then newest first, the order in which PostgreSQL reads them from the
+# (device, date) and date indexes one value at a time (``browse_groups``) instead of sorting every study
+JOINED_SORTS: dict[str, list] = {
+    "site": [Lower("device__institution"), Lower("device__display_name"), F("device_id")],
+    "device": [Lower("device__display_name"), F("device_id")],
+    "sex": [F("patient__sex")],
+}
+WITHIN_GROUP = [(F("study_datetime"), True), (F("pk"), True)]  # newest first, then the id
+
+
+def order_terms(f: StudyFilters) -> list[tuple[Any, bool]]:
+    """A joined sort's whole order as (expression, descending) terms, empty values last in each: the key in the
+    asked direction, the device's name and id, then newest first."""
+    first, *rest = JOINED_SORTS[f.sort_key]
+    return [(first, f.descending)] + [(e, False) for e in rest] + WITHIN_GROUP
+
+
 def ordered(qs, f: StudyFilters, *, reverse: bool = False):
     """``qs`` in the browser's order for ``f`` (empty values last, the id as tie-break), or exactly backwards."""
+    if f.sort_key in JOINED_SORTS:
+        if reverse:
+            return qs.order_by(*[e.asc(nulls_first=True) if d else e.desc(nulls_first=True) for e, d in order_terms(f)])
+        return qs.order_by(*[e.desc(nulls_last=True) if d else e.asc(nulls_last=True) for e, d in order_terms(f)])
     expr, _ = SORTS[f.sort_key]
     desc = f.descending != reverse
     if f.sort_key in NOT_NULL_SORTS:
@@ -303,8 +327,13 @@ def _keyset(qs, f: StudyFilters, cursor: int, *, forward: bool, scope: SiteScope
     The cursor's key is read by a sub-select (an InitPlan: one index probe); where the cursor has no value (it is
     among the NULLs), the branches for a valued cursor are empty and the others apply, and vice versa (the
     conditions on the cursor alone are evaluated once, before any row is read)."""
-    expr, _ = SORTS[f.sort_key]
     n = f.page_size
+    if f.sort_key in JOINED_SORTS:
+        if walks_groups(f):
+            return browse_groups.group_walk_ids(qs, f, scope=scope, reverse=not forward, limit=n, cursor=cursor)
+        beyond = _beyond_cursor(f, cursor, scope, after=forward)
+        return ordered(qs.filter(beyond), f, reverse=not forward).values("pk")[:n]
+    expr, _ = SORTS[f.sort_key]
     base = qs.alias(_k=expr)
     cursor_row = _cursor_row(cursor, scope).alias(_k=expr)
     v = Subquery(_cursor_row(cursor, scope).annotate(_k=expr).values("_k")[:1])
@@ -339,8 +368,79 @@ def _keyset(qs, f: StudyFilters, cursor: int, *, forward: bool, scope: SiteScope
     return first.union(*rest, all=True)
 
 
+def _lex(terms: list[tuple[Any, bool]], row, *, after: bool) -> Q:
+    """The rows after (``after``) or before the one row of the queryset ``row`` in the order of ``terms``
+    ((expression, descending), empty values last in each): equal so far, then further or nearer in one term."""
+    cond, same = Q(), Q()
+    for expr, desc in terms:
+        v = Subquery(row.annotate(_k=expr).values("_k")[:1])
+        e_null, v_null = Q(IsNull(expr, True)), Q(IsNull(v, True))
+        if after:   # v has a value, and e none or one further in the order
+            step = Q(IsNull(v, False)) & (e_null | Q(LessThan(expr, v) if desc else GreaterThan(expr, v)))
+        else:       # e has a value, and v none or e nearer the start
+            step = Q(IsNull(expr, False)) & (v_null | Q(GreaterThan(expr, v) if desc else LessThan(expr, v)))
+        cond |= same & step
+        same &= Q(Exact(expr, v)) | e_null & v_null
+    return cond
+
+
+def _beyond_cursor(f: StudyFilters, cursor: int, scope: SiteScope, *, after: bool, by_date: bool = False) -> Q:
+    """A joined sort: the studies after (``after``) or before the study ``cursor`` in the order of ``f``, nothing
+    when the cursor is not the user's to see. A filter read in a scan (the count's row numbers; keyset pages on
+    SQLite or with row filters), so it compares groups by id: the studies of the devices (patients) whose group
+    is further or nearer (a hashed list of a few dozen devices, or of the patients of some sexes), then within
+    the cursor's group by date and id."""
+    row = _cursor_row(cursor, scope)
+    # ``by_date``: within the cursor's group, only the dates (the studies of the cursor's date are left out: counted
+    # apart, ``_cursor_date_ties``), so that a count reads only the (device, date) or (patient, date) index
+    within = _lex(WITHIN_GROUP[:1] if by_date else WITHIN_GROUP, row, after=after)
+    if f.sort_key == "sex":
+        c_sex = Subquery(row.values("patient__sex")[:1])
+        has_group = Exists(row.filter(patient__isnull=False))
+        smaller = f.descending == after  # the sexes after the cursor's are the smaller ones when descending
+        beyond = Patient.objects.filter(LessThan(F("sex"), c_sex) if smaller else GreaterThan(F("sex"), c_sex))
+        same = Patient.objects.filter(sex=c_sex)
+        valued_beyond = Q(patient_id__in=beyond.values("pk"))
+        valued_same = Q(patient_id__in=same.values("pk"))
+        null_q, not_null_q = Q(patient__isnull=True), Q(patient__isnull=False)
+    else:
+        dev_terms = [(Lower("institution"), f.descending), (Lower("display_name"), False), (F("pk"), False)] \
+            if f.sort_key == "site" else [(Lower("display_name"), f.descending), (F("pk"), False)]
+        c_dev = Device.objects.filter(pk=Subquery(row.values("device_id")[:1]))
+        has_group = Exists(row.filter(device__isnull=False))
+        valued_beyond = Q(device_id__in=Device.objects.filter(_lex(dev_terms, c_dev, after=after)).values("pk"))
+        valued_same = Q(device_id=Subquery(row.values("device_id")[:1]))
+        null_q, not_null_q = Q(device__isnull=True), Q(device__isnull=False)
+    # the group without a device / patient comes last
+    if after:
+        valued = Q(has_group) & (valued_beyond | null_q | valued_same & within)
+        empty = ~Q(has_group) & null_q & within
+    else:
+        valued = Q(has_group) & (valued_beyond | valued_same & within)
+        empty = ~Q(has_group) & (not_null_q | null_q & within)
+    return (valued | empty) & Q(Exists(row))
+
+
+def _cursor_date_ties(qs, f: StudyFilters, cursor: int, scope: SiteScope, *, with_cursor: bool) -> Subquery:
+    """How many studies of ``qs`` share the cursor's group and date (or both have none) and come before it by id
+    (``with_cursor``: the cursor too), as a scalar sub-select (evaluated once)."""
+    row = _cursor_row(cursor, scope)
+    c_dt = Subquery(row.values("study_datetime")[:1])
+    if f.sort_key == "sex":
+        same = Q(patient_id__in=Patient.objects.filter(sex=Subquery(row.values("patient__sex")[:1])).values("pk")) \
+            | Q(patient__isnull=True) & Q(Exists(row.filter(patient__isnull=True)))
+    else:
+        same = Q(device_id=Subquery(row.values("device_id")[:1])) \
+            | Q(device__isnull=True) & Q(Exists(row.filter(device__isnull=True)))
+    date = Q(study_datetime=c_dt) | Q(study_datetime__isnull=True) & Q(IsNull(c_dt, True))
+    ties = qs.filter(same, date, Q(pk__gte=cursor) if with_cursor else Q(pk__gt=cursor), Exists(row))
+    return Subquery(ties.order_by().annotate(_n=Func(F("pk"), function="COUNT")).values("_n"))
+
+
 def _before_cursor(f: StudyFilters, cursor: int, scope: SiteScope = EVERY_SITE) -> Q:
     """The studies that come before the study ``cursor`` in the order of ``f`` (for the page's row numbers)."""
+    if f.sort_key in JOINED_SORTS:
+        return _beyond_cursor(f, cursor, scope, after=False)
     expr, _ = SORTS[f.sort_key]
     cursor_row = _cursor_row(cursor, scope).alias(_k=expr)
     v = Subquery(_cursor_row(cursor, scope).annotate(_k=expr).values("_k")[:1])
@@ -403,16 +503,30 @@ def _page_selection(qs, f: StudyFilters, count: int, scope: SiteScope = EVERY_SI
     if f.before is not None:
         return _keyset(qs, f, f.before, forward=False, scope=scope), True, None
     pages = max(1, math.ceil(count / n))
+    walk = walks_groups(f)
+
+    def ids(*, reverse: bool, offset: int, limit: int):
+        if walk:
+            return browse_groups.group_walk_ids(qs, f, scope=scope, reverse=reverse, limit=limit, offset=offset)
+        return ordered(qs, f, reverse=reverse).values("pk")[offset:offset + limit]
+
     if f.end:  # the last numbered page (what remains after the full pages), read backwards
         last = count - (pages - 1) * n
-        return ordered(qs, f, reverse=True).values("pk")[:last], True, count - last
+        return ids(reverse=True, offset=0, limit=last), True, count - last
     start = (min(max(1, f.page), pages) - 1) * n
     if start == 0:
-        return None, False, 0
+        return (ids(reverse=False, offset=0, limit=n) if walk else None), False, 0
     if start > count // 2:  # nearer the end: read backwards, skipping the rows after the page
         skip = max(0, count - start - n)
-        return ordered(qs, f, reverse=True).values("pk")[skip:count - start], True, start
-    return ordered(qs, f).values("pk")[start:start + n], False, start
+        return ids(reverse=True, offset=skip, limit=count - start - skip), True, start
+    return ids(reverse=False, offset=start, limit=n), False, start
+
+
+def walks_groups(f: StudyFilters) -> bool:
+    """Whether the page's ids are read by walking the groups of a joined sort (``browse_groups``): PostgreSQL,
+    a sort by site, device or sex, and no filter on the studies but whole groups."""
+    return (f.sort_key in JOINED_SORTS and connection.vendor == "postgresql"
+            and not browse_groups.has_row_filters(f))
 
 
 def study_page(f: StudyFilters, *, scope: SiteScope = EVERY_SITE) -> StudyPage:
@@ -424,8 +538,15 @@ def study_page(f: StudyFilters, *, scope: SiteScope = EVERY_SITE) -> StudyPage:
         preceding = _before_cursor(f, cursor, scope)
         if f.after is not None:  # the cursor itself (when still in the set) is before the page too
             preceding |= Q(pk=cursor)
-        got = qs.aggregate(n=Count("pk"), before=Count("pk", filter=preceding))
-        count, before = got["n"], got["before"]
+        if walks_groups(f):
+            # the walk's filters are all in the (device, date) / (patient, date) indexes: a count that reads only
+            # an index, the studies of the cursor's own date (ties, by id) counted by one index probe
+            got = qs.aggregate(n=Count("*"), before=Count(Value(1), filter=_beyond_cursor(f, cursor, scope, after=False, by_date=True)),
+                               ties=Max(_cursor_date_ties(qs, f, cursor, scope, with_cursor=f.after is not None)))
+            count, before = got["n"], got["before"] + (got["ties"] or 0)
+        else:
+            got = qs.aggregate(n=Count("pk"), before=Count("pk", filter=preceding))
+            count, before = got["n"], got["before"]
     else:
         count, before = qs.count(), 0
     rows: list = []

@@ -56,3 +56,38 @@ def test_each_indexed_browser_order_is_read_from_an_index(sort):
         c.execute("EXPLAIN " + sql, params)
         plan = "\n".join(r[0] for r in c.fetchall())
     assert "Index" in plan and "Sort" not in plan, plan
+
+
+# the sorts by a column of the study's device or patient: no index of the study holds them, so the page's ids are
+# read one key value at a time (dosereg.web.browse_groups), each value's studies from an index, newest first
+# (sex: the date index at 100k studies, bench/RESULTS.md; on the test's empty tables the planner may walk each
+# patient's (patient, date) index instead: either is an index walk)
+JOINED_ORDERS = {"site": ("registry_st_device__e592d2_idx",), "device": ("registry_st_device__e592d2_idx",),
+                 "sex": ("registry_study_sort_study_datetime_desc", "registry_st_patient_1ff99f_idx")}
+
+
+@pytest.mark.parametrize("sort", [s for k in JOINED_ORDERS for s in (k, "-" + k)])
+def test_each_joined_browser_order_is_read_from_an_index_one_value_at_a_time(sort):
+    """Page 1, the last page (read backwards) and the pages after / before a cursor: every study read comes from
+    an index walk of one device (sex), limited; the result is only ordered by the value's position within the
+    walk (an incremental sort on the already ordered values: PostgreSQL stops when the page is full), never a scan
+    and sort of every study."""
+    from dosereg.access.scope import EVERY_SITE
+    from dosereg.web import browse
+    from dosereg.web.browse_groups import group_walk_ids
+
+    _postgres()
+    f = browse.read_filters({"sort": sort})
+    assert browse.walks_groups(f)
+    assert not browse.walks_groups(browse.read_filters({"sort": sort, "modality": "CT"}))  # a row filter: plain
+    qs = browse.filtered_studies(f)
+    for kwargs in ({"reverse": False}, {"reverse": True}, {"reverse": False, "cursor": 1},
+                   {"reverse": True, "cursor": 1}):
+        ids = group_walk_ids(qs, f, scope=EVERY_SITE, limit=50, **kwargs)
+        sql, params = Study.objects.filter(pk__in=ids).values("pk").query.sql_with_params()
+        with connection.cursor() as c:
+            c.execute("SET LOCAL enable_seqscan = off")
+            c.execute("EXPLAIN " + sql, params)
+            plan = "\n".join(r[0] for r in c.fetchall())
+        assert "Seq Scan on registry_study " not in plan, plan
+        assert any(i in plan for i in JOINED_ORDERS[sort.lstrip("-")]) and "Presorted Key" in plan, plan

@@ -445,3 +445,115 @@ def test_an_ingested_study_takes_its_mapped_standard_name_and_a_corrected_descri
     assert obj2.status == "ingested" and obj2.study_id == obj.study_id, obj2.quarantine_reason
     s = Study.objects.get(pk=obj.study_id)
     assert (s.study_description, s.standard_name) == ("CT KUB", "KUB")
+
+
+# --- sorts by a column of the study's device or patient (site, device, sex): on PostgreSQL read one value at a time
+# from the existing indexes (dosereg.web.browse_groups); the order within a value is the device, then newest first
+
+JOINED_SORTS = ["site", "-site", "device", "-device", "sex", "-sex"]
+
+
+def _joined_sort_registry(web_data) -> None:
+    """Besides the ingested studies: devices at two sites and at none (a blank site; a room named like another
+    site's; a device without a name), studies without a device, without a patient, without a date, on equal dates;
+    patients of every sex ('' not recorded)."""
+    from dosereg.registry.models import Device, Patient
+
+    now = timezone.now().replace(microsecond=0)
+    devices = [Device.objects.create(display_name=name, institution=site, modality="CT") for name, site in (
+        ("alpha room", "north hospital"), ("beta room", "north hospital"), ("alpha room", "south clinic"),
+        ("zeta", ""), ("", "north hospital"))]
+    patients = [Patient.objects.create(patient_id=f"PJ{i}", sex=sex) for i, sex in enumerate(["F", "M", "O", "", "F", "M"])]
+    Study.objects.bulk_create([
+        Study(study_instance_uid=f"2.25.8888{i}", device=None if i % 9 == 0 else devices[i % len(devices)],
+              patient=None if i % 11 == 0 else patients[i % len(patients)],
+              study_datetime=None if i % 13 == 5 else now - timedelta(days=i % 7),
+              procedure_modality="CT" if i % 3 else "DX", study_description=f"Joined {i}")
+        for i in range(40)])
+
+
+def _python_order(sort: str, studies=None) -> list[int]:
+    """The joined sort's order computed here, not by the code under test: the key (empty last), the device's
+    name and id (empty last), newest first (no date last), the id descending."""
+    key, desc = sort.lstrip("-"), sort.startswith("-")
+    rows = list(studies if studies is not None else Study.objects.select_related("device", "patient"))
+
+    def values(s):
+        d, p = s.device, s.patient
+        first = {"site": d.institution.lower() if d else None, "device": d.display_name.lower() if d else None,
+                 "sex": p.sex if p else None}[key]
+        middle = {"site": [(d.display_name.lower() if d else None, False), (d.pk if d else None, False)],
+                  "device": [(d.pk if d else None, False)], "sex": []}[key]
+        return [(first, desc)] + middle + [(s.study_datetime, True), (s.pk, True)]
+
+    def term(s, i: int, down: bool):
+        v = values(s)[i][0]
+        return (not down, 0) if v is None else (down, v)
+
+    for i in reversed(range(len(values(rows[0])))):  # stable sorts, the last term first; empty values last
+        down = values(rows[0])[i][1]
+        rows.sort(key=lambda s: term(s, i, down), reverse=down)
+    return [s.pk for s in rows]
+
+
+@pytest.mark.parametrize("sort", JOINED_SORTS)
+@pytest.mark.parametrize("extra", ["", "&modality=CT"])
+def test_joined_sorts_next_previous_and_row_numbers(web_data, login, sort, extra):
+    """Next from the first page and previous from the last visit every study once in the order of the key (empty
+    values, studies without a date, equal dates included), with exact row numbers; unfiltered on PostgreSQL by the
+    walk over the key's values, with a row filter by the plain order."""
+    _joined_sort_registry(web_data)
+    studies = Study.objects.select_related("device", "patient")
+    want = _python_order(sort, studies.filter(procedure_modality="CT") if extra else studies)
+    f = browse.read_filters({"sort": sort, **({"modality": "CT"} if extra else {})})
+    assert _expected_order(f) == want
+    c = login(web_data.users["physicist"])
+    query = f"?sort={sort}&per_page=10{extra}"
+    n = len(want)
+    pages = [(1 + 10 * i, min(n, 10 * (i + 1)), i + 1) for i in range((n + 9) // 10)]
+    forward, numbers = _walk(c, query)
+    assert forward == want and numbers == pages
+    backward, numbers = _walk(c, query, backwards=True)
+    assert backward == want and numbers == pages
+
+
+@pytest.mark.parametrize("sort", JOINED_SORTS)
+def test_joined_sorts_go_to_page_last_page_and_cursor_pages(web_data, sort, django_assert_max_num_queries):
+    _joined_sort_registry(web_data)
+    want = _python_order(sort)
+    f = browse.read_filters({"sort": sort, "per_page": "10"})
+    for n in range(1, 6):  # a jump by page number, read from the nearer end
+        f.page = n
+        with django_assert_max_num_queries(2):
+            p = browse.study_page(f)
+        assert [s.pk for s in p.rows] == want[(n - 1) * 10:n * 10] and (p.page, p.count) == (n, 48)
+    f.page, f.end = 1, True
+    with django_assert_max_num_queries(2):
+        p = browse.study_page(f)
+    assert [s.pk for s in p.rows] == want[40:] and (p.first_index, p.last_index, p.page) == (41, 48, 5)
+    f.end = False
+    for i in (0, 1, 7, 23, 40, 46, 47):  # next and previous from a cursor anywhere, the group boundaries included
+        f.after, f.before = want[i], None
+        if i < 47:  # (after the last row, or before the first, there is no page: the pager links neither)
+            with django_assert_max_num_queries(2):
+                p = browse.study_page(f)
+            assert [s.pk for s in p.rows] == want[i + 1:i + 11] and p.start == i + 1
+        if i == 0:
+            continue
+        f.after, f.before = None, want[i]
+        with django_assert_max_num_queries(2):
+            p = browse.study_page(f)
+        assert [s.pk for s in p.rows] == want[max(0, i - 10):i] and p.start == max(0, i - 10)
+    # a cursor that is not the user's to see (another site's study) is not placed: the first page
+    from dosereg.access.scope import SiteScope
+
+    north = SiteScope(sites=frozenset({"north hospital"}), names=("north hospital",))
+    at_north = _python_order(sort, Study.objects.select_related("device", "patient")
+                             .filter(device__institution="north hospital"))
+    other = Study.objects.exclude(device__institution="north hospital").exclude(device=None).first()
+    f.after, f.before = other.pk, None
+    p = browse.study_page(f, scope=north)
+    assert [s.pk for s in p.rows] == at_north[:10] and p.start == 0 and p.count == len(at_north)
+    f.after = at_north[3]
+    p = browse.study_page(f, scope=north)
+    assert [s.pk for s in p.rows] == at_north[4:14] and p.start == 4
