@@ -55,7 +55,8 @@ class StudyExposure(models.Model):
 class PatientExposureWindow(models.Model):
     """Totals over [end − window_days, end], closed at both ends (see exposure.windows)."""
 
-    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="exposure_windows")
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="exposure_windows",
+                                db_index=False)  # uniq_window_anchor leads with the patient
     anchor_study = models.ForeignKey(Study, null=True, blank=True, on_delete=models.CASCADE, related_name="+")  # NULL: "now"
     window_days = models.IntegerField()
     start = models.DateTimeField()
