@@ -15,7 +15,39 @@ from .refiled import _refiled_elsewhere, _reports_sharing
 from .rows import _event_row, _plane_row
 from .studies import _study_upsert
 from .totals import _totals_from_document, study_recompute_totals
-from .values import _s
+from .values import _flag, _s
+
+
+def _one_event_per_uid(events: list[R.IrradiationEvent], doc: R.DoseDocument) -> list[R.IrradiationEvent]:
+    """The report's events with one event per Irradiation Event UID (a study keeps one row per UID). A repeated
+    UID (a vendor or middleware defect) is flagged: an exact repeat of an event is counted once; an event with
+    other values under a UID already used is kept as its own event, keyed ``<uid>#<n>`` (the same key every time
+    the report is read, so a re-sent copy is still recognised)."""
+    seen: dict[str, R.IrradiationEvent] = {}
+    out: list[R.IrradiationEvent] = []
+    for ev in events:
+        uid = ev.irradiation_event_uid
+        if not uid:
+            out.append(ev)
+            continue
+        first = seen.get(uid)
+        if first is None:
+            seen[uid] = ev
+            out.append(ev)
+            continue
+        if ev == first:
+            _flag(doc, f"Irradiation Event UID {uid} repeated in this report with the same values: counted once")
+            continue
+        n = 2
+        while f"{uid}#{n}" in seen:
+            n += 1
+        key = f"{uid}#{n}"
+        _flag(doc, f"Irradiation Event UID {uid} repeated in this report with other values: kept as separate "
+                   f"events ({key})")
+        ev.irradiation_event_uid = key
+        seen[key] = ev
+        out.append(ev)
+    return out
 
 
 # an event merged by Irradiation Event UID into a study's existing row takes every value of the new report
@@ -33,6 +65,7 @@ def _write_document(obj: DoseObject, doc: R.DoseDocument, affected: set[int],
     if doc.source_kind == R.IMAGE_HEADER:
         for ev in events:  # one event per image: key it by the image's SOP Instance UID
             ev.irradiation_event_uid = ev.irradiation_event_uid or doc.sop_instance_uid
+    events = _one_event_per_uid(events, doc)
     event_rows = [_event_row(ev, None, obj, doc) for ev in events]
     new_uids = {e.irradiation_event_uid for e in events if e.irradiation_event_uid}
     # one query for both re-filed checks (the study to keep, and the reports to replace or not count again)

@@ -435,3 +435,35 @@ def test_a_report_of_another_patient_under_a_study_uid_in_use_is_quarantined_not
     assert nobody.status == DoseObject.STATUS_QUARANTINED and "names no patient" in nobody.quarantine_reason
     study.refresh_from_db()
     assert study.patient.patient_id == "COLLIDE-A"
+
+
+@pytest.mark.parametrize("second_report", [False, True])
+def test_events_repeating_an_irradiation_event_uid_in_one_report_are_kept_once_each_and_flagged(ingest, second_report):
+    """A report whose events repeat an Irradiation Event UID (a vendor or middleware defect) is ingested, not failed
+    over and over by the unique (study, event UID) constraint; also when its study already holds another report.
+    An exact repeat is counted once; an event with other values under a used UID is kept as its own event."""
+    uid, image = O._uid("event"), O._uid("image")
+    when = RECENT + dt.timedelta(minutes=1)
+    same = dict(dap_gy_cm2=10.0, dose_rp_gy=0.1, kvp=80.0, tube_current_ma=10.0, irradiation_duration_s=60.0,
+                irradiation_event_uid=uid, datetime=when, image_sop_instance_uid=image)
+    events = [B.ProjectionEventSpec(**same), B.ProjectionEventSpec(**same),  # the same event listed twice
+              B.ProjectionEventSpec(**{**same, "dap_gy_cm2": 30.0, "dose_rp_gy": 0.3}),  # another one, same UID
+              B.ProjectionEventSpec(dap_gy_cm2=5.0, dose_rp_gy=0.05)]
+    study_uid = O._uid("study")
+    patient_id = f"DUPEV-{int(second_report) + 1}"
+    if second_report:
+        ingest(to_bytes(fgi(patient_id, kar_gy=0.3, study_instance_uid=study_uid)))
+    ds = B.build_projection_rdsr(B.ProjectionRDSRSpec(
+        events=events, patient_id=patient_id, patient_name="Test^Patient", study_datetime=RECENT, modality="XA",
+        sop_instance_uid=O._uid("sop"), study_instance_uid=study_uid))
+    data = to_bytes(ds)
+    obj = ingest(data)
+    assert obj.status == DoseObject.STATUS_INGESTED, obj.quarantine_reason
+    rows = {e.irradiation_event_uid: e.dap_gy_cm2 for e in IrradiationEvent.objects.filter(dose_object=obj)}
+    assert len(rows) == 3 and rows[uid] == pytest.approx(10.0) and rows[f"{uid}#2"] == pytest.approx(30.0)
+    flags = " ".join(obj.study.flags)
+    assert "repeated in this report with the same values" in flags and "kept as separate events" in flags
+    # the same report sent again under another SOP Instance UID: recognised by its event UIDs, not counted twice
+    again = ingest(rewrite(data, SOPInstanceUID=O._uid("sop")))
+    assert again.status == DoseObject.STATUS_INGESTED
+    assert IrradiationEvent.objects.filter(study_id=obj.study_id).count() == 3 + (3 if second_report else 0)
