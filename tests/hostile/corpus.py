@@ -308,6 +308,11 @@ def structures(c: _Ctx) -> Hostile:
     if r < 0.9:  # a CT report whose events have no CTDIvol or DLP, or a document with the wrong template
         data = B.to_bytes(O.ct(ctdivol_mgy=None, dlp_mgy_cm=None))
         return _out("structures", "ct-without-doses", data, None)
+    if r < 0.95:  # events that repeat an Irradiation Event UID (ingested, one row per UID, flagged)
+        spec = _spec(c, c.pid("T"), n_events=4)
+        for ev in spec.events[1:3]:
+            ev.irradiation_event_uid = spec.events[0].irradiation_event_uid
+        return _out("structures", "repeated-event-uid", B.to_bytes(B.build_projection_rdsr(spec)), None)
     ds = _ds(c, c.pid("T"))
     ds.ContentTemplateSequence[0].TemplateIdentifier = "2000"  # Basic Diagnostic Imaging Report, not dose
     return _out("structures", "wrong-template", B.to_bytes(ds), None)
