@@ -58,3 +58,28 @@ def upsert(model: type[Model], rows: Sequence[Model], *, unique_fields: Sequence
         for sql, params in statements:  # one, where the backend inserts many rows at once (PostgreSQL, SQLite)
             cursor.execute(sql, params)
     return len(rows)
+
+
+def insert_many_unless_conflict(model: type[Model], rows: Sequence[Model], *, returning: Sequence[str]) -> list[tuple]:
+    """INSERT these new rows, each unless it conflicts with a unique constraint (``ON CONFLICT DO NOTHING
+    RETURNING returning``): one statement. Returns the ``returning`` values of the rows inserted (a row that
+    conflicted returns nothing; the caller reads the row that exists). Atomic by itself, no savepoint; a row that
+    conflicts with one another transaction inserted and has not committed waits for it. Callers insert in a fixed
+    order (sorted by the unique key) so that two transactions inserting the same keys cannot deadlock."""
+    if not rows:
+        return []
+    meta = model._meta
+    using = router.db_for_write(model)
+    # one statement where the backend returns rows from a multi-row insert (PostgreSQL, SQLite); else one per row
+    batches = [list(rows)] if connections[using].features.can_return_rows_from_bulk_insert else [[r] for r in rows]
+    out: list[tuple] = []
+    with connections[using].cursor() as cursor:
+        for batch in batches:
+            query = InsertQuery(model, on_conflict=OnConflict.IGNORE)
+            query.insert_values(_fields(model, with_pk=False), batch)
+            compiler = query.get_compiler(using=using)
+            compiler.returning_fields = [meta.get_field(f) for f in returning]
+            for sql, params in compiler.as_sql():
+                cursor.execute(sql, params)
+                out.extend(tuple(r) for r in cursor.fetchall())
+    return out
