@@ -21,17 +21,46 @@ def _fields(model: type[Model], *, with_pk: bool) -> list:
             and (with_pk or f is not meta.auto_field)]
 
 
+# The INSERT's text depends only on the model, the database and whether the primary key is given (one row, a
+# placeholder per column): compiled once per process, then only the values are prepared, as the compiler does
+# (``pre_save`` on insert, then ``get_db_prep_save``). A value that is an expression goes through the compiler.
+_INSERT_SQL: dict[tuple, str] = {}
+
+
+def _compiled_insert(obj: Model, using: str) -> tuple[str, list]:
+    """Django's own compiled ``INSERT ... ON CONFLICT DO NOTHING RETURNING pk`` of one row, and its params."""
+    model = type(obj)
+    query = InsertQuery(model, on_conflict=OnConflict.IGNORE)
+    query.insert_values(_fields(model, with_pk=obj.pk is not None), [obj])
+    compiler = query.get_compiler(using=using)
+    compiler.returning_fields = [model._meta.pk]
+    [(sql, params)] = compiler.as_sql()
+    return sql, list(params)
+
+
+def _insert_statement(obj: Model, using: str) -> tuple[str, list]:
+    model = type(obj)
+    key = (model, using, obj.pk is not None)
+    sql = _INSERT_SQL.get(key)
+    if sql is not None:
+        fields = _fields(model, with_pk=obj.pk is not None)
+        values = [f.pre_save(obj, True) for f in fields]
+        if not any(hasattr(v, "resolve_expression") for v in values):
+            connection = connections[using]
+            return sql, [f.get_db_prep_save(v, connection=connection) for f, v in zip(fields, values)]
+    sql, params = _compiled_insert(obj, using)
+    if not any(hasattr(getattr(obj, f.attname), "resolve_expression") for f in _fields(model, with_pk=obj.pk is not None)):
+        _INSERT_SQL[key] = sql
+    return sql, params
+
+
 def insert_unless_conflict(obj: Model) -> bool:
     """INSERT this new row unless it conflicts with a unique constraint (``ON CONFLICT DO NOTHING RETURNING pk``).
     True: inserted, and ``obj`` has its primary key; False: a row with the same unique values exists (nothing
     written; the caller reads that row). Inside a transaction a conflict does not abort it (no savepoint needed)."""
     model = type(obj)
     using = router.db_for_write(model, instance=obj)
-    query = InsertQuery(model, on_conflict=OnConflict.IGNORE)
-    query.insert_values(_fields(model, with_pk=obj.pk is not None), [obj])
-    compiler = query.get_compiler(using=using)
-    compiler.returning_fields = [model._meta.pk]
-    [(sql, params)] = compiler.as_sql()
+    sql, params = _insert_statement(obj, using)
     with connections[using].cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
