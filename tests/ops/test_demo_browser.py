@@ -20,6 +20,7 @@ import pytest
 
 from tests.conftest import REPO, require
 from tests.e2e.conftest import free_port
+from tests.browser_wait import wait_js
 
 pytestmark = pytest.mark.browser
 
@@ -153,7 +154,7 @@ def test_the_demo_dashboard_is_styled_and_draws_its_chart(demo, chromium, tmp_pa
         assert styles["rules"] > 100, styles
 
         # the trends chart drew: a Chart.js chart on the canvas, with the demo's devices and procedures, and pixels
-        page.wait_for_function("() => window.Chart && Chart.getChart(document.getElementById('trend-chart'))",
+        wait_js(page, "() => window.Chart && Chart.getChart(document.getElementById('trend-chart'))",
                                timeout=15000)
         chart = page.evaluate("""() => {
             const canvas = document.getElementById('trend-chart');

@@ -13,6 +13,7 @@ from django.utils import timezone
 from tests.conftest import require
 from tests.web.data import PASSWORD, ensure_seed_data
 from tests.web.test_browser import ARGS, CHROMIUM, SHOTS
+from tests.browser_wait import wait_js
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -84,7 +85,7 @@ def test_rso_sees_the_psd_the_map_and_the_case_raised_by_the_psd_rule(live_serve
     panel = page.locator("#skin-dose")
     text = panel.inner_text()
     assert "Peak skin dose" in text and f"{psd:.3g} Gy" in text.replace(",", "")
-    page.wait_for_function("document.querySelector('#skin-dose img').complete")
+    wait_js(page, "document.querySelector('#skin-dose img').complete")
     assert page.evaluate("document.querySelector('#skin-dose img').naturalWidth") > 100  # the map, drawn
     case_line = panel.locator("[data-skin-case]")
     assert "peak skin dose levels reached" in case_line.inner_text()
@@ -104,7 +105,7 @@ def test_rso_sees_the_psd_the_map_and_the_case_raised_by_the_psd_rule(live_serve
     assert "conservative sum" in hist.inner_text()
     img = hist.locator("#skin-sum-60 img")
     img.scroll_into_view_if_needed()
-    page.wait_for_function("document.querySelector('#skin-sum-60 img').complete")
+    wait_js(page, "document.querySelector('#skin-sum-60 img').complete")
     assert page.evaluate("document.querySelector('#skin-sum-60 img').naturalWidth") > 100
     hist.screenshot(path=str(SHOTS / "skin-psd-history.png"))
     assert page.locator("td[data-psd]").count() == 2

@@ -14,6 +14,7 @@ from dosereg.registry.models import DoseObject
 from dosereg.skindose.models import SkinRoomSetting, StudySkinDose
 from dosereg.skindose.services import study_skin_dose_compute
 from tests.conftest import require
+from tests.browser_wait import wait_js
 
 from ..web.data import PASSWORD
 from ..web.test_browser import ARGS, CHROMIUM, SHOTS
@@ -100,7 +101,7 @@ def test_rso_sees_the_psd_the_map_and_the_3d_view(live_server, tmp_path, setting
         assert f"{psd:.3g}" in panel.inner_text().replace(",", "")
         img = panel.locator("img")
         img.scroll_into_view_if_needed()
-        page.wait_for_function("document.querySelector('#skin-dose img').complete")
+        wait_js(page, "document.querySelector('#skin-dose img').complete")
         assert page.evaluate("document.querySelector('#skin-dose img').naturalWidth") > 100
         panel.screenshot(path=str(SHOTS / "skin_dose_panel.png"))
         page.click("text=3D view of the skin-dose map")

@@ -5,6 +5,7 @@ Screenshots go to test-artifacts/screenshots/ (browse-*.png)."""
 from __future__ import annotations
 
 import pytest
+from tests.browser_wait import wait_js
 
 from .test_browser import SHOTS, browser, login, site  # noqa: F401  (fixtures)
 
@@ -65,7 +66,7 @@ def test_physicist_filters_sorts_and_exports_in_the_browser(site, browser):  # n
     login(pg, base, d.users["physicist"].username)
     pg.goto(base + "/dashboard/")
     # the device trend: every week of the window, a silent week is 0 procedures
-    pg.wait_for_function("() => window.Chart && Chart.getChart(document.getElementById('trend-chart'))")
+    wait_js(pg, "() => window.Chart && Chart.getChart(document.getElementById('trend-chart'))")
     trend = pg.evaluate("""(() => { const c = Chart.getChart(document.getElementById('trend-chart'));
         return {weeks: c.data.labels.length, zeros: c.data.datasets.every(d => d.data.every(v => v !== null)),
                 y: c.options.scales.y.title.text}; })()""")
@@ -99,7 +100,7 @@ def test_physicist_filters_sorts_and_exports_in_the_browser(site, browser):  # n
     # the row links to the study page, whose event chart has titled axes with units and a legend
     with pg.expect_navigation():
         pg.click(f"[data-study-row='{cts[0].pk}'] a")
-    pg.wait_for_function("() => window.Chart && Chart.getChart(document.getElementById('events-chart'))")
+    wait_js(pg, "() => window.Chart && Chart.getChart(document.getElementById('events-chart'))")
     chart = pg.evaluate("""(() => { const c = Chart.getChart(document.getElementById('events-chart'));
         return {y: c.options.scales.y.title.text, y2: c.options.scales.y2.title.text, x: c.options.scales.x.title.text,
                 legend: c.options.plugins.legend.display !== false, labels: c.data.datasets.map(s => s.label)}; })()""")
@@ -109,7 +110,7 @@ def test_physicist_filters_sorts_and_exports_in_the_browser(site, browser):  # n
     assert "CT spiral" in text and "ct_spiral" not in text and "Per plane" not in text
     pg.screenshot(path=str(SHOTS / "browse-desktop-study-ct.png"), full_page=True)
     pg.goto(base + f"/studies/{d.studies['a_angio'].pk}/")
-    pg.wait_for_function("() => window.Chart && Chart.getChart(document.getElementById('events-chart'))")
+    wait_js(pg, "() => window.Chart && Chart.getChart(document.getElementById('events-chart'))")
     pg.screenshot(path=str(SHOTS / "browse-desktop-study-angio.png"), full_page=True)
     # the event list filtered by type reaches the collapsed rows too
     from dosereg.registry.models import IrradiationEvent
@@ -122,7 +123,7 @@ def test_physicist_filters_sorts_and_exports_in_the_browser(site, browser):  # n
     assert pg.evaluate("document.querySelector('[data-more-events]').open")
     # the patient history: KAP, Ka,r and DLP each on its own plot, on a time axis
     pg.goto(base + f"/patients/{d.patients['a'].pk}/")
-    pg.wait_for_function("() => window.Chart && Chart.getChart(document.getElementById('history-kap'))")
+    wait_js(pg, "() => window.Chart && Chart.getChart(document.getElementById('history-kap'))")
     axes = pg.evaluate("""['history-kap', 'history-kar', 'history-dlp'].map(id => {
         const c = Chart.getChart(document.getElementById(id));
         return c ? [c.options.scales.x.type, c.options.scales.y.title.text] : null; })""")
@@ -130,7 +131,7 @@ def test_physicist_filters_sorts_and_exports_in_the_browser(site, browser):  # n
     pg.screenshot(path=str(SHOTS / "browse-desktop-patient.png"), full_page=True)
     # the CT home page: one plot per quantity, a line per room, titled axes
     pg.goto(base + "/studies/modality/CT/")
-    pg.wait_for_function("() => window.Chart && Chart.getChart(document.getElementById('modality-dlp_total_mgy_cm'))")
+    wait_js(pg, "() => window.Chart && Chart.getChart(document.getElementById('modality-dlp_total_mgy_cm'))")
     y = pg.evaluate("Chart.getChart(document.getElementById('modality-dlp_total_mgy_cm')).options.scales.y.title.text")
     assert y == "median DLP (mGy·cm)"
     pg.screenshot(path=str(SHOTS / "browse-desktop-modality-ct.png"), full_page=True)
