@@ -461,6 +461,7 @@ def test_events_repeating_an_irradiation_event_uid_in_one_report_are_kept_once_e
     assert obj.status == DoseObject.STATUS_INGESTED, obj.quarantine_reason
     rows = {e.irradiation_event_uid: e.dap_gy_cm2 for e in IrradiationEvent.objects.filter(dose_object=obj)}
     assert len(rows) == 3 and rows[uid] == pytest.approx(10.0) and rows[f"{uid}#2"] == pytest.approx(30.0)
+    assert obj.study.event_count == 3 + (3 if second_report else 0)  # the study's totals count the repeat once
     flags = " ".join(obj.study.flags)
     assert "repeated in this report with the same values" in flags and "kept as separate events" in flags
     # the same report sent again under another SOP Instance UID: recognised by its event UIDs, not counted twice
