@@ -612,8 +612,11 @@ CHUNK = 2000
 
 
 def _phantom_subquery():
+    # the study's first event with a phantom: ordered by pk + 0, not pk, so that PostgreSQL reads the study's events
+    # (uniq_event_per_study) and sorts those few; ordered by pk it walked the whole event table in key order for
+    # every study without a phantom (minutes for a 10k-study export)
     return Subquery(IrradiationEvent.objects.filter(study_id=OuterRef("pk")).exclude(ctdiw_phantom="")
-                    .order_by("pk").values("ctdiw_phantom")[:1])
+                    .order_by(F("pk") + 0).values("ctdiw_phantom")[:1])
 
 
 def study_rows(f: StudyFilters, *, scope: SiteScope = EVERY_SITE, modality: str | None = None,
