@@ -30,7 +30,7 @@ from dosereg.registry.models import Patient, Study
 from . import conf
 from . import effective_dose as ED
 from .evaluation import evaluate_alerts
-from .models import EffectiveDoseFactor, PatientExposureWindow, Rule, RuleSet
+from .models import Alert, EffectiveDoseFactor, PatientExposureWindow, Rule, RuleSet
 from .study_facts import HAS_ALERT, StudyInfo, is_stale, load_studies, study_rows
 from .windows import StudyPoint, WindowTotals, compute_windows
 
@@ -214,8 +214,6 @@ def _lock_patient(patient_id: int) -> tuple | None:
     """(id, the last recompute's digest, computed_now, valid_until, merged_into_id, whether records were merged
     into it, the stamp of the active rules and factors or None, whether an alert names the patient), the
     patient's row locked FOR NO KEY UPDATE; None: no such patient."""
-    from .models import Alert
-
     stamp: Any = RawSQL(_config_stamp_sql(), ()) if connection.vendor == "postgresql" else Value(None, CharField())
     return (Patient.objects.select_for_update(of=("self",), no_key=True).filter(pk=patient_id)
             .annotate(has_members=Exists(Patient.objects.filter(merged_into_id=OuterRef("pk"))), config_stamp=stamp,

@@ -19,7 +19,7 @@ from django.db.models.functions import Cast
 from dosereg.registry.models import DoseObject, IrradiationEvent, PlaneTotal, Study
 
 from . import effective_dose as ED, regions as RG
-from .models import StudyExposure
+from .models import Alert, StudyExposure
 
 STUDY_FIELDS = (
     "id", "study_instance_uid", "patient_id", "device_id", "device__institution", "device__display_name",
@@ -146,8 +146,6 @@ HAS_ALERT = "has_alert"
 def study_rows(group: list[int]) -> list[dict]:
     """The merge group's study rows (scalars only: no JSON to decode), in id order; each with ``HAS_ALERT``:
     whether an alert (of any patient: one raised before a correction moved the study) names it."""
-    from .models import Alert
-
     names = (*STUDY_FIELDS, HAS_ALERT)
     qs = (Study.objects.filter(patient_id__in=group).order_by("id")
           .annotate(**{HAS_ALERT: Exists(Alert.objects.filter(study_id=OuterRef("pk")))}))

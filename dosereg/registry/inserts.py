@@ -40,18 +40,19 @@ def _compiled_insert(obj: Model, using: str) -> tuple[str, list]:
 
 def _insert_statement(obj: Model, using: str) -> tuple[str, list]:
     model = type(obj)
-    key = (model, using, obj.pk is not None)
+    with_pk = obj.pk is not None
+    fields = _fields(model, with_pk=with_pk)
+    values = [f.pre_save(obj, True) for f in fields]
+    if any(hasattr(v, "resolve_expression") for v in values):
+        return _compiled_insert(obj, using)
+    key = (model, using, with_pk)
     sql = _INSERT_SQL.get(key)
-    if sql is not None:
-        fields = _fields(model, with_pk=obj.pk is not None)
-        values = [f.pre_save(obj, True) for f in fields]
-        if not any(hasattr(v, "resolve_expression") for v in values):
-            connection = connections[using]
-            return sql, [f.get_db_prep_save(v, connection=connection) for f, v in zip(fields, values)]
-    sql, params = _compiled_insert(obj, using)
-    if not any(hasattr(getattr(obj, f.attname), "resolve_expression") for f in _fields(model, with_pk=obj.pk is not None)):
+    if sql is None:
+        sql, params = _compiled_insert(obj, using)
         _INSERT_SQL[key] = sql
-    return sql, params
+        return sql, params
+    connection = connections[using]
+    return sql, [f.get_db_prep_save(v, connection=connection) for f, v in zip(fields, values)]
 
 
 def insert_unless_conflict(obj: Model) -> bool:
