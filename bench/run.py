@@ -5,7 +5,9 @@
     python bench/run.py parse316        # 316-event RDSR: parse + store on PostgreSQL vs DCMTK dsrdump
     python bench/run.py ingest [N]      # N objects via /usr/bin/storescu -> listener -> Redis -> Celery -> PostgreSQL
                                         # vs DCMTK storescp receiving the same files
-                                        # (BENCH_SKIN_WORKER=1: with the skin queue's worker beside it)
+                                        # (BENCH_SKIN_WORKER=1: with the skin queue's worker beside it;
+                                        #  BENCH_FLUORO_EVERY=k: every k-th object a fluoroscopy procedure with
+                                        #  beam geometry, so that the skin worker computes peak skin doses)
     python bench/run.py listener_memory [--size-mb 600] [--parallel 4]
                                         # listener peak RSS receiving big objects in parallel (bench_listener_memory.py)
 
@@ -18,7 +20,6 @@ import json
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -174,12 +175,23 @@ def _make_objects(n: int, outdir: Path) -> list[Path]:
 
     outdir.mkdir(parents=True, exist_ok=True)
     sources = [f for f in sorted(CORPUS.glob("*.dcm")) if f.stat().st_size <= 100_000]
+    # BENCH_FLUORO_EVERY=k: every k-th object is instead a builder-made fluoroscopy procedure with the beam geometry a
+    # Siemens AXIOM-Artis reports (bench_skin.procedure, BENCH_FLUORO_EVENTS events), whose peak skin dose the skin
+    # worker can compute: the corpus's small files carry no usable geometry, so without it the skin queue only records
+    # "not computable". The same files go to both runs of a with/without-skin-worker comparison.
+    every = int(os.environ.get("BENCH_FLUORO_EVERY", "0") or 0)
+    fluoro = None
+    if every:
+        from bench_skin import procedure
+
+        fluoro = rewrite_uids(procedure(int(os.environ.get("BENCH_FLUORO_EVENTS", "50"))), patient_id="BENCHFLUORO")
     files = []
     for i in range(n):
         src = sources[i % len(sources)]
         out = outdir / f"obj{i:05d}.dcm"
         # about 2 procedures per patient, as in a hospital's day (not 100 studies for each corpus patient)
-        out.write_bytes(rewrite_uids(src.read_bytes(), patient_id=f"BENCH{i // 2:05d}"))
+        data = fluoro if fluoro is not None and i % every == every - 1 else src.read_bytes()
+        out.write_bytes(rewrite_uids(data, patient_id=f"BENCH{i // 2:05d}"))
         files.append(out)
     return files
 

@@ -17,8 +17,12 @@ against two sources derived from the card, which agree only where listed in ``CR
     cells, pertechnetate, MAA) and C (I-123 iodide) at 10-40 kg, within its rounding (≤ 5 MBq or ≤ 5 %);
   * P. van den Bruggen, thesis, ch. 2 table 1 (99mTc-bisphosphonates, class B, baseline 35 MBq, minimum 40 MBq:
     40, 95, 170, 240, 310, 375 MBq at 3.5, 10, 20, 30, 40, 50 kg), exact to the MBq.
-Only the class B multiples at 10-40 kg and the bisphosphonate row thus agree with two independent sources; every
-other value (the other weight classes, the A and C columns outside 10-40 kg, the other baselines) has at most one.
+  * the card's 2022 extension for PET/MR and long-axial-field PET/CT (Eur J Nucl Med Mol Imaging 2022;49:1964-1969,
+    abstract): class B with its own baseline (10.7 MBq) gives 11 MBq at 3 kg and 149 MBq at 68 kg, which checks
+    the class B multiples at both ends of the card (1.00 and 14.00) within 1 MBq.
+Only the class B multiples at 10-40 kg (and at 3 and 68 kg) and the bisphosphonate row thus agree with two independent
+sources; every other value (the other weight classes, the A and C columns outside 10-40 kg, the other baselines) has
+at most one.
 A physicist must compare the table with the card itself before enabling the rule (admin: Exposure > Rules).
 
 Radiopharmaceuticals are matched by code, scheme and value ("SCT:35321007"), never by name. Only 18F-FDG carries a
@@ -115,6 +119,14 @@ CROSS_CHECKS: list[dict[str, Any]] = [
      "tolerance_fraction": 0.05, "tolerance_mbq": 2.5, "activities": {3.5: 15, 10: 40, 20: 70, 30: 100, 40: 125}},
     {"source": "Arrêté du 24 octobre 2011, annexe 2, tableau 7", "row": "99mTc red blood cells, blood pool",
      "tolerance_fraction": 0.05, "activities": {3.5: 80, 10: 150, 20: 270, 30: 400, 40: 500}},
+    # the class B multiples at both ends of the card (3 kg and 68 kg), from a third source: the EANM card's PET/MR
+    # and long-axial-field PET/CT extension states its class B parameters and the activities they give at 3 and 68 kg
+    {"source": ("The effect of modern PET technology and techniques on the EANM paediatric dosage card, Eur J Nucl "
+                "Med Mol Imaging 2022;49(6):1964-1969, doi:10.1007/s00259-021-05635-2, PubMed 34910233 (abstract: "
+                "class B, baseline 10.7 MBq, minimum 10 MBq; 11 MBq at 3 kg, 149 MBq at 68 kg)"),
+     "row_params": {"name": "[18F]FDG PET/MR and PET/CT with an axial field of view >= 25 cm (2022 extension)",
+                    "class": "B", "baseline_mbq": 10.7, "minimum_mbq": 10.0},
+     "tolerance_mbq": 1.0, "activities": {3.0: 11, 68.0: 149}},
 ]
 
 
