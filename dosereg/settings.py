@@ -203,6 +203,13 @@ SKINDOSE_ENABLED = env_bool("SKINDOSE_ENABLED", True)
 # gets the CPU only when nothing else wants it, so peak skin dose, seconds of computation per procedure, never
 # slows the ingest, listener or database on a busy host; its backlog is computed in the gaps (issue 15)
 WORKER_SCHED_IDLE = env_bool("WORKER_SCHED_IDLE", False)
+# A worker that takes only the skin queue also yields to the ingest: while ingest tasks wait in the broker (a burst,
+# a backlog after an outage) the skin task waits (asking the queue's length every SKIN_YIELD_POLL_S) before it
+# computes, so its memory traffic and database work stay out of the ingest's way too; after SKIN_YIELD_MAX_S it
+# computes regardless (a registry that is never idle still gets its peak skin doses). 0 turns the waiting off. Ka,r
+# alerts do not wait: the ingest raises them itself.
+SKIN_YIELD_MAX_S = env_int("SKIN_YIELD_MAX_S", 300)
+SKIN_YIELD_POLL_S = env_int("SKIN_YIELD_POLL_S", 1)
 # Celery's Django fixup closes the database connection after every task unless told to reuse it;
 # reconnecting cost PostgreSQL ~25 ms of CPU per ingested object. Connections that broke or outlived
 # DB_CONN_MAX_AGE are still closed before each task (dosereg.ops.receivers.refresh_db_connections).

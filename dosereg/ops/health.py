@@ -40,12 +40,14 @@ def check_broker(timeout: float = 2.0) -> dict | None:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
 
 
-def broker_queue_length(client) -> int:
-    """Tasks waiting in the default queue, over all of its priority lists ("dosereg", "dosereg:1" … "dosereg:9")."""
-    queue = getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery")
+def broker_queue_length(client, queue: str | None = None) -> int:
+    """Tasks waiting in a queue (default: the default queue, the ingest's), over all of its priority lists
+    ("dosereg", "dosereg:1" … "dosereg:9"), under the broker's key prefix (BROKER_KEY_PREFIX) when one is set."""
+    queue = queue or getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery")
     opts = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {}) or {}
     sep = opts.get("sep", "\x06\x16")
-    names = [queue] + [f"{queue}{sep}{n}" for n in opts.get("priority_steps", []) if n]
+    prefix = opts.get("global_keyprefix", "")
+    names = [prefix + queue] + [f"{prefix}{queue}{sep}{n}" for n in opts.get("priority_steps", []) if n]
     pipe = client.pipeline()
     for name in names:
         pipe.llen(name)

@@ -15,6 +15,7 @@
                 ├─ 2 staff:     staff.services.staff_studies_sync(study_ids)
                 ├─ 3 protocols: protocols.services.studies_mark_dirty(study_ids)
                 └─ 4 skin dose: pipeline.tasks.skin_dose_studies_task(study_ids)  always queued, on the "skin" queue
+                                  ├─ skin_dose_wait_for_ingest()  a skin-only worker waits while ingests wait
                                   └─ skin_dose_studies(study_ids)
                                        ├─ skindose.services.studies_skin_dose_compute → PySkinDose → StudySkinDose
                                        └─ exposure.recompute.patient_exposure_recompute(patient_id) the PSD rules
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -43,6 +45,7 @@ from dosereg.exposure import identity
 from dosereg.exposure import selectors as exposure_selectors
 from dosereg.exposure import recompute as exposure
 from dosereg.ops.failures import step_failure_record
+from dosereg.ops.health import broker_queue_length
 from dosereg.protocols import services as protocols
 from dosereg.protocols.tasks import mark_studies_dirty_task
 from dosereg.registry import devices as registry_devices
@@ -207,6 +210,41 @@ def follow_up(changes: StudyChanges, *, inline: bool) -> FollowUp:
                   run=lambda: skin_dose_studies(skin_ids),
                   queue=lambda: _apply(skin_dose_studies_task, skin_ids))
     return done
+
+
+def skin_dose_wait_for_ingest(*, sleep: Callable[[float], None] = time.sleep,
+                              clock: Callable[[], float] = time.monotonic) -> float:
+    """Step 4 yields to the ingest (settings.SKIN_YIELD_MAX_S, SKIN_YIELD_POLL_S): while ingest tasks wait in the
+    broker, wait (polling the queue's length) instead of computing, for at most SKIN_YIELD_MAX_S; returns the
+    seconds waited. Never waits without a broker (tasks in-process) or when the broker cannot be asked."""
+    # the task's message stays unacknowledged while it waits (acks_late): wait well inside the broker's visibility
+    # timeout, or Redis would hand the same task to a second worker
+    visibility_s = (settings.CELERY_BROKER_TRANSPORT_OPTIONS or {}).get("visibility_timeout", 3600)
+    limit = min(settings.SKIN_YIELD_MAX_S, float(visibility_s) / 2)  # type: ignore[arg-type]
+    if not settings.REDIS_URL or settings.CELERY_TASK_ALWAYS_EAGER or limit <= 0:
+        return 0.0
+    start = clock()
+    while clock() - start < limit:
+        try:
+            if broker_queue_length(_broker_client()) == 0:
+                break
+        except Exception as exc:  # the broker's state is advice here, never a reason to fail or to wait
+            log.warning("skin dose: could not read the ingest queue (%s); computing now", exc)
+            break
+        sleep(settings.SKIN_YIELD_POLL_S)
+    return clock() - start
+
+
+_BROKER_CLIENT: dict = {}  # REDIS_URL -> client, one per process
+
+
+def _broker_client():
+    url = settings.REDIS_URL
+    if url not in _BROKER_CLIENT:
+        import redis
+
+        _BROKER_CLIENT[url] = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    return _BROKER_CLIENT[url]
 
 
 def skin_dose_studies(study_ids: list[int]) -> int:

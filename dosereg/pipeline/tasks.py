@@ -13,6 +13,8 @@ from django.db import InterfaceError, OperationalError
 
 from dosereg.registry.receiving import INGEST_TASK
 
+INGEST_QUEUE = "dosereg"  # settings.CELERY_TASK_DEFAULT_QUEUE: the ingest and every follow-up task but the skin dose
+
 
 @shared_task(
     name=INGEST_TASK,
@@ -31,12 +33,23 @@ def ingest_object_task(dose_object_id: int) -> str:
 SKIN_TASK = "dosereg.skin_dose_studies"  # routed to the "skin" queue (settings.CELERY_TASK_ROUTES)
 
 
-@shared_task(name=SKIN_TASK, autoretry_for=(OperationalError, InterfaceError), retry_backoff=True, max_retries=5,
-             acks_late=True)
-def skin_dose_studies_task(study_ids: list[int]) -> int:
+@shared_task(name=SKIN_TASK, bind=True, autoretry_for=(OperationalError, InterfaceError), retry_backoff=True,
+             max_retries=5, acks_late=True)
+def skin_dose_studies_task(self, study_ids: list[int]) -> int:
+    """Step 4. A worker that takes only the skin queue (compose: skin-worker) first waits while ingest tasks wait
+    in the broker, up to SKIN_YIELD_MAX_S (flow.skin_dose_wait_for_ingest); a worker that also takes the ingest
+    queue (the demo's one worker) computes at once, since waiting would hold one of its ingest processes."""
     from . import flow
 
+    if not _consumes(self.app, INGEST_QUEUE):
+        flow.skin_dose_wait_for_ingest()
     return flow.skin_dose_studies(study_ids)
+
+
+def _consumes(app, queue: str) -> bool:
+    """Whether this worker takes ``queue`` (its -Q list); True when unknown (no worker: eager, a shell)."""
+    consume_from = getattr(app.amqp.queues, "consume_from", None)
+    return not consume_from or queue in consume_from
 
 
 @worker_init.connect
