@@ -145,6 +145,7 @@ class Report:
     problems: list[str] = field(default_factory=list)
     patients_checked: int = 0
     pages_checked: int = 0
+    throttled_waits: int = 0                                   # API answers 429 waited out and asked again
     reconcile: dict = field(default_factory=dict)
 
     def add(self, problem: str) -> None:
@@ -268,10 +269,32 @@ def _check_pages(rep: Report, patients: list[int], studies: list[int]) -> None:
     for pk in studies:
         urls += [f"/studies/{pk}/", f"/api/v1/studies/{pk}/", f"/api/v1/studies/{pk}/events/"]
     for url in urls:
-        res = client.get(url)
+        res = _get_unthrottled(client, url, rep)
         rep.pages_checked += 1
         if res.status_code >= 500:
             rep.add(f"GET {url} answered {res.status_code}")
+        elif res.status_code == 429:  # still throttled: not checked, and a 500 behind it would go unseen
+            rep.add(f"GET {url} not checked: throttled (429) after {THROTTLE_RETRIES} waits")
+
+
+THROTTLE_RETRIES = 5
+
+
+def _get_unthrottled(client, url: str, rep: Report, sleep=time.sleep):
+    """GET ``url``; an API answer 429 (the user's request rate, API_THROTTLE_USER) is not a page checked: wait what
+    its Retry-After says (at most 65 s) and ask again, up to THROTTLE_RETRIES times."""
+    res = client.get(url)
+    for _ in range(THROTTLE_RETRIES):
+        if res.status_code != 429:
+            break
+        rep.throttled_waits += 1
+        try:
+            wait = float(res.headers.get("Retry-After") or 1)
+        except ValueError:
+            wait = 1.0
+        sleep(min(max(wait, 0.5), 65.0))
+        res = client.get(url)
+    return res
 
 
 def summary(rep: Report) -> str:
@@ -280,7 +303,8 @@ def summary(rep: Report) -> str:
     for family, counts in rep.per_family.items():
         lines.append(f"  {family:11} {counts}")
     lines.append(f"spool reconcile: files {rep.reconcile.get('files')}, unregistered {rep.reconcile.get('unregistered')}")
-    lines.append(f"pages checked: {rep.pages_checked} for {rep.patients_checked} patients")
+    lines.append(f"pages checked: {rep.pages_checked} for {rep.patients_checked} patients"
+                 f" ({rep.throttled_waits} API throttling waits)")
     lines.append(f"problems: {len(rep.problems)}")
     lines += [f"  - {p}" for p in rep.problems[:50]]
     return "\n".join(lines)
