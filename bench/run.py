@@ -346,6 +346,20 @@ def bench_ingest(n: int = 2000):
 
         skin_line = (f"  skin worker beside it          {StudySkinDose.objects.count()} studies' skin dose computed "
                      f"during the run ({StudySkinDose.objects.filter(computable=True).count()} with a PSD)")
+        # then its backlog (it waits while ingest tasks wait in the broker, SKIN_YIELD_MAX_S): until the skin queue
+        # is empty and no row was added for 3 s
+        from dosereg.ops.health import broker_queue_length
+
+        rc, t_end, last, stable_since = redis.Redis.from_url(REDIS), time.perf_counter(), -1, time.perf_counter()
+        while time.perf_counter() - t_end < 600:
+            count = StudySkinDose.objects.count()
+            if count != last or broker_queue_length(rc, "skin"):
+                last, stable_since = count, time.perf_counter()
+            elif time.perf_counter() - stable_since >= 3:
+                break
+            time.sleep(0.5)
+        skin_line += (f"\n  skin backlog done              {stable_since - t_end:.1f} s after the last ingest: {last} "
+                      f"studies ({StudySkinDose.objects.filter(computable=True).count()} with a PSD)")
         skin_worker.terminate()
         skin_worker.wait(60)
     stats = json.loads((tmp / "listener-stats.json").read_text())
