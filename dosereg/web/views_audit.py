@@ -23,6 +23,7 @@ from .access import role_required
 from .forms import AuditRangeForm
 
 AUDIT_MODALITIES = {value for value, _ in AuditRangeForm.MODALITY_CHOICES if value}
+AUDIT_PAGE_ROWS = 100  # rows of the protocol audit table per page
 
 
 def audit_range(request, *, strict: bool = False):
@@ -54,8 +55,19 @@ def protocol_audit(request):
     since, until, modality, device, form, p = audit_range(request)
     scope = scope_for(request.user)
     ctx = _in_scope(selectors.protocol_audit(since=since, until=until, modality=modality, device_id=device), scope)
+    # the overview charts compare every row; the table shows AUDIT_PAGE_ROWS of them per page (a registry's rooms
+    # and names give hundreds of rows, and each row's links and box plots are what the page's time goes into)
+    rows = ctx["rows"]
+    pages = max(1, -(-len(rows) // AUDIT_PAGE_ROWS))
+    page = min(p.int("page", min_value=1) or 1, pages)
+    start = (page - 1) * AUDIT_PAGE_ROWS
+    base = request.GET.copy()
+    base.pop("page", None)
     ctx.update(form=form, modality=modality, device=device, can_edit=roles.has_role(request.user, roles.PROTOCOL_EDIT),
-               query=request.GET.urlencode(), overview=audit_pages.overview(ctx["rows"], selectors.AUDIT_QUANTITIES),
+               query=base.urlencode(), overview=audit_pages.overview(rows, selectors.AUDIT_QUANTITIES),
+               rows=rows[start:start + AUDIT_PAGE_ROWS],
+               pager={"page": page, "pages": pages, "first": start + 1 if rows else 0,
+                      "last": min(start + AUDIT_PAGE_ROWS, len(rows)), "total": len(rows)},
                until_day=until - timedelta(days=1),
                devices=Device.objects.filter(scope.device_q("pk")).order_by("display_name").only("pk", "display_name"),
                param_errors=p.messages())

@@ -198,3 +198,30 @@ def test_summary_export_names_the_unmapped_description(web_data, client):
                                            else r.content.decode())))
     assert {row["study_description_unmapped"] for row in rows if row["standard_name"] == "(unmapped)"} == {
         "CT Chest", "CT CHEST W/O"}
+
+
+def test_the_audit_table_is_paged_and_every_row_is_on_exactly_one_page(web_data, login, monkeypatch):
+    """Hundreds of rows (every device's names, unmapped ones per description) are shown a page at a time; the
+    overview charts and the exports keep every row; a page past the end shows the last."""
+    from dosereg.web import views_audit
+
+    _studies(300, seed=7)
+    since, until = _local_days(365)
+    every = selectors.protocol_audit(since=since, until=until)["rows"]
+    assert len(every) >= 5
+    monkeypatch.setattr(views_audit, "AUDIT_PAGE_ROWS", 2)
+    c = login(web_data.users["physicist"])
+    seen, pages = [], -(-len(every) // 2)
+    for page in range(1, pages + 1):
+        resp = c.get(reverse("web:protocol_audit") + f"?page={page}")
+        assert resp.status_code == 200
+        rows = resp.context["rows"]
+        assert len(rows) == (2 if page < pages else len(every) - 2 * (pages - 1))
+        seen += [r["query"] for r in rows]
+        html = resp.content.decode()
+        assert f"Rows {2 * page - 1}–{min(2 * page, len(every))} of {len(every)}" in html
+        assert ("data-audit-next" in html) == (page < pages)
+        assert "page=" not in resp.context["query"]  # the exports' query: every row, whatever the page
+        assert len(resp.context["overview"]) == len(c.get(reverse("web:protocol_audit")).context["overview"])
+    assert seen == [r["query"] for r in every]
+    assert c.get(reverse("web:protocol_audit") + "?page=999").context["pager"]["page"] == pages
