@@ -154,6 +154,9 @@ class Study(models.Model):
             models.Index(fields=["study_datetime", "id"], name="study_datetime_id"),
             # the dashboard's pregnancy list: newest studies of pregnant patients, without reading the others
             models.Index(F("study_datetime").desc(), condition=PREGNANT_Q, name="study_pregnant_recent"),
+            # the dashboard's data-quality list and the browser's "flagged" filter: the flagged studies only (a few),
+            # without scanning every study (a sequential scan of 100k studies took 38-52 ms of every dashboard)
+            models.Index(F("study_datetime").desc(), condition=~Q(flags=[]), name="study_flagged_recent"),
         ]
 
     @property
