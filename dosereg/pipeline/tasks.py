@@ -13,8 +13,6 @@ from django.db import InterfaceError, OperationalError
 
 from dosereg.registry.receiving import INGEST_TASK
 
-INGEST_QUEUE = "dosereg"  # settings.CELERY_TASK_DEFAULT_QUEUE: the ingest and every follow-up task but the skin dose
-
 
 @shared_task(
     name=INGEST_TASK,
@@ -39,9 +37,12 @@ def skin_dose_studies_task(self, study_ids: list[int]) -> int:
     """Step 4. A worker that takes only the skin queue (compose: skin-worker) first waits while ingest tasks wait
     in the broker, up to SKIN_YIELD_MAX_S (flow.skin_dose_wait_for_ingest); a worker that also takes the ingest
     queue (the demo's one worker) computes at once, since waiting would hold one of its ingest processes."""
+    from django.conf import settings
+
     from . import flow
 
-    if not _consumes(self.app, INGEST_QUEUE):
+    # the default queue holds the ingest and every follow-up task but the skin dose
+    if not _consumes(self.app, settings.CELERY_TASK_DEFAULT_QUEUE):
         flow.skin_dose_wait_for_ingest()
     return flow.skin_dose_studies(study_ids)
 

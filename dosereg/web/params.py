@@ -22,6 +22,7 @@ from __future__ import annotations
 import builtins
 import ipaddress
 import re
+from dataclasses import dataclass
 from datetime import date, datetime, time
 
 from django.utils import timezone
@@ -225,6 +226,33 @@ class PageNumbers:
     @property
     def last_index(self) -> int:
         return min(self.count, self.page * self.page_size)
+
+
+@dataclass
+class ListPage(PageNumbers):
+    """One page of a list already in memory (``of``: the requested page, clamped to the pages there are)."""
+
+    rows: list
+    count: int
+    page: int
+    pages: int
+    page_size: int
+
+    @classmethod
+    def of(cls, items: list, page: builtins.int | None, page_size: builtins.int) -> ListPage:
+        count = len(items)
+        pages = max(1, -(-count // page_size))
+        page = min(max(1, page or 1), pages)
+        start = (page - 1) * page_size
+        return cls(rows=items[start:start + page_size], count=count, page=page, pages=pages, page_size=page_size)
+
+
+def query_without(request, *names: str) -> str:
+    """The request's query string without the parameters ``names`` (a page's links to other pages or sorts)."""
+    q = request.GET.copy()
+    for n in names:
+        q.pop(n, None)
+    return q.urlencode()
 
 
 class SortChoice:

@@ -162,16 +162,9 @@ def patient_list(request):
     return render(request, "web/patient_list.html", {
         "f": f, "q": f.q, "page": page, "rows": page.rows, "scope": scope,
         "columns": patient_browse.sort_columns(f), "page_sizes": patient_browse.PAGE_SIZES,
-        "base_query": _query_without(request, "sort", "page"), "page_query": _query_without(request, "page"),
+        "base_query": params.query_without(request, "sort", "page"), "page_query": params.query_without(request, "page"),
         "param_errors": [f"parameter {n!r} ignored: {m}" for n, m in f.errors.items()],
     })
-
-
-def _query_without(request, *names: str) -> str:
-    q = request.GET.copy()
-    for n in names:
-        q.pop(n, None)
-    return q.urlencode()
 
 
 def _clinical_patient(request, pk: int) -> Patient:

@@ -57,17 +57,10 @@ def protocol_audit(request):
     ctx = _in_scope(selectors.protocol_audit(since=since, until=until, modality=modality, device_id=device), scope)
     # the overview charts compare every row; the table shows AUDIT_PAGE_ROWS of them per page (a registry's rooms
     # and names give hundreds of rows, and each row's links and box plots are what the page's time goes into)
-    rows = ctx["rows"]
-    pages = max(1, -(-len(rows) // AUDIT_PAGE_ROWS))
-    page = min(p.int("page", min_value=1) or 1, pages)
-    start = (page - 1) * AUDIT_PAGE_ROWS
-    base = request.GET.copy()
-    base.pop("page", None)
+    pager = params.ListPage.of(ctx["rows"], p.int("page", min_value=1), AUDIT_PAGE_ROWS)
     ctx.update(form=form, modality=modality, device=device, can_edit=roles.has_role(request.user, roles.PROTOCOL_EDIT),
-               query=base.urlencode(), overview=audit_pages.overview(rows, selectors.AUDIT_QUANTITIES),
-               rows=rows[start:start + AUDIT_PAGE_ROWS],
-               pager={"page": page, "pages": pages, "first": start + 1 if rows else 0,
-                      "last": min(start + AUDIT_PAGE_ROWS, len(rows)), "total": len(rows)},
+               query=params.query_without(request, "page"),
+               overview=audit_pages.overview(ctx["rows"], selectors.AUDIT_QUANTITIES), rows=pager.rows, pager=pager,
                until_day=until - timedelta(days=1),
                devices=Device.objects.filter(scope.device_q("pk")).order_by("display_name").only("pk", "display_name"),
                param_errors=p.messages())

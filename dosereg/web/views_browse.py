@@ -28,13 +28,6 @@ PAGE_KEYS = ("page", "after", "before", "end")
 COLUMN_UNITS = {"age": "y", "kap": "Gy·cm²", "kar": "Gy", "fluoro": "min:s", "ctdivol": "mGy", "dlp": "mGy·cm"}
 
 
-def _query_without(request, *names: str) -> str:
-    q = request.GET.copy()
-    for n in names:
-        q.pop(n, None)
-    return q.urlencode()
-
-
 @require_GET
 @role_required(*roles.CLINICAL)
 def study_browser(request):
@@ -47,7 +40,7 @@ def study_browser(request):
                          "sort": f.sort, "page": page.page, "count": page.count,
                          **{k: v for k, v in (("after", f.after), ("before", f.before)) if v is not None},
                          **({"end": True} if f.end else {})})
-    base = _query_without(request, "sort", *PAGE_KEYS)
+    base = params.query_without(request, "sort", *PAGE_KEYS)
     columns = []
     for key, (_, heading) in browse.SORTS.items():
         nxt = key if f.sort == f"-{key}" else f"-{key}"  # first click: largest / newest first
@@ -56,11 +49,11 @@ def study_browser(request):
                         "num": key in COLUMN_UNITS or key == "events"})
     ctx = {
         "f": f, "page": page, "columns": columns, "base_query": base,
-        "page_query": _query_without(request, *PAGE_KEYS),
+        "page_query": params.query_without(request, *PAGE_KEYS),
         "page_hidden": [(k, v) for k, vs in request.GET.lists() if k not in PAGE_KEYS for v in vs],
-        "export_query": _query_without(request, *PAGE_KEYS, "per_page", "only"),
+        "export_query": params.query_without(request, *PAGE_KEYS, "per_page", "only"),
         # the page as shown: its cursor (after / before / end) or page number as in this URL
-        "page_export_query": _query_without(request, "only"),
+        "page_export_query": params.query_without(request, "only"),
         "options": browse.filter_options(scope=scope), "modalities": browse.MODALITIES, "sexes": browse.SEXES,
         "age_bands": browse.AGE_BAND_LABELS, "not_patient_choices": browse.NOT_PATIENT,
         "flagged_choices": browse.FLAGGED,

@@ -224,4 +224,4 @@ def test_the_audit_table_is_paged_and_every_row_is_on_exactly_one_page(web_data,
         assert "page=" not in resp.context["query"]  # the exports' query: every row, whatever the page
         assert len(resp.context["overview"]) == len(c.get(reverse("web:protocol_audit")).context["overview"])
     assert seen == [r["query"] for r in every]
-    assert c.get(reverse("web:protocol_audit") + "?page=999").context["pager"]["page"] == pages
+    assert c.get(reverse("web:protocol_audit") + "?page=999").context["pager"].page == pages
