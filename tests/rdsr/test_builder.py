@@ -9,7 +9,6 @@ import copy
 import datetime as dt
 import importlib.util
 import io
-import os
 import random
 import shutil
 import subprocess
@@ -25,6 +24,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from dosereg.rdsr import builder as b  # noqa: E402
+from tests.conftest import IN_CI  # noqa: E402
 
 DSRDUMP = shutil.which("dsrdump") or ("/usr/bin/dsrdump" if Path("/usr/bin/dsrdump").exists() else None)
 DCMDUMP = shutil.which("dcmdump")
@@ -33,7 +33,7 @@ DCMDUMP = shutil.which("dcmdump")
 def _require(tool: str | None, name: str) -> str:
     if tool:
         return tool
-    if os.environ.get("CI") == "true":
+    if IN_CI:  # CI never skips silently (tests/conftest.py)
         pytest.fail(f"{name} (DCMTK) is required in CI but was not found")
     pytest.skip(f"{name} (DCMTK) not installed")
 
