@@ -1,4 +1,4 @@
-"""The one home for showing dose numbers: units, rounding, the Gy/mGy choice, min:s.
+"""The one home for showing dose numbers: units (one per quantity), rounding, min:s.
 
 Pure Python (no Django, no models): the HTML template filters, the patient portal, the PDF, the CSV exports,
 the alert e-mails, the API's display fields and the command-line reports all call these functions, so a
@@ -6,12 +6,16 @@ value reads the same everywhere.
 
 Rules
 * **Display**: 3 significant figures, never scientific notation, and integer digits are never rounded away
-  (``1234.5`` -> ``"1,235"``, ``0.0123456`` -> ``"0.0123"``, ``12.0`` -> ``"12"``). ``None`` (not reported) is
+  (``1234.6`` -> ``"1,235"``, ``0.0123456`` -> ``"0.0123"``, ``12.0`` -> ``"12"``). ``None`` (not reported) is
   ``"—"``, never ``0``.
-* **Units**: values are stored in their canonical unit (the unit in the field name: ``dap_total_gy_cm2``,
-  ``dose_rp_max_plane_gy``, ``dlp_total_mgy_cm``). A unit other than the stored one is reached only through
-  :func:`convert`. Ka,r in running text is shown in Gy from 1 Gy up and in mGy below (:func:`display_unit`);
-  a table column keeps one unit (its header's).
+* **Units: one unit per quantity, sitewide, fixed** (not chosen by magnitude): every value is shown in the
+  unit it is stored in, the unit in its field name (``dap_total_gy_cm2``, ``dose_rp_max_plane_gy``,
+  ``dlp_total_mgy_cm``): KAP in Gy·cm², Ka,r and peak skin dose in Gy (the unit of their alert levels, so
+  "Ka,r 2.4 Gy" and "PSD 1.9 Gy" read side by side and against "level 3 Gy"), CTDIvol in mGy, DLP in mGy·cm,
+  effective dose in mSv, SAR in W/kg, administered activity in MBq. The same Ka,r reads "8 Gy" on the study
+  page, the patient's history, the portal, the PDF, the case and its e-mail, never "8,000 mGy" on one of them.
+  A unit other than the stored one is reached only through :func:`convert` (imports, thresholds set in
+  another unit).
 * **Fluoroscopy time** is shown as ``m:ss``.
 * **Machine-readable values** (CSV columns, API and FHIR numbers) stay numbers in the stored unit, named in the
   column, rounded to 9 significant figures (:func:`machine`): every digit a device reports is kept, the float
@@ -37,9 +41,12 @@ class Quantity:
 
 
 KAP, KAR, FLUORO_TIME, CTDIVOL, DLP, EFFECTIVE_DOSE, SAR = "kap", "kar", "fluoro_time", "ctdivol", "dlp", "effective_dose", "sar"
+PSD, ACTIVITY = "psd", "activity"
 QUANTITIES: dict[str, Quantity] = {q.key: q for q in (
     Quantity(KAP, "KAP", "Gy·cm²"),
     Quantity(KAR, "Ka,r", "Gy"),
+    Quantity(PSD, "PSD", "Gy"),
+    Quantity(ACTIVITY, "Activity", "MBq"),
     Quantity(FLUORO_TIME, "Fluoro time", "s"),
     Quantity(CTDIVOL, "CTDIvol", "mGy"),
     Quantity(DLP, "DLP", "mGy·cm"),
@@ -58,6 +65,8 @@ FIELD_QUANTITY = {
     "dlp_total_mgy_cm": DLP, "dlp_mgy_cm": DLP,
     "effective_dose_msv": EFFECTIVE_DOSE,
     "sar_w_kg": SAR,
+    "psd_gy": PSD, "peak_skin_dose_gy": PSD,
+    "nm_paed_activity_mbq": ACTIVITY, "activity_mbq": ACTIVITY,
 }
 
 # unit -> size in the canonical unit of its dimension (one table: every conversion goes through it)
@@ -69,6 +78,7 @@ _UNIT_SIZE: dict[str, tuple[str, float]] = {
     "Sv": ("Sv", 1.0), "mSv": ("Sv", 1e-3), "µSv": ("Sv", 1e-6),
     "s": ("s", 1.0), "min": ("s", 60.0),
     "W/kg": ("W/kg", 1.0),
+    "MBq": ("MBq", 1.0), "GBq": ("MBq", 1e3), "mCi": ("MBq", 37.0),
 }
 
 
@@ -137,12 +147,10 @@ def interval(seconds: float | None, missing: str = MISSING) -> str:
     return f"{number(s, 2)} s"
 
 
-def display_unit(quantity: str, value: float | None = None) -> str:
-    """The unit a value is shown in when no column fixes it: Ka,r in Gy from 1 Gy, else mGy; others stored."""
+def display_unit(quantity: str) -> str:
+    """The one unit a quantity is shown in everywhere: its stored unit ("min:s" for fluoroscopy time)."""
     q = quantity_of(quantity)
-    if q.key == KAR:
-        return "Gy" if value is not None and abs(value) >= 1.0 else "mGy"
-    return q.unit
+    return "min:s" if q.key == FLUORO_TIME else q.unit
 
 
 def _sig(q: Quantity, sig: int | None) -> int:
@@ -155,7 +163,7 @@ def value(quantity: str, v: float | None, unit: str | None = None, *, sig: int |
     q = quantity_of(quantity)
     if q.key == FLUORO_TIME and unit in (None, "min:s"):
         return minsec(v, missing)
-    return number(convert(v, q.unit, unit or display_unit(q.key, v)), _sig(q, sig), missing)
+    return number(convert(v, q.unit, unit or q.unit), _sig(q, sig), missing)
 
 
 def with_unit(quantity: str, v: float | None, unit: str | None = None, *, sig: int | None = None,
@@ -166,7 +174,7 @@ def with_unit(quantity: str, v: float | None, unit: str | None = None, *, sig: i
     q = quantity_of(quantity)
     if q.key == FLUORO_TIME and unit in (None, "min:s"):
         return f"{minsec(v)} min:s"
-    shown = unit or display_unit(q.key, v)
+    shown = unit or q.unit
     return f"{value(q.key, v, shown, sig=sig)} {shown}"
 
 

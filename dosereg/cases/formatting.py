@@ -1,16 +1,14 @@
-"""Text of cases: values in the unit the rule's level is set in, and citations without internal file references.
-
-Kept local to the cases app (one function per concept); the project's shared formatting module can absorb
-these when it lands.
+"""Text of cases: values and levels through ``dosereg.formatting`` (the one home for units and rounding: a case's
+Ka,r reads in Gy and its fluoroscopy time as min:s, as on every other page and in every e-mail, whatever unit a
+rule's level was entered in), level names, and citations without internal file references.
 """
 from __future__ import annotations
 
 import re
 
-CANONICAL_UNIT = {"kar_gy": "Gy", "kap_gy_cm2": "Gy·cm²", "fluoro_time_s": "s", "dlp_mgy_cm": "mGy·cm",
-                  "ctdivol_mgy": "mGy", "procedure_count": "procedures", "psd_gy": "Gy", "nm_paed_activity_mbq": "MBq"}
-UNIT_FACTORS = {"kar_gy": {"Gy": 1.0, "mGy": 1e-3}, "psd_gy": {"Gy": 1.0, "mGy": 1e-3}, "kap_gy_cm2": {"Gy·cm²": 1.0, "cGy·cm²": 1e-2, "mGy·cm²": 1e-3, "dGy·cm²": 1e-1},
-                "fluoro_time_s": {"s": 1.0, "min": 60.0}}
+from dosereg import formatting as fmt
+from dosereg.exposure.constants import CANONICAL_UNIT
+
 QUANTITY_LABEL = {"kar_gy": "Ka,r (reference air kerma)", "psd_gy": "peak skin dose (estimate)", "kap_gy_cm2": "KAP (kerma-area product)",
                   "fluoro_time_s": "fluoroscopy time", "dlp_mgy_cm": "DLP", "ctdivol_mgy": "CTDIvol",
                   "procedure_count": "procedures", "pregnancy": "pregnancy", "dose_check": "CT Dose Check",
@@ -31,32 +29,14 @@ def public_text(text: str | None) -> str:
     return t.rstrip(" —–-")
 
 
-def shown_unit(quantity: str, rule_unit: str = "") -> tuple[str, float]:
-    """The unit a value is shown in (the rule's, so value and level read alike) and its factor from canonical."""
-    unit = rule_unit or CANONICAL_UNIT.get(quantity, "")
-    return unit, UNIT_FACTORS.get(quantity, {}).get(unit, 1.0)
-
-
-def fmt_number(v: float | None) -> str:
-    if v is None:
-        return "—"
-    if v == 0:
-        return "0"
-    a = abs(v)
-    if a >= 100:
-        return f"{v:,.0f}".replace(",", " ")
-    if a >= 10:
-        return f"{v:.1f}"
-    return f"{v:.3g}" if a >= 0.01 else f"{v:.2g}"
-
-
-def fmt_value(quantity: str, value: float | None, rule_unit: str = "") -> str:
+def fmt_value(quantity: str, value: float | None) -> str:
+    """A case value or level with its unit: ``"7.4 Gy"``, ``"61:10 min:s"``, ``"3 procedures"``; "—" for None.
+    ``value`` is in the quantity's stored unit (alerts store values and levels converted to it)."""
     if value is None:
-        return "—"
-    unit, f = shown_unit(quantity, rule_unit)
-    if quantity == "fluoro_time_s" and unit == "s" and value >= 60:
-        return f"{value / 60:.1f} min"
-    return f"{fmt_number(value / f)} {unit}".strip()
+        return fmt.MISSING
+    if quantity in fmt.FIELD_QUANTITY:
+        return fmt.with_unit(quantity, value)
+    return f"{fmt.number(value)} {CANONICAL_UNIT.get(quantity, '')}".strip()
 
 
 def level_name(level: str) -> str:
@@ -70,10 +50,9 @@ def level_name(level: str) -> str:
 
 def level_line(alert) -> str:
     """One level of a case, e.g. "Ka,r (reference air kerma) 5.2 Gy reached 5 Gy — substantial radiation dose level"."""
-    rule_unit = alert.rule.threshold_unit if getattr(alert, "rule_id", None) else ""
     title = (alert.detail or {}).get("rule_title") or QUANTITY_LABEL.get(alert.quantity, alert.quantity)
     if alert.value is None:
         return f"{title}: {level_name(alert.level)}"
     win = f" over {alert.window_days} days" if alert.window_days else ""
-    return (f"{title}: {fmt_value(alert.quantity, alert.value, rule_unit)}{win}, level "
-            f"{fmt_value(alert.quantity, alert.threshold, rule_unit)} — {level_name(alert.level)}")
+    return (f"{title}: {fmt_value(alert.quantity, alert.value)}{win}, level "
+            f"{fmt_value(alert.quantity, alert.threshold)} — {level_name(alert.level)}")

@@ -329,12 +329,11 @@ def case_detail(*, case_id: int, scope: SiteScope | CaseScope = EVERY_SITE, max_
     for m in members:
         a = m.alert
         if a is not None:
-            rule_unit = a.rule.threshold_unit if a.rule_id else ""
             d = a.detail or {}
             levels.append({
                 "rule": d.get("rule_title") or a.rule_key, "rule_key": a.rule_key, "level": level_name(a.level),
-                "value": fmt_value(a.quantity, a.value, rule_unit) if a.value is not None else "",
-                "threshold": fmt_value(a.quantity, a.threshold, rule_unit) if a.threshold is not None else "",
+                "value": fmt_value(a.quantity, a.value) if a.value is not None else "",
+                "threshold": fmt_value(a.quantity, a.threshold) if a.threshold is not None else "",
                 "window_days": a.window_days, "at": a.raised_at, "status": a.status, "severity": a.severity,
                 "source": public_text(d.get("source") or (a.rule.source if a.rule_id else "")),
                 "verification": d.get("verification") or (a.rule.verification if a.rule_id else ""),

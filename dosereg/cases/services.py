@@ -111,18 +111,17 @@ def _site(institution: str | None) -> str:
 
 
 def _case_title(kind: str, top_alert) -> str:
-    """E.g. "Procedure: Ka,r substantial radiation dose level: 7.4 Gy ≥ 5 Gy" (values in the rule's unit)."""
+    """E.g. "Procedure: Ka,r substantial radiation dose level: 7.4 Gy ≥ 5 Gy" (values in the quantity's one unit)."""
     from .formatting import fmt_value
 
     if top_alert.value is None or top_alert.threshold is None or kind in (KIND_PREGNANCY, KIND_DOSE_CHECK):
         return f"{KIND_LABEL[kind]}: {top_alert.title}"[:255]
-    unit = top_alert.rule.threshold_unit if top_alert.rule_id else ""
     name = (top_alert.detail or {}).get("rule_title") or top_alert.rule_key
     if top_alert.level.startswith("subsequent+"):
         name += f" (+{top_alert.level.split('+', 1)[1]})"
     win = f" in {top_alert.window_days} days" if top_alert.window_days else ""
-    return (f"{KIND_LABEL[kind]}: {name}: {fmt_value(top_alert.quantity, top_alert.value, unit)}{win} ≥ "
-            f"{fmt_value(top_alert.quantity, top_alert.threshold, unit)}")[:255]
+    return (f"{KIND_LABEL[kind]}: {name}: {fmt_value(top_alert.quantity, top_alert.value)}{win} ≥ "
+            f"{fmt_value(top_alert.quantity, top_alert.threshold)}")[:255]
 
 
 def _suggested_due(alert) -> date | None:

@@ -305,14 +305,13 @@ def _title(e: Expected) -> str:
         return f"{rule.title}: modality Dose Check {e.detail.get('dose_check_kind', '')}"
     win = f" in {rule.window_days} days" if rule.window_days else ""
     lvl = f" ({e.level})" if e.level.startswith("subsequent") else ""
-    shown = rule.threshold_unit or unit  # the unit the rule's level was entered in
 
-    def show(v: float | None) -> str:
+    def show(v: float | None) -> str:  # the quantity's one unit (dosereg.formatting), whatever the level was entered in
         if v is None:
             return "?"
-        return fmt.number(fmt.convert(v, unit, shown) if unit in fmt.UNITS and shown in fmt.UNITS else v)
+        return fmt.with_unit(rule.quantity, v) if rule.quantity in fmt.FIELD_QUANTITY else f"{fmt.number(v)} {unit}".strip()
 
-    return f"{rule.title}{lvl}: {show(e.value)} {shown}{win} ≥ {show(e.threshold)} {shown}"
+    return f"{rule.title}{lvl}: {show(e.value)}{win} ≥ {show(e.threshold)}"
 
 
 def _message(e: Expected, root: Patient | None) -> str:

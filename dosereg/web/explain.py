@@ -1,6 +1,6 @@
 """Plain-language explanations of dose quantities for patients.
 
-The unit of each quantity here is the one patients see (Ka,r in mGy, fluoroscopy time as min:s); numbers are
+The unit of each quantity here is the one patients see (the sitewide one of ``dosereg.formatting``: Ka,r in Gy, fluoroscopy time as min:s); numbers are
 formatted by ``dosereg.formatting``. Effective dose is not estimated here: the portal shows the exposure
 app's estimate (``dosereg.exposure.effective_dose``, one factor table) where a verified conversion exists,
 always as a population-average estimate.
@@ -33,7 +33,7 @@ QUANTITIES: dict[str, Quantity] = {q.key: q for q in [
         "parts of the body and different body sizes.",
     ),
     Quantity(
-        "dose_rp_max_plane_gy", "Reference air kerma (Ka,r)", "Ka,r", "mGy",
+        "dose_rp_max_plane_gy", "Reference air kerma (Ka,r)", "Ka,r", "Gy",
         "The radiation measured in air at a fixed reference point near where the beam enters the body, added up "
         "over the procedure. Staff use it to watch for possible skin effects during long procedures.",
         "It is not your actual skin dose: the beam moves around, and the table and your position differ from the "

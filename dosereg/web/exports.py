@@ -169,7 +169,7 @@ def protocol_summary_rows(audit: dict) -> Iterator[tuple]:
                 yield base + ("", "", "")
 
 
-PORTAL_HEADER = ["date", "procedure", "device_type", "kap_gy_cm2", "ka_r_mgy", "fluoro_time_min_s", "ctdivol_mgy",
+PORTAL_HEADER = ["date", "procedure", "device_type", "kap_gy_cm2", "ka_r_gy", "fluoro_time_min_s", "ctdivol_mgy",
                  "dlp_mgy_cm", "sar_w_kg", "effective_dose_estimate_msv", "background_comparison"]
 
 
@@ -179,7 +179,7 @@ def portal_rows(exams) -> Iterator[tuple]:
         sar = next((q["value"] for q in e.quantities if q["q"].key == "sar_w_kg"), None)
         yield (
             s.study_datetime.date().isoformat() if s.study_datetime else "", s.study_description, e.device_type,
-            s.dap_total_gy_cm2, fmt.convert(s.dose_rp_max_plane_gy, "Gy", "mGy"),
+            s.dap_total_gy_cm2, s.dose_rp_max_plane_gy,
             fmt.minsec(s.fluoro_time_total_s, missing=""), s.ctdivol_max_mgy, s.dlp_total_mgy_cm, sar,
             e.effective_dose_msv, e.background,
         )

@@ -43,7 +43,7 @@ EFFECTIVE_DOSE_NOTE = (
 )
 MEANINGS = [
     ("KAP (Gy·cm²)", "total X-ray output times beam area; not an organ or skin dose."),
-    ("Ka,r (mGy)", "air kerma at a fixed reference point, used to watch for skin effects; not your actual skin dose."),
+    ("Ka,r (Gy)", "air kerma at a fixed reference point, used to watch for skin effects; not your actual skin dose."),
     ("Fluoroscopy time (min:s)", "how long live X-ray imaging was on; not a dose."),
     ("CTDIvol (mGy) and DLP (mGy·cm)", "CT scanner output measured in a standard test object; not your personal dose."),
     ("SAR (W/kg)", "radio-wave energy in MRI; not ionising radiation."),

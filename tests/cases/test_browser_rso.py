@@ -76,7 +76,7 @@ def test_rso_walks_a_case_from_email_to_closed(arrived, browser):  # noqa: F811
     assert page.url.rstrip("/").endswith(f"/alerts/{case.pk}")
     expect(page.locator("[data-levels] tbody tr")).to_have_count(n_levels)
     expect(page.locator("[data-case-severity]")).to_have_text("high")
-    assert "7.4 Gy" in page.inner_text("[data-levels]") and "61.7 min" in page.inner_text("[data-levels]")
+    assert "7.4 Gy" in page.inner_text("[data-levels]") and "61:40 min:s" in page.inner_text("[data-levels]")
     shot(page, "case-desktop")
 
     # acknowledge with a note, by keyboard only

@@ -321,8 +321,11 @@ def test_citations_and_values_read_as_plain_text():
     assert public_text("AAPM Dose Check Guidelines v1.0; NEMA XR 25 — dose-standards.md §4.3") == "AAPM Dose Check Guidelines v1.0; NEMA XR 25"
     assert public_text("NCRP Report 168 (2010) ✔; (dose-standards §4.1)") == "NCRP Report 168 (2010);"
     assert "(unverified)" in public_text("AAPM 1000 mGy ⚠")
-    assert fmt_value("fluoro_time_s", 3670, "min") == "61.2 min" and fmt_value("fluoro_time_s", 3600, "min") == "60.0 min"
-    assert fmt_value("kar_gy", 7.689, "Gy") == "7.69 Gy" and fmt_value("kap_gy_cm2", 520.4, "Gy·cm²") == "520 Gy·cm²"
+    # through dosereg.formatting, the one home: fluoroscopy time as min:s, Ka,r in Gy, grouping as on every page
+    assert fmt_value("fluoro_time_s", 3670) == "61:10 min:s" and fmt_value("fluoro_time_s", 3600) == "60:00 min:s"
+    assert fmt_value("kar_gy", 7.689) == "7.69 Gy" and fmt_value("kap_gy_cm2", 520.4) == "520 Gy·cm²"
+    assert fmt_value("kar_gy", 0.25) == "0.25 Gy" and fmt_value("dlp_mgy_cm", 1234.6) == "1,235 mGy·cm"
+    assert fmt_value("procedure_count", 3) == "3 procedures" and fmt_value("kar_gy", None) == "—"
     assert selectors.person_name("Fischer^Jonas") == "Jonas Fischer"
 
 

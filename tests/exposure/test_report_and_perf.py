@@ -34,9 +34,9 @@ def test_exposure_report_json(tmp_path, import_file):
     text = StringIO()
     call_command("exposure_report", "--patient", "REP-1", stdout=text)
     assert "Alerts open" in text.getvalue()
-    # the text goes through dosereg.formatting: units with every number, Ka,r in Gy from 1 Gy, mGy below
+    # the text goes through dosereg.formatting: units with every number, Ka,r in Gy whatever its size
     assert "KAP 120 Gy·cm²  Ka,r 6 Gy  Fluoro time 1:00 min:s  DLP —" in text.getvalue()
-    assert "Ka,r 500 mGy" in text.getvalue()
+    assert "Ka,r 0.5 Gy" in text.getvalue()
     assert "KAP 140 Gy·cm²  Ka,r 6.5 Gy" in text.getvalue()  # the 84-day window ending now
 
 

@@ -1,4 +1,4 @@
-"""The one formatting module (dosereg.formatting): rounding rule, units, Gy/mGy choice, min:s, machine values."""
+"""The one formatting module (dosereg.formatting): rounding rule, one unit per quantity, min:s, machine values."""
 from __future__ import annotations
 
 import pytest
@@ -37,21 +37,26 @@ def test_convert_one_table_and_refuses_mixed_dimensions():
         F.convert(1.0, "Gy", "mGy·cm")
 
 
-def test_gy_mgy_choice_for_kar():
-    assert F.display_unit("dose_rp_max_plane_gy", 1.234) == "Gy"
-    assert F.display_unit("kar_gy", 0.4567) == "mGy"
-    assert F.display_unit("dap_total_gy_cm2", 0.001) == "Gy·cm²"  # only Ka,r switches
+def test_one_unit_per_quantity_whatever_the_magnitude():
+    # issue 17 part 4: Ka,r is in Gy on every page (the study page had said "8 Gy" where the portal said
+    # "8,000 mGy"), small or large; every other quantity in its stored unit too
+    assert F.display_unit("dose_rp_max_plane_gy") == F.display_unit("kar_gy") == "Gy"
+    assert F.with_unit("kar_gy", 8.0) == "8 Gy" and F.with_unit("dose_rp_gy", 0.4567) == "0.457 Gy"
+    assert F.with_unit("psd_gy", 1.93) == "1.93 Gy"  # PSD beside Ka,r in the same unit
+    assert F.display_unit("dap_total_gy_cm2") == "Gy·cm²" and F.display_unit("dlp_total_mgy_cm") == "mGy·cm"
+    assert F.display_unit("fluoro_time_total_s") == "min:s"
+    assert F.with_unit("nm_paed_activity_mbq", 212.4) == "212 MBq"
 
 
 def test_consistent_text():
     assert F.dose("kar_max_gy", 1.234) == "Ka,r 1.23 Gy"
-    assert F.dose("dose_rp_gy", 0.4567) == "Ka,r 457 mGy"
+    assert F.dose("dose_rp_gy", 0.4567) == "Ka,r 0.457 Gy"
     assert F.dose("dap_total_gy_cm2", 45.61) == "KAP 45.6 Gy·cm²"
     assert F.dose("dlp_mgy_cm", 512.4) == "DLP 512 mGy·cm"
     assert F.dose("ctdivol_max_mgy", 12.34) == "CTDIvol 12.3 mGy"
     assert F.dose("fluoro_time_total_s", 185) == "Fluoro time 3:05 min:s"
     assert F.dose("kap_gy_cm2", None) == "KAP not reported"
-    assert F.with_unit("kar_gy", 2.5, "mGy") == "2,500 mGy"  # a fixed unit (a table column) wins
+    assert F.with_unit("kar_gy", 2.5, "mGy") == "2,500 mGy"  # an explicit unit (an import, a threshold) converts
     assert F.value("dose_rp_max_plane_gy", 0.05, "mGy") == "50"
     assert F.value("fluoro_time_s", 65) == "1:05"
 

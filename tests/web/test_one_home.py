@@ -156,10 +156,32 @@ def test_exports_and_api_give_numbers_without_float_noise(web_data, client):
     r = client.get(reverse("web:portal_export"))
     rows = list(csv.DictReader(io.StringIO(b"".join(r.streaming_content).decode("utf-8-sig"))))
     row = next(x for x in rows if x["procedure"] == s.study_description)
-    assert row["kap_gy_cm2"] == "478.61458" and row["ka_r_mgy"] == "300.0"  # Gy -> mGy by formatting.convert
+    assert row["kap_gy_cm2"] == "478.61458" and row["ka_r_gy"] == "0.3"  # the one unit of Ka,r, float noise dropped
     from rest_framework.authtoken.models import Token
 
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION="Token " + Token.objects.get_or_create(user=d.users["physicist"])[0].key)
     got = api.get(reverse("web:api_study", kwargs={"pk": s.pk})).json()
     assert got["dap_total_gy_cm2"] == 478.61458 and got["dose_rp_max_plane_gy"] == 0.3
+
+
+def test_kar_reads_in_one_unit_on_every_page(web_data, client):
+    """Issue 17 part 4: one unit per quantity sitewide. A Ka,r of 8 Gy had read "8 Gy" on the study page and
+    "8,000 mGy" in the patient's history and portal; it reads 8 Gy on each, and no page heads a Ka,r column mGy."""
+    import re
+
+    d = web_data
+    s = d.studies["a_angio"]
+    Study.objects.filter(pk=s.pk).update(dose_rp_max_plane_gy=8.0)
+    client.force_login(d.users["rso"])
+    pages = {"study": client.get(reverse("web:study_detail", kwargs={"pk": s.pk})).content.decode(),
+             "history": client.get(reverse("web:patient_history", kwargs={"pk": d.patients["a"].pk})).content.decode(),
+             "studies": client.get(reverse("web:study_browser")).content.decode()}
+    client.force_login(d.users["patient"])
+    pages["portal"] = client.get(reverse("web:portal")).content.decode()
+    pages["portal print"] = client.get(reverse("web:portal_print")).content.decode()
+    for name, html in pages.items():
+        assert "8,000" not in html, name
+        assert not re.search(r"Ka,r\s*(?:<[^>]+>\s*)*\(?mGy", html), name  # no Ka,r heading or label in mGy
+    assert re.search(r">8 <span class=\"unit\">Gy</span>", pages["portal"])
+    assert re.search(r"Ka,r 8 Gy", pages["portal print"])

@@ -73,9 +73,9 @@ def test_portal_shows_units_explanations_caveats_and_mr(web_data, client):
                  "never a reason on its own to avoid an examination", "no ionising radiation", "W/kg",
                  "X-ray radiography" if False else "CT scanner", "Coronary angiography", "Intraoperative MRI head"):
         assert text in html, text
-    # Ka,r is shown to patients in mGy
+    # Ka,r is shown to patients in Gy, its one unit on every page
     s = web_data.studies["a_angio"]
-    assert fmt.value("dose_rp_max_plane_gy", s.dose_rp_max_plane_gy, "mGy") in html
+    assert f'{fmt.value("dose_rp_max_plane_gy", s.dose_rp_max_plane_gy)} <span class="unit">Gy</span>' in html
 
 
 def test_effective_dose_only_with_background_comparison(web_data, client, settings):
@@ -165,10 +165,10 @@ def test_portal_pdf_is_own_list_with_units_and_caveats(web_data, client):
     others -= {s.study_description for s in own}  # (patient C also had a "CT Chest")
     assert others and not [desc for desc in others if desc in text]  # no other patient's exam
     assert "Ann Alpha" in text and "My imaging examinations" in text
-    # dose quantities with their units, as on the printable page (Ka,r in mGy for patients)
+    # dose quantities with their units, as on the printable page (Ka,r in Gy, as on every page)
     angio = d.studies["a_angio"]
     assert f"KAP {fmt.value('dap_total_gy_cm2', angio.dap_total_gy_cm2)} Gy·cm²" in text
-    assert f"Ka,r {fmt.value('dose_rp_max_plane_gy', angio.dose_rp_max_plane_gy, 'mGy')} mGy" in text
+    assert f"Ka,r {fmt.value('dose_rp_max_plane_gy', angio.dose_rp_max_plane_gy)} Gy" in text
     ct = d.studies["a_ct"]
     assert f"DLP {fmt.value('dlp_total_mgy_cm', ct.dlp_total_mgy_cm)} mGy·cm" in text
     assert f"CTDIvol {fmt.value('ctdivol_max_mgy', ct.ctdivol_max_mgy)} mGy" in text

@@ -19,12 +19,6 @@ def num(value, digits: int = fmt.SIG_FIGS):
 
 
 @register.filter
-def mgy(value_gy):
-    """A value stored in Gy (Ka,r) in a column headed mGy."""
-    return fmt.value("kar_gy", value_gy, "mGy")
-
-
-@register.filter
 def minsec(seconds):
     return fmt.minsec(seconds)
 
