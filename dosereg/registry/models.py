@@ -157,6 +157,10 @@ class Study(models.Model):
             # the dashboard's data-quality list and the browser's "flagged" filter: the flagged studies only (a few),
             # without scanning every study (a sequential scan of 100k studies took 38-52 ms of every dashboard)
             models.Index(F("study_datetime").desc(), condition=~Q(flags=[]), name="study_flagged_recent"),
+            # the browser's "unmapped" filter (standard name not yet mapped: the copy is NULL), newest first: the
+            # unmapped studies only, not an anti-join of every study with the mappings (29 ms at 100k studies)
+            models.Index(F("study_datetime").desc(nulls_last=True), F("id").desc(), condition=Q(standard_name__isnull=True),
+                         name="study_unmapped_recent"),
         ]
 
     @property

@@ -210,13 +210,14 @@ def filtered_studies(f: StudyFilters, *, scope: SiteScope = EVERY_SITE):
         qs = qs.filter(study_datetime__lt=datetime.combine(f.until, time.min, tzinfo=tz) + timedelta(days=1))
     if f.protocol:
         qs = qs.filter(Q(study_description__icontains=f.protocol) | Q(protocol_names__icontains=f.protocol))
-    if f.standard is not None:
+    if f.standard == 0:
+        # unmapped: the study's stored standard name (dosereg.protocols keeps it: set by the pipeline's protocols
+        # step and in the transaction of every mapping edit) is NULL; read from its partial index
+        qs = qs.filter(standard_name__isnull=True)
+    elif f.standard is not None:
         mapped = ProtocolMapping.objects.filter(source_name=OuterRef("study_description"),
                                                 modality=OuterRef("procedure_modality"))
-        if f.standard == 0:
-            qs = qs.filter(~Exists(mapped))
-        else:
-            qs = qs.filter(Exists(mapped.filter(standard_name_id=f.standard)))
+        qs = qs.filter(Exists(mapped.filter(standard_name_id=f.standard)))
     if f.family:
         fam = age_bands.FAMILY_BY_NAME[f.family]
         qs = qs.filter(Exists(ProtocolMapping.objects.filter(

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.db.models import Exists, OuterRef
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -90,14 +91,22 @@ def test_dose_ranges_sex_age_and_text_filters(web_data, login):
 
 def test_standard_name_and_not_a_patient_filters(web_data, login):
     d = web_data
+    from dosereg.web.services import protocol_mapping_set
+
     std = StandardName.objects.create(name="Chest (test)", modality="CT")
-    ProtocolMapping.objects.create(modality="CT", source_name="CT Chest", standard_name=std)
+    # through the mapping service, which keeps the studies' stored standard name (the unmapped filter reads it)
+    protocol_mapping_set(modality="CT", source_name="CT Chest", standard_name=std)
     c = login(d.users["physicist"])
     resp = c.get(URL + f"?standard={std.pk}")
     assert set(_page_ids(resp)) == {d.studies["a_ct"].pk, d.studies["c_ct"].pk}
     assert "Chest (test)" in resp.content.decode()
     unmapped = set(_page_ids(c.get(URL + "?standard=0")))
     assert d.studies["c_ct2"].pk in unmapped and d.studies["a_ct"].pk not in unmapped
+    assert unmapped == set(Study.objects.exclude(Exists(ProtocolMapping.objects.filter(
+        modality=OuterRef("procedure_modality"), source_name=OuterRef("study_description")))).values_list("pk", flat=True))
+    protocol_mapping_set(modality="CT", source_name="CT Chest", standard_name=None)  # unmapped again: listed again
+    assert {d.studies["a_ct"].pk, d.studies["c_ct"].pk} <= set(_page_ids(c.get(URL + "?standard=0")))
+    protocol_mapping_set(modality="CT", source_name="CT Chest", standard_name=std)
     Study.objects.filter(pk=d.studies["b_dx"].pk).update(not_patient_reason="phantom")
     assert _page_ids(c.get(URL + "?not_patient=only")) == [d.studies["b_dx"].pk]
     assert d.studies["b_dx"].pk not in _page_ids(c.get(URL + "?not_patient=exclude"))
