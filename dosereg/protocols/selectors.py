@@ -19,6 +19,7 @@ period's ends and what changed since the last refresh, which the periodic task k
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
@@ -80,16 +81,26 @@ def _sql(*, modality: str, device_id: int | None) -> tuple[str, list[str]]:
     study_cols = ", ".join(f"NULL, s.{qn(q)}, NULL, NULL, NULL" for q in SUMMARY_QUANTITIES)
     study_cols += ", " + age_bands.age_class_sql("s.patient_age_years")
 
-    def exact(device_join: str, device_key: str, where: str) -> str:
-        """Studies of the buckets that cannot be used whole (dirty, or cut by the period), up to the watermark."""
+    def exact(device_join: str, device_key: str, where: Callable[[], str]) -> str:
+        """Studies of the buckets that cannot be used whole (dirty, or cut by the period), up to the watermark.
+
+        Read per bucket (a LATERAL subquery, ``OFFSET 0`` so that PostgreSQL does not flatten it into a join):
+        each bucket's month of its device, only the part inside the period, on the (device, study_datetime) index
+        (an index range bounded at both ends: a month cut by the period reads only its studies inside it). As a
+        plain join the planner,
+        misjudging how many buckets the OR below leaves (405 for 30 at 1M events), read every study of the
+        period and hashed them against the buckets (50,000 studies, 96 of the page's 104 ms of SQL)."""
         return (
             f"SELECT 1, {device_key}, s.procedure_modality, s.study_description, 1, {study_cols} "
-            f"FROM {bucket} b JOIN {state} st ON st.id = 1 JOIN {study} s ON {device_join} "
-            f"AND s.study_datetime >= b.starts_at AND s.study_datetime < b.ends_at "
-            f"WHERE {where} AND b.ends_at > {p('since')} AND b.starts_at < {p('until')} "
-            f"AND (b.dirty OR b.first_study_at IS NULL OR b.first_study_at < {p('since')} OR b.last_study_at >= {p('until')}) "
-            f"AND {in_period('s.study_datetime')} AND s.has_ionising_dose AND s.not_patient_reason = '' AND s.id <= st.max_study_id"
+            f"FROM {bucket} b JOIN {state} st ON st.id = 1 CROSS JOIN LATERAL ("
+            f"SELECT s.* FROM {study} s WHERE {device_join} "
+            f"AND s.study_datetime >= GREATEST(b.starts_at, {p('since')}) AND s.study_datetime < LEAST(b.ends_at, {p('until')}) "
+            f"AND s.has_ionising_dose AND s.not_patient_reason = '' "
+            f"AND s.id <= st.max_study_id"
             + (f" AND s.procedure_modality = {p('modality')}" if modality else "")
+            + " OFFSET 0) s "
+            f"WHERE {where()} AND b.ends_at > {p('since')} AND b.starts_at < {p('until')} "
+            f"AND (b.dirty OR b.first_study_at IS NULL OR b.first_study_at < {p('since')} OR b.last_study_at >= {p('until')})"
         )
 
     parts = [
@@ -102,11 +113,11 @@ def _sql(*, modality: str, device_id: int | None) -> tuple[str, list[str]]:
         + (f" AND g.modality = {p('modality')}" if modality else "")
         + (f" AND b.device_key = {p('device_id')}" if device_id else ""),
         # B: the other buckets, exactly
-        exact("s.device_id = b.device_key", "b.device_key",
-              f"b.device_key = {p('device_id')}" if device_id else "b.device_key <> 0"),
+        exact("s.device_id = b.device_key", "b.device_key",  # (where: its parameter after the subquery's)
+              lambda: f"b.device_key = {p('device_id')}" if device_id else "b.device_key <> 0"),
     ]
     if not device_id:
-        parts.append(exact("s.device_id IS NULL", "0", "b.device_key = 0"))
+        parts.append(exact("s.device_id IS NULL", "0", lambda: "b.device_key = 0"))
     # C: studies newer than the watermark (in no summary yet)
     parts.append(
         f"SELECT 1, COALESCE(s.device_id, 0), s.procedure_modality, s.study_description, 1, {study_cols} "

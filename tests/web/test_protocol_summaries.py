@@ -314,3 +314,31 @@ def test_refresh_task_and_rebuild_command(web_data):
     from django.conf import settings
 
     assert settings.CELERY_BEAT_SCHEDULE["refresh-protocol-summaries"]["task"] == "dosereg.refresh_protocol_summaries"
+
+
+def test_one_device_or_modality_reads_the_same_groups_as_the_whole_audit(web_data):
+    """audit_groups narrowed to a device or a modality gives exactly the whole audit's groups of that device or
+    modality, with clean, dirty and cut buckets and studies past the watermark all in play (the exact reads are
+    one LATERAL subquery per bucket, whose parameters come before the bucket's own)."""
+    from dosereg.protocols.selectors import audit_groups
+
+    _studies(600, seed=11)
+    PS.summaries_rebuild_all()
+    _studies(40, seed=12)  # past the watermark
+    SummaryBucket.objects.filter(pk__in=SummaryBucket.objects.order_by("pk").values("pk")[:3]).update(dirty=True)
+    since, until = timezone.now() - timedelta(days=200), timezone.now() - timedelta(days=20)  # cuts two months
+    whole = audit_groups(since=since, until=until)
+    assert sum(g.n for g in whole.values()) == Study.objects.filter(
+        study_datetime__gte=since, study_datetime__lt=until, has_ionising_dose=True, not_patient_reason="").count()
+
+    def summary(groups):
+        return {k: (g.n, {q: (s.n, s.minimum, s.maximum) for q, s in g.quantities.items()}) for k, g in groups.items()}
+
+    devices = {k.device_id for k in whole}
+    assert len(devices) >= 2
+    for device_id in devices - {None}:
+        assert summary(audit_groups(since=since, until=until, device_id=device_id)) == \
+            {k: v for k, v in summary(whole).items() if k.device_id == device_id}
+    for modality in {k.modality for k in whole}:
+        assert summary(audit_groups(since=since, until=until, modality=modality)) == \
+            {k: v for k, v in summary(whole).items() if k.modality == modality}
