@@ -71,18 +71,29 @@ def nice_ceiling(value: float) -> float:
 # ---------------------------------------------------------------------------
 # the overview: per quantity and standard name, every room's median on one axis with the DRLs
 # ---------------------------------------------------------------------------
+def _overview_groups(rows: list[dict], key: str) -> dict[int, list[tuple[dict, dict]]]:
+    """{standard name id: [(row, quantity)]}: the rooms of one quantity's charts (mapped names with a median)."""
+    by_std: dict[int, list[tuple[dict, dict]]] = {}
+    for r in rows:
+        if r["standard_name"] is None or r.get("age_unknown"):  # age unknown: no band, no DRL to draw
+            continue
+        for q in r["quantities"]:
+            if q["key"] == key and q["median"] is not None:
+                by_std.setdefault(r["standard_name"].pk, []).append((r, q))
+    return by_std
+
+
+def overview_count(rows: list[dict], quantities: list[tuple[str, str, str]]) -> int:
+    """How many charts :func:`overview` draws for these rows (the audit page's link to them says so)."""
+    return sum(len(_overview_groups(rows, key)) for key, _, _ in quantities)
+
+
 def overview(rows: list[dict], quantities: list[tuple[str, str, str]]) -> list[dict]:
     """Charts of the audit rows: one per (quantity, standard name) with every room (device) on one value axis.
     Geometry in SVG user units (the template draws it); each bar links to its studies."""
     charts = []
     for key, label, unit in quantities:
-        by_std: dict[int, list[tuple[dict, dict]]] = {}
-        for r in rows:
-            if r["standard_name"] is None or r.get("age_unknown"):  # age unknown: no band, no DRL to draw
-                continue
-            for q in r["quantities"]:
-                if q["key"] == key and q["median"] is not None:
-                    by_std.setdefault(r["standard_name"].pk, []).append((r, q))
+        by_std = _overview_groups(rows, key)
         for pairs in sorted(by_std.values(), key=lambda p: p[0][0]["standard_name"].name):
             std = pairs[0][0]["standard_name"]
             drls = [c["drl"] for c in pairs[0][1]["drls"]]

@@ -45,6 +45,7 @@ urlpatterns = [
     path("portal/invite/<str:token>/", views.portal_invite, name="portal_invite"),
     # physicist protocol audit
     path("protocols/", views_audit.protocol_audit, name="protocol_audit"),
+    path("protocols/overview/", views_audit.protocol_overview, name="protocol_overview"),
     path("protocols/group/", views_audit.protocol_group, name="protocol_group"),
     path("protocols/distribution.json", views.protocol_distribution, name="protocol_distribution"),
     path("protocols/names/", views_audit.protocol_names, name="protocol_names"),

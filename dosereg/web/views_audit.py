@@ -55,16 +55,33 @@ def protocol_audit(request):
     since, until, modality, device, form, p = audit_range(request)
     scope = scope_for(request.user)
     ctx = _in_scope(selectors.protocol_audit(since=since, until=until, modality=modality, device_id=device), scope)
-    # the overview charts compare every row; the table shows AUDIT_PAGE_ROWS of them per page (a registry's rooms
-    # and names give hundreds of rows, and each row's links and box plots are what the page's time goes into)
+    # the table shows AUDIT_PAGE_ROWS rows per page (a registry's rooms and names give hundreds of rows, and each
+    # row's links and box plots are what the page's time goes into); the overview charts of every row are a page
+    # of their own (protocol_overview: about 90 charts and 500 bars at 1M events, half the page's template time)
     pager = params.ListPage.of(ctx["rows"], p.int("page", min_value=1), AUDIT_PAGE_ROWS)
     ctx.update(form=form, modality=modality, device=device, can_edit=roles.has_role(request.user, roles.PROTOCOL_EDIT),
-               query=params.query_without(request, "page"),
-               overview=audit_pages.overview(ctx["rows"], selectors.AUDIT_QUANTITIES), rows=pager.rows, pager=pager,
+               query=params.query_without(request, "page"), rows=pager.rows, pager=pager,
+               n_charts=audit_pages.overview_count(ctx["rows"], selectors.AUDIT_QUANTITIES),
                until_day=until - timedelta(days=1),
                devices=Device.objects.filter(scope.device_q("pk")).order_by("display_name").only("pk", "display_name"),
                param_errors=p.messages())
     return render(request, "web/protocol_audit.html", ctx)
+
+
+@require_GET
+@role_required(*roles.PROTOCOL_READ)
+def protocol_overview(request):
+    """The audit's overview: per quantity and standard name, every room's median on one axis with the DRL lines
+    (same period, modality and device as the audit; every row, not a page of them)."""
+    since, until, modality, device, form, p = audit_range(request)
+    scope = scope_for(request.user)
+    ctx = _in_scope(selectors.protocol_audit(since=since, until=until, modality=modality, device_id=device), scope)
+    ctx.update(form=form, modality=modality, device=device, query=params.query_without(request, "page"),
+               overview=audit_pages.overview(ctx["rows"], selectors.AUDIT_QUANTITIES),
+               until_day=until - timedelta(days=1),
+               devices=Device.objects.filter(scope.device_q("pk")).order_by("display_name").only("pk", "display_name"),
+               param_errors=p.messages())
+    return render(request, "web/protocol_overview.html", ctx)
 
 
 @require_GET

@@ -31,6 +31,7 @@ CHANGES = {"web:alert_action", "web:api_alert_action", "web:patient_invite", "we
 # shows patient numbers only, to admins). Sign-ins are audited by tests/web/test_audit.py.
 NO_PATIENT_DATA = {
     "web:home", "web:login", "admin_login", "web:logout", "web:no_role", "web:portal_invite", "web:protocol_audit",
+    "web:protocol_overview",
     "web:protocol_distribution", "web:protocol_names", "web:drl_sets", "web:fluoro_technique", "web:audit_log",
     "web:api_token", "ops:health", "web:modality_home", "web:vendor_plotly",
     "web:device_list", "web:device_detail",  # device identity, counts and dates: no patient

@@ -59,7 +59,7 @@ OBJECT = {
 LISTS = {
     "web:dashboard", "web:patient_list", "web:quarantine_reprocess", "web:protocol_audit", "web:protocol_distribution",
     "web:protocol_names", "web:fluoro_technique", "web:protocol_export", "web:api_studies", "web:api_patients",
-    "web:protocol_group",
+    "web:protocol_group", "web:protocol_overview",
     "web:api_alerts", "web:api_fhir_search", "web:study_browser", "web:study_browser_export",
     "web:modality_home",  # (and web:api_events without ?study=, checked below)
     "cases:worklist", "cases:export", "cases:due", "cases:bulk_acknowledge", "cases:incidents", "cases:incidents_export",
@@ -193,6 +193,7 @@ def test_lists_hold_only_the_rso_sites(site_data, web_data):
     text = _html(c, reverse("web:patient_list"))
     assert "PSB0001" not in text and not any(x in text for x in other_ids) and "PSA0001" in text
     absent_present("web:protocol_audit", reverse("web:protocol_audit"), [dev_b], [dev_a])
+    absent_present("web:protocol_overview", reverse("web:protocol_overview"), [dev_b], [dev_a])
     absent_present("web:protocol_names", reverse("web:protocol_names"), ["Site B barium swallow", "CT Chest"],
                    ["Site A barium swallow"])
     absent_present("web:fluoro_technique", reverse("web:fluoro_technique"), [dev_b], [dev_a])

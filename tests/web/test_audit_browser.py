@@ -96,8 +96,11 @@ def test_audit_drill_down_confirmed_mapping_and_no_cross_anatomy_suggestion(site
     pg.click("text=Cancel")
     assert not ProtocolMapping.objects.filter(source_name="CT Coronary angiogram").exists()
 
-    # 5. the mapped row: overview chart (every room on one axis, DRL line) and its bar drills down exactly
+    # 5. the mapped row: overview chart (every room on one axis, DRL line), reached from the audit with its
+    # filters, and its bar drills down exactly
     pg.goto(base + "/protocols/?modality=CT")
+    pg.click("[data-overview-link] a.btn")
+    pg.wait_for_url("**/protocols/overview/?**modality=CT**")
     chart = pg.locator("[data-overview-chart=dlp_total_mgy_cm]").filter(has_text="Chest (lung cancer)")
     assert chart.count() == 1 and chart.locator("line.ov-drl").count() >= 1
     assert "median DLP (mGy·cm)" in chart.inner_text()

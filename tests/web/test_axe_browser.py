@@ -56,7 +56,7 @@ def _pages(d) -> dict[str, dict[str, str]]:
         "dashboard": "/dashboard/", "patients": "/patients/", "patients-search": "/patients/?q=PW&sort=-kap",
         "history": f"/patients/{pa.pk}/", "study-angio": f"/studies/{sa.pk}/", "study-ct": f"/studies/{sct.pk}/",
         "studies": "/studies/", "studies-filtered": "/studies/?modality=CT&sort=-dlp", "modality-ct": "/studies/modality/CT/",
-        "protocols": "/protocols/", "protocol-names": "/protocols/names/", "drls": "/protocols/drls/",
+        "protocols": "/protocols/", "protocol-overview": "/protocols/overview/", "protocol-names": "/protocols/names/", "drls": "/protocols/drls/",
         "technique": "/protocols/technique/",
     }
     rso = {**clinical, "worklist": "/alerts/", "due": "/alerts/due/", "incidents": "/alerts/incidents/",

@@ -49,7 +49,7 @@ def test_phone_width_no_horizontal_overflow(site, browser):  # noqa: F811
         "dashboard": "/dashboard/", "studies": "/studies/", "studies-ct": "/studies/?modality=CT&sort=-dlp",
         "study-angio": f"/studies/{d.studies['a_angio'].pk}/", "study-ct": f"/studies/{d.studies['a_ct'].pk}/",
         "patient": f"/patients/{d.patients['a'].pk}/", "patients": "/patients/", "modality-rf": "/studies/modality/RF/",
-        "protocols": "/protocols/", "protocol-names": "/protocols/names/", "drls": "/protocols/drls/",
+        "protocols": "/protocols/", "protocol-overview": "/protocols/overview/", "protocol-names": "/protocols/names/", "drls": "/protocols/drls/",
         "technique": "/protocols/technique/", "staff": "/staff/",
     }
     for name, url in urls.items():

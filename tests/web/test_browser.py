@@ -85,10 +85,10 @@ def test_each_role_reaches_its_pages_and_nothing_else(site, page):
     pa, sa = d.patients["a"], d.studies["a_angio"]
     pages = {
         "dashboard": "/dashboard/", "patients": "/patients/", "history": f"/patients/{pa.pk}/", "study": f"/studies/{sa.pk}/",
-        "protocols": "/protocols/", "names": "/protocols/names/", "drls": "/protocols/drls/", "technique": "/protocols/technique/",
+        "protocols": "/protocols/", "protocol-overview": "/protocols/overview/", "names": "/protocols/names/", "drls": "/protocols/drls/", "technique": "/protocols/technique/",
         "portal": "/portal/", "portal_exam": f"/portal/exams/{sa.pk}/", "staff_me": "/staff/me/", "staff": "/staff/", "audit": "/audit/",
     }
-    clinical = {"dashboard", "patients", "history", "study", "protocols", "names", "drls", "technique"}
+    clinical = {"dashboard", "patients", "history", "study", "protocols", "protocol-overview", "names", "drls", "technique"}
     allowed = {
         "rso": clinical | {"staff"},
         "physicist": clinical,

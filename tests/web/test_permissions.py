@@ -68,6 +68,7 @@ EXPECT = {
     "web:portal_invite": ("get", "token", "", grid(set(ROLES), anon=200)),
     "web:protocol_audit": ("get", None, "", PAGES_CLINICAL),
     "web:protocol_group": ("get", None, "", PAGES_CLINICAL),
+    "web:protocol_overview": ("get", None, "", PAGES_CLINICAL),
     "web:protocol_distribution": ("get", None, "?quantity=dap_total_gy_cm2", PAGES_CLINICAL),
     "web:protocol_names": ("get", None, "", PAGES_CLINICAL),
     "web:drl_sets": ("get", None, "", PAGES_CLINICAL),
