@@ -49,22 +49,28 @@ def _in_scope(audit: dict, scope) -> dict:
     return audit
 
 
-@require_GET
-@role_required(*roles.PROTOCOL_READ)
-def protocol_audit(request):
+def _audit_context(request) -> tuple[dict, params.QueryParams]:
+    """The audit of the request's period, modality and device at the user's sites, with what the audit table and
+    the overview page both show around it (the range form, its device choices, the query of the exports)."""
     since, until, modality, device, form, p = audit_range(request)
     scope = scope_for(request.user)
     ctx = _in_scope(selectors.protocol_audit(since=since, until=until, modality=modality, device_id=device), scope)
+    ctx.update(form=form, modality=modality, device=device, query=params.query_without(request, "page"),
+               until_day=until - timedelta(days=1),
+               devices=Device.objects.filter(scope.device_q("pk")).order_by("display_name").only("pk", "display_name"))
+    return ctx, p
+
+
+@require_GET
+@role_required(*roles.PROTOCOL_READ)
+def protocol_audit(request):
+    ctx, p = _audit_context(request)
     # the table shows AUDIT_PAGE_ROWS rows per page (a registry's rooms and names give hundreds of rows, and each
     # row's links and box plots are what the page's time goes into); the overview charts of every row are a page
     # of their own (protocol_overview: about 90 charts and 500 bars at 1M events, half the page's template time)
     pager = params.ListPage.of(ctx["rows"], p.int("page", min_value=1), AUDIT_PAGE_ROWS)
-    ctx.update(form=form, modality=modality, device=device, can_edit=roles.has_role(request.user, roles.PROTOCOL_EDIT),
-               query=params.query_without(request, "page"), rows=pager.rows, pager=pager,
-               n_charts=audit_pages.overview_count(ctx["rows"], selectors.AUDIT_QUANTITIES),
-               until_day=until - timedelta(days=1),
-               devices=Device.objects.filter(scope.device_q("pk")).order_by("display_name").only("pk", "display_name"),
-               param_errors=p.messages())
+    ctx.update(can_edit=roles.has_role(request.user, roles.PROTOCOL_EDIT), rows=pager.rows, pager=pager,
+               n_charts=audit_pages.overview_count(ctx["rows"], selectors.AUDIT_QUANTITIES), param_errors=p.messages())
     return render(request, "web/protocol_audit.html", ctx)
 
 
@@ -73,14 +79,8 @@ def protocol_audit(request):
 def protocol_overview(request):
     """The audit's overview: per quantity and standard name, every room's median on one axis with the DRL lines
     (same period, modality and device as the audit; every row, not a page of them)."""
-    since, until, modality, device, form, p = audit_range(request)
-    scope = scope_for(request.user)
-    ctx = _in_scope(selectors.protocol_audit(since=since, until=until, modality=modality, device_id=device), scope)
-    ctx.update(form=form, modality=modality, device=device, query=params.query_without(request, "page"),
-               overview=audit_pages.overview(ctx["rows"], selectors.AUDIT_QUANTITIES),
-               until_day=until - timedelta(days=1),
-               devices=Device.objects.filter(scope.device_q("pk")).order_by("display_name").only("pk", "display_name"),
-               param_errors=p.messages())
+    ctx, p = _audit_context(request)
+    ctx.update(overview=audit_pages.overview(ctx["rows"], selectors.AUDIT_QUANTITIES), param_errors=p.messages())
     return render(request, "web/protocol_overview.html", ctx)
 
 
