@@ -185,3 +185,13 @@ def test_kar_reads_in_one_unit_on_every_page(web_data, client):
         assert not re.search(r"Ka,r\s*(?:<[^>]+>\s*)*\(?mGy", html), name  # no Ka,r heading or label in mGy
     assert re.search(r">8 <span class=\"unit\">Gy</span>", pages["portal"])
     assert re.search(r"Ka,r 8 Gy", pages["portal print"])
+
+
+def test_history_without_any_skin_dose_estimate_says_so(web_data, client):
+    """A patient whose fluoroscopy procedures have no peak skin dose estimate (no geometry) is told so, not
+    "Cumulative: — over 0 procedures with an estimate"."""
+    client.force_login(web_data.users["rso"])
+    html = client.get(reverse("web:patient_history", kwargs={"pk": web_data.patients["a"].pk})).content.decode()
+    assert "skin-history" in html  # patient A has fluoroscopy procedures, none with geometry
+    assert "over 0 procedures" not in html
+    assert "no procedure of this patient has a peak skin dose estimate yet" in html
