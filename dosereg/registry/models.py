@@ -159,8 +159,8 @@ class Study(models.Model):
             models.Index(F("study_datetime").desc(), condition=~Q(flags=[]), name="study_flagged_recent"),
             # the browser's "unmapped" filter (standard name not yet mapped: the copy is NULL), newest first: the
             # unmapped studies only, not an anti-join of every study with the mappings (29 ms at 100k studies)
-            models.Index(F("study_datetime").desc(nulls_last=True), F("id").desc(), condition=Q(standard_name__isnull=True),
-                         name="study_unmapped_recent"),
+            # (no NULLS LAST: SQLite, the embedded default, has none in an index; the count reads it either way)
+            models.Index(F("study_datetime").desc(), condition=Q(standard_name__isnull=True), name="study_unmapped_recent"),
         ]
 
     @property

@@ -12,6 +12,6 @@ class Migration(migrations.Migration):
     operations = [
         migrations.AddIndex(
             model_name='study',
-            index=models.Index(models.OrderBy(models.F('study_datetime'), descending=True, nulls_last=True), models.OrderBy(models.F('id'), descending=True), condition=models.Q(('standard_name__isnull', True)), name='study_unmapped_recent'),
+            index=models.Index(models.OrderBy(models.F('study_datetime'), descending=True), condition=models.Q(('standard_name__isnull', True)), name='study_unmapped_recent'),
         ),
     ]
