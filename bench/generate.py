@@ -297,6 +297,7 @@ def replicate(*, n_studies: int, n_events: int, n_patients: int, kinds: dict[int
         "id": "c.copy_id", "study_instance_uid": f"'{UID_ROOT}.1.' || c.copy_id", "patient_id": "c.patient_id",
         "study_datetime": "c.study_datetime", "accession_number": "'B' || lpad(c.copy_id::text, 9, '0')",
         "pregnancy_status": "CASE WHEN c.sex = 'F' THEN t.pregnancy_status ELSE '' END",
+        "patient_sex": "c.sex",  # the copy of the patient record's sex (Study.patient_sex)
         "patient_age_years": "round((extract(epoch FROM c.study_datetime - c.birth_date::timestamptz) / 31557600.0)::numeric, 1)",
         "created_at": "c.study_datetime + interval '12 minutes'", "updated_at": "c.study_datetime + interval '12 minutes'",
         **scaled(STUDY_DOSE),

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from django.db import connection, models, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, F, OuterRef, Q, Subquery, Value, When
 from django.utils import timezone
 
 from dosereg.ops.failures import step_failure_record
@@ -318,8 +318,14 @@ class _Importer:
         def build(r):
             return Study(**_load_fields(Study, r["f"]), patient_id=self.patients.get(tuple(r["patient"])) if r["patient"] else None,
                          device_id=self._dev(r["device"]), received_identity_id=identity_ids.get(r.get("identity")))
+        created = []
         for o in self._bulk(Study, new, build):
             self.studies[o.study_instance_uid] = o.pk
+            created.append(o.pk)
+        # the copy of the patient record's sex (Study.patient_sex) as this registry holds the record (an export
+        # from before the column has none)
+        Study.objects.filter(pk__in=created, patient__isnull=False).update(
+            patient_sex=Subquery(Patient.objects.filter(pk=OuterRef("patient_id")).values("sex")[:1]))
 
     def object(self, rows: list[dict]) -> None:
         new = [r for r in rows if tuple(r["k"]) not in self.objects]

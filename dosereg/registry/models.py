@@ -120,6 +120,11 @@ class Study(models.Model):
     # by dosereg.protocols.services (the pipeline's protocols step after each ingest or merge, and every mapping
     # edit) so that the study browser sorts by it from an index instead of resolving the mapping per study
     standard_name = models.CharField(max_length=128, null=True, blank=True)
+    # the sex of the study's patient record (``Patient.sex``; "" when not recorded or no patient): a copy kept by the
+    # registry, set with the study's patient at every ingest (``studies._study_fields``) and on the record's
+    # studies when a later report fills the record's sex in (``patients.patient_resolve``), so that the study
+    # browser filters and sorts by it from an index instead of joining every study to its patient
+    patient_sex = models.CharField(max_length=4, blank=True, default="")
     pregnancy_status = models.CharField(max_length=24, blank=True, default="")
     # set by staff in the app/API; wins over the DICOM value when present
     pregnancy_status_override = models.CharField(max_length=24, blank=True, default="")
@@ -159,6 +164,10 @@ class Study(models.Model):
             models.Index(F("study_datetime").desc(), condition=~Q(flags=[]), name="study_flagged_recent"),
             # the browser's "unmapped" filter (standard name not yet mapped: the copy is NULL), newest first: the
             # unmapped studies only, not an anti-join of every study with the mappings (29 ms at 100k studies)
+            # the browser's sort by patient sex: each sex's studies newest first, read backwards (no other index
+            # holds the sex; a group walk on the date index with a join filter read 50,000 studies to jump to the
+            # middle page at 1M events)
+            models.Index(fields=["patient_sex", "study_datetime", "id"], name="study_sex_date"),
             # (no NULLS LAST: SQLite, the embedded default, has none in an index; the count reads it either way)
             models.Index(F("study_datetime").desc(), condition=Q(standard_name__isnull=True), name="study_unmapped_recent"),
         ]

@@ -11,7 +11,7 @@ from django.conf import settings
 from dosereg.rdsr import records as R
 
 from .inserts import insert_unless_conflict
-from .models import Patient
+from .models import Patient, Study
 from .values import _s
 
 
@@ -80,12 +80,15 @@ def patient_resolve(info: R.PatientInfo, *, warnings: list[str], flags: list[str
         changed = False
         if not patient.birth_date and birth:
             patient.birth_date, changed = birth, True
-        if not patient.sex and info.sex:
-            patient.sex, changed = info.sex[:4], True
+        sex_filled = not patient.sex and bool(info.sex)
+        if sex_filled:
+            patient.sex, changed = (info.sex or "")[:4], True
         if not pseudo and not patient.name and info.name:
             patient.name, changed = _s(info.name)[:256], True
         if changed:
             patient.save(update_fields=["birth_date", "sex", "name"])
+            if sex_filled:  # the record's studies keep a copy of its sex (Study.patient_sex): filled in with it
+                Study.objects.filter(patient=patient).update(patient_sex=patient.sex)
     while patient.merged_into_id:
         patient = patient.merged_into
     return patient

@@ -96,6 +96,7 @@ def _study_fields(study: Study, doc: R.DoseDocument, patient: Patient | None, de
                   identity: DeviceIdentity | None = None) -> None:
     p = doc.patient
     study.patient = patient
+    study.patient_sex = patient.sex if patient is not None else ""  # the record's (a copy: see Study.patient_sex)
     study.device = device or study.device
     study.received_identity = identity or study.received_identity
     study.study_datetime = _bounded(doc.study_datetime, doc, "Study Date/Time") or study.study_datetime

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 from django.db import connection
-from django.db.models import BooleanField, Count, Exists, F, Func, Max, OuterRef, Q, Subquery, TextField, Value
+from django.db.models import (BooleanField, Case, CharField, Count, Exists, F, Func, Max, OuterRef, Q, Subquery, TextField,
+                              Value, When)
 from django.db.models.functions import Cast, Lower, Trim
 from django.db.models.lookups import Exact, GreaterThan, IsNull, LessThan
 from django.utils import timezone
@@ -35,7 +36,7 @@ from django.utils import timezone
 from dosereg.access.scope import EVERY_SITE, SiteScope, normalise
 from dosereg.protocols import age_bands
 from dosereg.protocols.models import ProtocolMapping, StandardName
-from dosereg.registry.models import Device, IrradiationEvent, Patient, Study
+from dosereg.registry.models import Device, IrradiationEvent, Study
 
 from . import browse_groups
 from .params import InvalidParameter, PageNumbers, QueryParams, SortChoice, clean_text
@@ -83,6 +84,10 @@ DOSE_RANGES = {
     "fluoro_time_s": ("fluoro_time_total_s", "Fluoro time", "s"),
 }
 
+# the sort key of patient sex: the study's copy of its patient record's sex (Study.patient_sex), NULL for a study
+# without a patient (so that those come after the patients whose sex is not recorded, as the empty values of a key)
+SEX_KEY = Case(When(patient__isnull=True, then=Value(None)), default=F("patient_sex"), output_field=CharField())
+
 # sortable columns: key -> (order expression, heading); every ordering ends with pk (stable pages)
 SORTS: dict[str, tuple[Any, str]] = {
     "date": (F("study_datetime"), "Date"),
@@ -92,7 +97,7 @@ SORTS: dict[str, tuple[Any, str]] = {
     "description": (Lower("study_description"), "Study description"),
     "standard": (Lower("standard_name"), "Standard name"),
     "age": (F("patient_age_years"), "Age"),
-    "sex": (F("patient__sex"), "Sex"),
+    "sex": (SEX_KEY, "Sex"),
     "kap": (F("dap_total_gy_cm2"), "KAP"),
     "kar": (F("dose_rp_max_plane_gy"), "Ka,r"),
     "fluoro": (F("fluoro_time_total_s"), "Fluoro time"),
@@ -235,8 +240,8 @@ def filtered_studies(f: StudyFilters, *, scope: SiteScope = EVERY_SITE):
     elif f.age_band:
         lo, hi = AGE_BANDS[f.age_band]
         qs = qs.filter(patient_age_years__gte=lo, patient_age_years__lt=hi)
-    if f.sex:
-        qs = qs.filter(Q(patient__sex="") | Q(patient__isnull=True)) if f.sex == "U" else qs.filter(patient__sex=f.sex)
+    if f.sex:  # the study's copy of its patient record's sex ("" also for a study without a patient)
+        qs = qs.filter(patient_sex="" if f.sex == "U" else f.sex)
     if f.not_patient == "exclude":
         qs = qs.filter(not_patient_reason="")
     elif f.not_patient == "only":
@@ -264,7 +269,7 @@ NOT_NULL_SORTS = frozenset({"description", "modality"})
 JOINED_SORTS: dict[str, list] = {
     "site": [Lower("device__institution"), Lower("device__display_name"), F("device_id")],
     "device": [Lower("device__display_name"), F("device_id")],
-    "sex": [F("patient__sex")],
+    "sex": [SEX_KEY],
 }
 WITHIN_GROUP = [(F("study_datetime"), True), (F("pk"), True)]  # newest first, then the id
 
@@ -395,15 +400,13 @@ def _beyond_cursor(f: StudyFilters, cursor: int, scope: SiteScope, *, after: boo
     # ``by_date``: within the cursor's group, only the dates (the studies of the cursor's date are left out: counted
     # apart, ``_cursor_date_ties``), so that a count reads only the (device, date) or (patient, date) index
     within = _lex(WITHIN_GROUP[:1] if by_date else WITHIN_GROUP, row, after=after)
-    if f.sort_key == "sex":
-        c_sex = Subquery(row.values("patient__sex")[:1])
+    if f.sort_key == "sex":  # the study's copy of its patient's sex (Study.patient_sex), on the (sex, date) index
+        c_sex = Subquery(row.values("patient_sex")[:1])
         has_group = Exists(row.filter(patient__isnull=False))
         smaller = f.descending == after  # the sexes after the cursor's are the smaller ones when descending
-        beyond = Patient.objects.filter(LessThan(F("sex"), c_sex) if smaller else GreaterThan(F("sex"), c_sex))
-        same = Patient.objects.filter(sex=c_sex)
-        valued_beyond = Q(patient_id__in=beyond.values("pk"))
-        valued_same = Q(patient_id__in=same.values("pk"))
         null_q, not_null_q = Q(patient__isnull=True), Q(patient__isnull=False)
+        valued_beyond = not_null_q & Q(LessThan(F("patient_sex"), c_sex) if smaller else GreaterThan(F("patient_sex"), c_sex))
+        valued_same = not_null_q & Q(Exact(F("patient_sex"), c_sex))
     else:
         dev_terms = [(Lower("institution"), f.descending), (Lower("display_name"), False), (F("pk"), False)] \
             if f.sort_key == "site" else [(Lower("display_name"), f.descending), (F("pk"), False)]
@@ -428,7 +431,8 @@ def _cursor_date_ties(qs, f: StudyFilters, cursor: int, scope: SiteScope, *, wit
     row = _cursor_row(cursor, scope)
     c_dt = Subquery(row.values("study_datetime")[:1])
     if f.sort_key == "sex":
-        same = Q(patient_id__in=Patient.objects.filter(sex=Subquery(row.values("patient__sex")[:1])).values("pk")) \
+        same = Q(patient__isnull=False) & Q(Exact(F("patient_sex"), Subquery(row.values("patient_sex")[:1]))) \
+            & Q(Exists(row.filter(patient__isnull=False))) \
             | Q(patient__isnull=True) & Q(Exists(row.filter(patient__isnull=True)))
     else:
         same = Q(device_id=Subquery(row.values("device_id")[:1])) \

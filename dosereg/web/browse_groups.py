@@ -2,17 +2,18 @@
 read from the existing indexes one value at a time instead of sorting every study (issue 17).
 
 A plain ``ORDER BY lower(device.institution), ...`` joins and sorts every study for any page (no index of the study
-holds its device's site or its patient's sex, and one more index on the ingest's hottest table is one more write per
-ingested study). These keys have few values (the devices, a few dozen; the sexes, four), so one query walks the
+holds its device's site, and one more index on the ingest's hottest table is one more write per ingested study).
+These keys have few values (the devices, a few dozen; the sexes, four), so one query walks the
 values in order, the outer side of a ``LATERAL`` join, and for each value reads its studies newest first from an
 index, limited; PostgreSQL stops as soon as the page is full:
 
 * site and device: the groups are the devices (by site, name and id; by name and id), each walked on the
   ``(device, date)`` index, then the studies without a device;
-* sex: the groups are the sex values the patients have (a scan of the patients, which also counts them), a common
-  one walked on the date index with the patient as a join filter (a sex of at least 1/20 of the patients fills a
-  page within 20 studies per page row), a rare one read through its patients (their studies on the
-  ``(patient, date)`` index, then sorted: few), then the studies without a patient (on the same index).
+* sex: the groups are the values of the studies' copy of their patient's sex (``Study.patient_sex``, kept by the
+  registry; a loose scan of its index), each walked on the ``(sex, date, id)`` index, then the studies without a
+  patient (on the ``(patient, date)`` index). Before the copy, a sex was walked on the date index with the patient
+  as a join filter: a jump by page number to the middle of 100,000 studies read 50,000 of them with their patients
+  (150 ms of SQL), and a keyset page's row numbers counted through the same join.
 
 The order is therefore the key, then (site) the device, then newest first, then the id: the ORDER BY that
 ``browse.ordered`` gives the page's rows. Keyset pages start within the cursor's group (its group's walk is bounded by
@@ -29,21 +30,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from django.core.exceptions import EmptyResultSet
-from django.db.models import BooleanField, Count, F, Q
+from django.db import connection
+from django.db.models import F, Q
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Lower, Trim
 from django.db.models.lookups import IsNull
 
 from dosereg.access.scope import SiteScope, normalise
-from dosereg.registry.models import Device, Patient, Study
+from dosereg.registry.models import Device, Study
 
 if TYPE_CHECKING:
     from .browse import StudyFilters
 
 BIG_ID = 2 ** 63 - 1
-# a sex held by fewer than 1 / RARE_SHARE_INVERSE of the patients is read through its patients (their studies on the
-# (patient, date) index, sorted: few), not by walking the date index, which would read most studies to fill a page
-RARE_SHARE_INVERSE = 20
 # the filters that select whole groups (the walk reads only those groups); any other filter is a row filter
 GROUP_FILTERS = {"site": ("site", "device"), "device": ("site", "device"), "sex": ("sex",)}
 
@@ -70,16 +69,20 @@ def _groups(f: StudyFilters, scope: SiteScope) -> tuple[str, list, str]:
     desc = "DESC" if f.descending else "ASC"
     parts: list[tuple[str, list]] = []
     if f.sort_key == "sex":
-        # the sexes the patients have (a scan of the patients, not of the studies), each with its share of them
-        pats = Patient.objects.order_by().values_list("sex").annotate(_n=Count("pk"))
+        # the sexes the studies' copies hold (Study.patient_sex), read from the (sex, date, id) index one value at a
+        # time (a loose index scan: a few probes, not a scan of the studies or of the patients), or the one filtered
         if f.sex:
-            pats = pats.filter(sex="" if f.sex == "U" else f.sex)
-        parts.append(_sql(pats))
+            parts.append(("SELECT %s::text", ["" if f.sex == "U" else f.sex]))
+        else:
+            study = connection.ops.quote_name(Study._meta.db_table)
+            parts.append((f"WITH RECURSIVE v(sex) AS ((SELECT patient_sex FROM {study} ORDER BY patient_sex LIMIT 1) "
+                          f"UNION ALL SELECT (SELECT t.patient_sex FROM {study} t WHERE t.patient_sex > v.sex "
+                          f"ORDER BY t.patient_sex LIMIT 1) FROM v WHERE v.sex IS NOT NULL) "
+                          f"SELECT sex FROM v WHERE sex IS NOT NULL", []))
         if f.sex in ("", "U"):  # the studies without a patient
-            parts.append(("SELECT NULL::text, 0::bigint", []))
+            parts.append(("SELECT NULL::text", []))
         union = " UNION ALL ".join(f"({s})" for s, _ in parts)
-        sql = (f"SELECT u.gid, row_number() OVER (ORDER BY u.gid {desc} NULLS LAST) AS pos, "
-               f"u.n * {RARE_SHARE_INVERSE} < sum(u.n) OVER () AS rare FROM ({union}) u(gid, n)")
+        sql = f"SELECT u.gid, row_number() OVER (ORDER BY u.gid {desc} NULLS LAST) AS pos FROM ({union}) u(gid)"
         return sql, [p for _, ps in parts for p in ps], "sex"
     devs = Device.objects.filter(scope.device_q("pk")).order_by()
     if f.site:
@@ -102,7 +105,7 @@ def _groups(f: StudyFilters, scope: SiteScope) -> tuple[str, list, str]:
     if not parts:
         parts.append(("SELECT NULL::bigint, NULL::text, NULL::text WHERE false", []))
     union = " UNION ALL ".join(f"({s})" for s, _ in parts)
-    sql = f"SELECT u.gid, row_number() OVER (ORDER BY {order}) AS pos, false AS rare FROM ({union}) u(gid, k1, k2)"
+    sql = f"SELECT u.gid, row_number() OVER (ORDER BY {order}) AS pos FROM ({union}) u(gid, k1, k2)"
     return sql, [p for _, ps in parts for p in ps], "device"
 
 
@@ -116,26 +119,20 @@ def _branches(qs, kind: str, *, reverse: bool, limit: int) -> tuple[str, list]:
     b_dt, b_id, n_id = (RawSQL(f'"grp"."{c}"', []) for c in ("b_dt", "b_id", "n_id"))
     if kind == "device":
         valued, empty = Q(device_id=gid), Q(device_id__isnull=True)
-    else:
-        valued, empty = Q(patient__sex=gid), Q(patient__isnull=True)
-    # dated studies in the date order of the index that serves the walk: (device, date) read backwards (DESC is
-    # NULLS FIRST there; these rows all have a date), the date index (NULLS LAST, id) for the sex
-    nulls = {"nulls_last": True} if kind == "sex" else {}
+    else:  # the study's copy of its patient's sex; a study without a patient is in the group without a value
+        valued, empty = Q(patient_sex=gid, patient__isnull=False), Q(patient__isnull=True)
+    # dated studies in the date order of the index that serves the walk, (device, date) or (sex, date, id), read
+    # backwards (DESC is NULLS FIRST there; these rows all have a date)
     dt = F("study_datetime")
     if reverse:
-        dated = (RowCompare(">", [dt, F("pk")], [b_dt, b_id]), [dt.asc(**({"nulls_first": True} if nulls else {})), F("pk").asc()])
+        dated = (RowCompare(">", [dt, F("pk")], [b_dt, b_id]), [dt.asc(), F("pk").asc()])
         undated = (Q(study_datetime__isnull=True, pk__gt=n_id), [F("pk").asc()])
         pieces = [undated, dated]
     else:
-        dated = (RowCompare("<", [dt, F("pk")], [b_dt, b_id]), [dt.desc(**nulls), F("pk").desc()])
+        dated = (RowCompare("<", [dt, F("pk")], [b_dt, b_id]), [dt.desc(), F("pk").desc()])
         undated = (Q(study_datetime__isnull=True, pk__lt=n_id), [F("pk").desc()])
         pieces = [dated, undated]
-    rare = RawSQL('"grp"."rare"', [], output_field=BooleanField())
-    groups = [(valued, Q(IsNull(gid, False)) & ~Q(rare)), (empty, Q(IsNull(gid, True)))]
-    if kind == "sex":  # a rare sex: its patients' studies (an index probe per patient), then a sort of those few
-        groups.append((Q(RawSQL('"registry_study"."patient_id" = ANY(ARRAY(SELECT p.id FROM registry_patient p '
-                                'WHERE p.sex = "grp"."gid"))', [], output_field=BooleanField())),
-                       Q(IsNull(gid, False)) & Q(rare)))
+    groups = [(valued, Q(IsNull(gid, False))), (empty, Q(IsNull(gid, True)))]
     sqls: list[tuple[str, list]] = []
     for group_q, gate in groups:
         for cond, order in pieces:
@@ -180,7 +177,7 @@ def group_walk_ids(qs, f: StudyFilters, *, scope: SiteScope, reverse: bool, limi
     params += g_params + l_params + [limit, offset]
     within = '"x"."study_datetime" ASC NULLS FIRST, "x"."id" ASC' if reverse else \
         '"x"."study_datetime" DESC NULLS LAST, "x"."id" DESC'
-    sql = (f'{head}SELECT "x"."id" FROM (SELECT r.gid, r.pos, r.rare, {bounds} FROM ({groups}) r {where} ORDER BY r.pos {direction}) '
-           f'"grp"(gid, pos, rare, b_dt, b_id, n_id) CROSS JOIN LATERAL ({lateral}) "x"(id, study_datetime) '
+    sql = (f'{head}SELECT "x"."id" FROM (SELECT r.gid, r.pos, {bounds} FROM ({groups}) r {where} ORDER BY r.pos {direction}) '
+           f'"grp"(gid, pos, b_dt, b_id, n_id) CROSS JOIN LATERAL ({lateral}) "x"(id, study_datetime) '
            f'ORDER BY "grp"."pos" {direction}, {within} LIMIT %s OFFSET %s')
     return RawSQL(sql, params)

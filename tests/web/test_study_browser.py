@@ -473,9 +473,10 @@ def _joined_sort_registry(web_data) -> None:
         ("alpha room", "north hospital"), ("beta room", "north hospital"), ("alpha room", "south clinic"),
         ("zeta", ""), ("", "north hospital"))]
     patients = [Patient.objects.create(patient_id=f"PJ{i}", sex=sex) for i, sex in enumerate(["F", "M", "O", "", "F", "M"])]
-    Study.objects.bulk_create([
+    Study.objects.bulk_create([  # (patient_sex: the registry's copy of the record's sex, as its writers keep it)
         Study(study_instance_uid=f"2.25.8888{i}", device=None if i % 9 == 0 else devices[i % len(devices)],
               patient=None if i % 11 == 0 else patients[i % len(patients)],
+              patient_sex="" if i % 11 == 0 else patients[i % len(patients)].sex,
               study_datetime=None if i % 13 == 5 else now - timedelta(days=i % 7),
               procedure_modality="CT" if i % 3 else "DX", study_description=f"Joined {i}")
         for i in range(40)])

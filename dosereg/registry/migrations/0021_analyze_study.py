@@ -1,4 +1,4 @@
-"""Statistics for the study columns and partial indexes that 0005-0019 added (flags, standard_name, protocol
+"""Statistics for the study columns and partial indexes that 0005-0020 added (flags, standard_name, patient_sex, protocol
 names...), taken at once on PostgreSQL instead of whenever autovacuum next analyzes the table.
 
 Without them the planner guesses: on a registry upgraded from the 2026-12-03 schema (100,000 studies, none
@@ -14,14 +14,16 @@ from django.db import migrations
 def analyze(apps, schema_editor) -> None:
     if schema_editor.connection.vendor != "postgresql":
         return
-    table = schema_editor.quote_name(apps.get_model("registry", "Study")._meta.db_table)
-    schema_editor.execute(f"ANALYZE {table}")
+    Study = apps.get_model("registry", "Study")
+    if not Study.objects.exists():  # a new registry: nothing to take statistics of (and statistics of an empty
+        return                       # table would make the planner read it as empty until the next ANALYZE)
+    schema_editor.execute(f"ANALYZE {schema_editor.quote_name(Study._meta.db_table)}")
 
 
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("registry", "0019_study_unmapped_index"),
+        ("registry", "0020_study_patient_sex"),
     ]
 
     operations = [
