@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Lower, Trim
-from django.db.models.lookups import IsNull
+from django.db.models.lookups import Exact, IsNull
 
 from dosereg.access.scope import SiteScope, normalise
 from dosereg.registry.models import Device, Study
@@ -120,7 +120,7 @@ def _branches(qs, kind: str, *, reverse: bool, limit: int) -> tuple[str, list]:
     if kind == "device":
         valued, empty = Q(device_id=gid), Q(device_id__isnull=True)
     else:  # the study's copy of its patient's sex; a study without a patient is in the group without a value
-        valued, empty = Q(patient_sex=gid, patient__isnull=False), Q(patient__isnull=True)
+        valued, empty = Q(patient_sex=gid), Q(patient__isnull=True)
     # dated studies in the date order of the index that serves the walk, (device, date) or (sex, date, id), read
     # backwards (DESC is NULLS FIRST there; these rows all have a date)
     dt = F("study_datetime")
@@ -133,6 +133,13 @@ def _branches(qs, kind: str, *, reverse: bool, limit: int) -> tuple[str, list]:
         undated = (Q(study_datetime__isnull=True, pk__lt=n_id), [F("pk").desc()])
         pieces = [dated, undated]
     groups = [(valued, Q(IsNull(gid, False))), (empty, Q(IsNull(gid, True)))]
+    if kind == "sex":
+        # a study without a patient also holds "" (not recorded): the group "" leaves those out, the other groups
+        # need no such filter, so that their walk reads the (sex, date, id) index alone (an index-only scan: a
+        # jump to the middle page reads 50,000 index entries, not 50,000 rows)
+        blank = Q(Exact(gid, Value("")))
+        groups = [(valued, Q(IsNull(gid, False)) & ~blank), (valued & Q(patient__isnull=False), blank),
+                  (empty, Q(IsNull(gid, True)))]
     sqls: list[tuple[str, list]] = []
     for group_q, gate in groups:
         for cond, order in pieces:
