@@ -161,9 +161,10 @@ def value(quantity: str, v: float | None, unit: str | None = None, *, sig: int |
     """The number alone, in ``unit`` (default :func:`display_unit`); fluoroscopy time as m:ss. ``sig``: 3
     significant figures (2 for effective dose) unless given."""
     q = quantity_of(quantity)
-    if q.key == FLUORO_TIME and unit in (None, "min:s"):
+    shown = unit or display_unit(q.key)
+    if q.key == FLUORO_TIME and shown == "min:s":
         return minsec(v, missing)
-    return number(convert(v, q.unit, unit or q.unit), _sig(q, sig), missing)
+    return number(convert(v, q.unit, shown), _sig(q, sig), missing)
 
 
 def with_unit(quantity: str, v: float | None, unit: str | None = None, *, sig: int | None = None,
@@ -172,10 +173,18 @@ def with_unit(quantity: str, v: float | None, unit: str | None = None, *, sig: i
     if v is None:
         return missing
     q = quantity_of(quantity)
-    if q.key == FLUORO_TIME and unit in (None, "min:s"):
+    shown = unit or display_unit(q.key)
+    if q.key == FLUORO_TIME and shown == "min:s":
         return f"{minsec(v)} min:s"
-    shown = unit or q.unit
     return f"{value(q.key, v, shown, sig=sig)} {shown}"
+
+
+def quantity_text(name: str, v: float | None, *, other_unit: str = "", missing: str = MISSING) -> str:
+    """A rule's value or level with its unit: a dose quantity of this module through :func:`with_unit` (its one
+    unit), any other (a count of procedures) as the number and ``other_unit``; ``missing`` for None."""
+    if name in FIELD_QUANTITY:
+        return with_unit(name, v, missing=missing)
+    return missing if v is None else f"{number(v)} {other_unit}".strip()
 
 
 def dose(quantity: str, v: float | None, unit: str | None = None, *, sig: int | None = None,

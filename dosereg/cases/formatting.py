@@ -32,11 +32,7 @@ def public_text(text: str | None) -> str:
 def fmt_value(quantity: str, value: float | None) -> str:
     """A case value or level with its unit: ``"7.4 Gy"``, ``"61:10 min:s"``, ``"3 procedures"``; "—" for None.
     ``value`` is in the quantity's stored unit (alerts store values and levels converted to it)."""
-    if value is None:
-        return fmt.MISSING
-    if quantity in fmt.FIELD_QUANTITY:
-        return fmt.with_unit(quantity, value)
-    return f"{fmt.number(value)} {CANONICAL_UNIT.get(quantity, '')}".strip()
+    return fmt.quantity_text(quantity, value, other_unit=CANONICAL_UNIT.get(quantity, ""))
 
 
 def level_name(level: str) -> str:

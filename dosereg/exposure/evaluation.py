@@ -307,9 +307,7 @@ def _title(e: Expected) -> str:
     lvl = f" ({e.level})" if e.level.startswith("subsequent") else ""
 
     def show(v: float | None) -> str:  # the quantity's one unit (dosereg.formatting), whatever the level was entered in
-        if v is None:
-            return "?"
-        return fmt.with_unit(rule.quantity, v) if rule.quantity in fmt.FIELD_QUANTITY else f"{fmt.number(v)} {unit}".strip()
+        return fmt.quantity_text(rule.quantity, v, other_unit=unit, missing="?")
 
     return f"{rule.title}{lvl}: {show(e.value)}{win} ≥ {show(e.threshold)}"
 
