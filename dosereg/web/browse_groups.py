@@ -63,6 +63,16 @@ def _sql(qs) -> tuple[str, list]:
     return sql, list(params)
 
 
+def loose_distinct_sql(column: str, *, skip_blank: bool = False) -> str:
+    """The distinct values of a study column in ascending order, read by a loose index scan (PostgreSQL): one probe
+    of an index leading with ``column`` per value, so a column of a few values costs a few probes at any number of
+    studies, where a DISTINCT reads every study. ``skip_blank``: without "". The column must be NOT NULL."""
+    t, c = connection.ops.quote_name(Study._meta.db_table), connection.ops.quote_name(column)
+    first = f"SELECT {c} FROM {t}" + (f" WHERE {c} > ''" if skip_blank else "") + f" ORDER BY {c} LIMIT 1"
+    return (f"WITH RECURSIVE v(x) AS (({first}) UNION ALL SELECT (SELECT s.{c} FROM {t} s WHERE s.{c} > v.x "
+            f"ORDER BY s.{c} LIMIT 1) FROM v WHERE v.x IS NOT NULL) SELECT x FROM v WHERE x IS NOT NULL")
+
+
 def _groups(f: StudyFilters, scope: SiteScope) -> tuple[str, list, str]:
     """The SQL of the groups in the page order (``gid``, ``pos`` from 1), and the study column that names the
     group. Devices: the user's, narrowed by the site and device filters, then the group of studies without one."""
@@ -74,11 +84,7 @@ def _groups(f: StudyFilters, scope: SiteScope) -> tuple[str, list, str]:
         if f.sex:
             parts.append(("SELECT %s::text", ["" if f.sex == "U" else f.sex]))
         else:
-            study = connection.ops.quote_name(Study._meta.db_table)
-            parts.append((f"WITH RECURSIVE v(sex) AS ((SELECT patient_sex FROM {study} ORDER BY patient_sex LIMIT 1) "
-                          f"UNION ALL SELECT (SELECT t.patient_sex FROM {study} t WHERE t.patient_sex > v.sex "
-                          f"ORDER BY t.patient_sex LIMIT 1) FROM v WHERE v.sex IS NOT NULL) "
-                          f"SELECT sex FROM v WHERE sex IS NOT NULL", []))
+            parts.append((loose_distinct_sql("patient_sex"), []))
         if f.sex in ("", "U"):  # the studies without a patient
             parts.append(("SELECT NULL::text", []))
         union = " UNION ALL ".join(f"({s})" for s, _ in parts)
