@@ -37,12 +37,13 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -
         test["NAME"] = f"test_dosereg_{RUN_ID}"
 
 
-def require(condition: bool, what: str) -> None:
+def require(condition: bool, what: str, *, module: bool = False) -> None:
+    """Skip (the test, or with ``module`` the whole module at import) when ``condition`` is false; under CI fail."""
     if condition:
         return
     if IN_CI:
         pytest.fail(f"{what} is required in CI but is not available", pytrace=False)
-    pytest.skip(f"{what} not available")
+    pytest.skip(f"{what} not available", allow_module_level=module)
 
 
 def corpus_path() -> Path:

@@ -2,22 +2,16 @@
 from __future__ import annotations
 
 import io
-import os
 import struct
-from pathlib import Path
 
 import pytest
 
 from dosereg.rdsr import ExtractionError, extract_bytes, extract_file
 from dosereg.rdsr import reader
-from tests.conftest import IN_CI
+from tests.conftest import corpus_path, require
 
-CORPUS = Path(os.environ.get("DOSEREG_CORPUS") or Path(__file__).resolve().parents[2].parent / "shared" / "rdsr")
-
-if not CORPUS.is_dir():
-    if IN_CI:  # CI never skips silently (tests/conftest.py)
-        raise RuntimeError(f"dose corpus missing in CI: {CORPUS}")
-    pytest.skip(f"dose corpus not found at {CORPUS}", allow_module_level=True)
+CORPUS = corpus_path()
+require(CORPUS.is_dir(), f"the dose corpus ({CORPUS})", module=True)  # CI never skips silently
 
 FILES = sorted(p.name for p in CORPUS.glob("*.dcm"))
 
