@@ -24,18 +24,16 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from dosereg.rdsr import builder as b  # noqa: E402
-from tests.conftest import IN_CI  # noqa: E402
+from tests.conftest import require  # noqa: E402
 
 DSRDUMP = shutil.which("dsrdump") or ("/usr/bin/dsrdump" if Path("/usr/bin/dsrdump").exists() else None)
 DCMDUMP = shutil.which("dcmdump")
 
 
 def _require(tool: str | None, name: str) -> str:
-    if tool:
-        return tool
-    if IN_CI:  # CI never skips silently (tests/conftest.py)
-        pytest.fail(f"{name} (DCMTK) is required in CI but was not found")
-    pytest.skip(f"{name} (DCMTK) not installed")
+    require(tool is not None, f"{name} (DCMTK)")  # CI never skips silently
+    assert tool is not None
+    return tool
 
 
 def dsrdump(path: Path) -> str:
