@@ -26,6 +26,7 @@ from typing import Any
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import (BooleanField, Case, CharField, Count, Exists, F, Func, Max, OuterRef, Q, Subquery, TextField,
                               Value, When)
@@ -455,6 +456,41 @@ def _before_cursor(f: StudyFilters, cursor: int, scope: SiteScope = EVERY_SITE) 
             | Q(Exists(cursor_row.filter(_k__isnull=True))) & (Q(IsNull(expr, False)) | id_earlier & Q(IsNull(expr, True))))
 
 
+def _count_sql(q) -> tuple[str, list]:
+    sql, params = q.order_by().annotate(_n=Func(F("pk"), function="COUNT")).values("_n").query.sql_with_params()
+    return f"({sql})", list(params)
+
+
+def _keyset_counts(qs, f: StudyFilters, cursor: int, scope: SiteScope) -> tuple[int, int]:
+    """PostgreSQL, a sort by a column of the study: the true count and the rows before a keyset cursor (the page's
+    row numbers; the cursor too for ``after``), in one statement of separate counts, each a range of the sort's
+    index (an index-only scan: the standard-name indexes include the column) rather than the sort key computed for
+    every study in one scan (``LOWER(standard_name)`` of 100,000 studies: 48 ms). The counts for a cursor without a
+    value run only for such a cursor (a CASE on the cursor's row, evaluated once)."""
+    expr, _ = SORTS[f.sort_key]
+    base = qs.alias(_k=expr)
+    v = Subquery(_cursor_row(cursor, scope).annotate(_k=expr).values("_k")[:1])
+    cursor_null = Exists(_cursor_row(cursor, scope).alias(_k=expr).filter(_k__isnull=True))
+    earlier = ">" if f.descending else "<"
+    id_earlier = Q(pk__gt=cursor) if f.descending else Q(pk__lt=cursor)
+    try:
+        parts = [_count_sql(qs), _count_sql(base.filter(RowCompare(earlier, [F("_k"), F("pk")], [v, Value(cursor)])))]
+        nulls = [_count_sql(base.filter(_k__isnull=False)), _count_sql(base.filter(id_earlier, _k__isnull=True))]
+        gate_sql, gate_params = _count_sql(Study.objects.filter(cursor_null, pk=cursor))
+        if f.after is not None:
+            parts.append(_count_sql(qs.filter(pk=cursor)))
+    except EmptyResultSet:  # a filter that matches nothing (a scope without a site)
+        return 0, 0
+    total, *before = parts
+    sql = (f"SELECT {total[0]}, {' + '.join(s for s, _ in before)} + CASE WHEN {gate_sql} > 0 "
+           f"THEN {nulls[0][0]} + {nulls[1][0]} ELSE 0 END")
+    params = total[1] + [p for _, ps in before for p in ps] + gate_params + nulls[0][1] + nulls[1][1]
+    with connection.cursor() as c:
+        c.execute(sql, params)
+        count, n_before = c.fetchone()
+    return count, n_before
+
+
 PAGE_FIELDS = (
     "pk", "study_datetime", "procedure_modality", "study_description", "standard_name", "accession_number",
     "patient_age_years", "dap_total_gy_cm2", "dose_rp_max_plane_gy", "fluoro_time_total_s", "ctdivol_max_mgy",
@@ -549,6 +585,8 @@ def study_page(f: StudyFilters, *, scope: SiteScope = EVERY_SITE) -> StudyPage:
             got = qs.aggregate(n=Count("*"), before=Count(Value(1), filter=_beyond_cursor(f, cursor, scope, after=False, by_date=True)),
                                ties=Max(_cursor_date_ties(qs, f, cursor, scope, with_cursor=f.after is not None)))
             count, before = got["n"], got["before"] + (got["ties"] or 0)
+        elif f.sort_key not in JOINED_SORTS and connection.vendor == "postgresql":
+            count, before = _keyset_counts(qs, f, cursor, scope)
         else:
             got = qs.aggregate(n=Count("pk"), before=Count("pk", filter=preceding))
             count, before = got["n"], got["before"]

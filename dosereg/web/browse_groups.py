@@ -21,9 +21,12 @@ the cursor's date and id, a row comparison the index reads as a range) and go on
 branch of a group is limited, so the cost of a page does not depend on its depth. Studies without a date come after
 the dated ones of their group (a branch of their own, by id). A page number is an OFFSET over these ids.
 
-Used only without row filters (a filter on the studies, say a modality, may leave a whole group without a match, and
-its walk would then read every study of the group to find none): with one, the filter narrows the scan and the plain
-ORDER BY applies. SQLite (the embedded default, small registries) always uses the plain ORDER BY.
+Used without row filters, or with the filters the walk's indexes read themselves: the modality (included in both
+indexes: a group without studies of that modality costs an index-only scan of its entries, not a fetch of each of
+its studies) and the date range (the indexes' date key). Another filter on the studies (a dose range, say) may leave
+a whole group without a match, and its walk would then read every study of the group to find none: with one, the
+filter narrows the scan and the plain ORDER BY applies. SQLite (the embedded default, small registries) always uses
+the plain ORDER BY.
 """
 from __future__ import annotations
 
@@ -48,10 +51,11 @@ GROUP_FILTERS = {"site": ("site", "device"), "device": ("site", "device"), "sex"
 
 
 def has_row_filters(f: StudyFilters) -> bool:
-    """Whether ``f`` filters the studies beyond choosing whole groups of its sort."""
+    """Whether ``f`` filters the studies beyond choosing whole groups of its sort and beyond what the walk's
+    indexes hold (the modality, the date range)."""
     group = GROUP_FILTERS[f.sort_key]
     return bool(
-        f.modality or f.since or f.until or f.protocol or f.standard is not None or f.family
+        f.protocol or f.standard is not None or f.family
         or f.description is not None or f.ionising or f.reported or f.age_band or f.not_patient != "all"
         or f.flagged or f.ranges
         or ("site" not in group and f.site) or ("device" not in group and f.device is not None)
@@ -182,7 +186,7 @@ def group_walk_ids(qs, f: StudyFilters, *, scope: SiteScope, reverse: bool, limi
                       f"CASE WHEN {same} AND {c_dt} IS NULL THEN {c_id} ELSE {BIG_ID} END")
             where = 'WHERE r.pos >= (SELECT pos FROM "grp_c")'
     elif reverse:
-        bounds, where = f"'-infinity'::timestamptz, -1, -1", ""
+        bounds, where = "'-infinity'::timestamptz, -1, -1", ""
     else:
         bounds, where = f"'infinity'::timestamptz, {BIG_ID}, {BIG_ID}", ""
     direction = "DESC" if reverse else "ASC"
