@@ -107,11 +107,13 @@ def age_class(age_years: float | None) -> int:
     return bisect.bisect_right(SUMMARY_EDGES, age_years)
 
 
-def age_class_sql(column: str) -> str:
-    """``age_class`` as a PostgreSQL expression of a float column (NaN sorts above infinity there, so the range
-    test excludes it as Python's comparisons do)."""
-    whens = " ".join(f"WHEN {column} < {edge!r}::float8 THEN {i}" for i, edge in enumerate(SUMMARY_EDGES))
-    return (f"(CASE WHEN {column} IS NULL OR NOT ({column} >= 0 AND {column} < 'Infinity'::float8) "
+def age_class_sql(column: str, *, postgresql: bool = True) -> str:
+    """``age_class`` as an SQL expression of a float column: PostgreSQL (NaN sorts above infinity there, so the
+    range test excludes it as Python's comparisons do) or SQLite (the embedded default: no casts, ``9e999`` is its
+    infinity, and it stores NaN as NULL)."""
+    cast, inf = ("::float8", "'Infinity'::float8") if postgresql else ("", "9e999")
+    whens = " ".join(f"WHEN {column} < {edge!r}{cast} THEN {i}" for i, edge in enumerate(SUMMARY_EDGES))
+    return (f"(CASE WHEN {column} IS NULL OR NOT ({column} >= 0 AND {column} < {inf}) "
             f"THEN {AGE_CLASS_UNKNOWN} {whens} ELSE {len(SUMMARY_EDGES)} END)")
 
 

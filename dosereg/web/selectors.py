@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Aggregate, Avg, Count, F, FloatField, Max, OuterRef, Prefetch, Q, Subquery, Sum, TextField
+from django.db.models import Aggregate, Avg, Count, DateField, F, FloatField, Max, OuterRef, Prefetch, Q, Subquery, Sum, TextField
 from django.db.models.functions import Cast, TruncDate, TruncWeek
 from django.utils import timezone
 
@@ -281,11 +281,11 @@ def device_trends(*, now: datetime, weeks: int = 12, scope: SiteScope = EVERY_SI
     rows = (
         Study.objects.filter(study_datetime__gte=since, study_datetime__lte=now, device__isnull=False, not_patient_reason="")
         .filter(scope.study_q())
-        .annotate(week=TruncWeek("study_datetime"))
+        .annotate(week=TruncWeek("study_datetime", output_field=DateField()))  # a date: no time zone per row
         .values("device_id", "week")
         .annotate(n=Count("id"), kap=Avg("dap_total_gy_cm2"), kar=Avg("dose_rp_max_plane_gy"),
                   ft=Avg("fluoro_time_total_s"), dlp=Avg("dlp_total_mgy_cm"))
-        .order_by("device_id", "week")
+        .order_by()  # hashed groups, ordered here (a few hundred), not a sort of every study of the 12 weeks
     )
     # every week of the window (Mondays, as TruncWeek in the current time zone), not only weeks with data: a week
     # in which a device sent nothing is a 0 procedures (and no mean), so a device that fell silent shows
@@ -294,8 +294,8 @@ def device_trends(*, now: datetime, weeks: int = 12, scope: SiteScope = EVERY_SI
     last = timezone.localtime(now).date()
     all_weeks = [first + timedelta(weeks=i) for i in range((last - first).days // 7 + 1)]
     series: dict[int, list[dict]] = {}
-    for r in rows:
-        wk = r["week"].date() if hasattr(r["week"], "date") else r["week"]
+    for r in sorted(rows, key=lambda r: (r["device_id"], r["week"])):
+        wk = r["week"]
         series.setdefault(r["device_id"], []).append({"week": wk.isoformat(), "n": r["n"], **{
             k: fmt.machine(r[k]) for k in ("kap", "kar", "ft", "dlp")}})
     for dev_id, pts in series.items():
@@ -439,7 +439,8 @@ def dashboard(*, now: datetime | None = None, user=None, scope: SiteScope | None
 # physicist protocol audit
 # ---------------------------------------------------------------------------
 class Percentile(Aggregate):
-    """PostgreSQL percentile_cont(p) WITHIN GROUP (ORDER BY expr)."""
+    """PostgreSQL percentile_cont(p) WITHIN GROUP (ORDER BY expr); on SQLite (the embedded default) the same
+    interpolated percentile from ``SQLitePercentile``, registered on each SQLite connection by ``apps``."""
 
     function = "PERCENTILE_CONT"
     template = "%(function)s(%(p)s) WITHIN GROUP (ORDER BY %(expressions)s)"
@@ -447,6 +448,41 @@ class Percentile(Aggregate):
 
     def __init__(self, expression, p: float, **extra):
         super().__init__(expression, p=float(p), **extra)
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        return self.as_sql(compiler, connection, function=SQLitePercentile.NAME,
+                           template="%(function)s(%(expressions)s, %(p)s)", **extra_context)
+
+
+class SQLitePercentile:
+    """``percentile_cont`` as an SQLite aggregate (``sqlite3.Connection.create_aggregate``): linear interpolation
+    between the closest ranks, NULLs ignored, NULL for no values (PostgreSQL's definition)."""
+
+    NAME = "DOSEREG_PERCENTILE_CONT"
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+        self.p = 0.5
+
+    def step(self, value, p) -> None:
+        self.p = float(p)
+        if value is not None:
+            self.values.append(float(value))
+
+    def finalize(self) -> float | None:
+        vals = sorted(self.values)
+        if not vals:
+            return None
+        pos = self.p * (len(vals) - 1)
+        lo = int(pos)
+        hi = min(lo + 1, len(vals) - 1)
+        return vals[lo] + (vals[hi] - vals[lo]) * (pos - lo)
+
+    @classmethod
+    def register(cls, sender, connection, **kwargs) -> None:
+        """``connection_created`` receiver: the aggregate on every new SQLite connection."""
+        if connection.vendor == "sqlite":
+            connection.connection.create_aggregate(cls.NAME, 2, cls)
 
 
 def _standard_name_subquery():

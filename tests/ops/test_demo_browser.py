@@ -175,6 +175,43 @@ def test_the_demo_dashboard_is_styled_and_draws_its_chart(demo, chromium, tmp_pa
     finally:
         ctx.close()
 
+    # every main page of each clinical role answers on the embedded default (SQLite, which the suite's other page
+    # tests, on PostgreSQL, never run: the protocol audit's SQL once worked only on PostgreSQL)
+    logins = dict((role, (u, pw)) for role, u, pw in re.findall(r"log in as (\w+)\s+user '([^']+)' password '([^']+)'", out))
+    walks = {
+        "rso": ["/dashboard/", "/alerts/", "/alerts/due/", "/studies/", "/studies/?sort=site&modality=CT",
+                "/studies/?sort=-standard", "/studies/?sort=-sex&page=2", "/studies/modality/CT/", "/patients/",
+                "/patients/?sort=-kap", "/devices/", "/staff/", "/alerts/incidents/", "/api/v1/studies/",
+                "/studies/export.csv", "/studies/export.xlsx"],
+        "physicist": ["/protocols/", "/protocols/overview/", "/protocols/names/", "/protocols/drls/",
+                      "/protocols/technique/", "/protocols/technique/?modality=MG", "/protocols/?modality=CT",
+                      "/studies/?sort=-dlp"],
+    }
+    for role, urls in walks.items():
+        assert role in logins, out
+        ctx = chromium.new_context()
+        try:
+            page = ctx.new_page()
+            page.goto(base + "/login/")
+            page.fill("input[name=username]", logins[role][0])
+            page.fill("input[name=password]", logins[role][1])
+            with page.expect_navigation():
+                page.click("button[type=submit]")
+            studies, patients = ctx.request.get(base + "/studies/").text(), ctx.request.get(base + "/patients/").text()
+            study, patient = re.search(r'href="(/studies/\d+/)"', studies), re.search(r'href="(/patients/\d+/)"', patients)
+            assert study and patient, (studies[-3000:], patients[-3000:])
+            extra = [study.group(1), patient.group(1)]
+            if role == "physicist":  # a group of the audit (its histograms and outliers)
+                audit = ctx.request.get(base + "/protocols/").text()
+                group = re.search(r'href="(/protocols/group/\?[^"]+)"', audit)
+                assert group, audit[-3000:]
+                extra.append(group.group(1).replace("&amp;", "&"))
+            for url in urls + extra:
+                r = ctx.request.get(base + url)
+                assert r.status == 200, (role, url, r.status, r.text()[:500])
+        finally:
+            ctx.close()
+
     assert demo.stop() == 0, demo.output()[-3000:]
     out = demo.output()
     assert "demo: stopped" in out, out[-3000:]
