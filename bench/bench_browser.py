@@ -115,7 +115,7 @@ def browser_urls() -> dict[str, str]:
     urls["patients list, search and page 2"] = "/patients/?q=P&page=2&sort=name"
     if ct is not None:
         task = (f"?modality=CT&device={ct.pk}&protocol=chest&since={month_ago.isoformat()}&until={today.isoformat()}"
-                f"&sort=-dlp&page_size=10")
+                f"&sort=-dlp&per_page=10")
         urls["task: top-10 DLP CT chest, last month, one scanner"] = "/studies/" + task
         urls["task: its CSV export"] = "/studies/export.csv" + task
     return urls

@@ -6,6 +6,8 @@ import logging
 from collections.abc import Iterable
 
 from django.conf import settings
+from django.db import connection
+from django.utils import timezone
 
 from dosereg.access.roles import user_roles
 
@@ -59,12 +61,12 @@ def audit_record(
     detail: dict | None = None,
     user=None,
     username: str = "",
-) -> list[AuditEvent]:
+) -> int:
     """Append one row per patient touched (one row without a patient when none).
 
     Several patients in one read (a list page, an export) are written with one
-    bulk insert. Never raises: a broken audit write is logged loudly, and the
-    caller has already decided the access was allowed.
+    insert. Never raises: a broken audit write is logged loudly, and the
+    caller has already decided the access was allowed. Returns the rows written.
     """
     user = user if user is not None else getattr(request, "user", None)
     authed = user is not None and getattr(user, "is_authenticated", False)
@@ -83,9 +85,35 @@ def audit_record(
     )
     base["path"], base["username"] = _storable(base["path"]), _storable(base["username"])
     pks = sorted({p for p in patient_pks if p is not None})
-    rows = [AuditEvent(patient_pk=p, **base) for p in pks] or [AuditEvent(patient_pk=None, **base)]
     try:
-        return AuditEvent.objects.bulk_create(rows, batch_size=1000)
+        if connection.vendor == "postgresql":
+            return _insert_rows(base, pks)
+        rows = [AuditEvent(patient_pk=p, **base) for p in pks] or [AuditEvent(patient_pk=None, **base)]
+        return len(AuditEvent.objects.bulk_create(rows, batch_size=1000))
     except Exception:  # pragma: no cover - surfaced in logs, never hides the response
         log.exception("AUDIT WRITE FAILED: %s", base)
-        return []
+        return 0
+
+
+def _insert_rows(base: dict, pks: list[int]) -> int:
+    """PostgreSQL: the rows of one access (``base``, one per patient in ``pks``, or one without a patient) as one
+    ``INSERT ... SELECT`` over the array of patient ids: the shared values are sent once, not compiled into a
+    statement of a hundred rows (a list page of 100 patients: 100 model instances and a 1,300-parameter insert)."""
+    by_attname = {f.attname: f for f in AuditEvent._meta.concrete_fields}
+    user = base.get("user")
+    values = {"at": timezone.now(), **{k: v for k, v in base.items() if k != "user"},
+              "user_id": user.pk if user is not None else None}
+    fields = [by_attname[name] for name in values]
+    def q(name: str | None) -> str:
+        return connection.ops.quote_name(str(name))
+
+    cols = ", ".join(q(f.column) for f in fields)
+    params = [f.get_db_prep_save(values[f.attname], connection) for f in fields]
+    # each value cast to its column's type: in INSERT ... SELECT an untyped literal would be text
+    holders = ", ".join(f"%s::{f.cast_db_type(connection)}" for f in fields)
+    sql = (f"INSERT INTO {q(AuditEvent._meta.db_table)} ({cols}, {q(by_attname['patient_pk'].column)}) "
+           f"SELECT {holders}, u.p FROM unnest(%s::bigint[]) AS u(p)")
+    patients: list[int | None] = list(pks) or [None]
+    with connection.cursor() as c:
+        c.execute(sql, params + [patients])
+        return c.rowcount
