@@ -221,6 +221,11 @@ SKIN_YIELD_POLL_S = env_int("SKIN_YIELD_POLL_S", 1)
 # alerts, staff sync, protocol summaries) itself right after the ingest commits, instead of queueing each as its
 # own task (a step that fails is queued).
 INGEST_DERIVED_INLINE = env_bool("INGEST_DERIVED_INLINE", True)
+# ... except while ingest tasks wait in the broker (a burst): then the staff and protocol-summary steps (not the
+# exposure step, which raises the procedure alerts) are queued at DEFERRED_STEP_PRIORITY, served after the waiting
+# ingests, so that the worker's next ingest and its alert e-mail are not held up by them (issue 14)
+INGEST_DEFER_UNDER_BACKLOG = env_bool("INGEST_DEFER_UNDER_BACKLOG", True)
+DEFERRED_STEP_PRIORITY = env_int("DEFERRED_STEP_PRIORITY", 9)
 # A report with more irradiation events than this is quarantined with the reason, before it is parsed (a
 # worker's memory grows with the events: measured peak RSS of one ingest, bench/bench_ingest_memory.py,
 # ~260 MB at 10,000 events, ~460 MB at 20,000). The largest clinical reports hold a few thousand.

@@ -40,14 +40,16 @@ def check_broker(timeout: float = 2.0) -> dict | None:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
 
 
-def broker_queue_length(client, queue: str | None = None) -> int:
+def broker_queue_length(client, queue: str | None = None, *, max_priority: int | None = None) -> int:
     """Tasks waiting in a queue (default: the default queue, the ingest's), over all of its priority lists
-    ("dosereg", "dosereg:1" … "dosereg:9"), under the broker's key prefix (BROKER_KEY_PREFIX) when one is set."""
+    ("dosereg", "dosereg:1" … "dosereg:9"; ``max_priority``: only those served before or with that priority),
+    under the broker's key prefix (BROKER_KEY_PREFIX) when one is set."""
     queue = queue or getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery")
     opts = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {}) or {}
     sep = opts.get("sep", "\x06\x16")
     prefix = opts.get("global_keyprefix", "")
-    names = [prefix + queue] + [f"{prefix}{queue}{sep}{n}" for n in opts.get("priority_steps", []) if n]
+    names = [prefix + queue] + [f"{prefix}{queue}{sep}{n}" for n in opts.get("priority_steps", [])
+                                if n and (max_priority is None or n <= max_priority)]
     pipe = client.pipeline()
     for name in names:
         pipe.llen(name)

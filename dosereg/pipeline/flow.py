@@ -12,8 +12,8 @@
                 ├─ 1 exposure:  exposure.recompute.patient_exposure_recompute(patient_id)    per affected patient
                 │                 → alerts → notifications.services.notification_enqueue_many
                 │                 → after its commit: notifications.tasks.send_notifications_task → SMTP
-                ├─ 2 staff:     staff.services.staff_studies_sync(study_ids)
-                ├─ 3 protocols: protocols.services.studies_mark_dirty(study_ids)
+                ├─ 2 staff:     staff.services.staff_studies_sync(study_ids)       } queued behind the ingests
+                ├─ 3 protocols: protocols.services.studies_mark_dirty(study_ids)   } while ingests wait
                 └─ 4 skin dose: pipeline.tasks.skin_dose_studies_task(study_ids)  always queued, on the "skin" queue
                                   ├─ skin_dose_wait_for_ingest()  a skin-only worker waits while ingests wait
                                   └─ skin_dose_studies(study_ids)
@@ -191,16 +191,20 @@ def follow_up(changes: StudyChanges, *, inline: bool) -> FollowUp:
     # 2 staff participation: link the report's named people to staff, recompute their doses and staff alerts
     study_ids = staff.studies_to_sync(study_ids=changes.study_ids, new_study_ids=changes.new_study_ids,
                                       named_study_ids=changes.named_study_ids)
+    # steps 2 and 3 wait while ingests wait (a burst): queued behind them, so that this worker's next ingest, and
+    # the procedure alerts it raises, come first (``_ingest_backlog``)
+    later = inline and (bool(study_ids) or bool(changes.study_ids)) and _ingest_backlog()
+    priority = settings.DEFERRED_STEP_PRIORITY if later else None
     if study_ids:
-        _step(done, STAFF, (study_ids,), inline=inline,
+        _step(done, STAFF, (study_ids,), inline=inline and not later,
               run=lambda: staff.staff_studies_sync(study_ids=study_ids),
-              queue=lambda: _apply(staff_sync_studies_task, study_ids))
+              queue=lambda: _apply(staff_sync_studies_task, study_ids, priority=priority))
     # 3 protocol summaries: mark the changed studies' buckets dirty (the refresh task rebuilds them)
     if changes.study_ids:
         ids, new = sorted(changes.study_ids), sorted(changes.new_study_ids)
-        _step(done, PROTOCOLS, (ids,), inline=inline,
+        _step(done, PROTOCOLS, (ids,), inline=inline and not later,
               run=lambda: protocols.studies_mark_dirty(ids, new_study_ids=new),
-              queue=lambda: _apply(mark_studies_dirty_task, ids, new))
+              queue=lambda: _apply(mark_studies_dirty_task, ids, new, priority=priority))
     # 4 peak skin dose of fluoroscopically guided studies: always its own task on the "skin" queue (seconds per
     # procedure; never inline in the ingest worker)
     if changes.study_ids and settings.SKINDOSE_ENABLED:
@@ -286,8 +290,24 @@ def _step(done: FollowUp, name: str, args: tuple, *, inline: bool, run: Callable
     done.queued.append((name, args))
 
 
-def _apply(task, *args) -> None:
+def _apply(task, *args, priority: int | None = None) -> None:
     try:
-        task.apply_async(args=list(args))
+        if priority is None:
+            task.apply_async(args=list(args))
+        else:
+            task.apply_async(args=list(args), priority=priority)
     except Exception as exc:  # broker down: the periodic refresh tasks catch up; never break the ingest
         log.error("could not queue %s%s: %s", task.name, args, exc)
+
+
+def _ingest_backlog() -> bool:
+    """Whether ingest tasks wait in the broker (settings.INGEST_DEFER_UNDER_BACKLOG; only with a broker): the lists
+    served before or with the ingest's priority, not the deferred steps' own (else one deferral would keep every
+    later one deferred). A broker that cannot be asked means no backlog: the steps run here, as without one."""
+    if not settings.INGEST_DEFER_UNDER_BACKLOG or not settings.REDIS_URL or settings.CELERY_TASK_ALWAYS_EAGER:
+        return False
+    try:
+        return broker_queue_length(_broker_client(), max_priority=settings.INGEST_TASK_PRIORITY) > 0
+    except Exception as exc:
+        log.warning("could not read the ingest queue (%s); follow-up steps run inline", exc)
+        return False
