@@ -54,26 +54,20 @@ def test_while_ingests_wait_steps_2_and_3_are_queued_behind_them(broker, queued,
     assert effects(obj, billy) == EVERYTHING
 
 
-def test_no_backlog_or_only_deferred_steps_waiting_all_steps_run_inline(broker, queued, tmp_path, spool, billy,  # noqa: F811
-                                                                        settings, django_capture_on_commit_callbacks):
-    client, prefix = broker
-    settings.INGEST_DERIVED_INLINE = True
-    settings.INGEST_DEFER_UNDER_BACKLOG = True
+@pytest.mark.parametrize("defer, waiting", [
     # deferred steps waiting (their own, later priority) are no backlog of ingests: else one deferral would make
     # every later follow-up deferred too
-    client.rpush(f"{prefix}dosereg:{settings.DEFERRED_STEP_PRIORITY}", b"a deferred step")
-    obj = register(named_rdsr(tmp_path, patient_id="DEFER-2"), spool)
-    _ingest(obj, django_capture_on_commit_callbacks)
-    assert queued == [] and effects(obj, billy) == EVERYTHING
-
-
-def test_the_setting_turns_the_deferral_off(broker, queued, tmp_path, spool, billy, settings,  # noqa: F811
-                                            django_capture_on_commit_callbacks):
+    (True, "DEFERRED_STEP_PRIORITY"),
+    # the setting off: ingests waiting, and still every step inline
+    (False, "INGEST_TASK_PRIORITY"),
+])
+def test_all_steps_run_inline_without_ingests_waiting_or_with_the_deferral_off(
+        defer, waiting, broker, queued, tmp_path, spool, billy, settings, django_capture_on_commit_callbacks):  # noqa: F811
     client, prefix = broker
     settings.INGEST_DERIVED_INLINE = True
-    settings.INGEST_DEFER_UNDER_BACKLOG = False
-    client.rpush(f"{prefix}dosereg:{settings.INGEST_TASK_PRIORITY}", b"an ingest waiting")
-    obj = register(named_rdsr(tmp_path, patient_id="DEFER-3"), spool)
+    settings.INGEST_DEFER_UNDER_BACKLOG = defer
+    client.rpush(f"{prefix}dosereg:{getattr(settings, waiting)}", b"a task waiting")
+    obj = register(named_rdsr(tmp_path, patient_id=f"DEFER-{waiting}"), spool)
     _ingest(obj, django_capture_on_commit_callbacks)
     assert queued == [] and effects(obj, billy) == EVERYTHING
 
