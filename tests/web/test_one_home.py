@@ -195,3 +195,35 @@ def test_history_without_any_skin_dose_estimate_says_so(web_data, client):
     assert "skin-history" in html  # patient A has fluoroscopy procedures, none with geometry
     assert "over 0 procedures" not in html
     assert "no procedure of this patient has a peak skin dose estimate yet" in html
+
+
+def test_fluoroscopy_time_reads_min_s_on_the_protocol_pages(web_data, client):
+    """Issue 17 part 4: fluoroscopy time as min:s wherever a person reads it. The protocol audit, its overview
+    and its group page had shown it in seconds ("Fluoro time s 2,108"); the summary CSV keeps seconds."""
+    import re
+
+    from dosereg.protocols.services import summaries_rebuild_all
+    from dosereg.web import services as WS
+
+    d = web_data
+    s = d.studies["a_angio"]
+    Study.objects.filter(pk=s.pk).update(fluoro_time_total_s=725.0)  # 12:05
+    s.refresh_from_db()
+    std = WS.standard_name_create(name="Angiography test", modality=s.procedure_modality)
+    WS.protocol_mapping_set(modality=s.procedure_modality, source_name=s.study_description, standard_name=std)
+    summaries_rebuild_all()
+    client.force_login(d.users["physicist"])
+    since = (s.study_datetime - timedelta(days=1)).date().isoformat()
+    until = (s.study_datetime + timedelta(days=1)).date().isoformat()
+    audit = client.get(reverse("web:protocol_audit") + f"?since={since}&until={until}").content.decode()
+    overview = client.get(reverse("web:protocol_overview") + f"?since={since}&until={until}").content.decode()
+    group_link = re.search(r'href="(/protocols/group/\?[^"]+)"', audit)
+    assert group_link, audit
+    group = client.get(group_link.group(1).replace("&amp;", "&")).content.decode()
+    for name, html in {"audit": audit, "overview": overview, "group": group}.items():
+        text = re.sub(r"<[^>]*>", " ", html)  # what is read: not the drill-down links' machine values
+        assert "12:05" in text, name
+        assert "725" not in text, name
+        assert not re.search(r"Fluoro time\s*(?:<[^>]+>\s*)*\(?s\)?\s*<", html), name  # no fluoro time heading in s
+    assert "Fluoro time <span class=\"muted small\">min:s</span>" in audit
+    assert "Fluoro time (min:s)" in group

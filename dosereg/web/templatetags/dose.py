@@ -24,6 +24,23 @@ def minsec(seconds):
 
 
 @register.filter
+def qv(value, field: str):
+    """A value of the dose quantity ``field`` (a field or quantity name) as people read it everywhere: its one unit,
+    fluoroscopy time as m:ss (``{{ q.median|qv:q.key }}``); plain significant figures for anything else."""
+    if field in fmt.FIELD_QUANTITY or field in fmt.QUANTITIES:
+        return fmt.value(field, value)
+    return fmt.number(value)
+
+
+@register.filter
+def qunit(field: str, fallback: str = ""):
+    """The unit ``qv`` shows a quantity in ("min:s" for fluoroscopy time)."""
+    if field in fmt.FIELD_QUANTITY or field in fmt.QUANTITIES:
+        return fmt.display_unit(field)
+    return fallback
+
+
+@register.filter
 def dose_value(value, field: str):
     """The number of a dose field in its display unit (``{{ w.effective_dose_msv|dose_value:"effective_dose_msv" }}``)."""
     return fmt.value(field, value, fmt.quantity_of(field).unit)
@@ -52,6 +69,7 @@ def get(d, key):
 def boxplot(q: dict, width: int = 220, height: int = 26):
     """Inline SVG box plot (min, Q1, median, Q3, max) with DRL markers; no script, CSP-safe."""
     vals = [q.get(k) for k in ("min", "q1", "median", "q3", "max")]
+    key = q.get("key", "")
     if any(v is None for v in vals):
         return ""
     drls = [c["drl"].value for c in q.get("drls", [])]
@@ -72,8 +90,8 @@ def boxplot(q: dict, width: int = 220, height: int = 26):
     for c in q.get("drls", []):
         cls = "bp-drl bp-drl-above" if c["above"] else "bp-drl"
         parts.append(f'<line x1="{x(c["drl"].value):.1f}" y1="1" x2="{x(c["drl"].value):.1f}" y2="{height - 1}" class="{cls}">'
-                     f'<title>{escape(c["drl"].drl_set.name)}: {fmt.number(c["drl"].value)}</title></line>')
-    title = ", ".join(f"{name} {fmt.number(v, grouping=False)}" for name, v in zip(("min", "Q1", "median", "Q3", "max"), vals))
+                     f'<title>{escape(c["drl"].drl_set.name)}: {qv(c["drl"].value, key)}</title></line>')
+    title = ", ".join(f"{name} {qv(v, key)}" for name, v in zip(("min", "Q1", "median", "Q3", "max"), vals))
     return mark_safe(
         f'<svg class="boxplot" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="{title}"><title>{title}</title>{"".join(parts)}</svg>'
@@ -169,7 +187,8 @@ def overview_bars(chart: dict, browser_url: str):
     from django.utils.formats import localize
     from django.utils.text import Truncator
 
-    unit, left = escape(chart["unit"]), chart["left"]
+    key = chart["key"]
+    unit, left = escape(qunit(key, chart["unit"])), chart["left"]
     label_x = add(left, -6)  # what the template's c.left|add:'-6' gave
     out = []
     for b in chart["bars"]:
@@ -179,7 +198,7 @@ def overview_bars(chart: dict, browser_url: str):
             f'\n      <text x="{label_x}" y="{b["ty"]}" text-anchor="end" class="ov-label">'
             f'{escape(Truncator(device).chars(30))} (n={n})</text>'
             f'\n      <a href="{escape(browser_url)}?{escape(b["query"])}" data-overview-bar><title>{escape(device)}: median '
-            f'{escape(num(b["median"]))} {unit} (Q1 {escape(num(b["q1"]))}, Q3 {escape(num(b["q3"]))}), {n} studies</title>'
+            f'{escape(qv(b["median"], key))} {unit} (Q1 {escape(qv(b["q1"], key))}, Q3 {escape(qv(b["q3"], key))}), {n} studies</title>'
             f'\n        <rect x="{left}" y="{b["y"]}" width="{b["w"]}" height="{b["h"]}" '
             f'class="ov-bar{" ov-bar-above" if b["above"] else ""}"/></a>'
             f'\n      <line x1="{b["q1x"]}" x2="{b["q3x"]}" y1="{b["cy"]}" y2="{b["cy"]}" class="ov-iqr"/>'
