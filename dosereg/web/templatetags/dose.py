@@ -178,6 +178,51 @@ def words(value):
     return (value or "").replace("_", " ")
 
 
+def _chars(text: str, n: int) -> str:
+    """Django's ``truncatechars:n``, without its lazy Truncator for the usual text that fits."""
+    import unicodedata
+
+    from django.utils.text import Truncator
+
+    text = unicodedata.normalize("NFC", str(text))
+    return text if len(text) <= n else Truncator(text).chars(n)
+
+
+@register.simple_tag
+def event_rows(events, ct: bool, start: int = 0, stop: int | None = None):
+    """The study page's irradiation-event rows ``events[start:stop]``: the markup the row template drew once per
+    event, built in Python (a 316-event procedure: 316 template includes and 5,000 filter calls, most of the page's
+    time). Each value as the filters gave it: times in the current time zone, event types in words, descriptions
+    without carets, 3 significant figures, "—" for not reported."""
+    from django.utils.dateformat import time_format
+    from django.utils.timezone import template_localtime
+
+    def t(dt) -> str:
+        return time_format(template_localtime(dt), "H:i:s") if dt else "—"
+
+    n = fmt.number
+    out = []
+    for e in list(events)[start:stop]:
+        head = (f'<tr data-type="{escape(e.event_type)}" data-plane="{escape(e.plane)}"><td>{escape(t(e.datetime))}</td>'
+                f'<td>{escape(fmt.event_type(e.event_type))}</td>')
+        text = (f'<td class="small">{escape(_chars(fmt.description(e.protocol), 30))}</td>'
+                f'<td class="small">{escape(_chars(e.target_region, 24))}</td>'
+                f'<td class="num">{n(e.kvp)}</td><td class="num">{n(e.tube_current_ma)}</td>')
+        if ct:
+            out.append(head + text + (
+                f'<td class="num">{n(e.ct_scanning_length_mm)}</td><td class="num">{n(e.ct_pitch_factor)}</td>'
+                f'<td class="small">{escape(words(e.ctdiw_phantom) or "—")}</td>'
+                f'<td class="num">{n(e.ctdivol_mgy)}</td><td class="num">{n(e.dlp_mgy_cm)}</td></tr>'))
+        else:
+            frames = "—" if e.number_of_frames is None else escape(str(e.number_of_frames))
+            out.append(head + f'<td>{escape(e.plane)}</td>' + text + (
+                f'<td class="num">{n(e.pulse_rate_per_s)}</td><td class="num">{frames}</td>'
+                f'<td class="num">{n(e.irradiation_duration_s)}</td>'
+                f'<td class="small">{escape(e.dose_mode or e.fluoro_mode or "—")}</td>'
+                f'<td class="num">{n(e.dap_gy_cm2)}</td><td class="num">{n(e.dose_rp_gy)}</td></tr>'))
+    return mark_safe("\n".join(out))
+
+
 @register.simple_tag
 def overview_bars(chart: dict, browser_url: str):
     """The bars of one protocol-audit overview chart (``audit_pages.overview``): each room's label, its bar linking to
