@@ -195,10 +195,10 @@ def event_rows(events, ct: bool, start: int = 0, stop: int | None = None):
     time). Each value as the filters gave it: times in the current time zone, event types in words, descriptions
     without carets, 3 significant figures, "—" for not reported."""
     from django.utils.dateformat import time_format
-    from django.utils.timezone import template_localtime
+    from django.utils.timezone import is_aware, localtime
 
-    def t(dt) -> str:
-        return time_format(template_localtime(dt), "H:i:s") if dt else "—"
+    def t(dt) -> str:  # the time filter's reading: an aware time in the current time zone
+        return time_format(localtime(dt) if is_aware(dt) else dt, "H:i:s") if dt else "—"
 
     n = fmt.number
     out = []
