@@ -232,7 +232,7 @@ def overview_bars(chart: dict, browser_url: str):
     from django.utils.formats import localize
     from django.utils.text import Truncator
 
-    key = chart["key"]
+    key = chart.get("key", "")  # the quantity's field: fluoroscopy time reads min:s
     unit, left = escape(qunit(key, chart["unit"])), chart["left"]
     label_x = add(left, -6)  # what the template's c.left|add:'-6' gave
     out = []
