@@ -92,27 +92,19 @@ def _sql(*, modality: str, device_id: int | None) -> tuple[str, list[str]]:
         misjudging how many buckets the OR below leaves (405 for 30 at 1M events), read every study of the
         period and hashed them against the buckets (50,000 studies, 96 of the page's 104 ms of SQL).
         SQLite (the embedded default: no LATERAL, no GREATEST) joins the studies to the buckets plainly."""
-        if not postgresql:
-            return (
-                f"SELECT 1, {device_key}, s.procedure_modality, s.study_description, 1, {study_cols} "
-                f"FROM {bucket} b JOIN {state} st ON st.id = 1 JOIN {study} s ON {device_join} "
-                f"AND s.study_datetime >= b.starts_at AND s.study_datetime < b.ends_at "
-                f"AND s.has_ionising_dose AND s.not_patient_reason = '' AND s.id <= st.max_study_id "
-                f"AND {in_period('s.study_datetime')}"
-                + (f" AND s.procedure_modality = {p('modality')}" if modality else "")
-                + f" WHERE {where()} AND b.ends_at > {p('since')} AND b.starts_at < {p('until')} "
-                f"AND (b.dirty OR b.first_study_at IS NULL OR b.first_study_at < {p('since')} "
-                f"OR b.last_study_at >= {p('until')})"
-            )
+        # the studies of one bucket inside the period (each p() in the order its placeholder stands in the text)
+        if postgresql:
+            in_bucket = (f"s.study_datetime >= GREATEST(b.starts_at, {p('since')}) "
+                         f"AND s.study_datetime < LEAST(b.ends_at, {p('until')})")
+        else:
+            in_bucket = f"s.study_datetime >= b.starts_at AND s.study_datetime < b.ends_at AND {in_period('s.study_datetime')}"
+        studies = (f"{device_join} AND {in_bucket} AND s.has_ionising_dose AND s.not_patient_reason = '' "
+                   f"AND s.id <= st.max_study_id" + (f" AND s.procedure_modality = {p('modality')}" if modality else ""))
+        source = (f"CROSS JOIN LATERAL (SELECT s.* FROM {study} s WHERE {studies} OFFSET 0) s" if postgresql
+                  else f"JOIN {study} s ON {studies}")
         return (
             f"SELECT 1, {device_key}, s.procedure_modality, s.study_description, 1, {study_cols} "
-            f"FROM {bucket} b JOIN {state} st ON st.id = 1 CROSS JOIN LATERAL ("
-            f"SELECT s.* FROM {study} s WHERE {device_join} "
-            f"AND s.study_datetime >= GREATEST(b.starts_at, {p('since')}) AND s.study_datetime < LEAST(b.ends_at, {p('until')}) "
-            f"AND s.has_ionising_dose AND s.not_patient_reason = '' "
-            f"AND s.id <= st.max_study_id"
-            + (f" AND s.procedure_modality = {p('modality')}" if modality else "")
-            + " OFFSET 0) s "
+            f"FROM {bucket} b JOIN {state} st ON st.id = 1 {source} "
             f"WHERE {where()} AND b.ends_at > {p('since')} AND b.starts_at < {p('until')} "
             f"AND (b.dirty OR b.first_study_at IS NULL OR b.first_study_at < {p('since')} OR b.last_study_at >= {p('until')})"
         )
