@@ -157,14 +157,15 @@ def _sig(q: Quantity, sig: int | None) -> int:
     return sig if sig is not None else (ESTIMATE_SIG_FIGS if q.key == EFFECTIVE_DOSE else SIG_FIGS)
 
 
-def value(quantity: str, v: float | None, unit: str | None = None, *, sig: int | None = None, missing: str = MISSING) -> str:
+def value(quantity: str, v: float | None, unit: str | None = None, *, sig: int | None = None, missing: str = MISSING,
+          grouping: bool = True) -> str:
     """The number alone, in ``unit`` (default :func:`display_unit`); fluoroscopy time as m:ss. ``sig``: 3
     significant figures (2 for effective dose) unless given."""
     q = quantity_of(quantity)
     shown = unit or display_unit(q.key)
     if q.key == FLUORO_TIME and shown == "min:s":
         return minsec(v, missing)
-    return number(convert(v, q.unit, shown), _sig(q, sig), missing)
+    return number(convert(v, q.unit, shown), _sig(q, sig), missing, grouping)
 
 
 def with_unit(quantity: str, v: float | None, unit: str | None = None, *, sig: int | None = None,

@@ -33,3 +33,14 @@ def test_the_tag_draws_what_the_template_loop_drew():
     assert _squash(drawn) == _squash(LOOP.render(Context(ctx)))
     assert "Room &lt;1&gt; &amp; &quot;the long name of …" in drawn and "ov-bar ov-bar-above" in drawn
     assert 'href="/studies/?device=3&amp;standard=5' in drawn and drawn.count("data-overview-bar") == 2
+
+
+def test_the_box_plot_title_separates_its_numbers_by_commas_only():
+    """The box plot's title lists min, Q1, median, Q3 and max separated by commas: no thousands separator inside a
+    number; fluoroscopy time reads min:s, as everywhere."""
+    from dosereg.web.templatetags.dose import boxplot
+
+    q = {"key": "dlp_total_mgy_cm", "min": 812.0, "q1": 1020.0, "median": 1234.0, "q3": 1500.0, "max": 20400.0}
+    assert "min 812, Q1 1020, median 1234, Q3 1500, max 20400" in boxplot(q)
+    q = {"key": "fluoro_time_total_s", "min": 60.0, "q1": 125.0, "median": 725.0, "q3": 900.0, "max": 3725.0}
+    assert "min 1:00, Q1 2:05, median 12:05, Q3 15:00, max 62:05" in boxplot(q)

@@ -1,9 +1,12 @@
 """Formatting for dose values (units always shown by the template next to the value)."""
 from __future__ import annotations
 
+import unicodedata
+
 from django import template
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
+from django.utils.text import Truncator
 
 from dosereg import formatting as fmt
 from dosereg.access import roles as R
@@ -23,21 +26,21 @@ def minsec(seconds):
     return fmt.minsec(seconds)
 
 
+def _is_quantity(field: str) -> bool:
+    return field in fmt.FIELD_QUANTITY or field in fmt.QUANTITIES
+
+
 @register.filter
-def qv(value, field: str):
+def qv(value, field: str, grouping: bool = True):
     """A value of the dose quantity ``field`` (a field or quantity name) as people read it everywhere: its one unit,
     fluoroscopy time as m:ss (``{{ q.median|qv:q.key }}``); plain significant figures for anything else."""
-    if field in fmt.FIELD_QUANTITY or field in fmt.QUANTITIES:
-        return fmt.value(field, value)
-    return fmt.number(value)
+    return fmt.value(field, value, grouping=grouping) if _is_quantity(field) else fmt.number(value, grouping=grouping)
 
 
 @register.filter
 def qunit(field: str, fallback: str = ""):
     """The unit ``qv`` shows a quantity in ("min:s" for fluoroscopy time)."""
-    if field in fmt.FIELD_QUANTITY or field in fmt.QUANTITIES:
-        return fmt.display_unit(field)
-    return fallback
+    return fmt.display_unit(field) if _is_quantity(field) else fallback
 
 
 @register.filter
@@ -91,7 +94,8 @@ def boxplot(q: dict, width: int = 220, height: int = 26):
         cls = "bp-drl bp-drl-above" if c["above"] else "bp-drl"
         parts.append(f'<line x1="{x(c["drl"].value):.1f}" y1="1" x2="{x(c["drl"].value):.1f}" y2="{height - 1}" class="{cls}">'
                      f'<title>{escape(c["drl"].drl_set.name)}: {qv(c["drl"].value, key)}</title></line>')
-    title = ", ".join(f"{name} {qv(v, key)}" for name, v in zip(("min", "Q1", "median", "Q3", "max"), vals))
+    # no thousands separator: the title separates its five numbers by commas
+    title = ", ".join(f"{name} {qv(v, key, grouping=False)}" for name, v in zip(("min", "Q1", "median", "Q3", "max"), vals))
     return mark_safe(
         f'<svg class="boxplot" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="{title}"><title>{title}</title>{"".join(parts)}</svg>'
@@ -180,10 +184,6 @@ def words(value):
 
 def _chars(text: str, n: int) -> str:
     """Django's ``truncatechars:n``, without its lazy Truncator for the usual text that fits."""
-    import unicodedata
-
-    from django.utils.text import Truncator
-
     text = unicodedata.normalize("NFC", str(text))
     return text if len(text) <= n else Truncator(text).chars(n)
 
@@ -230,7 +230,6 @@ def overview_bars(chart: dict, browser_url: str):
     per standard name and quantity, a bar per room: hundreds of bars per page, the page's largest template cost)."""
     from django.template.defaultfilters import add
     from django.utils.formats import localize
-    from django.utils.text import Truncator
 
     key = chart.get("key", "")  # the quantity's field: fluoroscopy time reads min:s
     unit, left = escape(qunit(key, chart["unit"])), chart["left"]
